@@ -1,0 +1,119 @@
+// Package am is the Aggregate Manager: one HTTP server carrying the OMF
+// services as OMF 5.4 spoke them (/pxe, /inventory) and the JSON API under
+// /api/v1. Both sides resolve nodes and change boot links through the same
+// code, so they cannot disagree.
+package am
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+// Inventory is what the AM reads and writes of the database.
+type Inventory interface {
+	Nodes(ctx context.Context, domain string) ([]inventory.Node, error)
+	Node(ctx context.Context, hrn string) (inventory.Node, error)
+	LookupNode(ctx context.Context, domain, name string) (inventory.Node, error)
+	PutNode(ctx context.Context, n inventory.Node) (bool, error)
+	DeleteNode(ctx context.Context, hrn string) error
+	Testbeds(ctx context.Context) ([]store.Testbed, error)
+	Images(ctx context.Context) ([]inventory.Image, error)
+	Import(ctx context.Context, f inventory.File) error
+	Export(ctx context.Context) (inventory.File, error)
+	Events(ctx context.Context, hrn string) ([]store.Event, error)
+}
+
+// Config configures the AM.
+type Config struct {
+	Listen       string // HTTP listen address, e.g. ":5054"
+	DefaultImage string // PXE image for nodes whose inventory names none
+}
+
+// Server is the AM's HTTP server.
+type Server struct {
+	cfg   Config
+	inv   Inventory
+	links *pxelink.Manager
+	log   *slog.Logger
+	h     http.Handler
+}
+
+// maxHeaderBytes lets an oversized query reach our handlers, which answer
+// it with a 400 that names the parameter instead of a bare 431.
+const maxHeaderBytes = 16 << 20
+
+// New builds the AM's router.
+func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *Server {
+	s := &Server{cfg: cfg, inv: inv, links: links, log: log}
+	r := gin.New()
+	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
+		s.log.Error("panic in handler", "path", c.Request.URL.Path, "err", err)
+		c.String(http.StatusInternalServerError, "internal error\n")
+	}))
+	s.omfRoutes(r)
+	s.apiRoutes(r.Group("/api/v1"))
+	s.h = r
+	return s
+}
+
+// Handler returns the AM's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.h }
+
+// Start serves on cfg.Listen until ctx is done, then shuts down gracefully.
+// A listen error (port in use) is returned at once.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("am: http listen %s: %w", s.cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           s.h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	s.log.Info("AM listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("am: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("am: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("am: serve: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	level := slog.LevelDebug
+	if c.Request.Method != http.MethodGet || c.Writer.Status() >= 400 {
+		level = slog.LevelInfo
+	}
+	path := c.Request.URL.Path
+	if len(path) > 200 {
+		path = path[:200] + "..."
+	}
+	s.log.Log(c.Request.Context(), level, "http", "method", c.Request.Method, "path", path,
+		"status", c.Writer.Status(), "dur", time.Since(start), "client", c.ClientIP())
+}

@@ -1,0 +1,377 @@
+// Package pxelink points pxelinux at a node's boot image: it keeps
+// <cfg_dir>/<IP in hex> symlinks in step with the boot links recorded in the
+// database, expires them as OMF's PXE AM did, and repairs the directory
+// after a restart.
+package pxelink
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+// ErrNoImage is returned when the requested image has no file in cfg_dir.
+var ErrNoImage = errors.New("no such PXE image")
+
+// ErrInvalid is returned for a target that can never be linked (a bad image
+// name or address).
+var ErrInvalid = errors.New("invalid boot target")
+
+// Store is what the manager needs of the database.
+type Store interface {
+	SetLinks(ctx context.Context, links []store.BootLink, now time.Time, lifetime time.Duration) error
+	ClearLinks(ctx context.Context, hrns []string) error
+	Links(ctx context.Context, now time.Time) ([]store.BootLink, error)
+	ExpireLinks(ctx context.Context, now time.Time) ([]store.BootLink, error)
+}
+
+// Target is a node resolved from the inventory, and the image it should boot.
+type Target struct {
+	HRN   string
+	IP    string
+	Image string
+}
+
+// Config configures a Manager.
+type Config struct {
+	Dir      string        // absolute path of cfg_dir
+	Lifetime time.Duration // default link lifetime
+	Interval time.Duration // how often expiry runs; 1s if zero
+	Now      func() time.Time
+}
+
+// Manager owns the links in Dir. One mutex orders every change, so the
+// directory and the database change in the same order and a node ends in
+// the state of the last call.
+type Manager struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	mu    sync.Mutex
+}
+
+const tmpPrefix = ".netboot-tmp-"
+
+// hexName matches the names pxelinux asks for by IPv4 address.
+var hexName = regexp.MustCompile(`^[0-9A-F]{8}$`)
+
+// New returns a Manager for cfg.Dir, creating it if needed.
+func New(cfg Config, st Store, log *slog.Logger) (*Manager, error) {
+	if cfg.Lifetime <= 0 {
+		return nil, fmt.Errorf("pxelink: lifetime %v must be positive", cfg.Lifetime)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("pxelink: %w", err)
+	}
+	return &Manager{cfg: cfg, store: st, log: log}, nil
+}
+
+// HexName is the file name pxelinux asks for: each octet of the IPv4
+// address as two upper-case hex digits (10.18.1.2 -> 0A120102).
+func HexName(ip string) (string, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return "", fmt.Errorf("%w: %q is not an IPv4 address", ErrInvalid, ip)
+	}
+	b := a.As4()
+	return strings.ToUpper(hex.EncodeToString(b[:])), nil
+}
+
+// CheckImage verifies that image names a regular file in cfg_dir.
+func (m *Manager) CheckImage(image string) error {
+	if !inventory.ValidName(image) || image == "default" || hexName.MatchString(image) {
+		return fmt.Errorf("%w: image name %q", ErrInvalid, image)
+	}
+	fi, err := os.Lstat(filepath.Join(m.cfg.Dir, image))
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %q (no file %s in %s)", ErrNoImage, image, image, m.cfg.Dir)
+	}
+	return nil
+}
+
+// Set points every target's link at its image, all or nothing: if any
+// target is invalid or any step fails, no link changes. lifetime 0 means
+// the configured default.
+func (m *Manager) Set(ctx context.Context, targets []Target, lifetime time.Duration) ([]store.BootLink, error) {
+	if lifetime <= 0 {
+		lifetime = m.cfg.Lifetime
+	}
+	links := make([]store.BootLink, 0, len(targets))
+	checked := map[string]bool{}
+	for _, t := range targets {
+		if !checked[t.Image] {
+			if err := m.CheckImage(t.Image); err != nil {
+				return nil, err
+			}
+			checked[t.Image] = true
+		}
+		h, err := HexName(t.IP)
+		if err != nil {
+			return nil, fmt.Errorf("node %q: %w", t.HRN, err)
+		}
+		links = append(links, store.BootLink{HRN: t.HRN, ControlIP: t.IP, Hex: h, Image: t.Image})
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.cfg.Now()
+	var undo undoLog
+	for _, l := range links {
+		if err := undo.point(m.cfg.Dir, l.Hex, l.Image); err != nil {
+			undo.rollback(m.log)
+			return nil, fmt.Errorf("pxelink: set %s: %w", l.HRN, err)
+		}
+	}
+	if err := m.store.SetLinks(ctx, links, now, lifetime); err != nil {
+		undo.rollback(m.log)
+		return nil, fmt.Errorf("pxelink: %w", err)
+	}
+	for i := range links {
+		links[i].SetAt, links[i].ExpiresAt = now.UTC(), now.Add(lifetime).UTC()
+	}
+	m.log.Info("boot links set", "nodes", len(links), "lifetime", lifetime)
+	return links, nil
+}
+
+// Clear removes the targets' links at once, whatever their references.
+func (m *Manager) Clear(ctx context.Context, targets []Target) error {
+	names := map[string][]string{} // hrn -> hex names to remove
+	hrns := make([]string, 0, len(targets))
+	for _, t := range targets {
+		h, err := HexName(t.IP)
+		if err != nil {
+			return fmt.Errorf("node %q: %w", t.HRN, err)
+		}
+		names[t.HRN] = []string{h}
+		hrns = append(hrns, t.HRN)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	active, err := m.store.Links(ctx, m.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("pxelink: %w", err)
+	}
+	for _, l := range active { // the recorded name, should the IP have changed since
+		if n, ok := names[l.HRN]; ok && n[0] != l.Hex {
+			names[l.HRN] = append(n, l.Hex)
+		}
+	}
+	var undo undoLog
+	for _, hrn := range hrns {
+		for _, h := range names[hrn] {
+			if err := undo.remove(m.cfg.Dir, h); err != nil {
+				undo.rollback(m.log)
+				return fmt.Errorf("pxelink: clear %s: %w", hrn, err)
+			}
+		}
+	}
+	if err := m.store.ClearLinks(ctx, hrns); err != nil {
+		undo.rollback(m.log)
+		return fmt.Errorf("pxelink: %w", err)
+	}
+	m.log.Info("boot links cleared", "nodes", len(hrns))
+	return nil
+}
+
+// List returns every active link.
+func (m *Manager) List(ctx context.Context) ([]store.BootLink, error) {
+	return m.store.Links(ctx, m.cfg.Now())
+}
+
+// Run reconciles the directory with the database, then expires links until
+// ctx is done.
+func (m *Manager) Run(ctx context.Context) error {
+	if err := m.Reconcile(ctx); err != nil {
+		return err
+	}
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := m.expire(ctx); err != nil && ctx.Err() == nil {
+				m.log.Error("expiring boot links", "err", err)
+			}
+		}
+	}
+}
+
+func (m *Manager) expire(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.expireLocked(ctx)
+}
+
+func (m *Manager) expireLocked(ctx context.Context) error {
+	gone, err := m.store.ExpireLinks(ctx, m.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("pxelink: expire: %w", err)
+	}
+	for _, l := range gone {
+		if err := os.Remove(filepath.Join(m.cfg.Dir, l.Hex)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.log.Error("removing expired boot link", "hrn", l.HRN, "hex", l.Hex, "err", err)
+			continue
+		}
+		m.log.Info("boot link expired", "hrn", l.HRN, "hex", l.Hex, "image", l.Image)
+	}
+	return nil
+}
+
+// Reconcile makes the directory match the database, which is the truth
+// after a crash: expired links and hex-named links the database does not
+// know go, missing or wrong ones are made again, stale temporary files are
+// removed. Regular files are never touched: they are the operator's.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.expireLocked(ctx); err != nil {
+		return err
+	}
+	links, err := m.store.Links(ctx, m.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("pxelink: reconcile: %w", err)
+	}
+	want := map[string]string{}
+	for _, l := range links {
+		want[l.Hex] = "./" + l.Image
+	}
+	entries, err := os.ReadDir(m.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("pxelink: reconcile: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		isLink := e.Type()&fs.ModeSymlink != 0
+		switch {
+		case strings.HasPrefix(name, tmpPrefix):
+		case isLink && hexName.MatchString(name) && want[name] == "":
+		default:
+			continue
+		}
+		if err := os.Remove(filepath.Join(m.cfg.Dir, name)); err != nil {
+			return fmt.Errorf("pxelink: reconcile: %w", err)
+		}
+		m.log.Info("reconcile: removed stale entry", "name", name)
+	}
+	for _, l := range links {
+		path := filepath.Join(m.cfg.Dir, l.Hex)
+		if target, err := os.Readlink(path); err == nil && target == want[l.Hex] {
+			continue
+		}
+		var u undoLog
+		if err := u.point(m.cfg.Dir, l.Hex, l.Image); err != nil {
+			return fmt.Errorf("pxelink: reconcile %s: %w", l.HRN, err)
+		}
+		m.log.Info("reconcile: restored boot link", "hrn", l.HRN, "hex", l.Hex, "image", l.Image)
+	}
+	return nil
+}
+
+// DefaultConfig is the seed's pxelinux.cfg/default: boot the local disk.
+const DefaultConfig = "DEFAULT harddisk\nLABEL harddisk\n  LOCALBOOT 0\n"
+
+// EnsureDefault writes cfg_dir/default if there is none. An operator's file
+// is never overwritten.
+func (m *Manager) EnsureDefault() error {
+	path := filepath.Join(m.cfg.Dir, "default")
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pxelink: default: %w", err)
+	}
+	tmp := filepath.Join(m.cfg.Dir, tmpPrefix+"default-"+randomSuffix())
+	if err := os.WriteFile(tmp, []byte(DefaultConfig), 0o644); err != nil {
+		return fmt.Errorf("pxelink: default: %w", err)
+	}
+	// Link, not rename: it fails if an operator's file appeared meanwhile.
+	err := os.Link(tmp, path)
+	os.Remove(tmp)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("pxelink: default: %w", err)
+	}
+	return nil
+}
+
+// undoLog remembers what each change replaced, so a failed batch can put
+// the directory back as it was.
+type undoLog []func() error
+
+// point atomically makes dir/name a symlink to ./image: a reader sees the
+// old link or the new one, never none.
+func (u *undoLog) point(dir, name, image string) error {
+	path := filepath.Join(dir, name)
+	old, oldErr := os.Readlink(path)
+	tmp := filepath.Join(dir, tmpPrefix+name+"-"+randomSuffix())
+	if err := os.Symlink("./"+image, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	*u = append(*u, func() error {
+		if oldErr != nil {
+			return os.Remove(path)
+		}
+		var v undoLog
+		return v.point(dir, name, strings.TrimPrefix(old, "./"))
+	})
+	return nil
+}
+
+// remove deletes dir/name; a missing one is fine. Like OMF, it removes
+// whatever holds a node's name, but only a symlink can be put back.
+func (u *undoLog) remove(dir, name string) error {
+	path := filepath.Join(dir, name)
+	old, linkErr := os.Readlink(path)
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if linkErr == nil {
+		*u = append(*u, func() error {
+			var v undoLog
+			return v.point(dir, name, strings.TrimPrefix(old, "./"))
+		})
+	}
+	return nil
+}
+
+func (u undoLog) rollback(log *slog.Logger) {
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](); err != nil {
+			log.Error("rolling back boot link change", "err", err)
+		}
+	}
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

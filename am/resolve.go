@@ -1,0 +1,107 @@
+package am
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+// httpError is an error that knows its HTTP status.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to the status that tells the caller what to fix.
+func statusOf(err error) int {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he.status
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, pxelink.ErrNoImage):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrAmbiguous), errors.Is(err, pxelink.ErrInvalid), errors.Is(err, inventory.ErrInvalid):
+		return http.StatusBadRequest
+	}
+	var ie *inventory.Error
+	if errors.As(err, &ie) {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// checkName refuses names that can never be a node, image or domain, before
+// anything is looked up.
+func checkName(param, v string) error {
+	if !inventory.ValidName(v) {
+		return badRequest("%s: %q is not a valid name", param, truncate(v))
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// resolve looks up every named node (hrn or hostname, in domain unless it
+// is "") and picks its image: image if given, else the inventory's, else the
+// default. Every unknown node is named in one error.
+func (s *Server) resolve(ctx context.Context, domain string, names []string, image string) ([]inventory.Node, []pxelink.Target, error) {
+	if image != "" {
+		if err := checkName("image", image); err != nil {
+			return nil, nil, err
+		}
+	}
+	var nodes []inventory.Node
+	var targets []pxelink.Target
+	var missing []string
+	seen := map[string]bool{}
+	for _, name := range names {
+		n, err := s.inv.LookupNode(ctx, domain, name)
+		if errors.Is(err, store.ErrNotFound) {
+			missing = append(missing, name)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if seen[n.HRN] {
+			continue
+		}
+		seen[n.HRN] = true
+		img := image
+		if img == "" {
+			img = n.PXEImage
+		}
+		if img == "" {
+			img = s.cfg.DefaultImage
+		}
+		nodes = append(nodes, n)
+		targets = append(targets, pxelink.Target{HRN: n.HRN, IP: n.ControlIP, Image: img})
+	}
+	if len(missing) > 0 {
+		where := ""
+		if domain != "" {
+			where = fmt.Sprintf(" in domain %q", domain)
+		}
+		return nil, nil, fmt.Errorf("unknown node(s)%s: %s: %w", where, strings.Join(missing, ", "), store.ErrNotFound)
+	}
+	return nodes, targets, nil
+}

@@ -1,0 +1,282 @@
+// Command nbctl is the netboot appliance's client and admin CLI.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/amclient"
+)
+
+const usage = `usage: nbctl [--server URL] COMMAND [ARGS]
+
+  inventory import FILE        import a YAML inventory (all or nothing)
+  inventory export             print the inventory as YAML
+  nodes [--domain D] [--json]  list nodes
+  nodes show HRN               show one node
+  nodes events HRN             show a node's boot timeline
+  testbeds                     list testbeds
+  images                       list PXE images
+  boot set [--image I] [--lifetime 300s] NODE...
+                               point nodes' PXE links at an image
+  boot clear NODE...           remove nodes' PXE links
+  boot list [--json]           list active PXE links
+
+--server defaults to $NBCTL_SERVER, else http://localhost:5054.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "nbctl:", err)
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	c   *amclient.Client
+	out io.Writer
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	server := os.Getenv("NBCTL_SERVER")
+	if server == "" {
+		server = "http://localhost:5054"
+	}
+	top := flag.NewFlagSet("nbctl", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	top.Usage = func() { fmt.Fprint(stderr, usage) }
+	top.StringVar(&server, "server", server, "appliance URL")
+	if err := top.Parse(args); err != nil {
+		return err
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	k := &cli{c: amclient.New(server), out: stdout}
+	cmd, rest := args[0], args[1:]
+	sub := ""
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		sub = rest[0]
+	}
+	switch {
+	case cmd == "inventory" && sub == "import":
+		return k.inventoryImport(ctx, rest[1:])
+	case cmd == "inventory" && sub == "export":
+		return k.inventoryExport(ctx)
+	case cmd == "nodes" && sub == "show":
+		return k.nodeShow(ctx, rest[1:])
+	case cmd == "nodes" && sub == "events":
+		return k.nodeEvents(ctx, rest[1:])
+	case cmd == "nodes" && (sub == "" || sub == "list"):
+		if sub == "list" {
+			rest = rest[1:]
+		}
+		return k.nodes(ctx, rest)
+	case cmd == "testbeds":
+		return k.testbeds(ctx)
+	case cmd == "images":
+		return k.images(ctx)
+	case cmd == "boot" && sub == "set":
+		return k.bootSet(ctx, rest[1:])
+	case cmd == "boot" && sub == "clear":
+		return k.bootClear(ctx, rest[1:])
+	case cmd == "boot" && sub == "list":
+		return k.bootList(ctx, rest[1:])
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
+}
+
+func (k *cli) table(header string, rows [][]string) {
+	w := tabwriter.NewWriter(k.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, r := range rows {
+		fmt.Fprintln(w, strings.Join(r, "\t"))
+	}
+	w.Flush()
+}
+
+func (k *cli) printJSON(v any) error {
+	enc := json.NewEncoder(k.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (k *cli) inventoryImport(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: nbctl inventory import FILE")
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	if err := k.c.ImportInventory(ctx, data); err != nil {
+		return err
+	}
+	fmt.Fprintf(k.out, "imported %s\n", args[0])
+	return nil
+}
+
+func (k *cli) inventoryExport(ctx context.Context) error {
+	data, err := k.c.ExportInventory(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = k.out.Write(data)
+	return err
+}
+
+func (k *cli) nodes(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
+	domain := fs.String("domain", "", "only this testbed")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	nodes, err := k.c.Nodes(ctx, *domain)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return k.printJSON(nodes)
+	}
+	var rows [][]string
+	for _, n := range nodes {
+		rows = append(rows, []string{n.HRN, n.Domain, n.Hostname, n.ControlIP, n.ControlMAC, fmt.Sprintf("%d,%d", n.X, n.Y), n.Disk, n.PXEImage})
+	}
+	k.table("HRN\tDOMAIN\tHOSTNAME\tCONTROL_IP\tCONTROL_MAC\tX,Y\tDISK\tPXE_IMAGE", rows)
+	return nil
+}
+
+func (k *cli) nodeShow(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: nbctl nodes show HRN")
+	}
+	n, err := k.c.Node(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	return k.printJSON(n)
+}
+
+func (k *cli) nodeEvents(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: nbctl nodes events HRN")
+	}
+	evs, err := k.c.Events(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, e := range evs {
+		rows = append(rows, []string{e.At.Local().Format("15:04:05.000"), e.Source, e.What, e.Detail})
+	}
+	k.table("TIME\tSOURCE\tWHAT\tDETAIL", rows)
+	return nil
+}
+
+func (k *cli) testbeds(ctx context.Context) error {
+	tbs, err := k.c.Testbeds(ctx)
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, t := range tbs {
+		rows = append(rows, []string{t.Domain, fmt.Sprint(t.Nodes)})
+	}
+	k.table("DOMAIN\tNODES", rows)
+	return nil
+}
+
+func (k *cli) images(ctx context.Context) error {
+	imgs, err := k.c.Images(ctx)
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, i := range imgs {
+		rows = append(rows, []string{i.Name, i.Description})
+	}
+	k.table("NAME\tDESCRIPTION", rows)
+	return nil
+}
+
+func (k *cli) bootSet(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("boot set", flag.ContinueOnError)
+	image := fs.String("image", "", "PXE image (default: the inventory's)")
+	lifetime := fs.Duration("lifetime", 0, "link lifetime (default: the appliance's)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("usage: nbctl boot set [--image I] [--lifetime D] NODE...")
+	}
+	var failed int
+	for _, hrn := range fs.Args() {
+		l, err := k.c.SetBoot(ctx, hrn, *image, *lifetime)
+		if err != nil {
+			fmt.Fprintf(k.out, "%s: %v\n", hrn, err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(k.out, "%s: %s -> %s until %s\n", l.HRN, l.Hex, l.Image, l.ExpiresAt.Local().Format(time.TimeOnly))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d node(s) failed", failed, fs.NArg())
+	}
+	return nil
+}
+
+func (k *cli) bootClear(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: nbctl boot clear NODE...")
+	}
+	var failed int
+	for _, hrn := range args {
+		if err := k.c.ClearBoot(ctx, hrn); err != nil {
+			fmt.Fprintf(k.out, "%s: %v\n", hrn, err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(k.out, "%s: cleared\n", hrn)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d node(s) failed", failed, len(args))
+	}
+	return nil
+}
+
+func (k *cli) bootList(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("boot list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	links, err := k.c.Boot(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return k.printJSON(links)
+	}
+	var rows [][]string
+	for _, l := range links {
+		rows = append(rows, []string{l.HRN, l.ControlIP, l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)})
+	}
+	k.table("NODE\tIP\tHEX\tIMAGE\tSET_AT\tEXPIRES_AT\tREFS", rows)
+	return nil
+}

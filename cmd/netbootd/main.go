@@ -1,0 +1,135 @@
+// Command netbootd is the testbed netboot appliance: the Aggregate Manager
+// (OMF /pxe and /inventory, JSON API), and later the TFTP and DHCP servers,
+// in one process sharing one database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orbit-lab/netboot/am"
+	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/internal/config"
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "netbootd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fset := flag.NewFlagSet("netbootd", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	cfgPath := fset.String("config", "", "YAML configuration file (default: built-in defaults)")
+	logFormat := fset.String("log-format", "text", "log format: text or json")
+	logLevel := fset.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fset.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if _, err := os.ReadDir(cfg.TFTPRoot); err != nil {
+		return fmt.Errorf("tftp_root: %w", err)
+	}
+
+	st, err := store.Open(ctx, cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := seedInventory(ctx, st, cfg.Inventory.Seed, log); err != nil {
+		return err
+	}
+
+	cfgDir := cfg.PXE.CfgDir
+	if !filepath.IsAbs(cfgDir) {
+		cfgDir = filepath.Join(cfg.TFTPRoot, cfgDir)
+	}
+	links, err := pxelink.New(pxelink.Config{Dir: cfgDir, Lifetime: cfg.PXE.LinkLifetime}, st, log.With("svc", "pxe"))
+	if err != nil {
+		return err
+	}
+	if err := links.EnsureDefault(); err != nil {
+		return err
+	}
+	gin.SetMode(gin.ReleaseMode)
+	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage}, st, links, log.With("svc", "am"))
+
+	log.Info("netbootd starting", "state_dir", cfg.StateDir, "tftp_root", cfg.TFTPRoot, "cfg_dir", cfgDir)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return links.Run(gctx) })
+	g.Go(func() error { return amSrv.Start(gctx) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("netbootd stopped")
+	return nil
+}
+
+// seedInventory imports the seed file into an empty database. A missing
+// seed is normal (an operator may import later); a broken one is fatal.
+func seedInventory(ctx context.Context, st *store.Store, path string, log *slog.Logger) error {
+	if path == "" {
+		return nil
+	}
+	n, err := st.NodeCount(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("inventory is empty and there is no seed file", "seed", path)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inventory seed: %w", err)
+	}
+	f, err := inventory.ParseFile(data)
+	if err == nil {
+		err = st.Import(ctx, f)
+	}
+	if err != nil {
+		return fmt.Errorf("inventory seed %s: %w", path, err)
+	}
+	log.Info("inventory seeded", "seed", path)
+	return nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,182 @@
+// Package amclient is a Go client of the AM's JSON API, used by nbctl and
+// by tests that drive a running netbootd.
+package amclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+// Client talks to one appliance.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a client of the AM at base (e.g. http://localhost:5054).
+func New(base string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Error is a non-2xx answer, with the server's message.
+type Error struct {
+	Status   int
+	Message  string
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+	if len(e.Problems) > 0 {
+		msg += ":\n  " + strings.Join(e.Problems, "\n  ")
+	}
+	return msg
+}
+
+func (c *Client) do(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("amclient: %w", err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("amclient: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("amclient: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error    string   `json:"error"`
+			Problems []string `json:"problems"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
+	}
+	switch o := out.(type) {
+	case nil:
+	case *[]byte:
+		*o = data
+	default:
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("amclient: %s %s: decode: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, "", nil, out)
+}
+
+func (c *Client) sendJSON(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("amclient: %w", err)
+		}
+		body = bytes.NewReader(data)
+	}
+	return c.do(ctx, method, path, "application/json", body, out)
+}
+
+func nodePath(hrn string) string { return "/api/v1/nodes/" + url.PathEscape(hrn) }
+
+// Nodes lists nodes, of one testbed unless domain is "".
+func (c *Client) Nodes(ctx context.Context, domain string) ([]inventory.Node, error) {
+	var out []inventory.Node
+	path := "/api/v1/nodes"
+	if domain != "" {
+		path += "?domain=" + url.QueryEscape(domain)
+	}
+	return out, c.getJSON(ctx, path, &out)
+}
+
+// Node returns one node.
+func (c *Client) Node(ctx context.Context, hrn string) (inventory.Node, error) {
+	var out inventory.Node
+	return out, c.getJSON(ctx, nodePath(hrn), &out)
+}
+
+// PutNode adds or replaces a node.
+func (c *Client) PutNode(ctx context.Context, n inventory.Node) (inventory.Node, error) {
+	var out inventory.Node
+	return out, c.sendJSON(ctx, http.MethodPut, nodePath(n.HRN), n, &out)
+}
+
+// DeleteNode removes a node.
+func (c *Client) DeleteNode(ctx context.Context, hrn string) error {
+	return c.sendJSON(ctx, http.MethodDelete, nodePath(hrn), nil, nil)
+}
+
+// Events returns a node's timeline, oldest first.
+func (c *Client) Events(ctx context.Context, hrn string) ([]store.Event, error) {
+	var out []store.Event
+	return out, c.getJSON(ctx, nodePath(hrn)+"/events", &out)
+}
+
+// Testbeds lists the testbeds.
+func (c *Client) Testbeds(ctx context.Context) ([]store.Testbed, error) {
+	var out []store.Testbed
+	return out, c.getJSON(ctx, "/api/v1/testbeds", &out)
+}
+
+// Images lists the PXE images.
+func (c *Client) Images(ctx context.Context) ([]inventory.Image, error) {
+	var out []inventory.Image
+	return out, c.getJSON(ctx, "/api/v1/images", &out)
+}
+
+// SetBoot points a node at a PXE image ("" for its inventory image) for
+// lifetime (0 for the appliance's default).
+func (c *Client) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
+	req := map[string]string{}
+	if image != "" {
+		req["image"] = image
+	}
+	if lifetime > 0 {
+		req["lifetime"] = lifetime.String()
+	}
+	var out store.BootLink
+	return out, c.sendJSON(ctx, http.MethodPut, nodePath(hrn)+"/boot", req, &out)
+}
+
+// ClearBoot removes a node's boot link.
+func (c *Client) ClearBoot(ctx context.Context, hrn string) error {
+	return c.sendJSON(ctx, http.MethodDelete, nodePath(hrn)+"/boot", nil, nil)
+}
+
+// Boot lists the active boot links.
+func (c *Client) Boot(ctx context.Context) ([]store.BootLink, error) {
+	var out []store.BootLink
+	return out, c.getJSON(ctx, "/api/v1/boot", &out)
+}
+
+// ImportInventory sends a YAML inventory document.
+func (c *Client) ImportInventory(ctx context.Context, yamlDoc []byte) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/inventory", "application/yaml", bytes.NewReader(yamlDoc), nil)
+}
+
+// ExportInventory returns the inventory as a YAML document.
+func (c *Client) ExportInventory(ctx context.Context) ([]byte, error) {
+	var out []byte
+	return out, c.do(ctx, http.MethodGet, "/api/v1/inventory", "", nil, &out)
+}

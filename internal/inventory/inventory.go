@@ -1,0 +1,203 @@
+// Package inventory defines the testbed inventory as OMF modelled it
+// (testbeds, nodes, PXE images) and the YAML document used to seed, import
+// and export it. It checks a document as a whole so that an operator sees
+// every bad entry at once.
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// File is the seed/import/export document.
+type File struct {
+	Images   []Image   `yaml:"images" json:"images"`
+	Testbeds []Testbed `yaml:"testbeds" json:"testbeds"`
+}
+
+// Image is a PXE image: a pxelinux configuration in cfg_dir.
+type Image struct {
+	Name        string `yaml:"name" json:"name"`
+	Description string `yaml:"description,omitempty" json:"description"`
+}
+
+// Testbed is one OMF domain (sb8, grid, ...) and its nodes.
+type Testbed struct {
+	Domain string `yaml:"domain" json:"domain"`
+	Nodes  []Node `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+}
+
+// Node is one testbed node. Domain is implied by its testbed in a File and
+// filled in by the store.
+type Node struct {
+	HRN        string `yaml:"hrn" json:"hrn"`
+	Domain     string `yaml:"-" json:"domain"`
+	Hostname   string `yaml:"hostname,omitempty" json:"hostname"`
+	ControlIP  string `yaml:"control_ip" json:"control_ip"`
+	ControlMAC string `yaml:"control_mac" json:"control_mac"`
+	CmcIP      string `yaml:"cmc_ip,omitempty" json:"cmc_ip,omitempty"`
+	X          int    `yaml:"x" json:"x"`
+	Y          int    `yaml:"y" json:"y"`
+	Z          int    `yaml:"z,omitempty" json:"z"`
+	Disk       string `yaml:"disk,omitempty" json:"disk"`
+	PXEImage   string `yaml:"pxe_image,omitempty" json:"pxe_image,omitempty"`
+}
+
+// ErrInvalid marks an entry that is malformed in itself.
+var ErrInvalid = errors.New("invalid inventory entry")
+
+// DefaultDisk is the disk OMF assumed when the inventory names none.
+const DefaultDisk = "/dev/sda"
+
+// nameRE bounds what may become a file name or a URL path segment: hrns,
+// domains and image names never contain '/', NUL or spaces.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}$`)
+
+// ValidName reports whether s is acceptable as an hrn, domain, hostname or
+// image name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ParseFile decodes a document strictly: an unknown key is an error that
+// names it and its line.
+func ParseFile(data []byte) (File, error) {
+	var f File
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return File{}, nil
+		}
+		return File{}, fmt.Errorf("inventory: %w", err)
+	}
+	return f, nil
+}
+
+// Normalize checks one node and returns it in canonical form (MAC in
+// lower-case colon form, disk defaulted). Domain must already be set.
+func Normalize(n Node) (Node, error) {
+	var errs []error
+	if !ValidName(n.HRN) {
+		errs = append(errs, fmt.Errorf("hrn %q is not a valid name", n.HRN))
+	}
+	if !ValidName(n.Domain) {
+		errs = append(errs, fmt.Errorf("domain %q is not a valid name", n.Domain))
+	}
+	if n.Hostname != "" && !ValidName(n.Hostname) {
+		errs = append(errs, fmt.Errorf("hostname %q is not a valid name", n.Hostname))
+	}
+	ip, err := netip.ParseAddr(n.ControlIP)
+	if err != nil || !ip.Is4() {
+		errs = append(errs, fmt.Errorf("control_ip %q is not an IPv4 address", n.ControlIP))
+	} else {
+		n.ControlIP = ip.String()
+	}
+	mac, err := net.ParseMAC(n.ControlMAC)
+	if err != nil || len(mac) != 6 {
+		errs = append(errs, fmt.Errorf("control_mac %q is not an Ethernet MAC address", n.ControlMAC))
+	} else {
+		n.ControlMAC = mac.String()
+	}
+	if n.CmcIP != "" {
+		if ip, err := netip.ParseAddr(n.CmcIP); err != nil || !ip.Is4() {
+			errs = append(errs, fmt.Errorf("cmc_ip %q is not an IPv4 address", n.CmcIP))
+		} else {
+			n.CmcIP = ip.String()
+		}
+	}
+	if n.PXEImage != "" && !ValidName(n.PXEImage) {
+		errs = append(errs, fmt.Errorf("pxe_image %q is not a valid name", n.PXEImage))
+	}
+	if n.Disk == "" {
+		n.Disk = DefaultDisk
+	} else if !strings.HasPrefix(n.Disk, "/dev/") || strings.ContainsAny(n.Disk, "\x00 ") {
+		errs = append(errs, fmt.Errorf("disk %q is not a /dev path", n.Disk))
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return Node{}, fmt.Errorf("%w: node %q: %s", ErrInvalid, n.HRN, strings.Join(msgs, "; "))
+	}
+	return n, nil
+}
+
+// Normalize checks the whole document and returns it in canonical form, or
+// an error naming every offending entry: malformed fields and duplicate
+// hrns, IPs and MACs anywhere in the file.
+func (f File) Normalize() (File, error) {
+	var errs []error
+	out := File{}
+	images := map[string]bool{}
+	for i, img := range f.Images {
+		switch {
+		case !ValidName(img.Name):
+			errs = append(errs, fmt.Errorf("images[%d]: name %q is not a valid name", i, img.Name))
+		case images[img.Name]:
+			errs = append(errs, fmt.Errorf("images[%d]: duplicate image %q", i, img.Name))
+		}
+		images[img.Name] = true
+		out.Images = append(out.Images, img)
+	}
+	domains := map[string]bool{}
+	seen := map[string]map[string]string{"hrn": {}, "control_ip": {}, "control_mac": {}}
+	for ti, tb := range f.Testbeds {
+		switch {
+		case !ValidName(tb.Domain):
+			errs = append(errs, fmt.Errorf("testbeds[%d]: domain %q is not a valid name", ti, tb.Domain))
+		case domains[tb.Domain]:
+			errs = append(errs, fmt.Errorf("testbeds[%d]: duplicate domain %q", ti, tb.Domain))
+		}
+		domains[tb.Domain] = true
+		ntb := Testbed{Domain: tb.Domain}
+		for ni, n := range tb.Nodes {
+			where := fmt.Sprintf("testbeds[%d] (%s) nodes[%d]", ti, tb.Domain, ni)
+			n.Domain = tb.Domain
+			nn, err := Normalize(n)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				continue
+			}
+			for _, k := range []struct{ key, val string }{{"hrn", nn.HRN}, {"control_ip", nn.ControlIP}, {"control_mac", nn.ControlMAC}} {
+				if first, dup := seen[k.key][k.val]; dup {
+					errs = append(errs, fmt.Errorf("%s: node %q: duplicate %s %s (already used by %s)", where, nn.HRN, k.key, k.val, first))
+				} else {
+					seen[k.key][k.val] = fmt.Sprintf("node %q", nn.HRN)
+				}
+			}
+			ntb.Nodes = append(ntb.Nodes, nn)
+		}
+		out.Testbeds = append(out.Testbeds, ntb)
+	}
+	if len(errs) > 0 {
+		return File{}, &Error{Problems: errs}
+	}
+	return out, nil
+}
+
+// Error lists every problem found in a document.
+type Error struct{ Problems []error }
+
+func (e *Error) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return fmt.Sprintf("inventory rejected, %d problem(s):\n  %s", len(msgs), strings.Join(msgs, "\n  "))
+}
+
+// Marshal writes the document in the seed format.
+func (f File) Marshal() ([]byte, error) {
+	out, err := yaml.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: encode: %w", err)
+	}
+	return out, nil
+}

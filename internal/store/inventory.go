@@ -1,0 +1,351 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+)
+
+// ErrAmbiguous is returned when a name matches nodes in several testbeds.
+var ErrAmbiguous = errors.New("ambiguous")
+
+const nodeColumns = `n.hrn, t.domain, n.hostname, n.control_ip, n.control_mac, n.cmc_ip, n.x, n.y, n.z, n.disk, n.pxe_image`
+const nodeFrom = ` FROM nodes n JOIN testbeds t ON t.id = n.testbed_id `
+
+type scanner interface{ Scan(...any) error }
+
+func scanNode(r scanner) (inventory.Node, error) {
+	var n inventory.Node
+	err := r.Scan(&n.HRN, &n.Domain, &n.Hostname, &n.ControlIP, &n.ControlMAC, &n.CmcIP, &n.X, &n.Y, &n.Z, &n.Disk, &n.PXEImage)
+	return n, err
+}
+
+func (s *Store) queryNodes(ctx context.Context, where string, args ...any) ([]inventory.Node, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+nodeFrom+where+` ORDER BY t.domain, n.hrn`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []inventory.Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: nodes: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) oneNode(ctx context.Context, what, where string, args ...any) (inventory.Node, error) {
+	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return inventory.Node{}, fmt.Errorf("node %s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		return inventory.Node{}, fmt.Errorf("store: node %s: %w", what, err)
+	}
+	return n, nil
+}
+
+// Nodes lists the nodes of one testbed, or of all when domain is "".
+func (s *Store) Nodes(ctx context.Context, domain string) ([]inventory.Node, error) {
+	if domain == "" {
+		return s.queryNodes(ctx, "")
+	}
+	return s.queryNodes(ctx, `WHERE t.domain = ?`, domain)
+}
+
+// NodeCount counts all nodes.
+func (s *Store) NodeCount(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count nodes: %w", err)
+	}
+	return n, nil
+}
+
+// Node returns the node with this hrn.
+func (s *Store) Node(ctx context.Context, hrn string) (inventory.Node, error) {
+	return s.oneNode(ctx, fmt.Sprintf("%q", hrn), `WHERE n.hrn = ?`, hrn)
+}
+
+// NodeByIP returns the node whose control IP is ip.
+func (s *Store) NodeByIP(ctx context.Context, ip string) (inventory.Node, error) {
+	return s.oneNode(ctx, "with control IP "+ip, `WHERE n.control_ip = ?`, ip)
+}
+
+// NodeByMAC returns the node whose control MAC is mac (lower-case, colons).
+func (s *Store) NodeByMAC(ctx context.Context, mac string) (inventory.Node, error) {
+	return s.oneNode(ctx, "with control MAC "+mac, `WHERE n.control_mac = ?`, mac)
+}
+
+// LookupNode finds a node by hrn or by hostname, within domain unless domain
+// is "". A hostname shared by nodes of several testbeds is ErrAmbiguous.
+func (s *Store) LookupNode(ctx context.Context, domain, name string) (inventory.Node, error) {
+	where, args := `WHERE (n.hrn = ? OR n.hostname = ?)`, []any{name, name}
+	if domain != "" {
+		where += ` AND t.domain = ?`
+		args = append(args, domain)
+	}
+	nodes, err := s.queryNodes(ctx, where, args...)
+	if err != nil {
+		return inventory.Node{}, err
+	}
+	for _, n := range nodes { // an exact hrn wins over a hostname
+		if n.HRN == name {
+			return n, nil
+		}
+	}
+	switch len(nodes) {
+	case 0:
+		if domain != "" {
+			return inventory.Node{}, fmt.Errorf("node %q in domain %q: %w", name, domain, ErrNotFound)
+		}
+		return inventory.Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
+	case 1:
+		return nodes[0], nil
+	default:
+		return inventory.Node{}, fmt.Errorf("node %q: hostname of %d nodes, name the hrn or the domain: %w", name, len(nodes), ErrAmbiguous)
+	}
+}
+
+// Testbed is one domain and how many nodes it has.
+type Testbed struct {
+	Domain string `json:"domain"`
+	Nodes  int    `json:"nodes"`
+}
+
+// Testbeds lists every testbed.
+func (s *Store) Testbeds(ctx context.Context) ([]Testbed, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT t.domain, count(n.hrn) FROM testbeds t LEFT JOIN nodes n ON n.testbed_id = t.id GROUP BY t.id ORDER BY t.domain`)
+	if err != nil {
+		return nil, fmt.Errorf("store: testbeds: %w", err)
+	}
+	defer rows.Close()
+	var out []Testbed
+	for rows.Next() {
+		var t Testbed
+		if err := rows.Scan(&t.Domain, &t.Nodes); err != nil {
+			return nil, fmt.Errorf("store: testbeds: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Images lists the PXE images known to the inventory.
+func (s *Store) Images(ctx context.Context) ([]inventory.Image, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, description FROM images ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: images: %w", err)
+	}
+	defer rows.Close()
+	var out []inventory.Image
+	for rows.Next() {
+		var i inventory.Image
+		if err := rows.Scan(&i.Name, &i.Description); err != nil {
+			return nil, fmt.Errorf("store: images: %w", err)
+		}
+		out = append(out, i)
+	}
+	return out, rows.Err()
+}
+
+// PutImage adds or updates a PXE image.
+func (s *Store) PutImage(ctx context.Context, img inventory.Image) error {
+	if !inventory.ValidName(img.Name) {
+		return fmt.Errorf("%w: image name %q", inventory.ErrInvalid, img.Name)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO images(name, description) VALUES (?, ?)
+		ON CONFLICT(name) DO UPDATE SET description = excluded.description`, img.Name, img.Description)
+	if err != nil {
+		return fmt.Errorf("store: put image %q: %w", img.Name, err)
+	}
+	return nil
+}
+
+// Import merges a document into the inventory in one transaction: nodes are
+// added or replaced by hrn. Any malformed entry, or a control IP or MAC that
+// would be shared by two nodes afterwards, rejects the whole document with
+// every offending entry named.
+func (s *Store) Import(ctx context.Context, f inventory.File) error {
+	f, err := f.Normalize()
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		incoming := map[string]bool{}
+		for _, tb := range f.Testbeds {
+			for _, n := range tb.Nodes {
+				incoming[n.HRN] = true
+			}
+		}
+		if err := checkAgainstKept(ctx, tx, f, incoming); err != nil {
+			return err
+		}
+		for _, img := range f.Images {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO images(name, description) VALUES (?, ?)
+				ON CONFLICT(name) DO UPDATE SET description = excluded.description`, img.Name, img.Description); err != nil {
+				return fmt.Errorf("store: import image %q: %w", img.Name, err)
+			}
+		}
+		// Replaced nodes go first, so that two nodes swapping addresses never
+		// collide halfway through.
+		for hrn := range incoming {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE hrn = ?`, hrn); err != nil {
+				return fmt.Errorf("store: import: %w", err)
+			}
+		}
+		for _, tb := range f.Testbeds {
+			id, err := testbedID(ctx, tx, tb.Domain)
+			if err != nil {
+				return err
+			}
+			for _, n := range tb.Nodes {
+				if err := insertNode(ctx, tx, id, n); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// checkAgainstKept finds the file's nodes whose IP or MAC is held by a node
+// already in the database that the file does not replace.
+func checkAgainstKept(ctx context.Context, tx *sql.Tx, f inventory.File, incoming map[string]bool) error {
+	rows, err := tx.QueryContext(ctx, `SELECT hrn, control_ip, control_mac FROM nodes`)
+	if err != nil {
+		return fmt.Errorf("store: import: %w", err)
+	}
+	kept := map[string]string{} // ip or mac -> hrn
+	for rows.Next() {
+		var hrn, ip, mac string
+		if err := rows.Scan(&hrn, &ip, &mac); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: import: %w", err)
+		}
+		if !incoming[hrn] {
+			kept["control_ip "+ip] = hrn
+			kept["control_mac "+mac] = hrn
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: import: %w", err)
+	}
+	var problems []error
+	for _, tb := range f.Testbeds {
+		for _, n := range tb.Nodes {
+			for _, key := range []string{"control_ip " + n.ControlIP, "control_mac " + n.ControlMAC} {
+				if other, ok := kept[key]; ok {
+					problems = append(problems, fmt.Errorf("testbed %s: node %q: duplicate %s (already used by node %q in the inventory)", tb.Domain, n.HRN, key, other))
+				}
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return &inventory.Error{Problems: problems}
+	}
+	return nil
+}
+
+func testbedID(ctx context.Context, tx *sql.Tx, domain string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO testbeds(domain) VALUES (?)
+		ON CONFLICT(domain) DO UPDATE SET domain = excluded.domain RETURNING id`, domain).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("store: testbed %q: %w", domain, err)
+	}
+	return id, nil
+}
+
+func insertNode(ctx context.Context, tx *sql.Tx, testbed int64, n inventory.Node) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO nodes(hrn, testbed_id, hostname, control_ip, control_mac, cmc_ip, x, y, z, disk, pxe_image)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.HRN, testbed, n.Hostname, n.ControlIP, n.ControlMAC, n.CmcIP, n.X, n.Y, n.Z, n.Disk, n.PXEImage)
+	if err != nil {
+		return fmt.Errorf("store: node %q: %w", n.HRN, err)
+	}
+	return nil
+}
+
+// Export returns the whole inventory as a document that Import accepts.
+func (s *Store) Export(ctx context.Context) (inventory.File, error) {
+	var f inventory.File
+	imgs, err := s.Images(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.Images = imgs
+	tbs, err := s.Testbeds(ctx)
+	if err != nil {
+		return f, err
+	}
+	nodes, err := s.Nodes(ctx, "")
+	if err != nil {
+		return f, err
+	}
+	byDomain := map[string][]inventory.Node{}
+	for _, n := range nodes {
+		byDomain[n.Domain] = append(byDomain[n.Domain], n)
+	}
+	for _, tb := range tbs {
+		f.Testbeds = append(f.Testbeds, inventory.Testbed{Domain: tb.Domain, Nodes: byDomain[tb.Domain]})
+	}
+	return f, nil
+}
+
+// PutNode adds or replaces one node (its testbed is created if new). It
+// reports whether the node is new. An IP or MAC held by another node is
+// ErrConflict.
+func (s *Store) PutNode(ctx context.Context, n inventory.Node) (created bool, err error) {
+	n, err = inventory.Normalize(n)
+	if err != nil {
+		return false, err
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var other string
+		err := tx.QueryRowContext(ctx, `SELECT hrn FROM nodes WHERE hrn <> ? AND (control_ip = ? OR control_mac = ?)`,
+			n.HRN, n.ControlIP, n.ControlMAC).Scan(&other)
+		switch {
+		case err == nil:
+			return fmt.Errorf("node %q: control IP %s or MAC %s already used by node %q: %w", n.HRN, n.ControlIP, n.ControlMAC, other, ErrConflict)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("store: put node: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE hrn = ?`, n.HRN)
+		if err != nil {
+			return fmt.Errorf("store: put node: %w", err)
+		}
+		replaced, _ := res.RowsAffected()
+		created = replaced == 0
+		id, err := testbedID(ctx, tx, n.Domain)
+		if err != nil {
+			return err
+		}
+		return insertNode(ctx, tx, id, n)
+	})
+	return created, err
+}
+
+// DeleteNode removes a node and its timeline.
+func (s *Store) DeleteNode(ctx context.Context, hrn string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE hrn = ?`, hrn)
+		if err != nil {
+			return fmt.Errorf("store: delete node: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("node %q: %w", hrn, ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE hrn = ?`, hrn); err != nil {
+			return fmt.Errorf("store: delete node: %w", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,157 @@
+// Package store is netbootd's one database: the inventory, boot links, and
+// node timelines, in SQLite (modernc.org/sqlite, no cgo). Services share
+// state only through it; each declares the few methods it needs.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned when the named row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a write would break a uniqueness rule.
+var ErrConflict = errors.New("conflict")
+
+// Store is an open database.
+type Store struct {
+	db *sql.DB
+}
+
+// migrations are applied in order; the index+1 is the schema version. Never
+// edit a released step: add a new one.
+var migrations = []string{
+	// 1: the OMF inventory model, boot links with their references, timelines.
+	`CREATE TABLE testbeds (
+		id     INTEGER PRIMARY KEY,
+		domain TEXT NOT NULL UNIQUE
+	);
+	CREATE TABLE images (
+		name        TEXT PRIMARY KEY,
+		description TEXT NOT NULL DEFAULT ''
+	);
+	CREATE TABLE nodes (
+		hrn         TEXT PRIMARY KEY,
+		testbed_id  INTEGER NOT NULL REFERENCES testbeds(id),
+		hostname    TEXT NOT NULL DEFAULT '',
+		control_ip  TEXT NOT NULL UNIQUE,
+		control_mac TEXT NOT NULL UNIQUE,
+		cmc_ip      TEXT NOT NULL DEFAULT '',
+		x           INTEGER NOT NULL DEFAULT 0,
+		y           INTEGER NOT NULL DEFAULT 0,
+		z           INTEGER NOT NULL DEFAULT 0,
+		disk        TEXT NOT NULL DEFAULT '/dev/sda',
+		pxe_image   TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX nodes_hostname ON nodes(hostname);
+	CREATE TABLE boot_links (
+		hrn        TEXT PRIMARY KEY,
+		control_ip TEXT NOT NULL,
+		hex        TEXT NOT NULL UNIQUE,
+		image      TEXT NOT NULL,
+		set_at     INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE boot_link_refs (
+		id         INTEGER PRIMARY KEY,
+		hrn        TEXT NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE INDEX boot_link_refs_expiry ON boot_link_refs(expires_at);
+	CREATE INDEX boot_link_refs_hrn ON boot_link_refs(hrn);
+	CREATE TABLE events (
+		id     INTEGER PRIMARY KEY,
+		hrn    TEXT NOT NULL,
+		at     INTEGER NOT NULL,
+		source TEXT NOT NULL,
+		what   TEXT NOT NULL,
+		detail TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX events_hrn ON events(hrn, id);`,
+}
+
+// Open opens (creating if needed) the database in dir and brings its schema
+// up to date.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: state dir: %w", err)
+	}
+	path := filepath.Join(dir, "netboot.db")
+	q := url.Values{}
+	// WAL lets readers run beside the writer; NORMAL sync is durable against
+	// a crash of netbootd (reconcile repairs links after a power loss);
+	// immediate transactions take the write lock up front instead of failing
+	// to upgrade a read lock under contention.
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) migrate(ctx context.Context) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		var v int
+		err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("migrate: read version: %w", err)
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("migrate: database schema %d is newer than this netbootd (%d)", v, len(migrations))
+		}
+		for i := v; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("migrate to %d: %w", i+1, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		return nil
+	})
+}
+
+// tx runs fn in one transaction, committed only if fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
