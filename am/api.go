@@ -37,6 +37,7 @@ func apiError(c *gin.Context, err error) {
 	body := gin.H{"error": err.Error()}
 	var ie *inventory.Error
 	if errors.As(err, &ie) {
+		body["error"] = ie.Summary()
 		problems := make([]string, len(ie.Problems))
 		for i, p := range ie.Problems {
 			problems[i] = p.Error()

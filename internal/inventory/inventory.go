@@ -5,6 +5,7 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -130,9 +131,18 @@ func Normalize(n Node) (Node, error) {
 }
 
 // Normalize checks the whole document and returns it in canonical form, or
-// an error naming every offending entry: malformed fields and duplicate
-// hrns, IPs and MACs anywhere in the file.
+// an error naming every offending entry.
 func (f File) Normalize() (File, error) {
+	out, problems := f.Check()
+	if len(problems) > 0 {
+		return File{}, &Error{Problems: problems}
+	}
+	return out, nil
+}
+
+// Check returns the document's valid entries in canonical form and every
+// problem: malformed fields, and hrns, IPs and MACs used twice in the file.
+func (f File) Check() (File, []error) {
 	var errs []error
 	out := File{}
 	images := map[string]bool{}
@@ -142,9 +152,10 @@ func (f File) Normalize() (File, error) {
 			errs = append(errs, fmt.Errorf("images[%d]: name %q is not a valid name", i, img.Name))
 		case images[img.Name]:
 			errs = append(errs, fmt.Errorf("images[%d]: duplicate image %q", i, img.Name))
+		default:
+			out.Images = append(out.Images, img)
 		}
 		images[img.Name] = true
-		out.Images = append(out.Images, img)
 	}
 	domains := map[string]bool{}
 	seen := map[string]map[string]string{"hrn": {}, "control_ip": {}, "control_mac": {}}
@@ -165,21 +176,22 @@ func (f File) Normalize() (File, error) {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 				continue
 			}
+			dup := false
 			for _, k := range []struct{ key, val string }{{"hrn", nn.HRN}, {"control_ip", nn.ControlIP}, {"control_mac", nn.ControlMAC}} {
-				if first, dup := seen[k.key][k.val]; dup {
+				if first, ok := seen[k.key][k.val]; ok {
 					errs = append(errs, fmt.Errorf("%s: node %q: duplicate %s %s (already used by %s)", where, nn.HRN, k.key, k.val, first))
+					dup = true
 				} else {
-					seen[k.key][k.val] = fmt.Sprintf("node %q", nn.HRN)
+					seen[k.key][k.val] = fmt.Sprintf("node %q at %s", nn.HRN, where)
 				}
 			}
-			ntb.Nodes = append(ntb.Nodes, nn)
+			if !dup {
+				ntb.Nodes = append(ntb.Nodes, nn)
+			}
 		}
 		out.Testbeds = append(out.Testbeds, ntb)
 	}
-	if len(errs) > 0 {
-		return File{}, &Error{Problems: errs}
-	}
-	return out, nil
+	return out, errs
 }
 
 // Error lists every problem found in a document.
@@ -190,14 +202,61 @@ func (e *Error) Error() string {
 	for i, p := range e.Problems {
 		msgs[i] = p.Error()
 	}
-	return fmt.Sprintf("inventory rejected, %d problem(s):\n  %s", len(msgs), strings.Join(msgs, "\n  "))
+	return e.Summary() + ":\n  " + strings.Join(msgs, "\n  ")
 }
 
-// Marshal writes the document in the seed format.
+// Summary says how many problems there are, without listing them.
+func (e *Error) Summary() string {
+	return fmt.Sprintf("inventory rejected, nothing changed: %d problem(s)", len(e.Problems))
+}
+
+// Marshal writes the document in the seed file's shape: one flow mapping
+// per image and per node, so a testbed of hundreds of nodes stays readable
+// and diffable line by line.
 func (f File) Marshal() ([]byte, error) {
-	out, err := yaml.Marshal(f)
-	if err != nil {
+	var doc yaml.Node
+	if err := doc.Encode(f); err != nil {
 		return nil, fmt.Errorf("inventory: encode: %w", err)
 	}
-	return out, nil
+	styleExport(&doc, "")
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, fmt.Errorf("inventory: encode: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("inventory: encode: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// styleExport sets the presentation: flow style for the items of images
+// and nodes, MACs quoted (YAML 1.1 readers take some MACs for base-60
+// numbers), and no quotes where YAML 1.2 needs none (yaml.v3 quotes "y").
+func styleExport(n *yaml.Node, key string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			styleExport(c, key)
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if key == "images" || key == "nodes" {
+				c.Style = yaml.FlowStyle
+			}
+			styleExport(c, key)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			k.Style = 0
+			if k.Value == "control_mac" {
+				v.Style = yaml.DoubleQuotedStyle
+			} else if v.Kind == yaml.ScalarNode {
+				v.Style = 0
+			}
+			styleExport(v, k.Value)
+		}
+	}
 }

@@ -173,10 +173,7 @@ func (s *Store) PutImage(ctx context.Context, img inventory.Image) error {
 // would be shared by two nodes afterwards, rejects the whole document with
 // every offending entry named.
 func (s *Store) Import(ctx context.Context, f inventory.File) error {
-	f, err := f.Normalize()
-	if err != nil {
-		return err
-	}
+	f, problems := f.Check()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		incoming := map[string]bool{}
 		for _, tb := range f.Testbeds {
@@ -184,8 +181,12 @@ func (s *Store) Import(ctx context.Context, f inventory.File) error {
 				incoming[n.HRN] = true
 			}
 		}
-		if err := checkAgainstKept(ctx, tx, f, incoming); err != nil {
+		kept, err := conflictsWithKept(ctx, tx, f, incoming)
+		if err != nil {
 			return err
+		}
+		if problems = append(problems, kept...); len(problems) > 0 {
+			return &inventory.Error{Problems: problems}
 		}
 		for _, img := range f.Images {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO images(name, description) VALUES (?, ?)
@@ -215,19 +216,19 @@ func (s *Store) Import(ctx context.Context, f inventory.File) error {
 	})
 }
 
-// checkAgainstKept finds the file's nodes whose IP or MAC is held by a node
-// already in the database that the file does not replace.
-func checkAgainstKept(ctx context.Context, tx *sql.Tx, f inventory.File, incoming map[string]bool) error {
+// conflictsWithKept finds the file's nodes whose IP or MAC is held by a
+// node already in the database that the file does not replace.
+func conflictsWithKept(ctx context.Context, tx *sql.Tx, f inventory.File, incoming map[string]bool) ([]error, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT hrn, control_ip, control_mac FROM nodes`)
 	if err != nil {
-		return fmt.Errorf("store: import: %w", err)
+		return nil, fmt.Errorf("store: import: %w", err)
 	}
 	kept := map[string]string{} // ip or mac -> hrn
 	for rows.Next() {
 		var hrn, ip, mac string
 		if err := rows.Scan(&hrn, &ip, &mac); err != nil {
 			rows.Close()
-			return fmt.Errorf("store: import: %w", err)
+			return nil, fmt.Errorf("store: import: %w", err)
 		}
 		if !incoming[hrn] {
 			kept["control_ip "+ip] = hrn
@@ -236,7 +237,7 @@ func checkAgainstKept(ctx context.Context, tx *sql.Tx, f inventory.File, incomin
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: import: %w", err)
+		return nil, fmt.Errorf("store: import: %w", err)
 	}
 	var problems []error
 	for _, tb := range f.Testbeds {
@@ -248,10 +249,7 @@ func checkAgainstKept(ctx context.Context, tx *sql.Tx, f inventory.File, incomin
 			}
 		}
 	}
-	if len(problems) > 0 {
-		return &inventory.Error{Problems: problems}
-	}
-	return nil
+	return problems, nil
 }
 
 func testbedID(ctx context.Context, tx *sql.Tx, domain string) (int64, error) {

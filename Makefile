@@ -1,0 +1,45 @@
+# netboot appliance. `make demo` and `make test` install what they need on
+# a fresh Debian 12 machine (as root) and are safe to run again.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin
+# Debian packages the tests drive as real peers.
+TEST_PACKAGES := tftp-hpa atftp curl
+BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk
+
+.PHONY: all build test demo lint bench go-toolchain test-deps bench-deps clean
+
+all: build
+
+go-toolchain:
+	@scripts/ensure-go.sh
+
+build: go-toolchain
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+test-deps:
+	@scripts/ensure-packages.sh $(TEST_PACKAGES)
+
+# Every test, including the end-to-end ones against real netbootd
+# processes; then the demo, once, as a user would run it.
+test: go-toolchain test-deps lint
+	$(GO) test -count=1 -timeout 20m ./...
+	DEMO_ONCE=1 scripts/demo.sh > /dev/null
+
+lint: go-toolchain
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: build
+	scripts/demo.sh
+
+bench-deps:
+	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
+
+bench: build bench-deps
+	$(GO) run ./bench/am --netbootd $(BIN)/netbootd
+
+clean:
+	rm -rf $(BIN) .cache/demo

@@ -1,0 +1,487 @@
+package am_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/apptest"
+)
+
+// These tests drive a real netbootd process over HTTP on loopback.
+
+const inventoryYAML = `images:
+  - { name: orbit-2.0.0, description: ORBIT RAM image for imaging }
+testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", x: 1, y: 1, pxe_image: orbit-2.0.0, disk: /dev/sda, cmc_ip: 10.1.1.1 }
+      - { hrn: node1-2.sb8.orbit-lab.org, hostname: node1-2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", x: 1, y: 2, pxe_image: orbit-2.0.0, disk: /dev/sda }
+      - { hrn: node2-1.sb8.orbit-lab.org, hostname: node2-1, control_ip: 10.18.2.1, control_mac: "00:03:1d:0c:02:01", x: 2, y: 1, disk: /dev/hda }
+  - domain: grid
+    nodes:
+      - { hrn: node1-1.grid.orbit-lab.org, hostname: node1-1, control_ip: 10.10.1.1, control_mac: "00:03:1d:0a:01:01", x: 1, y: 1 }
+`
+
+func start(t *testing.T, images ...string) *apptest.Appliance {
+	t.Helper()
+	if len(images) == 0 {
+		images = []string{"orbit-2.0.0", "orbit-2.0.1", "default-image"}
+	}
+	a := apptest.New(t, apptest.Options{Inventory: inventoryYAML, Images: images, Extra: "pxe: { default_image: default-image }\n"})
+	a.Start()
+	return a
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func send(t *testing.T, method, u, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// dirState describes cfg_dir: name -> link target, or "file".
+func dirState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+			out[e.Name()] = target
+		} else {
+			out[e.Name()] = "file"
+		}
+	}
+	return out
+}
+
+func links(t *testing.T, dir string) map[string]string {
+	out := map[string]string{}
+	for k, v := range dirState(t, dir) {
+		if v != "file" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestOMFPXEService(t *testing.T) {
+	a := start(t)
+	tests := []struct {
+		name       string
+		path       string
+		wantStatus int
+		wantBody   string
+		wantLinks  map[string]string
+	}{
+		{"set two nodes, one by hostname, inventory image and default image",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1", 200,
+			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
+				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.0' hex='0A120102'/>" +
+				"<node hrn='node2-1.sb8.orbit-lab.org' ip='10.18.2.1' img='default-image' hex='0A120201'/>" +
+				"</nodes></action></response>",
+			map[string]string{"0A120102": "./orbit-2.0.0", "0A120201": "./default-image"}},
+		{"imgName overrides",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org&imgName=orbit-2.0.1", 200,
+			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
+				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.1' hex='0A120102'/>" +
+				"</nodes></action></response>",
+			map[string]string{"0A120102": "./orbit-2.0.1", "0A120201": "./default-image"}},
+		{"clear",
+			"/pxe/clearBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1.sb8.orbit-lab.org", 200,
+			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
+			map[string]string{}},
+		{"the wiki's form, by hrn",
+			"/pxe/setBootImage?node=node1-2.sb8.orbit-lab.org", 200,
+			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
+				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.0' hex='0A120102'/>" +
+				"</nodes></action></response>",
+			map[string]string{"0A120102": "./orbit-2.0.0"}},
+		{"the wiki's form, by host name and image",
+			"/pxe/setBootImage?node=node1-1&domain=grid&image=orbit-2.0.1", 200,
+			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
+				"<node hrn='node1-1.grid.orbit-lab.org' ip='10.10.1.1' img='orbit-2.0.1' hex='0A0A0101'/>" +
+				"</nodes></action></response>",
+			map[string]string{"0A120102": "./orbit-2.0.0", "0A0A0101": "./orbit-2.0.1"}},
+		{"wiki clear",
+			"/pxe/clearBootImage?node=node1-2.sb8.orbit-lab.org", 200,
+			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
+			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+		{"ambiguous host name", "/pxe/setBootImage?node=node1-1", 400,
+			`setBootImage: node "node1-1": hostname of 2 nodes, name the hrn or the domain: ambiguous` + "\n",
+			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+		{"unknown nodes: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,ghost1,node1-2,ghost2", 404,
+			`setBootImageNS: unknown node(s) in domain "sb8": ghost1, ghost2: not found` + "\n",
+			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+		{"unknown image: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node1-2&imgName=orbit-9", 404,
+			"", map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+		{"missing ns", "/pxe/setBootImageNS?domain=sb8", 400, "setBootImageNS: missing parameter \"ns\"\n",
+			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+		{"missing domain", "/pxe/clearBootImageNS?ns=node1-1", 400, "clearBootImageNS: missing parameter \"domain\"\n",
+			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+		{"node of another domain", "/pxe/setBootImageNS?domain=sb8&ns=node1-1.grid.orbit-lab.org", 404, "",
+			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := get(t, a.URL+tt.path)
+			if status != tt.wantStatus {
+				t.Errorf("status %d, want %d; body %q", status, tt.wantStatus, body)
+			}
+			if tt.wantBody != "" && body != tt.wantBody {
+				t.Errorf("body:\n got %q\nwant %q", body, tt.wantBody)
+			}
+			if status >= 400 && strings.TrimSpace(body) == "" {
+				t.Errorf("error without a message")
+			}
+			if diff := cmp.Diff(tt.wantLinks, links(t, a.CfgDir)); diff != "" {
+				t.Errorf("links (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if st := dirState(t, a.CfgDir)["default"]; st != "file" {
+		t.Errorf("no default file written: %v", dirState(t, a.CfgDir))
+	}
+}
+
+func TestOMFServiceListing(t *testing.T) {
+	a := start(t)
+	_, root := get(t, a.URL+"/")
+	want := "<?xml version='1.0'?>\n<serviceGroups>" +
+		"<serviceGroup path='pxe' name='pxe'><info>Service to facilitate PXE to boot into specific image</info></serviceGroup>" +
+		"<serviceGroup path='inventory' name='inventory'><info>Service to retrieve information about nodes or testbeds from the Inventory Database</info></serviceGroup>" +
+		"</serviceGroups>"
+	if root != want {
+		t.Errorf("GET /:\n got %q\nwant %q", root, want)
+	}
+	_, pxe := get(t, a.URL+"/pxe")
+	for _, frag := range []string{
+		"<services><serviceGroup name='pxe' prefix='/pxe'>",
+		"<service name='setBootImageNS'><info>Get PXE to boot all nodes in 'nodeSet' into their respective PXE image.</info><args>" +
+			"<arg name='domain' value='domain' isRequired='true'><info>domain for request.</info></arg>" +
+			"<arg name='ns' value='nodeSet' isRequired='true'><info>list of nodes to boot from PXE</info></arg>" +
+			"<arg name='imgName' value='[imageName]' isRequired='false'>",
+		"<service name='clearBootImageNS'>",
+	} {
+		if !strings.Contains(pxe, frag) {
+			t.Errorf("GET /pxe lacks %q:\n%s", frag, pxe)
+		}
+	}
+	// Methods are listed sorted by name, as OMF did.
+	if i, j := strings.Index(pxe, "name='clearBootImageNS'"), strings.Index(pxe, "name='setBootImageNS'"); i < 0 || j < i {
+		t.Errorf("methods not sorted: %s", pxe)
+	}
+	_, inv := get(t, a.URL+"/inventory")
+	if !strings.Contains(inv, "<service name='getAllNodes'><info>Get detailed list of nodes defined in the inventory</info></service>") {
+		t.Errorf("GET /inventory: %s", inv)
+	}
+}
+
+func TestOMFInventoryService(t *testing.T) {
+	a := start(t)
+	tests := []struct {
+		path       string
+		wantStatus int
+		wantBody   string
+	}{
+		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CONTROL_IP>10.18.1.2</CONTROL_IP>"},
+		{"/inventory/getControlIP?hrn=nope&domain=sb8", 404, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
+		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "getControlIP: missing parameter \"domain\"\n"},
+		{"/inventory/getPXEImage?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE>orbit-2.0.0</PXE_IMAGE>"},
+		{"/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE>default-image</PXE_IMAGE>"},
+		{"/inventory/getCmcIP?hrn=node1-1.sb8.orbit-lab.org&domain=sb8", 200, "<CMC_IP>10.1.1.1</CMC_IP>"},
+		{"/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 404, "<CMC_IP><ERROR>Inventory has no CMC IP for HRN 'node1-2.sb8.orbit-lab.org' (domain: sb8)</ERROR></CMC_IP>"},
+		{"/inventory/getDefaultDisk?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<disk>/dev/hda</disk>"},
+		{"/inventory/getDefaultDisk?hrn=node1-1.grid.orbit-lab.org&domain=grid", 200, "<disk>/dev/sda</disk>"},
+		{"/inventory/getHRN?hrn=node1-1&domain=grid", 200, "<HRN>node1-1.grid.orbit-lab.org</HRN>"},
+		{"/inventory/getHRN?hrn=node9-9&domain=grid", 404, "<HRN><ERROR>Inventory has no HRN for host 'node9-9' (domain: grid)</ERROR></HRN>"},
+		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=eth1", 200, "<MAC_Address><eth1>00:03:1d:0c:01:02</eth1></MAC_Address>"},
+		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 404, "<MAC_Address><ERROR>Inventory has no info on [ath0] for node [node1-2.sb8.orbit-lab.org] (domain: sb8)</ERROR></MAC_Address>"},
+		{"/inventory/getListOfResources?domain=grid", 200, "<RESOURCES><NODE>node1-1.grid.orbit-lab.org</NODE></RESOURCES>"},
+		{"/inventory/getListOfResources?domain=nowhere", 404, "<RESOURCES><ERROR>Inventory has no info for any resources on the domain: nowhere</ERROR></RESOURCES>"},
+		{"/inventory/getAllTestbeds", 200, "<ALLTESTBEDS><TESTBED>grid</TESTBED><TESTBED>sb8</TESTBED></ALLTESTBEDS>"},
+		{"/inventory/getAllNodes", 200, "<ALLNODES>" +
+			"<NODE name='node1-1' hrn='node1-1.grid.orbit-lab.org' control_mac='00:03:1d:0a:01:01' control_ip='10.10.1.1' x='1' y='1' z='0' disk='/dev/sda' testbed='grid'/>" +
+			"<NODE name='node1-1' hrn='node1-1.sb8.orbit-lab.org' control_mac='00:03:1d:0c:01:01' control_ip='10.18.1.1' x='1' y='1' z='0' disk='/dev/sda' testbed='sb8'/>" +
+			"<NODE name='node1-2' hrn='node1-2.sb8.orbit-lab.org' control_mac='00:03:1d:0c:01:02' control_ip='10.18.1.2' x='1' y='2' z='0' disk='/dev/sda' testbed='sb8'/>" +
+			"<NODE name='node2-1' hrn='node2-1.sb8.orbit-lab.org' control_mac='00:03:1d:0c:02:01' control_ip='10.18.2.1' x='2' y='1' z='0' disk='/dev/hda' testbed='sb8'/>" +
+			"</ALLNODES>"},
+	}
+	for _, tt := range tests {
+		status, body := get(t, a.URL+tt.path)
+		if status != tt.wantStatus || body != tt.wantBody {
+			t.Errorf("GET %s = %d %q\n want %d %q", tt.path, status, body, tt.wantStatus, tt.wantBody)
+		}
+	}
+}
+
+func TestJSONAPI(t *testing.T) {
+	a := start(t)
+	status, body := get(t, a.URL+"/api/v1/nodes/node1-2.sb8.orbit-lab.org")
+	if status != 200 || !strings.Contains(body, `"control_ip":"10.18.1.2"`) || !strings.Contains(body, `"domain":"sb8"`) {
+		t.Fatalf("GET node = %d %s", status, body)
+	}
+	steps := []struct {
+		method, path, body string
+		wantStatus         int
+		wantInBody         string
+	}{
+		{"GET", "/api/v1/nodes/ghost", "", 404, `"error":"node \"ghost\": not found"`},
+		{"PUT", "/api/v1/nodes/node3-1.sb8.orbit-lab.org", `{"domain":"sb8","hostname":"node3-1","control_ip":"10.18.3.1","control_mac":"00:03:1D:0C:03:01","x":3,"y":1}`, 201, `"control_mac":"00:03:1d:0c:03:01"`},
+		{"PUT", "/api/v1/nodes/node3-1.sb8.orbit-lab.org", `{"domain":"sb8","hostname":"node3-1","control_ip":"10.18.3.1","control_mac":"00:03:1d:0c:03:01","x":3,"y":1,"disk":"/dev/sdb"}`, 200, `"disk":"/dev/sdb"`},
+		{"PUT", "/api/v1/nodes/node3-2.sb8.orbit-lab.org", `{"domain":"sb8","control_ip":"10.18.1.2","control_mac":"00:03:1d:0c:03:02"}`, 409, `already used by node \"node1-2.sb8.orbit-lab.org\"`},
+		{"PUT", "/api/v1/nodes/node3-2.sb8.orbit-lab.org", `{"domain":"sb8","control_ip":"10.18.3.300","control_mac":"00:03:1d:0c:03:02"}`, 400, `control_ip \"10.18.3.300\"`},
+		{"PUT", "/api/v1/nodes/node3-2.sb8.orbit-lab.org", `{"domain":"sb8","bogus":1}`, 400, `unknown field \"bogus\"`},
+		{"PUT", "/api/v1/nodes/node3-2.sb8.orbit-lab.org", `{"hrn":"other","domain":"sb8"}`, 400, `differs`},
+		{"PUT", "/api/v1/nodes/node3-1.sb8.orbit-lab.org/boot", `{"image":"orbit-2.0.1","lifetime":"120s"}`, 200, `"hex":"0A120301"`},
+		{"PUT", "/api/v1/nodes/node3-1.sb8.orbit-lab.org/boot", `{"lifetime":"forever"}`, 400, `lifetime \"forever\"`},
+		{"PUT", "/api/v1/nodes/node3-1.sb8.orbit-lab.org/boot", `{"image":"../../etc/passwd"}`, 400, `is not a valid name`},
+		{"PUT", "/api/v1/nodes/node3-1.sb8.orbit-lab.org/boot", `{"image":"orbit-7"}`, 404, `no such PXE image`},
+		{"PUT", "/api/v1/nodes/ghost/boot", `{}`, 404, `unknown node(s): ghost`},
+		{"GET", "/api/v1/boot", "", 200, `"image":"orbit-2.0.1"`},
+		{"GET", "/api/v1/testbeds", "", 200, `{"domain":"sb8","nodes":4}`},
+		{"GET", "/api/v1/images", "", 200, `[{"name":"orbit-2.0.0","description":"ORBIT RAM image for imaging"}]`},
+		{"GET", "/api/v1/nodes?domain=grid", "", 200, `"hrn":"node1-1.grid.orbit-lab.org"`},
+		{"DELETE", "/api/v1/nodes/node3-1.sb8.orbit-lab.org", "", 204, ``},
+		{"GET", "/api/v1/boot", "", 200, `[]`},
+		{"DELETE", "/api/v1/nodes/node3-1.sb8.orbit-lab.org", "", 404, `not found`},
+		{"DELETE", "/api/v1/nodes/node1-1.sb8.orbit-lab.org/boot", "", 204, ``},
+	}
+	for _, s := range steps {
+		status, body := send(t, s.method, a.URL+s.path, s.body)
+		if status != s.wantStatus || !strings.Contains(body, s.wantInBody) {
+			t.Errorf("%s %s %s = %d %s\n want %d containing %s", s.method, s.path, s.body, status, body, s.wantStatus, s.wantInBody)
+		}
+	}
+	if l := links(t, a.CfgDir); len(l) != 0 {
+		t.Errorf("links left after the node was deleted: %v", l)
+	}
+	// A link set with a short lifetime disappears by itself.
+	if status, body := send(t, "PUT", a.URL+"/api/v1/nodes/node1-1.sb8.orbit-lab.org/boot", `{"lifetime":"1s"}`); status != 200 {
+		t.Fatalf("set = %d %s", status, body)
+	}
+	if _, ok := links(t, a.CfgDir)["0A120101"]; !ok {
+		t.Fatal("link not made")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(links(t, a.CfgDir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if l := links(t, a.CfgDir); len(l) != 0 {
+		t.Errorf("link did not expire: %v", l)
+	}
+	if _, body := get(t, a.URL+"/api/v1/boot"); body != "[]" {
+		t.Errorf("expired link still listed: %s", body)
+	}
+}
+
+func TestBadInputTouchesNothing(t *testing.T) {
+	a := start(t)
+	// Something outside cfg_dir that an escape would hit.
+	outside := filepath.Join(a.TFTPRoot, "precious")
+	os.WriteFile(outside, []byte("x"), 0o644)
+	before := dirState(t, a.CfgDir)
+	beforeRoot := dirState(t, a.TFTPRoot)
+	huge := strings.Repeat("a", 10<<20)
+	tests := []struct{ name, query string }{
+		{"ns escaping", "/pxe/setBootImageNS?domain=sb8&ns=../../etc"},
+		{"imgName escaping", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=../../../etc/passwd"},
+		{"imgName absolute", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=/etc/passwd"},
+		{"imgName with slash", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=sub/x"},
+		{"NUL in ns", "/pxe/setBootImageNS?domain=sb8&ns=node1-1%00x"},
+		{"NUL in imgName", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=orbit-2.0.0%00"},
+		{"NUL in domain", "/pxe/clearBootImageNS?domain=sb8%00&ns=node1-1"},
+		{"newline in node", "/pxe/setBootImage?node=node1-1%0Aevil"},
+		{"10 MB ns", "/pxe/setBootImageNS?domain=sb8&ns=" + huge},
+		{"10 MB imgName", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=" + huge},
+		{"bad escape", "/pxe/setBootImageNS?domain=sb8&ns=%zz"},
+		{"repeated ns", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&ns=node1-2"},
+		{"only commas", "/pxe/setBootImageNS?domain=sb8&ns=,,,"},
+		{"image named default", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=default"},
+		{"escaping hrn in JSON path", "/api/v1/nodes/..%2F..%2Fetc/boot"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method := "GET"
+			if strings.HasPrefix(tt.query, "/api/") {
+				method = "PUT"
+			}
+			status, body := send(t, method, a.URL+tt.query, "")
+			if status != 400 && !(status == 404 && strings.HasPrefix(tt.query, "/api/")) {
+				t.Errorf("status %d, want 400; body %.200q", status, body)
+			}
+			if len(strings.TrimSpace(body)) == 0 {
+				t.Error("no message in the error body")
+			}
+			if diff := cmp.Diff(before, dirState(t, a.CfgDir)); diff != "" {
+				t.Errorf("cfg_dir changed (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(beforeRoot, dirState(t, a.TFTPRoot)); diff != "" {
+				t.Errorf("tftp_root changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+	if data, _ := os.ReadFile(outside); string(data) != "x" {
+		t.Error("file outside cfg_dir changed")
+	}
+}
+
+// TestConcurrentSetClear fires 200 concurrent set/clear calls over
+// overlapping nodes and checks that each node ends in the state of a call
+// that no other call on it followed, with the directory and the database
+// agreeing and nothing half-made left behind.
+func TestConcurrentSetClear(t *testing.T) {
+	const nodes, calls = 12, 200
+	var inv strings.Builder
+	inv.WriteString("testbeds:\n  - domain: grid\n    nodes:\n")
+	for i := range nodes {
+		fmt.Fprintf(&inv, "      - { hrn: n%d, control_ip: 10.10.0.%d, control_mac: \"02:00:00:00:00:%02x\" }\n", i, i+1, i+1)
+	}
+	images := make([]string, calls)
+	for i := range images {
+		images[i] = fmt.Sprintf("img-%d", i)
+	}
+	a := apptest.New(t, apptest.Options{Inventory: inv.String(), Images: images})
+	a.Start()
+
+	type call struct {
+		set        bool
+		image      string
+		nodes      []int
+		start, end time.Time
+		status     int
+	}
+	cs := make([]call, calls)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range cs {
+		cs[i] = call{set: rng.IntN(3) > 0, image: images[i]}
+		for _, n := range rng.Perm(nodes)[:1+rng.IntN(4)] {
+			cs[i].nodes = append(cs[i].nodes, n)
+		}
+	}
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: calls}}
+	for i := range cs {
+		wg.Add(1)
+		go func(c *call) {
+			defer wg.Done()
+			var ns []string
+			for _, n := range c.nodes {
+				ns = append(ns, fmt.Sprintf("n%d", n))
+			}
+			q := url.Values{"domain": {"grid"}, "ns": {strings.Join(ns, ",")}}
+			path := "/pxe/clearBootImageNS?"
+			if c.set {
+				path = "/pxe/setBootImageNS?"
+				q.Set("imgName", c.image)
+			}
+			c.start = time.Now()
+			resp, err := client.Get(a.URL + path + q.Encode())
+			c.end = time.Now()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			c.status = resp.StatusCode
+		}(&cs[i])
+	}
+	wg.Wait()
+
+	state := dirState(t, a.CfgDir)
+	var db []struct {
+		HRN, Hex, Image string
+	}
+	_, body := get(t, a.URL+"/api/v1/boot")
+	if err := json.Unmarshal([]byte(body), &db); err != nil {
+		t.Fatal(err)
+	}
+	inDB := map[string]string{}
+	for _, l := range db {
+		inDB[l.HRN] = l.Image
+	}
+	for name, target := range state {
+		if strings.HasPrefix(name, ".") {
+			t.Errorf("temporary file left: %s", name)
+		}
+		if target != "file" {
+			if _, err := os.Stat(filepath.Join(a.CfgDir, name)); err != nil {
+				t.Errorf("dangling link %s -> %s", name, target)
+			}
+		}
+	}
+	for n := range nodes {
+		hrn := fmt.Sprintf("n%d", n)
+		hex := fmt.Sprintf("0A0A00%02X", n+1)
+		target, linked := state[hex]
+		if img, ok := inDB[hrn]; ok != linked || (linked && target != "./"+img) {
+			t.Errorf("%s: directory says %q, database says %q", hrn, target, img)
+			continue
+		}
+		// Which calls could have been last on this node?
+		var touching []call
+		for _, c := range cs {
+			if c.status != 200 {
+				t.Errorf("a call failed with %d", c.status)
+			}
+			for _, cn := range c.nodes {
+				if cn == n {
+					touching = append(touching, c)
+				}
+			}
+		}
+		sort.Slice(touching, func(i, j int) bool { return touching[i].start.Before(touching[j].start) })
+		ok := false
+		for _, c := range touching {
+			matches := (!linked && !c.set) || (linked && c.set && target == "./"+c.image)
+			if !matches {
+				continue
+			}
+			followed := false
+			for _, d := range touching {
+				if d.start.After(c.end) {
+					followed = true
+				}
+			}
+			if !followed {
+				ok = true
+			}
+		}
+		if len(touching) > 0 && !ok {
+			t.Errorf("%s ended as %q, which is not the state of any call that could have been its last", hrn, target)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/apptest"
+)
+
+const seed = `images:
+  - { name: orbit-2.0.0 }
+testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01" }
+      - { hrn: node1-2.sb8, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02" }
+      - { hrn: node1-3.sb8, control_ip: 10.18.1.3, control_mac: "00:03:1d:0c:01:03" }
+`
+
+// runToExit runs netbootd with cfg and returns its output, failing if it
+// is still running after 10 s.
+func runToExit(t *testing.T, bin, cfg string) (string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "netbootd.yaml")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(bin, "netbootd"), "--config", path).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("netbootd kept running on a bad config:\n%s", out)
+	}
+	return string(out), err
+}
+
+func TestRefusesBadConfig(t *testing.T) {
+	bin := apptest.Binaries(t)
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	base := "state_dir: " + filepath.Join(dir, "state") + "\ntftp_root: " + dir + "\ntftp: { listen: \"\" }\ninventory: { seed: \"\" }\n"
+	tests := []struct{ name, cfg, want string }{
+		{"unknown key", base + "htttp: { listen: \":1\" }\n", "line 5: field htttp not found"},
+		{"unknown nested key", base + "pxe:\n  cfg_dir: x\n  lifetime: 3s\n", "line 7: field lifetime not found"},
+		{"bad CIDR", base + "dhcp: { subnet: 10.18.0.0/40 }\n", `dhcp.subnet: "10.18.0.0/40" is not a CIDR prefix`},
+		{"missing tftp_root", strings.Replace(base, "tftp_root: "+dir, "tftp_root: /nonexistent/tftpboot", 1), "tftp_root: open /nonexistent/tftpboot: no such file or directory"},
+		{"port in use", base + "http: { listen: \"" + busy.Addr().String() + "\" }\n", "address already in use"},
+		{"broken seed", strings.Replace(base, `seed: ""`, "seed: "+writeFile(t, "testbeds: [{domain: x, nodes: [{hrn: a, control_ip: 1.2.3, control_mac: zz}]}]"), 1), `control_ip "1.2.3"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runToExit(t, bin, tt.cfg)
+			if err == nil {
+				t.Fatalf("netbootd accepted it:\n%s", out)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "f.yaml")
+	os.WriteFile(p, []byte(body), 0o644)
+	return p
+}
+
+func TestCleanShutdown(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}, Extra: ""})
+	a.Start()
+	if err := a.Stop(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, a.Log)
+	}
+	if !strings.Contains(a.Log.String(), "netbootd stopped") {
+		t.Errorf("no orderly stop logged:\n%s", a.Log)
+	}
+}
+
+func TestJSONLogs(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Inventory: seed, Args: []string{"--log-format", "json"}})
+	a.Start()
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(a.Log.String()), "\n")
+	for _, l := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil || rec["msg"] == nil {
+			t.Errorf("not a JSON log record: %q", l)
+		}
+	}
+	if len(lines) < 3 {
+		t.Errorf("too few log lines: %q", lines)
+	}
+	out, err := runToExitArgs(t, a.Bin, "--config", a.Config, "--log-format", "xml")
+	if err == nil || !strings.Contains(out, `--log-format "xml"`) {
+		t.Fatalf("bad log format accepted: %v %s", err, out)
+	}
+}
+
+func runToExitArgs(t *testing.T, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(bin, "netbootd"), args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestRestartReconciles kills netbootd as a crash would, disturbs cfg_dir,
+// and checks that the next start puts it back as the database says.
+func TestRestartReconciles(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}})
+	a.Start()
+	for hrn, lifetime := range map[string]string{"node1-1.sb8": "300s", "node1-2.sb8": "300s", "node1-3.sb8": "1s"} {
+		if out, err := a.Nbctl("boot", "set", "--lifetime", lifetime, hrn); err != nil {
+			t.Fatalf("nbctl boot set: %v\n%s", err, out)
+		}
+	}
+	a.Kill()
+	os.Remove(filepath.Join(a.CfgDir, "0A120101"))                          // lost
+	os.Symlink("./orbit-2.0.0", filepath.Join(a.CfgDir, "0A1201FF"))        // unknown
+	os.Symlink("./orbit-2.0.0", filepath.Join(a.CfgDir, ".netboot-tmp-xy")) // half-made
+	time.Sleep(1500 * time.Millisecond)                                     // node1-3's link expires while down
+
+	a.Start()
+	got := map[string]string{}
+	entries, _ := os.ReadDir(a.CfgDir)
+	for _, e := range entries {
+		target, _ := os.Readlink(filepath.Join(a.CfgDir, e.Name()))
+		got[e.Name()] = target
+	}
+	want := map[string]string{"0A120101": "./orbit-2.0.0", "0A120102": "./orbit-2.0.0", "default": "", "orbit-2.0.0": ""}
+	if len(got) != len(want) {
+		t.Errorf("cfg_dir after restart = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s -> %q, want %q", k, got[k], v)
+		}
+	}
+	out, _ := a.Nbctl("boot", "list")
+	if !strings.Contains(out, "node1-1.sb8") || strings.Contains(out, "node1-3.sb8") {
+		t.Errorf("boot list after restart:\n%s", out)
+	}
+}

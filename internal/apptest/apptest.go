@@ -1,0 +1,208 @@
+// Package apptest runs real netbootd processes for end-to-end tests: it
+// builds the binaries once per test process, writes a config into a temp
+// directory, starts netbootd on a loopback port and waits until it answers.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries builds cmd/... once per test process and returns the directory
+// holding netbootd and nbctl.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		binDir, buildErr = os.MkdirTemp("", "netboot-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/netbootd", "./cmd/nbctl")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// Appliance is one netbootd process and its directories.
+type Appliance struct {
+	t        testing.TB
+	Bin      string // directory of the binaries
+	Dir      string // everything of this appliance lives below
+	TFTPRoot string
+	CfgDir   string // TFTPRoot/pxelinux.cfg
+	Config   string // path of the config file
+	URL      string // http://127.0.0.1:port
+	Addr     string // 127.0.0.1:port
+	Log      *SyncBuffer
+	args     []string
+	cmd      *exec.Cmd
+	done     chan error
+}
+
+// Options say what differs from the defaults.
+type Options struct {
+	Inventory string   // seed inventory YAML (written to a file)
+	Images    []string // pxelinux config files to create in cfg_dir
+	Extra     string   // more YAML appended to the config
+	Args      []string // more netbootd flags
+}
+
+// New writes a config and directories for an appliance; Start runs it.
+func New(t testing.TB, o Options) *Appliance {
+	t.Helper()
+	a := &Appliance{t: t, Bin: Binaries(t), Dir: t.TempDir(), args: o.Args}
+	a.TFTPRoot = filepath.Join(a.Dir, "tftpboot")
+	a.CfgDir = filepath.Join(a.TFTPRoot, "pxelinux.cfg")
+	if err := os.MkdirAll(a.CfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range o.Images {
+		body := fmt.Sprintf("DEFAULT boel\nLABEL boel\nKERNEL linux-%s\nAPPEND initrd=initramfs-%s.gz\n", img, img)
+		if err := os.WriteFile(filepath.Join(a.CfgDir, img), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed := filepath.Join(a.Dir, "inventory.yaml")
+	if o.Inventory != "" {
+		if err := os.WriteFile(seed, []byte(o.Inventory), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Addr = FreeTCPAddr(t)
+	a.URL = "http://" + a.Addr
+	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: %q }\ntftp: { listen: \"\" }\ninventory: { seed: %s }\n%s",
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.Addr, seed, o.Extra)
+	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
+	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Start runs netbootd and waits until its API answers.
+func (a *Appliance) Start() {
+	a.t.Helper()
+	a.Log = &SyncBuffer{}
+	a.cmd = exec.Command(filepath.Join(a.Bin, "netbootd"), append([]string{"--config", a.Config}, a.args...)...)
+	a.cmd.Stdout, a.cmd.Stderr = a.Log, a.Log
+	if err := a.cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	a.done = make(chan error, 1)
+	go func() { a.done <- a.cmd.Wait() }()
+	a.t.Cleanup(func() {
+		if a.cmd != nil {
+			a.Kill()
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-a.done:
+			a.cmd = nil
+			a.t.Fatalf("netbootd exited at start: %v\n%s", err, a.Log)
+		default:
+		}
+		resp, err := http.Get(a.URL + "/api/v1/testbeds")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.t.Fatalf("netbootd did not answer within 20s\n%s", a.Log)
+}
+
+// Stop sends SIGTERM and returns netbootd's exit error.
+func (a *Appliance) Stop() error {
+	a.t.Helper()
+	if a.cmd == nil {
+		return nil
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		a.cmd = nil
+		return err
+	case <-time.After(15 * time.Second):
+		a.Kill()
+		return fmt.Errorf("netbootd did not stop within 15s of SIGTERM")
+	}
+}
+
+// Kill ends netbootd at once, as a crash would.
+func (a *Appliance) Kill() {
+	if a.cmd == nil {
+		return
+	}
+	a.cmd.Process.Kill()
+	<-a.done
+	a.cmd = nil
+}
+
+// Nbctl runs nbctl against this appliance and returns its output and error.
+func (a *Appliance) Nbctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// FreeTCPAddr returns a loopback address with a port that was free a moment ago.
+func FreeTCPAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// SyncBuffer is a bytes.Buffer safe for a writer and readers at once.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

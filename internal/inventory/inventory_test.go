@@ -1,0 +1,80 @@
+package inventory
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNormalize(t *testing.T) {
+	base := Node{HRN: "n.sb8", Domain: "sb8", ControlIP: "10.18.1.2", ControlMAC: "00:03:1D:0C:01:02"}
+	tests := []struct {
+		name    string
+		edit    func(*Node)
+		want    func(*Node)
+		wantErr string
+	}{
+		{name: "canonical MAC and default disk", edit: func(n *Node) {}, want: func(n *Node) { n.ControlMAC = "00:03:1d:0c:01:02"; n.Disk = "/dev/sda" }},
+		{name: "dash MAC", edit: func(n *Node) { n.ControlMAC = "00-03-1d-0c-01-02" }, want: func(n *Node) { n.ControlMAC = "00:03:1d:0c:01:02"; n.Disk = "/dev/sda" }},
+		{name: "EUI-64 is not Ethernet", edit: func(n *Node) { n.ControlMAC = "00:00:00:00:00:00:00:01" }, wantErr: "control_mac"},
+		{name: "IPv6", edit: func(n *Node) { n.ControlIP = "::1" }, wantErr: "not an IPv4 address"},
+		{name: "bad cmc", edit: func(n *Node) { n.CmcIP = "x" }, wantErr: `cmc_ip "x"`},
+		{name: "disk outside /dev", edit: func(n *Node) { n.Disk = "/etc/passwd" }, wantErr: "not a /dev path"},
+		{name: "image with slash", edit: func(n *Node) { n.PXEImage = "a/b" }, wantErr: `pxe_image "a/b"`},
+		{name: "several problems at once", edit: func(n *Node) { n.HRN = ""; n.ControlIP = "" }, wantErr: `hrn "" is not a valid name; control_ip "" is not an IPv4 address`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base
+			tt.edit(&in)
+			got, err := Normalize(in)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want ErrInvalid containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := in
+			tt.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseFileRejectsUnknownKeys(t *testing.T) {
+	_, err := ParseFile([]byte("testbeds:\n  - domain: sb8\n    nodes:\n      - { hrn: a, control_ip: 10.0.0.1, contrl_mac: x }\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 4: field contrl_mac not found") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	in := File{
+		Images: []Image{{Name: "orbit-2.0.0", Description: "ORBIT RAM image: imaging"}},
+		Testbeds: []Testbed{{Domain: "sb8", Nodes: []Node{
+			{HRN: "n1", Hostname: "y", ControlIP: "10.0.0.1", ControlMAC: "00:03:10:20:01:02", X: 1, Y: 2, Disk: "/dev/sda"},
+			{HRN: "n2", Hostname: "true", ControlIP: "10.0.0.2", ControlMAC: "00:03:10:20:01:03", Z: 3, Disk: "/dev/sdb", PXEImage: "orbit-2.0.0"},
+		}}},
+	}
+	out, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseFile(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if diff := cmp.Diff(in, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s\n%s", diff, out)
+	}
+	if !strings.Contains(string(out), `control_mac: "00:03:10:20:01:02"`) {
+		t.Errorf("MAC not quoted:\n%s", out)
+	}
+}
