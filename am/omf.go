@@ -395,4 +395,3 @@ var (
 func attr(v string) string { return "'" + attrEscaper.Replace(v) + "'" }
 
 func text(v string) string { return textEscaper.Replace(v) }
-

@@ -174,7 +174,7 @@ func TestReconcile(t *testing.T) {
 	os.Remove(filepath.Join(f.dir, "0A000002"))
 	os.Remove(filepath.Join(f.dir, "0A000003"))
 	os.Symlink("./old", filepath.Join(f.dir, "0A000003"))
-	os.Symlink("./img", filepath.Join(f.dir, "0A0000FF"))                    // unknown to the database
+	os.Symlink("./img", filepath.Join(f.dir, "0A0000FF"))                     // unknown to the database
 	os.WriteFile(filepath.Join(f.dir, "0A0000FE"), []byte("operator"), 0o644) // an operator's file
 	os.Symlink("./img", filepath.Join(f.dir, tmpPrefix+"0A000009-abc"))       // half-made
 	f.clock.advance(60 * time.Second)
