@@ -1,6 +1,7 @@
 package am
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -58,12 +59,23 @@ func hrnParam(c *gin.Context) (string, bool) {
 	return hrn, true
 }
 
-// decodeJSON reads a bounded body strictly: unknown fields are errors.
+// decodeJSON reads a bounded body strictly: unknown fields and trailing
+// data are errors. An empty body leaves v as it is.
 func decodeJSON(c *gin.Context, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	if err != nil {
+		return badRequest("request body: %v", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return badRequest("request body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("request body: data after the JSON object")
 	}
 	return nil
 }
@@ -181,11 +193,9 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 		return
 	}
 	var req BootRequest
-	if c.Request.ContentLength != 0 {
-		if err := decodeJSON(c, &req); err != nil && !errors.Is(err, io.EOF) {
-			apiError(c, err)
-			return
-		}
+	if err := decodeJSON(c, &req); err != nil {
+		apiError(c, err)
+		return
 	}
 	var lifetime time.Duration
 	if req.Lifetime != "" {

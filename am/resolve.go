@@ -69,19 +69,21 @@ func (s *Server) resolve(ctx context.Context, domain string, names []string, ima
 			return nil, nil, err
 		}
 	}
+	found, missing, err := s.inv.LookupNodes(ctx, domain, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(missing) > 0 {
+		where := ""
+		if domain != "" {
+			where = fmt.Sprintf(" in domain %q", domain)
+		}
+		return nil, nil, fmt.Errorf("unknown node(s)%s: %s: %w", where, strings.Join(missing, ", "), store.ErrNotFound)
+	}
 	var nodes []inventory.Node
 	var targets []pxelink.Target
-	var missing []string
 	seen := map[string]bool{}
-	for _, name := range names {
-		n, err := s.inv.LookupNode(ctx, domain, name)
-		if errors.Is(err, store.ErrNotFound) {
-			missing = append(missing, name)
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
+	for _, n := range found {
 		if seen[n.HRN] {
 			continue
 		}
@@ -95,13 +97,6 @@ func (s *Server) resolve(ctx context.Context, domain string, names []string, ima
 		}
 		nodes = append(nodes, n)
 		targets = append(targets, pxelink.Target{HRN: n.HRN, IP: n.ControlIP, Image: img})
-	}
-	if len(missing) > 0 {
-		where := ""
-		if domain != "" {
-			where = fmt.Sprintf(" in domain %q", domain)
-		}
-		return nil, nil, fmt.Errorf("unknown node(s)%s: %s: %w", where, strings.Join(missing, ", "), store.ErrNotFound)
 	}
 	return nodes, targets, nil
 }

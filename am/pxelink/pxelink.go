@@ -35,6 +35,7 @@ var ErrInvalid = errors.New("invalid boot target")
 type Store interface {
 	SetLinks(ctx context.Context, links []store.BootLink, now time.Time, lifetime time.Duration) error
 	ClearLinks(ctx context.Context, hrns []string) error
+	LinkNames(ctx context.Context, hrns []string) (map[string]string, error)
 	Links(ctx context.Context, now time.Time) ([]store.BootLink, error)
 	ExpireLinks(ctx context.Context, now time.Time) ([]store.BootLink, error)
 }
@@ -132,6 +133,8 @@ func (m *Manager) Set(ctx context.Context, targets []Target, lifetime time.Durat
 		links = append(links, store.BootLink{HRN: t.HRN, ControlIP: t.IP, Hex: h, Image: t.Image})
 	}
 
+	// Once begun, a change is finished even if the caller goes away.
+	ctx = context.WithoutCancel(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.cfg.Now()
@@ -166,15 +169,17 @@ func (m *Manager) Clear(ctx context.Context, targets []Target) error {
 		hrns = append(hrns, t.HRN)
 	}
 
+	// Once begun, a change is finished even if the caller goes away.
+	ctx = context.WithoutCancel(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	active, err := m.store.Links(ctx, m.cfg.Now())
+	recorded, err := m.store.LinkNames(ctx, hrns)
 	if err != nil {
 		return fmt.Errorf("pxelink: %w", err)
 	}
-	for _, l := range active { // the recorded name, should the IP have changed since
-		if n, ok := names[l.HRN]; ok && n[0] != l.Hex {
-			names[l.HRN] = append(n, l.Hex)
+	for hrn, h := range recorded { // the recorded name, should the IP have changed since
+		if n := names[hrn]; n[0] != h {
+			names[hrn] = append(n, h)
 		}
 	}
 	var undo undoLog
@@ -320,12 +325,27 @@ func (m *Manager) EnsureDefault() error {
 type undoLog []func() error
 
 // point atomically makes dir/name a symlink to ./image: a reader sees the
-// old link or the new one, never none.
+// old link or the new one, never none. A new name is made in place, since
+// symlink(2) is atomic; an existing one is replaced by rename(2).
 func (u *undoLog) point(dir, name, image string) error {
-	path := filepath.Join(dir, name)
+	path, target := filepath.Join(dir, name), "./"+image
 	old, oldErr := os.Readlink(path)
+	if oldErr == nil && old == target {
+		return nil
+	}
+	if errors.Is(oldErr, fs.ErrNotExist) {
+		err := os.Symlink(target, path)
+		if err == nil {
+			*u = append(*u, func() error { return os.Remove(path) })
+			return nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		old, oldErr = os.Readlink(path) // made meanwhile by someone else
+	}
 	tmp := filepath.Join(dir, tmpPrefix+name+"-"+randomSuffix())
-	if err := os.Symlink("./"+image, tmp); err != nil {
+	if err := os.Symlink(target, tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

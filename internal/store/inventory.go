@@ -86,31 +86,69 @@ func (s *Store) NodeByMAC(ctx context.Context, mac string) (inventory.Node, erro
 // LookupNode finds a node by hrn or by hostname, within domain unless domain
 // is "". A hostname shared by nodes of several testbeds is ErrAmbiguous.
 func (s *Store) LookupNode(ctx context.Context, domain, name string) (inventory.Node, error) {
-	where, args := `WHERE (n.hrn = ? OR n.hostname = ?)`, []any{name, name}
-	if domain != "" {
-		where += ` AND t.domain = ?`
-		args = append(args, domain)
-	}
-	nodes, err := s.queryNodes(ctx, where, args...)
-	if err != nil {
+	nodes, missing, err := s.LookupNodes(ctx, domain, []string{name})
+	switch {
+	case err != nil:
 		return inventory.Node{}, err
-	}
-	for _, n := range nodes { // an exact hrn wins over a hostname
-		if n.HRN == name {
-			return n, nil
-		}
-	}
-	switch len(nodes) {
-	case 0:
-		if domain != "" {
-			return inventory.Node{}, fmt.Errorf("node %q in domain %q: %w", name, domain, ErrNotFound)
-		}
+	case len(missing) > 0 && domain != "":
+		return inventory.Node{}, fmt.Errorf("node %q in domain %q: %w", name, domain, ErrNotFound)
+	case len(missing) > 0:
 		return inventory.Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
-	case 1:
-		return nodes[0], nil
-	default:
-		return inventory.Node{}, fmt.Errorf("node %q: hostname of %d nodes, name the hrn or the domain: %w", name, len(nodes), ErrAmbiguous)
 	}
+	return nodes[0], nil
+}
+
+// lookupChunk bounds the names of one query (SQLite caps bound variables).
+const lookupChunk = 1000
+
+// LookupNodes resolves many names at once, as LookupNode does one: it
+// returns the nodes found, in the order of names, and the names not found.
+// One query per thousand names, since an EC names a whole grid at once.
+func (s *Store) LookupNodes(ctx context.Context, domain string, names []string) (found []inventory.Node, missing []string, err error) {
+	byHRN := map[string]inventory.Node{}
+	byHost := map[string][]inventory.Node{}
+	for start := 0; start < len(names); start += lookupChunk {
+		chunk := names[start:min(start+lookupChunk, len(names))]
+		in := marks(len(chunk))
+		args := make([]any, 0, 2*len(chunk)+1)
+		for _, n := range chunk {
+			args = append(args, n)
+		}
+		args = append(args, args...)
+		where := `WHERE (n.hrn IN (` + in + `) OR n.hostname IN (` + in + `))`
+		if domain != "" {
+			where += ` AND t.domain = ?`
+			args = append(args, domain)
+		}
+		nodes, err := s.queryNodes(ctx, where, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, n := range nodes {
+			if _, dup := byHRN[n.HRN]; dup { // found by another chunk too
+				continue
+			}
+			byHRN[n.HRN] = n
+			if n.Hostname != "" {
+				byHost[n.Hostname] = append(byHost[n.Hostname], n)
+			}
+		}
+	}
+	for _, name := range names {
+		if n, ok := byHRN[name]; ok { // an exact hrn wins over a hostname
+			found = append(found, n)
+			continue
+		}
+		switch hs := byHost[name]; len(hs) {
+		case 0:
+			missing = append(missing, name)
+		case 1:
+			found = append(found, hs[0])
+		default:
+			return nil, nil, fmt.Errorf("node %q: hostname of %d nodes, name the hrn or the domain: %w", name, len(hs), ErrAmbiguous)
+		}
+	}
+	return found, missing, nil
 }
 
 // Testbed is one domain and how many nodes it has.

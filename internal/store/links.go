@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,48 +20,108 @@ type BootLink struct {
 	Refs      int       `json:"refs"` // OMF's per-node reference count
 }
 
+// linkChunk bounds the rows of one multi-row statement (SQLite caps bound
+// variables); one statement per chunk instead of per link keeps a 400-node
+// set from parsing 1200 statements.
+const linkChunk = 500
+
 // SetLinks records, in one transaction, a new reference for each link that
 // expires lifetime after now. OMF counted one reference per set; a link
 // lives until its last reference expires, so its expiry is the latest one.
 func (s *Store) SetLinks(ctx context.Context, links []BootLink, now time.Time, lifetime time.Duration) error {
 	exp := now.Add(lifetime).UnixNano()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, l := range links {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_link_refs(hrn, expires_at) VALUES (?, ?)`, l.HRN, exp); err != nil {
-				return fmt.Errorf("store: set link %s: %w", l.HRN, err)
+		for start := 0; start < len(links); start += linkChunk {
+			chunk := links[start:min(start+linkChunk, len(links))]
+			refs := make([]any, 0, 2*len(chunk))
+			hexes := make([]any, 0, 2*len(chunk))
+			rows := make([]any, 0, 6*len(chunk))
+			for _, l := range chunk {
+				refs = append(refs, l.HRN, exp)
+				hexes = append(hexes, l.Hex)
+				rows = append(rows, l.HRN, l.ControlIP, l.Hex, l.Image, now.UnixNano(), exp)
 			}
-			// A node's hex name can only change if its IP changed in the
-			// inventory; the old name's row goes so the hex stays unique.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM boot_links WHERE hex = ? AND hrn <> ?`, l.Hex, l.HRN); err != nil {
-				return fmt.Errorf("store: set link %s: %w", l.HRN, err)
+			for _, l := range chunk {
+				hexes = append(hexes, l.HRN)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO boot_links(hrn, control_ip, hex, image, set_at, expires_at)
-				VALUES (?, ?, ?, ?, ?, ?)
+			n := len(chunk)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_link_refs(hrn, expires_at) VALUES `+values(n, 2), refs...); err != nil {
+				return fmt.Errorf("store: set links: %w", err)
+			}
+			// A link's hex name is another node's only if IPs moved in the
+			// inventory since; that node's stale row goes with its file.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM boot_links WHERE hex IN (`+marks(n)+`)
+				AND hrn NOT IN (`+marks(n)+`)`, hexes...); err != nil {
+				return fmt.Errorf("store: set links: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_links(hrn, control_ip, hex, image, set_at, expires_at)
+				VALUES `+values(n, 6)+`
 				ON CONFLICT(hrn) DO UPDATE SET control_ip = excluded.control_ip, hex = excluded.hex,
 					image = excluded.image, set_at = excluded.set_at,
-					expires_at = max(boot_links.expires_at, excluded.expires_at)`,
-				l.HRN, l.ControlIP, l.Hex, l.Image, now.UnixNano(), exp)
-			if err != nil {
-				return fmt.Errorf("store: set link %s: %w", l.HRN, err)
+					expires_at = max(boot_links.expires_at, excluded.expires_at)`, rows...); err != nil {
+				return fmt.Errorf("store: set links: %w", err)
 			}
 		}
 		return nil
 	})
 }
 
+// marks is n comma-separated placeholders.
+func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// values is the VALUES list of a multi-row statement: rows groups of cols
+// placeholders.
+func values(rows, cols int) string {
+	return strings.TrimSuffix(strings.Repeat("("+marks(cols)+"),", rows), ",")
+}
+
 // ClearLinks removes the links of these nodes and all their references.
 func (s *Store) ClearLinks(ctx context.Context, hrns []string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, h := range hrns {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM boot_links WHERE hrn = ?`, h); err != nil {
-				return fmt.Errorf("store: clear link %s: %w", h, err)
+		for start := 0; start < len(hrns); start += linkChunk {
+			chunk := hrns[start:min(start+linkChunk, len(hrns))]
+			args := make([]any, len(chunk))
+			for i, h := range chunk {
+				args[i] = h
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM boot_link_refs WHERE hrn = ?`, h); err != nil {
-				return fmt.Errorf("store: clear link %s: %w", h, err)
+			for _, table := range []string{"boot_links", "boot_link_refs"} {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE hrn IN (`+marks(len(chunk))+`)`, args...); err != nil {
+					return fmt.Errorf("store: clear links: %w", err)
+				}
 			}
 		}
 		return nil
 	})
+}
+
+// LinkNames returns the hex names recorded for those of these nodes that
+// have a link.
+func (s *Store) LinkNames(ctx context.Context, hrns []string) (map[string]string, error) {
+	out := map[string]string{}
+	for start := 0; start < len(hrns); start += linkChunk {
+		chunk := hrns[start:min(start+linkChunk, len(hrns))]
+		args := make([]any, len(chunk))
+		for i, h := range chunk {
+			args[i] = h
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT hrn, hex FROM boot_links WHERE hrn IN (`+marks(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: link names: %w", err)
+		}
+		for rows.Next() {
+			var hrn, hex string
+			if err := rows.Scan(&hrn, &hex); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: link names: %w", err)
+			}
+			out[hrn] = hex
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: link names: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // Links lists every active link, with references not yet expired at now.

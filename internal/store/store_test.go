@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,57 @@ func TestReopenKeepsData(t *testing.T) {
 	defer s.Close()
 	if n, _ := s.NodeCount(ctx); n != 1 {
 		t.Fatalf("NodeCount after reopen = %d", n)
+	}
+}
+
+func TestLookupNodesBatch(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var nodes []inventory.Node
+	var names []string
+	for i := range 1500 { // more than one query's worth
+		hrn := fmt.Sprintf("n%d.grid", i)
+		nodes = append(nodes, node(hrn, fmt.Sprintf("10.%d.%d.1", i/250, i%250), fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256)))
+		names = append(names, hrn)
+	}
+	if err := s.Import(ctx, file("grid", nodes...)); err != nil {
+		t.Fatal(err)
+	}
+	names = append(names, "n7", "ghost", "n3.grid") // a hostname, an unknown, a repeat
+	found, missing, err := s.LookupNodes(ctx, "grid", names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1502 || found[0].HRN != "n0.grid" || found[1500].HRN != "n7.grid" || found[1501].HRN != "n3.grid" {
+		t.Errorf("found %d nodes, first %q", len(found), found[0].HRN)
+	}
+	if diff := cmp.Diff([]string{"ghost"}, missing); diff != "" {
+		t.Errorf("missing (-want +got):\n%s", diff)
+	}
+}
+
+func TestLinksWhenAddressesSwap(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	t0 := time.Unix(1000, 0)
+	a := BootLink{HRN: "a", ControlIP: "10.0.0.1", Hex: "0A000001", Image: "img"}
+	b := BootLink{HRN: "b", ControlIP: "10.0.0.2", Hex: "0A000002", Image: "img"}
+	if err := s.SetLinks(ctx, []BootLink{a, b}, t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The inventory swapped their addresses; both are set again at once.
+	a.ControlIP, a.Hex, b.ControlIP, b.Hex = b.ControlIP, b.Hex, a.ControlIP, a.Hex
+	if err := s.SetLinks(ctx, []BootLink{a, b}, t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// c now holds a's old address; a's row under that name must go.
+	c := BootLink{HRN: "c", ControlIP: "10.0.0.9", Hex: "0A000009", Image: "img"}
+	s.SetLinks(ctx, []BootLink{c}, t0, time.Minute)
+	names, err := s.LinkNames(ctx, []string{"a", "b", "c", "zz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "0A000002", "b": "0A000001", "c": "0A000009"}, names); diff != "" {
+		t.Errorf("link names (-want +got):\n%s", diff)
 	}
 }
