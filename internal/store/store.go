@@ -55,11 +55,12 @@ var migrations = []string{
 	CREATE TABLE boot_links (
 		hrn        TEXT PRIMARY KEY,
 		control_ip TEXT NOT NULL,
-		hex        TEXT NOT NULL UNIQUE,
+		hex        TEXT NOT NULL,
 		image      TEXT NOT NULL,
 		set_at     INTEGER NOT NULL,
 		expires_at INTEGER NOT NULL
 	);
+	CREATE INDEX boot_links_hex ON boot_links(hex);
 	CREATE TABLE boot_link_refs (
 		id         INTEGER PRIMARY KEY,
 		hrn        TEXT NOT NULL,
