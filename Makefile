@@ -5,10 +5,10 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 # Debian packages the tests drive as real peers.
-TEST_PACKAGES := tftp-hpa atftp curl
+TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk
 
-.PHONY: all build test demo lint bench go-toolchain test-deps bench-deps clean
+.PHONY: all build test demo lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
@@ -23,9 +23,13 @@ test-deps:
 
 # Every test, including the end-to-end ones against real netbootd
 # processes; then the demo, once, as a user would run it.
-test: go-toolchain test-deps lint
+test: go-toolchain test-deps kernel lint
 	$(GO) test -count=1 -timeout 20m ./...
 	DEMO_ONCE=1 scripts/demo.sh > /dev/null
+
+# The current Debian kernel package, unpacked (never installed) into .cache/kernel.
+kernel:
+	@scripts/fetch-kernel.sh .cache/kernel > /dev/null
 
 lint: go-toolchain
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

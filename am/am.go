@@ -31,6 +31,7 @@ type Inventory interface {
 	DeleteNode(ctx context.Context, hrn string) error
 	Testbeds(ctx context.Context) ([]store.Testbed, error)
 	Images(ctx context.Context) ([]inventory.Image, error)
+	PutImage(ctx context.Context, img inventory.Image) error
 	Import(ctx context.Context, f inventory.File) error
 	Export(ctx context.Context) (inventory.File, error)
 	Events(ctx context.Context, hrn string) ([]store.Event, error)

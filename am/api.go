@@ -28,6 +28,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	g.GET("/boot", s.apiBoot)
 	g.GET("/testbeds", s.apiTestbeds)
 	g.GET("/images", s.apiImages)
+	g.PUT("/images/:name", s.apiPutImage)
 	g.GET("/inventory", s.apiExport)
 	g.POST("/inventory", s.apiImport)
 }
@@ -271,6 +272,29 @@ func (s *Server) apiImages(c *gin.Context) {
 		imgs = []inventory.Image{}
 	}
 	c.JSON(http.StatusOK, imgs)
+}
+
+func (s *Server) apiPutImage(c *gin.Context) {
+	name := c.Param("name")
+	if err := checkName("name", name); err != nil {
+		apiError(c, err)
+		return
+	}
+	var img inventory.Image
+	if err := decodeJSON(c, &img); err != nil {
+		apiError(c, err)
+		return
+	}
+	if img.Name != "" && img.Name != name {
+		apiError(c, badRequest("name %q in the body differs from %q in the path", img.Name, name))
+		return
+	}
+	img.Name = name
+	if err := s.inv.PutImage(c.Request.Context(), img); err != nil {
+		apiError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, img)
 }
 
 func (s *Server) apiExport(c *gin.Context) {

@@ -31,6 +31,9 @@ const usage = `usage: nbctl [--server URL] COMMAND [ARGS]
                                point nodes' PXE links at an image
   boot clear NODE...           remove nodes' PXE links
   boot list [--json]           list active PXE links
+  image build --name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--server URL]
+                               build the orbit-pxe RAM image (kernel, initramfs,
+                               pxelinux.cfg/N); --server also registers it
 
 --server defaults to $NBCTL_SERVER, else http://localhost:5054.
 `
@@ -51,6 +54,7 @@ type cli struct {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	server := os.Getenv("NBCTL_SERVER")
+	serverSet := server != ""
 	if server == "" {
 		server = "http://localhost:5054"
 	}
@@ -61,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := top.Parse(args); err != nil {
 		return err
 	}
+	top.Visit(func(f *flag.Flag) { serverSet = serverSet || f.Name == "server" })
 	args = top.Args()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -96,6 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return k.bootClear(ctx, rest[1:])
 	case cmd == "boot" && sub == "list":
 		return k.bootList(ctx, rest[1:])
+	case cmd == "image" && sub == "build":
+		return k.imageBuild(ctx, rest[1:], server, serverSet)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", strings.Join(args, " "))

@@ -145,6 +145,11 @@ func (c *Client) Images(ctx context.Context) ([]inventory.Image, error) {
 	return out, c.getJSON(ctx, "/api/v1/images", &out)
 }
 
+// PutImage registers a PXE image in the inventory.
+func (c *Client) PutImage(ctx context.Context, img inventory.Image) error {
+	return c.sendJSON(ctx, http.MethodPut, "/api/v1/images/"+url.PathEscape(img.Name), img, nil)
+}
+
 // SetBoot points a node at a PXE image ("" for its inventory image) for
 // lifetime (0 for the appliance's default).
 func (c *Client) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/orbit-lab/netboot/initramfs"
+	"github.com/orbit-lab/netboot/internal/inventory"
+)
+
+// imageBuild builds the orbit-pxe RAM image locally; it needs no running
+// appliance unless --server is given, which registers the image there too.
+func (k *cli) imageBuild(ctx context.Context, args []string, server string, serverSet bool) error {
+	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+	name := fs.String("name", "", "image name, e.g. orbit-2.0.0 (required)")
+	kernelDir := fs.String("kernel-dir", "", "an unpacked Debian kernel package (make kernel) (required)")
+	modules := fs.String("modules", "e1000,virtio_net,virtio_pci", "comma-separated kernel modules; their dependencies are added")
+	out := fs.String("out", "", "TFTP root to write into (required)")
+	sshKey := fs.String("ssh-key", "", "authorized key file for the debug shell")
+	appendArgs := fs.String("append", "", "extra kernel arguments, e.g. orbit.am=http://10.18.0.1:5054")
+	description := fs.String("description", "orbit-pxe RAM image", "description registered with --server")
+	root := fs.String("module-root", "", "source tree to build orbit-init and orbit-rc from (default: the one holding the current directory)")
+	register := fs.Bool("register", false, "register the image in the appliance's inventory (implied by --server)")
+	fs.StringVar(&server, "server", server, "appliance URL to register the image with")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "server" {
+			serverSet = true
+		}
+	})
+	if *name == "" || *kernelDir == "" || *out == "" || fs.NArg() > 0 {
+		return errors.New("usage: nbctl image build --name NAME --kernel-dir DIR --out TFTP_ROOT [--modules m1,m2] [--ssh-key F] [--append ARGS] [--server URL]")
+	}
+	if *root == "" {
+		r, err := moduleRoot()
+		if err != nil {
+			return err
+		}
+		*root = r
+	}
+	var mods []string
+	for _, m := range strings.Split(*modules, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			mods = append(mods, m)
+		}
+	}
+	res, err := initramfs.Build(ctx, initramfs.Options{
+		Name: *name, KernelDir: *kernelDir, Modules: mods, OutDir: *out, SSHKeyFile: *sshKey,
+		Append: strings.Fields(*appendArgs), ModuleRoot: *root,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+	for _, f := range []initramfs.File{res.Config, res.Kernel, res.Initramfs} {
+		fmt.Fprintf(k.out, "%-60s %9d  sha256:%s\n", f.Path, f.Size, f.SHA256)
+	}
+	fmt.Fprintf(k.out, "modules (load order): %s\nbuilt in %s\n", strings.Join(res.Modules, " "), res.Duration.Round(1e6))
+	if !serverSet && !*register {
+		return nil
+	}
+	if err := k.c.PutImage(ctx, inventory.Image{Name: *name, Description: *description}); err != nil {
+		return fmt.Errorf("registering %s: %w", *name, err)
+	}
+	fmt.Fprintf(k.out, "registered %s with %s\n", *name, server)
+	return nil
+}
+
+// moduleRoot finds the netboot source tree holding the current directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if f, err := os.Open(filepath.Join(dir, "go.mod")); err == nil {
+			line, _ := bufio.NewReader(f).ReadString('\n')
+			f.Close()
+			if strings.TrimSpace(line) == "module github.com/orbit-lab/netboot" {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the netboot source tree: give --module-root")
+		}
+		dir = parent
+	}
+}

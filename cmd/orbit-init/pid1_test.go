@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orbit-lab/netboot/initramfs"
+	"github.com/orbit-lab/netboot/initramfs/layout"
+)
+
+// syncBuffer collects a process's output for a test to wait on.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor waits until out holds want count times.
+func waitFor(t *testing.T, out *syncBuffer, want string, count int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Count(out.String(), want) >= count {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no %q (x%d) after %v; output:\n%s", want, count, timeout, out.String())
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// children returns the PIDs of pid's children (of all its threads: a Go
+// program forks from any of them).
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, s := range strings.Fields(string(b)) {
+			p, _ := strconv.Atoi(s)
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// nsInit returns the host PID of the first descendant of pid that is PID 1
+// of its own PID namespace, or 0.
+func nsInit(pid int) int {
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == "NSpid:" && f[len(f)-1] == "1" {
+				return p
+			}
+		}
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			for _, s := range strings.Fields(string(b)) {
+				c, _ := strconv.Atoi(s)
+				queue = append(queue, c)
+			}
+		}
+	}
+	return 0
+}
+
+// TestPID1 runs orbit-init as PID 1 of new PID, mount and UTS namespaces,
+// chrooted into a directory laid out like the image, in a network namespace
+// with two veth NICs (eth0, eth1); dnsmasq answers DHCP on eth1's peer from a
+// second network namespace. It checks the control-interface choice (BOOTIF),
+// the lease and the RC's environment, that a killed RC is restarted, and that
+// SIGUSR2 powers off (in a PID namespace, reboot(2) ends its init).
+func TestPID1(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (namespaces, veth, mounts)")
+	}
+	for _, tool := range []string{"unshare", "ip", "dnsmasq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (Debian: util-linux, iproute2, dnsmasq-base)", tool)
+		}
+	}
+	if testing.Short() {
+		t.Skip("compiles the image's binaries")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	bins, err := initramfs.CompileBinaries(ctx, "", filepath.Join("..", ".."), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, d := range []string{"bin", "sbin", "etc", "dev", "proc", "sys", "tmp", "run", "root"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, data := range map[string][]byte{layout.Init: bins.Init, layout.RC: bins.RC, layout.ImageName: []byte("orbit-test-1\n")} {
+		if err := os.WriteFile(filepath.Join(root, p), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Network: cli holds eth0 and eth1 (the node), srv their peers.
+	suffix := strconv.Itoa(os.Getpid())
+	srv, cli := "orbit-pid1-srv-"+suffix, "orbit-pid1-cli-"+suffix
+	run(t, "ip", "netns", "add", srv)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", srv).Run() })
+	run(t, "ip", "netns", "add", cli)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", cli).Run() })
+	run(t, "ip", "-n", srv, "link", "add", "p0", "type", "veth", "peer", "name", "eth0", "address", "52:54:00:aa:01:32", "netns", cli)
+	run(t, "ip", "-n", srv, "link", "add", "p1", "type", "veth", "peer", "name", "eth1", "address", "52:54:00:aa:00:32", "netns", cli)
+	run(t, "ip", "-n", srv, "addr", "add", "10.199.0.1/24", "dev", "p1")
+	for _, l := range []string{"lo", "p0", "p1"} {
+		run(t, "ip", "-n", srv, "link", "set", l, "up")
+	}
+	state := t.TempDir()
+	var dnsOut syncBuffer
+	dns := exec.Command("ip", "netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=p1", "--bind-interfaces", "--log-dhcp",
+		"--dhcp-range=10.199.0.50,10.199.0.60,255.255.255.0,1h",
+		"--dhcp-host=52:54:00:aa:00:32,10.199.0.32,node9-9",
+		"--dhcp-option=option:router,10.199.0.1", "--dhcp-option=option:domain-name,test.orbit-lab.org",
+		"--dhcp-leasefile="+filepath.Join(state, "leases"), "--pid-file="+filepath.Join(state, "pid"))
+	dns.Stdout, dns.Stderr = &dnsOut, &dnsOut
+	dns.WaitDelay = 5 * time.Second
+	if err := dns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dns.Process.Kill(); dns.Wait() })
+	waitFor(t, &dnsOut, "DHCP, IP range", 1, 10*time.Second) // listening
+
+	var out syncBuffer
+	init := exec.CommandContext(ctx, "ip", "netns", "exec", cli,
+		"unshare", "--pid", "--mount", "--uts", "--fork", "--root="+root, layout.Init)
+	init.Env = []string{"ORBIT_INIT_CMDLINE=console=ttyS0 BOOTIF=01-52-54-00-aa-00-32 orbit.am=http://10.199.0.1:5054 orbit.linkwait=2s"}
+	init.Stdout, init.Stderr = &out, &out
+	init.WaitDelay = 5 * time.Second // do not hang on a pipe a leaked child holds
+	if err := init.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- init.Wait() }()
+	var initPID int // host PID of the init, once known
+	t.Cleanup(func() {
+		// Killing unshare would leave its child running: SIGKILL the
+		// namespace's init, which takes every process of the namespace.
+		if initPID == 0 {
+			initPID = nsInit(init.Process.Pid)
+		}
+		if initPID > 0 {
+			syscall.Kill(initPID, syscall.SIGKILL)
+		}
+		init.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("init output:\n%s\ndnsmasq:\n%s", out.String(), dnsOut.String())
+		}
+	})
+
+	waitFor(t, &out, "rc: started", 1, 60*time.Second)
+	t.Logf("dhcp: %s", grepLine(out.String(), `step=dhcp`))
+	console := out.String()
+	for _, want := range []string{
+		"\norbit-test-1\n", // /.orbit_image on the console
+		`msg="control interface" if=eth1 mac=52:54:00:aa:00:32 reason="BOOTIF=01-52-54-00-aa-00-32"`,
+		`msg="dhcp lease" if=eth1 ip=10.199.0.32/24 gw=10.199.0.1 server=10.199.0.1`,
+		"ORBIT_AM=http://10.199.0.1:5054 ",
+		"ORBIT_CONTROL_IF=eth1 ",
+		"ORBIT_HOSTNAME=node9-9 ",
+		"ORBIT_IP=10.199.0.32/24 ",
+		"ORBIT_DOMAIN=test.orbit-lab.org ",
+		"ORBIT_IMAGE=orbit-test-1 ",
+		`failed=""`,
+	} {
+		if !strings.Contains(console, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+
+	// The init's files, seen through its root.
+	if initPID = nsInit(init.Process.Pid); initPID == 0 {
+		t.Fatal("no process is PID 1 of a namespace under unshare")
+	}
+	for p, want := range map[string]string{
+		layout.ImageID:  "orbit-test-1\n",
+		"/etc/hostname": "node9-9\n",
+	} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", initPID, p))
+		if err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", initPID, layout.RCEnv)); err != nil || !strings.Contains(string(b), "ORBIT_CONTROL_IF=eth1\n") {
+		t.Errorf("%s = %q, %v", layout.RCEnv, b, err)
+	}
+
+	// A dead RC is restarted (after the 1 s back-off).
+	rcs := children(t, initPID)
+	if len(rcs) != 1 {
+		t.Fatalf("init has children %v, want the RC", rcs)
+	}
+	if err := syscall.Kill(rcs[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &out, `msg="rc: exited" status="signal killed"`, 1, 10*time.Second)
+	waitFor(t, &out, "rc: started", 2, 10*time.Second)
+
+	// SIGUSR2: orderly power-off, which in a PID namespace ends its init.
+	if err := syscall.Kill(initPID, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("init still running 20 s after SIGUSR2")
+	}
+	exited <- nil // for the cleanup
+	initPID = -1  // gone; nothing to kill
+	for _, want := range []string{"shutdown: stopping processes", `msg="shutdown: poweroff"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+}
+
+func grepLine(s, substr string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			return l
+		}
+	}
+	return ""
+}

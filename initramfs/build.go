@@ -1,0 +1,422 @@
+// Package initramfs builds the orbit-pxe RAM image that testbed nodes
+// netboot: a Debian kernel, a gzipped newc initramfs holding the init
+// (cmd/orbit-init), the Resource Controller (cmd/orbit-rc) and the kernel
+// modules the node's NICs need, and the pxelinux config that boots them.
+//
+// Builds are reproducible: the same sources, kernel, modules, name and Go
+// toolchain give byte-identical files.
+package initramfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/orbit-lab/netboot/initramfs/layout"
+)
+
+// Options say what to build.
+type Options struct {
+	// Name is the image name, e.g. "orbit-2.0.0": the pxelinux config is
+	// OutDir/pxelinux.cfg/<Name> (what the AM links nodes to), and the
+	// initramfs is initramfs-orbit-pxe-<Version(Name)>.gz.
+	Name string
+	// KernelDir is an unpacked Debian kernel package (scripts/fetch-kernel.sh):
+	// it holds exactly one boot/vmlinuz-<ver> and lib/modules/<ver>/.
+	KernelDir string
+	// Modules are the kernel modules to load at boot, e.g. e1000,
+	// virtio_net, virtio_pci; their dependencies are added.
+	Modules []string
+	// OutDir is the TFTP root the files are written to.
+	OutDir string
+	// SSHKeyFile, if set, is an SSH public key file put into the image as
+	// /etc/orbit/authorized_keys (for a debug shell; not served yet).
+	SSHKeyFile string
+	// Append are extra kernel arguments for the pxelinux config, after
+	// DefaultAppend, e.g. "orbit.am=http://10.18.0.1:5054".
+	Append []string
+	// ModuleRoot is the root of this Go module (where go.mod is), from
+	// which cmd/orbit-init and cmd/orbit-rc are built.
+	ModuleRoot string
+	// GoCmd is the go command; default "go" from $PATH.
+	GoCmd string
+	// GOARCH of the image; default amd64 (the Debian kernel's).
+	GOARCH string
+	// Log receives progress; default: discard.
+	Log *slog.Logger
+}
+
+// File is a written file.
+type File struct {
+	Path   string // absolute
+	Size   int64
+	SHA256 string // hex
+}
+
+// Result says what Build wrote.
+type Result struct {
+	Initramfs     File
+	Kernel        File
+	Config        File
+	Version       string   // from the name: orbit-2.0.0 -> 2.0.0
+	KernelVersion string   // 6.1.0-56-amd64
+	Modules       []string // in load order, as in /lib/modules/load.order
+	Builtin       []string // requested or needed modules built into the kernel
+	CPIOSize      int64    // the initramfs uncompressed
+	Duration      time.Duration
+}
+
+// ErrBadName is returned (wrapped) for an image name that cannot be used.
+var ErrBadName = errors.New("bad image name")
+
+var (
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// Names pxelinux itself looks up in pxelinux.cfg/: an image must never
+	// shadow one (upper-case hex IP prefixes, 01-<mac>, default).
+	hexRE = regexp.MustCompile(`^[0-9A-F]{1,8}$`)
+	macRE = regexp.MustCompile(`^01-`)
+)
+
+// CheckName reports whether name can be an image name: letters, digits, '.',
+// '_' and '-', at most 64, starting with a letter or digit, and none of the
+// names pxelinux looks up by itself ("default", upper-case hex, "01-...").
+func CheckName(name string) error {
+	switch {
+	case !nameRE.MatchString(name):
+		return fmt.Errorf("%w %q: use letters, digits, '.', '_', '-' (at most 64, not starting with '.' or '-')", ErrBadName, name)
+	case name == "default", hexRE.MatchString(name), macRE.MatchString(name):
+		return fmt.Errorf("%w %q: pxelinux looks this name up by itself", ErrBadName, name)
+	}
+	return nil
+}
+
+// Version returns the version part of an image name, used in the initramfs
+// file name: the name without a leading "orbit-" (orbit-2.0.0 -> 2.0.0), or
+// the whole name when it has no such prefix (lab-test -> lab-test).
+func Version(name string) string {
+	if v, ok := strings.CutPrefix(name, "orbit-"); ok && v != "" {
+		return v
+	}
+	return name
+}
+
+// InitrdFile and KernelFile name the files in the TFTP root.
+func InitrdFile(version string) string       { return "initramfs-orbit-pxe-" + version + ".gz" }
+func KernelFile(kernelVersion string) string { return "linux-orbit-pxe-" + kernelVersion }
+
+// ModTime is the modification time of every archive entry.
+var ModTime = time.Unix(0, 0)
+
+// Build builds the image and writes it into opts.OutDir: the initramfs, the
+// kernel and pxelinux.cfg/<Name>. Each file is written under a temporary name
+// and renamed, so a TFTP server never serves half a file.
+func Build(ctx context.Context, opts Options) (Result, error) {
+	start := time.Now()
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := CheckName(opts.Name); err != nil {
+		return Result{}, err
+	}
+	if err := checkAppend(opts.Append); err != nil {
+		return Result{}, err
+	}
+	if opts.OutDir == "" || opts.KernelDir == "" || opts.ModuleRoot == "" {
+		return Result{}, errors.New("image build: OutDir, KernelDir and ModuleRoot are required")
+	}
+	res := Result{Version: Version(opts.Name)}
+
+	kernel, kver, err := FindKernel(opts.KernelDir)
+	if err != nil {
+		return Result{}, err
+	}
+	res.KernelVersion = kver
+	modDir := filepath.Join(opts.KernelDir, "lib", "modules", kver)
+	set, err := ResolveModules(modDir, opts.Modules)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, m := range set.Load {
+		res.Modules = append(res.Modules, m.Name)
+	}
+	res.Builtin = set.Builtin
+	log.Info("image build", "name", opts.Name, "kernel", kver, "modules", strings.Join(res.Modules, ","), "builtin", strings.Join(set.Builtin, ","))
+
+	bins, err := CompileBinaries(ctx, opts.GoCmd, opts.ModuleRoot, opts.GOARCH)
+	if err != nil {
+		return Result{}, err
+	}
+	log.Info("image build: compiled", "orbit-init", len(bins.Init), "orbit-rc", len(bins.RC))
+
+	var sshKey []byte
+	if opts.SSHKeyFile != "" {
+		if sshKey, err = os.ReadFile(opts.SSHKeyFile); err != nil {
+			return Result{}, fmt.Errorf("ssh key: %w", err)
+		}
+	}
+
+	a, err := Assemble(Contents{
+		Name:          opts.Name,
+		Init:          bins.Init,
+		RC:            bins.RC,
+		KernelVersion: kver,
+		ModulesDir:    modDir,
+		Modules:       set.Load,
+		SSHKey:        sshKey,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+
+	if err := os.MkdirAll(filepath.Join(opts.OutDir, "pxelinux.cfg"), 0o755); err != nil {
+		return Result{}, err
+	}
+	initrd := InitrdFile(res.Version)
+	res.Initramfs, err = writeAtomic(filepath.Join(opts.OutDir, initrd), func(w io.Writer) error {
+		n, err := a.WriteGzip(w, ModTime)
+		res.CPIOSize = n
+		return err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	kname := KernelFile(kver)
+	if res.Kernel, err = copyAtomic(kernel, filepath.Join(opts.OutDir, kname)); err != nil {
+		return Result{}, err
+	}
+	cfg := PXEConfig{Kernel: kname, Initrd: initrd, Append: append(append([]string{}, DefaultAppend...), opts.Append...)}
+	res.Config, err = writeAtomic(filepath.Join(opts.OutDir, "pxelinux.cfg", opts.Name), func(w io.Writer) error {
+		_, err := io.WriteString(w, cfg.Text())
+		return err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	res.Duration = time.Since(start)
+	log.Info("image build: done", "initramfs", res.Initramfs.Path, "size", res.Initramfs.Size,
+		"sha256", res.Initramfs.SHA256, "kernel", res.Kernel.Path, "config", res.Config.Path, "took", res.Duration.Round(time.Millisecond))
+	return res, nil
+}
+
+// FindKernel returns the path and version of the one boot/vmlinuz-<ver> of
+// an unpacked kernel package that has lib/modules/<ver>.
+func FindKernel(kernelDir string) (path, version string, err error) {
+	matches, err := filepath.Glob(filepath.Join(kernelDir, "boot", "vmlinuz-*"))
+	if err != nil {
+		return "", "", err
+	}
+	switch len(matches) {
+	case 0:
+		return "", "", fmt.Errorf("kernel directory %s: no boot/vmlinuz-*", kernelDir)
+	case 1:
+	default:
+		return "", "", fmt.Errorf("kernel directory %s: more than one kernel: %s", kernelDir, strings.Join(matches, " "))
+	}
+	version = strings.TrimPrefix(filepath.Base(matches[0]), "vmlinuz-")
+	if fi, err := os.Stat(filepath.Join(kernelDir, "lib", "modules", version)); err != nil || !fi.IsDir() {
+		return "", "", fmt.Errorf("kernel directory %s: no lib/modules/%s for %s", kernelDir, version, matches[0])
+	}
+	return matches[0], version, nil
+}
+
+// Binaries are the image's programs.
+type Binaries struct {
+	Init []byte // cmd/orbit-init
+	RC   []byte // cmd/orbit-rc
+}
+
+// CompileBinaries builds cmd/orbit-init and cmd/orbit-rc of the module at
+// root as static, stripped, reproducible binaries (CGO_ENABLED=0, -trimpath,
+// -buildvcs=false, -ldflags='-s -w', GOAMD64=v1) for linux/goarch (default
+// amd64), in one go build run. goCmd defaults to "go".
+func CompileBinaries(ctx context.Context, goCmd, root, goarch string) (Binaries, error) {
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	if goarch == "" {
+		goarch = "amd64"
+	}
+	tmp, err := os.MkdirTemp("", "orbit-image-bin-")
+	if err != nil {
+		return Binaries{}, err
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w",
+		"-o", tmp+string(filepath.Separator), "./cmd/orbit-init", "./cmd/orbit-rc")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOAMD64=v1",
+		"GOFLAGS=-buildvcs=false")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return Binaries{}, fmt.Errorf("go build in %s: %w\n%s", root, err, strings.TrimSpace(out.String()))
+	}
+	var b Binaries
+	if b.Init, err = os.ReadFile(filepath.Join(tmp, "orbit-init")); err != nil {
+		return Binaries{}, err
+	}
+	if b.RC, err = os.ReadFile(filepath.Join(tmp, "orbit-rc")); err != nil {
+		return Binaries{}, err
+	}
+	return b, nil
+}
+
+// Contents is what goes into an initramfs.
+type Contents struct {
+	Name          string   // image name, written to /.orbit_image
+	Init, RC      []byte   // the programs
+	KernelVersion string   // modules go to /lib/modules/<KernelVersion>/
+	ModulesDir    string   // the kernel package's lib/modules/<ver> to read module files from
+	Modules       []Module // in load order (ResolveModules)
+	SSHKey        []byte   // optional
+}
+
+// Assemble lays out the image's file tree (see package layout):
+//
+//	/init                           orbit-init
+//	/sbin/init -> ../init
+//	/bin/orbit-rc
+//	/.orbit_image                   "<name>\n"
+//	/lib/modules/<kver>/<path>.ko   the module closure, as in the package
+//	/lib/modules/<kver>/modules.dep for the modules of the image only
+//	/lib/modules/load.order         absolute module paths, load order
+//	/etc/orbit/authorized_keys      when an SSH key is given
+//	/dev /proc /sys /tmp /run /root /etc /var  empty directories
+//
+// It holds no device nodes: the kernel's built-in initramfs already has
+// /dev/console, and the init mounts devtmpfs on /dev.
+func Assemble(c Contents) (*Archive, error) {
+	a := NewArchive()
+	for _, d := range []struct {
+		p    string
+		mode uint32
+	}{
+		{"bin", 0o755}, {"sbin", 0o755}, {"etc", 0o755}, {"lib", 0o755}, {"dev", 0o755},
+		{"proc", 0o555}, {"sys", 0o555}, {"tmp", 0o1777}, {"run", 0o755}, {"root", 0o700}, {"var", 0o755},
+	} {
+		if err := a.AddDir(d.p, d.mode); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.Init) == 0 || len(c.RC) == 0 {
+		return nil, errors.New("image: init and rc binaries are required")
+	}
+	adds := []error{
+		a.AddFile(layout.Init, 0o755, c.Init),
+		a.AddSymlink(layout.SbinInit, "../init"),
+		a.AddFile(layout.RC, 0o755, c.RC),
+		a.AddFile(layout.ImageName, 0o644, []byte(c.Name+"\n")),
+	}
+	if len(c.SSHKey) > 0 {
+		adds = append(adds, a.AddFile(layout.AuthorizedKeys, 0o600, c.SSHKey))
+	}
+	if err := errors.Join(adds...); err != nil {
+		return nil, err
+	}
+	var order bytes.Buffer
+	fmt.Fprintf(&order, "# Loaded by orbit-init in this order (dependencies first).\n")
+	for _, m := range c.Modules {
+		data, err := os.ReadFile(filepath.Join(c.ModulesDir, filepath.FromSlash(m.Path)))
+		if err != nil {
+			return nil, fmt.Errorf("module %q: %w", m.Name, err)
+		}
+		p := path.Join(layout.ModulesDir, c.KernelVersion, m.Path)
+		if err := a.AddFile(p, 0o644, data); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(&order, p)
+	}
+	if len(c.Modules) > 0 {
+		if err := a.AddFile(path.Join(layout.ModulesDir, c.KernelVersion, "modules.dep"), 0o644, modulesDep(c.Modules)); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.AddFile(layout.ModulesLoadOrder, 0o644, order.Bytes()); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// writeAtomic writes path through fill under a temporary name in the same
+// directory, syncs it, makes it 0644 and renames it into place.
+func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return File{}, err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // fails harmlessly after the rename
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	err = fill(cw)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("write %s: %w", dst, err)
+	}
+	abs, err := filepath.Abs(dst)
+	if err != nil {
+		return File{}, err
+	}
+	return File{Path: abs, Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// copyAtomic copies src to dst with writeAtomic, unless dst already has the
+// same contents.
+func copyAtomic(src, dst string) (File, error) {
+	sum, size, err := hashFile(src)
+	if err != nil {
+		return File{}, err
+	}
+	if dsum, dsize, err := hashFile(dst); err == nil && dsum == sum && dsize == size {
+		abs, err := filepath.Abs(dst)
+		return File{Path: abs, Size: size, SHA256: sum}, err
+	}
+	return writeAtomic(dst, func(w io.Writer) error {
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		return err
+	})
+}
+
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}

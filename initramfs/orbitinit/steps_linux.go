@@ -1,0 +1,368 @@
+package orbitinit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/u-root/u-root/pkg/dhclient"
+	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/u-root/u-root/pkg/libinit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/orbit-lab/netboot/initramfs/layout"
+)
+
+// Rootfs is what the init mounts first, in order: u-root libinit's
+// namespace cut down to what a RAM image that runs one RC needs (no
+// cgroups, securityfs, efivarfs, debugfs, /dev/shm or Go toolchain dirs).
+// The root itself is the initramfs (rootfs, writable).
+var Rootfs = []libinit.Creator{
+	libinit.Dir{Name: "/proc", Mode: 0o555},
+	libinit.Mount{Source: "proc", Target: "/proc", FSType: "proc", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	libinit.Dir{Name: "/sys", Mode: 0o555},
+	libinit.Mount{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	libinit.Dir{Name: "/dev", Mode: 0o755},
+	libinit.Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: unix.MS_NOSUID, Opts: "mode=0755"},
+	libinit.Dir{Name: "/dev/pts", Mode: 0o755},
+	libinit.Mount{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Opts: "newinstance,ptmxmode=0666,gid=5,mode=0620"},
+	// With a newinstance devpts, /dev/ptmx must point into it.
+	libinit.Symlink{NewPath: "/dev/ptmx", Target: "pts/ptmx"},
+	libinit.Dir{Name: "/tmp", Mode: 0o777},
+	libinit.Mount{Source: "tmpfs", Target: "/tmp", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Opts: "mode=1777"},
+	libinit.Dir{Name: "/run", Mode: 0o755},
+	libinit.Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Opts: "mode=0755"},
+}
+
+// CmdlineEnv, when set in the init's environment, is used instead of
+// /proc/cmdline (for tests that run the init in namespaces on a host).
+const CmdlineEnv = "ORBIT_INIT_CMDLINE"
+
+// Steps returns the init's table: the Rootfs creators, then the node's
+// steps. Each is small; see the methods for what they do.
+func (n *Node) Steps() []Step {
+	var steps []Step
+	for _, c := range Rootfs {
+		steps = append(steps, Step{Name: c.String(), Run: create(c)})
+	}
+	return append(steps,
+		Step{"command line", n.readCmdline},
+		Step{"image name", n.announceImage},
+		Step{"kernel modules", n.loadModules},
+		Step{"links up", n.linksUp},
+		Step{"control interface", n.chooseControl},
+		Step{"entropy", n.waitEntropy},
+		Step{"dhcp", n.dhcp},
+		Step{"hostname", n.setHostname},
+		Step{"rc environment", n.writeRCEnv},
+	)
+}
+
+func create(c libinit.Creator) func(context.Context) error {
+	return func(context.Context) error {
+		old := unix.Umask(0) // modes as written, e.g. for ptmx
+		defer unix.Umask(old)
+		return c.Create()
+	}
+}
+
+// readCmdline reads the kernel command line.
+func (n *Node) readCmdline(context.Context) error {
+	if s, ok := os.LookupEnv(CmdlineEnv); ok {
+		n.Cmdline = ParseCmdline(s)
+	} else {
+		b, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			return err
+		}
+		n.Cmdline = ParseCmdline(string(b))
+	}
+	n.Log.Info("kernel command line", "cmdline", n.Cmdline.Raw)
+	return nil
+}
+
+// announceImage prints /.orbit_image on the console, as the old rcS did
+// (cat /.orbit_image), and copies it to /.omf_imageid.
+func (n *Node) announceImage(context.Context) error {
+	b, err := os.ReadFile(layout.ImageName)
+	if err != nil {
+		return err
+	}
+	n.Image = strings.TrimSpace(string(b))
+	n.Console(n.Image)
+	return os.WriteFile(layout.ImageID, b, 0o644)
+}
+
+// loadModules loads the modules of /lib/modules/load.order in its order.
+// A module already loaded (EEXIST) is fine; the others' errors are joined.
+func (n *Node) loadModules(context.Context) error {
+	b, err := os.ReadFile(layout.ModulesLoadOrder)
+	if errors.Is(err, fs.ErrNotExist) {
+		n.Log.Info("no modules to load", "file", layout.ModulesLoadOrder)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range parseLoadOrder(string(b)) {
+		start := time.Now()
+		err := loadModule(p)
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			n.Log.Info("module already loaded", "module", filepath.Base(p))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("module %s: %w", p, err))
+		default:
+			n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func loadModule(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return kmodule.FileInit(f, "", 0) // finit_module(2); decompresses .gz/.xz
+}
+
+// linkWait is how long the init waits for a NIC to appear or get carrier:
+// orbit.linkwait= on the command line, default 5s.
+func (n *Node) linkWait() time.Duration {
+	if v, ok := n.Cmdline.Get("orbit.linkwait"); ok {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			return d
+		}
+		n.Log.Warn("bad orbit.linkwait, using 5s", "value", v)
+	}
+	return 5 * time.Second
+}
+
+// linksUp sets every link up: lo, eth0 and eth1 as the old rcS did, and
+// every other NIC. When there is no NIC yet it waits up to linkWait for one.
+func (n *Node) linksUp(ctx context.Context) error {
+	deadline := time.Now().Add(n.linkWait())
+	for {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		sort.Slice(links, func(i, j int) bool { return links[i].Attrs().Name < links[j].Attrs().Name })
+		var errs []error
+		var nics []string
+		for _, l := range links {
+			a := l.Attrs()
+			if err := netlink.LinkSetUp(l); err != nil {
+				errs = append(errs, fmt.Errorf("interface %q: set up: %w", a.Name, err))
+				continue
+			}
+			if a.EncapType == "ether" && len(a.HardwareAddr) > 0 {
+				nics = append(nics, a.Name+"="+a.HardwareAddr.String())
+			}
+		}
+		if len(nics) > 0 || time.Now().After(deadline) {
+			n.Log.Info("links up", "nics", strings.Join(nics, " "))
+			if len(nics) == 0 {
+				errs = append(errs, errors.New("no network interface besides lo"))
+			}
+			return errors.Join(errs...)
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// nics lists the Ethernet interfaces with their carrier state.
+func nics() ([]NIC, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []NIC
+	for _, l := range links {
+		a := l.Attrs()
+		if a.EncapType != "ether" || len(a.HardwareAddr) == 0 {
+			continue // lo, tunnels
+		}
+		out = append(out, NIC{
+			Name:    a.Name,
+			MAC:     a.HardwareAddr,
+			Carrier: a.RawFlags&unix.IFF_RUNNING != 0,
+		})
+	}
+	return out, nil
+}
+
+// chooseControl picks the control interface (ChooseControl). When only the
+// carrier rule can decide, it waits up to linkWait for a NIC with carrier.
+func (n *Node) chooseControl(ctx context.Context) error {
+	deadline := time.Now().Add(n.linkWait())
+	for {
+		list, err := nics()
+		if err != nil {
+			return err
+		}
+		c, err := ChooseControl(n.Cmdline, list)
+		if err == nil {
+			n.Control = c
+			n.Log.Info("control interface", "if", c.NIC.Name, "mac", c.NIC.MAC.String(), "reason", c.Reason)
+			return nil
+		}
+		if len(list) == 0 || time.Now().After(deadline) { // no NIC: links up has waited already
+			return err
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitEntropy blocks once on getrandom(2) until the kernel's random pool is
+// ready: the DHCP client reads random bytes (transaction IDs) and, under
+// QEMU's TCG, would otherwise wait or spin early in boot.
+func (n *Node) waitEntropy(context.Context) error {
+	var b [1]byte
+	for {
+		_, err := unix.Getrandom(b[:], 0)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// dhcp gets a DHCPv4 lease on the control interface with u-root's dhclient
+// and configures it (address, routes, /etc/resolv.conf), retrying with
+// doubling back-off until it works (or DHCP.Attempts attempts).
+func (n *Node) dhcp(ctx context.Context) error {
+	ifname := n.Control.NIC.Name
+	if ifname == "" {
+		return errors.New("no control interface: no DHCP")
+	}
+	cfg := n.DHCP
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DHCPDefaults.Timeout
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = DHCPDefaults.Retries
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DHCPDefaults.MaxBackoff
+	}
+	dc := dhclient.Config{
+		Timeout:            cfg.Timeout,
+		Retries:            cfg.Retries,
+		V4ClientIdentifier: true, // option 61 = 01+MAC, as the PXE ROM sent
+		Modifiers4: []dhcpv4.Modifier{
+			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("orbit-init")),
+			dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
+				dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName),
+		},
+	}
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		l, err := n.lease(ctx, ifname, dc)
+		if err == nil {
+			n.Lease = l
+			n.Log.Info("dhcp lease", "if", ifname, "ip", l.IP.String(), "gw", ipString(l.Gateway),
+				"server", ipString(l.Server), "next_server", ipString(l.NextServer), "hostname", l.Hostname, "attempt", attempt)
+			return nil
+		}
+		if cfg.Attempts > 0 && attempt >= cfg.Attempts {
+			return fmt.Errorf("interface %q: no lease after %d attempts: %w", ifname, attempt, err)
+		}
+		n.Log.Warn("dhcp failed, retrying", "if", ifname, "attempt", attempt, "retry_in", backoff, "err", err)
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, cfg.MaxBackoff)
+	}
+}
+
+func (n *Node) lease(ctx context.Context, ifname string, dc dhclient.Config) (*Lease, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", ifname, err)
+	}
+	var last error = errors.New("no answer")
+	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dc, 30*time.Second) {
+		if r.Err != nil {
+			last = r.Err
+			continue
+		}
+		if err := r.Lease.Configure(); err != nil {
+			return nil, fmt.Errorf("interface %q: configure %s: %w", ifname, r.Lease, err)
+		}
+		m, _ := r.Lease.Message()
+		if m == nil {
+			return nil, fmt.Errorf("interface %q: not a DHCPv4 lease", ifname)
+		}
+		l := &Lease{
+			IP:         net4(m),
+			Server:     m.ServerIdentifier(),
+			NextServer: m.ServerIPAddr,
+			Hostname:   m.HostName(),
+			Domain:     m.DomainName(),
+			DNS:        m.DNS(),
+		}
+		if gw := m.Router(); len(gw) > 0 {
+			l.Gateway = gw[0]
+		}
+		return l, nil
+	}
+	return nil, last
+}
+
+// setHostname sets the host name (from DHCP, else from the MAC) and writes
+// /etc/hostname and /etc/hosts.
+func (n *Node) setHostname(context.Context) error {
+	n.Hostname = hostnameFor(n.Lease, n.Control.NIC.MAC)
+	if err := unix.Sethostname([]byte(n.Hostname)); err != nil {
+		return err
+	}
+	return errors.Join(
+		os.WriteFile("/etc/hostname", []byte(n.Hostname+"\n"), 0o644),
+		os.WriteFile("/etc/hosts", []byte(hostsFile(n.Hostname, n.Lease)), 0o644),
+	)
+}
+
+// writeRCEnv writes the RC's environment to /run/orbit/env and logs it.
+func (n *Node) writeRCEnv(context.Context) error {
+	env := n.RCEnv()
+	if err := os.MkdirAll(filepath.Dir(layout.RCEnv), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(layout.RCEnv, []byte(strings.Join(env, "\n")+"\n"), 0o644)
+}
+
+// net4 is the leased address with the subnet mask (option 1; /32 without).
+func net4(m *dhcpv4.DHCPv4) net.IPNet {
+	mask := m.SubnetMask()
+	if mask == nil {
+		mask = net.CIDRMask(32, 32)
+	}
+	return net.IPNet{IP: m.YourIPAddr, Mask: mask}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
