@@ -35,6 +35,7 @@ type Inventory interface {
 	Import(ctx context.Context, f inventory.File) error
 	Export(ctx context.Context) (inventory.File, error)
 	Events(ctx context.Context, hrn string) ([]store.Event, error)
+	Discovered(ctx context.Context) ([]store.Discovered, error)
 }
 
 // Config configures the AM.

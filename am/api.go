@@ -12,6 +12,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
 )
 
 // maxBody bounds a JSON or YAML request body.
@@ -26,6 +27,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	g.PUT("/nodes/:hrn/boot", s.apiSetBoot)
 	g.DELETE("/nodes/:hrn/boot", s.apiClearBoot)
 	g.GET("/boot", s.apiBoot)
+	g.GET("/discovered", s.apiDiscovered)
 	g.GET("/testbeds", s.apiTestbeds)
 	g.GET("/images", s.apiImages)
 	g.PUT("/images/:name", s.apiPutImage)
@@ -247,6 +249,20 @@ func (s *Server) apiBoot(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, links)
+}
+
+// apiDiscovered lists the MACs that asked for DHCP without being in the
+// inventory, so an operator can add them.
+func (s *Server) apiDiscovered(c *gin.Context) {
+	ds, err := s.inv.Discovered(c.Request.Context())
+	if err != nil {
+		apiError(c, err)
+		return
+	}
+	if ds == nil {
+		ds = []store.Discovered{}
+	}
+	c.JSON(http.StatusOK, ds)
 }
 
 func (s *Server) apiTestbeds(c *gin.Context) {

@@ -25,6 +25,7 @@ const usage = `usage: nbctl [--server URL] COMMAND [ARGS]
   nodes [--domain D] [--json]  list nodes
   nodes show HRN               show one node
   nodes events HRN             show a node's boot timeline
+  nodes discovered             MACs that asked for DHCP but are not in the inventory
   testbeds                     list testbeds
   images                       list PXE images
   boot set [--image I] [--lifetime 300s] NODE...
@@ -86,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return k.nodeShow(ctx, rest[1:])
 	case cmd == "nodes" && sub == "events":
 		return k.nodeEvents(ctx, rest[1:])
+	case cmd == "nodes" && sub == "discovered":
+		return k.nodesDiscovered(ctx)
 	case cmd == "nodes" && (sub == "" || sub == "list"):
 		if sub == "list" {
 			rest = rest[1:]
@@ -193,6 +196,20 @@ func (k *cli) nodeEvents(ctx context.Context, args []string) error {
 		rows = append(rows, []string{e.At.Local().Format("15:04:05.000"), e.Source, e.What, e.Detail})
 	}
 	k.table("TIME\tSOURCE\tWHAT\tDETAIL", rows)
+	return nil
+}
+
+func (k *cli) nodesDiscovered(ctx context.Context) error {
+	ds, err := k.c.Discovered(ctx)
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, d := range ds {
+		rows = append(rows, []string{d.MAC, d.FirstSeen.Local().Format(time.DateTime), d.LastSeen.Local().Format(time.DateTime),
+			fmt.Sprint(d.Count), d.LastIP, d.VendorClass, d.Relay})
+	}
+	k.table("MAC\tFIRST_SEEN\tLAST_SEEN\tREQUESTS\tLAST_IP\tVENDOR_CLASS\tRELAY", rows)
 	return nil
 }
 

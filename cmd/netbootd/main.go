@@ -1,5 +1,5 @@
 // Command netbootd is the testbed netboot appliance: the Aggregate Manager
-// (OMF /pxe and /inventory, JSON API), and later the TFTP and DHCP servers,
+// (OMF /pxe and /inventory, JSON API), the TFTP server and the DHCP server,
 // in one process sharing one database.
 package main
 
@@ -21,9 +21,12 @@ import (
 
 	"github.com/orbit-lab/netboot/am"
 	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/config"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/timeline"
+	"github.com/orbit-lab/netboot/tftpd"
 )
 
 func main() {
@@ -78,11 +81,30 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage}, st, links, log.With("svc", "am"))
+	events := timeline.New(st, log.With("svc", "timeline"))
+	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot}, log.With("svc", "tftp"), events)
+	if err != nil {
+		return err
+	}
+	var dhcpSrv *dhcpd.Server
+	if cfg.DHCP.Enabled {
+		dc, err := dhcpd.FromConfig(cfg.DHCP)
+		if err != nil {
+			return err
+		}
+		if dhcpSrv, err = dhcpd.New(dc, st, st, log.With("svc", "dhcp")); err != nil {
+			return err
+		}
+	}
 
 	log.Info("netbootd starting", "state_dir", cfg.StateDir, "tftp_root", cfg.TFTPRoot, "cfg_dir", cfgDir)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return links.Run(gctx) })
 	g.Go(func() error { return amSrv.Start(gctx) })
+	g.Go(func() error { return tftpSrv.Start(gctx) })
+	if dhcpSrv != nil {
+		g.Go(func() error { return dhcpSrv.Start(gctx) })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -133,6 +133,12 @@ func (c *Client) Events(ctx context.Context, hrn string) ([]store.Event, error) 
 	return out, c.getJSON(ctx, nodePath(hrn)+"/events", &out)
 }
 
+// Discovered lists MACs that asked for DHCP without being in the inventory.
+func (c *Client) Discovered(ctx context.Context) ([]store.Discovered, error) {
+	var out []store.Discovered
+	return out, c.getJSON(ctx, "/api/v1/discovered", &out)
+}
+
 // Testbeds lists the testbeds.
 func (c *Client) Testbeds(ctx context.Context) ([]store.Testbed, error) {
 	var out []store.Testbed

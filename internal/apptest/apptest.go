@@ -62,6 +62,7 @@ type Appliance struct {
 	Config   string // path of the config file
 	URL      string // http://127.0.0.1:port
 	Addr     string // 127.0.0.1:port
+	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP
 	Log      *SyncBuffer
 	args     []string
 	cmd      *exec.Cmd
@@ -74,6 +75,7 @@ type Options struct {
 	Images    []string // pxelinux config files to create in cfg_dir
 	Extra     string   // more YAML appended to the config
 	Args      []string // more netbootd flags
+	TFTP      bool     // serve TFTP on a free loopback port
 }
 
 // New writes a config and directories for an appliance; Start runs it.
@@ -99,8 +101,11 @@ func New(t testing.TB, o Options) *Appliance {
 	}
 	a.Addr = FreeTCPAddr(t)
 	a.URL = "http://" + a.Addr
-	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: %q }\ntftp: { listen: \"\" }\ninventory: { seed: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.Addr, seed, o.Extra)
+	if o.TFTP {
+		a.TFTPAddr = FreeUDPAddr(t)
+	}
+	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: %q }\ntftp: { listen: %q }\ninventory: { seed: %s }\n%s",
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.Addr, a.TFTPAddr, seed, o.Extra)
 	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -187,6 +192,18 @@ func FreeTCPAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// FreeUDPAddr returns a loopback address with a UDP port that was free a
+// moment ago.
+func FreeUDPAddr(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
 }
 
 // SyncBuffer is a bytes.Buffer safe for a writer and readers at once.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -47,6 +48,29 @@ type DHCP struct {
 	Domain    string        `yaml:"domain"`
 	LeaseTime time.Duration `yaml:"lease_time"`
 	Bootfile  string        `yaml:"bootfile"`
+	// BootfileEFI is the boot file for UEFI clients (option 93 = 6, 7 or
+	// 9); Bootfile is for BIOS clients (93 = 0) and all others.
+	BootfileEFI string `yaml:"bootfile_efi"`
+	// Pool is "FIRST-LAST", a range inside Subnet from which MACs that are
+	// not in the inventory get leases; "" ignores unknown MACs.
+	Pool string `yaml:"pool"`
+	// IPXEFast sends iPXE option 175.176 = 1 (skip the ProxyDHCP wait) and
+	// answers IPv6 router solicitations on Interface (ends iPXE's IPv6 wait).
+	IPXEFast bool `yaml:"ipxe_fast"`
+	// Mode is "server" (addresses and boot info) or "proxy" (PXE boot info
+	// only, on ports 67 and 4011, beside another site's DHCP server).
+	Mode string `yaml:"mode"`
+	// Workers bounds how many requests are handled at once.
+	Workers int `yaml:"workers"`
+	// Subnets are the segments behind DHCP relays, chosen by giaddr.
+	Subnets []DHCPSubnet `yaml:"subnets"`
+}
+
+// DHCPSubnet is a segment reached through a relay agent.
+type DHCPSubnet struct {
+	Subnet string `yaml:"subnet"`
+	Router string `yaml:"router"`
+	Pool   string `yaml:"pool"` // "FIRST-LAST" inside Subnet, or ""
 }
 
 // PXE configures the boot-link manager.
@@ -69,14 +93,18 @@ func Default() Config {
 		HTTP:     HTTP{Listen: ":5054"},
 		TFTP:     TFTP{Listen: ":69"},
 		DHCP: DHCP{
-			Interface: "eth1",
-			ServerIP:  "10.18.0.1",
-			Subnet:    "10.18.0.0/16",
-			Router:    "10.18.0.1",
-			DNS:       []string{"10.18.0.1"},
-			Domain:    "orbit-lab.org",
-			LeaseTime: time.Hour,
-			Bootfile:  "pxelinux.0",
+			Interface:   "eth1",
+			ServerIP:    "10.18.0.1",
+			Subnet:      "10.18.0.0/16",
+			Router:      "10.18.0.1",
+			DNS:         []string{"10.18.0.1"},
+			Domain:      "orbit-lab.org",
+			LeaseTime:   time.Hour,
+			Bootfile:    "pxelinux.0",
+			BootfileEFI: "syslinux.efi",
+			IPXEFast:    true,
+			Mode:        "server",
+			Workers:     8,
 		},
 		PXE: PXE{
 			CfgDir:       "pxelinux.cfg",
@@ -155,5 +183,79 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("dhcp.dns[%d]: %q is not an IP address", i, s))
 		}
 	}
+	errs = append(errs, c.DHCP.validateMore()...)
 	return errors.Join(errs...)
+}
+
+// validateMore checks the keys of the pool, relay and proxy features.
+func (d DHCP) validateMore() []error {
+	var errs []error
+	switch d.Mode {
+	case "server", "proxy":
+	default:
+		errs = append(errs, fmt.Errorf("dhcp.mode: %q: want server or proxy", d.Mode))
+	}
+	if d.Workers < 1 || d.Workers > 1024 {
+		errs = append(errs, fmt.Errorf("dhcp.workers: %d: want 1 to 1024", d.Workers))
+	}
+	if d.Bootfile == "" {
+		errs = append(errs, errors.New("dhcp.bootfile: must not be empty"))
+	}
+	if ip, err := netip.ParseAddr(d.ServerIP); err == nil && !ip.Is4() {
+		errs = append(errs, fmt.Errorf("dhcp.server_ip: %q is not an IPv4 address", d.ServerIP))
+	}
+	var prefixes []netip.Prefix
+	if main, err := netip.ParsePrefix(d.Subnet); err == nil {
+		if !main.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("dhcp.subnet: %q is not an IPv4 prefix", d.Subnet))
+		}
+		prefixes = append(prefixes, main.Masked())
+		if err := checkPool(d.Pool, main); err != nil {
+			errs = append(errs, fmt.Errorf("dhcp.pool: %w", err))
+		}
+	}
+	for i, sn := range d.Subnets {
+		key := fmt.Sprintf("dhcp.subnets[%d]", i)
+		p, err := netip.ParsePrefix(sn.Subnet)
+		if err != nil || !p.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("%s.subnet: %q is not an IPv4 CIDR prefix", key, sn.Subnet))
+			continue
+		}
+		p = p.Masked()
+		for _, q := range prefixes {
+			if p.Overlaps(q) {
+				errs = append(errs, fmt.Errorf("%s.subnet: %s overlaps %s", key, p, q))
+			}
+		}
+		prefixes = append(prefixes, p)
+		if sn.Router != "" {
+			if r, err := netip.ParseAddr(sn.Router); err != nil || !p.Contains(r) {
+				errs = append(errs, fmt.Errorf("%s.router: %q is not an address in %s", key, sn.Router, p))
+			}
+		}
+		if err := checkPool(sn.Pool, p); err != nil {
+			errs = append(errs, fmt.Errorf("%s.pool: %w", key, err))
+		}
+	}
+	return errs
+}
+
+// checkPool checks a "FIRST-LAST" range: both ends in subnet, in order.
+// The dhcpd package parses the same syntax.
+func checkPool(pool string, subnet netip.Prefix) error {
+	if pool == "" {
+		return nil
+	}
+	first, last, ok := strings.Cut(pool, "-")
+	a, errA := netip.ParseAddr(strings.TrimSpace(first))
+	b, errB := netip.ParseAddr(strings.TrimSpace(last))
+	switch {
+	case !ok || errA != nil || errB != nil || !a.Is4() || !b.Is4():
+		return fmt.Errorf("%q: want FIRST-LAST, two IPv4 addresses", pool)
+	case b.Less(a):
+		return fmt.Errorf("%q: %s comes after %s", pool, a, b)
+	case !subnet.Contains(a) || !subnet.Contains(b):
+		return fmt.Errorf("%q: not inside subnet %s", pool, subnet)
+	}
+	return nil
 }

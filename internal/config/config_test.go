@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParse(t *testing.T) {
@@ -45,6 +47,44 @@ inventory: { seed: /etc/netboot/inventory.yaml }
 		{name: "bad duration", yaml: "pxe: { link_lifetime: forever }\n", wantErr: "line 1: cannot unmarshal !!str `forever` into time.Duration"},
 		{name: "negative lifetime", yaml: "pxe: { link_lifetime: -5s }\n", wantErr: "must be positive"},
 		{name: "not a mapping", yaml: "- a\n- b\n", wantErr: "cannot unmarshal"},
+		{name: "dhcp defaults", yaml: "", check: func(t *testing.T, c Config) {
+			want := DHCP{Interface: "eth1", ServerIP: "10.18.0.1", Subnet: "10.18.0.0/16", Router: "10.18.0.1",
+				DNS: []string{"10.18.0.1"}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
+				BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: "server", Workers: 8}
+			if diff := cmp.Diff(want, c.DHCP); diff != "" {
+				t.Errorf("dhcp defaults (-want +got):\n%s", diff)
+			}
+		}},
+		{name: "dhcp pool, relays, proxy", yaml: `dhcp:
+  pool: 10.18.200.1-10.18.200.254
+  ipxe_fast: false
+  mode: proxy
+  workers: 4
+  bootfile_efi: ipxe.efi
+  subnets:
+    - { subnet: 10.19.0.0/16, router: 10.19.0.1, pool: 10.19.9.1 - 10.19.9.9 }
+    - { subnet: 10.20.0.0/24 }
+`, check: func(t *testing.T, c Config) {
+			want := DHCP{Interface: "eth1", ServerIP: "10.18.0.1", Subnet: "10.18.0.0/16", Router: "10.18.0.1",
+				DNS: []string{"10.18.0.1"}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
+				BootfileEFI: "ipxe.efi", Pool: "10.18.200.1-10.18.200.254", IPXEFast: false, Mode: "proxy", Workers: 4,
+				Subnets: []DHCPSubnet{{Subnet: "10.19.0.0/16", Router: "10.19.0.1", Pool: "10.19.9.1 - 10.19.9.9"}, {Subnet: "10.20.0.0/24"}}}
+			if diff := cmp.Diff(want, c.DHCP); diff != "" {
+				t.Errorf("dhcp (-want +got):\n%s", diff)
+			}
+		}},
+		{name: "pool outside subnet", yaml: "dhcp: { pool: 10.18.0.10-10.19.0.1 }\n", wantErr: `dhcp.pool: "10.18.0.10-10.19.0.1": not inside subnet 10.18.0.0/16`},
+		{name: "pool backwards", yaml: "dhcp: { pool: 10.18.0.10-10.18.0.9 }\n", wantErr: "dhcp.pool: \"10.18.0.10-10.18.0.9\": 10.18.0.10 comes after 10.18.0.9"},
+		{name: "pool not a range", yaml: "dhcp: { pool: 10.18.0.10 }\n", wantErr: "dhcp.pool: \"10.18.0.10\": want FIRST-LAST"},
+		{name: "pool ipv6", yaml: "dhcp: { pool: fd00::1-fd00::2 }\n", wantErr: "want FIRST-LAST, two IPv4 addresses"},
+		{name: "bad mode", yaml: "dhcp: { mode: relay }\n", wantErr: `dhcp.mode: "relay": want server or proxy`},
+		{name: "zero workers", yaml: "dhcp: { workers: 0 }\n", wantErr: "dhcp.workers: 0: want 1 to 1024"},
+		{name: "ipv6 server ip", yaml: "dhcp: { server_ip: \"fd00::1\" }\n", wantErr: "dhcp.server_ip: \"fd00::1\" is not an IPv4 address"},
+		{name: "relay subnet overlaps main", yaml: "dhcp: { subnets: [ { subnet: 10.18.5.0/24 } ] }\n", wantErr: "dhcp.subnets[0].subnet: 10.18.5.0/24 overlaps 10.18.0.0/16"},
+		{name: "relay subnet bad", yaml: "dhcp: { subnets: [ { subnet: nope } ] }\n", wantErr: `dhcp.subnets[0].subnet: "nope" is not an IPv4 CIDR prefix`},
+		{name: "relay router outside", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, router: 10.19.1.1 } ] }\n", wantErr: `dhcp.subnets[0].router: "10.19.1.1" is not an address in 10.19.0.0/24`},
+		{name: "relay pool outside", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, pool: 10.19.0.5-10.19.1.5 } ] }\n", wantErr: `dhcp.subnets[0].pool: "10.19.0.5-10.19.1.5": not inside subnet 10.19.0.0/24`},
+		{name: "unknown dhcp subnet key", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, gateway: 10.19.0.1 } ] }\n", wantErr: "field gateway not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

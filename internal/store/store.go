@@ -77,6 +77,33 @@ var migrations = []string{
 		detail TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX events_hrn ON events(hrn, id);`,
+	// 2: DHCP pool leases of MACs not in the inventory, and those MACs.
+	`CREATE TABLE dhcp_leases (
+		ip         INTEGER PRIMARY KEY,  -- IPv4 address as a 32-bit number
+		mac        TEXT UNIQUE,          -- NULL while declined
+		state      TEXT NOT NULL,        -- offered, bound, released, declined
+		expires_at INTEGER NOT NULL,     -- unix ns; free after this
+		updated_at INTEGER NOT NULL
+	);
+	CREATE TABLE dhcp_discovered (
+		mac          TEXT PRIMARY KEY,
+		first_seen   INTEGER NOT NULL,
+		last_seen    INTEGER NOT NULL,
+		count        INTEGER NOT NULL,
+		last_ip      TEXT NOT NULL DEFAULT '',
+		vendor_class TEXT NOT NULL DEFAULT '',
+		relay        TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX dhcp_discovered_last_seen ON dhcp_discovered(last_seen);
+	-- Bumped by every change of nodes or testbeds: the DHCP server caches
+	-- inventory lookups and checks this one row instead (NodeFinder).
+	CREATE TABLE dhcp_inventory_version (v INTEGER NOT NULL);
+	INSERT INTO dhcp_inventory_version(v) VALUES (0);
+	CREATE TRIGGER dhcp_nodes_insert AFTER INSERT ON nodes BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;
+	CREATE TRIGGER dhcp_nodes_update AFTER UPDATE ON nodes BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;
+	CREATE TRIGGER dhcp_nodes_delete AFTER DELETE ON nodes BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;
+	CREATE TRIGGER dhcp_testbeds_update AFTER UPDATE ON testbeds BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;
+	CREATE TRIGGER dhcp_testbeds_delete AFTER DELETE ON testbeds BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema

@@ -1,0 +1,175 @@
+package dhcpd
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/config"
+)
+
+// Mode says what the server hands out.
+type Mode string
+
+const (
+	// ModeServer answers with addresses (reservations, pool) and boot info.
+	ModeServer Mode = "server"
+	// ModeProxy answers PXE clients with boot info only (no address), on
+	// ports 67 and 4011, beside a DHCP server that owns the addresses.
+	ModeProxy Mode = "proxy"
+)
+
+// DefaultWorkers is the worker count when Config.Workers is 0.
+const DefaultWorkers = 8
+
+// Config configures the server. FromConfig builds it from netbootd's
+// dhcp section.
+type Config struct {
+	Interface   string        // the one interface served (SO_BINDTODEVICE); the RA responder runs on it too
+	ServerIP    netip.Addr    // option 54, siaddr (next-server), option 66
+	Subnet      Subnet        // the interface's own segment (requests with giaddr 0)
+	Subnets     []Subnet      // segments behind relays, chosen by giaddr
+	DNS         []netip.Addr  // option 6
+	Domain      string        // option 15 for clients whose hrn does not name one (see domainFor)
+	LeaseTime   time.Duration // option 51; T1 (58) and T2 (59) are 1/2 and 7/8 of it
+	Bootfile    string        // file and option 67 for BIOS clients (option 93 = 0) and unknown arches
+	BootfileEFI string        // for UEFI clients (option 93 = 6, 7, 9); "" means Bootfile
+	IPXEFast    bool          // option 175.176 = 1 to iPXE clients, and the RA responder
+	Mode        Mode          // "" means ModeServer
+	Workers     int           // requests handled at once; 0 means DefaultWorkers
+	Port        int           // server port; 0 means 67 (tests and benchmarks change it)
+}
+
+// Subnet is one segment: its prefix, router (option 3) and the pool for
+// MACs that are not in the inventory (zero Range: none).
+type Subnet struct {
+	Prefix netip.Prefix
+	Router netip.Addr
+	Pool   Range
+}
+
+// Range is an inclusive range of IPv4 addresses; the zero Range is empty.
+type Range struct {
+	First, Last netip.Addr
+}
+
+// IsZero reports whether r is the empty range.
+func (r Range) IsZero() bool { return !r.First.IsValid() }
+
+// Contains reports whether a is in r.
+func (r Range) Contains(a netip.Addr) bool {
+	return !r.IsZero() && a.Is4() && !a.Less(r.First) && !r.Last.Less(a)
+}
+
+func (r Range) String() string {
+	if r.IsZero() {
+		return ""
+	}
+	return r.First.String() + "-" + r.Last.String()
+}
+
+// ParseRange parses "FIRST-LAST" (spaces around the dash allowed); "" is
+// the zero Range.
+func ParseRange(s string) (Range, error) {
+	if strings.TrimSpace(s) == "" {
+		return Range{}, nil
+	}
+	first, last, ok := strings.Cut(s, "-")
+	a, errA := netip.ParseAddr(strings.TrimSpace(first))
+	b, errB := netip.ParseAddr(strings.TrimSpace(last))
+	if !ok || errA != nil || errB != nil || !a.Is4() || !b.Is4() || b.Less(a) {
+		return Range{}, fmt.Errorf("range %q: want FIRST-LAST, two IPv4 addresses in order", s)
+	}
+	return Range{First: a, Last: b}, nil
+}
+
+// FromConfig converts netbootd's (already validated) dhcp section.
+func FromConfig(c config.DHCP) (Config, error) {
+	var errs []error
+	addr := func(key, s string) netip.Addr {
+		if s == "" {
+			return netip.Addr{}
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			errs = append(errs, fmt.Errorf("dhcp.%s: %q is not an IPv4 address", key, s))
+		}
+		return a
+	}
+	subnet := func(key, prefix, router, pool string) Subnet {
+		p, err := netip.ParsePrefix(prefix)
+		if err != nil || !p.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("dhcp.%s: %q is not an IPv4 prefix", key, prefix))
+		}
+		r, err := ParseRange(pool)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dhcp.%s: %w", key, err))
+		}
+		return Subnet{Prefix: p.Masked(), Router: addr(key+".router", router), Pool: r}
+	}
+	out := Config{
+		Interface:   c.Interface,
+		ServerIP:    addr("server_ip", c.ServerIP),
+		Subnet:      subnet("subnet", c.Subnet, c.Router, c.Pool),
+		Domain:      c.Domain,
+		LeaseTime:   c.LeaseTime,
+		Bootfile:    c.Bootfile,
+		BootfileEFI: c.BootfileEFI,
+		IPXEFast:    c.IPXEFast,
+		Mode:        Mode(c.Mode),
+		Workers:     c.Workers,
+	}
+	for i, d := range c.DNS {
+		out.DNS = append(out.DNS, addr(fmt.Sprintf("dns[%d]", i), d))
+	}
+	for i, sn := range c.Subnets {
+		out.Subnets = append(out.Subnets, subnet(fmt.Sprintf("subnets[%d]", i), sn.Subnet, sn.Router, sn.Pool))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return out, out.check()
+}
+
+// check fills nothing in: it only says what is wrong.
+func (c Config) check() error {
+	var errs []error
+	if c.Interface == "" {
+		errs = append(errs, errors.New("interface: must not be empty"))
+	}
+	if !c.ServerIP.Is4() {
+		errs = append(errs, fmt.Errorf("server IP %v: not IPv4", c.ServerIP))
+	}
+	if c.LeaseTime < time.Second || c.LeaseTime > 0xffffffff*time.Second {
+		errs = append(errs, fmt.Errorf("lease time %v: want 1s to 136 years", c.LeaseTime))
+	}
+	if c.Bootfile == "" {
+		errs = append(errs, errors.New("bootfile: must not be empty"))
+	}
+	switch c.Mode {
+	case "", ModeServer, ModeProxy:
+	default:
+		errs = append(errs, fmt.Errorf("mode %q: want server or proxy", c.Mode))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers %d: must not be negative", c.Workers))
+	}
+	all := append([]Subnet{c.Subnet}, c.Subnets...)
+	for i, sn := range all {
+		if !sn.Prefix.IsValid() || !sn.Prefix.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("subnet %v: not an IPv4 prefix", sn.Prefix))
+			continue
+		}
+		if !sn.Pool.IsZero() && (!sn.Prefix.Contains(sn.Pool.First) || !sn.Prefix.Contains(sn.Pool.Last)) {
+			errs = append(errs, fmt.Errorf("subnet %v: pool %v is not inside it", sn.Prefix, sn.Pool))
+		}
+		for _, o := range all[:i] {
+			if o.Prefix.IsValid() && o.Prefix.Overlaps(sn.Prefix) {
+				errs = append(errs, fmt.Errorf("subnet %v overlaps %v", sn.Prefix, o.Prefix))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

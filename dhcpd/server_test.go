@@ -1,0 +1,156 @@
+package dhcpd
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+)
+
+// freeUDPPort returns a loopback UDP port that was free a moment ago, with
+// the next one free too (the test server's client port).
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		if c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1}); err == nil {
+			c2.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+func loopbackConfig(port int) Config {
+	cfg := testConfig()
+	cfg.Interface = "lo"
+	cfg.ServerIP = netip.MustParseAddr("127.0.0.1")
+	cfg.Subnet = Subnet{Prefix: netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.Subnets = nil
+	cfg.IPXEFast = false
+	cfg.Port = port
+	return cfg
+}
+
+// TestStartOnLoopback runs the server on real sockets: bound to lo on a
+// test port, it answers a renewing client by unicast, records the
+// exchange as a boot event, and stops cleanly (nil) when its context ends.
+func TestStartOnLoopback(t *testing.T) {
+	port := freeUDPPort(t)
+	node := inventory.Node{HRN: "lo.test", Domain: "test", Hostname: "lo", ControlIP: "127.0.0.2", ControlMAC: knownMAC}
+	ev := &fakeEvents{}
+	s, err := New(loopbackConfig(port), newFakeStore(node), ev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	req := pxeRequest(dhcpv4.MessageTypeRequest, knownMAC, withCiaddr("127.0.0.2"))
+	var reply *dhcpv4.DHCPv4
+	buf := make([]byte, 1500)
+	for try := 0; try < 50 && reply == nil; try++ { // the server may not be bound yet
+		if _, err := client.WriteToUDP(req.ToBytes(), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+			t.Fatal(err)
+		}
+		client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _, err := client.ReadFromUDP(buf); err == nil {
+			if reply, err = dhcpv4.FromBytes(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if reply == nil {
+		t.Fatal("no reply")
+	}
+	if reply.MessageType() != dhcpv4.MessageTypeAck || reply.YourIPAddr.String() != "127.0.0.2" || reply.BootFileName != "pxelinux.0" {
+		t.Errorf("reply: %s", reply.Summary())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Start after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start did not return after cancel")
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if len(ev.events) == 0 || ev.events[0].What != "DHCPACK" || ev.events[0].HRN != "lo.test" {
+		t.Errorf("events after shutdown = %+v", ev.events)
+	}
+	if st := s.Stats(); st.Received == 0 || st.Replies == 0 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestStartBindErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cfg := loopbackConfig(freeUDPPort(t))
+	cfg.Interface = "nbt-nosuch0"
+	s, err := New(cfg, newFakeStore(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), `interface "nbt-nosuch0"`) {
+		t.Errorf("Start on a missing interface = %v", err)
+	}
+
+	// Another socket holds the port for every interface: Start must fail
+	// at once (no SO_REUSEPORT sharing), naming the port.
+	port := freeUDPPort(t)
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	s, err = New(loopbackConfig(port), newFakeStore(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Start(ctx)
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "port") {
+		t.Errorf("Start on a port in use = %v, want EADDRINUSE", err)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for name, mut := range map[string]func(*Config){
+		"no interface": func(c *Config) { c.Interface = "" },
+		"no server ip": func(c *Config) { c.ServerIP = netip.Addr{} },
+		"zero lease":   func(c *Config) { c.LeaseTime = 0 },
+		"bad mode":     func(c *Config) { c.Mode = "relay" },
+		"pool outside": func(c *Config) {
+			c.Subnet.Pool = Range{netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")}
+		},
+		"overlapping relay": func(c *Config) { c.Subnets[0].Prefix = netip.MustParsePrefix("10.18.5.0/24") },
+	} {
+		cfg := testConfig()
+		mut(&cfg)
+		if _, err := New(cfg, newFakeStore(), nil, nil); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package tftpd
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+// FuzzResolve feeds request names through the resolver (cleanName, then
+// openFile in a tree with symlinks that escape) and checks the invariant
+// that matters: whatever is opened is a regular file inside Root. Run it
+// longer with: go test ./tftpd -run '^$' -fuzz FuzzResolve -fuzztime 60s
+func FuzzResolve(f *testing.F) {
+	for _, seed := range []string{
+		"pxelinux.0",
+		"/pxelinux.0",
+		"/pxelinux.cfg/0A120102",
+		`\pxelinux.cfg\0A120102`,
+		"pxelinux.cfg/default",
+		"pxelinux.cfg/01-52-54-00-12-34-56",
+		"ipxe.efi",
+		"grub/x86_64-efi/grub.cfg",
+		`..\..\etc\passwd`,
+		"../outside/secret",
+		"/../outside/secret",
+		"pxelinux.cfg/../../outside/secret",
+		"pxelinux.cfg/escape",
+		"escape",
+		"escape-dir/secret",
+		"escape-dir/../escape-dir/secret",
+		"absolute-inside",
+		"dangling",
+		"....//....//outside/secret",
+		"%2e%2e/outside/secret",
+		"./././pxelinux.0",
+		"pxelinux.0\x00../outside/secret",
+		"C:\\boot\\pxelinux.0",
+		"",
+		"/",
+		".",
+		"..",
+	} {
+		f.Add(seed)
+	}
+	tr := newTree(f, nil)
+	root, err := os.OpenRoot(tr.root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { root.Close() })
+	realRoot, err := filepath.EvalSymlinks(tr.root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	secret, err := os.Stat(filepath.Join(tr.outside, "secret"))
+	if err != nil {
+		f.Fatal(err)
+	}
+
+	f.Fuzz(func(t *testing.T, name string) {
+		clean, err := cleanName(name)
+		if err != nil {
+			if !errors.Is(err, ErrAccess) {
+				t.Fatalf("cleanName(%q): %v does not wrap ErrAccess", name, err)
+			}
+			return
+		}
+		if !filepath.IsLocal(clean) || strings.ContainsAny(clean, `\`) || strings.HasPrefix(clean, "/") || len(clean) > maxNameLen {
+			t.Fatalf("cleanName(%q) = %q: not a local '/'-separated path", name, clean)
+		}
+		for _, part := range strings.Split(clean, "/") {
+			if part == "" || part == "." || part == ".." {
+				t.Fatalf("cleanName(%q) = %q: has component %q", name, clean, part)
+			}
+		}
+		for _, r := range clean {
+			if unicode.IsControl(r) {
+				t.Fatalf("cleanName(%q) = %q: control character %U", name, clean, r)
+			}
+		}
+
+		file, fi, err := openFile(root, clean)
+		if err != nil {
+			if !errors.Is(err, ErrAccess) && !errors.Is(err, ErrNotFound) {
+				t.Fatalf("openFile(%q): %v wraps neither ErrAccess nor ErrNotFound", clean, err)
+			}
+			return
+		}
+		defer file.Close()
+		if !fi.Mode().IsRegular() {
+			t.Fatalf("openFile(%q) opened a %v", clean, fi.Mode())
+		}
+		if os.SameFile(fi, secret) {
+			t.Fatalf("openFile(%q) opened the file outside the root", clean)
+		}
+		// The kernel's name for the descriptor is where it really is.
+		where, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(file.Fd())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(where, realRoot+string(filepath.Separator)) {
+			t.Fatalf("openFile(%q) opened %s, outside %s", clean, where, realRoot)
+		}
+	})
+}

@@ -1,0 +1,456 @@
+package tftpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tree is a tftp root for tests, with the shapes a boot server meets:
+// files, a pxelinux.cfg symlink to a sibling, symlinks that escape, a
+// directory, and a file outside the root that must never be served.
+type tree struct {
+	root    string
+	outside string            // a directory beside root
+	files   map[string][]byte // name relative to root -> content
+}
+
+const orbitCfg = "DEFAULT orbit\nLABEL orbit\n  KERNEL kernel-8m\n  APPEND initrd=initrd-64m\n"
+
+// newTree builds the tree. Large files (name -> size) are random content
+// from a seeded generator: fast, and the same on every run.
+func newTree(t testing.TB, large map[string]int) *tree {
+	t.Helper()
+	base := t.TempDir()
+	tr := &tree{
+		root:    filepath.Join(base, "root"),
+		outside: filepath.Join(base, "outside"),
+		files:   map[string][]byte{},
+	}
+	mkdir(t, tr.root, "pxelinux.cfg", "empty-dir")
+	mkdir(t, tr.outside)
+	tr.write(t, "pxelinux.0", randomBytes(1, 42_000))
+	tr.write(t, "pxelinux.cfg/orbit-2.0.0", []byte(orbitCfg))
+	tr.write(t, "pxelinux.cfg/default", []byte("DEFAULT local\n"))
+	tr.write(t, "text.txt", []byte("line one\nline two\r\nend\n"))
+	tr.write(t, "zero", nil)
+	i := uint64(2)
+	for name, size := range large {
+		tr.write(t, name, randomBytes(i, size))
+		i++
+	}
+	writeFile(t, filepath.Join(tr.outside, "secret"), []byte("SECRET outside the root\n"))
+	symlink(t, "./orbit-2.0.0", filepath.Join(tr.root, "pxelinux.cfg/0A120102"))
+	symlink(t, "../outside/secret", filepath.Join(tr.root, "escape"))
+	symlink(t, "../outside", filepath.Join(tr.root, "escape-dir"))
+	symlink(t, "../../outside/secret", filepath.Join(tr.root, "pxelinux.cfg/escape"))
+	symlink(t, filepath.Join(tr.root, "pxelinux.0"), filepath.Join(tr.root, "absolute-inside"))
+	symlink(t, "missing-target", filepath.Join(tr.root, "dangling"))
+	return tr
+}
+
+func (tr *tree) write(t testing.TB, name string, data []byte) {
+	t.Helper()
+	writeFile(t, filepath.Join(tr.root, filepath.FromSlash(name)), data)
+	tr.files[name] = data
+}
+
+func mkdir(t testing.TB, dir string, subs ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs {
+		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func symlink(t testing.TB, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	b := make([]byte, n)
+	rand.NewChaCha8(key).Read(b)
+	return b
+}
+
+func sum(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+
+// logRecorder is a slog.Handler that keeps every record.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r.Clone())
+	return nil
+}
+
+// find returns the records with message msg, as attribute maps.
+func (l *logRecorder) find(msg string) []map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]string
+	for _, r := range l.records {
+		if r.Message != msg {
+			continue
+		}
+		m := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			m[a.Key] = a.Value.String()
+			return true
+		})
+		out = append(out, m)
+	}
+	return out
+}
+
+// sinkRecorder is a TransferSink that keeps every transfer.
+type sinkRecorder struct {
+	mu        sync.Mutex
+	transfers []Transfer
+	changed   chan struct{}
+}
+
+func newSinkRecorder() *sinkRecorder { return &sinkRecorder{changed: make(chan struct{}, 1)} }
+
+func (s *sinkRecorder) TransferDone(_ context.Context, t Transfer) {
+	s.mu.Lock()
+	s.transfers = append(s.transfers, t)
+	s.mu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor returns the first transfer for file from client port (any port
+// if 0), waiting up to 5 s: the sink is called after the client has its
+// last block.
+func (s *sinkRecorder) waitFor(t testing.TB, port int, file string) Transfer {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		s.mu.Lock()
+		for _, tr := range s.transfers {
+			if (port == 0 || int(tr.Client.Port()) == port) && tr.File == file {
+				s.mu.Unlock()
+				return tr
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("no transfer of %q from port %d reported", file, port)
+		}
+	}
+}
+
+// waitNth returns the n-th transfer reported (0-based), waiting up to 5 s.
+func (s *sinkRecorder) waitNth(t testing.TB, n int) Transfer {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		s.mu.Lock()
+		if len(s.transfers) > n {
+			tr := s.transfers[n]
+			s.mu.Unlock()
+			return tr
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("only %d transfers reported, waiting for #%d", s.count(), n)
+		}
+	}
+}
+
+func (s *sinkRecorder) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.transfers)
+}
+
+type testServer struct {
+	*Server
+	addr string // host:port to send requests to
+	logs *logRecorder
+	sink *sinkRecorder
+	// cancel cancels Start's context; stop also waits for Start and
+	// checks that it returned nil.
+	cancel, stop func()
+}
+
+// startServer runs a Server on 127.0.0.1:0 until the test ends.
+func startServer(t testing.TB, cfg Config) *testServer {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	logs := &logRecorder{}
+	sink := newSinkRecorder()
+	s, err := New(cfg, slog.New(logs), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	<-s.Ready()
+	if s.Addr() == nil {
+		cancel()
+		t.Fatalf("Start did not bind: %v", <-done)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Start returned %v after cancel", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("Start did not return within 15 s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &testServer{Server: s, addr: s.Addr().String(), logs: logs, sink: sink, cancel: cancel, stop: stop}
+}
+
+func (ts *testServer) port() int { return ts.Server.Addr().(*net.UDPAddr).Port }
+
+// A minimal TFTP client on a raw socket, for what real clients will not
+// send: odd options, malformed packets, a transfer paused half-way.
+
+const (
+	opRRQ   = 1
+	opWRQ   = 2
+	opDATA  = 3
+	opACK   = 4
+	opERROR = 5
+	opOACK  = 6
+)
+
+// request builds an RRQ or WRQ with options given as name, value pairs.
+func request(op uint16, name, mode string, opts ...string) []byte {
+	p := binary.BigEndian.AppendUint16(nil, op)
+	for _, s := range append([]string{name, mode}, opts...) {
+		p = append(p, s...)
+		p = append(p, 0)
+	}
+	return p
+}
+
+func ack(block uint16) []byte {
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, opACK), block)
+}
+
+// packet is one decoded reply.
+type packet struct {
+	op    uint16
+	block uint16            // DATA
+	data  []byte            // DATA
+	code  uint16            // ERROR
+	msg   string            // ERROR
+	opts  map[string]string // OACK
+	from  *net.UDPAddr
+}
+
+func decode(b []byte, from *net.UDPAddr) (packet, error) {
+	if len(b) < 2 {
+		return packet{}, fmt.Errorf("short packet %q", b)
+	}
+	p := packet{op: binary.BigEndian.Uint16(b), from: from}
+	switch p.op {
+	case opDATA:
+		if len(b) < 4 {
+			return p, fmt.Errorf("short DATA %q", b)
+		}
+		p.block = binary.BigEndian.Uint16(b[2:])
+		p.data = slices.Clone(b[4:])
+	case opERROR:
+		if len(b) < 5 {
+			return p, fmt.Errorf("short ERROR %q", b)
+		}
+		p.code = binary.BigEndian.Uint16(b[2:])
+		p.msg = strings.TrimRight(string(b[4:]), "\x00")
+	case opOACK:
+		p.opts = map[string]string{}
+		f := strings.Split(strings.TrimSuffix(string(b[2:]), "\x00"), "\x00")
+		for i := 0; i+1 < len(f); i += 2 {
+			p.opts[f[i]] = f[i+1]
+		}
+	default:
+		return p, fmt.Errorf("unexpected opcode %d", p.op)
+	}
+	return p, nil
+}
+
+type rawClient struct {
+	t    testing.TB
+	conn *net.UDPConn
+}
+
+func newRawClient(t testing.TB) *rawClient {
+	t.Helper()
+	return newRawClientOn(t, "udp4", net.IPv4(127, 0, 0, 1))
+}
+
+func newRawClientOn(t testing.TB, network string, ip net.IP) *rawClient {
+	t.Helper()
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawClient{t: t, conn: c}
+}
+
+func (c *rawClient) port() int { return c.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func (c *rawClient) send(to string, b []byte) {
+	c.t.Helper()
+	ua, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.conn.WriteToUDP(b, ua); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// recv returns the next packet, or an error after wait.
+func (c *rawClient) recv(wait time.Duration) (packet, error) {
+	buf := make([]byte, 65536)
+	if err := c.conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return packet{}, err
+	}
+	n, from, err := c.conn.ReadFromUDP(buf)
+	if err != nil {
+		return packet{}, err
+	}
+	return decode(buf[:n], from)
+}
+
+// fetchResult is what a raw lock-step download ends with.
+type fetchResult struct {
+	data []byte
+	oack map[string]string // nil if the server sent no OACK
+	err  *packet           // the ERROR that ended it, if any
+}
+
+// fetch sends an RRQ and follows the transfer to its end. blksize is what
+// the client expects blocks to be (the OACK overrides it). pause, if not
+// nil, runs once after block pauseAt arrived and before it is ACKed.
+func (c *rawClient) fetch(server string, req []byte, pauseAt uint16, pause func()) (fetchResult, error) {
+	c.t.Helper()
+	c.send(server, req)
+	var res fetchResult
+	blksize := 512
+	var peer *net.UDPAddr
+	want := uint16(1)
+	for {
+		p, err := c.recv(5 * time.Second)
+		if err != nil {
+			return res, fmt.Errorf("waiting for block %d: %w", want, err)
+		}
+		if peer == nil {
+			peer = p.from
+		} else if p.from.Port != peer.Port {
+			continue // a stray packet from another TID
+		}
+		switch p.op {
+		case opERROR:
+			res.err = &p
+			return res, nil
+		case opOACK:
+			if want != 1 || res.oack != nil {
+				return res, fmt.Errorf("OACK in the middle of the transfer")
+			}
+			res.oack = p.opts
+			if v, ok := p.opts["blksize"]; ok {
+				if blksize, err = strconv.Atoi(v); err != nil {
+					return res, fmt.Errorf("OACK blksize %q: %w", v, err)
+				}
+			}
+			c.send(peer.String(), ack(0))
+		case opDATA:
+			if p.block != want {
+				continue // a resend of a block we have
+			}
+			if len(p.data) > blksize {
+				return res, fmt.Errorf("block %d has %d bytes, blksize %d", p.block, len(p.data), blksize)
+			}
+			res.data = append(res.data, p.data...)
+			if pause != nil && p.block == pauseAt {
+				pause()
+			}
+			c.send(peer.String(), ack(p.block))
+			if len(p.data) < blksize {
+				return res, nil
+			}
+			want++
+		}
+	}
+}
+
+// expectSilence fails unless nothing arrives within wait.
+func (c *rawClient) expectSilence(wait time.Duration) {
+	c.t.Helper()
+	p, err := c.recv(wait)
+	if err == nil {
+		c.t.Fatalf("got a reply %+v, want none", p)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		c.t.Fatalf("recv: %v", err)
+	}
+}
+
+func equalBytes(t testing.TB, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: got %d bytes sha256 %s, want %d bytes sha256 %s", what, len(got), sum(got)[:16], len(want), sum(want)[:16])
+	}
+}
