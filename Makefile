@@ -5,8 +5,8 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 # Debian packages the tests drive as real peers.
-TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2
-BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk
+TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay
+BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server
 
 .PHONY: all build test demo lint bench go-toolchain test-deps bench-deps clean kernel
 
@@ -44,6 +44,7 @@ bench-deps:
 
 bench: build bench-deps
 	$(GO) run ./bench/am --netbootd $(BIN)/netbootd
+	$(GO) run ./bench/dhcp -trials 5
 
 clean:
 	rm -rf $(BIN) .cache/demo

@@ -9,5 +9,13 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "ensure-packages: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# The servers among these (tftpd-hpa, kea, dhcrelay) are peers that tests
+# and benchmarks start themselves: their packages must not start daemons.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
+fi
+trap '[ -n "$made_policy" ] && rm -f "$policy"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

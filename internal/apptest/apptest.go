@@ -65,6 +65,7 @@ type Appliance struct {
 	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP
 	Log      *SyncBuffer
 	args     []string
+	netns    string
 	cmd      *exec.Cmd
 	done     chan error
 }
@@ -76,12 +77,13 @@ type Options struct {
 	Extra     string   // more YAML appended to the config
 	Args      []string // more netbootd flags
 	TFTP      bool     // serve TFTP on a free loopback port
+	Netns     string   // run netbootd (and Nbctl) inside this network namespace
 }
 
 // New writes a config and directories for an appliance; Start runs it.
 func New(t testing.TB, o Options) *Appliance {
 	t.Helper()
-	a := &Appliance{t: t, Bin: Binaries(t), Dir: t.TempDir(), args: o.Args}
+	a := &Appliance{t: t, Bin: Binaries(t), Dir: t.TempDir(), args: o.Args, netns: o.Netns}
 	a.TFTPRoot = filepath.Join(a.Dir, "tftpboot")
 	a.CfgDir = filepath.Join(a.TFTPRoot, "pxelinux.cfg")
 	if err := os.MkdirAll(a.CfgDir, 0o755); err != nil {
@@ -117,7 +119,7 @@ func New(t testing.TB, o Options) *Appliance {
 func (a *Appliance) Start() {
 	a.t.Helper()
 	a.Log = &SyncBuffer{}
-	a.cmd = exec.Command(filepath.Join(a.Bin, "netbootd"), append([]string{"--config", a.Config}, a.args...)...)
+	a.cmd = a.command(filepath.Join(a.Bin, "netbootd"), append([]string{"--config", a.Config}, a.args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.Log, a.Log
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
@@ -137,8 +139,11 @@ func (a *Appliance) Start() {
 			a.t.Fatalf("netbootd exited at start: %v\n%s", err, a.Log)
 		default:
 		}
-		resp, err := http.Get(a.URL + "/api/v1/testbeds")
-		if err == nil {
+		if a.netns != "" { // its loopback is not ours: ask from inside
+			if _, err := a.Nbctl("testbeds"); err == nil {
+				return
+			}
+		} else if resp, err := http.Get(a.URL + "/api/v1/testbeds"); err == nil {
 			resp.Body.Close()
 			return
 		}
@@ -178,9 +183,22 @@ func (a *Appliance) Kill() {
 func (a *Appliance) Nbctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...)...)
-	out, err := cmd.CombinedOutput()
+	name, argv := a.argv(filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...))
+	out, err := exec.CommandContext(ctx, name, argv...).CombinedOutput()
 	return string(out), err
+}
+
+// command runs name in the appliance's network namespace, if it has one.
+func (a *Appliance) command(name string, args ...string) *exec.Cmd {
+	name, args = a.argv(name, args)
+	return exec.Command(name, args...)
+}
+
+func (a *Appliance) argv(name string, args []string) (string, []string) {
+	if a.netns == "" {
+		return name, args
+	}
+	return "ip", append([]string{"netns", "exec", a.netns, name}, args...)
 }
 
 // FreeTCPAddr returns a loopback address with a port that was free a moment ago.
