@@ -156,7 +156,7 @@ func (s *Server) identify(ctx context.Context, x *exchange) (bool, error) {
 		return false, nil
 	}
 	s.stats.unknown.Add(1)
-	if ok, held := s.unknownLog.allow(x.mac); ok {
+	if ok, held := s.unknownLog.Allow(x.mac); ok {
 		s.log.Info("ignoring a MAC that is not in the inventory (logged once a minute per MAC; nbctl nodes discovered lists them)",
 			"mac", x.mac, "type", x.mt.String(), "vendor_class", x.client.vendor, "held_back", held)
 	}

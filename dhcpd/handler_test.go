@@ -341,7 +341,7 @@ func TestUnknownMACsAreRecordedAndLoggedOncePerMinute(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	s.unknownLog.now = func() time.Time { return now }
+	s.unknownLog.SetClock(func() time.Time { return now })
 	pkt := pxeRequest(dhcpv4.MessageTypeDiscover, unknownMAC).ToBytes()
 	for range 5 {
 		if out, _ := s.handle(context.Background(), pkt, clientSrc, 67); out != nil {

@@ -141,28 +141,3 @@ func TestDomainFor(t *testing.T) {
 		}
 	}
 }
-
-func TestLogLimiter(t *testing.T) {
-	l := newLogLimiter(time.Minute, 2)
-	now := time.Unix(1000, 0)
-	l.now = func() time.Time { return now }
-	type res struct {
-		ok   bool
-		held int
-	}
-	var got []res
-	for _, k := range []string{"a", "a", "a", "b", "c", "d"} {
-		ok, held := l.allow(k)
-		got = append(got, res{ok, held})
-	}
-	now = now.Add(time.Minute)
-	ok, held := l.allow("a")
-	got = append(got, res{ok, held})
-	want := []res{{true, 0}, {false, 0}, {false, 0}, {true, 0}, {true, 0}, {false, 0}, {true, 2}}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(res{})); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-	if len(l.entries) > 3 {
-		t.Errorf("table grew to %d entries", len(l.entries))
-	}
-}

@@ -2,6 +2,7 @@ package dhcpd
 
 import (
 	"context"
+	"github.com/orbit-lab/netboot/internal/lograte"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -29,7 +30,7 @@ type recorder struct {
 	dropped      atomic.Uint64 // events and sightings that did not fit
 	flushEvery   time.Duration
 	maxSightings int
-	dropLog      *logLimiter
+	dropLog      *lograte.Limiter[string]
 }
 
 const (
@@ -46,7 +47,7 @@ func newRecorder(sink EventSink, st Store, log *slog.Logger) *recorder {
 		seen:         map[string]*store.Sighting{},
 		flushEvery:   time.Second,
 		maxSightings: maxSightings,
-		dropLog:      newLogLimiter(time.Minute, 4),
+		dropLog:      lograte.New(time.Minute, 4, ""),
 	}
 }
 
@@ -59,7 +60,7 @@ func (r *recorder) event(e store.Event) {
 	case r.events <- e:
 	default:
 		r.dropped.Add(1)
-		if ok, held := r.dropLog.allow("events"); ok {
+		if ok, held := r.dropLog.Allow("events"); ok {
 			r.log.Warn("boot events dropped: the database is not keeping up", "node", e.HRN, "what", e.What, "held_back", held)
 		}
 	}
@@ -161,7 +162,7 @@ func (r *recorder) writeEvents(ctx context.Context, batch []store.Event) {
 	defer cancel()
 	if err := r.sink.AddEvents(ctx, batch); err != nil {
 		r.dropped.Add(uint64(len(batch)))
-		if ok, held := r.dropLog.allow("write"); ok {
+		if ok, held := r.dropLog.Allow("write"); ok {
 			r.log.Error("writing boot events", "events", len(batch), "err", err, "held_back", held)
 		}
 	}
@@ -183,7 +184,7 @@ func (r *recorder) writeSightings(ctx context.Context) {
 	defer cancel()
 	if err := r.st.RecordDiscovered(ctx, list); err != nil {
 		r.dropped.Add(uint64(len(list)))
-		if ok, held := r.dropLog.allow("discovered"); ok {
+		if ok, held := r.dropLog.Allow("discovered"); ok {
 			r.log.Error("writing discovered MACs", "macs", len(list), "err", err, "held_back", held)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/orbit-lab/netboot/internal/lograte"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -95,8 +96,8 @@ type Server struct {
 	nodeByMAC  func(ctx context.Context, mac string) (inventory.Node, error) // st.NodeByMAC, or a NodeFinder's while serving
 	rec        *recorder
 	stats      counters
-	unknownLog *logLimiter // one line per unknown MAC per minute
-	problemLog *logLimiter // one line per kind of problem per minute
+	unknownLog *lograte.Limiter[string] // one line per unknown MAC per minute
+	problemLog *lograte.Limiter[string] // one line per kind of problem per minute
 }
 
 // queueLen bounds the requests waiting for a worker.
@@ -139,8 +140,8 @@ func New(cfg Config, st Store, ev EventSink, log *slog.Logger) (*Server, error) 
 		log:        log,
 		ports:      p,
 		rec:        newRecorder(ev, st, log),
-		unknownLog: newLogLimiter(time.Minute, 4096),
-		problemLog: newLogLimiter(time.Minute, 1024),
+		unknownLog: lograte.New(time.Minute, 4096, ""),
+		problemLog: lograte.New(time.Minute, 1024, ""),
 	}
 	s.chain = s.buildChain()
 	s.nodeByMAC = st.NodeByMAC
@@ -265,7 +266,7 @@ func (s *Server) Start(ctx context.Context) error {
 				default:
 					bufs.Put(buf)
 					s.stats.overload.Add(1)
-					if ok, held := s.problemLog.allow("overload"); ok {
+					if ok, held := s.problemLog.Allow("overload"); ok {
 						s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", queueLen, "held_back", held)
 					}
 				}
@@ -306,7 +307,7 @@ func (s *Server) serve(ctx context.Context, j job) {
 	}
 	if _, err := j.conn.WriteToUDPAddrPort(out, dst); err != nil {
 		s.stats.sendErrors.Add(1)
-		if ok, held := s.problemLog.allow("send"); ok {
+		if ok, held := s.problemLog.Allow("send"); ok {
 			s.log.Warn("sending a dhcp reply", "to", dst.String(), "err", err, "held_back", held)
 		}
 		return
@@ -321,7 +322,7 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src netip.AddrPort, loc
 	defer func() {
 		if p := recover(); p != nil {
 			s.stats.panics.Add(1)
-			if ok, held := s.problemLog.allow("panic"); ok {
+			if ok, held := s.problemLog.Allow("panic"); ok {
 				s.log.Error("panic handling a dhcp packet", "from", src.String(), "panic", fmt.Sprint(p), "held_back", held)
 			}
 			out = nil
@@ -364,7 +365,7 @@ func (s *Server) dropped(src netip.AddrPort, mac string, err error) {
 	switch {
 	case errors.As(err, &m):
 		s.stats.malformed.Add(1)
-		if ok, held := s.problemLog.allow("malformed"); ok {
+		if ok, held := s.problemLog.Allow("malformed"); ok {
 			s.log.Info("malformed dhcp packet dropped (logged once a minute)", "from", src.String(), "mac", mac, "err", err, "held_back", held)
 		}
 	case errors.As(err, &d):
@@ -372,7 +373,7 @@ func (s *Server) dropped(src netip.AddrPort, mac string, err error) {
 		s.log.Debug("dhcp request not answered", "from", src.String(), "mac", mac, "why", err)
 	default:
 		s.stats.errors.Add(1)
-		if ok, held := s.problemLog.allow("error " + mac); ok {
+		if ok, held := s.problemLog.Allow("error " + mac); ok {
 			s.log.Warn("dhcp request failed (logged once a minute per MAC)", "from", src.String(), "mac", mac, "err", err, "held_back", held)
 		}
 	}
