@@ -2,13 +2,13 @@ package dhcpd
 
 import (
 	"context"
-	"github.com/orbit-lab/netboot/internal/lograte"
 	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/lograte"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 

@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/orbit-lab/netboot/internal/lograte"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/orbit-lab/netboot/dhcpd/ra"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/lograte"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
