@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -42,6 +43,8 @@ type Inventory interface {
 type Config struct {
 	Listen       string // HTTP listen address, e.g. ":5054"
 	DefaultImage string // PXE image for nodes whose inventory names none
+	// RC, if set, adds the Resource Controller broker's routes under /api/v1.
+	RC interface{ Register(*gin.RouterGroup) }
 }
 
 // Server is the AM's HTTP server.
@@ -66,7 +69,11 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 		c.String(http.StatusInternalServerError, "internal error\n")
 	}))
 	s.omfRoutes(r)
-	s.apiRoutes(r.Group("/api/v1"))
+	api := r.Group("/api/v1")
+	s.apiRoutes(api)
+	if cfg.RC != nil {
+		cfg.RC.Register(api)
+	}
 	s.h = r
 	return s
 }
@@ -109,11 +116,13 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	path := c.Request.URL.Path
+	// Changes are worth a line; reads, and the RCs' polls and progress
+	// reports (several a second per node while imaging), are not.
 	level := slog.LevelDebug
-	if c.Request.Method != http.MethodGet || c.Writer.Status() >= 400 {
+	if c.Writer.Status() >= 400 || (c.Request.Method != http.MethodGet && !strings.HasPrefix(path, "/api/v1/rc/")) {
 		level = slog.LevelInfo
 	}
-	path := c.Request.URL.Path
 	if len(path) > 200 {
 		path = path[:200] + "..."
 	}

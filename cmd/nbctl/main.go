@@ -18,7 +18,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/amclient"
 )
 
-const usage = `usage: nbctl [--server URL] COMMAND [ARGS]
+const usageFormat = `usage: nbctl [--server URL] COMMAND [ARGS]
 
   inventory import FILE        import a YAML inventory (all or nothing)
   inventory export             print the inventory as YAML
@@ -32,12 +32,14 @@ const usage = `usage: nbctl [--server URL] COMMAND [ARGS]
                                point nodes' PXE links at an image
   boot clear NODE...           remove nodes' PXE links
   boot list [--json]           list active PXE links
-  image build --name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--server URL]
+%s  image build --name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--server URL]
                                build the orbit-pxe RAM image (kernel, initramfs,
                                pxelinux.cfg/N); --server also registers it
 
 --server defaults to $NBCTL_SERVER, else http://localhost:5054.
 `
+
+var usage = fmt.Sprintf(usageFormat, rcUsage)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -49,8 +51,9 @@ func main() {
 }
 
 type cli struct {
-	c   *amclient.Client
-	out io.Writer
+	c      *amclient.Client
+	out    io.Writer
+	errOut io.Writer // progress and notes, apart from the output proper
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command")
 	}
-	k := &cli{c: amclient.New(server), out: stdout}
+	k := &cli{c: amclient.New(server), out: stdout, errOut: stderr}
 	cmd, rest := args[0], args[1:]
 	sub := ""
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
@@ -104,6 +107,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return k.bootClear(ctx, rest[1:])
 	case cmd == "boot" && sub == "list":
 		return k.bootList(ctx, rest[1:])
+	case cmd == "rc" && sub == "status":
+		return k.rcStatus(ctx, rest[1:])
+	case cmd == "rc" && sub == "exec":
+		return k.rcExec(ctx, rest[1:])
+	case cmd == "disk" && sub == "load":
+		return k.diskLoad(ctx, rest[1:])
+	case cmd == "disk" && sub == "save":
+		return k.diskSave(ctx, rest[1:])
+	case cmd == "disk" && sub == "list":
+		return k.diskList(ctx)
 	case cmd == "image" && sub == "build":
 		return k.imageBuild(ctx, rest[1:], server, serverSet)
 	}

@@ -1,6 +1,7 @@
 // Command netbootd is the testbed netboot appliance: the Aggregate Manager
-// (OMF /pxe and /inventory, JSON API), the TFTP server and the DHCP server,
-// in one process sharing one database.
+// (OMF /pxe and /inventory, JSON API, the Resource Controller broker and
+// disk images), the TFTP server and the DHCP server, in one process sharing
+// one database.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am"
 	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/config"
 	"github.com/orbit-lab/netboot/internal/inventory"
@@ -80,7 +82,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gin.SetMode(gin.ReleaseMode)
-	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage}, st, links, log.With("svc", "am"))
+	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images")}, st, log.With("svc", "rc"))
+	if err != nil {
+		return err
+	}
+	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb}, st, links, log.With("svc", "am"))
 	events := timeline.New(st, log.With("svc", "timeline"))
 	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot}, log.With("svc", "tftp"), events)
 	if err != nil {
@@ -101,6 +107,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return links.Run(gctx) })
 	g.Go(func() error { return amSrv.Start(gctx) })
+	g.Go(func() error { return rcb.Run(gctx) })
 	g.Go(func() error { return tftpSrv.Start(gctx) })
 	if dhcpSrv != nil {
 		g.Go(func() error { return dhcpSrv.Start(gctx) })

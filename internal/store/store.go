@@ -104,6 +104,52 @@ var migrations = []string{
 	CREATE TRIGGER dhcp_nodes_delete AFTER DELETE ON nodes BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;
 	CREATE TRIGGER dhcp_testbeds_update AFTER UPDATE ON testbeds BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;
 	CREATE TRIGGER dhcp_testbeds_delete AFTER DELETE ON testbeds BEGIN UPDATE dhcp_inventory_version SET v = v + 1; END;`,
+	// 3: Resource Controllers: each node's current enrollment and the
+	// commands sent to it (see rc.go). AUTOINCREMENT: an id is never reused,
+	// so a command or secret of an old enrollment can never match a new one.
+	`CREATE TABLE rc_enrollments (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		hrn         TEXT NOT NULL UNIQUE,     -- one current enrollment per node
+		secret      TEXT NOT NULL,            -- hex: bearer token and command HMAC key
+		secret_hash TEXT NOT NULL UNIQUE,     -- hex sha256(secret): finds a bearer's enrollment
+		boot_id     TEXT NOT NULL DEFAULT '',
+		image       TEXT NOT NULL DEFAULT '',
+		hostname    TEXT NOT NULL DEFAULT '',
+		info        TEXT NOT NULL DEFAULT '{}', -- JSON: MACs, addresses, kernel, disks, version
+		enrolled_at INTEGER NOT NULL,         -- unix ns
+		last_seen   INTEGER NOT NULL          -- unix ns of the last enroll, poll or report
+	);
+	CREATE TABLE rc_commands (
+		id               INTEGER PRIMARY KEY AUTOINCREMENT,
+		hrn              TEXT NOT NULL,
+		enrollment       INTEGER NOT NULL,    -- rc_enrollments.id it is for
+		type             TEXT NOT NULL,       -- EXECUTE, ENROLL, LOAD_IMAGE, ...
+		command          TEXT NOT NULL DEFAULT '',
+		args             TEXT NOT NULL DEFAULT '[]',  -- JSON array
+		timeout          TEXT NOT NULL DEFAULT '',
+		image            TEXT NOT NULL DEFAULT '',
+		disk             TEXT NOT NULL DEFAULT '',
+		image_sha256     TEXT NOT NULL DEFAULT '',    -- LOAD_IMAGE: expected, when queued
+		image_size       INTEGER NOT NULL DEFAULT 0,
+		state            TEXT NOT NULL,       -- queued, running, done, failed, refused
+		reply            TEXT NOT NULL DEFAULT '',
+		exit_code        INTEGER,
+		stdout           BLOB NOT NULL DEFAULT x'',
+		stderr           BLOB NOT NULL DEFAULT x'',
+		truncated        INTEGER NOT NULL DEFAULT 0,
+		error            TEXT NOT NULL DEFAULT '',
+		progress_done    INTEGER NOT NULL DEFAULT 0,
+		progress_total   INTEGER NOT NULL DEFAULT 0,
+		progress_written INTEGER NOT NULL DEFAULT 0,
+		sha256           TEXT NOT NULL DEFAULT '',    -- as verified by the RC
+		report_seq       INTEGER NOT NULL DEFAULT 0,  -- last report applied
+		created_at       INTEGER NOT NULL,
+		started_at       INTEGER,
+		updated_at       INTEGER NOT NULL,
+		finished_at      INTEGER
+	);
+	CREATE INDEX rc_commands_node ON rc_commands(hrn, id);
+	CREATE INDEX rc_commands_enrollment ON rc_commands(enrollment, state, id);`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema

@@ -1,0 +1,269 @@
+// Package rcbroker is the appliance's side of the Resource Controller
+// protocol (package rc/proto): it enrolls the orbit-rc of netbooted nodes,
+// queues operators' commands for them in the database, hands the commands
+// out, signed, to the RCs' long polls, records what the RCs report, and
+// stores the disk images that LOAD_IMAGE writes and SAVE_IMAGE reads.
+//
+// Its routes live in the AM's /api/v1 group (Register); a background loop
+// (Run) fails commands whose RC went silent.
+package rcbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+// Store is what the broker reads and writes of the database.
+type Store interface {
+	Node(ctx context.Context, hrn string) (inventory.Node, error)
+	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
+	AddEvent(ctx context.Context, e store.Event) error
+
+	PutRCEnrollment(ctx context.Context, e store.RCEnrollment) (store.RCEnrollment, error)
+	RCEnrollment(ctx context.Context, hrn string) (store.RCEnrollment, error)
+	RCEnrollmentBySecret(ctx context.Context, secret string) (store.RCEnrollment, error)
+	RCEnrollments(ctx context.Context) ([]store.RCEnrollment, error)
+	TouchRCEnrollment(ctx context.Context, id int64, at time.Time) error
+
+	AddRCCommand(ctx context.Context, c store.RCCommand) (store.RCCommand, error)
+	RCCommand(ctx context.Context, id int64) (store.RCCommand, error)
+	RCCommands(ctx context.Context, hrn string, limit int) ([]store.RCCommand, error)
+	TakeRCCommand(ctx context.Context, enrollment int64, at time.Time) (store.RCCommand, error)
+	ReportRCCommand(ctx context.Context, id, enrollment int64, r proto.Report, maxOutput int, at time.Time) error
+	FailLostRCCommands(ctx context.Context, enrollment int64, keep []int64, at time.Time) (int64, error)
+	FailSilentRCCommands(ctx context.Context, before, at time.Time) ([]int64, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config configures the broker. Only ImageDir is required.
+type Config struct {
+	// ImageDir holds the disk images (NAME.zst or NAME.gz, each with a
+	// NAME.ext.sha256 beside it); netbootd uses state_dir/images.
+	ImageDir string
+	// PollWait is the longest an RC's poll waits for a command (default 25s).
+	PollWait time.Duration
+	// MaxOutput bounds the bytes of stdout and of stderr kept per command
+	// (default 1 MiB); the rest is dropped and the command marked truncated.
+	MaxOutput int
+	// SilentAfter fails a running command whose RC has not been heard from
+	// for this long (default 2*PollWait + 30s).
+	SilentAfter time.Duration
+}
+
+// Defaults.
+const (
+	DefaultPollWait  = 25 * time.Second
+	DefaultMaxOutput = 1 << 20
+)
+
+// Broker serves the RC protocol and the operators' RC calls.
+type Broker struct {
+	cfg    Config
+	st     Store
+	log    *slog.Logger
+	images *imageStore
+	wake   notifier
+	start  time.Time
+
+	mu      sync.Mutex
+	polling map[int64]int // enrollment -> polls in progress
+}
+
+// New checks cfg, fills its defaults and prepares the image directory.
+func New(cfg Config, st Store, log *slog.Logger) (*Broker, error) {
+	if cfg.ImageDir == "" {
+		return nil, errors.New("rcbroker: no image directory")
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = DefaultPollWait
+	}
+	if cfg.MaxOutput <= 0 {
+		cfg.MaxOutput = DefaultMaxOutput
+	}
+	if cfg.SilentAfter <= 0 {
+		cfg.SilentAfter = 2*cfg.PollWait + 30*time.Second
+	}
+	images, err := openImageStore(cfg.ImageDir, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Broker{cfg: cfg, st: st, log: log, images: images, start: time.Now(), polling: map[int64]int{}}, nil
+}
+
+// Register adds the broker's routes to the AM's /api/v1 group.
+func (b *Broker) Register(g *gin.RouterGroup) {
+	// The RC's calls.
+	g.POST("/rc/enroll", b.enroll)
+	g.GET("/rc/poll", b.poll)
+	g.POST("/rc/commands/:id/report", b.report)
+	// The operators'.
+	g.GET("/rc", b.statusAll)
+	g.GET("/nodes/:hrn/rc", b.status)
+	g.POST("/nodes/:hrn/commands", b.addCommand)
+	g.GET("/nodes/:hrn/commands", b.nodeCommands)
+	g.GET("/commands/:id", b.command)
+	// Both.
+	g.GET("/disk-images", b.listImages)
+	g.GET("/disk-images/:name", b.getImage)
+	g.HEAD("/disk-images/:name", b.getImage)
+	g.PUT("/disk-images/:name", b.putImage)
+	g.DELETE("/disk-images/:name", b.deleteImage)
+}
+
+// Run fails the running commands of RCs that went silent, until ctx is
+// done. It waits SilentAfter after the broker started before the first
+// check, so that RCs have time to come back after an appliance restart.
+func (b *Broker) Run(ctx context.Context) error {
+	every := min(b.cfg.SilentAfter/4, 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			if now.Sub(b.start) < b.cfg.SilentAfter {
+				continue
+			}
+			ids, err := b.st.FailSilentRCCommands(ctx, now.Add(-b.cfg.SilentAfter), now)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				b.log.Error("rc: failing silent commands", "err", err)
+				continue
+			}
+			if len(ids) > 0 {
+				b.log.Warn("rc: commands failed, their RC went silent", "commands", ids)
+			}
+		}
+	}
+}
+
+// notifier wakes the polls waiting for a node's next command.
+type notifier struct {
+	mu sync.Mutex
+	ch map[string]chan struct{}
+}
+
+// wait returns a channel closed at the node's next notify.
+func (n *notifier) wait(hrn string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = map[string]chan struct{}{}
+	}
+	c, ok := n.ch[hrn]
+	if !ok {
+		c = make(chan struct{})
+		n.ch[hrn] = c
+	}
+	return c
+}
+
+func (n *notifier) notify(hrn string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.ch[hrn]; ok {
+		close(c)
+		delete(n.ch, hrn)
+	}
+}
+
+// httpError is an error that knows its HTTP status.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errStatus(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) error {
+	return errStatus(http.StatusBadRequest, format, args...)
+}
+
+func statusOf(err error) int {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he.status
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrInvalidReport), errors.Is(err, inventory.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, context.Canceled):
+		return 499 // the client went away; nobody reads this
+	}
+	return http.StatusInternalServerError
+}
+
+// apiError answers {"error": "..."} with the status the error calls for,
+// and logs server-side failures.
+func (b *Broker) apiError(c *gin.Context, err error) {
+	status := statusOf(err)
+	if status >= 500 {
+		b.log.Error("rc api", "path", c.Request.URL.Path, "err", err)
+	}
+	c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
+}
+
+// authenticate finds the enrollment of the request's bearer secret; it has
+// answered 401 when it returns false.
+func (b *Broker) authenticate(c *gin.Context) (store.RCEnrollment, bool) {
+	tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="orbit-rc"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing bearer token"})
+		return store.RCEnrollment{}, false
+	}
+	e, err := b.st.RCEnrollmentBySecret(c.Request.Context(), tok)
+	if errors.Is(err, store.ErrNotFound) {
+		c.Header("WWW-Authenticate", `Bearer realm="orbit-rc", error="invalid_token"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": proto.ErrUnknownEnrollment})
+		return store.RCEnrollment{}, false
+	}
+	if err != nil {
+		b.apiError(c, err)
+		return store.RCEnrollment{}, false
+	}
+	return e, true
+}
+
+func (b *Broker) pollStarted(id int64) {
+	b.mu.Lock()
+	b.polling[id]++
+	b.mu.Unlock()
+}
+
+func (b *Broker) pollEnded(id int64) {
+	b.mu.Lock()
+	if b.polling[id]--; b.polling[id] <= 0 {
+		delete(b.polling, id)
+	}
+	b.mu.Unlock()
+}
+
+func (b *Broker) isPolling(id int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.polling[id] > 0
+}

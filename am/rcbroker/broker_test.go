@@ -1,0 +1,382 @@
+package rcbroker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/orbit-lab/netboot/am/rcbroker"
+	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
+	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+const inventoryYAML = `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: n1.sb8, hostname: n1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", disk: /dev/sda }
+      - { hrn: n2.sb8, hostname: n2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", disk: /dev/hda }
+`
+
+func start(t *testing.T, cfg rcbroker.Config) *rcbrokertest.Appliance {
+	t.Helper()
+	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return a
+}
+
+type answer struct {
+	code   int
+	body   string
+	header http.Header
+}
+
+func req(t *testing.T, method, url, bearer string, body any, hdr ...string) answer {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, _ := json.Marshal(b)
+		r = bytes.NewReader(data)
+	}
+	rq, _ := http.NewRequest(method, url, r)
+	if bearer != "" {
+		rq.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		rq.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, string(data), resp.Header}
+}
+
+func enroll(t *testing.T, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {
+	t.Helper()
+	ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: macs, Image: "orbit-2.0.0", BootID: "b1"})
+	var e proto.EnrollResponse
+	if ans.code != http.StatusOK || json.Unmarshal([]byte(ans.body), &e) != nil {
+		t.Fatalf("enroll %v: %d %s", macs, ans.code, ans.body)
+	}
+	return e
+}
+
+func TestEnrollChecks(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	for _, tc := range []struct {
+		name string
+		body any
+		want int
+	}{
+		{"no MACs", proto.EnrollRequest{}, http.StatusBadRequest},
+		{"bad MAC", proto.EnrollRequest{MACs: []string{"00:03:1d"}}, http.StatusBadRequest},
+		{"not JSON", "{", http.StatusBadRequest},
+		{"unknown", proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01"}}, http.StatusNotFound},
+		{"two nodes", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01", "00:03:1d:0c:01:02"}}, http.StatusConflict},
+		{"upper case, unknown first", proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01", "00:03:1D:0C:01:02"}}, http.StatusOK},
+	} {
+		if ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", tc.body); ans.code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, ans.code, ans.body, tc.want)
+		}
+	}
+	s, err := amclient.New(a.URL).RCStatus(context.Background(), "n2.sb8")
+	if err != nil || !s.Enrolled || s.MACs[1] != "00:03:1d:0c:01:02" {
+		t.Errorf("n2 = %+v, %v", s, err)
+	}
+}
+
+func TestCommandRequestChecks(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	enroll(t, a, "00:03:1d:0c:01:01")
+	u := a.URL + "/api/v1/nodes/n1.sb8/commands"
+	for _, tc := range []struct {
+		body any
+		want int
+		msg  string
+	}{
+		{`{"type": "DANCE"}`, 400, "want one of"},
+		{`{"type": "EXECUTE"}`, 400, "either a command"},
+		{`{"type": "EXECUTE", "command": "x", "args": ["y"]}`, 400, "either a command"},
+		{`{"type": "EXECUTE", "command": "x", "colour": "red"}`, 400, "unknown field"},
+		{`{"type": "EXECUTE", "command": "x", "timeout": "soon"}`, 400, "timeout"},
+		{`{"type": "EXECUTE", "command": "x", "disk": "/dev/sda"}`, 400, "takes no disk"},
+		{`{"type": "REBOOT", "image": "x"}`, 400, "takes no image"},
+		{`{"type": "ENROLL"}`, 400, "needs an image"},
+		{`{"type": "SAVE_IMAGE", "image": "../etc"}`, 400, "disk image name"},
+		{`{"type": "SAVE_IMAGE", "image": "ok", "disk": "dev/sda"}`, 400, "absolute"},
+		{`{"type": "SAVE_IMAGE", "image": "ok", "disk": "/dev/../etc/passwd"}`, 400, "absolute"},
+		{`{"type": "LOAD_IMAGE", "image": "missing"}`, 404, "no disk image"},
+		{`{"type": "execute", "command": "true"}`, 202, ""},
+		{`{"type": "SAVE_IMAGE", "image": "ok"}`, 202, `"disk":"/dev/sda"`}, // the inventory's disk
+	} {
+		ans := req(t, http.MethodPost, u, "", tc.body)
+		if ans.code != tc.want || !strings.Contains(ans.body, tc.msg) {
+			t.Errorf("%s: %d %s, want %d %q", tc.body, ans.code, ans.body, tc.want, tc.msg)
+		}
+	}
+	for path, want := range map[string]int{
+		"/api/v1/nodes/n2.sb8/commands":     http.StatusConflict, // not enrolled
+		"/api/v1/nodes/nope/commands":       http.StatusNotFound,
+		"/api/v1/nodes/bad%20name/commands": http.StatusBadRequest,
+	} {
+		if ans := req(t, http.MethodPost, a.URL+path, "", `{"type":"REBOOT"}`); ans.code != want {
+			t.Errorf("%s: %d %s, want %d", path, ans.code, ans.body, want)
+		}
+	}
+	for path, want := range map[string]int{"/api/v1/commands/x": 400, "/api/v1/commands/999": 404, "/api/v1/commands/1": 200, "/api/v1/nodes/nope/rc": 404} {
+		if ans := req(t, http.MethodGet, a.URL+path, "", nil); ans.code != want {
+			t.Errorf("GET %s: %d, want %d", path, ans.code, want)
+		}
+	}
+}
+
+func TestPollWakesAndFailsLostCommands(t *testing.T) {
+	a := start(t, rcbroker.Config{PollWait: 10 * time.Second})
+	e := enroll(t, a, "00:03:1d:0c:01:01")
+	c := amclient.New(a.URL)
+	ctx := context.Background()
+	poll := func(query string) (answer, time.Duration) {
+		start := time.Now()
+		ans := req(t, http.MethodGet, a.URL+"/api/v1/rc/poll?"+query, e.Secret, nil)
+		return ans, time.Since(start)
+	}
+	for _, q := range []string{"wait=soon", "running=1,x", "running=-1"} {
+		if ans, _ := poll(q); ans.code != http.StatusBadRequest {
+			t.Errorf("poll ?%s: %d %s, want 400", q, ans.code, ans.body)
+		}
+	}
+	if ans, took := poll("wait=200ms"); ans.code != http.StatusNoContent || took < 150*time.Millisecond {
+		t.Errorf("empty poll: %d after %v, want 204 after the wait", ans.code, took)
+	}
+	// A command queued while a poll waits is handed out at once.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		c.SendCommand(ctx, "n1.sb8", proto.CommandRequest{Type: proto.Execute, Command: "true"})
+	}()
+	ans, took := poll("wait=10s")
+	if ans.code != http.StatusOK || took > 2*time.Second {
+		t.Fatalf("poll: %d after %v, want the command within a moment", ans.code, took)
+	}
+	var env proto.Envelope
+	json.Unmarshal([]byte(ans.body), &env)
+	cmd, err := proto.Open(env, e.Secret)
+	if err != nil || cmd.Type != proto.Execute || cmd.HRN != "n1.sb8" || cmd.Enrollment != e.Enrollment {
+		t.Fatalf("command = %+v, %v", cmd, err)
+	}
+	if st, _ := c.Command(ctx, cmd.ID); st.State != proto.StateRunning {
+		t.Errorf("a command handed out is %s, want running", st.State)
+	}
+	// The RC still runs it: kept. Then it does not: lost.
+	poll(fmt.Sprintf("wait=0s&running=%d", cmd.ID))
+	if st, _ := c.Command(ctx, cmd.ID); st.State != proto.StateRunning {
+		t.Errorf("a command the RC runs is %s, want running", st.State)
+	}
+	poll("wait=0s")
+	if st, _ := c.Command(ctx, cmd.ID); st.State != proto.StateFailed || !strings.Contains(st.Error, "lost") {
+		t.Errorf("a command the RC forgot is %s %q, want failed: lost", st.State, st.Error)
+	}
+	if ans := req(t, http.MethodPost, fmt.Sprintf("%s/api/v1/rc/commands/%d/report", a.URL, cmd.ID), e.Secret, proto.Report{Seq: 1, State: proto.StateDone}); ans.code != http.StatusConflict {
+		t.Errorf("report on a command that is over: %d %s, want 409", ans.code, ans.body)
+	}
+}
+
+func TestSilentRCsCommandsFail(t *testing.T) {
+	a := start(t, rcbroker.Config{PollWait: 100 * time.Millisecond, SilentAfter: 300 * time.Millisecond})
+	e := enroll(t, a, "00:03:1d:0c:01:01")
+	c := amclient.New(a.URL)
+	ctx := context.Background()
+	st, err := c.SendCommand(ctx, "n1.sb8", proto.CommandRequest{Type: proto.Execute, Command: "sleep 100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req(t, http.MethodGet, a.URL+"/api/v1/rc/poll?wait=0s", e.Secret, nil) // takes it, then silence
+	got, err := c.WaitCommand(ctx, st.ID, 20*time.Millisecond, nil)
+	if err != nil || got.State != proto.StateFailed || !strings.Contains(got.Error, "stopped polling") {
+		t.Errorf("command of a silent RC: %+v, %v", got, err)
+	}
+	if s, _ := c.RCStatus(ctx, "n1.sb8"); s.Online {
+		t.Errorf("a silent RC is online: %+v", s)
+	}
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func zst(t *testing.T, data []byte) []byte {
+	w, _ := zstd.NewWriter(nil)
+	return w.EncodeAll(data, nil)
+}
+
+func TestDiskImageStore(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	u := a.URL + "/api/v1/disk-images/"
+	img := zst(t, bytes.Repeat([]byte("disk "), 100000))
+
+	// The checksum in a trailer, as orbit-rc sends it.
+	upload := func(name string, data []byte, trailerSum string) answer {
+		pr, pw := io.Pipe()
+		rq, _ := http.NewRequest(http.MethodPut, u+name, pr)
+		rq.ContentLength = -1
+		rq.Trailer = http.Header{proto.HeaderSHA256: nil}
+		go func() {
+			pw.Write(data)
+			rq.Trailer.Set(proto.HeaderSHA256, trailerSum)
+			pw.Close()
+		}()
+		resp, err := http.DefaultClient.Do(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, string(b), resp.Header}
+	}
+	if ans := upload("t1", img, sum(img)); ans.code != http.StatusCreated {
+		t.Fatalf("upload with a trailer: %d %s", ans.code, ans.body)
+	}
+	if ans := upload("t1", img[:len(img)-10], sum(img)); ans.code != http.StatusBadRequest || !strings.Contains(ans.body, "checksum mismatch") {
+		t.Errorf("short upload with the full sum in the trailer: %d %s", ans.code, ans.body)
+	}
+	get := req(t, http.MethodGet, u+"t1", "", nil)
+	if get.code != 200 || get.body != string(img) || get.header.Get(proto.HeaderSHA256) != sum(img) || get.header.Get(proto.HeaderFormat) != "zstd" {
+		t.Errorf("GET t1: %d, %d bytes, %v", get.code, len(get.body), get.header)
+	}
+	if r := req(t, http.MethodGet, u+"t1", "", nil, "Range", "bytes=4-9"); r.code != http.StatusPartialContent || r.body != string(img[4:10]) {
+		t.Errorf("range: %d %q", r.code, r.body)
+	}
+	if r := req(t, http.MethodHead, u+"t1", "", nil); r.code != 200 || r.header.Get("Content-Length") != fmt.Sprint(len(img)) {
+		t.Errorf("HEAD: %d %v", r.code, r.header)
+	}
+	// An operator drops a gzip image in by hand: its checksum is computed.
+	gz := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	os.WriteFile(filepath.Join(a.Dir, "images", "byhand.gz"), gz, 0o644)
+	var list []proto.DiskImage
+	json.Unmarshal([]byte(req(t, http.MethodGet, a.URL+"/api/v1/disk-images", "", nil).body), &list)
+	if len(list) != 2 || list[0].Name != "byhand" || list[0].SHA256 != sum(gz) || list[0].Format != "gzip" || list[1].SHA256 != sum(img) {
+		t.Errorf("list = %+v", list)
+	}
+	if _, err := os.Stat(filepath.Join(a.Dir, "images", "byhand.gz.sha256")); err != nil {
+		t.Errorf("the computed checksum was not kept: %v", err)
+	}
+	// Replacing it with a zstd image leaves one file for the name.
+	if ans := req(t, http.MethodPut, u+"byhand", "", img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
+		t.Fatalf("replace: %d %s", ans.code, ans.body)
+	}
+	if _, err := os.Stat(filepath.Join(a.Dir, "images", "byhand.gz")); err == nil {
+		t.Errorf("the gzip file of a name now stored as zstd is still there")
+	}
+	for _, name := range []string{"%2e%2e", "..%2fstate%2fnetboot.db", ".upload-x", "a..b"} {
+		if r := req(t, http.MethodGet, u+name, "", nil); r.code == http.StatusOK {
+			t.Errorf("GET %s: 200", name)
+		}
+		if r := req(t, http.MethodPut, u+name, "", img, proto.HeaderSHA256, sum(img)); r.code == http.StatusCreated {
+			t.Errorf("PUT %s: 201", name)
+		}
+	}
+	if r := req(t, http.MethodDelete, u+"t1", "", nil); r.code != http.StatusNoContent {
+		t.Errorf("DELETE: %d %s", r.code, r.body)
+	}
+	if r := req(t, http.MethodGet, u+"t1", "", nil); r.code != http.StatusNotFound {
+		t.Errorf("GET after DELETE: %d", r.code)
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.Dir, "images"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "byhand.zst byhand.zst.sha256" {
+		t.Errorf("image directory: %v", names)
+	}
+}
+
+func TestLeftoverUploadsRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "images"), 0o755)
+	os.WriteFile(filepath.Join(dir, "images", ".upload-x-123"), []byte("half"), 0o644)
+	a, err := rcbrokertest.Start(dir, rcbrokertest.Options{Inventory: inventoryYAML})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	if _, err := os.Stat(filepath.Join(dir, "images", ".upload-x-123")); err == nil {
+		t.Errorf("a leftover upload survived the start")
+	}
+}
+
+// A download in flight must not hold the appliance's shutdown (netbootd
+// gives its HTTP server 5 s).
+func TestStopCutsStalledDownload(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	img := append([]byte{0x28, 0xb5, 0x2f, 0xfd}, make([]byte, 256<<20)...)
+	if ans := req(t, http.MethodPut, a.URL+"/api/v1/disk-images/big", "", img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
+		t.Fatalf("upload: %d %s", ans.code, ans.body)
+	}
+	resp, err := http.Get(a.URL + "/api/v1/disk-images/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	resp.Body.Read(make([]byte, 1)) // then stall: the socket buffers fill
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	a.Stop()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Stop took %v with a stalled download", took)
+	}
+	if n, _ := io.Copy(io.Discard, resp.Body); n+1 >= int64(len(img)) {
+		t.Errorf("the stalled download went on to the end")
+	}
+}
+
+func TestStopCutsStalledUpload(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	rq, _ := http.NewRequest(http.MethodPut, a.URL+"/api/v1/disk-images/slow", pr)
+	rq.Header.Set(proto.HeaderSHA256, strings.Repeat("0", 64))
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(rq)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	pw.Write([]byte{0x28, 0xb5, 0x2f, 0xfd}) // then nothing more
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	a.Stop()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Stop took %v with a stalled upload", took)
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.Dir, "images"))
+	if len(entries) != 0 {
+		t.Errorf("left in the image directory: %v", entries)
+	}
+}

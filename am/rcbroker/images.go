@@ -1,0 +1,460 @@
+package rcbroker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+// Disk images live in one directory, one file per image, named by its
+// format: NAME.zst or NAME.gz. Beside each, NAME.ext.sha256 holds its
+// checksum in sha256sum(1) format; it is valid only if it is not older than
+// the image (an operator may drop an image in by hand: its checksum is then
+// computed once, when first asked for). Uploads go to .upload-* files and
+// are renamed into place only when their checksum matches.
+
+var extOf = map[string]string{proto.FormatZstd: ".zst", proto.FormatGzip: ".gz"}
+
+const (
+	uploadPrefix = ".upload-"
+	sumSuffix    = ".sha256"
+	copyBuffer   = 1 << 20
+)
+
+type imageStore struct {
+	dir string
+	log *slog.Logger
+	mu  sync.Mutex // serializes the rename of an upload and the sidecars
+}
+
+func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("rcbroker: image dir: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("rcbroker: image dir: %w", err)
+	}
+	for _, e := range entries { // uploads cut short by a crash
+		if strings.HasPrefix(e.Name(), uploadPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return &imageStore{dir: dir, log: log}, nil
+}
+
+// checkImageName refuses what could escape the directory or collide with
+// the store's own files.
+func checkImageName(name string) error {
+	if !inventory.ValidName(name) || strings.Contains(name, "..") || len(name) > 128 ||
+		strings.HasSuffix(name, sumSuffix) || strings.HasPrefix(name, uploadPrefix) {
+		return badRequest("disk image name %q: want letters, digits and . _ : @ + - (no '/', no '..', at most 128)", clip(name))
+	}
+	return nil
+}
+
+// find opens the image's file (zstd preferred should both exist).
+func (s *imageStore) find(name string) (*os.File, string, error) {
+	if err := checkImageName(name); err != nil {
+		return nil, "", err
+	}
+	for _, format := range []string{proto.FormatZstd, proto.FormatGzip} {
+		f, err := os.Open(filepath.Join(s.dir, name+extOf[format]))
+		if err == nil {
+			return f, format, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("rcbroker: disk image %q: %w", name, err)
+		}
+	}
+	return nil, "", fmt.Errorf("no disk image %q: %w", name, store.ErrNotFound)
+}
+
+// describe returns the image open as f, with its checksum from the sidecar,
+// computing and saving it if the sidecar is missing or older than f.
+func (s *imageStore) describe(f *os.File, name, format string) (proto.DiskImage, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return proto.DiskImage{}, fmt.Errorf("rcbroker: disk image %q: %w", name, err)
+	}
+	img := proto.DiskImage{Name: name, Format: format, Size: fi.Size(), Modified: fi.ModTime().UTC()}
+	sumPath := f.Name() + sumSuffix
+	s.mu.Lock()
+	if sfi, err := os.Stat(sumPath); err == nil && !sfi.ModTime().Before(fi.ModTime()) {
+		if b, err := os.ReadFile(sumPath); err == nil {
+			if sum, _, _ := strings.Cut(string(b), " "); isSHA256(sum) {
+				img.SHA256 = sum
+			}
+		}
+	}
+	s.mu.Unlock()
+	if img.SHA256 != "" {
+		return img, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+		return img, fmt.Errorf("rcbroker: disk image %q: checksum: %w", name, err)
+	}
+	img.SHA256 = hex.EncodeToString(h.Sum(nil))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Save it only if the file is still the one summed.
+	if cur, err := os.Stat(f.Name()); err == nil && os.SameFile(cur, fi) && cur.ModTime().Equal(fi.ModTime()) {
+		if err := writeFileAtomic(sumPath, []byte(img.SHA256+"  "+filepath.Base(f.Name())+"\n")); err != nil {
+			s.log.Warn("rc: saving an image checksum", "image", name, "err", err)
+		}
+	}
+	return img, nil
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// stat describes one image.
+func (s *imageStore) stat(name string) (proto.DiskImage, error) {
+	f, format, err := s.find(name)
+	if err != nil {
+		return proto.DiskImage{}, err
+	}
+	defer f.Close()
+	return s.describe(f, name, format)
+}
+
+// list describes every image, by name.
+func (s *imageStore) list() ([]proto.DiskImage, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("rcbroker: image dir: %w", err)
+	}
+	out := []proto.DiskImage{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		for format, ext := range extOf {
+			name, ok := strings.CutSuffix(e.Name(), ext)
+			if !ok || checkImageName(name) != nil {
+				continue
+			}
+			f, err := os.Open(filepath.Join(s.dir, e.Name()))
+			if err != nil {
+				continue // removed meanwhile
+			}
+			img, err := s.describe(f, name, format)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, img)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// put stores an upload read from r under name. want returns the checksum
+// the uploader claims, asked only once r is read to its end (it may come in
+// a trailer). Nothing replaces the current image unless the upload is
+// complete, gzip or zstd, and matches that checksum.
+func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want func() string) (proto.DiskImage, error) {
+	if err := checkImageName(name); err != nil {
+		return proto.DiskImage{}, err
+	}
+	tmp, err := os.CreateTemp(s.dir, uploadPrefix+name+"-*")
+	if err != nil {
+		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
+	}
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	head := &headWriter{}
+	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, head), ctxReader{ctx, r}, make([]byte, copyBuffer))
+	if err != nil {
+		return proto.DiskImage{}, badRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	claim := strings.ToLower(strings.TrimSpace(want()))
+	switch {
+	case claim == "":
+		return proto.DiskImage{}, badRequest("upload of disk image %q: no %s header or trailer; the stored image is unchanged", name, proto.HeaderSHA256)
+	case !isSHA256(claim):
+		return proto.DiskImage{}, badRequest("upload of disk image %q: %s %q is not a hex SHA-256", name, proto.HeaderSHA256, clip(claim))
+	case claim != got:
+		return proto.DiskImage{}, badRequest("upload of disk image %q: checksum mismatch: %d bytes with sha256 %s, the uploader said %s; the stored image is unchanged",
+			name, n, got, claim)
+	}
+	format := proto.FormatOf(head.b)
+	if format == "" {
+		return proto.DiskImage{}, badRequest("upload of disk image %q: neither gzip nor zstd (it starts with % x)", name, head.b)
+	}
+	if err := tmp.Sync(); err != nil {
+		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
+	}
+	final := filepath.Join(s.dir, name+extOf[format])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
+	}
+	tmp = nil
+	if err := writeFileAtomic(final+sumSuffix, []byte(got+"  "+filepath.Base(final)+"\n")); err != nil {
+		s.log.Warn("rc: saving an image checksum", "image", name, "err", err)
+	}
+	for other, ext := range extOf { // one name, one image
+		if other != format {
+			os.Remove(filepath.Join(s.dir, name+ext))
+			os.Remove(filepath.Join(s.dir, name+ext+sumSuffix))
+		}
+	}
+	syncDir(s.dir)
+	fi, err := os.Stat(final)
+	if err != nil {
+		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
+	}
+	return proto.DiskImage{Name: name, Format: format, Size: n, SHA256: got, Modified: fi.ModTime().UTC()}, nil
+}
+
+// remove deletes an image and its checksum.
+func (s *imageStore) remove(name string) error {
+	if err := checkImageName(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	for _, ext := range extOf {
+		err := os.Remove(filepath.Join(s.dir, name+ext))
+		if err == nil {
+			found = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("rcbroker: remove disk image %q: %w", name, err)
+		}
+		os.Remove(filepath.Join(s.dir, name+ext+sumSuffix))
+	}
+	if !found {
+		return fmt.Errorf("no disk image %q: %w", name, store.ErrNotFound)
+	}
+	syncDir(s.dir)
+	return nil
+}
+
+// headWriter keeps the first bytes written through it.
+type headWriter struct{ b []byte }
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if n := 8 - len(w.b); n > 0 {
+		w.b = append(w.b, p[:min(n, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// ctxReader fails reads once ctx is done, so that a transfer ends when the
+// appliance stops instead of holding its shutdown.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// ctxReadSeeker is ctxReader for http.ServeContent.
+type ctxReadSeeker struct {
+	ctx context.Context
+	io.ReadSeeker
+}
+
+func (c ctxReadSeeker) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.ReadSeeker.Read(p)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), uploadPrefix+"sum-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// HTTP handlers.
+
+// rawWriter is net/http's own writer under gin's: it implements
+// io.ReaderFrom, so that copying a file to it uses sendfile(2).
+func rawWriter(c *gin.Context) http.ResponseWriter {
+	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
+		return u.Unwrap()
+	}
+	return c.Writer
+}
+
+// cutOnDone makes the connection's pending write (or read) fail when the
+// request's context ends while the handler runs (the appliance stops, or
+// the client left), so that a stalled transfer cannot hold a shutdown.
+// Call the function it returns when the handler ends: from then on the
+// connection, and gin's pooled context, may serve another request.
+func cutOnDone(c *gin.Context, write bool) (release func()) {
+	rc := http.NewResponseController(rawWriter(c))
+	var mu sync.Mutex
+	over := false
+	stop := context.AfterFunc(c.Request.Context(), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if over {
+			return
+		}
+		if write {
+			rc.SetWriteDeadline(time.Now())
+		} else {
+			rc.SetReadDeadline(time.Now())
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		over = true
+		mu.Unlock()
+	}
+}
+
+func (b *Broker) listImages(c *gin.Context) {
+	imgs, err := b.images.list()
+	if err != nil {
+		b.apiError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, imgs)
+}
+
+var contentType = map[string]string{proto.FormatZstd: "application/zstd", proto.FormatGzip: "application/gzip"}
+
+func (b *Broker) getImage(c *gin.Context) {
+	name := c.Param("name")
+	f, format, err := b.images.find(name)
+	if err != nil {
+		b.apiError(c, err)
+		return
+	}
+	defer f.Close()
+	img, err := b.images.describe(f, name, format)
+	if err != nil {
+		b.apiError(c, err)
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Content-Type", contentType[format])
+	h.Set(proto.HeaderSHA256, img.SHA256)
+	h.Set(proto.HeaderFormat, format)
+	h.Set("ETag", `"`+img.SHA256+`"`)
+	// A transfer in flight ends when the appliance stops, instead of
+	// holding its shutdown.
+	defer cutOnDone(c, true)()
+	r := c.Request
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+		// The RC's plain GET: the open file goes to net/http's own writer,
+		// which hands it to the kernel (sendfile) instead of copying it
+		// 32 KiB at a time through gin's. The file never changes under its
+		// descriptor: uploads replace it by rename.
+		h.Set("Content-Length", strconv.FormatInt(img.Size, 10))
+		h.Set("Last-Modified", img.Modified.Format(http.TimeFormat))
+		c.Writer.WriteHeader(http.StatusOK)
+		c.Writer.WriteHeaderNow()
+		if _, err := io.Copy(rawWriter(c), io.LimitReader(f, img.Size)); err != nil {
+			b.log.Info("rc: disk image download cut short", "image", name, "client", c.ClientIP(), "err", err)
+		}
+		return
+	}
+	// ServeContent answers Range, conditional and HEAD requests; the
+	// section reader keeps it to the size described.
+	http.ServeContent(c.Writer, r, "", img.Modified, ctxReadSeeker{r.Context(), io.NewSectionReader(f, 0, img.Size)})
+}
+
+func (b *Broker) putImage(c *gin.Context) {
+	name := c.Param("name")
+	if err := checkImageName(name); err != nil {
+		b.apiError(c, err)
+		return
+	}
+	start := time.Now()
+	req := c.Request
+	defer cutOnDone(c, false)() // a stalled upload must not hold a shutdown
+	img, err := b.images.put(req.Context(), name, req.Body, func() string {
+		if v := req.Header.Get(proto.HeaderSHA256); v != "" {
+			return v
+		}
+		return req.Trailer.Get(proto.HeaderSHA256)
+	})
+	if err != nil {
+		b.log.Warn("rc: disk image upload refused", "image", name, "client", c.ClientIP(), "err", err)
+		b.apiError(c, err)
+		return
+	}
+	b.log.Info("rc: disk image stored", "image", name, "format", img.Format, "size", img.Size, "sha256", img.SHA256,
+		"took", time.Since(start).Round(time.Millisecond), "client", c.ClientIP())
+	c.JSON(http.StatusCreated, img)
+}
+
+func (b *Broker) deleteImage(c *gin.Context) {
+	if err := b.images.remove(c.Param("name")); err != nil {
+		b.apiError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+// The Resource Controller commands:
+//
+//	nbctl rc status [--json] [NODE]
+//	nbctl rc exec [--timeout D] NODE -- CMD...
+//	nbctl disk load [--disk D] NODE IMAGE
+//	nbctl disk save [--disk D] NODE IMAGE
+//	nbctl disk list
+//
+// exec, load and save queue a command, follow it until it is over (output
+// and a progress bar on stderr as it goes) and fail unless it succeeded.
+
+// rcUsage is for main's usage text.
+const rcUsage = `  rc status [--json] [NODE]    enrolled Resource Controllers, or one node's with its commands
+  rc exec [--timeout D] NODE -- CMD...
+                               run a shell command on a node, print its output
+  disk load [--disk D] NODE IMAGE
+                               write a stored disk image onto the node's disk
+  disk save [--disk D] NODE IMAGE
+                               store the node's disk as a disk image (zstd)
+  disk list                    list stored disk images
+`
+
+// pollEvery is how often a followed command is read.
+const pollEvery = 250 * time.Millisecond
+
+func (k *cli) rcStatus(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("rc status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch fs.NArg() {
+	case 0:
+		rcs, err := k.c.RCs(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return k.printJSON(rcs)
+		}
+		var rows [][]string
+		for _, s := range rcs {
+			rows = append(rows, []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
+				clock(s.EnrolledAt), clock(s.LastSeen)})
+		}
+		k.table("NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", rows)
+		return nil
+	case 1:
+	default:
+		return errors.New("usage: nbctl rc status [--json] [NODE]")
+	}
+	hrn := fs.Arg(0)
+	s, err := k.c.RCStatus(ctx, hrn)
+	if err != nil {
+		return err
+	}
+	cmds, err := k.c.NodeCommands(ctx, hrn, 10)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return k.printJSON(map[string]any{"rc": s, "commands": cmds})
+	}
+	if !s.Enrolled {
+		fmt.Fprintf(k.out, "%s: no RC enrolled\n", s.HRN)
+	} else {
+		fmt.Fprintf(k.out, "%s: %s, enrollment %d at %s, last seen %s\n", s.HRN, onlineWord(s), s.Enrollment, clock(s.EnrolledAt), clock(s.LastSeen))
+		rows := [][]string{
+			{"image", s.Image}, {"hostname", s.Hostname}, {"kernel", s.Kernel}, {"rc", s.Version},
+			{"macs", strings.Join(s.MACs, " ")}, {"addresses", strings.Join(s.Addresses, " ")},
+		}
+		for _, d := range s.Disks {
+			rows = append(rows, []string{"disk", strings.TrimSpace(fmt.Sprintf("%s %s %s", d.Path, bytesize(d.Size), d.Model))})
+		}
+		w := tabwriter.NewWriter(k.out, 0, 4, 2, ' ', 0)
+		for _, r := range rows {
+			fmt.Fprintf(w, "  %s\t%s\n", r[0], r[1])
+		}
+		w.Flush()
+	}
+	if len(cmds) > 0 {
+		fmt.Fprintln(k.out)
+		var rows [][]string
+		for _, c := range cmds {
+			rows = append(rows, []string{fmt.Sprint(c.ID), c.Type, c.State, c.Reply, exitWord(c.ExitCode), clock(&c.CreatedAt), commandDetail(c)})
+		}
+		k.table("ID\tTYPE\tSTATE\tREPLY\tEXIT\tQUEUED\tDETAIL", rows)
+	}
+	return nil
+}
+
+func onlineWord(s proto.RCStatus) string {
+	switch {
+	case !s.Enrolled:
+		return "not enrolled"
+	case s.Online:
+		return "online"
+	}
+	return "offline"
+}
+
+func clock(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	l := t.Local()
+	if time.Since(l) > 20*time.Hour {
+		return l.Format("2006-01-02 15:04:05")
+	}
+	return l.Format(time.TimeOnly)
+}
+
+func exitWord(code *int) string {
+	if code == nil {
+		return "-"
+	}
+	return fmt.Sprint(*code)
+}
+
+func commandDetail(c proto.CommandStatus) string {
+	var d string
+	switch c.Type {
+	case proto.Execute:
+		d = c.Command
+		if d == "" {
+			d = strings.Join(c.Args, " ")
+		}
+	case proto.LoadImage, proto.SaveImage:
+		d = c.Image + " " + c.Disk
+		if c.Progress.Total > 0 && !proto.Terminal(c.State) {
+			d += fmt.Sprintf(" %d%%", c.Progress.Done*100/c.Progress.Total)
+		}
+	default:
+		d = c.Image
+	}
+	if c.Error != "" {
+		d += ": " + c.Error
+	}
+	if len(d) > 100 {
+		d = d[:100] + "..."
+	}
+	return strings.TrimSpace(d)
+}
+
+func (k *cli) rcExec(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("rc exec", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", 0, "kill the command after this long (default: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) >= 2 && rest[1] == "--" {
+		rest = append(rest[:1:1], rest[2:]...)
+	}
+	if len(rest) < 2 {
+		return errors.New("usage: nbctl rc exec [--timeout D] NODE -- CMD...")
+	}
+	node, command := rest[0], strings.Join(rest[1:], " ")
+	req := proto.CommandRequest{Type: proto.Execute, Command: command}
+	if *timeout > 0 {
+		req.Timeout = timeout.String()
+	}
+	st, err := k.c.SendCommand(ctx, node, req)
+	if err != nil {
+		return err
+	}
+	var outN, errN int
+	st, err = k.follow(ctx, node, st, func(s proto.CommandStatus) {
+		// Output is printed as it comes.
+		if len(s.Stdout) > outN {
+			io.WriteString(k.out, s.Stdout[outN:])
+			outN = len(s.Stdout)
+		}
+		if len(s.Stderr) > errN {
+			io.WriteString(k.errOut, s.Stderr[errN:])
+			errN = len(s.Stderr)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if st.Truncated {
+		fmt.Fprintf(k.errOut, "nbctl: %s: output truncated: the appliance keeps only the first part of each stream\n", node)
+	}
+	switch {
+	case st.State != proto.StateDone:
+		return fmt.Errorf("%s: command %d %s: %s", node, st.ID, st.State, st.Error)
+	case st.ExitCode != nil && *st.ExitCode != 0:
+		return fmt.Errorf("%s: command %d exited with code %d", node, st.ID, *st.ExitCode)
+	}
+	return nil
+}
+
+// follow waits for a queued command to end, calling seen with each state,
+// and says so if it stays queued (the node's RC is not polling).
+func (k *cli) follow(ctx context.Context, node string, st proto.CommandStatus, seen func(proto.CommandStatus)) (proto.CommandStatus, error) {
+	queuedSince := time.Now()
+	told := false
+	last, err := k.c.WaitCommand(ctx, st.ID, pollEvery, func(s proto.CommandStatus) {
+		if s.State == proto.StateQueued && !told && time.Since(queuedSince) > 5*time.Second {
+			fmt.Fprintf(k.errOut, "nbctl: %s: command %d still queued: is the node's RC online? (nbctl rc status %s)\n", node, s.ID, node)
+			told = true
+		}
+		seen(s)
+	})
+	if err != nil && ctx.Err() != nil {
+		fmt.Fprintf(k.errOut, "\nnbctl: stopped following command %d; it goes on on the node (GET /api/v1/commands/%d)\n", st.ID, st.ID)
+	}
+	return last, err
+}
+
+func (k *cli) diskLoad(ctx context.Context, args []string) error {
+	return k.diskTransfer(ctx, "load", proto.LoadImage, args)
+}
+
+func (k *cli) diskSave(ctx context.Context, args []string) error {
+	return k.diskTransfer(ctx, "save", proto.SaveImage, args)
+}
+
+func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string) error {
+	fs := flag.NewFlagSet("disk "+verb, flag.ContinueOnError)
+	disk := fs.String("disk", "", "the node's disk (default: its inventory disk)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("usage: nbctl disk %s [--disk D] NODE IMAGE", verb)
+	}
+	node, image := fs.Arg(0), fs.Arg(1)
+	st, err := k.c.SendCommand(ctx, node, proto.CommandRequest{Type: typ, Image: image, Disk: *disk})
+	if err != nil {
+		return err
+	}
+	bar := &progressBar{w: k.errOut, label: verb}
+	st, err = k.follow(ctx, node, st, func(s proto.CommandStatus) {
+		if s.State == proto.StateRunning || s.State == proto.StateDone {
+			bar.show(s.Progress)
+		}
+	})
+	bar.end()
+	if err != nil {
+		return err
+	}
+	if st.State != proto.StateDone {
+		return fmt.Errorf("%s: disk %s of %s %s: %s", node, verb, image, st.State, st.Error)
+	}
+	took := time.Duration(0)
+	if st.StartedAt != nil && st.FinishedAt != nil {
+		took = st.FinishedAt.Sub(*st.StartedAt)
+	}
+	p := st.Progress
+	if typ == proto.LoadImage {
+		fmt.Fprintf(k.out, "%s: loaded %s onto %s: %s written from %s in %s (%s), sha256 %s verified\n",
+			node, image, st.Disk, bytesize(p.Written), bytesize(p.Done), took.Round(100*time.Millisecond), rate(p.Written, took), st.SHA256)
+	} else {
+		fmt.Fprintf(k.out, "%s: saved %s as %s: %s read, %s stored in %s (%s), sha256 %s\n",
+			node, st.Disk, image, bytesize(p.Done), bytesize(p.Written), took.Round(100*time.Millisecond), rate(p.Done, took), st.SHA256)
+	}
+	return nil
+}
+
+func (k *cli) diskList(ctx context.Context) error {
+	imgs, err := k.c.DiskImages(ctx)
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, i := range imgs {
+		rows = append(rows, []string{i.Name, i.Format, bytesize(i.Size), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256})
+	}
+	k.table("NAME\tFORMAT\tSIZE\tMODIFIED\tSHA256", rows)
+	return nil
+}
+
+// progressBar draws one line, redrawn in place with \r.
+type progressBar struct {
+	w     io.Writer
+	label string
+	start time.Time
+	drawn bool
+}
+
+func (b *progressBar) show(p proto.Progress) {
+	if b.start.IsZero() {
+		b.start = time.Now()
+	}
+	const width = 30
+	pct := 0.0
+	if p.Total > 0 {
+		pct = min(float64(p.Done)/float64(p.Total), 1)
+	}
+	fill := int(pct * width)
+	line := fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s %s", b.label, strings.Repeat("#", fill), strings.Repeat("-", width-fill),
+		pct*100, bytesize(p.Done), bytesize(p.Total), rate(p.Done, time.Since(b.start)))
+	fmt.Fprintf(b.w, "\r%-90s", line)
+	b.drawn = true
+}
+
+func (b *progressBar) end() {
+	if b.drawn {
+		fmt.Fprintln(b.w)
+	}
+}
+
+func bytesize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return bytesize(int64(float64(n)/d.Seconds())) + "/s"
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
+	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/rc"
+)
+
+// The rc and disk commands against an in-process broker and RC (the
+// dispatch in main.go is not needed to call them).
+func TestRCAndDiskCommands(t *testing.T) {
+	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01" }
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- rc.Run(ctx, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+			ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second})
+	}()
+	defer func() { cancel(); <-done }()
+
+	var out, errs bytes.Buffer
+	k := &cli{c: amclient.New(a.URL), out: &out, errOut: &errs}
+	node := "node1-1.sb8.orbit-lab.org"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := k.c.RCStatus(context.Background(), node)
+		if err == nil && s.Enrolled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not enrolled: %+v %v", s, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	err = k.rcExec(ctx, []string{node, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"})
+	if err == nil || !strings.Contains(err.Error(), "exited with code 3") || out.String() != "hi\n" || !strings.Contains(errs.String(), "oops\n") {
+		t.Errorf("rc exec: %v, stdout %q, stderr %q", err, out.String(), errs.String())
+	}
+	out.Reset()
+	if err := k.rcExec(ctx, []string{node, "--", "true"}); err != nil {
+		t.Errorf("rc exec true: %v", err)
+	}
+
+	raw := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	w, _ := zstd.NewWriter(nil)
+	img := w.EncodeAll(raw, nil)
+	h := sha256.Sum256(img)
+	if _, err := k.c.PutDiskImage(ctx, "base", bytes.NewReader(img), hex.EncodeToString(h[:])); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "disk0")
+	os.WriteFile(disk, nil, 0o644)
+	out.Reset()
+	errs.Reset()
+	if err := k.diskLoad(ctx, []string{"--disk", disk, node, "base"}); err != nil {
+		t.Fatalf("disk load: %v\n%s", err, errs.String())
+	}
+	if got, _ := os.ReadFile(disk); !bytes.Equal(got, raw) {
+		t.Errorf("disk load: the disk differs from the image")
+	}
+	if !strings.Contains(out.String(), "loaded base onto "+disk+": 4.0 MiB written") || !strings.Contains(out.String(), "verified") {
+		t.Errorf("disk load said %q", out.String())
+	}
+	out.Reset()
+	if err := k.diskSave(ctx, []string{"--disk", disk, node, "copy"}); err != nil {
+		t.Fatalf("disk save: %v", err)
+	}
+	if !strings.Contains(out.String(), "saved "+disk+" as copy: 4.0 MiB read") {
+		t.Errorf("disk save said %q", out.String())
+	}
+	var got bytes.Buffer
+	if _, err := k.c.GetDiskImage(ctx, "copy", &got); err != nil {
+		t.Fatal(err)
+	}
+	zr, _ := zstd.NewReader(&got)
+	if back, _ := io.ReadAll(zr); !bytes.Equal(back, raw) {
+		t.Errorf("disk save: the stored image differs from the disk")
+	}
+	if err := k.diskLoad(ctx, []string{"--disk", "/etc/hostname", node, "base"}); err == nil || !strings.Contains(err.Error(), "not allowed") {
+		t.Errorf("disk load onto /etc/hostname: %v", err)
+	}
+
+	out.Reset()
+	if err := k.rcStatus(ctx, nil); err != nil || !strings.Contains(out.String(), node) || !strings.Contains(out.String(), "online") {
+		t.Errorf("rc status: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := k.rcStatus(ctx, []string{node}); err != nil || !strings.Contains(out.String(), "LOAD_IMAGE") || !strings.Contains(out.String(), "orbit-2.0.0") {
+		t.Errorf("rc status NODE: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := k.diskList(ctx); err != nil || !strings.Contains(out.String(), "copy") || !strings.Contains(out.String(), "zstd") {
+		t.Errorf("disk list: %v\n%s", err, out.String())
+	}
+}

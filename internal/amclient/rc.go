@@ -1,0 +1,144 @@
+package amclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+// RCs lists the Resource Controllers of every enrolled node.
+func (c *Client) RCs(ctx context.Context) ([]proto.RCStatus, error) {
+	var out []proto.RCStatus
+	return out, c.getJSON(ctx, "/api/v1/rc", &out)
+}
+
+// RCStatus returns a node's Resource Controller (Enrolled false if none).
+func (c *Client) RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error) {
+	var out proto.RCStatus
+	return out, c.getJSON(ctx, nodePath(hrn)+"/rc", &out)
+}
+
+// SendCommand queues a command for a node's RC.
+func (c *Client) SendCommand(ctx context.Context, hrn string, req proto.CommandRequest) (proto.CommandStatus, error) {
+	var out proto.CommandStatus
+	return out, c.sendJSON(ctx, http.MethodPost, nodePath(hrn)+"/commands", req, &out)
+}
+
+// Command returns a command and its state.
+func (c *Client) Command(ctx context.Context, id int64) (proto.CommandStatus, error) {
+	var out proto.CommandStatus
+	return out, c.getJSON(ctx, "/api/v1/commands/"+strconv.FormatInt(id, 10), &out)
+}
+
+// NodeCommands lists a node's latest commands, newest first (limit 0: the
+// appliance's default).
+func (c *Client) NodeCommands(ctx context.Context, hrn string, limit int) ([]proto.CommandStatus, error) {
+	var out []proto.CommandStatus
+	path := nodePath(hrn) + "/commands"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	return out, c.getJSON(ctx, path, &out)
+}
+
+// WaitCommand polls a command every interval until it is over, calling
+// seen (if not nil) with each state it reads, and returns the last.
+func (c *Client) WaitCommand(ctx context.Context, id int64, every time.Duration, seen func(proto.CommandStatus)) (proto.CommandStatus, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		st, err := c.Command(ctx, id)
+		if err != nil {
+			return st, err
+		}
+		if seen != nil {
+			seen(st)
+		}
+		if proto.Terminal(st.State) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// DiskImages lists the disk images stored on the appliance.
+func (c *Client) DiskImages(ctx context.Context) ([]proto.DiskImage, error) {
+	var out []proto.DiskImage
+	return out, c.getJSON(ctx, "/api/v1/disk-images", &out)
+}
+
+func diskImagePath(name string) string { return "/api/v1/disk-images/" + url.PathEscape(name) }
+
+// PutDiskImage uploads a gzip or zstd disk image whose bytes have the
+// SHA-256 sum (hex) given; the appliance keeps it only if they do. There is
+// no overall timeout: bound it with ctx.
+func (c *Client) PutDiskImage(ctx context.Context, name string, r io.Reader, sum string) (proto.DiskImage, error) {
+	var out proto.DiskImage
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+diskImagePath(name), r)
+	if err != nil {
+		return out, fmt.Errorf("amclient: %w", err)
+	}
+	req.Header.Set(proto.HeaderSHA256, sum)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	return out, c.stream(req, &out, nil)
+}
+
+// GetDiskImage downloads a disk image, as stored, into w.
+func (c *Client) GetDiskImage(ctx context.Context, name string, w io.Writer) (sum string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+diskImagePath(name), nil)
+	if err != nil {
+		return "", fmt.Errorf("amclient: %w", err)
+	}
+	var h http.Header
+	if err := c.stream(req, w, &h); err != nil {
+		return "", err
+	}
+	return h.Get(proto.HeaderSHA256), nil
+}
+
+// stream runs a request that may move a lot of data: no overall timeout.
+// A 2xx body is decoded into out (JSON) or copied to it (io.Writer); hdr,
+// if not nil, gets the answer's header.
+func (c *Client) stream(req *http.Request, out any, hdr *http.Header) error {
+	hc := &http.Client{Transport: c.http.Transport}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("amclient: %w", err)
+	}
+	defer resp.Body.Close()
+	if hdr != nil {
+		*hdr = resp.Header
+	}
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	if w, ok := out.(io.Writer); ok {
+		if _, err := io.Copy(w, resp.Body); err != nil {
+			return fmt.Errorf("amclient: %s %s: %w", req.Method, req.URL.Path, err)
+		}
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("amclient: %s %s: decode: %w", req.Method, req.URL.Path, err)
+	}
+	return nil
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package rc
+
+import "os"
+
+const excl = 0
+
+func rereadPartitions(*os.File) error { return nil }

@@ -1,0 +1,322 @@
+package rc_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/rc"
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+// fakeAM is an appliance that the test scripts: it hands out the
+// envelopes it is given, however they are signed, and records reports.
+type fakeAM struct {
+	t       *testing.T
+	secrets []string // the secret of the n-th enrollment
+
+	mu       sync.Mutex
+	enrolls  int
+	queue    []proto.Envelope
+	reports  map[int64][]timedReport
+	forget   bool // answer the next poll with 401 unknown enrollment
+	image    []byte
+	chunk    int
+	interval time.Duration
+}
+
+type timedReport struct {
+	at time.Time
+	r  proto.Report
+}
+
+const fakeEnrollment = 7
+
+func newFakeAM(t *testing.T) (*fakeAM, *httptest.Server) {
+	f := &fakeAM{t: t, secrets: []string{strings.Repeat("11", 32), strings.Repeat("22", 32), strings.Repeat("33", 32)}, reports: map[int64][]timedReport{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/rc/enroll", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		secret := f.secrets[min(f.enrolls, len(f.secrets)-1)]
+		f.enrolls++
+		f.mu.Unlock()
+		json.NewEncoder(w).Encode(proto.EnrollResponse{HRN: "n1", Enrollment: fakeEnrollment, Secret: secret, PollWait: "1s"})
+	})
+	mux.HandleFunc("GET /api/v1/rc/poll", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		forget := f.forget
+		f.forget = false
+		var env *proto.Envelope
+		if len(f.queue) > 0 && !forget {
+			env = &f.queue[0]
+			f.queue = f.queue[1:]
+		}
+		f.mu.Unlock()
+		switch {
+		case forget:
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(map[string]string{"error": proto.ErrUnknownEnrollment})
+		case env != nil:
+			json.NewEncoder(w).Encode(env)
+		default:
+			time.Sleep(100 * time.Millisecond)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	mux.HandleFunc("POST /api/v1/rc/commands/{id}/report", func(w http.ResponseWriter, r *http.Request) {
+		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		var rep proto.Report
+		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.reports[id] = append(f.reports[id], timedReport{time.Now(), rep})
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /api/v1/disk-images/{name}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		img, chunk, every := f.image, f.chunk, f.interval
+		f.mu.Unlock()
+		w.Header().Set(proto.HeaderSHA256, sum(img))
+		w.Header().Set("Content-Length", strconv.Itoa(len(img)))
+		for off := 0; off < len(img); off += chunk { // slowly
+			w.Write(img[off:min(off+chunk, len(img))])
+			w.(http.Flusher).Flush()
+			time.Sleep(every)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeAM) send(env proto.Envelope) {
+	f.mu.Lock()
+	f.queue = append(f.queue, env)
+	f.mu.Unlock()
+}
+
+// final waits for the last report on a command.
+func (f *fakeAM) final(id int64) (proto.Report, []timedReport) {
+	f.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		f.mu.Lock()
+		rs := append([]timedReport(nil), f.reports[id]...)
+		f.mu.Unlock()
+		if len(rs) > 0 && proto.Terminal(rs[len(rs)-1].r.State) {
+			return rs[len(rs)-1].r, rs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.t.Fatalf("no final report on command %d", id)
+	return proto.Report{}, nil
+}
+
+func runRC(t *testing.T, am string, mod func(*rc.Config)) (string, *apptest.SyncBuffer) {
+	dir := t.TempDir()
+	logs := &apptest.SyncBuffer{}
+	cfg := rc.Config{
+		AM: am, MACs: []string{node1MAC}, Hostname: "node1-1", ImageFile: filepath.Join(dir, "none"), ImageName: ramImage,
+		DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		PowerCheck: func() error { return nil }, Reboot: func(context.Context) error { return nil }, Poweroff: func(context.Context) error { return nil },
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rc.Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of the cancel\n%s", logs)
+		}
+	})
+	return dir, logs
+}
+
+func TestRCRunsOnlyCommandsSignedForIt(t *testing.T) {
+	f, srv := newFakeAM(t)
+	dir, logs := runRC(t, srv.URL, nil)
+	secret := f.secrets[0]
+	touch := func(id int64, name string) proto.Command {
+		return proto.Command{ID: id, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.Execute, Command: "touch " + filepath.Join(dir, name)}
+	}
+	sign := func(c proto.Command, key string) proto.Envelope {
+		env, err := proto.Sign(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	tampered := sign(touch(4, "tampered-orig"), secret)
+	tampered.Payload = []byte(strings.Replace(string(tampered.Payload), "tampered-orig", "tampered-evil", 1))
+	noMAC := sign(touch(3, "no-mac"), secret)
+	noMAC.MAC = ""
+	wrongEnrollment := touch(5, "wrong-enrollment")
+	wrongEnrollment.Enrollment = fakeEnrollment + 1
+	wrongNode := touch(6, "wrong-node")
+	wrongNode.HRN = "n2"
+	cases := []struct {
+		id     int64
+		env    proto.Envelope
+		marker string
+		why    string
+	}{
+		{1, sign(touch(1, "good"), secret), "good", ""},
+		{2, sign(touch(2, "other-key"), strings.Repeat("99", 32)), "other-key", "MAC"},
+		{3, noMAC, "no-mac", "MAC"},
+		{4, tampered, "tampered-evil", "MAC"},
+		{5, sign(wrongEnrollment, secret), "wrong-enrollment", "enrollment 8"},
+		{6, sign(wrongNode, secret), "wrong-node", "of n2"},
+	}
+	for _, c := range cases {
+		f.send(c.env)
+	}
+	for _, c := range cases {
+		rep, _ := f.final(c.id)
+		_, statErr := os.Stat(filepath.Join(dir, c.marker))
+		if c.why == "" {
+			if rep.State != proto.StateDone || statErr != nil {
+				t.Errorf("command %d: %+v, marker: %v; want done and run", c.id, rep, statErr)
+			}
+			continue
+		}
+		if rep.State != proto.StateRefused || !strings.Contains(rep.Error, c.why) {
+			t.Errorf("command %d: %s %q, want refused (%s)", c.id, rep.State, rep.Error, c.why)
+		}
+		if statErr == nil {
+			t.Errorf("command %d was refused but ran: %s exists", c.id, c.marker)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tampered-orig")); err == nil {
+		t.Errorf("the tampered command ran in its original form")
+	}
+	if t.Failed() {
+		t.Log(logs)
+	}
+}
+
+func TestRCReportsProgressEverySecond(t *testing.T) {
+	f, srv := newFakeAM(t)
+	raw := testData(3 << 20)
+	img := zstded(t, raw)
+	f.mu.Lock()
+	f.image, f.chunk, f.interval = img, len(img)/25+1, 120*time.Millisecond // about 3 s
+	f.mu.Unlock()
+	dir, logs := runRC(t, srv.URL, nil)
+	disk := filepath.Join(dir, "disk0")
+	os.WriteFile(disk, nil, 0o644)
+	env, _ := proto.Sign(proto.Command{ID: 1, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.LoadImage, Image: "slow", Disk: disk, SHA256: sum(img), Size: int64(len(img))}, f.secrets[0])
+	f.send(env)
+	final, reports := f.final(1)
+	if final.State != proto.StateDone || final.SHA256 != sum(img) {
+		t.Fatalf("final = %+v\n%s", final, logs)
+	}
+	if got, _ := os.ReadFile(disk); string(got) != string(raw) {
+		t.Errorf("the disk differs from the image")
+	}
+	var last int64
+	progress := 0
+	for i, r := range reports {
+		if i > 0 {
+			if gap := r.at.Sub(reports[i-1].at); gap > time.Second {
+				t.Errorf("report %d came %v after the one before: want at least one a second", i, gap)
+			}
+		}
+		if p := r.r.Progress; p != nil {
+			progress++
+			if p.Done < last || p.Total != int64(len(img)) {
+				t.Errorf("report %d: progress %+v after %d", i, p, last)
+			}
+			last = p.Done
+		}
+	}
+	if progress < 4 || last != int64(len(img)) {
+		t.Errorf("%d progress reports ending at %d of %d; want several, ending at the size", progress, last, len(img))
+	}
+}
+
+func TestRCEnrollsAgainWhenForgotten(t *testing.T) {
+	f, srv := newFakeAM(t)
+	dir, _ := runRC(t, srv.URL, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	wait := func(enrolls int) {
+		for {
+			f.mu.Lock()
+			n := f.enrolls
+			f.mu.Unlock()
+			if n >= enrolls {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d enrollments, want %d", n, enrolls)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait(1)
+	f.mu.Lock()
+	f.forget = true
+	f.mu.Unlock()
+	wait(2)
+	// Commands are now checked with the second secret only.
+	old, _ := proto.Sign(proto.Command{ID: 1, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.Execute, Command: "touch " + filepath.Join(dir, "old")}, f.secrets[0])
+	cur, _ := proto.Sign(proto.Command{ID: 2, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.Execute, Command: "touch " + filepath.Join(dir, "new")}, f.secrets[1])
+	f.send(old)
+	f.send(cur)
+	if r, _ := f.final(1); r.State != proto.StateRefused {
+		t.Errorf("a command signed with the forgotten secret: %+v", r)
+	}
+	if r, _ := f.final(2); r.State != proto.StateDone {
+		t.Errorf("a command signed with the new secret: %+v", r)
+	}
+}
+
+func TestFindAM(t *testing.T) {
+	dir := t.TempDir()
+	cmdline := filepath.Join(dir, "cmdline")
+	os.WriteFile(cmdline, []byte("BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n"), 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("quiet\n"), 0o644)
+	tests := []struct {
+		am, cmdline, next string
+		want              string
+		wantErr           bool
+	}{
+		{am: "http://am.example:5054", cmdline: cmdline, want: "http://am.example:5054"},
+		{am: "10.18.0.1", want: "http://10.18.0.1:5054"},
+		{am: "10.18.0.1:80", want: "http://10.18.0.1:80"},
+		{cmdline: cmdline, next: "10.1.1.1", want: "http://10.18.0.1:8080"}, // the last orbit.am= wins
+		{cmdline: empty, next: "10.18.0.2", want: "http://10.18.0.2:5054"},
+		{cmdline: filepath.Join(dir, "missing"), next: "fd00::1", want: "http://[fd00::1]:5054"},
+		{cmdline: empty, wantErr: true},
+		{next: "not-an-ip", wantErr: true},
+		{am: "ftp://x", wantErr: true},
+	}
+	for _, tc := range tests {
+		got, _, err := rc.FindAM(tc.am, tc.cmdline, tc.next)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("FindAM(%q, %q, %q) = %q, %v; want %q (error %v)", tc.am, tc.cmdline, tc.next, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
