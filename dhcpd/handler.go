@@ -429,14 +429,18 @@ func (s *Server) networkOptions(_ context.Context, x *exchange) (bool, error) {
 }
 
 // bootOptions adds where to boot from: siaddr and option 66 are the server,
-// the file field and option 67 the boot file for the client's
-// architecture, and iPXE clients get 175.176 = 1 (no ProxyDHCP wait).
+// the file field and option 67 the node's own boot file or else the one
+// for the client's architecture, and iPXE clients get 175.176 = 1 (no
+// ProxyDHCP wait).
 func (s *Server) bootOptions(_ context.Context, x *exchange) (bool, error) {
 	if x.resp == nil || x.resp.MessageType() == dhcpv4.MessageTypeNak {
 		return false, nil
 	}
 	r := x.resp
 	file := s.cfg.bootfile(x.client.arch)
+	if x.node != nil && x.node.Bootfile != "" {
+		file = x.node.Bootfile // the inventory's word for this node wins
+	}
 	r.ServerIPAddr = ip4(s.cfg.ServerIP)
 	r.BootFileName = file
 	r.UpdateOption(dhcpv4.OptTFTPServerName(s.cfg.ServerIP.String()))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -396,5 +398,36 @@ func TestMalformedCounted(t *testing.T) {
 	}
 	if got := s.Stats().Malformed; got != uint64(len(bad)) {
 		t.Errorf("Malformed = %d, want %d", got, len(bad))
+	}
+}
+
+// TestNodeBootfileWins: a boot file named in the inventory for a node goes
+// to that node whatever its architecture; other nodes keep the defaults.
+func TestNodeBootfileWins(t *testing.T) {
+	const mac = "00:03:1d:0c:01:09"
+	nodes := append(slices.Clone(testNodes), inventory.Node{HRN: "uefi1.sb8", Domain: "sb8", ControlIP: "10.18.1.9", ControlMAC: mac, Bootfile: "efi64/ipxe.efi"})
+	tests := []struct {
+		mac  string
+		arch uint16
+		want string
+	}{
+		{mac, 0, "efi64/ipxe.efi"},
+		{mac, 7, "efi64/ipxe.efi"},
+		{knownMAC, 0, "pxelinux.0"},
+		{knownMAC, 7, "syslinux.efi"},
+	}
+	for _, tt := range tests {
+		s, err := New(testConfig(), newFakeStore(nodes...), &fakeEvents{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := s.handle(context.Background(), pxeRequest(dhcpv4.MessageTypeDiscover, tt.mac, withArch(tt.arch)).ToBytes(), clientSrc, 67)
+		reply, err := dhcpv4.FromBytes(out)
+		if err != nil {
+			t.Fatalf("%s arch %d: no reply: %v", tt.mac, tt.arch, err)
+		}
+		if reply.BootFileName != tt.want || reply.GetOneOption(dhcpv4.OptionBootfileName) == nil || string(reply.GetOneOption(dhcpv4.OptionBootfileName)) != tt.want {
+			t.Errorf("%s arch %d: file %q, option 67 %q; want %q", tt.mac, tt.arch, reply.BootFileName, reply.GetOneOption(dhcpv4.OptionBootfileName), tt.want)
+		}
 	}
 }

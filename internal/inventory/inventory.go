@@ -49,6 +49,9 @@ type Node struct {
 	Z          int    `yaml:"z,omitempty" json:"z"`
 	Disk       string `yaml:"disk,omitempty" json:"disk"`
 	PXEImage   string `yaml:"pxe_image,omitempty" json:"pxe_image,omitempty"`
+	// Bootfile, if set, is the node's DHCP boot file (option 67), whatever
+	// its architecture: a path relative to the TFTP root.
+	Bootfile string `yaml:"bootfile,omitempty" json:"bootfile,omitempty"`
 }
 
 // ErrInvalid marks an entry that is malformed in itself.
@@ -64,6 +67,20 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}$`)
 // ValidName reports whether s is acceptable as an hrn, domain, hostname or
 // image name.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// validBootfile accepts a relative '/'-separated path of valid names, as a
+// boot ROM sends it to TFTP: no "..", no empty or absolute parts.
+func validBootfile(p string) bool {
+	if len(p) > 127 { // the BOOTP file field holds 128 bytes with its NUL
+		return false
+	}
+	for _, part := range strings.Split(p, "/") {
+		if !ValidName(part) || part == ".." {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseFile decodes a document strictly: an unknown key is an error that
 // names it and its line.
@@ -114,6 +131,9 @@ func Normalize(n Node) (Node, error) {
 	}
 	if n.PXEImage != "" && !ValidName(n.PXEImage) {
 		errs = append(errs, fmt.Errorf("pxe_image %q is not a valid name", n.PXEImage))
+	}
+	if n.Bootfile != "" && !validBootfile(n.Bootfile) {
+		errs = append(errs, fmt.Errorf("bootfile %q is not a relative path inside the TFTP root", n.Bootfile))
 	}
 	if n.Disk == "" {
 		n.Disk = DefaultDisk

@@ -22,6 +22,9 @@ func TestNormalize(t *testing.T) {
 		{name: "IPv6", edit: func(n *Node) { n.ControlIP = "::1" }, wantErr: "not an IPv4 address"},
 		{name: "bad cmc", edit: func(n *Node) { n.CmcIP = "x" }, wantErr: `cmc_ip "x"`},
 		{name: "disk outside /dev", edit: func(n *Node) { n.Disk = "/etc/passwd" }, wantErr: "not a /dev path"},
+		{name: "boot file below the root", edit: func(n *Node) { n.Bootfile = "efi64/ipxe.efi" }, want: func(n *Node) { n.ControlMAC = "00:03:1d:0c:01:02"; n.Disk = "/dev/sda" }},
+		{name: "boot file escaping the root", edit: func(n *Node) { n.Bootfile = "../etc/passwd" }, wantErr: `bootfile "../etc/passwd"`},
+		{name: "absolute boot file", edit: func(n *Node) { n.Bootfile = "/pxelinux.0" }, wantErr: `bootfile "/pxelinux.0"`},
 		{name: "image with slash", edit: func(n *Node) { n.PXEImage = "a/b" }, wantErr: `pxe_image "a/b"`},
 		{name: "several problems at once", edit: func(n *Node) { n.HRN = ""; n.ControlIP = "" }, wantErr: `hrn "" is not a valid name; control_ip "" is not an IPv4 address`},
 	}
