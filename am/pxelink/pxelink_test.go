@@ -69,6 +69,9 @@ func (f *fixture) listing(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
+		if e.Name() == templateDir {
+			continue
+		}
 		if target, err := os.Readlink(filepath.Join(f.dir, e.Name())); err == nil {
 			out[e.Name()] = target
 		} else {
@@ -135,6 +138,18 @@ func TestSetClearExpire(t *testing.T) {
 	want := map[string]string{"orbit-2.0.0": "file", "other": "file", "0A120102": "./orbit-2.0.0", "0A120103": "./other"}
 	if diff := cmp.Diff(want, f.listing(t)); diff != "" {
 		t.Fatalf("after set (-want +got):\n%s", diff)
+	}
+	// Links of one image share the template's inode: no inode is made per node.
+	if _, err := f.m.Set(ctx, []Target{{"n3", "10.18.1.4", "other"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Lstat(filepath.Join(f.dir, "0A120103"))
+	b, _ := os.Lstat(filepath.Join(f.dir, "0A120104"))
+	if a == nil || b == nil || !os.SameFile(a, b) {
+		t.Errorf("links to one image are not hard links of one symlink")
+	}
+	if err := f.m.Clear(ctx, []Target{{HRN: "n3", IP: "10.18.1.4"}}); err != nil {
+		t.Fatal(err)
 	}
 	// A second set with a longer lifetime keeps n1 alive past the first.
 	f.clock.advance(100 * time.Second)
