@@ -53,6 +53,8 @@ import (
 	"time"
 
 	"github.com/pin/tftp/v3"
+
+	"github.com/orbit-lab/netboot/internal/lograte"
 )
 
 // Defaults for zero Config fields.
@@ -135,8 +137,8 @@ type Server struct {
 	sink TransferSink
 	bufs *bufPool
 
-	clientLogs    *logLimiter // failed requests, per client address and outcome
-	malformedLogs *logLimiter // dropped packets: the library does not say who sent them
+	clientLogs    *lograte.Limiter[limitKey] // failed requests, per client address and outcome
+	malformedLogs *lograte.Limiter[limitKey] // dropped packets: the library does not say who sent them
 
 	started atomic.Bool
 	ready   chan struct{}
@@ -147,6 +149,17 @@ type Server struct {
 	// the client's address and port.
 	mu       sync.Mutex
 	inflight map[netip.AddrPort]*inflight
+}
+
+// limitKey is what failure lines are rate-limited by: the client address
+// without port (a flood changes source port with each request) and the
+// outcome, so that the not-found probes every pxelinux boot makes cannot
+// hide, a few seconds later, the line about that client's kernel transfer
+// failing. The zero key is the limiter's overflow key: no real client has
+// the zero address.
+type limitKey struct {
+	client netip.Addr
+	kind   string
 }
 
 type inflight struct {
@@ -183,8 +196,8 @@ func New(cfg Config, log *slog.Logger, sink TransferSink) (*Server, error) {
 		log:           log,
 		sink:          sink,
 		bufs:          newBufPool(),
-		clientLogs:    newLogLimiter(logInterval, limiterEntries),
-		malformedLogs: newLogLimiter(logInterval, 1),
+		clientLogs:    lograte.New(logInterval, limiterEntries, limitKey{}),
+		malformedLogs: lograte.New(logInterval, 1, limitKey{}),
 		ready:         make(chan struct{}),
 		inflight:      make(map[netip.AddrPort]*inflight),
 	}, nil
@@ -384,7 +397,7 @@ func (s *Server) send(ctx context.Context, clean string, client netip.AddrPort, 
 func (s *Server) refuseWrite(ctx context.Context, name string, wt io.WriterTo) error {
 	ra := wt.(tftp.IncomingTransfer).RemoteAddr()
 	client := clientAddrPort(&ra)
-	if ok, suppressed := s.clientLogs.allow(limitKey{client.Addr(), "write"}); ok {
+	if ok, suppressed := s.clientLogs.Allow(limitKey{client.Addr(), "write"}); ok {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "tftp write request refused",
 			slog.String("client", client.String()), slog.String("file", name),
 			slog.Int("suppressed", suppressed))
@@ -407,7 +420,7 @@ func (s *Server) finish(ctx context.Context, t Transfer) {
 	}
 	if t.Err == nil {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "tftp transfer", attrs...)
-	} else if ok, suppressed := s.clientLogs.allow(limitKey{t.Client.Addr(), outcome(t.Err)}); ok {
+	} else if ok, suppressed := s.clientLogs.Allow(limitKey{t.Client.Addr(), outcome(t.Err)}); ok {
 		attrs = append(attrs, slog.String("error", t.Err.Error()), slog.Int("suppressed", suppressed))
 		s.log.LogAttrs(ctx, slog.LevelWarn, "tftp transfer failed", attrs...)
 	}
@@ -417,7 +430,7 @@ func (s *Server) finish(ctx context.Context, t Transfer) {
 }
 
 func (s *Server) logDropped(ctx context.Context, err error) {
-	if ok, suppressed := s.malformedLogs.allow(limitKey{kind: "malformed"}); ok {
+	if ok, suppressed := s.malformedLogs.Allow(limitKey{kind: "malformed"}); ok {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "tftp packet dropped",
 			slog.String("error", err.Error()), slog.Int("suppressed", suppressed))
 	}

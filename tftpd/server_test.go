@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -439,11 +440,13 @@ func TestMalformedPackets(t *testing.T) {
 func TestMissingFileFlood(t *testing.T) {
 	tr := newTree(t, map[string]int{"kernel-8m": 8 << 20})
 	ts := startServer(t, Config{Root: tr.root})
+	var mu sync.Mutex
 	now := time.Now()
-	clock := func() time.Time { return now }
-	ts.clientLogs.mu.Lock()
-	ts.clientLogs.now = clock
-	ts.clientLogs.mu.Unlock()
+	ts.clientLogs.SetClock(func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	})
 
 	fetched := make(chan error, 1)
 	go func() {
@@ -499,9 +502,9 @@ func TestMissingFileFlood(t *testing.T) {
 		t.Fatalf("after an access violation: lines %v, want a second one about it", lines)
 	}
 
-	ts.clientLogs.mu.Lock()
+	mu.Lock()
 	now = now.Add(logInterval)
-	ts.clientLogs.mu.Unlock()
+	mu.Unlock()
 	c.send(ts.addr, request(opRRQ, "missing-again", "octet"))
 	if _, err := c.recv(3 * time.Second); err != nil {
 		t.Fatal(err)
