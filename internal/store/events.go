@@ -24,12 +24,12 @@ const EventsPerNode = 500
 // beyond EventsPerNode.
 func (s *Store) AddEvent(ctx context.Context, e Event) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO events(hrn, at, source, what, detail) VALUES (?, ?, ?, ?, ?)`,
+		_, err := s.exec(ctx, tx, `INSERT INTO events(hrn, at, source, what, detail) VALUES (?, ?, ?, ?, ?)`,
 			e.HRN, e.At.UnixNano(), e.Source, e.What, e.Detail)
 		if err != nil {
 			return fmt.Errorf("store: add event: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE hrn = ? AND id <
+		if _, err := s.exec(ctx, tx, `DELETE FROM events WHERE hrn = ? AND id <
 			(SELECT id FROM events WHERE hrn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.HRN, e.HRN, EventsPerNode-1); err != nil {
 			return fmt.Errorf("store: trim events: %w", err)
 		}

@@ -24,7 +24,7 @@ func scanNode(r scanner) (inventory.Node, error) {
 }
 
 func (s *Store) queryNodes(ctx context.Context, where string, args ...any) ([]inventory.Node, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+nodeFrom+where+` ORDER BY t.domain, n.hrn`, args...)
+	rows, err := s.query(ctx, nil, `SELECT `+nodeColumns+nodeFrom+where+` ORDER BY t.domain, n.hrn`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: nodes: %w", err)
 	}
@@ -41,7 +41,7 @@ func (s *Store) queryNodes(ctx context.Context, where string, args ...any) ([]in
 }
 
 func (s *Store) oneNode(ctx context.Context, what, where string, args ...any) (inventory.Node, error) {
-	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...))
+	n, err := scanNode(s.queryRow(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return inventory.Node{}, fmt.Errorf("node %s: %w", what, ErrNotFound)
 	}

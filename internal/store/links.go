@@ -45,16 +45,16 @@ func (s *Store) SetLinks(ctx context.Context, links []BootLink, now time.Time, l
 				hexes = append(hexes, l.HRN)
 			}
 			n := len(chunk)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_link_refs(hrn, expires_at) VALUES `+values(n, 2), refs...); err != nil {
+			if _, err := s.exec(ctx, tx, `INSERT INTO boot_link_refs(hrn, expires_at) VALUES `+values(n, 2), refs...); err != nil {
 				return fmt.Errorf("store: set links: %w", err)
 			}
 			// A link's hex name is another node's only if IPs moved in the
 			// inventory since; that node's stale row goes with its file.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM boot_links WHERE hex IN (`+marks(n)+`)
+			if _, err := s.exec(ctx, tx, `DELETE FROM boot_links WHERE hex IN (`+marks(n)+`)
 				AND hrn NOT IN (`+marks(n)+`)`, hexes...); err != nil {
 				return fmt.Errorf("store: set links: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO boot_links(hrn, control_ip, hex, image, set_at, expires_at)
+			if _, err := s.exec(ctx, tx, `INSERT INTO boot_links(hrn, control_ip, hex, image, set_at, expires_at)
 				VALUES `+values(n, 6)+`
 				ON CONFLICT(hrn) DO UPDATE SET control_ip = excluded.control_ip, hex = excluded.hex,
 					image = excluded.image, set_at = excluded.set_at,
@@ -85,7 +85,7 @@ func (s *Store) ClearLinks(ctx context.Context, hrns []string) error {
 				args[i] = h
 			}
 			for _, table := range []string{"boot_links", "boot_link_refs"} {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE hrn IN (`+marks(len(chunk))+`)`, args...); err != nil {
+				if _, err := s.exec(ctx, tx, `DELETE FROM `+table+` WHERE hrn IN (`+marks(len(chunk))+`)`, args...); err != nil {
 					return fmt.Errorf("store: clear links: %w", err)
 				}
 			}
@@ -104,7 +104,7 @@ func (s *Store) LinkNames(ctx context.Context, hrns []string) (map[string]string
 		for i, h := range chunk {
 			args[i] = h
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT hrn, hex FROM boot_links WHERE hrn IN (`+marks(len(chunk))+`)`, args...)
+		rows, err := s.query(ctx, nil, `SELECT hrn, hex FROM boot_links WHERE hrn IN (`+marks(len(chunk))+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: link names: %w", err)
 		}
@@ -151,10 +151,10 @@ func (s *Store) Links(ctx context.Context, now time.Time) ([]BootLink, error) {
 func (s *Store) ExpireLinks(ctx context.Context, now time.Time) ([]BootLink, error) {
 	var gone []BootLink
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM boot_link_refs WHERE expires_at <= ?`, now.UnixNano()); err != nil {
+		if _, err := s.exec(ctx, tx, `DELETE FROM boot_link_refs WHERE expires_at <= ?`, now.UnixNano()); err != nil {
 			return fmt.Errorf("store: expire: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `DELETE FROM boot_links
+		rows, err := s.query(ctx, tx, `DELETE FROM boot_links
 			WHERE NOT EXISTS (SELECT 1 FROM boot_link_refs r WHERE r.hrn = boot_links.hrn)
 			RETURNING hrn, control_ip, hex, image`)
 		if err != nil {
