@@ -45,6 +45,8 @@ bench-deps:
 bench: build bench-deps
 	$(GO) run ./bench/am --netbootd $(BIN)/netbootd
 	$(GO) run ./bench/dhcp -trials 5
+	$(GO) run ./bench/tftp
+	$(GO) run ./bench/rc -size 1GiB -runs 3
 
 clean:
 	rm -rf $(BIN) .cache/demo
