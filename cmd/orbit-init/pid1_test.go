@@ -16,6 +16,7 @@ import (
 
 	"github.com/orbit-lab/netboot/initramfs"
 	"github.com/orbit-lab/netboot/initramfs/layout"
+	"github.com/orbit-lab/netboot/internal/apptest"
 )
 
 // syncBuffer collects a process's output for a test to wait on.
@@ -102,17 +103,18 @@ func nsInit(pid int) int {
 
 // TestPID1 runs orbit-init as PID 1 of new PID, mount and UTS namespaces,
 // chrooted into a directory laid out like the image, in a network namespace
-// with two veth NICs (eth0, eth1); dnsmasq answers DHCP on eth1's peer from a
-// second network namespace. It checks the control-interface choice (BOOTIF),
-// the lease and the RC's environment, that a killed RC is restarted, and that
-// SIGUSR2 powers off (in a PID namespace, reboot(2) ends its init).
+// with two veth NICs (eth0, eth1); a real netbootd answers DHCP on eth1's
+// peer from a second network namespace. It checks the control-interface
+// choice (BOOTIF), the lease and the RC's environment, that the real orbit-rc
+// enrolls with netbootd, that a killed RC is restarted, and that SIGUSR2
+// powers off (in a PID namespace, reboot(2) ends its init).
 func TestPID1(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (namespaces, veth, mounts)")
 	}
-	for _, tool := range []string{"unshare", "ip", "dnsmasq"} {
+	for _, tool := range []string{"unshare", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (Debian: util-linux, iproute2, dnsmasq-base)", tool)
+			t.Skipf("needs %s (Debian: util-linux, iproute2)", tool)
 		}
 	}
 	if testing.Short() {
@@ -150,26 +152,20 @@ func TestPID1(t *testing.T) {
 	for _, l := range []string{"lo", "p0", "p1"} {
 		run(t, "ip", "-n", srv, "link", "set", l, "up")
 	}
-	state := t.TempDir()
-	var dnsOut syncBuffer
-	dns := exec.Command("ip", "netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--port=0", "--interface=p1", "--bind-interfaces", "--log-dhcp",
-		"--dhcp-range=10.199.0.50,10.199.0.60,255.255.255.0,1h",
-		"--dhcp-host=52:54:00:aa:00:32,10.199.0.32,node9-9",
-		"--dhcp-option=option:router,10.199.0.1", "--dhcp-option=option:domain-name,test.orbit-lab.org",
-		"--dhcp-leasefile="+filepath.Join(state, "leases"), "--pid-file="+filepath.Join(state, "pid"))
-	dns.Stdout, dns.Stderr = &dnsOut, &dnsOut
-	dns.WaitDelay = 5 * time.Second
-	if err := dns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dns.Process.Kill(); dns.Wait() })
-	waitFor(t, &dnsOut, "DHCP, IP range", 1, 10*time.Second) // listening
+	// The appliance: netbootd with DHCP on p1 and its AM on p1's address.
+	a := apptest.New(t, apptest.Options{Netns: srv, HTTPHost: "10.199.0.1", Inventory: `testbeds:
+  - domain: test
+    nodes:
+      - { hrn: node9-9.test.orbit-lab.org, hostname: node9-9, control_ip: 10.199.0.32, control_mac: "52:54:00:aa:00:32" }
+`, Extra: `dhcp: { enabled: true, interface: p1, server_ip: 10.199.0.1, subnet: 10.199.0.0/24, router: 10.199.0.1,
+         dns: [10.199.0.1], domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0 }
+`})
+	a.Start()
 
 	var out syncBuffer
 	init := exec.CommandContext(ctx, "ip", "netns", "exec", cli,
 		"unshare", "--pid", "--mount", "--uts", "--fork", "--root="+root, layout.Init)
-	init.Env = []string{"ORBIT_INIT_CMDLINE=console=ttyS0 BOOTIF=01-52-54-00-aa-00-32 orbit.am=http://10.199.0.1:5054 orbit.linkwait=2s"}
+	init.Env = []string{"ORBIT_INIT_CMDLINE=console=ttyS0 BOOTIF=01-52-54-00-aa-00-32 orbit.am=" + a.URL + " orbit.linkwait=2s"}
 	init.Stdout, init.Stderr = &out, &out
 	init.WaitDelay = 5 * time.Second // do not hang on a pipe a leaked child holds
 	if err := init.Start(); err != nil {
@@ -190,7 +186,7 @@ func TestPID1(t *testing.T) {
 		init.Process.Kill()
 		<-exited
 		if t.Failed() {
-			t.Logf("init output:\n%s\ndnsmasq:\n%s", out.String(), dnsOut.String())
+			t.Logf("init output:\n%s\nnetbootd:\n%s", out.String(), a.Log)
 		}
 	})
 
@@ -201,7 +197,7 @@ func TestPID1(t *testing.T) {
 		"\norbit-test-1\n", // /.orbit_image on the console
 		`msg="control interface" if=eth1 mac=52:54:00:aa:00:32 reason="BOOTIF=01-52-54-00-aa-00-32"`,
 		`msg="dhcp lease" if=eth1 ip=10.199.0.32/24 gw=10.199.0.1 server=10.199.0.1`,
-		"ORBIT_AM=http://10.199.0.1:5054 ",
+		"ORBIT_AM=" + a.URL + " ",
 		"ORBIT_CONTROL_IF=eth1 ",
 		"ORBIT_HOSTNAME=node9-9 ",
 		"ORBIT_IP=10.199.0.32/24 ",
@@ -229,6 +225,24 @@ func TestPID1(t *testing.T) {
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", initPID, layout.RCEnv)); err != nil || !strings.Contains(string(b), "ORBIT_CONTROL_IF=eth1\n") {
 		t.Errorf("%s = %q, %v", layout.RCEnv, b, err)
+	}
+
+	// The real orbit-rc enrolls with the appliance, which found the node by
+	// its MAC; the node's timeline shows the lease, then the enrollment.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, err := a.Nbctl("rc", "status", "node9-9.test.orbit-lab.org")
+		if err == nil && strings.Contains(status, "orbit-test-1") && !strings.Contains(status, "not enrolled") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the RC did not enroll: %v\n%s", err, status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	events, _ := a.Nbctl("nodes", "events", "node9-9.test.orbit-lab.org")
+	if i, j := strings.Index(events, "DHCPACK"), strings.Index(events, "enrolled"); i < 0 || j < i {
+		t.Errorf("timeline: want DHCPACK then enrolled:\n%s", events)
 	}
 
 	// A dead RC is restarted (after the 1 s back-off).

@@ -78,6 +78,7 @@ type Options struct {
 	Args      []string // more netbootd flags
 	TFTP      bool     // serve TFTP on a free loopback port
 	Netns     string   // run netbootd (and Nbctl) inside this network namespace
+	HTTPHost  string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
 }
 
 // New writes a config and directories for an appliance; Start runs it.
@@ -102,6 +103,10 @@ func New(t testing.TB, o Options) *Appliance {
 		}
 	}
 	a.Addr = FreeTCPAddr(t)
+	if o.HTTPHost != "" {
+		_, port, _ := net.SplitHostPort(a.Addr)
+		a.Addr = net.JoinHostPort(o.HTTPHost, port)
+	}
 	a.URL = "http://" + a.Addr
 	if o.TFTP {
 		a.TFTPAddr = FreeUDPAddr(t)
