@@ -44,7 +44,7 @@ func labConfig(iface string) Config {
 	}
 }
 
-// TestInteropDirect: busybox udhcpc against the server on a bridge that
+// TestInteropDirect: busybox udhcpc against netbootd on a bridge that
 // has no carrier when the server starts (no IPv6 link-local address yet:
 // the RA responder must wait, not fail). A known MAC gets its reservation
 // and boot info; a MAC on another interface of the server's namespace gets
@@ -55,7 +55,12 @@ func labConfig(iface string) Config {
 func TestInteropDirect(t *testing.T) {
 	l := newLab(t)
 	srv, cli, other := l.netns("srv"), l.netns("cli"), l.netns("other")
+	// The bridge's one port is a veth whose far end is down, as a tap is
+	// before its VM starts: no carrier, so no IPv6 link-local address.
 	l.ip("-n", srv, "link", "add", "br0", "type", "bridge")
+	l.veth(srv, "srvp", cli, "cli0")
+	l.ip("-n", cli, "link", "set", "cli0", "down")
+	l.ip("-n", srv, "link", "set", "srvp", "master", "br0")
 	l.ip("-n", srv, "link", "set", "br0", "up")
 	l.addr(srv, "br0", "10.18.0.1/16")
 	l.veth(srv, "other0", other, "oth0") // an interface the server must not serve
@@ -67,10 +72,9 @@ func TestInteropDirect(t *testing.T) {
 	p := l.server(srv, labConfig("br0"), state, labNodes...)
 	p.waitFor(t, "waiting for an IPv6 link-local address", 5*time.Second)
 
-	// Now the bridge gets a port and carrier.
-	l.veth(srv, "srvp", cli, "cli0")
-	l.ip("-n", srv, "link", "set", "srvp", "master", "br0")
+	// Now the far end comes up: the bridge gets carrier.
 	l.ip("-n", cli, "link", "set", "cli0", "address", "00:03:1d:0c:01:02")
+	l.ip("-n", cli, "link", "set", "cli0", "up")
 
 	got := l.udhcpc(cli, "cli0")
 	want := map[string]string{"ip": "10.18.1.2", "subnet": "255.255.0.0", "router": "10.18.0.1", "dns": "10.18.0.1",

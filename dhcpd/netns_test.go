@@ -6,12 +6,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,8 +19,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
-	"github.com/orbit-lab/netboot/internal/store"
 )
 
 // The integration tests build small networks out of network namespaces
@@ -31,69 +28,11 @@ import (
 // nbt-<random>-*, with addresses only inside them, and deleted in
 // t.Cleanup, also when a test fails. Host interfaces are never touched.
 //
-// The server under test runs in a helper process started inside its
-// namespace with `ip netns exec`: this test binary again, told by
-// helperEnv to run helperMain instead of the tests. That keeps every
-// socket of the server (DHCP, the RA responder's retries) in its namespace
-// whatever OS thread runs it. The peers are real programs: busybox
-// udhcpc, ISC dhcrelay, dnsmasq.
-
-const helperEnv = "NBT_DHCPD_HELPER"
-
-func TestMain(m *testing.M) {
-	if path := os.Getenv(helperEnv); path != "" {
-		os.Exit(helperMain(path))
-	}
-	os.Exit(m.Run())
-}
-
-// helperConfig is what the helper process runs.
-type helperConfig struct {
-	Config   Config
-	StateDir string
-	Nodes    []inventory.Node
-}
-
-// helperMain runs a server with a real store until SIGTERM. It logs to
-// stderr; "dhcp server listening" there means it is bound.
-func helperMain(path string) int {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 2
-	}
-	var hc helperConfig
-	if err := json.Unmarshal(data, &hc); err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	st, err := store.Open(ctx, hc.StateDir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 2
-	}
-	defer st.Close()
-	if n, _ := st.NodeCount(ctx); n == 0 && len(hc.Nodes) > 0 {
-		if err := st.Import(ctx, importFile(hc.Nodes...)); err != nil {
-			fmt.Fprintln(os.Stderr, "helper:", err)
-			return 2
-		}
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := New(hc.Config, st, st, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 2
-	}
-	if err := s.Start(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "helper stats: %+v\n", s.Stats())
-	return 0
-}
+// The server under test is a real netbootd, started inside its namespace
+// with `ip netns exec` from a config file an operator could have written,
+// so every socket of it (DHCP, the RA responder's retries) is in that
+// namespace. The peers are real programs: busybox udhcpc, ISC dhcrelay,
+// dnsmasq.
 
 // lab is one test's set of namespaces.
 type lab struct {
@@ -246,28 +185,79 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-// server starts the DHCP server in ns with cfg, a state directory of its
-// own (or stateDir) and the inventory nodes, and waits until it is bound.
+// server starts a real netbootd in ns, serving DHCP as cfg says, with a
+// state directory of its own (or stateDir) seeded with the inventory nodes,
+// and waits until its DHCP server is bound.
 func (l *lab) server(ns string, cfg Config, stateDir string, nodes ...inventory.Node) *proc {
 	l.t.Helper()
 	if stateDir == "" {
 		stateDir = l.t.TempDir()
 	}
-	data, err := json.Marshal(helperConfig{Config: cfg, StateDir: stateDir, Nodes: nodes})
-	if err != nil {
+	dir := l.t.TempDir()
+	seed := ""
+	if len(nodes) > 0 {
+		f := inventory.File{}
+		byDomain := map[string]int{}
+		for _, n := range nodes {
+			i, ok := byDomain[n.Domain]
+			if !ok {
+				i = len(f.Testbeds)
+				byDomain[n.Domain] = i
+				f.Testbeds = append(f.Testbeds, inventory.Testbed{Domain: n.Domain})
+			}
+			f.Testbeds[i].Nodes = append(f.Testbeds[i].Nodes, n)
+		}
+		data, err := f.Marshal()
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		seed = filepath.Join(dir, "inventory.yaml")
+		if err := os.WriteFile(seed, data, 0o644); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "netbootd.yaml")
+	if err := os.WriteFile(path, netbootdConfig(cfg, stateDir, dir, seed), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
-	path := filepath.Join(l.t.TempDir(), "helper.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		l.t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	p := l.start(ns, []string{helperEnv + "=" + path}, self)
+	bin := filepath.Join(apptest.Binaries(l.t), "netbootd")
+	p := l.start(ns, nil, bin, "--config", path, "--log-level", "debug")
 	p.waitFor(l.t, "dhcp server listening", 10*time.Second)
 	return p
+}
+
+// netbootdConfig writes cfg as netbootd's configuration file, the way an
+// operator would: DHCP on, TFTP off, the AM on the namespace's loopback.
+func netbootdConfig(cfg Config, stateDir, tftpRoot, seed string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "state_dir: %s\ntftp_root: %s\nhttp: { listen: \"127.0.0.1:5054\" }\ntftp: { listen: \"\" }\ninventory: { seed: %q }\n", stateDir, tftpRoot, seed)
+	fmt.Fprintf(&b, "dhcp:\n  enabled: true\n  interface: %s\n  server_ip: %s\n  subnet: %s\n  router: %s\n", cfg.Interface, cfg.ServerIP, cfg.Subnet.Prefix, cfg.Subnet.Router)
+	var dns []string
+	for _, d := range cfg.DNS {
+		dns = append(dns, d.String())
+	}
+	fmt.Fprintf(&b, "  dns: [%s]\n  domain: %s\n  lease_time: %s\n  bootfile: %s\n  bootfile_efi: %s\n", strings.Join(dns, ", "), cfg.Domain, cfg.LeaseTime, cfg.Bootfile, cfg.BootfileEFI)
+	if !cfg.Subnet.Pool.IsZero() {
+		fmt.Fprintf(&b, "  pool: %s\n", cfg.Subnet.Pool)
+	}
+	fmt.Fprintf(&b, "  ipxe_fast: %t\n", cfg.IPXEFast)
+	if cfg.Mode != "" {
+		fmt.Fprintf(&b, "  mode: %s\n", cfg.Mode)
+	}
+	if cfg.Workers > 0 {
+		fmt.Fprintf(&b, "  workers: %d\n", cfg.Workers)
+	}
+	if len(cfg.Subnets) > 0 {
+		b.WriteString("  subnets:\n")
+		for _, sn := range cfg.Subnets {
+			fmt.Fprintf(&b, "    - { subnet: %s, router: %s", sn.Prefix, sn.Router)
+			if !sn.Pool.IsZero() {
+				fmt.Fprintf(&b, ", pool: %s", sn.Pool)
+			}
+			b.WriteString(" }\n")
+		}
+	}
+	return []byte(b.String())
 }
 
 // needBinary skips the test unless the Debian package's program is there.
