@@ -1,8 +1,6 @@
 package am
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -62,23 +61,11 @@ func hrnParam(c *gin.Context) (string, bool) {
 	return hrn, true
 }
 
-// decodeJSON reads a bounded body strictly: unknown fields and trailing
-// data are errors. An empty body leaves v as it is.
+// decodeJSON reads a bounded body strictly. An empty body leaves v as it is.
 func decodeJSON(c *gin.Context, v any) error {
-	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
-	if err != nil {
-		return badRequest("request body: %v", err)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("request body: %v", err)
-	}
-	if dec.More() {
-		return badRequest("request body: data after the JSON object")
+	err := httpbody.JSON(c.Writer, c.Request, maxBody, v)
+	if err != nil && !errors.Is(err, httpbody.ErrEmpty) {
+		return badRequest("%v", err)
 	}
 	return nil
 }

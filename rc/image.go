@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -153,7 +154,7 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	rep.watch(func() proto.Progress { return proto.Progress{Done: read.Load(), Total: total, Written: written.Load()} })
 	rep.start(ctx)
 	h := sha256.New()
-	src := bufio.NewReaderSize(io.TeeReader(countReader{ctxReader{ctx, resp.Body}, &read}, h), ioBlock)
+	src := bufio.NewReaderSize(io.TeeReader(countReader{ctxio.Reader(ctx, resp.Body), &read}, h), ioBlock)
 	head, _ := src.Peek(4)
 	var dec io.Reader
 	switch format := proto.FormatOf(head); format {
@@ -256,19 +257,6 @@ func writeAll(dst io.Writer, src io.Reader, written *atomic.Int64) (int64, error
 	return total, nil
 }
 
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // saveImage streams the disk to the appliance, zstd-compressed, as disk
 // image c.Image; the checksum of what was sent follows in a trailer, and
 // the appliance keeps the upload only if it matches.
@@ -301,7 +289,7 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	trailer := http.Header{proto.HeaderSHA256: nil}
 	done := make(chan error, 1)
 	go func() {
-		err := compress(countWriter{io.MultiWriter(pw, h), &sent}, countReader{ctxReader{ctx, f}, &read})
+		err := compress(countWriter{io.MultiWriter(pw, h), &sent}, countReader{ctxio.Reader(ctx, f), &read})
 		if err == nil {
 			trailer.Set(proto.HeaderSHA256, hex.EncodeToString(h.Sum(nil))) // before EOF: the client sends it then
 		}

@@ -1,10 +1,7 @@
 package rcbroker
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"path"
@@ -14,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -96,20 +94,10 @@ func (b *Broker) status(c *gin.Context) {
 	c.JSON(http.StatusOK, b.rcStatus(e))
 }
 
-// decodeStrict reads a bounded JSON body: unknown fields and trailing data
-// are errors, so that a misspelt field is not silently ignored.
+// decodeStrict reads a bounded JSON body strictly.
 func decodeStrict(c *gin.Context, limit int64, v any) error {
-	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	if err != nil {
-		return badRequest("request body: %v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("request body: %v", err)
-	}
-	if dec.More() {
-		return badRequest("request body: data after the JSON object")
+	if err := httpbody.JSON(c.Writer, c.Request, limit, v); err != nil {
+		return badRequest("%v", err)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -196,7 +197,7 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 	}()
 	h := sha256.New()
 	head := &headWriter{}
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, head), ctxReader{ctx, r}, make([]byte, copyBuffer))
+	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, head), ctxio.Reader(ctx, r), make([]byte, copyBuffer))
 	if err != nil {
 		return proto.DiskImage{}, badRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
 	}
@@ -279,21 +280,7 @@ func (w *headWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ctxReader fails reads once ctx is done, so that a transfer ends when the
-// appliance stops instead of holding its shutdown.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// ctxReadSeeker is ctxReader for http.ServeContent.
+// ctxReadSeeker is ctxio.Reader for http.ServeContent, which seeks.
 type ctxReadSeeker struct {
 	ctx context.Context
 	io.ReadSeeker

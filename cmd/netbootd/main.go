@@ -26,6 +26,7 @@ import (
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/config"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/logging"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/internal/timeline"
 	"github.com/orbit-lab/netboot/tftpd"
@@ -49,7 +50,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	log, err := logging.New(stderr, *logFormat, *logLevel)
 	if err != nil {
 		return err
 	}
@@ -146,19 +147,4 @@ func seedInventory(ctx context.Context, st *store.Store, path string, log *slog.
 	}
 	log.Info("inventory seeded", "seed", path)
 	return nil
-}
-
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

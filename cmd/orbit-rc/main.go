@@ -31,7 +31,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,6 +38,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/initramfs/layout"
+	"github.com/orbit-lab/netboot/internal/logging"
 	"github.com/orbit-lab/netboot/rc"
 )
 
@@ -88,10 +88,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	log, err := logging.New(stderr, *logFormat, *logLevel)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	log = log.With("svc", "orbit-rc")
 	base, how, err := rc.FindAM(*am, *cmdline, *nextServer)
 	if err != nil {
 		return err
@@ -134,19 +135,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)).With("svc", "orbit-rc"), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)).With("svc", "orbit-rc"), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
