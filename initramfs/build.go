@@ -41,9 +41,15 @@ type Options struct {
 	Modules []string
 	// OutDir is the TFTP root the files are written to.
 	OutDir string
-	// SSHKeyFile, if set, is an SSH public key file put into the image as
-	// /etc/orbit/authorized_keys (for a debug shell; not served yet).
+	// SSHKeyFile, if set, is an SSH public key file (authorized_keys
+	// format) put into the image as /etc/orbit/authorized_keys; the image
+	// then has the debug shell (see DebugShell).
 	SSHKeyFile string
+	// DebugShell adds u-root's sshd and gosh (/bin/sshd, /bin/gosh,
+	// /bin/sh -> gosh) even without SSHKeyFile, so that a key given at boot
+	// (orbit.sshkey=) can be used. The init starts sshd only when it has a
+	// key. Without both, the image has no SSH server and no shell at all.
+	DebugShell bool
 	// Append are extra kernel arguments for the pxelinux config, after
 	// DefaultAppend, e.g. "orbit.am=http://10.18.0.1:5054".
 	Append []string
@@ -167,6 +173,13 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 			return Result{}, fmt.Errorf("ssh key: %w", err)
 		}
 	}
+	var shell DebugShell
+	if opts.DebugShell || opts.SSHKeyFile != "" {
+		if shell, err = CompileDebugShell(ctx, opts.GoCmd, opts.ModuleRoot, opts.GOARCH); err != nil {
+			return Result{}, err
+		}
+		log.Info("image build: compiled the debug shell", "sshd", len(shell.SSHD), "gosh", len(shell.Gosh))
+	}
 
 	a, err := Assemble(Contents{
 		Name:          opts.Name,
@@ -176,6 +189,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		ModulesDir:    modDir,
 		Modules:       set.Load,
 		SSHKey:        sshKey,
+		DebugShell:    shell,
 	})
 	if err != nil {
 		return Result{}, err
@@ -243,6 +257,41 @@ type Binaries struct {
 // -buildvcs=false, -ldflags='-s -w', GOAMD64=v1) for linux/goarch (default
 // amd64), in one go build run. goCmd defaults to "go".
 func CompileBinaries(ctx context.Context, goCmd, root, goarch string) (Binaries, error) {
+	out, err := goBuild(ctx, goCmd, root, goarch, "", "./cmd/orbit-init", "./cmd/orbit-rc")
+	if err != nil {
+		return Binaries{}, err
+	}
+	return Binaries{Init: out["orbit-init"], RC: out["orbit-rc"]}, nil
+}
+
+// DebugShell are the debug shell's programs (u-root v0.15.0, the version
+// the module requires; go.mod lists both as tools so that they stay there).
+type DebugShell struct {
+	SSHD []byte // github.com/u-root/u-root/cmds/core/sshd
+	Gosh []byte // github.com/u-root/u-root/cmds/core/gosh, -tags goshsmall
+}
+
+// Packages of the debug shell, built from the module cache.
+const (
+	SSHDPackage = "github.com/u-root/u-root/cmds/core/sshd"
+	GoshPackage = "github.com/u-root/u-root/cmds/core/gosh"
+)
+
+// CompileDebugShell builds u-root's sshd and gosh as CompileBinaries builds
+// the init, in one go build run in the module at root. gosh gets the
+// goshsmall tag: a plain line reader instead of the bubbline editor, which
+// would add about 1 MB for tab completion.
+func CompileDebugShell(ctx context.Context, goCmd, root, goarch string) (DebugShell, error) {
+	out, err := goBuild(ctx, goCmd, root, goarch, "goshsmall", SSHDPackage, GoshPackage)
+	if err != nil {
+		return DebugShell{}, err
+	}
+	return DebugShell{SSHD: out["sshd"], Gosh: out["gosh"]}, nil
+}
+
+// goBuild builds the packages (main packages with distinct last elements)
+// in one reproducible go build run and returns the binaries by that name.
+func goBuild(ctx context.Context, goCmd, root, goarch, tags string, pkgs ...string) (map[string][]byte, error) {
 	if goCmd == "" {
 		goCmd = "go"
 	}
@@ -251,11 +300,15 @@ func CompileBinaries(ctx context.Context, goCmd, root, goarch string) (Binaries,
 	}
 	tmp, err := os.MkdirTemp("", "orbit-image-bin-")
 	if err != nil {
-		return Binaries{}, err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w",
-		"-o", tmp+string(filepath.Separator), "./cmd/orbit-init", "./cmd/orbit-rc")
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+	if tags != "" {
+		args = append(args, "-tags="+tags)
+	}
+	args = append(args, "-o", tmp+string(filepath.Separator))
+	cmd := exec.CommandContext(ctx, goCmd, append(args, pkgs...)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
 		"CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOAMD64=v1",
@@ -263,26 +316,27 @@ func CompileBinaries(ctx context.Context, goCmd, root, goarch string) (Binaries,
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return Binaries{}, fmt.Errorf("go build in %s: %w\n%s", root, err, strings.TrimSpace(out.String()))
+		return nil, fmt.Errorf("go build %s in %s: %w\n%s", strings.Join(pkgs, " "), root, err, strings.TrimSpace(out.String()))
 	}
-	var b Binaries
-	if b.Init, err = os.ReadFile(filepath.Join(tmp, "orbit-init")); err != nil {
-		return Binaries{}, err
+	bins := map[string][]byte{}
+	for _, p := range pkgs {
+		name := path.Base(p)
+		if bins[name], err = os.ReadFile(filepath.Join(tmp, name)); err != nil {
+			return nil, err
+		}
 	}
-	if b.RC, err = os.ReadFile(filepath.Join(tmp, "orbit-rc")); err != nil {
-		return Binaries{}, err
-	}
-	return b, nil
+	return bins, nil
 }
 
 // Contents is what goes into an initramfs.
 type Contents struct {
-	Name          string   // image name, written to /.orbit_image
-	Init, RC      []byte   // the programs
-	KernelVersion string   // modules go to /lib/modules/<KernelVersion>/
-	ModulesDir    string   // the kernel package's lib/modules/<ver> to read module files from
-	Modules       []Module // in load order (ResolveModules)
-	SSHKey        []byte   // optional
+	Name          string     // image name, written to /.orbit_image
+	Init, RC      []byte     // the programs
+	KernelVersion string     // modules go to /lib/modules/<KernelVersion>/
+	ModulesDir    string     // the kernel package's lib/modules/<ver> to read module files from
+	Modules       []Module   // in load order (ResolveModules)
+	SSHKey        []byte     // optional
+	DebugShell    DebugShell // optional: both or neither
 }
 
 // Assemble lays out the image's file tree (see package layout):
@@ -295,6 +349,8 @@ type Contents struct {
 //	/lib/modules/<kver>/modules.dep for the modules of the image only
 //	/lib/modules/load.order         absolute module paths, load order
 //	/etc/orbit/authorized_keys      when an SSH key is given
+//	/bin/sshd /bin/gosh             the debug shell, when given
+//	/bin/sh -> gosh                 the shell sshd runs
 //	/dev /proc /sys /tmp /run /root /etc /var  empty directories
 //
 // It holds no device nodes: the kernel's built-in initramfs already has
@@ -323,6 +379,15 @@ func Assemble(c Contents) (*Archive, error) {
 	}
 	if len(c.SSHKey) > 0 {
 		adds = append(adds, a.AddFile(layout.AuthorizedKeys, 0o600, c.SSHKey))
+	}
+	switch sh := c.DebugShell; {
+	case len(sh.SSHD) > 0 && len(sh.Gosh) > 0:
+		adds = append(adds,
+			a.AddFile(layout.SSHD, 0o755, sh.SSHD),
+			a.AddFile(layout.Shell, 0o755, sh.Gosh),
+			a.AddSymlink(layout.Sh, path.Base(layout.Shell)))
+	case len(sh.SSHD) > 0 || len(sh.Gosh) > 0:
+		return nil, errors.New("image: the debug shell needs both sshd and gosh")
 	}
 	if err := errors.Join(adds...); err != nil {
 		return nil, err

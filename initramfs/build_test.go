@@ -237,6 +237,7 @@ func TestBuildReproducible(t *testing.T) {
 	for name, mode := range map[string]cpio.FileMode{
 		"init": 0o100755, "bin/orbit-rc": 0o100755, "sbin/init": 0o120777, ".orbit_image": 0o100644,
 		"etc/orbit/authorized_keys": 0o100600, "lib/modules/load.order": 0o100644, "dev": 0o40755, "tmp": 0o41777,
+		"bin/sshd": 0o100755, "bin/gosh": 0o100755, "bin/sh": 0o120777, // with a key: the debug shell
 	} {
 		if modes[name] != mode {
 			t.Errorf("%s: mode %v, want %v", name, modes[name], mode)
@@ -256,6 +257,9 @@ func TestBuildReproducible(t *testing.T) {
 	if len(order) != 10 || order[1] != "/lib/modules/6.1.0-99-amd64/kernel/drivers/net/ethernet/intel/e1000/e1000.ko" ||
 		order[9] != "/lib/modules/6.1.0-99-amd64/kernel/drivers/virtio/virtio_pci.ko" {
 		t.Errorf("load.order:\n%s", bodies["lib/modules/load.order"])
+	}
+	if !bytes.HasPrefix(bodies["bin/sshd"], []byte("\x7fELF")) || !bytes.HasPrefix(bodies["bin/gosh"], []byte("\x7fELF")) {
+		t.Error("sshd or gosh is not an ELF binary")
 	}
 	if _, ok := bodies["lib/modules/6.1.0-99-amd64/modules.dep"]; !ok {
 		t.Error("no modules.dep in the image")
@@ -292,15 +296,70 @@ func TestBuildRealKernel(t *testing.T) {
 		t.Skip("compiles cmd/orbit-init and cmd/orbit-rc")
 	}
 	kdir := kernelDir(t)
-	res, err := Build(context.Background(), Options{
-		Name: "orbit-2.0.0", KernelDir: kdir, Modules: []string{"e1000", "virtio_net", "virtio_pci"},
-		OutDir: t.TempDir(), ModuleRoot: "..",
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name       string
+		debugShell bool
+		budget     int64
+	}{
+		{"default", false, 6 << 20},
+		// sshd and gosh add about 3.4 MB gzipped: over the default budget.
+		{"debug shell", true, 9 << 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Build(context.Background(), Options{
+				Name: "orbit-2.0.0", KernelDir: kdir, Modules: []string{"e1000", "virtio_net", "virtio_pci"},
+				OutDir: t.TempDir(), ModuleRoot: "..", DebugShell: tt.debugShell,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("initramfs %d bytes (cpio %d), sha256 %s, took %v", res.Initramfs.Size, res.CPIOSize, res.Initramfs.SHA256, res.Duration)
+			if res.Initramfs.Size > tt.budget {
+				t.Errorf("initramfs is %d bytes, over the budget of %d", res.Initramfs.Size, tt.budget)
+			}
+		})
 	}
-	t.Logf("initramfs %d bytes (cpio %d), sha256 %s, took %v", res.Initramfs.Size, res.CPIOSize, res.Initramfs.SHA256, res.Duration)
-	if res.Initramfs.Size > 6<<20 {
-		t.Errorf("initramfs is %d bytes, over the 6 MB budget", res.Initramfs.Size)
+}
+
+func TestAssembleDebugShell(t *testing.T) {
+	base := Contents{Name: "orbit-1", Init: []byte("init"), RC: []byte("rc"), KernelVersion: "6.1.0-99-amd64"}
+	names := func(c Contents) map[string]string {
+		t.Helper()
+		a, err := Assemble(c)
+		must(t, err)
+		var b bytes.Buffer
+		_, err = a.WriteGzip(&b, ModTime)
+		must(t, err)
+		hdrs, bodies := readCPIO(t, b.Bytes())
+		got := map[string]string{}
+		for _, h := range hdrs {
+			got[h.Name] = string(bodies[h.Name]) + h.Linkname
+		}
+		return got
+	}
+
+	plain := names(base)
+	for _, p := range []string{"bin/sshd", "bin/gosh", "bin/sh", "etc/orbit/authorized_keys"} {
+		if _, ok := plain[p]; ok {
+			t.Errorf("%s in an image without a debug shell", p)
+		}
+	}
+
+	withShell := base
+	withShell.SSHKey = []byte("ssh-ed25519 AAAA k\n")
+	withShell.DebugShell = DebugShell{SSHD: []byte("sshd"), Gosh: []byte("gosh")}
+	got := names(withShell)
+	for p, want := range map[string]string{
+		"bin/sshd": "sshd", "bin/gosh": "gosh", "bin/sh": "gosh", "etc/orbit/authorized_keys": "ssh-ed25519 AAAA k\n",
+	} {
+		if got[p] != want {
+			t.Errorf("%s = %q, want %q", p, got[p], want)
+		}
+	}
+
+	half := base
+	half.DebugShell = DebugShell{SSHD: []byte("sshd")}
+	if _, err := Assemble(half); err == nil {
+		t.Error("Assemble with sshd but no gosh: no error")
 	}
 }

@@ -5,8 +5,10 @@
 // modules, links, control interface, entropy, DHCP, host name, the RC's
 // environment), then starts /bin/orbit-rc with that environment and restarts
 // it with back-off (1 s doubling to 30 s; back to 1 s after a run of 60 s)
-// whenever it exits. It reaps every orphan and never exits: a failed step is
-// logged and the boot goes on.
+// whenever it exits. The debug shell's sshd, when the image has it and a key
+// is given (see orbitinit.ParseSSHKeyArg), is started by its step, before
+// DHCP, and restarted in the same way. It reaps every orphan and never
+// exits: a failed step is logged and the boot goes on.
 //
 // Reboot and power-off, for the RC or an operator (busybox init's signals):
 //
@@ -64,6 +66,9 @@ func main() {
 	node := &orbitinit.Node{
 		Log:     logger,
 		Console: func(line string) { fmt.Fprintln(out, line) },
+		Start: func(s orbitinit.Service) {
+			go p.guard(s.Name, func() { p.supervise(s) })
+		},
 	}
 	go p.guard("boot", func() { p.boot(node) })
 
@@ -113,12 +118,12 @@ func (p *pid1) boot(node *orbitinit.Node) {
 	p.log.Info("boot steps done", "took", time.Since(start).Round(time.Millisecond), "failed", strings.Join(failed, ", "))
 	env := node.RCEnv()
 	p.log.Info("rc environment", "env", strings.Join(env, " "))
-	p.superviseRC(env)
+	p.supervise(orbitinit.Service{Name: "rc", Path: layout.RC, Env: env})
 }
 
-// superviseRC starts the RC and restarts it when it exits, with back-off,
+// supervise starts a service and restarts it when it exits, with back-off,
 // until a shutdown starts.
-func (p *pid1) superviseRC(env []string) {
+func (p *pid1) supervise(s orbitinit.Service) {
 	const (
 		minBackoff = time.Second
 		maxBackoff = 30 * time.Second
@@ -127,16 +132,16 @@ func (p *pid1) superviseRC(env []string) {
 	backoff := minBackoff
 	for {
 		started := time.Now()
-		done, err := p.start(layout.RC, env)
+		done, err := p.start(s)
 		if err != nil {
-			p.log.Error("rc: start failed", "path", layout.RC, "err", err, "retry_in", backoff)
+			p.log.Error(s.Name+": start failed", "path", s.Path, "err", err, "retry_in", backoff)
 		} else {
 			ws := <-done
 			ran := time.Since(started)
 			if ran >= stableRun {
 				backoff = minBackoff
 			}
-			p.log.Warn("rc: exited", "status", describe(ws), "ran", ran.Round(time.Millisecond), "restart_in", backoff)
+			p.log.Warn(s.Name+": exited", "status", describe(ws), "ran", ran.Round(time.Millisecond), "restart_in", backoff)
 		}
 		if p.isStopping() {
 			return
@@ -159,14 +164,14 @@ func (p *pid1) isStopping() bool {
 // its output; the returned channel gets its wait status when it is reaped.
 // The lock is held across Start so that reap cannot reap the child before it
 // is registered.
-func (p *pid1) start(path string, env []string) (<-chan unix.WaitStatus, error) {
+func (p *pid1) start(s orbitinit.Service) (<-chan unix.WaitStatus, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopping {
-		return nil, fmt.Errorf("%s: shutting down", path)
+		return nil, fmt.Errorf("%s: shutting down", s.Path)
 	}
-	cmd := exec.Command(path)
-	cmd.Env = env
+	cmd := exec.Command(s.Path, s.Args...)
+	cmd.Env = s.Env
 	cmd.Dir = "/"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -176,7 +181,7 @@ func (p *pid1) start(path string, env []string) (<-chan unix.WaitStatus, error) 
 	pid := cmd.Process.Pid
 	done := make(chan unix.WaitStatus, 1)
 	p.children[pid] = done
-	p.log.Info("rc: started", "path", path, "pid", pid)
+	p.log.Info(s.Name+": started", "path", s.Path, "pid", pid)
 	_ = cmd.Process.Release() // reap waits for it, not os/exec
 	return done, nil
 }

@@ -34,8 +34,29 @@ const (
 	ModulesLoadOrder = "/lib/modules/load.order"
 
 	// AuthorizedKeys holds the SSH public key given at build time (optional).
-	// The init does not run an SSH server yet.
+	// With it, the image also has SSHD and Shell (the debug shell).
 	AuthorizedKeys = "/etc/orbit/authorized_keys"
+
+	// SSHD is u-root's sshd (cmds/core/sshd), present only in images built
+	// with the debug shell (an SSH key given, or Options.DebugShell). It
+	// authenticates by public key only and runs Sh for sessions.
+	SSHD = "/bin/sshd"
+
+	// Shell is u-root's gosh (cmds/core/gosh, built with the goshsmall
+	// tag), and Sh a symlink to it: the shell that SSHD runs.
+	Shell = "/bin/gosh"
+	Sh    = "/bin/sh"
+
+	// SSHAuthorizedKeys is written by the init at boot: the keys SSHD
+	// accepts, those of AuthorizedKeys and of orbit.sshkey= arguments.
+	SSHAuthorizedKeys = "/run/orbit/authorized_keys"
+
+	// SSHHostKey is the SSH host key (ed25519, PKCS#8 PEM) that the init
+	// generates at boot; it is never written into the image.
+	SSHHostKey = "/run/orbit/ssh_host_ed25519_key"
+
+	// SSHPort is the port SSHD listens on, on every address.
+	SSHPort = "22"
 
 	// RCEnv is written by the init before it starts the RC: the RC's
 	// environment (the ORBIT_* variables), one KEY=value a line.

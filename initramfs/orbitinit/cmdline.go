@@ -10,6 +10,7 @@
 //	orbit.ctl=eth1               the control interface, by name (wins over BOOTIF)
 //	orbit.am=URL                 the Aggregate Manager, passed to the RC as ORBIT_AM
 //	orbit.linkwait=5s            how long to wait for a NIC with carrier (default 5s)
+//	orbit.sshkey=AAAAC3Nza...    a debug shell key (see ParseSSHKeyArg); may be repeated
 package orbitinit
 
 import (
@@ -68,6 +69,18 @@ func (c Cmdline) Get(key string) (string, bool) {
 		}
 	}
 	return val, found
+}
+
+// GetAll returns the values of every key=value argument with that key, in
+// order.
+func (c Cmdline) GetAll(key string) []string {
+	var vals []string
+	for _, a := range c.Args {
+		if k, v, ok := strings.Cut(a, "="); ok && k == key {
+			vals = append(vals, v)
+		}
+	}
+	return vals
 }
 
 // ParseBootIf parses pxelinux's BOOTIF value: the ARP hardware type (01,

@@ -210,3 +210,13 @@ func TestParseLoadOrder(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+func TestCmdlineGetAll(t *testing.T) {
+	c := ParseCmdline(`orbit.sshkey=A quiet orbit.sshkey="ssh-ed25519 B c" orbit.sshkeyx=D`)
+	if diff := cmp.Diff([]string{"A", "ssh-ed25519 B c"}, c.GetAll("orbit.sshkey")); diff != "" {
+		t.Errorf("GetAll (-want +got):\n%s", diff)
+	}
+	if got := c.GetAll("missing"); got != nil {
+		t.Errorf("GetAll(missing) = %q", got)
+	}
+}

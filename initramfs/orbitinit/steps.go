@@ -35,6 +35,9 @@ type Lease struct {
 type Node struct {
 	Log     *slog.Logger
 	Console func(line string) // prints a line on the console as it is
+	// Start starts a service and restarts it when it exits, without
+	// blocking (cmd/orbit-init's supervisor); nil in tests.
+	Start func(Service)
 
 	// Filled by the steps.
 	Cmdline  Cmdline

@@ -61,6 +61,9 @@ func (n *Node) Steps() []Step {
 		Step{"links up", n.linksUp},
 		Step{"control interface", n.chooseControl},
 		Step{"entropy", n.waitEntropy},
+		// Before DHCP, which may retry for ever: the debug shell is
+		// reachable on the IPv6 link-local address meanwhile.
+		Step{"ssh debug shell", n.startSSHD},
 		Step{"dhcp", n.dhcp},
 		Step{"hostname", n.setHostname},
 		Step{"rc environment", n.writeRCEnv},
