@@ -5,8 +5,10 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 # Debian packages the tests drive as real peers.
-TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay
-BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server
+TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay \
+	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
+BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
+	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
 .PHONY: all build test demo lint bench go-toolchain test-deps bench-deps clean kernel
 
@@ -47,6 +49,7 @@ bench: build bench-deps
 	$(GO) run ./bench/dhcp -trials 5
 	$(GO) run ./bench/tftp
 	$(GO) run ./bench/rc -size 1GiB -runs 3
+	$(GO) run ./bench/boot
 
 clean:
 	rm -rf $(BIN) .cache/demo

@@ -26,7 +26,11 @@ var (
 )
 
 // Binaries builds cmd/... once per test process and returns the directory
-// holding netbootd and nbctl.
+// holding netbootd and nbctl: .cache/apptest-bin in the source tree, so
+// that test runs do not leave a copy each in /tmp. Test binaries of several
+// packages build at once: each builds into a directory of its own and
+// renames the binaries into place, which is atomic, and a binary replaced
+// while it runs goes on running.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -36,14 +40,27 @@ func Binaries(t testing.TB) string {
 			return
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
-		binDir, buildErr = os.MkdirTemp("", "netboot-bin-")
-		if buildErr != nil {
+		binDir = filepath.Join(root, ".cache", "apptest-bin")
+		if buildErr = os.MkdirAll(binDir, 0o755); buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/netbootd", "./cmd/nbctl")
+		tmp, err := os.MkdirTemp(binDir, ".build-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		defer os.RemoveAll(tmp)
+		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/netbootd", "./cmd/nbctl")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+			return
+		}
+		for _, name := range []string{"netbootd", "nbctl"} {
+			if err := os.Rename(filepath.Join(tmp, name), filepath.Join(binDir, name)); err != nil {
+				buildErr = err
+				return
+			}
 		}
 	})
 	if buildErr != nil {

@@ -1,0 +1,189 @@
+package qemutests
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
+)
+
+// image is the orbit-pxe image the netboot scenario builds and boots.
+const image = "orbit-2.0.0"
+
+// TestLocalBoot: a node with no boot link gets the appliance's
+// pxelinux.cfg/default, whose LOCALBOOT 0 hands back to the BIOS, which
+// boots the node's disk. The disk's boot sector prints a marker on the
+// serial port and powers the machine off.
+func TestLocalBoot(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
+	node := vtestbed.NewNode(1, vtestbed.E1000)
+	node.DiskMarker = "VTESTBED-DISK-BOOTED " + node.Hostname
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "nc"})
+	marker, err := vm.Console.WaitLine(ctx, node.DiskMarker)
+	if err != nil {
+		t.Fatalf("the disk's boot sector did not run: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	t.Logf("disk boot sector ran %.1fs after power-on", vm.Since(marker.At).Seconds())
+	if err := vm.WaitExit(ctx); err != nil {
+		t.Errorf("QEMU did not exit cleanly after the boot sector's power-off: %v", err)
+	}
+	// A reset would end QEMU too (-no-reboot): the guest must have powered off.
+	if ev, err := vm.QMP.WaitEvent(ctx, "SHUTDOWN"); err != nil || !strings.Contains(string(ev.Data), `"guest-shutdown"`) {
+		t.Errorf("no SHUTDOWN event with reason guest-shutdown: %+v %v (events %+v)", ev, err, vm.QMP.Events())
+	}
+
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := vtestbed.InOrder(evs, vtestbed.LocalbootSteps()...)
+	if err != nil {
+		t.Fatalf("%v\ntimeline:\n%s", err, timeline(evs))
+	}
+	if last := found[len(found)-1]; !last.At.Before(marker.At) {
+		t.Errorf("the disk booted (%s) before pxelinux read its default config (%s)", marker.At.Format("15:04:05.000"), last.At.Format("15:04:05.000"))
+	}
+	for _, e := range evs {
+		if e.Source == "tftp" && strings.HasPrefix(e.What, "linux-") {
+			t.Errorf("a node without a boot link fetched a kernel: %s", e)
+		}
+	}
+	t.Logf("timeline:\n%s", timeline(evs))
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestNetboot: an Experiment Controller's setBootImageNS for two nodes, one
+// with an e1000 NIC and one with virtio-net, then both are powered on at
+// once: each gets DHCP from netbootd, pxelinux.0, its hex-named config, the
+// kernel and the initramfs, and its init prints the image name and starts
+// the RC. The node's timeline (and `nbctl nodes events`) shows those steps
+// in order. Where the appliance has the RC API, the RC must enroll.
+func TestNetboot(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
+	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.E1000), vtestbed.NewNode(2, vtestbed.VirtioNet)}
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	reply, err := tb.SetBootImageNS(ctx, image, nodes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if !strings.Contains(reply, "hex='"+n.Hex()+"'") && !strings.Contains(reply, `hex="`+n.Hex()+`"`) {
+			t.Fatalf("setBootImageNS reply names no link %s for %s: %s", n.Hex(), n.HRN, reply)
+		}
+		link := filepath.Join(tb.TFTPRoot, "pxelinux.cfg", n.Hex())
+		if target, err := os.Readlink(link); err != nil || target != "./"+image {
+			t.Fatalf("%s: %q, %v; want a link to ./%s", link, target, err, image)
+		}
+	}
+	rcAPI := true
+	if _, err := tb.RCStatus(ctx, nodes[0].HRN); errors.Is(err, vtestbed.ErrNoRCAPI) {
+		rcAPI = false
+		t.Logf("enrollment is not asserted yet: %v", err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, n := range nodes {
+		t.Run(string(n.NIC), func(t *testing.T) {
+			t.Parallel()
+			// The parent's ctx ends when its function returns, before
+			// parallel subtests run.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			netboot(ctx, t, tb, n, rcAPI)
+		})
+	}
+	t.Cleanup(func() { t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond)) })
+}
+
+var (
+	runInit   = regexp.MustCompile(`Run /init as init process`)
+	rcStarted = regexp.MustCompile(`orbit-init: .*msg="rc: started"`)
+)
+
+func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed.Node, rcAPI bool) {
+	start := time.Now()
+	vm := tb.Boot(t, n, vtestbed.BootOptions{Order: "n"})
+	at := func(l vtestbed.Line) string { return vm.Since(l.At).Round(10 * time.Millisecond).String() }
+
+	initLine, err := vm.Wait(ctx, runInit)
+	if err != nil {
+		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
+	}
+	imgLine, err := vm.Console.WaitLine(ctx, image)
+	if err != nil {
+		t.Fatalf("the init did not print the image name: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	rcLine, err := vm.Wait(ctx, rcStarted)
+	if err != nil {
+		t.Fatalf("the init did not start the RC: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	t.Logf("after power-on: init runs %s, image name printed %s, RC started %s", at(initLine), at(imgLine), at(rcLine))
+
+	if rcAPI {
+		st, seen, err := tb.WaitEnrolled(ctx, n.HRN)
+		if err != nil {
+			t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
+		}
+		if st.Image != "" && st.Image != image {
+			t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
+		}
+		t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
+	}
+
+	evs, err := tb.Events(ctx, n.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := vtestbed.NetbootSteps(n, *tb.Image)
+	if rcAPI {
+		steps = append(steps, vtestbed.EnrolledStep)
+	}
+	found, err := vtestbed.InOrder(evs, steps...)
+	if err != nil {
+		t.Fatalf("%v\ntimeline:\n%s", err, timeline(evs))
+	}
+	var phases []string
+	for i, e := range found {
+		phases = append(phases, steps[i].Name+" "+vm.Since(e.At).Round(10*time.Millisecond).String())
+	}
+	t.Logf("timeline after power-on: %s", strings.Join(phases, ", "))
+
+	// The operator's view of the same timeline.
+	out, err := tb.App.Nbctl("nodes", "events", n.HRN)
+	if err != nil {
+		t.Fatalf("nbctl nodes events: %v\n%s", err, out)
+	}
+	pos := 0
+	for _, want := range []string{"DHCPACK", "pxelinux.0", "pxelinux.cfg/" + n.Hex(), tb.Image.Kernel, tb.Image.Initrd} {
+		i := strings.Index(out[pos:], want)
+		if i < 0 {
+			t.Fatalf("nbctl nodes events %s: no %q after offset %d:\n%s", n.HRN, want, pos, out)
+		}
+		pos += i + len(want)
+	}
+	t.Logf("node %s (%s) took %v", n.Hostname, n.NIC, time.Since(start).Round(time.Millisecond))
+}
+
+func timeline(evs []vtestbed.Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString("  " + e.String() + "\n")
+	}
+	return b.String()
+}

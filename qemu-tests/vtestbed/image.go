@@ -1,0 +1,87 @@
+package vtestbed
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/apptest"
+)
+
+// Image is an orbit-pxe RAM image in a TFTP root.
+type Image struct {
+	Name string
+	Dir  string // the TFTP root it is in
+	// Config, Kernel and Initrd are relative to Dir:
+	// pxelinux.cfg/<Name>, linux-orbit-pxe-<kver>, initramfs-orbit-pxe-<ver>.gz.
+	Config, Kernel, Initrd string
+	Took                   time.Duration // the build
+}
+
+// BuildImage builds the orbit-pxe image name from this source tree with
+// `nbctl image build --name NAME --kernel-dir K --out OUT --append
+// orbit.am=AMURL`, where K is the Debian kernel in <root>/.cache/kernel
+// (fetched if missing).
+func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		return Image{}, err
+	}
+	kdir, err := KernelDir(root)
+	if err != nil {
+		return Image{}, err
+	}
+	nbctl := filepath.Join(apptest.Binaries(t), "nbctl")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, nbctl, "image", "build", "--name", name, "--kernel-dir", kdir,
+		"--out", out, "--append", "orbit.am="+amURL, "--module-root", root)
+	cmd.Dir = root
+	output, err := cmd.CombinedOutput()
+	if err != nil {
+		return Image{}, fmt.Errorf("nbctl image build: %v\n%s", err, output)
+	}
+	img := Image{Name: name, Dir: out, Took: time.Since(start)}
+	// One line per file: "<path> <size>  sha256:<hex>": config, kernel, initramfs.
+	var files []string
+	for _, line := range strings.Split(string(output), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], "sha256:") {
+			rel, err := filepath.Rel(out, f[0])
+			if err != nil || strings.HasPrefix(rel, "..") {
+				abs, _ := filepath.Abs(out)
+				if rel, err = filepath.Rel(abs, f[0]); err != nil {
+					return Image{}, fmt.Errorf("nbctl image build wrote %s outside %s", f[0], out)
+				}
+			}
+			files = append(files, filepath.ToSlash(rel))
+		}
+	}
+	if len(files) != 3 {
+		return Image{}, fmt.Errorf("nbctl image build: want 3 files in its output, got %d:\n%s", len(files), output)
+	}
+	img.Config, img.Kernel, img.Initrd = files[0], files[1], files[2]
+	t.Logf("image %s built in %v: %s, %s, %s", name, img.Took.Round(time.Millisecond), img.Config, img.Kernel, img.Initrd)
+	return img, nil
+}
+
+// CopyTo copies the image's three files into another TFTP root.
+func (img Image) CopyTo(root string) (Image, error) {
+	for _, f := range []string{img.Config, img.Kernel, img.Initrd} {
+		dst := filepath.Join(root, filepath.FromSlash(f))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return Image{}, err
+		}
+		if err := copyFile(filepath.Join(img.Dir, filepath.FromSlash(f)), dst); err != nil {
+			return Image{}, err
+		}
+	}
+	img.Dir = root
+	return img, nil
+}

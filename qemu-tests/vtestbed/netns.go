@@ -1,0 +1,171 @@
+package vtestbed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Netns is a network namespace made by this package (ip netns add), which
+// Delete removes with everything in it.
+type Netns struct {
+	Name string
+	fd   int // /run/netns/<Name>, for Dial
+}
+
+// NewNetns makes a network namespace named prefix-<6 random hex digits>
+// and sets its loopback up.
+func NewNetns(prefix string) (*Netns, error) {
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	name := prefix + "-" + hex.EncodeToString(rnd[:])
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		exec.Command("ip", "netns", "del", name).Run()
+		return nil, fmt.Errorf("netns %s: %w", name, err)
+	}
+	n := &Netns{Name: name, fd: fd}
+	if err := n.IP("link", "set", "lo", "up"); err != nil {
+		n.Delete()
+		return nil, err
+	}
+	return n, nil
+}
+
+// IP runs `ip -n <ns> args...`.
+func (n *Netns) IP(args ...string) error {
+	out, err := exec.Command("ip", append([]string{"-n", n.Name}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip -n %s %s: %v: %s", n.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Command returns a command that runs name inside the namespace
+// (ip netns exec, which execs name: the process is name itself).
+func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Sysctl sets a sysctl inside the namespace (net.* keys are per namespace).
+func (n *Netns) Sysctl(key, value string) error {
+	out, err := n.Command(context.Background(), "sysctl", "-q", "-w", key+"="+value).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netns %s: sysctl %s=%s: %v: %s", n.Name, key, value, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Dial connects from inside the namespace: the socket is made on an OS
+// thread that has entered the namespace for the call (a socket stays in
+// the namespace it was made in) and then goes back to the one it came
+// from. Should going back fail, the thread is left locked and so ends with
+// the goroutine: no other goroutine ever runs in the namespace.
+func (n *Netns) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, fmt.Errorf("netns %s: %w", n.Name, err)}
+			return
+		}
+		defer unix.Close(home)
+		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, fmt.Errorf("setns %s: %w", n.Name, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-ctx.Done():
+		go func() { // close a connection that comes too late
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// startLocked starts cmd, whose SysProcAttr.Pdeathsig kills it when the
+// OS thread that started it ends, from a goroutine locked to its thread
+// until cmd has exited: the Go runtime ends threads (a goroutine that
+// exits locked takes its thread along), which must not kill the child
+// early (go.dev/issue/27505). done gets cmd.Wait's error.
+func startLocked(cmd *exec.Cmd) (done <-chan error, err error) {
+	started := make(chan error, 1)
+	exited := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return exited, nil
+}
+
+// HTTPClient returns an HTTP client whose connections are made inside the
+// namespace.
+func (n *Netns) HTTPClient() *http.Client {
+	return &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: false, MaxIdleConnsPerHost: 4},
+	}
+}
+
+// Delete removes the namespace. Processes still inside keep it alive (and
+// its interfaces), so stop them first.
+func (n *Netns) Delete() error {
+	if n.fd >= 0 {
+		unix.Close(n.fd)
+		n.fd = -1
+	}
+	out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip netns del %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// haveTun reports whether /dev/net/tun can be opened (taps need it).
+func haveTun() error {
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,410 @@
+package vtestbed
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestBootSector(t *testing.T) {
+	s, err := BootSector("VTESTBED OK node1-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s) != SectorSize || s[510] != 0x55 || s[511] != 0xAA {
+		t.Fatalf("not a boot sector: %d bytes, signature %#x %#x", len(s), s[510], s[511])
+	}
+	addr := int(binary.LittleEndian.Uint16(s[msgAddrOffset:]))
+	if s[msgAddrOffset-1] != 0xBE { // mov si, imm16
+		t.Fatalf("byte before the message address is %#x, want 0xBE (mov si)", s[msgAddrOffset-1])
+	}
+	off := addr - loadAddress
+	if off < len(bootCode) || off >= 510 {
+		t.Fatalf("message address %#x is outside the sector's data", addr)
+	}
+	end := off + strings.IndexByte(string(s[off:]), 0)
+	if got := string(s[off:end]); got != "VTESTBED OK node1-1\r\n" {
+		t.Errorf("message %q", got)
+	}
+	// The code is the same whatever the message.
+	if !slices.Equal(s[:msgAddrOffset], bootCode[:msgAddrOffset]) || !slices.Equal(s[msgAddrOffset+2:len(bootCode)], bootCode[msgAddrOffset+2:]) {
+		t.Error("the code around the message address changed")
+	}
+
+	long := strings.Repeat("x", 463)
+	if _, err := BootSector(long); err != nil {
+		t.Errorf("463 bytes: %v", err)
+	}
+	for _, bad := range []string{long + "x", "tab\there", "non-ascii é"} {
+		if _, err := BootSector(bad); err == nil {
+			t.Errorf("BootSector(%.20q...) = nil error", bad)
+		}
+	}
+}
+
+func TestWriteDisk(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := BootSector("x")
+	p := filepath.Join(dir, "d.raw")
+	if err := WriteDisk(p, 1<<20, s); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 1<<20 || !slices.Equal(b[:SectorSize], s) {
+		t.Errorf("disk: %d bytes, boot sector there: %v", len(b), slices.Equal(b[:SectorSize], s))
+	}
+	if err := WriteDisk(filepath.Join(dir, "blank.raw"), 4096, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "blank.raw")); len(b) != 4096 || b[510] != 0 {
+		t.Errorf("blank disk: %d bytes, byte 510 %#x", len(b), b[510])
+	}
+	if err := WriteDisk(filepath.Join(dir, "tiny"), 100, nil); err == nil {
+		t.Error("a disk smaller than a sector was made")
+	}
+}
+
+func TestNewNode(t *testing.T) {
+	want := Node{HRN: "node1-18.vtb.orbit-lab.org", Hostname: "node1-18", IP: netip.MustParseAddr("10.18.1.18"), MAC: "52:54:00:18:01:12", NIC: E1000}
+	n := NewNode(18, E1000)
+	if diff := cmp.Diff(want, n, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("NewNode(18) (-want +got):\n%s", diff)
+	}
+	if got := n.Hex(); got != "0A120112" {
+		t.Errorf("Hex = %s, want 0A120112", got)
+	}
+}
+
+func TestQEMUArgs(t *testing.T) {
+	n := NewNode(2, VirtioNet)
+	n.Tap = "tap1"
+	got := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, Extra: []string{"-cpu", "max"}}, "/s.log", "/q.sock", "/d.raw"), " ")
+	for _, want := range []string{
+		"-m 256", "-no-reboot -S", "-serial file:/s.log", "-qmp unix:/q.sock,server=on,wait=off",
+		"-netdev tap,id=n0,ifname=tap1,script=no,downscript=no", "-device virtio-net-pci,netdev=n0,mac=52:54:00:18:01:02",
+		"-drive file=/d.raw,format=raw,if=ide,index=0,media=disk", "-boot order=nc,reboot-timeout=1000", "-cpu max",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("QEMU args lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "enable-kvm") || strings.Contains(got, "accel=kvm") {
+		t.Errorf("QEMU args ask for KVM: %s", got)
+	}
+}
+
+func TestDnsmasqArgs(t *testing.T) {
+	nodes := []Node{NewNode(1, E1000), NewNode(2, VirtioNet)}
+	plain := strings.Join(DnsmasqArgs(nodes, "/tftp", "/state", false), " ")
+	for _, want := range []string{
+		"--interface=br0 --bind-interfaces", "--dhcp-range=10.18.0.0,static,255.255.0.0,1h", "--dhcp-boot=pxelinux.0",
+		"--enable-tftp --tftp-root=/tftp", "--dhcp-host=52:54:00:18:01:01,10.18.1.1,node1-1",
+		"--dhcp-host=52:54:00:18:01:02,10.18.1.2,node1-2", "--port=0",
+	} {
+		if !strings.Contains(plain, want) {
+			t.Errorf("dnsmasq args lack %q:\n%s", want, plain)
+		}
+	}
+	if strings.Contains(plain, "175") || strings.Contains(plain, "enable-ra") {
+		t.Errorf("plain dnsmasq has the iPXE options: %s", plain)
+	}
+	ipxe := strings.Join(DnsmasqArgs(nodes, "/tftp", "/state", true), " ")
+	for _, want := range []string{"--dhcp-option-force=encap:175,176,1b", "--enable-ra", "ra-only", "--ra-param=br0,60,0"} {
+		if !strings.Contains(ipxe, want) {
+			t.Errorf("dnsmasq-ipxe args lack %q:\n%s", want, ipxe)
+		}
+	}
+}
+
+func TestInOrder(t *testing.T) {
+	at := time.Unix(0, 0)
+	ev := func(src, what, detail string) Event { return Event{At: at, Source: src, What: what, Detail: detail} }
+	img := Image{Name: "orbit-2.0.0", Kernel: "linux-orbit-pxe-6.1.0-56-amd64", Initrd: "initramfs-orbit-pxe-2.0.0.gz"}
+	n := NewNode(1, E1000)
+	good := []Event{
+		ev("dhcp", "DHCPOFFER", ""), ev("dhcp", "DHCPACK", ""),
+		ev("tftp", "pxelinux.0", "failed after 0 bytes: tsize probe"), // not a fetch
+		ev("tftp", "pxelinux.0", "42430 bytes"), ev("tftp", "ldlinux.c32", ""),
+		ev("tftp", "pxelinux.cfg/0A120101", ""), ev("tftp", img.Kernel, ""), ev("tftp", img.Initrd, ""),
+		ev("dhcp", "DHCPOFFER", ""), ev("dhcp", "DHCPACK", ""), ev("rc", "enrolled", "orbit-2.0.0"),
+	}
+	found, err := InOrder(good, NetbootSteps(n, img)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whats []string
+	for _, e := range found {
+		whats = append(whats, e.Source+" "+e.What+" "+e.Detail)
+	}
+	want := []string{"dhcp DHCPOFFER ", "dhcp DHCPACK ", "tftp pxelinux.0 42430 bytes", "tftp ldlinux.c32 ",
+		"tftp pxelinux.cfg/0A120101 ", "tftp " + img.Kernel + " ", "tftp " + img.Initrd + " ", "dhcp DHCPACK "}
+	if diff := cmp.Diff(want, whats); diff != "" {
+		t.Errorf("found (-want +got):\n%s", diff)
+	}
+
+	for name, evs := range map[string][]Event{
+		"kernel before config": {ev("dhcp", "DHCPOFFER", ""), ev("dhcp", "DHCPACK", ""), ev("tftp", "pxelinux.0", ""), ev("tftp", "ldlinux.c32", ""),
+			ev("tftp", img.Kernel, ""), ev("tftp", "pxelinux.cfg/0A120101", ""), ev("tftp", img.Initrd, ""), ev("dhcp", "DHCPACK", "")},
+		"another node's config": {ev("dhcp", "DHCPOFFER", ""), ev("dhcp", "DHCPACK", ""), ev("tftp", "pxelinux.0", ""), ev("tftp", "ldlinux.c32", ""),
+			ev("tftp", "pxelinux.cfg/0A120102", ""), ev("tftp", img.Kernel, ""), ev("tftp", img.Initrd, ""), ev("dhcp", "DHCPACK", "")},
+		"initramfs failed": {ev("dhcp", "DHCPOFFER", ""), ev("dhcp", "DHCPACK", ""), ev("tftp", "pxelinux.0", ""), ev("tftp", "ldlinux.c32", ""),
+			ev("tftp", "pxelinux.cfg/0A120101", ""), ev("tftp", img.Kernel, ""), ev("tftp", img.Initrd, "failed after 1408 bytes: timeout"), ev("dhcp", "DHCPACK", "")},
+		"empty": nil,
+	} {
+		if _, err := InOrder(evs, NetbootSteps(n, img)...); err == nil {
+			t.Errorf("%s: InOrder found every step", name)
+		}
+	}
+	if _, err := InOrder(good[:6], LocalbootSteps()...); err == nil {
+		t.Error("a timeline without pxelinux.cfg/default passed LocalbootSteps")
+	}
+}
+
+// fakeQMP serves one QMP connection on a unix socket the way QEMU does:
+// greeting, then one reply per command (with its id), and events.
+func fakeQMP(t *testing.T, handle func(cmd string, args json.RawMessage, send func(v any))) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "qmp.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		enc := json.NewEncoder(c)
+		send := func(v any) { enc.Encode(v) }
+		send(map[string]any{"QMP": map[string]any{"version": map[string]any{}, "capabilities": []string{}}})
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			var m struct {
+				Execute   string          `json:"execute"`
+				Arguments json.RawMessage `json:"arguments"`
+				ID        json.RawMessage `json:"id"`
+			}
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			reply := func(v any) {
+				b, _ := json.Marshal(v)
+				var obj map[string]any
+				json.Unmarshal(b, &obj)
+				obj["id"] = m.ID
+				send(obj)
+			}
+			if m.Execute == "qmp_capabilities" {
+				reply(map[string]any{"return": map[string]any{}})
+				continue
+			}
+			handle(m.Execute, m.Arguments, func(v any) {
+				if mm, ok := v.(map[string]any); ok && mm["event"] != nil {
+					send(v)
+					return
+				}
+				reply(v)
+			})
+			if m.Execute == "quit" {
+				return
+			}
+		}
+	}()
+	return path
+}
+
+func TestQMP(t *testing.T) {
+	path := fakeQMP(t, func(cmd string, args json.RawMessage, send func(any)) {
+		switch cmd {
+		case "query-status":
+			send(map[string]any{"event": "RESUME", "data": map[string]any{}}) // an event before the reply
+			send(map[string]any{"return": map[string]any{"status": "prelaunch", "running": false}})
+		case "cont":
+			send(map[string]any{"return": map[string]any{}})
+			send(map[string]any{"event": "SHUTDOWN", "data": map[string]any{"guest": true, "reason": "guest-shutdown"}})
+		case "quit":
+			send(map[string]any{"return": map[string]any{}})
+		default:
+			send(map[string]any{"error": map[string]any{"class": "CommandNotFound", "desc": "The command " + cmd + " has not been found"}})
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := DialQMP(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if st, err := q.Status(ctx); err != nil || st != "prelaunch" {
+		t.Fatalf("Status = %q, %v", st, err)
+	}
+	_, err = q.Execute(ctx, "no-such-thing", map[string]any{"x": 1})
+	var qe *QMPError
+	if !errors.As(err, &qe) || qe.Class != "CommandNotFound" || qe.Command != "no-such-thing" {
+		t.Fatalf("unknown command: %v", err)
+	}
+	if _, err := q.Execute(ctx, "cont", nil); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := q.WaitEvent(ctx, "SHUTDOWN")
+	if err != nil || !strings.Contains(string(ev.Data), "guest-shutdown") {
+		t.Fatalf("SHUTDOWN: %+v %v", ev, err)
+	}
+	if names := eventNames(q.Events()); !slices.Equal(names, []string{"RESUME", "SHUTDOWN"}) {
+		t.Errorf("events %v", names)
+	}
+	if _, err := q.Execute(ctx, "quit", nil); err != nil {
+		t.Fatal(err)
+	}
+	// The server has gone: commands fail at once, waits end.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := q.Execute(ctx, "query-status", nil)
+		if errors.Is(err, ErrQMPClosed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after quit: %v, want ErrQMPClosed", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := q.WaitEvent(ctx, "RESET"); !errors.Is(err, ErrQMPClosed) {
+		t.Errorf("WaitEvent on a closed connection: %v", err)
+	}
+}
+
+func eventNames(evs []QMPEvent) []string {
+	var names []string
+	for _, e := range evs {
+		names = append(names, e.Name)
+	}
+	return names
+}
+
+func TestDialQMPNoSocket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := DialQMP(ctx, filepath.Join(t.TempDir(), "none.sock")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("DialQMP without a socket: %v", err)
+	}
+}
+
+func TestConsole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "serial.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := NewConsole(path)
+	c.Poll = 5 * time.Millisecond
+	c.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	before := time.Now()
+	io.WriteString(f, "SeaBIOS\r\n[    2.5] Run /init as ")
+	time.Sleep(30 * time.Millisecond)
+	if _, ok := c.Find(regexp.MustCompile(`Run /init`)); ok {
+		t.Error("an unfinished line was found")
+	}
+	io.WriteString(f, "init process\r\norbit-2.0.0\r\nlast words")
+	l, err := c.Wait(ctx, regexp.MustCompile(`Run /init as init process`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.At.Before(before) || l.Text != "[    2.5] Run /init as init process" {
+		t.Errorf("line %+v", l)
+	}
+	if _, err := c.WaitLine(ctx, "orbit-2.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Find(regexp.MustCompile(`^orbit-2\.0$`)); ok {
+		t.Error("a prefix matched a whole line")
+	}
+	c.Stop()
+	if got := c.Lines(); len(got) != 4 || got[3].Text != "last words" {
+		t.Errorf("after Stop, the unfinished line is not a line: %+v", got)
+	}
+	if _, err := c.Wait(ctx, regexp.MustCompile(`never`)); !errors.Is(err, ErrConsoleStopped) {
+		t.Errorf("Wait on a stopped console: %v", err)
+	}
+	if got, want := c.Text(), "SeaBIOS\n[    2.5] Run /init as init process\norbit-2.0.0\nlast words\n"; got != want {
+		t.Errorf("Text = %q, want %q", got, want)
+	}
+	c.Stop() // twice is fine
+}
+
+func TestProgram(t *testing.T) {
+	var out strings.Builder
+	var order []string
+	err := RunProgram("p/1", &out, func(tb testing.TB) {
+		tb.Cleanup(func() { order = append(order, "first") })
+		tb.Cleanup(func() { order = append(order, "second") })
+		dir := tb.TempDir()
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("TempDir: %v", err)
+		}
+		tb.Logf("hello %d", 1)
+		tb.Fatalf("stop here")
+		order = append(order, "after Fatal")
+	})
+	if err == nil || errors.Is(err, ErrSkipped) {
+		t.Errorf("RunProgram after Fatal: %v", err)
+	}
+	if !slices.Equal(order, []string{"second", "first"}) {
+		t.Errorf("cleanups ran %v", order)
+	}
+	if !strings.Contains(out.String(), "p/1: hello 1") || !strings.Contains(out.String(), "stop here") {
+		t.Errorf("log %q", out.String())
+	}
+	if err := RunProgram("p/2", io.Discard, func(tb testing.TB) { tb.Skip("no qemu") }); !errors.Is(err, ErrSkipped) {
+		t.Errorf("Skip: %v", err)
+	}
+	if err := RunProgram("p/3", io.Discard, func(tb testing.TB) { tb.Errorf("soft") }); err == nil {
+		t.Error("Errorf did not fail the program")
+	}
+	if err := RunProgram("p/4", io.Discard, func(tb testing.TB) {}); err != nil {
+		t.Errorf("a clean run: %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("a foreign panic was not passed on: %v", r)
+			}
+		}()
+		RunProgram("p/5", io.Discard, func(tb testing.TB) { panic("boom") })
+	}()
+}
+
+func TestArtifactsPath(t *testing.T) {
+	t.Setenv(ArtifactsEnv, "/tmp/arts")
+	t.Run("sub test/x", func(t *testing.T) {
+		if got, want := artifactsPath(t, "/root"), "/tmp/arts/TestArtifactsPath/sub_test/x"; got != want {
+			t.Errorf("artifactsPath = %s, want %s", got, want)
+		}
+	})
+	t.Setenv(ArtifactsEnv, "")
+	if got, want := artifactsPath(t, "/r"), "/r/.cache/qemu-artifacts/TestArtifactsPath"; got != want {
+		t.Errorf("artifactsPath = %s, want %s", got, want)
+	}
+}
