@@ -10,7 +10,7 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
-.PHONY: all build test demo lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build test demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
@@ -24,10 +24,11 @@ test-deps:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
 
 # Every test, including the end-to-end ones against real netbootd
-# processes; then the demo, once, as a user would run it.
+# processes and QEMU nodes; then both demos, once, as a user would run them.
 test: go-toolchain test-deps kernel lint
 	$(GO) test -count=1 -timeout 20m ./...
 	DEMO_ONCE=1 scripts/demo.sh > /dev/null
+	DEMO_ONCE=1 $(GO) run ./qemu-tests/demo > /dev/null
 
 # The current Debian kernel package, unpacked (never installed) into .cache/kernel.
 kernel:
@@ -38,7 +39,12 @@ lint: go-toolchain
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-demo: build
+# The main job: a virtual testbed whose QEMU nodes netboot from netbootd.
+demo: build test-deps kernel
+	$(GO) run ./qemu-tests/demo
+
+# The AM alone on loopback, driven with OMF calls and nbctl.
+demo-api: build
 	scripts/demo.sh
 
 bench-deps:
