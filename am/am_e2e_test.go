@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -185,6 +186,7 @@ func TestOMFServiceListing(t *testing.T) {
 	want := "<?xml version='1.0'?>\n<serviceGroups>" +
 		"<serviceGroup path='pxe' name='pxe'><info>Service to facilitate PXE to boot into specific image</info></serviceGroup>" +
 		"<serviceGroup path='inventory' name='inventory'><info>Service to retrieve information about nodes or testbeds from the Inventory Database</info></serviceGroup>" +
+		"<serviceGroup path='cmc' name='cmc'><info>Service to switch nodes on and off (Chassis Manager Controller)</info></serviceGroup>" +
 		"</serviceGroups>"
 	if root != want {
 		t.Errorf("GET /:\n got %q\nwant %q", root, want)
@@ -486,5 +488,65 @@ func TestConcurrentSetClear(t *testing.T) {
 		if len(touching) > 0 && !ok {
 			t.Errorf("%s ended as %q, which is not the state of any call that could have been its last", hrn, target)
 		}
+	}
+}
+
+// TestPowerService drives a real QEMU (no machine, no network: only its
+// power state) through the OMF cmc calls and the JSON API of a running
+// netbootd, with the node's driver named in the inventory.
+func TestPowerService(t *testing.T) {
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("needs qemu-system-x86_64 (make test installs it)")
+	}
+	sock := filepath.Join(t.TempDir(), "qmp.sock")
+	vm := exec.Command(qemu, "-machine", "none", "-S", "-display", "none", "-nodefaults", "-no-shutdown",
+		"-qmp", "unix:"+sock+",server=on,wait=off")
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Process.Kill(); vm.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a := apptest.New(t, apptest.Options{Inventory: `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: vm1.sb8, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", power: "qemu:` + sock + `" }
+      - { hrn: bare.sb8, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02" }
+`})
+	a.Start()
+	steps := []struct {
+		method, path, body string
+		wantStatus         int
+		wantBody           string
+	}{
+		{"GET", "/cmc/status?hrn=vm1.sb8&domain=sb8", "", 200, "<NODE_STATUS><STATUS>POWEROFF</STATUS></NODE_STATUS>"},
+		{"GET", "/cmc/on?hrn=vm1.sb8&domain=sb8", "", 200, "OK"},
+		{"GET", "/cmc/status?hrn=vm1.sb8&domain=sb8", "", 200, "<NODE_STATUS><STATUS>POWERON</STATUS></NODE_STATUS>"},
+		{"POST", "/api/v1/nodes/vm1.sb8/power", `{"action":"offHard"}`, 200, `{"hrn":"vm1.sb8","action":"offHard","state":"off"}`},
+		{"POST", "/api/v1/nodes/vm1.sb8/power", `{"action":"reset"}`, 200, `{"hrn":"vm1.sb8","action":"reset","state":"on"}`},
+		{"POST", "/api/v1/nodes/vm1.sb8/power", `{"action":"explode"}`, 400, ""},
+		{"POST", "/api/v1/nodes/bare.sb8/power", `{"action":"on"}`, 409, ""},
+		{"POST", "/api/v1/nodes/ghost.sb8/power", `{"action":"on"}`, 404, ""},
+		{"GET", "/cmc/on?hrn=bare.sb8&domain=sb8", "", 409, ""},
+		{"GET", "/cmc/on?hrn=vm1.sb8", "", 400, ""},
+	}
+	for _, st := range steps {
+		status, body := send(t, st.method, a.URL+st.path, st.body)
+		if status != st.wantStatus || (st.wantBody != "" && body != st.wantBody) {
+			t.Errorf("%s %s %s = %d %q; want %d %q", st.method, st.path, st.body, status, body, st.wantStatus, st.wantBody)
+		}
+		if status >= 400 && strings.TrimSpace(body) == "" {
+			t.Errorf("%s %s: error without a message", st.method, st.path)
+		}
+	}
+	// A malformed driver is refused when the node is written, not on the first call.
+	status, body := send(t, "PUT", a.URL+"/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
+	if status != 400 || !strings.Contains(body, "power") {
+		t.Errorf("bad power spec: %d %s", status, body)
 	}
 }

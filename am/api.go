@@ -24,6 +24,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	g.DELETE("/nodes/:hrn", s.apiDeleteNode)
 	g.GET("/nodes/:hrn/events", s.apiEvents)
 	g.PUT("/nodes/:hrn/boot", s.apiSetBoot)
+	g.POST("/nodes/:hrn/power", s.apiPower)
 	g.DELETE("/nodes/:hrn/boot", s.apiClearBoot)
 	g.GET("/boot", s.apiBoot)
 	g.GET("/discovered", s.apiDiscovered)

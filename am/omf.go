@@ -10,6 +10,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/power"
+
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
@@ -93,6 +95,14 @@ func (s *Server) omfGroups() []omfGroup {
 			{name: "getListOfResources", info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, handle: s.invListOfResources},
 			{name: "getAllNodes", info: "Get detailed list of nodes defined in the inventory", handle: s.invAllNodes},
 			{name: "getAllTestbeds", info: "Get list of testbeds defined in the inventory", handle: s.invAllTestbeds},
+		}},
+		{name: "cmc", info: "Service to switch nodes on and off (Chassis Manager Controller)", methods: []omfMethod{
+			{name: "on", info: "Switch on a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.On)},
+			{name: "offHard", info: "Switch off a node at once (hard power off)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.OffHard)},
+			{name: "offSoft", info: "Ask a node's OS to shut down (soft power off)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.OffSoft)},
+			{name: "reboot", info: "Reboot a node (power cycle)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Reboot)},
+			{name: "reset", info: "Reset a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Reset)},
+			{name: "status", info: "Get the power state of a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Status)},
 		}},
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/orbit-lab/netboot/am/power"
 )
 
 // File is the seed/import/export document.
@@ -52,6 +54,9 @@ type Node struct {
 	// Bootfile, if set, is the node's DHCP boot file (option 67), whatever
 	// its architecture: a path relative to the TFTP root.
 	Bootfile string `yaml:"bootfile,omitempty" json:"bootfile,omitempty"`
+	// Power names the node's power driver: "qemu:/path/to/qmp.sock",
+	// "ipmi:HOST:USER:PASSFILE", or "none"/empty for no power control.
+	Power string `yaml:"power,omitempty" json:"power,omitempty"`
 }
 
 // ErrInvalid marks an entry that is malformed in itself.
@@ -134,6 +139,9 @@ func Normalize(n Node) (Node, error) {
 	}
 	if n.Bootfile != "" && !validBootfile(n.Bootfile) {
 		errs = append(errs, fmt.Errorf("bootfile %q is not a relative path inside the TFTP root", n.Bootfile))
+	}
+	if _, err := power.Parse(n.Power); err != nil && !errors.Is(err, power.ErrNoDriver) {
+		errs = append(errs, fmt.Errorf("power %q: %v", n.Power, err))
 	}
 	if n.Disk == "" {
 		n.Disk = DefaultDisk

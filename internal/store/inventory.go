@@ -12,14 +12,14 @@ import (
 // ErrAmbiguous is returned when a name matches nodes in several testbeds.
 var ErrAmbiguous = errors.New("ambiguous")
 
-const nodeColumns = `n.hrn, t.domain, n.hostname, n.control_ip, n.control_mac, n.cmc_ip, n.x, n.y, n.z, n.disk, n.pxe_image, n.bootfile`
+const nodeColumns = `n.hrn, t.domain, n.hostname, n.control_ip, n.control_mac, n.cmc_ip, n.x, n.y, n.z, n.disk, n.pxe_image, n.bootfile, n.power`
 const nodeFrom = ` FROM nodes n JOIN testbeds t ON t.id = n.testbed_id `
 
 type scanner interface{ Scan(...any) error }
 
 func scanNode(r scanner) (inventory.Node, error) {
 	var n inventory.Node
-	err := r.Scan(&n.HRN, &n.Domain, &n.Hostname, &n.ControlIP, &n.ControlMAC, &n.CmcIP, &n.X, &n.Y, &n.Z, &n.Disk, &n.PXEImage, &n.Bootfile)
+	err := r.Scan(&n.HRN, &n.Domain, &n.Hostname, &n.ControlIP, &n.ControlMAC, &n.CmcIP, &n.X, &n.Y, &n.Z, &n.Disk, &n.PXEImage, &n.Bootfile, &n.Power)
 	return n, err
 }
 
@@ -301,9 +301,9 @@ func testbedID(ctx context.Context, tx *sql.Tx, domain string) (int64, error) {
 }
 
 func insertNode(ctx context.Context, tx *sql.Tx, testbed int64, n inventory.Node) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO nodes(hrn, testbed_id, hostname, control_ip, control_mac, cmc_ip, x, y, z, disk, pxe_image, bootfile)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		n.HRN, testbed, n.Hostname, n.ControlIP, n.ControlMAC, n.CmcIP, n.X, n.Y, n.Z, n.Disk, n.PXEImage, n.Bootfile)
+	_, err := tx.ExecContext(ctx, `INSERT INTO nodes(hrn, testbed_id, hostname, control_ip, control_mac, cmc_ip, x, y, z, disk, pxe_image, bootfile, power)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.HRN, testbed, n.Hostname, n.ControlIP, n.ControlMAC, n.CmcIP, n.X, n.Y, n.Z, n.Disk, n.PXEImage, n.Bootfile, n.Power)
 	if err != nil {
 		return fmt.Errorf("store: node %q: %w", n.HRN, err)
 	}

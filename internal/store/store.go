@@ -166,6 +166,8 @@ var migrations = []string{
 	CREATE INDEX rc_commands_enrollment ON rc_commands(enrollment, state, id);`,
 	// 4: a per-node boot file that wins over dhcp.bootfile and bootfile_efi.
 	`ALTER TABLE nodes ADD COLUMN bootfile TEXT NOT NULL DEFAULT '';`,
+	// 5: the node's power driver (cmc service).
+	`ALTER TABLE nodes ADD COLUMN power TEXT NOT NULL DEFAULT '';`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema

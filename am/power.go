@@ -1,0 +1,109 @@
+package am
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/am/power"
+	"github.com/orbit-lab/netboot/internal/inventory"
+)
+
+// powerDo runs a power action on a node: 409 if the node has no (usable)
+// power driver, 502 if the driver (QEMU, the BMC) fails.
+func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) (power.State, error) {
+	d, err := power.Parse(n.Power)
+	if err != nil {
+		if errors.Is(err, power.ErrNoDriver) {
+			return "", &httpError{status: http.StatusConflict, msg: fmt.Sprintf("node %s has no power driver", n.HRN)}
+		}
+		return "", &httpError{status: http.StatusConflict, msg: fmt.Sprintf("node %s: %v", n.HRN, err)}
+	}
+	st, err := d.Do(ctx, a)
+	if err != nil {
+		s.log.Warn("power", "hrn", n.HRN, "action", string(a), "err", err)
+		return "", &httpError{status: http.StatusBadGateway, msg: err.Error()}
+	}
+	if a != power.Status {
+		s.log.Info("power", "hrn", n.HRN, "action", string(a), "state", string(st))
+	}
+	return st, nil
+}
+
+// PowerRequest is the body of POST /api/v1/nodes/{hrn}/power.
+type PowerRequest struct {
+	Action string `json:"action"` // on, offHard, offSoft, reboot, reset, status
+}
+
+// PowerReply answers it.
+type PowerReply struct {
+	HRN    string `json:"hrn"`
+	Action string `json:"action"`
+	State  string `json:"state"` // on, off, unknown
+}
+
+func (s *Server) apiPower(c *gin.Context) {
+	hrn, ok := hrnParam(c)
+	if !ok {
+		return
+	}
+	var req PowerRequest
+	if err := decodeJSON(c, &req); err != nil {
+		apiError(c, err)
+		return
+	}
+	a, err := power.ParseAction(req.Action)
+	if err != nil {
+		apiError(c, badRequest("%v", err))
+		return
+	}
+	n, err := s.inv.Node(c.Request.Context(), hrn) // unknown: store.ErrNotFound -> 404
+	if err != nil {
+		apiError(c, err)
+		return
+	}
+	st, err := s.powerDo(c.Request.Context(), n, a)
+	if err != nil {
+		apiError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, PowerReply{HRN: n.HRN, Action: string(a), State: string(st)})
+}
+
+// omfPowerStatus is what /cmc/status answers in <STATUS>.
+var omfPowerStatus = map[power.State]string{power.StateOn: "POWERON", power.StateOff: "POWEROFF", power.StateUnknown: "UNKNOWN"}
+
+// omfPower handles /cmc/<action>?hrn=&domain=: "OK" (text/plain) as OMF
+// answered a true result, and for status
+// <NODE_STATUS><STATUS>POWERON|POWEROFF|UNKNOWN</STATUS></NODE_STATUS>.
+func (s *Server) omfPower(a power.Action) func(*gin.Context, map[string]string) {
+	return func(c *gin.Context, p map[string]string) {
+		method := string(a)
+		err := checkName("hrn", p["hrn"])
+		if err == nil {
+			err = checkName("domain", p["domain"])
+		}
+		if err != nil {
+			omfError(c, method, err)
+			return
+		}
+		n, err := s.inv.LookupNode(c.Request.Context(), p["domain"], p["hrn"])
+		if err != nil {
+			omfError(c, method, err)
+			return
+		}
+		st, err := s.powerDo(c.Request.Context(), n, a)
+		if err != nil {
+			omfError(c, method, err)
+			return
+		}
+		if a == power.Status {
+			c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<NODE_STATUS><STATUS>%s</STATUS></NODE_STATUS>", omfPowerStatus[st]))
+			return
+		}
+		c.Data(http.StatusOK, "text/plain", []byte("OK"))
+	}
+}

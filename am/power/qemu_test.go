@@ -1,0 +1,310 @@
+package power
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeQEMU serves QMP on a unix socket and models QEMU's run states
+// closely enough for the driver: cont refuses a shut-down VM, a reset of a
+// stopped VM leaves it in prelaunch, system_powerdown sends an event first.
+type fakeQEMU struct {
+	sock string
+
+	mu       sync.Mutex
+	state    string
+	commands []string
+	fail     map[string]bool // commands answered with an error
+	hang     bool            // never answer qmp_capabilities
+	greeting string
+}
+
+func newFakeQEMU(t *testing.T, state string) *fakeQEMU {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "qmp") // t.TempDir() may exceed sun_path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := &fakeQEMU{sock: filepath.Join(dir, "qmp.sock"), state: state, fail: map[string]bool{},
+		greeting: `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}}, "capabilities": ["oob"]}}`}
+	ln, err := net.Listen("unix", f.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeQEMU) serve(c net.Conn) {
+	defer c.Close()
+	f.mu.Lock()
+	greeting := f.greeting
+	f.mu.Unlock()
+	fmt.Fprintf(c, "%s\r\n", greeting)
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		var req struct {
+			Execute string          `json:"execute"`
+			ID      json.RawMessage `json:"id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return
+		}
+		f.mu.Lock()
+		f.commands = append(f.commands, req.Execute)
+		hang := f.hang
+		ret, errClass, errDesc := f.apply(req.Execute)
+		f.mu.Unlock()
+		if hang {
+			time.Sleep(5 * time.Second)
+			return
+		}
+		if req.Execute == "system_powerdown" {
+			fmt.Fprintf(c, `{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "POWERDOWN"}`+"\r\n")
+		}
+		var reply map[string]any
+		if errClass != "" {
+			reply = map[string]any{"error": map[string]string{"class": errClass, "desc": errDesc}, "id": req.ID}
+		} else {
+			reply = map[string]any{"return": ret, "id": req.ID}
+		}
+		data, _ := json.Marshal(reply)
+		c.Write(append(data, '\r', '\n'))
+	}
+}
+
+// apply runs a command against the model; f.mu is held.
+func (f *fakeQEMU) apply(cmd string) (ret any, class, desc string) {
+	if f.fail[cmd] {
+		return nil, "GenericError", cmd + " failed on purpose"
+	}
+	switch cmd {
+	case "qmp_capabilities", "system_powerdown":
+	case "query-status":
+		return map[string]any{"status": f.state, "running": f.state == "running", "singlestep": false}, "", ""
+	case "cont":
+		if needsReset[f.state] {
+			return nil, "GenericError", "Resetting the Virtual Machine is required"
+		}
+		f.state = "running"
+	case "stop":
+		f.state = "paused"
+	case "system_reset":
+		if f.state != "running" {
+			f.state = "prelaunch"
+		}
+	default:
+		return nil, "CommandNotFound", "The command " + cmd + " has not been found"
+	}
+	return map[string]any{}, "", ""
+}
+
+func (f *fakeQEMU) set(fn func(f *fakeQEMU)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeQEMU) runState() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+func (f *fakeQEMU) take() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.commands
+	f.commands = nil
+	return c
+}
+
+func TestQEMUFake(t *testing.T) {
+	const caps, qs = "qmp_capabilities", "query-status"
+	for _, tc := range []struct {
+		from string
+		a    Action
+		cmds []string
+		want State
+		end  string
+	}{
+		{"prelaunch", On, []string{caps, qs, "cont", qs}, StateOn, "running"},
+		{"paused", On, []string{caps, qs, "cont", qs}, StateOn, "running"},
+		{"running", On, []string{caps, qs, qs}, StateOn, "running"},
+		{"shutdown", On, []string{caps, qs, "system_reset", qs, "cont", qs}, StateOn, "running"},
+		{"running", OffHard, []string{caps, "stop", "system_reset", qs}, StateOff, "prelaunch"},
+		{"running", OffSoft, []string{caps, "system_powerdown", qs}, StateOn, "running"},
+		{"running", Reset, []string{caps, "system_reset", qs, qs}, StateOn, "running"},
+		{"paused", Reset, []string{caps, "system_reset", qs, "cont", qs}, StateOn, "running"},
+		{"shutdown", Reboot, []string{caps, "system_reset", qs, "cont", qs}, StateOn, "running"},
+		{"running", Status, []string{caps, qs}, StateOn, "running"},
+		{"paused", Status, []string{caps, qs}, StateOff, "paused"},
+		{"shutdown", Status, []string{caps, qs}, StateOff, "shutdown"},
+		{"prelaunch", Status, []string{caps, qs}, StateOff, "prelaunch"},
+	} {
+		f := newFakeQEMU(t, tc.from)
+		d, err := Parse("qemu:" + f.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		got, err := d.Do(ctx, tc.a)
+		cancel()
+		if err != nil || got != tc.want {
+			t.Errorf("%s from %s: got %q, %v; want %q", tc.a, tc.from, got, err, tc.want)
+		}
+		if cmds := f.take(); !reflect.DeepEqual(cmds, tc.cmds) {
+			t.Errorf("%s from %s: QMP commands %q, want %q", tc.a, tc.from, cmds, tc.cmds)
+		}
+		if st := f.runState(); st != tc.end {
+			t.Errorf("%s from %s: VM left %s, want %s", tc.a, tc.from, st, tc.end)
+		}
+	}
+}
+
+func TestQEMUErrors(t *testing.T) {
+	ctx := context.Background()
+
+	d := &QEMU{Socket: filepath.Join(t.TempDir(), "absent.sock")}
+	if _, err := d.Do(ctx, Status); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("no socket: err = %v, want ErrNotRunning", err)
+	}
+
+	f := newFakeQEMU(t, "paused")
+	f.set(func(f *fakeQEMU) { f.fail["cont"] = true })
+	st, err := (&QEMU{Socket: f.sock}).Do(ctx, On)
+	var qe *QMPError
+	if !errors.As(err, &qe) || qe.Command != "cont" || st != StateUnknown {
+		t.Errorf("failing cont: got %q, %v; want a QMPError for cont", st, err)
+	}
+
+	f = newFakeQEMU(t, "running")
+	f.set(func(f *fakeQEMU) { f.greeting = `{"hello": "world"}` })
+	if _, err := (&QEMU{Socket: f.sock}).Do(ctx, Status); err == nil {
+		t.Error("bad greeting accepted")
+	}
+
+	if _, err := (&QEMU{Socket: f.sock}).Do(ctx, Action("explode")); !errors.Is(err, ErrBadAction) {
+		t.Errorf("bad action: err = %v", err)
+	}
+
+	f = newFakeQEMU(t, "running")
+	f.set(func(f *fakeQEMU) { f.hang = true })
+	ctx2, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := (&QEMU{Socket: f.sock}).Do(ctx2, Status); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("silent QEMU: err = %v, want DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("silent QEMU: gave up after %v", el)
+	}
+
+	// Cancellation without a deadline unblocks too.
+	f = newFakeQEMU(t, "running")
+	f.set(func(f *fakeQEMU) { f.hang = true })
+	ctx3, cancel3 := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, cancel3)
+	if _, err := (&QEMU{Socket: f.sock}).Do(ctx3, Status); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled call: err = %v, want Canceled", err)
+	}
+}
+
+// TestQEMUReal drives a real QEMU with no machine, no devices and no
+// network, unprivileged, over QMP.
+func TestQEMUReal(t *testing.T) {
+	bin, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	dir, err := os.MkdirTemp("", "qmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "qmp.sock")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-machine", "none", "-S", "-display", "none", "-nodefaults",
+		"-no-shutdown", "-qmp", "unix:"+sock+",server=on,wait=off")
+	out := &capped{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start qemu: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("qemu exited: %v: %s", err, out)
+		case <-ctx.Done():
+			t.Fatalf("no QMP socket: %s", out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	d, err := Parse("qemu:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		a    Action
+		want State
+	}{
+		{Status, StateOff}, // -S: prelaunch
+		{On, StateOn},
+		{Status, StateOn},
+		{OffHard, StateOff},
+		{Status, StateOff},
+		{On, StateOn},
+		{Reset, StateOn},
+		{Reboot, StateOn},
+		{OffSoft, StateOn}, // no ACPI on -machine none: the request is accepted and ignored
+		{OffHard, StateOff},
+		{Reset, StateOn},
+	} {
+		got, err := d.Do(ctx, step.a)
+		if err != nil || got != step.want {
+			t.Fatalf("%s: got %q, %v; want %q", step.a, got, err, step.want)
+		}
+	}
+	c, err := dialQMP(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.run(ctx, "quit") // QEMU may close before it answers
+	c.close()
+}
