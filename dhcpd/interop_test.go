@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -232,7 +233,7 @@ func TestInteropProxy(t *testing.T) {
 	// The PXE client, as iPXE: DISCOVER, collect offers.
 	var offers []*dhcpv4.DHCPv4
 	var ack, boot *dhcpv4.DHCPv4
-	err := inNetns(cli, func() error {
+	err := netns.Do(cli, func() error {
 		c, err := clientConn("cli0")
 		if err != nil {
 			return err
@@ -347,7 +348,7 @@ func exchange4(c *net.UDPConn, req *dhcpv4.DHCPv4, dst string, wait time.Duratio
 // comes back or timeout passes.
 func routerSolicit(ns, ifname string, timeout time.Duration) (*ndp.RouterAdvertisement, error) {
 	var adv *ndp.RouterAdvertisement
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err

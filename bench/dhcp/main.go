@@ -64,6 +64,7 @@ import (
 
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -399,27 +400,6 @@ func (n *netw) close() {
 	}
 }
 
-// inNetns runs fn on an OS thread that has entered ns; the thread is
-// discarded afterwards (never unlocked), so nothing else runs in ns.
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
 // --- servers -------------------------------------------------------------
 
 type daemon struct {
@@ -680,7 +660,7 @@ type generator struct {
 
 func newGenerator(ns string, timeout time.Duration) (*generator, error) {
 	g := &generator{timeout: timeout, waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{})}
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			c.Control(func(fd uintptr) {

@@ -365,9 +365,23 @@ func TestAddEventsKeepsOrderAndBound(t *testing.T) {
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = 'n3'`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	// 700 added; each batch trims it with probability 1/8, so it was
-	// trimmed (the chance of no trim in 100 batches is 2 in a million).
-	if rows >= 700 {
-		t.Errorf("%d rows stored for one node: never trimmed", rows)
+	if rows < EventsPerNode {
+		t.Errorf("%d rows stored for one node: trimmed below %d", rows, EventsPerNode)
+	}
+	// A batch that brings a node trimEvery events always trims it. (Smaller
+	// ones trim at random, 1 in trimEvery: how many rows are left before
+	// this depends on when the last one did.)
+	var force []Event
+	for i := range trimEvery {
+		force = append(force, Event{HRN: "n3", At: t0.Add(time.Hour + time.Duration(i)), Source: "dhcp", What: "DHCPACK"})
+	}
+	if err := s.AddEvents(ctx, force); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = 'n3'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != EventsPerNode {
+		t.Errorf("%d rows stored for one node after a full batch, want %d", rows, EventsPerNode)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,49 +70,16 @@ func (n *Netns) Sysctl(key, value string) error {
 	return nil
 }
 
-// Dial connects from inside the namespace: the socket is made on an OS
-// thread that has entered the namespace for the call (a socket stays in
-// the namespace it was made in) and then goes back to the one it came
-// from. Should going back fail, the thread is left locked and so ends with
-// the goroutine: no other goroutine ever runs in the namespace.
+// Dial connects from inside the namespace (a socket stays in the
+// namespace it was made in).
 func (n *Netns) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("netns %s: %w", n.Name, err)}
-			return
-		}
-		defer unix.Close(home)
-		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("setns %s: %w", n.Name, err)}
-			return
-		}
+	var c net.Conn
+	err := netns.Do(n.Name, func() (err error) {
 		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.c, r.err
-	case <-ctx.Done():
-		go func() { // close a connection that comes too late
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, ctx.Err()
-	}
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 // startLocked starts cmd, whose SysProcAttr.Pdeathsig kills it when the
