@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
