@@ -1,7 +1,7 @@
-// Package timeline turns what the appliance's services see (TFTP transfers,
-// DHCP exchanges) into events on the timeline of the node concerned, found
-// in the inventory by its control IP or MAC. Traffic from hosts that are
-// not in the inventory is not recorded.
+// Package timeline turns TFTP transfers into events on the timeline of the
+// node concerned, found in the inventory by its control IP. Traffic from
+// hosts that are not in the inventory is not recorded. (dhcpd and the RC
+// broker know their node already and write their events to the store.)
 package timeline
 
 import (
@@ -19,7 +19,6 @@ import (
 // Store is what the recorder needs of the database.
 type Store interface {
 	NodeByIP(ctx context.Context, ip string) (inventory.Node, error)
-	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
 	AddEvent(ctx context.Context, e store.Event) error
 }
 
@@ -57,8 +56,7 @@ func (r *Recorder) TransferDone(ctx context.Context, t tftpd.Transfer) {
 	r.add(ctx, store.Event{HRN: n.HRN, At: r.now(), Source: "tftp", What: t.File, Detail: detail})
 }
 
-// Add records an event of a named node, as the services that know the
-// node already (the RC broker) do.
+// add writes an event; a transfer cut by shutdown is still recorded.
 func (r *Recorder) add(ctx context.Context, e store.Event) {
 	if err := r.st.AddEvent(context.WithoutCancel(ctx), e); err != nil {
 		r.log.Error("timeline: add event", "hrn", e.HRN, "err", err)
