@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -107,31 +106,14 @@ func (l *lab) addr(ns, ifname, cidr string) {
 // proc is a program running in a namespace, its output collected.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *apptest.SyncBuffer
 	done chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // start runs argv in ns; the process is killed when the test ends.
 func (l *lab) start(ns string, env []string, argv ...string) *proc {
 	l.t.Helper()
-	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &proc{out: &apptest.SyncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

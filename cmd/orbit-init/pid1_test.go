@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,26 +17,8 @@ import (
 	"github.com/orbit-lab/netboot/internal/apptest"
 )
 
-// syncBuffer collects a process's output for a test to wait on.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor waits until out holds want count times.
-func waitFor(t *testing.T, out *syncBuffer, want string, count int, timeout time.Duration) {
+func waitFor(t *testing.T, out *apptest.SyncBuffer, want string, count int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -162,7 +142,7 @@ func TestPID1(t *testing.T) {
 `})
 	a.Start()
 
-	var out syncBuffer
+	var out apptest.SyncBuffer
 	init := exec.CommandContext(ctx, "ip", "netns", "exec", cli,
 		"unshare", "--pid", "--mount", "--uts", "--fork", "--root="+root, layout.Init)
 	init.Env = []string{"ORBIT_INIT_CMDLINE=console=ttyS0 BOOTIF=01-52-54-00-aa-00-32 orbit.am=" + a.URL + " orbit.linkwait=2s"}
