@@ -204,12 +204,9 @@ func (m *Manager) List(ctx context.Context) ([]store.BootLink, error) {
 	return m.store.Links(ctx, m.cfg.Now())
 }
 
-// Run reconciles the directory with the database, then expires links until
-// ctx is done.
+// Run expires links until ctx is done. Reconcile first, before anything
+// serves the directory.
 func (m *Manager) Run(ctx context.Context) error {
-	if err := m.Reconcile(ctx); err != nil {
-		return err
-	}
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	for {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 )
@@ -138,7 +140,10 @@ func TestImageBuild(t *testing.T) {
       - { hrn: a.sb8, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01" }
 `})
 	a.Start()
-	out, err := a.Nbctl("image", "build", "--name", "orbit-9.9.9", "--kernel-dir", kernels[0],
+	// A cold build cache compiles the node's binaries: minutes on 2 cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	out, err := a.NbctlContext(ctx, "image", "build", "--name", "orbit-9.9.9", "--kernel-dir", kernels[0],
 		"--modules", "e1000,virtio_net,virtio_pci", "--out", a.TFTPRoot, "--module-root", root, "--register")
 	if err != nil {
 		t.Fatalf("image build: %v\n%s", err, out)

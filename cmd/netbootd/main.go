@@ -82,6 +82,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := links.EnsureDefault(); err != nil {
 		return err
 	}
+	// Before TFTP and the AM serve: a node that boots, or an EC that asks,
+	// right after a restart must see the links the database holds.
+	if err := links.Reconcile(ctx); err != nil {
+		return err
+	}
 	gin.SetMode(gin.ReleaseMode)
 	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images")}, st, log.With("svc", "rc"))
 	if err != nil {

@@ -205,6 +205,12 @@ func (a *Appliance) Kill() {
 func (a *Appliance) Nbctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	return a.NbctlContext(ctx, args...)
+}
+
+// NbctlContext is Nbctl for commands that may take longer than a minute
+// (an image build on a cold cache, nbctl load): ctx bounds it.
+func (a *Appliance) NbctlContext(ctx context.Context, args ...string) (string, error) {
 	name, argv := a.argv(filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...))
 	out, err := exec.CommandContext(ctx, name, argv...).CombinedOutput()
 	return string(out), err
