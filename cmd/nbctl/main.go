@@ -39,7 +39,7 @@ const usageFormat = `usage: nbctl [--server URL] COMMAND [ARGS]
 --server defaults to $NBCTL_SERVER, else http://localhost:5054.
 `
 
-var usage = fmt.Sprintf(usageFormat, rcUsage)
+var usage = fmt.Sprintf(usageFormat, rcUsage+imagingUsage)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -115,8 +115,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return k.diskLoad(ctx, rest[1:])
 	case cmd == "disk" && sub == "save":
 		return k.diskSave(ctx, rest[1:])
+	case cmd == "disk" && sub == "put":
+		return k.diskPut(ctx, rest[1:])
+	case cmd == "disk" && sub == "get":
+		return k.diskGet(ctx, rest[1:])
 	case cmd == "disk" && sub == "list":
 		return k.diskList(ctx)
+	case cmd == "load":
+		return k.load(ctx, rest)
+	case cmd == "save":
+		return k.save(ctx, rest)
 	case cmd == "image" && sub == "build":
 		return k.imageBuild(ctx, rest[1:], server, serverSet)
 	}

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +24,8 @@ import (
 //	nbctl disk load [--disk D] NODE IMAGE
 //	nbctl disk save [--disk D] NODE IMAGE
 //	nbctl disk list
+//	nbctl disk put NAME FILE
+//	nbctl disk get NAME FILE
 //
 // exec, load and save queue a command, follow it until it is over (output
 // and a progress bar on stderr as it goes) and fail unless it succeeded.
@@ -33,6 +39,8 @@ const rcUsage = `  rc status [--json] [NODE]    enrolled Resource Controllers, o
   disk save [--disk D] NODE IMAGE
                                store the node's disk as a disk image (zstd)
   disk list                    list stored disk images
+  disk put NAME FILE           store FILE (gzip or zstd) as disk image NAME
+  disk get NAME FILE           fetch disk image NAME, as stored, into FILE
 `
 
 // pollEvery is how often a followed command is read.
@@ -274,6 +282,66 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 	return nil
 }
 
+// diskPut uploads a compressed disk image with its checksum, which the
+// appliance checks before it keeps the image.
+func (k *cli) diskPut(ctx context.Context, args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: nbctl disk put NAME FILE")
+	}
+	name, file := args[0], args[1]
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	img, err := k.c.PutDiskImage(ctx, name, f, hex.EncodeToString(h.Sum(nil)))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(k.out, "stored %s: %s, %s, sha256 %s\n", img.Name, img.Format, bytesize(img.Size), img.SHA256)
+	return nil
+}
+
+// diskGet downloads a disk image into FILE, written under a temporary name
+// and renamed only once it is whole and its checksum matches.
+func (k *cli) diskGet(ctx context.Context, args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: nbctl disk get NAME FILE")
+	}
+	name, file := args[0], args[1]
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".part-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	h := sha256.New()
+	sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(tmp, h))
+	if err == nil && sum != "" && sum != hex.EncodeToString(h.Sum(nil)) {
+		err = fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %x", name, sum, h.Sum(nil))
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), file)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(k.out, "fetched %s into %s, sha256 %x\n", name, file, h.Sum(nil))
+	return nil
+}
+
 func (k *cli) diskList(ctx context.Context) error {
 	imgs, err := k.c.DiskImages(ctx)
 	if err != nil {
@@ -299,16 +367,20 @@ func (b *progressBar) show(p proto.Progress) {
 	if b.start.IsZero() {
 		b.start = time.Now()
 	}
+	fmt.Fprintf(b.w, "\r%-90s", barText(b.label, p, time.Since(b.start)))
+	b.drawn = true
+}
+
+// barText is a progress bar: label [####------] 40% done/total rate.
+func barText(label string, p proto.Progress, took time.Duration) string {
 	const width = 30
 	pct := 0.0
 	if p.Total > 0 {
 		pct = min(float64(p.Done)/float64(p.Total), 1)
 	}
 	fill := int(pct * width)
-	line := fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s %s", b.label, strings.Repeat("#", fill), strings.Repeat("-", width-fill),
-		pct*100, bytesize(p.Done), bytesize(p.Total), rate(p.Done, time.Since(b.start)))
-	fmt.Fprintf(b.w, "\r%-90s", line)
-	b.drawn = true
+	return fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s %s", label, strings.Repeat("#", fill), strings.Repeat("-", width-fill),
+		pct*100, bytesize(p.Done), bytesize(p.Total), rate(p.Done, took))
 }
 
 func (b *progressBar) end() {

@@ -68,8 +68,15 @@ func TestRCAndDiskCommands(t *testing.T) {
 	w, _ := zstd.NewWriter(nil)
 	img := w.EncodeAll(raw, nil)
 	h := sha256.Sum256(img)
-	if _, err := k.c.PutDiskImage(ctx, "base", bytes.NewReader(img), hex.EncodeToString(h[:])); err != nil {
-		t.Fatal(err)
+	imgFile := filepath.Join(dir, "base.zst")
+	os.WriteFile(imgFile, img, 0o644)
+	if err := k.diskPut(ctx, []string{"base", imgFile}); err != nil || !strings.Contains(out.String(), "stored base: zstd") || !strings.Contains(out.String(), hex.EncodeToString(h[:])) {
+		t.Fatalf("disk put: %v, said %q", err, out.String())
+	}
+	plainFile := filepath.Join(dir, "plain.img")
+	os.WriteFile(plainFile, raw[:4096], 0o644)
+	if err := k.diskPut(ctx, []string{"plain", plainFile}); err == nil || !strings.Contains(err.Error(), "neither gzip nor zstd") {
+		t.Errorf("disk put of an uncompressed file: %v", err)
 	}
 	disk := filepath.Join(dir, "disk0")
 	os.WriteFile(disk, nil, 0o644)
@@ -91,13 +98,21 @@ func TestRCAndDiskCommands(t *testing.T) {
 	if !strings.Contains(out.String(), "saved "+disk+" as copy: 4.0 MiB read") {
 		t.Errorf("disk save said %q", out.String())
 	}
-	var got bytes.Buffer
-	if _, err := k.c.GetDiskImage(ctx, "copy", &got); err != nil {
+	copyFile := filepath.Join(dir, "copy.zst")
+	if err := k.diskGet(ctx, []string{"copy", copyFile}); err != nil {
 		t.Fatal(err)
 	}
-	zr, _ := zstd.NewReader(&got)
+	got, _ := os.Open(copyFile)
+	defer got.Close()
+	zr, _ := zstd.NewReader(got)
 	if back, _ := io.ReadAll(zr); !bytes.Equal(back, raw) {
 		t.Errorf("disk save: the stored image differs from the disk")
+	}
+	if err := k.diskGet(ctx, []string{"nosuch", filepath.Join(dir, "nosuch.zst")}); err == nil {
+		t.Errorf("disk get of a missing image: no error")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*nosuch*")); len(left) != 0 {
+		t.Errorf("disk get of a missing image left %v", left)
 	}
 	if err := k.diskLoad(ctx, []string{"--disk", "/etc/hostname", node, "base"}); err == nil || !strings.Contains(err.Error(), "not allowed") {
 		t.Errorf("disk load onto /etc/hostname: %v", err)

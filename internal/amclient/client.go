@@ -191,3 +191,14 @@ func (c *Client) ExportInventory(ctx context.Context) ([]byte, error) {
 	var out []byte
 	return out, c.do(ctx, http.MethodGet, "/api/v1/inventory", "", nil, &out)
 }
+
+// Power runs a power action (on, offHard, offSoft, reboot, reset, status)
+// on a node through its inventory power driver and returns the node's
+// power state after it (on, off, unknown).
+func (c *Client) Power(ctx context.Context, hrn, action string) (string, error) {
+	var out struct {
+		State string `json:"state"`
+	}
+	err := c.sendJSON(ctx, http.MethodPost, nodePath(hrn)+"/power", map[string]string{"action": action}, &out)
+	return out.State, err
+}

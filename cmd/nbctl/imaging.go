@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/orbit-lab/netboot/internal/imaging"
+)
+
+// The Experiment Controller's imaging commands (package imaging):
+//
+//	nbctl load --nodes A,B --image NAME [flags]
+//	nbctl save --node A --image NAME [flags]
+
+// imagingUsage is for main's usage text.
+const imagingUsage = `  load --nodes A,B --image NAME [--timeout 20m] [--boot-timeout 5m] [--attempts 3]
+       [--pxe-image I] [--disk D] [--no-reboot]
+                               netboot the nodes into the RAM image, write disk image
+                               NAME onto their disks, reboot them into it (omf load)
+  save --node A --image NAME [--replace] [same flags as load]
+                               netboot the node, store its disk as disk image NAME,
+                               reboot it (omf save)
+`
+
+func (k *cli) load(ctx context.Context, args []string) error {
+	return k.imaging(ctx, imaging.Load, args)
+}
+
+func (k *cli) save(ctx context.Context, args []string) error {
+	return k.imaging(ctx, imaging.Save, args)
+}
+
+func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
+	fs := flag.NewFlagSet(string(op), flag.ContinueOnError)
+	fs.SetOutput(k.errOut)
+	var nodes string
+	if op == imaging.Load {
+		fs.StringVar(&nodes, "nodes", "", "the nodes' HRNs, comma-separated")
+	} else {
+		fs.StringVar(&nodes, "node", "", "the node's HRN")
+	}
+	job := imaging.Job{Op: op}
+	fs.StringVar(&job.Image, "image", "", "the disk image")
+	fs.StringVar(&job.PXEImage, "pxe-image", "", "the RAM image to netboot (default: each node's inventory image)")
+	fs.StringVar(&job.Disk, "disk", "", "the disk (default: each node's inventory disk)")
+	fs.DurationVar(&job.Timeout, "timeout", imaging.DefaultTimeout, "give up on nodes not done after this long")
+	fs.DurationVar(&job.BootTimeout, "boot-timeout", imaging.DefaultBootTimeout, "how long a reset node may take to enroll")
+	fs.IntVar(&job.Attempts, "attempts", imaging.DefaultAttempts, "resets per node before it is given up")
+	fs.BoolVar(&job.NoReboot, "no-reboot", false, "leave the nodes in the RAM image at the end")
+	if op == imaging.Save {
+		fs.BoolVar(&job.Replace, "replace", false, "overwrite a stored image of that name")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", op, fs.Arg(0))
+	}
+	for _, n := range strings.Split(nodes, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			job.Nodes = append(job.Nodes, n)
+		}
+	}
+	if len(job.Nodes) == 0 || job.Image == "" {
+		if op == imaging.Load {
+			return errors.New("usage: nbctl load --nodes A,B --image NAME [flags]")
+		}
+		return errors.New("usage: nbctl save --node A --image NAME [flags]")
+	}
+
+	b := newBoard(k.errOut, job.Nodes)
+	job.Progress = b.update
+	results, err := imaging.Run(ctx, k.c, job)
+	if err != nil {
+		return err
+	}
+	k.summary(op, results)
+	if ctx.Err() != nil {
+		fmt.Fprintf(k.errOut, "nbctl: %s interrupted: PXE links cleared; a %s already running on a node goes on there (nbctl rc status NODE)\n",
+			op, map[imaging.Op]string{imaging.Load: "LOAD_IMAGE", imaging.Save: "SAVE_IMAGE"}[op])
+	}
+	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%s: %d of %d nodes failed", op, failed, len(results))
+	}
+	return nil
+}
+
+// summary prints one row per node, then each failure in full.
+func (k *cli) summary(op imaging.Op, results []imaging.Result) {
+	var rows [][]string
+	var errs []string
+	for _, r := range results {
+		outcome := map[imaging.Op]string{imaging.Load: "loaded", imaging.Save: "saved"}[op]
+		if r.Err != nil {
+			outcome = "FAILED (" + string(r.Phase) + ")"
+			errs = append(errs, r.Err.Error())
+		}
+		disk, read, stored := "-", "-", "-"
+		if r.Bytes > 0 || r.Stored > 0 {
+			disk, read, stored = r.Disk, bytesize(r.Bytes), bytesize(r.Stored)
+		}
+		rows = append(rows, []string{r.Node, outcome, r.Took.Round(100 * time.Millisecond).String(), disk, read, stored,
+			fmt.Sprint(r.Resets), rate(r.Bytes, r.Transfer)})
+	}
+	k.table("NODE\tOUTCOME\tTIME\tDISK\tDISK_BYTES\tIMAGE_BYTES\tRESETS\tDISK_RATE", rows)
+	for _, e := range errs {
+		fmt.Fprintln(k.out, "  "+e)
+	}
+}
+
+// board shows each node's phase and progress on stderr: one line per node
+// redrawn in place on a terminal, a line per step otherwise (a log, CI).
+type board struct {
+	w     io.Writer
+	tty   bool
+	nodes []string
+	lines map[string]string
+	since map[string]time.Time // when the node's transfer started
+	last  map[string]string    // the last step logged, without a terminal
+	drawn int
+}
+
+func newBoard(w io.Writer, nodes []string) *board {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &board{w: w, tty: tty, nodes: nodes, lines: map[string]string{}, since: map[string]time.Time{}, last: map[string]string{}}
+}
+
+func (b *board) update(u imaging.Update) {
+	line := string(u.Phase)
+	if u.Phase == imaging.PhaseLoad || u.Phase == imaging.PhaseSave {
+		if b.since[u.Node].IsZero() {
+			b.since[u.Node] = time.Now()
+		}
+		line = barText(string(u.Phase), u.Progress, time.Since(b.since[u.Node]))
+	}
+	if u.Note != "" {
+		line += ": " + u.Note
+	}
+	b.lines[u.Node] = line
+	if b.tty {
+		b.redraw()
+		return
+	}
+	// Without a terminal: each phase and note once, progress by quarters.
+	step := string(u.Phase) + u.Note
+	if u.Progress.Total > 0 {
+		step += fmt.Sprint(u.Progress.Done * 4 / u.Progress.Total)
+	}
+	if b.last[u.Node] != step {
+		b.last[u.Node] = step
+		fmt.Fprintf(b.w, "%s  %s\n", u.Node, line)
+	}
+}
+
+func (b *board) redraw() {
+	if b.drawn > 0 {
+		fmt.Fprintf(b.w, "\033[%dA", b.drawn)
+	}
+	width := 0
+	for _, n := range b.nodes {
+		width = max(width, len(n))
+	}
+	for _, n := range b.nodes {
+		fmt.Fprintf(b.w, "\r\033[K%-*s  %s\n", width, n, b.lines[n])
+	}
+	b.drawn = len(b.nodes)
+}

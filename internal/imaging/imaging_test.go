@@ -1,0 +1,408 @@
+package imaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/rc/proto"
+)
+
+// fakeAM is an appliance with nodes that "boot" at each reset: the
+// node's script says which RAM image its RC enrolls from at the Nth reset
+// ("" for an RC that never comes up).
+type fakeAM struct {
+	mu       sync.Mutex
+	nodes    map[string]inventory.Node
+	images   []string // PXE images
+	disks    []string // stored disk images
+	boots    map[string][]string
+	fail     map[string]string // command type -> node that fails it
+	links    map[string]string // hrn -> image
+	rc       map[string]proto.RCStatus
+	cmds     map[int64]proto.CommandStatus
+	nextCmd  int64
+	nextEnr  int64
+	resets   map[string]int
+	log      []string // what was done to which node, in order
+	onLoad   func()   // called when a LOAD_IMAGE is queued
+	cleared  []string
+	setCalls int
+}
+
+func newFake(nodes ...string) *fakeAM {
+	f := &fakeAM{
+		nodes: map[string]inventory.Node{}, images: []string{"orbit-2.0.0"}, disks: []string{"baseline"},
+		boots: map[string][]string{}, fail: map[string]string{}, links: map[string]string{},
+		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
+	}
+	for _, hrn := range nodes {
+		f.nodes[hrn] = inventory.Node{HRN: hrn, Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
+		f.boots[hrn] = []string{"orbit-2.0.0"}
+		f.rc[hrn] = proto.RCStatus{HRN: hrn}
+	}
+	return f
+}
+
+func (f *fakeAM) note(format string, args ...any) {
+	f.log = append(f.log, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeAM) Node(_ context.Context, hrn string) (inventory.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.nodes[hrn]
+	if !ok {
+		return n, fmt.Errorf("no node %s (HTTP 404)", hrn)
+	}
+	return n, nil
+}
+
+func (f *fakeAM) Images(context.Context) ([]inventory.Image, error) {
+	var out []inventory.Image
+	for _, i := range f.images {
+		out = append(out, inventory.Image{Name: i})
+	}
+	return out, nil
+}
+
+func (f *fakeAM) DiskImages(context.Context) ([]proto.DiskImage, error) {
+	var out []proto.DiskImage
+	for _, d := range f.disks {
+		out = append(out, proto.DiskImage{Name: d})
+	}
+	return out, nil
+}
+
+func (f *fakeAM) SetBoot(_ context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setCalls++
+	if image == "" {
+		image = f.nodes[hrn].PXEImage
+	}
+	f.links[hrn] = image
+	f.note("%s link %s", hrn, image)
+	return store.BootLink{HRN: hrn, Image: image}, nil
+}
+
+func (f *fakeAM) ClearBoot(_ context.Context, hrn string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.links, hrn)
+	f.cleared = append(f.cleared, hrn)
+	f.note("%s clear", hrn)
+	return nil
+}
+
+func (f *fakeAM) Power(ctx context.Context, hrn, action string) (string, error) {
+	if err := ctx.Err(); err != nil { // as an HTTP client would
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.note("%s power %s", hrn, action)
+	boot := f.resets[hrn]
+	f.resets[hrn]++
+	st := proto.RCStatus{HRN: hrn} // the reset ends the old RC
+	if script := f.boots[hrn]; boot < len(script) && script[boot] != "" && f.links[hrn] != "" {
+		f.nextEnr++
+		st = proto.RCStatus{HRN: hrn, Enrolled: true, Online: true, Enrollment: f.nextEnr, Image: script[boot]}
+	}
+	f.rc[hrn] = st
+	return "on", nil
+}
+
+func (f *fakeAM) RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return proto.RCStatus{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rc[hrn], nil
+}
+
+func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandRequest) (proto.CommandStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return proto.CommandStatus{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rc := f.rc[hrn]
+	if !rc.Enrolled {
+		return proto.CommandStatus{}, fmt.Errorf("node %s has no enrolled RC (HTTP 409)", hrn)
+	}
+	f.nextCmd++
+	st := proto.CommandStatus{ID: f.nextCmd, HRN: hrn, Type: req.Type, Image: req.Image, Disk: req.Disk, State: proto.StateDone}
+	if st.Disk == "" {
+		st.Disk = f.nodes[hrn].Disk
+	}
+	switch req.Type {
+	case proto.Enroll:
+		st.Reply = proto.ReplyEnrolled
+		if rc.Image != req.Image {
+			st.Reply = proto.ReplyWrongImage
+		}
+	case proto.LoadImage, proto.SaveImage:
+		st.Progress = proto.Progress{Done: 1000, Total: 1000, Written: 4000}
+		st.SHA256 = "abc"
+		if f.onLoad != nil {
+			f.onLoad()
+		}
+	}
+	if f.fail[req.Type] == hrn {
+		st.State, st.Reply, st.Error = proto.StateFailed, proto.ReplyError, "disk on fire"
+	}
+	f.note("%s %s %s", hrn, req.Type, req.Image)
+	f.cmds[st.ID] = st
+	return st, nil
+}
+
+func (f *fakeAM) Command(ctx context.Context, id int64) (proto.CommandStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return proto.CommandStatus{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cmds[id], nil
+}
+
+// nodeLog is what was done to one node, in order.
+func (f *fakeAM) nodeLog(hrn string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, l := range f.log {
+		if rest, ok := strings.CutPrefix(l, hrn+" "); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+var (
+	loaded  = []string{"link orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "clear", "LOAD_IMAGE baseline", "REBOOT "}
+	aNode   = "node1-1.vtb"
+	another = "node1-2.vtb"
+)
+
+func TestRun(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(f *fakeAM, j *Job)
+		// want per node: its log and its outcome ("" for done, else a
+		// piece of the error).
+		want map[string][]string
+		errs map[string]string
+	}{
+		{
+			name:  "two nodes loaded",
+			setup: func(*fakeAM, *Job) {},
+			want:  map[string][]string{aNode: loaded, another: loaded},
+		},
+		{
+			name: "WRONG_IMAGE: reset again",
+			setup: func(f *fakeAM, _ *Job) {
+				f.boots[aNode] = []string{"orbit-1.0.0", "orbit-2.0.0"}
+			},
+			want: map[string][]string{
+				aNode:   {"link orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "clear", "LOAD_IMAGE baseline", "REBOOT "},
+				another: loaded,
+			},
+		},
+		{
+			name: "WRONG_IMAGE every time: given up after the attempts",
+			setup: func(f *fakeAM, j *Job) {
+				j.Attempts = 2
+				f.boots[aNode] = []string{"orbit-1.0.0", "orbit-1.0.0", "orbit-1.0.0"}
+			},
+			want: map[string][]string{
+				aNode:   {"link orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "clear"},
+				another: loaded,
+			},
+			errs: map[string]string{aNode: "WRONG_IMAGE"},
+		},
+		{
+			name: "an RC that never comes up times out, the other node goes on",
+			setup: func(f *fakeAM, j *Job) {
+				j.BootTimeout, j.Attempts = 30*time.Millisecond, 2
+				f.boots[aNode] = []string{"", ""}
+			},
+			want: map[string][]string{
+				aNode:   {"link orbit-2.0.0", "power reset", "power reset", "clear"},
+				another: loaded,
+			},
+			errs: map[string]string{aNode: "no RC enrolled in time: none within 30ms of the reset"},
+		},
+		{
+			name:  "a failed load fails that node only",
+			setup: func(f *fakeAM, _ *Job) { f.fail[proto.LoadImage] = another },
+			want: map[string][]string{
+				aNode:   loaded,
+				another: loaded[:5],
+			},
+			errs: map[string]string{another: "LOAD_IMAGE baseline failed: disk on fire"},
+		},
+		{
+			name: "a refused REBOOT: reset through the power driver",
+			setup: func(f *fakeAM, _ *Job) {
+				f.fail[proto.Reboot] = aNode
+			},
+			want: map[string][]string{
+				aNode:   append(loaded[:6:6], "power reset"),
+				another: loaded,
+			},
+		},
+		{
+			name:  "no reboot",
+			setup: func(_ *fakeAM, j *Job) { j.NoReboot = true },
+			want:  map[string][]string{aNode: loaded[:5], another: loaded[:5]},
+		},
+		{
+			name: "another RAM image",
+			setup: func(f *fakeAM, j *Job) {
+				j.PXEImage = "orbit-3.0.0"
+				f.images = append(f.images, "orbit-3.0.0")
+				f.boots[aNode] = []string{"orbit-3.0.0"}
+				f.boots[another] = []string{"orbit-3.0.0"}
+			},
+			want: map[string][]string{
+				aNode:   {"link orbit-3.0.0", "power reset", "ENROLL orbit-3.0.0", "clear", "LOAD_IMAGE baseline", "REBOOT "},
+				another: {"link orbit-3.0.0", "power reset", "ENROLL orbit-3.0.0", "clear", "LOAD_IMAGE baseline", "REBOOT "},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(aNode, another)
+			job := Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Poll: time.Millisecond}
+			tc.setup(f, &job)
+			var updates []Update
+			job.Progress = func(u Update) { updates = append(updates, u) }
+			res, err := Run(context.Background(), f, job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != 2 || res[0].Node != aNode || res[1].Node != another {
+				t.Fatalf("results %+v: want one per node, in order", res)
+			}
+			for _, r := range res {
+				if diff := cmp.Diff(tc.want[r.Node], f.nodeLog(r.Node)); diff != "" {
+					t.Errorf("%s: what was done (-want +got):\n%s", r.Node, diff)
+				}
+				want := tc.errs[r.Node]
+				switch {
+				case want == "" && r.Err != nil:
+					t.Errorf("%s failed: %v", r.Node, r.Err)
+				case want == "" && r.Phase != PhaseDone:
+					t.Errorf("%s: phase %s, want done", r.Node, r.Phase)
+				case want != "" && (r.Err == nil || !strings.Contains(r.Err.Error(), want)):
+					t.Errorf("%s: error %v, want one saying %q", r.Node, r.Err, want)
+				case want != "" && !strings.HasPrefix(r.Err.Error(), r.Node+": "):
+					t.Errorf("%s: error %q does not start with the node's name", r.Node, r.Err)
+				}
+				if want == "" && (r.Bytes != 4000 || r.Stored != 1000 || r.Disk != "/dev/sda" || r.SHA256 != "abc") {
+					t.Errorf("%s: result %+v: want 4000 bytes written from 1000 stored onto /dev/sda", r.Node, r)
+				}
+			}
+			if len(f.links) != 0 {
+				t.Errorf("links left set: %v", f.links)
+			}
+			if last := updates[len(updates)-1]; last.Phase != PhaseDone && last.Phase != PhaseFailed {
+				t.Errorf("last update %+v: want a node's end", last)
+			}
+		})
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(f *fakeAM, j *Job)
+		want  []string
+	}{
+		{"unknown disk image", func(_ *fakeAM, j *Job) { j.Image = "nosuch" }, []string{`disk image "nosuch" does not exist`}},
+		{"unknown node", func(_ *fakeAM, j *Job) { j.Nodes = append(j.Nodes, "node9-9.vtb") }, []string{"node node9-9.vtb: no node"}},
+		{"no power driver", func(f *fakeAM, _ *Job) {
+			n := f.nodes[another]
+			n.Power = "none"
+			f.nodes[another] = n
+		}, []string{"node " + another + " has no power driver"}},
+		{"unknown PXE image", func(_ *fakeAM, j *Job) { j.PXEImage = "orbit-9" }, []string{`PXE image "orbit-9" is not in the inventory`}},
+		{"a node twice", func(_ *fakeAM, j *Job) { j.Nodes = append(j.Nodes, aNode) }, []string{"named twice"}},
+		{"every problem at once", func(_ *fakeAM, j *Job) { j.Image = "nosuch"; j.Nodes = append(j.Nodes, "node9-9.vtb") },
+			[]string{`disk image "nosuch"`, "node9-9.vtb"}},
+		{"save onto an existing image", func(_ *fakeAM, j *Job) { j.Op = Save; j.Nodes = j.Nodes[:1] }, []string{`disk image "baseline" exists already`}},
+		{"save from two nodes", func(_ *fakeAM, j *Job) { j.Op = Save; j.Image = "new" }, []string{"save takes one node, not 2"}},
+		{"save under a bad name", func(_ *fakeAM, j *Job) { j.Op = Save; j.Nodes = j.Nodes[:1]; j.Image = "../x" }, []string{`disk image name "../x"`}},
+		{"no nodes", func(_ *fakeAM, j *Job) { j.Nodes = nil }, []string{"no nodes"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(aNode, another)
+			job := Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Poll: time.Millisecond}
+			tc.setup(f, &job)
+			res, err := Run(context.Background(), f, job)
+			if !errors.Is(err, ErrPreflight) || res != nil {
+				t.Fatalf("Run: %v, %v; want a preflight error", res, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if len(f.log) != 0 {
+				t.Errorf("nodes were touched: %v", f.log)
+			}
+		})
+	}
+}
+
+// TestInterrupted: a job stopped during the transfer (Ctrl-C) clears the
+// links of the nodes that had not got that far.
+func TestInterrupted(t *testing.T) {
+	f := newFake(aNode, another)
+	f.boots[another] = []string{""} // still netbooting when the job stops
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.onLoad = cancel
+	res, err := Run(ctx, f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Poll: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err == nil || !strings.Contains(r.Err.Error(), "interrupted while") {
+			t.Errorf("%s: %v; want interrupted", r.Node, r.Err)
+		}
+	}
+	if len(f.links) != 0 {
+		t.Errorf("links left set: %v", f.links)
+	}
+	if diff := cmp.Diff([]string{"link orbit-2.0.0", "power reset", "clear"}, f.nodeLog(another)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", another, diff)
+	}
+}
+
+func TestSave(t *testing.T) {
+	f := newFake(aNode)
+	res, err := Run(context.Background(), f, Job{Op: Save, Nodes: []string{aNode}, Image: "mine", Poll: time.Millisecond})
+	if err != nil || len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("%+v %v", res, err)
+	}
+	want := []string{"link orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "clear", "SAVE_IMAGE mine", "REBOOT "}
+	if diff := cmp.Diff(want, f.nodeLog(aNode)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// Saving reads the disk and stores it compressed.
+	if r := res[0]; r.Bytes != 1000 || r.Stored != 4000 {
+		t.Errorf("result %+v: want 1000 bytes read, 4000 stored", r)
+	}
+}
