@@ -87,6 +87,16 @@ type Result struct {
 // ErrBadName is returned (wrapped) for an image name that cannot be used.
 var ErrBadName = errors.New("bad image name")
 
+// DefaultModules are the drivers an orbit-pxe image loads unless told
+// otherwise, with their dependencies: the NICs of testbed nodes and of
+// QEMU (e1000, virtio-net), and the disks that LOAD_IMAGE and SAVE_IMAGE
+// write and read (SATA through ahci and IDE through ata_piix, both as
+// /dev/sd*; virtio-blk as /dev/vd*). An image without a node's disk
+// driver boots and enrolls, and then cannot image the disk.
+func DefaultModules() []string {
+	return []string{"e1000", "virtio_net", "virtio_pci", "virtio_blk", "ahci", "ata_piix", "sd_mod"}
+}
+
 var (
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	// Names pxelinux itself looks up in pxelinux.cfg/: an image must never

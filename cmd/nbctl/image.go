@@ -21,7 +21,7 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	name := fs.String("name", "", "image name, e.g. orbit-2.0.0 (required)")
 	kernelDir := fs.String("kernel-dir", "", "an unpacked Debian kernel package (make kernel) (required)")
-	modules := fs.String("modules", "e1000,virtio_net,virtio_pci", "comma-separated kernel modules; their dependencies are added")
+	modules := fs.String("modules", strings.Join(initramfs.DefaultModules(), ","), "comma-separated kernel modules; their dependencies are added")
 	out := fs.String("out", "", "TFTP root to write into (required)")
 	sshKey := fs.String("ssh-key", "", "authorized key file for the debug shell")
 	appendArgs := fs.String("append", "", "extra kernel arguments, e.g. orbit.am=http://10.18.0.1:5054")
