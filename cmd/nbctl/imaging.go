@@ -53,6 +53,7 @@ func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
 	fs.DurationVar(&job.BootTimeout, "boot-timeout", imaging.DefaultBootTimeout, "how long a reset node may take to enroll")
 	fs.IntVar(&job.Attempts, "attempts", imaging.DefaultAttempts, "resets per node before it is given up")
 	fs.BoolVar(&job.NoReboot, "no-reboot", false, "leave the nodes in the RAM image at the end")
+	fs.DurationVar(&job.Poll, "poll", imaging.DefaultPoll, "how often the appliance is asked how the nodes are doing")
 	if op == imaging.Save {
 		fs.BoolVar(&job.Replace, "replace", false, "overwrite a stored image of that name")
 	}
@@ -144,10 +145,11 @@ func newBoard(w io.Writer, nodes []string) *board {
 
 func (b *board) update(u imaging.Update) {
 	line := string(u.Phase)
-	if u.Phase == imaging.PhaseLoad || u.Phase == imaging.PhaseSave {
-		if b.since[u.Node].IsZero() {
-			b.since[u.Node] = time.Now()
-		}
+	transfer := u.Phase == imaging.PhaseLoad || u.Phase == imaging.PhaseSave
+	if transfer && b.since[u.Node].IsZero() {
+		b.since[u.Node] = time.Now()
+	}
+	if transfer && u.Progress.Total > 0 {
 		line = barText(string(u.Phase), u.Progress, time.Since(b.since[u.Node]))
 	}
 	if u.Note != "" {

@@ -27,6 +27,13 @@ type BootOptions struct {
 	DiskSize int64
 	// Extra are more QEMU arguments, e.g. -cpu max.
 	Extra []string
+	// AMPower hands the machine to netbootd's power service (cmc, the
+	// qemu driver named in the node's inventory entry): Boot starts it
+	// paused and leaves it so, with its QMP socket free for netbootd
+	// (QEMU serves one QMP client at a time), and a reboot or a power-off
+	// by the guest no longer ends QEMU (-no-shutdown instead of
+	// -no-reboot), as on a real node whose power a cmc switches.
+	AMPower bool
 }
 
 // VM is a node's QEMU machine.
@@ -36,8 +43,9 @@ type VM struct {
 	QEMULog   string // QEMU's own stdout and stderr
 	Disk      string
 	Console   *Console
-	QMP       *QMP
-	PoweredOn time.Time // when "cont" returned
+	QMPSocket string
+	QMP       *QMP      // nil once handed to netbootd (AMPower)
+	PoweredOn time.Time // when "cont" returned; with AMPower, when QEMU was ready for the AM
 	Args      []string  // QEMU's command line
 
 	cmd      *exec.Cmd
@@ -49,14 +57,19 @@ type VM struct {
 
 // QEMUArgs returns the QEMU command line for a node: TCG, no display, the
 // serial port to a file, QMP on a unix socket, paused (-S) until "cont",
-// no reboot (a reboot or power-off ends QEMU), the NIC on the node's tap,
-// the raw disk on IDE.
+// no reboot (a reboot or power-off ends QEMU; with AMPower, a power-off
+// leaves QEMU stopped instead and a reboot reboots), the NIC on the
+// node's tap, the raw disk on IDE.
 func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
+	lifecycle := "-no-reboot"
+	if o.AMPower {
+		lifecycle = "-no-shutdown"
+	}
 	return append([]string{
 		"-name", n.Hostname,
 		"-m", fmt.Sprint(o.Memory),
 		"-display", "none", "-monitor", "none",
-		"-no-reboot", "-S",
+		lifecycle, "-S",
 		"-serial", "file:" + serial,
 		"-qmp", "unix:" + qmp + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
@@ -94,7 +107,8 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 		Disk:    filepath.Join(tb.Dir, n.Hostname+".disk.raw"),
 		exited:  make(chan struct{}),
 	}
-	qmpPath := filepath.Join(tb.Dir, n.Hostname+".qmp")
+	qmpPath := tb.qmpSocket(n)
+	vm.QMPSocket = qmpPath
 	var sector []byte
 	if n.DiskMarker != "" {
 		var err error
@@ -156,11 +170,32 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	if st, err := vm.QMP.Status(ctx); err != nil || st != "prelaunch" {
 		t.Fatalf("qemu %s: status %q before power-on (want prelaunch): %v", n.Hostname, st, err)
 	}
+	if o.AMPower {
+		vm.QMP.Close()
+		vm.QMP = nil
+		vm.PoweredOn = time.Now()
+		return vm
+	}
 	if _, err := vm.QMP.Execute(ctx, "cont", nil); err != nil {
 		t.Fatalf("qemu %s: power on: %v\n%s", n.Hostname, err, vm.qemuOutput())
 	}
 	vm.PoweredOn = time.Now()
 	return vm
+}
+
+// QMPStatus is QEMU's run state (prelaunch, running, shutdown, ...) over
+// a QMP connection of its own, for a machine whose QMP was handed to
+// netbootd (AMPower).
+func (vm *VM) QMPStatus(ctx context.Context) (string, error) {
+	if vm.QMP != nil {
+		return vm.QMP.Status(ctx)
+	}
+	q, err := DialQMP(ctx, vm.QMPSocket)
+	if err != nil {
+		return "", err
+	}
+	defer q.Close()
+	return q.Status(ctx)
 }
 
 // Exited is closed when QEMU has exited.
@@ -202,12 +237,15 @@ func (vm *VM) Stop() {
 		case <-vm.exited:
 		default:
 			wait := time.Duration(0)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if vm.QMP == nil { // handed to netbootd, which holds it only for a call
+				vm.QMP, _ = DialQMP(ctx, vm.QMPSocket)
+			}
 			if vm.QMP != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				vm.QMP.Execute(ctx, "quit", nil) // the reply may not come: QEMU is gone
-				cancel()
 				wait = 3 * time.Second
 			}
+			cancel()
 			select {
 			case <-vm.exited:
 			case <-time.After(wait):

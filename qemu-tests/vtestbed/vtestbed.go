@@ -386,8 +386,8 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	}
 	fmt.Fprintf(&inv, "testbeds:\n  - domain: %s\n    nodes:\n", Domain)
 	for i, n := range tb.Nodes {
-		fmt.Fprintf(&inv, "      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: %q, x: 1, y: %d, disk: /dev/sda }\n",
-			n.HRN, n.Hostname, n.IP, n.MAC, i+1)
+		fmt.Fprintf(&inv, "      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: %q, x: 1, y: %d, disk: /dev/sda, power: %q }\n",
+			n.HRN, n.Hostname, n.IP, n.MAC, i+1, "qemu:"+tb.qmpSocket(n))
 	}
 	a := apptest.New(tb.t, apptest.Options{Netns: tb.Netns.Name, Inventory: inv.String()})
 	// apptest binds the AM to 127.0.0.1 and has no TFTP on :69; the nodes
@@ -448,6 +448,11 @@ func (tb *Testbed) linkDnsmasqConfigs() error {
 	}
 	return nil
 }
+
+// qmpSocket is where a node's machine serves QMP: the vtestbed's own
+// client uses it, and netbootd's qemu power driver (the node's inventory
+// power: entry).
+func (tb *Testbed) qmpSocket(n Node) string { return filepath.Join(tb.Dir, n.Hostname+".qmp") }
 
 // Node returns the node named hrn or host name.
 func (tb *Testbed) Node(name string) Node {

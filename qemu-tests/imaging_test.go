@@ -1,0 +1,248 @@
+package qemutests
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
+)
+
+// diskSize is the nodes' disk in the imaging scenarios: small, so that the
+// scenarios time the flow and not TCG's disk speed.
+const diskSize = 4 << 20
+
+// imagingTestbed is a testbed whose nodes' power is the AM's: each machine
+// waits, paused, for netbootd's cmc to power it on, and reboots instead of
+// exiting. Every disk starts with a boot sector printing oldMarker(node).
+func imagingTestbed(t *testing.T, nodes []vtestbed.Node, o vtestbed.BootOptions) (*vtestbed.Testbed, []*vtestbed.VM) {
+	t.Helper()
+	for i := range nodes {
+		nodes[i].DiskMarker = oldMarker(nodes[i])
+	}
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image})
+	o.AMPower, o.DiskSize = true, diskSize
+	if o.Order == "" {
+		o.Order = "nc" // after the link is cleared, pxelinux's LOCALBOOT boots the disk
+	}
+	var vms []*vtestbed.VM
+	for _, n := range nodes {
+		vms = append(vms, tb.Boot(t, n, o))
+	}
+	return tb, vms
+}
+
+func oldMarker(n vtestbed.Node) string { return "OLD-DISK " + n.Hostname }
+
+// haveLine reports whether some line of out holds every one of words.
+func haveLine(out string, words ...string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(l, w)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+func regexpQuote(s string) *regexp.Regexp { return regexp.MustCompile(regexp.QuoteMeta(s)) }
+
+// nbctl runs nbctl inside the testbed's namespace, bounded by ctx.
+func nbctl(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, args ...string) (string, error) {
+	t.Helper()
+	start := time.Now()
+	out, err := tb.App.NbctlContext(ctx, args...)
+	t.Logf("$ nbctl %s  (%v)\n%s", strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond), out)
+	return out, err
+}
+
+// putDiskImage stores a gzip image of raw on the appliance with nbctl.
+func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name string, raw []byte) {
+	t.Helper()
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write(raw)
+	w.Close()
+	file := filepath.Join(t.TempDir(), name+".gz")
+	if err := os.WriteFile(file, gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nbctl(ctx, t, tb, "disk", "put", name, file); err != nil {
+		t.Fatalf("nbctl disk put: %v\n%s", err, out)
+	}
+}
+
+// TestLoad is scenario c: `nbctl load` of a disk image onto two nodes at
+// once (e1000 and virtio-net). The appliance netboots them through its
+// power service, their RCs write the image, and after the reboot both boot
+// the freshly written disk: its boot sector prints a marker the old one
+// did not.
+func TestLoad(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
+	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.E1000), vtestbed.NewNode(2, vtestbed.VirtioNet)}
+	tb, vms := imagingTestbed(t, nodes, vtestbed.BootOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	const newMarker = "NEW-DISK-LOADED by nbctl load"
+	sector, err := vtestbed.BootSector(newMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, diskSize)
+	copy(raw, sector)
+	rand.Read(raw[1<<20 : 2<<20]) // some data that does not compress away
+	putDiskImage(ctx, t, tb, "experiment-1", raw)
+
+	loadStart := time.Now()
+	out, err := nbctl(ctx, t, tb, "load", "--nodes", nodes[0].HRN+","+nodes[1].HRN, "--image", "experiment-1",
+		"--boot-timeout", "3m", "--timeout", "4m", "--poll", "200ms")
+	if err != nil {
+		t.Fatalf("nbctl load: %v", err)
+	}
+	for _, n := range nodes {
+		if !haveLine(out, n.HRN, "loaded", "/dev/sda", "4.0 MiB") {
+			t.Errorf("the summary has no line saying %s was loaded onto /dev/sda with 4.0 MiB", n.HRN)
+		}
+	}
+	for i, n := range nodes {
+		vm := vms[i]
+		line, err := vm.Console.WaitLine(ctx, newMarker)
+		if err != nil {
+			t.Fatalf("%s did not boot the loaded disk: %v\nserial:\n%s", n.Hostname, err, vm.Console.Text())
+		}
+		if old, ok := vm.Console.Find(regexpQuote(oldMarker(n))); ok {
+			t.Errorf("%s booted its old disk at %s", n.Hostname, old.At.Format("15:04:05.000"))
+		}
+		disk, err := os.ReadFile(vm.Disk)
+		if err != nil || !bytes.Equal(disk, raw) {
+			t.Errorf("%s: the disk is not the image byte for byte (%v)", n.Hostname, err)
+		}
+		t.Logf("%s (%s) booted the loaded disk %.1fs after nbctl load started", n.Hostname, n.NIC, line.At.Sub(loadStart).Seconds())
+	}
+	if out, err := nbctl(ctx, t, tb, "boot", "list"); err != nil || strings.Contains(out, nodes[0].HRN) || strings.Contains(out, nodes[1].HRN) {
+		t.Errorf("boot links left after the load: %v\n%s", err, out)
+	}
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestSave is scenario d: `nbctl save` of a node's disk gives an image
+// that is the disk byte for byte; the node then boots its disk again.
+func TestSave(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
+	node := vtestbed.NewNode(3, vtestbed.VirtioNet)
+	tb, vms := imagingTestbed(t, []vtestbed.Node{node}, vtestbed.BootOptions{})
+	vm := vms[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	// Content to save beyond the boot sector: written while the machine
+	// is still paused, before its guest has run.
+	f, err := os.OpenFile(vm.Disk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if _, err := f.WriteAt(data, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want, err := os.ReadFile(vm.Disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := nbctl(ctx, t, tb, "save", "--node", node.HRN, "--image", "saved-1", "--boot-timeout", "3m", "--timeout", "3m", "--poll", "200ms")
+	if err != nil {
+		t.Fatalf("nbctl save: %v", err)
+	}
+	if !haveLine(out, node.HRN, "saved", "/dev/sda", "4.0 MiB") {
+		t.Errorf("the summary has no line saying %s's /dev/sda was saved, 4.0 MiB", node.HRN)
+	}
+	file := filepath.Join(t.TempDir(), "saved-1.zst")
+	if out, err := nbctl(ctx, t, tb, "disk", "get", "saved-1", file); err != nil {
+		t.Fatalf("nbctl disk get: %v\n%s", err, out)
+	}
+	zf, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zf.Close()
+	zr, err := zstd.NewReader(zf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	zr.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the saved image (%d bytes, %v) is not the disk (%d bytes) byte for byte", len(got), err, len(want))
+	}
+	// The reboot at the end boots the disk, which the save left alone.
+	if _, err := vm.Console.WaitLine(ctx, oldMarker(node)); err != nil {
+		t.Errorf("%s did not boot its disk after the save: %v\nserial:\n%s", node.Hostname, err, vm.Console.Text())
+	}
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestLoadRefused is scenario f: an image name that does not exist fails
+// before any node is touched; a node whose RC never comes up (it does not
+// netboot: it boots its disk, which powers it off) times out with a clear
+// message and its link cleared.
+func TestLoadRefused(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
+	node := vtestbed.NewNode(4, vtestbed.E1000)
+	tb, vms := imagingTestbed(t, []vtestbed.Node{node}, vtestbed.BootOptions{Order: "c"})
+	vm := vms[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	out, err := nbctl(ctx, t, tb, "load", "--nodes", node.HRN, "--image", "no-such-image")
+	if err == nil || !strings.Contains(out, `disk image "no-such-image" does not exist`) {
+		t.Fatalf("nbctl load of a missing image: %v; want a failure naming the image", err)
+	}
+	if st, err := vm.QMPStatus(ctx); err != nil || st != "prelaunch" {
+		t.Errorf("the node was touched: run state %q (%v), want prelaunch", st, err)
+	}
+	if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, node.HRN) {
+		t.Errorf("a boot link was set")
+	}
+
+	// It does not netboot: no RC will ever enroll.
+	putDiskImage(ctx, t, tb, "experiment-2", make([]byte, 4096))
+	begin := time.Now()
+	out, err = nbctl(ctx, t, tb, "load", "--nodes", node.HRN, "--image", "experiment-2", "--boot-timeout", "20s", "--attempts", "1", "--poll", "200ms")
+	if err == nil {
+		t.Fatal("nbctl load onto a node that never enrolls succeeded")
+	}
+	if !strings.Contains(out, "no RC enrolled in time: none within 20s of the reset") || !haveLine(out, node.HRN, "FAILED") {
+		t.Errorf("nbctl load did not say the node's RC never enrolled")
+	}
+	if took := time.Since(begin); took > 90*time.Second {
+		t.Errorf("nbctl load took %v to give up on a 20 s boot timeout", took)
+	}
+	// Powered on, it booted its disk, whose boot sector powers it off.
+	if _, err := vm.Console.WaitLine(ctx, oldMarker(node)); err != nil {
+		t.Errorf("the node was not powered on: %v", err)
+	}
+	if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, node.HRN) {
+		t.Errorf("the node's boot link was left set")
+	}
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
