@@ -36,6 +36,7 @@ type Inventory interface {
 	Import(ctx context.Context, f inventory.File) error
 	Export(ctx context.Context) (inventory.File, error)
 	Events(ctx context.Context, hrn string) ([]store.Event, error)
+	AddEvent(ctx context.Context, e store.Event) error
 	Discovered(ctx context.Context) ([]store.Discovered, error)
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/store"
 )
 
 // These tests drive a real netbootd process over HTTP on loopback.
@@ -544,8 +545,21 @@ func TestPowerService(t *testing.T) {
 			t.Errorf("%s %s: error without a message", st.method, st.path)
 		}
 	}
+	// The actions, not the status reads, are on the node's timeline.
+	status, body := send(t, "GET", a.URL+"/api/v1/nodes/vm1.sb8/events", "")
+	var evs []store.Event
+	if err := json.Unmarshal([]byte(body), &evs); status != 200 || err != nil {
+		t.Fatalf("events: %d %v %s", status, err, body)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Source+" "+e.What+" "+e.Detail)
+	}
+	if diff := cmp.Diff([]string{"power on state=on", "power offHard state=off", "power reset state=on"}, got); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
 	// A malformed driver is refused when the node is written, not on the first call.
-	status, body := send(t, "PUT", a.URL+"/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
+	status, body = send(t, "PUT", a.URL+"/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
 	if status != 400 || !strings.Contains(body, "power") {
 		t.Errorf("bad power spec: %d %s", status, body)
 	}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/am/power"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
 )
 
 // powerDo runs a power action on a node: 409 if the node has no (usable)
@@ -23,6 +25,16 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 		return "", &httpError{status: http.StatusConflict, msg: fmt.Sprintf("node %s: %v", n.HRN, err)}
 	}
 	st, err := d.Do(ctx, a)
+	if a != power.Status {
+		// On the node's timeline: a reset explains the boot that follows.
+		detail := "state=" + string(st)
+		if err != nil {
+			detail = "failed: " + err.Error()
+		}
+		if err := s.inv.AddEvent(context.WithoutCancel(ctx), store.Event{HRN: n.HRN, At: time.Now().UTC(), Source: "power", What: string(a), Detail: detail}); err != nil {
+			s.log.Warn("power: recording the event", "hrn", n.HRN, "err", err)
+		}
+	}
 	if err != nil {
 		s.log.Warn("power", "hrn", n.HRN, "action", string(a), "err", err)
 		return "", &httpError{status: http.StatusBadGateway, msg: err.Error()}

@@ -137,6 +137,22 @@ func TestLoad(t *testing.T) {
 	if out, err := nbctl(ctx, t, tb, "boot", "list"); err != nil || strings.Contains(out, nodes[0].HRN) || strings.Contains(out, nodes[1].HRN) {
 		t.Errorf("boot links left after the load: %v\n%s", err, out)
 	}
+	// The whole flow, as the appliance saw it.
+	for _, n := range nodes {
+		evs, err := tb.Events(ctx, n.HRN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := []vtestbed.Step{{Name: "reset", Source: "power", What: regexp.MustCompile(`^reset$`)}}
+		steps = append(steps, vtestbed.NetbootSteps(n, *tb.Image)...)
+		steps = append(steps, vtestbed.EnrolledStep,
+			vtestbed.Step{Name: "image loaded", Source: "rc", What: regexp.MustCompile(`^image load done$`)},
+			vtestbed.Step{Name: "reboot", Source: "rc", What: regexp.MustCompile(`^reboot done$`)})
+		steps = append(steps, vtestbed.LocalbootSteps()...)
+		if _, err := vtestbed.InOrder(evs, steps...); err != nil {
+			t.Errorf("%s: %v\ntimeline:\n%s", n.Hostname, err, timeline(evs))
+		}
+	}
 	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }
 

@@ -2,19 +2,24 @@
 // (package vtestbed), driven the way an Experiment Controller and an
 // operator would. netbootd runs in a network namespace of its own with DHCP
 // on a bridge; two QEMU nodes (virtio-net and e1000) are pointed at the
-// orbit-pxe image with the OMF call, powered on, netboot, and their
-// Resource Controllers enroll; the demo prints what nbctl shows of them and
-// stays up until Ctrl-C (DEMO_ONCE=1: it exits at the end).
+// orbit-pxe image with the OMF call, powered on through the AM's power
+// service (OMF /cmc/on, netbootd's qemu driver), netboot, and their
+// Resource Controllers enroll; the demo prints what nbctl shows of them,
+// then `nbctl load` writes a disk image onto one node, which reboots into
+// it, and the demo stays up until Ctrl-C (DEMO_ONCE=1: it exits at the end).
 //
 // It needs root, /dev/net/tun and the packages make test installs.
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -65,9 +70,18 @@ func demo(t testing.TB) {
 	fmt.Println(reply)
 	nbctl("boot", "list")
 
-	step("Power on: both nodes netboot (TCG, so ~12-20 s)")
+	step("Power on through the AM's power service (OMF /cmc/on): both nodes netboot (TCG, so ~12-20 s)")
+	vms := map[string]*vtestbed.VM{}
 	for _, n := range nodes {
-		tb.Boot(t, n, vtestbed.BootOptions{Order: "n"})
+		// Paused until the AM's cmc (its qemu driver) powers it on; "nc":
+		// with no boot link, pxelinux's LOCALBOOT boots the disk.
+		vms[n.HRN] = tb.Boot(t, n, vtestbed.BootOptions{Order: "nc", AMPower: true, DiskSize: 4 << 20})
+	}
+	for _, n := range nodes {
+		if err := tb.CMC(ctx, "on", n); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("GET /cmc/on?hrn=%s&domain=%s: OK\n", n.HRN, vtestbed.Domain)
 	}
 	for _, n := range nodes {
 		if _, _, err := tb.WaitEnrolled(ctx, n.HRN); err != nil {
@@ -80,7 +94,26 @@ func demo(t testing.TB) {
 	for _, n := range nodes {
 		nbctl("nodes", "events", n.HRN)
 	}
-	fmt.Println("(Loading a disk image onto the nodes, nbctl load, joins the demo in a later step.)")
+
+	loaded := nodes[0]
+	step("nbctl load: a disk image onto %s (reset, netboot, LOAD_IMAGE, reboot into the disk)", loaded.Hostname)
+	const marker = "DEMO-DISK: this disk was written by nbctl load"
+	file, err := demoDiskImage(tb.Dir, marker, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nbctl("disk", "put", "demo-disk", file)
+	out, err := tb.App.NbctlContext(ctx, "load", "--nodes", loaded.HRN, "--image", "demo-disk", "--boot-timeout", "3m")
+	fmt.Printf("$ nbctl load --nodes %s --image demo-disk\n%s", loaded.HRN, out)
+	if err != nil {
+		t.Fatalf("nbctl load: %v", err)
+	}
+	line, err := vms[loaded.HRN].Console.WaitLine(ctx, marker)
+	if err != nil {
+		t.Fatalf("%s did not boot the loaded disk: %v", loaded.Hostname, err)
+	}
+	fmt.Printf("%s serial console, after the reboot: %q\n", loaded.Hostname, line.Text)
+	nbctl("nodes", "events", loaded.HRN)
 
 	if os.Getenv("DEMO_ONCE") == "1" {
 		step("Done (DEMO_ONCE=1): tearing the testbed down")
@@ -90,4 +123,23 @@ func demo(t testing.TB) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
+}
+
+// demoDiskImage writes a gzip disk image of size bytes whose boot sector
+// prints marker, and returns its path.
+func demoDiskImage(dir, marker string, size int) (string, error) {
+	sector, err := vtestbed.BootSector(marker)
+	if err != nil {
+		return "", err
+	}
+	raw := make([]byte, size)
+	copy(raw, sector)
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write(raw)
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "demo-disk.gz")
+	return path, os.WriteFile(path, gz.Bytes(), 0o644)
 }

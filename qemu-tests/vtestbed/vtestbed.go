@@ -18,7 +18,10 @@
 // command line names the AM (orbit.am=http://10.18.0.1:5054).
 //
 // Boot starts a node's machine paused (-S), connects to its QMP socket and
-// powers it on with "cont". Everything is torn down when the test ends,
+// powers it on with "cont"; or, with BootOptions.AMPower, leaves it paused
+// for netbootd's power service (each node's inventory entry names its QMP
+// socket: power: qemu:<socket>), which nbctl load and OMF's /cmc calls
+// (tb.CMC) drive. Everything is torn down when the test ends,
 // also when it fails: machines are stopped, the namespace is deleted. When
 // the test failed, the serial logs of its machines, QEMU's own output, the
 // server's log and the nodes' timelines are copied to the artifacts
@@ -514,6 +517,22 @@ func (tb *Testbed) SetBootImageNS(ctx context.Context, image string, nodes ...No
 		return string(body), fmt.Errorf("setBootImageNS: HTTP %d: %s", status, body)
 	}
 	return string(body), nil
+}
+
+// CMC is the OMF power call an Experiment Controller makes
+// (GET /cmc/<action>?hrn=HRN&domain=vtb: on, offHard, offSoft, reboot,
+// reset) for a node whose machine was booted with AMPower; netbootd's qemu
+// driver carries it out over the machine's QMP socket.
+func (tb *Testbed) CMC(ctx context.Context, action string, n Node) error {
+	q := url.Values{"hrn": {n.HRN}, "domain": {Domain}}
+	status, body, err := tb.get(ctx, "/cmc/"+url.PathEscape(action)+"?"+q.Encode())
+	if err != nil {
+		return fmt.Errorf("cmc %s %s: %w", action, n.Hostname, err)
+	}
+	if status != http.StatusOK || strings.TrimSpace(string(body)) != "OK" {
+		return fmt.Errorf("cmc %s %s: HTTP %d: %s", action, n.Hostname, status, body)
+	}
+	return nil
 }
 
 // Event is a step on a node's timeline (GET /api/v1/nodes/{hrn}/events).
