@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
 
@@ -259,6 +260,29 @@ func TestLoadRefused(t *testing.T) {
 	}
 	if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, node.HRN) {
 		t.Errorf("the node's boot link was left set")
+	}
+
+	// Ctrl-C while the node netboots: the link goes too.
+	var stdout apptest.SyncBuffer
+	cmd := tb.App.NbctlCommand(ctx, "load", "--nodes", node.HRN, "--image", "experiment-2", "--poll", "200ms")
+	cmd.Stdout, cmd.Stderr = &stdout, &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(stdout.String(), "netbooting") && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, _ := nbctl(ctx, t, tb, "boot", "list"); !strings.Contains(out, node.Hex()) {
+		t.Errorf("no boot link while nbctl load runs")
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	t.Logf("nbctl load, interrupted: %v\n%s", err, stdout.String())
+	if err == nil || !strings.Contains(stdout.String(), "interrupted while netbooting") || !strings.Contains(stdout.String(), "PXE links cleared") {
+		t.Errorf("nbctl load did not say it was interrupted")
+	}
+	if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, node.HRN) {
+		t.Errorf("the node's boot link was left set after Ctrl-C")
 	}
 	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }

@@ -211,9 +211,16 @@ func (a *Appliance) Nbctl(args ...string) (string, error) {
 // NbctlContext is Nbctl for commands that may take longer than a minute
 // (an image build on a cold cache, nbctl load): ctx bounds it.
 func (a *Appliance) NbctlContext(ctx context.Context, args ...string) (string, error) {
-	name, argv := a.argv(filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...))
-	out, err := exec.CommandContext(ctx, name, argv...).CombinedOutput()
+	out, err := a.NbctlCommand(ctx, args...).CombinedOutput()
 	return string(out), err
+}
+
+// NbctlCommand is nbctl against this appliance as a command not yet
+// started, for a test that signals it (ip netns exec execs nbctl itself,
+// so the process is nbctl's).
+func (a *Appliance) NbctlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	name, argv := a.argv(filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...))
+	return exec.CommandContext(ctx, name, argv...)
 }
 
 // command runs name in the appliance's network namespace, if it has one.
