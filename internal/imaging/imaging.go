@@ -372,8 +372,8 @@ func (r *runner) netboot(ctx context.Context, n inventory.Node, image string, re
 		if err != nil {
 			return fmt.Errorf("%s: RC status: %w", n.HRN, err)
 		}
-		if _, err := r.am.Power(ctx, n.HRN, "reset"); err != nil {
-			return fmt.Errorf("%s: reset: %w", n.HRN, err)
+		if err := r.reset(ctx, n.HRN); err != nil {
+			return fmt.Errorf("%s: %w", n.HRN, err)
 		}
 		res.Resets++
 		reply, err := r.enroll(ctx, n.HRN, image, before)
@@ -395,6 +395,22 @@ func (r *runner) netboot(ctx context.Context, n inventory.Node, image string, re
 		}
 		r.report(Update{Node: n.HRN, Phase: PhaseNetboot, Note: note + ": reset again"})
 	}
+}
+
+// reset resets the node through its power driver, or switches it on if
+// it is off: many BMCs refuse to reset a node that is switched off.
+func (r *runner) reset(ctx context.Context, hrn string) error {
+	_, rerr := r.am.Power(ctx, hrn, "reset")
+	if rerr == nil {
+		return nil
+	}
+	if st, err := r.am.Power(ctx, hrn, "status"); err != nil || st != "off" {
+		return fmt.Errorf("reset: %w", rerr)
+	}
+	if _, err := r.am.Power(ctx, hrn, "on"); err != nil {
+		return fmt.Errorf("reset refused (%v), and power on: %w", rerr, err)
+	}
+	return nil
 }
 
 // enrollReply is the end of an ENROLL command, with the image the RC said
@@ -486,8 +502,8 @@ func (r *runner) reboot(ctx context.Context, n inventory.Node) error {
 		why = st.State + ": " + st.Error
 	}
 	r.report(Update{Node: n.HRN, Phase: PhaseReboot, Note: "REBOOT " + why + ": resetting it"})
-	if _, err := r.am.Power(ctx, n.HRN, "reset"); err != nil {
-		return fmt.Errorf("%s: reboot: REBOOT %s, and reset: %w", n.HRN, why, err)
+	if err := r.reset(ctx, n.HRN); err != nil {
+		return fmt.Errorf("%s: REBOOT %s, and %w", n.HRN, why, err)
 	}
 	return nil
 }

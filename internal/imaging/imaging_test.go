@@ -26,6 +26,7 @@ type fakeAM struct {
 	disks    []string // stored disk images
 	boots    map[string][]string
 	fail     map[string]string // command type -> node that fails it
+	off      map[string]bool   // nodes switched off: their BMC refuses a reset
 	links    map[string]string // hrn -> image
 	rc       map[string]proto.RCStatus
 	cmds     map[int64]proto.CommandStatus
@@ -41,7 +42,7 @@ type fakeAM struct {
 func newFake(nodes ...string) *fakeAM {
 	f := &fakeAM{
 		nodes: map[string]inventory.Node{}, images: []string{"orbit-2.0.0"}, disks: []string{"baseline"},
-		boots: map[string][]string{}, fail: map[string]string{}, links: map[string]string{},
+		boots: map[string][]string{}, fail: map[string]string{}, off: map[string]bool{}, links: map[string]string{},
 		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
 	}
 	for _, hrn := range nodes {
@@ -110,6 +111,15 @@ func (f *fakeAM) Power(ctx context.Context, hrn, action string) (string, error) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.note("%s power %s", hrn, action)
+	switch {
+	case action == "status" && f.off[hrn]:
+		return "off", nil
+	case action == "status":
+		return "on", nil
+	case action == "reset" && f.off[hrn]:
+		return "", errors.New("ipmitool: Command not supported in present state (HTTP 502)")
+	}
+	delete(f.off, hrn)
 	boot := f.resets[hrn]
 	f.resets[hrn]++
 	st := proto.RCStatus{HRN: hrn} // the reset ends the old RC
@@ -258,6 +268,14 @@ func TestRun(t *testing.T) {
 			},
 			want: map[string][]string{
 				aNode:   append(loaded[:6:6], "power reset"),
+				another: loaded,
+			},
+		},
+		{
+			name:  "a node that is off is switched on",
+			setup: func(f *fakeAM, _ *Job) { f.off[aNode] = true },
+			want: map[string][]string{
+				aNode:   {"link orbit-2.0.0", "power reset", "power status", "power on", "ENROLL orbit-2.0.0", "clear", "LOAD_IMAGE baseline", "REBOOT "},
 				another: loaded,
 			},
 		},
