@@ -108,6 +108,11 @@ func TestQEMUArgs(t *testing.T) {
 	if strings.Contains(got, "enable-kvm") || strings.Contains(got, "accel=kvm") {
 		t.Errorf("QEMU args ask for KVM: %s", got)
 	}
+	// A machine whose power is the AM's reboots, and stays after a power-off.
+	am := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, AMPower: true}, "/s.log", "/q.sock", "/d.raw"), " ")
+	if !strings.Contains(am, "-no-shutdown -S") || strings.Contains(am, "-no-reboot") {
+		t.Errorf("AMPower QEMU args: want -no-shutdown and no -no-reboot:\n%s", am)
+	}
 }
 
 func TestDnsmasqArgs(t *testing.T) {
