@@ -1,14 +1,13 @@
 package power
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/qmp"
 )
 
 // QEMU drives a VM through its QMP unix socket, one connection per call.
@@ -54,25 +53,25 @@ func (q *QEMU) Do(ctx context.Context, a Action) (State, error) {
 	if err != nil {
 		return StateUnknown, fmt.Errorf("power %s %s: %w", q, a, err)
 	}
-	defer c.close()
+	defer c.Close()
 	switch a {
 	case On:
-		err = c.powerOn(ctx)
+		err = powerOn(ctx, c)
 	case OffHard:
-		if err = c.run(ctx, "stop"); err == nil {
-			err = c.run(ctx, "system_reset")
+		if err = run(ctx, c, "stop"); err == nil {
+			err = run(ctx, c, "system_reset")
 		}
 	case OffSoft:
-		err = c.run(ctx, "system_powerdown")
+		err = run(ctx, c, "system_powerdown")
 	case Reset, Reboot:
-		if err = c.run(ctx, "system_reset"); err == nil {
-			err = c.powerOn(ctx)
+		if err = run(ctx, c, "system_reset"); err == nil {
+			err = powerOn(ctx, c)
 		}
 	}
 	if err != nil {
 		return StateUnknown, fmt.Errorf("power %s %s: %w", q, a, err)
 	}
-	st, err := c.status(ctx)
+	st, err := c.Status(ctx)
 	if err != nil {
 		return StateUnknown, fmt.Errorf("power %s %s: %w", q, a, err)
 	}
@@ -94,8 +93,8 @@ func qemuState(runState string) State {
 var needsReset = map[string]bool{"shutdown": true, "guest-panicked": true, "internal-error": true}
 
 // powerOn resumes the VM, resetting it first if it must be.
-func (c *qmpConn) powerOn(ctx context.Context) error {
-	st, err := c.status(ctx)
+func powerOn(ctx context.Context, c *qmp.Client) error {
+	st, err := c.Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -103,7 +102,7 @@ func (c *qmpConn) powerOn(ctx context.Context) error {
 		return nil
 	}
 	if needsReset[st] {
-		if err := c.run(ctx, "system_reset"); err != nil {
+		if err := run(ctx, c, "system_reset"); err != nil {
 			return err
 		}
 	}
@@ -115,169 +114,30 @@ func (c *qmpConn) powerOn(ctx context.Context) error {
 			return fmt.Errorf("waiting for the reset (state %s): %w", st, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
-		if st, err = c.status(ctx); err != nil {
+		if st, err = c.Status(ctx); err != nil {
 			return err
 		}
 	}
 	if st == "running" {
 		return nil
 	}
-	return c.run(ctx, "cont")
-}
-
-// QMPError is an "error" reply from QEMU.
-type QMPError struct {
-	Command string
-	Class   string `json:"class"`
-	Desc    string `json:"desc"`
-}
-
-func (e *QMPError) Error() string {
-	return fmt.Sprintf("qmp %s: %s: %s", e.Command, e.Class, e.Desc)
+	return run(ctx, c, "cont")
 }
 
 // ErrNotRunning: nothing listens on the QMP socket (QEMU is not running).
 var ErrNotRunning = errors.New("QEMU is not running")
 
-// maxLine bounds one QMP message (query-status replies are tiny; a
-// greeting lists a few capabilities).
-const maxLine = 1 << 20
-
-// qmpConn is a minimal synchronous QMP client: one command at a time,
-// events skipped.
-type qmpConn struct {
-	conn   net.Conn
-	r      *bufio.Reader
-	nextID int
-	stop   func() bool
+func dialQMP(ctx context.Context, path string) (*qmp.Client, error) {
+	c, err := qmp.Dial(ctx, path)
+	var op *net.OpError
+	if err != nil && ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" {
+		return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
+	return c, err
 }
 
-func dialQMP(ctx context.Context, path string) (*qmpConn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		if ctx.Err() == nil {
-			return nil, fmt.Errorf("qmp: %w: %w", ErrNotRunning, err)
-		}
-		return nil, fmt.Errorf("qmp: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	c := &qmpConn{conn: conn, r: bufio.NewReaderSize(conn, 4096)}
-	// Cancellation without a deadline change: unblock reads and writes.
-	c.stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	line, err := c.readLine()
-	if err != nil {
-		c.close()
-		return nil, fmt.Errorf("qmp: reading the greeting: %w", c.ctxErr(ctx, err))
-	}
-	var greet struct {
-		QMP json.RawMessage `json:"QMP"`
-	}
-	if err := json.Unmarshal(line, &greet); err != nil || greet.QMP == nil {
-		c.close()
-		return nil, fmt.Errorf("qmp: not a QMP greeting: %.200q", line)
-	}
-	if err := c.run(ctx, "qmp_capabilities"); err != nil {
-		c.close()
-		return nil, err
-	}
-	return c, nil
-}
-
-func (c *qmpConn) close() {
-	c.stop()
-	c.conn.Close()
-}
-
-// ctxErr reports a failure caused by the context as the context's error.
-// The connection's deadline is only ever ctx's (or set when ctx is done),
-// so a timeout means ctx is done or about to be: the timers may fire in
-// either order.
-func (c *qmpConn) ctxErr(ctx context.Context, err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		<-ctx.Done()
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
+// run sends a command whose reply carries nothing we need.
+func run(ctx context.Context, c *qmp.Client, command string) error {
+	_, err := c.Execute(ctx, command, nil)
 	return err
-}
-
-func (c *qmpConn) readLine() ([]byte, error) {
-	var line []byte
-	for {
-		part, isPrefix, err := c.r.ReadLine()
-		if err != nil {
-			return nil, err
-		}
-		line = append(line, part...)
-		if len(line) > maxLine {
-			return nil, fmt.Errorf("message longer than %d bytes", maxLine)
-		}
-		if !isPrefix {
-			return line, nil
-		}
-	}
-}
-
-// execute sends a command and returns its "return" value, skipping the
-// events that may come before the reply.
-func (c *qmpConn) execute(ctx context.Context, command string) (json.RawMessage, error) {
-	c.nextID++
-	id := fmt.Sprintf("power-%d", c.nextID)
-	data, _ := json.Marshal(map[string]string{"execute": command, "id": id})
-	if _, err := c.conn.Write(append(data, '\n')); err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", command, c.ctxErr(ctx, err))
-	}
-	for {
-		line, err := c.readLine()
-		if err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", command, c.ctxErr(ctx, err))
-		}
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Event  string          `json:"event"`
-			Return json.RawMessage `json:"return"`
-			Error  *QMPError       `json:"error"`
-		}
-		if err := json.Unmarshal(line, &m); err != nil {
-			return nil, fmt.Errorf("qmp %s: malformed message %.200q", command, line)
-		}
-		if m.Event != "" {
-			continue
-		}
-		var got string
-		if json.Unmarshal(m.ID, &got) != nil || got != id {
-			continue // a reply to someone else's command (we send none without id)
-		}
-		if m.Error != nil {
-			m.Error.Command = command
-			return nil, m.Error
-		}
-		if m.Return == nil {
-			return nil, fmt.Errorf("qmp %s: reply without return or error: %.200q", command, line)
-		}
-		return m.Return, nil
-	}
-}
-
-func (c *qmpConn) run(ctx context.Context, command string) error {
-	_, err := c.execute(ctx, command)
-	return err
-}
-
-func (c *qmpConn) status(ctx context.Context) (string, error) {
-	raw, err := c.execute(ctx, "query-status")
-	if err != nil {
-		return "", err
-	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(raw, &st); err != nil || st.Status == "" {
-		return "", fmt.Errorf("qmp query-status: unexpected reply %.200q", raw)
-	}
-	return st.Status, nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/qmp"
 )
 
 // fakeQEMU serves QMP on a unix socket and models QEMU's run states
@@ -194,7 +196,7 @@ func TestQEMUErrors(t *testing.T) {
 	f := newFakeQEMU(t, "paused")
 	f.set(func(f *fakeQEMU) { f.fail["cont"] = true })
 	st, err := (&QEMU{Socket: f.sock}).Do(ctx, On)
-	var qe *QMPError
+	var qe *qmp.Error
 	if !errors.As(err, &qe) || qe.Command != "cont" || st != StateUnknown {
 		t.Errorf("failing cont: got %q, %v; want a QMPError for cont", st, err)
 	}
@@ -305,6 +307,6 @@ func TestQEMUReal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.run(ctx, "quit") // QEMU may close before it answers
-	c.close()
+	run(ctx, c, "quit") // QEMU may close before it answers
+	c.Close()
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/qmp"
 )
 
 // BootOptions say how a machine starts.
@@ -44,9 +46,9 @@ type VM struct {
 	Disk      string
 	Console   *Console
 	QMPSocket string
-	QMP       *QMP      // nil once handed to netbootd (AMPower)
-	PoweredOn time.Time // when "cont" returned; with AMPower, when QEMU was ready for the AM
-	Args      []string  // QEMU's command line
+	QMP       *qmp.Client // nil once handed to netbootd (AMPower)
+	PoweredOn time.Time   // when "cont" returned; with AMPower, when QEMU was ready for the AM
+	Args      []string    // QEMU's command line
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -163,7 +165,7 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 		case <-ctx.Done():
 		}
 	}()
-	vm.QMP, err = DialQMP(ctx, qmpPath)
+	vm.QMP, err = qmp.DialWait(ctx, qmpPath)
 	if err != nil {
 		t.Fatalf("qemu %s: %v\n%s", n.Hostname, err, vm.qemuOutput())
 	}
@@ -190,7 +192,7 @@ func (vm *VM) QMPStatus(ctx context.Context) (string, error) {
 	if vm.QMP != nil {
 		return vm.QMP.Status(ctx)
 	}
-	q, err := DialQMP(ctx, vm.QMPSocket)
+	q, err := qmp.Dial(ctx, vm.QMPSocket)
 	if err != nil {
 		return "", err
 	}
@@ -239,7 +241,7 @@ func (vm *VM) Stop() {
 			wait := time.Duration(0)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			if vm.QMP == nil { // handed to netbootd, which holds it only for a call
-				vm.QMP, _ = DialQMP(ctx, vm.QMPSocket)
+				vm.QMP, _ = qmp.Dial(ctx, vm.QMPSocket)
 			}
 			if vm.QMP != nil {
 				vm.QMP.Execute(ctx, "quit", nil) // the reply may not come: QEMU is gone

@@ -1,13 +1,10 @@
 package vtestbed
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -179,137 +176,6 @@ func TestInOrder(t *testing.T) {
 	}
 	if _, err := InOrder(good[:6], LocalbootSteps()...); err == nil {
 		t.Error("a timeline without pxelinux.cfg/default passed LocalbootSteps")
-	}
-}
-
-// fakeQMP serves one QMP connection on a unix socket the way QEMU does:
-// greeting, then one reply per command (with its id), and events.
-func fakeQMP(t *testing.T, handle func(cmd string, args json.RawMessage, send func(v any))) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "qmp.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		enc := json.NewEncoder(c)
-		send := func(v any) { enc.Encode(v) }
-		send(map[string]any{"QMP": map[string]any{"version": map[string]any{}, "capabilities": []string{}}})
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			var m struct {
-				Execute   string          `json:"execute"`
-				Arguments json.RawMessage `json:"arguments"`
-				ID        json.RawMessage `json:"id"`
-			}
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				continue
-			}
-			reply := func(v any) {
-				b, _ := json.Marshal(v)
-				var obj map[string]any
-				json.Unmarshal(b, &obj)
-				obj["id"] = m.ID
-				send(obj)
-			}
-			if m.Execute == "qmp_capabilities" {
-				reply(map[string]any{"return": map[string]any{}})
-				continue
-			}
-			handle(m.Execute, m.Arguments, func(v any) {
-				if mm, ok := v.(map[string]any); ok && mm["event"] != nil {
-					send(v)
-					return
-				}
-				reply(v)
-			})
-			if m.Execute == "quit" {
-				return
-			}
-		}
-	}()
-	return path
-}
-
-func TestQMP(t *testing.T) {
-	path := fakeQMP(t, func(cmd string, args json.RawMessage, send func(any)) {
-		switch cmd {
-		case "query-status":
-			send(map[string]any{"event": "RESUME", "data": map[string]any{}}) // an event before the reply
-			send(map[string]any{"return": map[string]any{"status": "prelaunch", "running": false}})
-		case "cont":
-			send(map[string]any{"return": map[string]any{}})
-			send(map[string]any{"event": "SHUTDOWN", "data": map[string]any{"guest": true, "reason": "guest-shutdown"}})
-		case "quit":
-			send(map[string]any{"return": map[string]any{}})
-		default:
-			send(map[string]any{"error": map[string]any{"class": "CommandNotFound", "desc": "The command " + cmd + " has not been found"}})
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := DialQMP(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	if st, err := q.Status(ctx); err != nil || st != "prelaunch" {
-		t.Fatalf("Status = %q, %v", st, err)
-	}
-	_, err = q.Execute(ctx, "no-such-thing", map[string]any{"x": 1})
-	var qe *QMPError
-	if !errors.As(err, &qe) || qe.Class != "CommandNotFound" || qe.Command != "no-such-thing" {
-		t.Fatalf("unknown command: %v", err)
-	}
-	if _, err := q.Execute(ctx, "cont", nil); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := q.WaitEvent(ctx, "SHUTDOWN")
-	if err != nil || !strings.Contains(string(ev.Data), "guest-shutdown") {
-		t.Fatalf("SHUTDOWN: %+v %v", ev, err)
-	}
-	if names := eventNames(q.Events()); !slices.Equal(names, []string{"RESUME", "SHUTDOWN"}) {
-		t.Errorf("events %v", names)
-	}
-	if _, err := q.Execute(ctx, "quit", nil); err != nil {
-		t.Fatal(err)
-	}
-	// The server has gone: commands fail at once, waits end.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := q.Execute(ctx, "query-status", nil)
-		if errors.Is(err, ErrQMPClosed) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after quit: %v, want ErrQMPClosed", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if _, err := q.WaitEvent(ctx, "RESET"); !errors.Is(err, ErrQMPClosed) {
-		t.Errorf("WaitEvent on a closed connection: %v", err)
-	}
-}
-
-func eventNames(evs []QMPEvent) []string {
-	var names []string
-	for _, e := range evs {
-		names = append(names, e.Name)
-	}
-	return names
-}
-
-func TestDialQMPNoSocket(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if _, err := DialQMP(ctx, filepath.Join(t.TempDir(), "none.sock")); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("DialQMP without a socket: %v", err)
 	}
 }
 
