@@ -1,6 +1,8 @@
 // Command tftp benchmarks netbootd's TFTP server (package tftpd) against
-// tftpd-hpa on loopback, serving the same root to the same client (the
-// pin/tftp client, from goroutines).
+// tftpd-hpa on loopback, serving the same root to the same client: by
+// default a lock-step client that runs every transfer on one thread with
+// epoll (client_linux.go); -client pin uses pin/tftp's client, a goroutine
+// per client, which costs about as much CPU as the server it measures.
 //
 // Scenarios:
 //
@@ -20,11 +22,15 @@
 //	go run ./bench/tftp -clients 50,200 -single-rounds 9 -rounds 3
 //	taskset -c 0 go run ./bench/tftp -server-cpus 1   # client and servers on their own CPU
 //	go run ./bench/tftp -servers netbootd,netbootd:1,tftpd-hpa   # also netbootd with GOMAXPROCS=1
+//	go run ./bench/tftp -servers netbootd,netbootd+GOGC=off,tftpd-hpa   # runtime settings side by side
+//	go run ./bench/tftp -client pin   # pin/tftp's client instead of the epoll one
 //
 // On a small shared machine the clients and the server compete for the
 // same CPUs and the rounds vary a lot: the table gives median, min and
 // max, and the servers take turns round by round so that a slow spell
-// does not fall on one of them only.
+// does not fall on one of them only. It also gives the client's CPU per
+// GB: when the client uses as much as the servers, the machine is shared
+// between them and the ratio understates the servers' difference.
 //
 // All traffic goes to 127.0.0.1. Every client has a per-packet timeout and
 // retry bound, and the whole run is bounded by -timeout.
@@ -98,7 +104,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "bound on the whole run")
 	flag.DurationVar(&o.pktTime, "packet-timeout", 2*time.Second, "client per-packet timeout (5 retries)")
 	flag.StringVar(&o.tftpdPath, "in.tftpd", "in.tftpd", "tftpd-hpa server binary")
-	flag.StringVar(&servers, "servers", "netbootd,tftpd-hpa", "servers to run, comma-separated: netbootd, netbootd:N (with GOMAXPROCS=N), tftpd-hpa")
+	flag.StringVar(&servers, "servers", "netbootd,tftpd-hpa", "servers to run, comma-separated: netbootd, netbootd:N (with GOMAXPROCS=N), netbootd+KEY=VALUE[+...] (with that environment, e.g. GOGC=400), tftpd-hpa")
 	flag.BoolVar(&o.keepRoot, "keep", false, "keep the generated root directory")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of netbootd's server process here")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "", "run the servers under taskset -c LIST (run this program under taskset too, on other CPUs)")
@@ -364,7 +370,10 @@ func startServer(ctx context.Context, name, root string, o options) (*server, er
 		}
 		return exec.CommandContext(ctx, path, args...)
 	}
-	base, procs, _ := strings.Cut(name, ":")
+	// "netbootd:1+GOGC=400": the same server with GOMAXPROCS=1 and
+	// GOGC=400 in its environment, to try runtime settings side by side.
+	spec, envs, _ := strings.Cut(name, "+")
+	base, procs, _ := strings.Cut(spec, ":")
 	switch base {
 	case "netbootd":
 		self, err := os.Executable()
@@ -377,9 +386,17 @@ func startServer(ctx context.Context, name, root string, o options) (*server, er
 		}
 		cmd := command(self, args...)
 		cmd.Stderr = os.Stderr
+		cmd.Env = os.Environ()
 		if procs != "" {
-			// "netbootd:1": the same server with GOMAXPROCS=1.
-			cmd.Env = append(os.Environ(), "GOMAXPROCS="+procs)
+			cmd.Env = append(cmd.Env, "GOMAXPROCS="+procs)
+		}
+		if envs != "" {
+			for _, kv := range strings.Split(envs, "+") {
+				if !strings.Contains(kv, "=") {
+					return nil, fmt.Errorf("server %q: %q is not KEY=VALUE", name, kv)
+				}
+				cmd.Env = append(cmd.Env, kv)
+			}
 		}
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
