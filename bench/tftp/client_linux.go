@@ -23,9 +23,9 @@ const (
 	opOACK  = 6
 )
 
-// epollClient runs every transfer of a scenario on one OS thread: one
-// nonblocking UDP socket per transfer, one epoll set, and plain read and
-// write system calls. It is a standard lock-step client (RFC 1350 with the
+// epollClient is one event loop of the benchmark's client, on its own OS
+// thread: one nonblocking UDP socket per transfer, one epoll set, and
+// plain read and write system calls. It is a standard lock-step client (RFC 1350 with the
 // blksize and tsize options of RFC 2348/2349: one DATA, one ACK), as a
 // PXE ROM is.
 //
@@ -63,9 +63,41 @@ type xfer struct {
 }
 
 // runEpollClients has clients fetch files, each in order, and returns the
-// bytes received and each failure (nil entries for successes are left
-// out). It returns when all are done or ctx is done.
+// bytes received and the failures. It returns when all are done or ctx is
+// done. The clients are split over o.clientThreads event loops, each on
+// its own OS thread: one thread alone would be a single point that every
+// server's wake-ups preempt (tftpd-hpa's hundreds of processes more than
+// netbootd's few threads), which a rack of separate machines is not.
 func runEpollClients(ctx context.Context, addr string, clients int, files []file, o options) (int64, []error) {
+	loops := max(1, min(o.clientThreads, clients))
+	type out struct {
+		n    int64
+		errs []error
+	}
+	res := make(chan out, loops)
+	for i := range loops {
+		// Loop i gets clients i, i+loops, ...: an even split.
+		k := (clients - i + loops - 1) / loops
+		go func() {
+			n, errs := runEpollLoop(ctx, addr, k, files, o)
+			res <- out{n, errs}
+		}()
+	}
+	var (
+		n    int64
+		errs []error
+	)
+	for range loops {
+		r := <-res
+		n += r.n
+		errs = append(errs, r.errs...)
+	}
+	return n, errs
+}
+
+// runEpollLoop runs clients on the calling goroutine, locked to its
+// thread.
+func runEpollLoop(ctx context.Context, addr string, clients int, files []file, o options) (int64, []error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	ua, err := net.ResolveUDPAddr("udp4", addr)

@@ -49,7 +49,8 @@ func TestEpollClientFetches(t *testing.T) {
 		want += size
 	}
 	addr := startTestServer(t, dir)
-	o := options{blksize: 1468, pktTime: 2 * time.Second}
+	// Two event loops for three clients: one loop gets two.
+	o := options{blksize: 1468, pktTime: 2 * time.Second, clientThreads: 2}
 	const clients = 3
 	n, errs := runEpollClients(context.Background(), addr, clients, files, o)
 	if len(errs) > 0 {

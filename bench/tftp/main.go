@@ -1,8 +1,9 @@
 // Command tftp benchmarks netbootd's TFTP server (package tftpd) against
 // tftpd-hpa on loopback, serving the same root to the same client: by
-// default a lock-step client that runs every transfer on one thread with
-// epoll (client_linux.go); -client pin uses pin/tftp's client, a goroutine
-// per client, which costs about as much CPU as the server it measures.
+// default a lock-step client with one epoll event loop per CPU
+// (client_linux.go, -client-threads); -client pin uses pin/tftp's client,
+// a goroutine per client, which costs about as much CPU as the server it
+// measures.
 //
 // Scenarios:
 //
@@ -82,6 +83,9 @@ type options struct {
 	cpuProfile string
 	serverCPUs string // taskset CPU list for the server processes
 	client     string // "epoll" or "pin"
+	// clientThreads is how many event loops (OS threads) the epoll
+	// client splits the clients over.
+	clientThreads int
 }
 
 func main() {
@@ -108,7 +112,8 @@ func main() {
 	flag.BoolVar(&o.keepRoot, "keep", false, "keep the generated root directory")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of netbootd's server process here")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "", "run the servers under taskset -c LIST (run this program under taskset too, on other CPUs)")
-	flag.StringVar(&o.client, "client", "epoll", "client: epoll (all transfers on one thread, raw system calls) or pin (pin/tftp's client, a goroutine per client)")
+	flag.IntVar(&o.clientThreads, "client-threads", runtime.NumCPU(), "event loops (threads) of the epoll client")
+	flag.StringVar(&o.client, "client", "epoll", "client: epoll (event loops of raw system calls, see -client-threads) or pin (pin/tftp's client, a goroutine per client)")
 	flag.Parse()
 	for _, f := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -714,7 +719,7 @@ func printTable(out io.Writer, o options, results []summary) {
 	}
 	client := "pin/tftp client, a goroutine per client"
 	if o.client == "epoll" {
-		client = "epoll client, all transfers on one thread"
+		client = fmt.Sprintf("epoll client on %d thread(s)", o.clientThreads)
 	}
 	fmt.Fprintf(out, "\nTFTP on 127.0.0.1, %s, blksize %d, client on %d CPU(s)%s, servers taking turns round by round; MB = 10^6 bytes\n\n",
 		client, o.blksize, runtime.NumCPU(), pinned)
