@@ -1,6 +1,9 @@
 // Command tftp benchmarks netbootd's TFTP server (package tftpd) against
-// tftpd-hpa on loopback, serving the same root to the same client (the
-// pin/tftp client, from goroutines).
+// tftpd-hpa on loopback, serving the same root to the same client: by
+// default a lock-step client with one epoll event loop per CPU
+// (client_linux.go, -client-threads); -client pin uses pin/tftp's client,
+// a goroutine per client, which costs about as much CPU as the server it
+// measures.
 //
 // Scenarios:
 //
@@ -20,11 +23,15 @@
 //	go run ./bench/tftp -clients 50,200 -single-rounds 9 -rounds 3
 //	taskset -c 0 go run ./bench/tftp -server-cpus 1   # client and servers on their own CPU
 //	go run ./bench/tftp -servers netbootd,netbootd:1,tftpd-hpa   # also netbootd with GOMAXPROCS=1
+//	go run ./bench/tftp -servers netbootd,netbootd+GOGC=off,tftpd-hpa   # runtime settings side by side
+//	go run ./bench/tftp -client pin   # pin/tftp's client instead of the epoll one
 //
 // On a small shared machine the clients and the server compete for the
 // same CPUs and the rounds vary a lot: the table gives median, min and
 // max, and the servers take turns round by round so that a slow spell
-// does not fall on one of them only.
+// does not fall on one of them only. It also gives the client's CPU per
+// GB: when the client uses as much as the servers, the machine is shared
+// between them and the ratio understates the servers' difference.
 //
 // All traffic goes to 127.0.0.1. Every client has a per-packet timeout and
 // retry bound, and the whole run is bounded by -timeout.
@@ -75,6 +82,10 @@ type options struct {
 	keepRoot   bool
 	cpuProfile string
 	serverCPUs string // taskset CPU list for the server processes
+	client     string // "epoll" or "pin"
+	// clientThreads is how many event loops (OS threads) the epoll
+	// client splits the clients over.
+	clientThreads int
 }
 
 func main() {
@@ -97,10 +108,12 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "bound on the whole run")
 	flag.DurationVar(&o.pktTime, "packet-timeout", 2*time.Second, "client per-packet timeout (5 retries)")
 	flag.StringVar(&o.tftpdPath, "in.tftpd", "in.tftpd", "tftpd-hpa server binary")
-	flag.StringVar(&servers, "servers", "netbootd,tftpd-hpa", "servers to run, comma-separated: netbootd, netbootd:N (with GOMAXPROCS=N), tftpd-hpa")
+	flag.StringVar(&servers, "servers", "netbootd,tftpd-hpa", "servers to run, comma-separated: netbootd, netbootd:N (with GOMAXPROCS=N), netbootd+KEY=VALUE[+...] (with that environment, e.g. GOGC=400), tftpd-hpa")
 	flag.BoolVar(&o.keepRoot, "keep", false, "keep the generated root directory")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of netbootd's server process here")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "", "run the servers under taskset -c LIST (run this program under taskset too, on other CPUs)")
+	flag.IntVar(&o.clientThreads, "client-threads", runtime.NumCPU(), "event loops (threads) of the epoll client")
+	flag.StringVar(&o.client, "client", "epoll", "client: epoll (event loops of raw system calls, see -client-threads) or pin (pin/tftp's client, a goroutine per client)")
 	flag.Parse()
 	for _, f := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -111,6 +124,10 @@ func main() {
 		o.clients = append(o.clients, n)
 	}
 	o.servers = strings.Split(servers, ",")
+	if o.client != "epoll" && o.client != "pin" {
+		fmt.Fprintf(os.Stderr, "bad -client %q (epoll, pin)\n", o.client)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -186,6 +203,7 @@ type result struct {
 	memHWM    int64         // bytes, VmHWM of netbootd's process; 0 for tftpd-hpa
 	processes int           // most server processes seen at once
 	cpu       time.Duration // server CPU (user+system, children included)
+	clientCPU time.Duration // this process: the clients
 }
 
 func (r result) mbps() float64 { return float64(r.bytes) / 1e6 / r.elapsed.Seconds() }
@@ -200,15 +218,17 @@ type summary struct {
 	memPeak, memHWM   int64   // largest over rounds
 	processes         int
 	cpuPerGB          float64 // server CPU seconds per 10^9 bytes served
+	clientCPUPerGB    float64 // the same for the client process
 	firstErr          error
 }
 
 func summarize(scenario, server string, runs []result) summary {
 	s := summary{scenario: scenario, server: server, rounds: len(runs)}
 	var rates []float64
-	var cpu time.Duration
+	var cpu, clientCPU time.Duration
 	for _, r := range runs {
 		cpu += r.cpu
+		clientCPU += r.clientCPU
 		s.transfers += r.transfers
 		s.failed += r.failed
 		s.bytes += r.bytes
@@ -222,6 +242,7 @@ func summarize(scenario, server string, runs []result) summary {
 	}
 	if s.bytes > 0 {
 		s.cpuPerGB = cpu.Seconds() / (float64(s.bytes) / 1e9)
+		s.clientCPUPerGB = clientCPU.Seconds() / (float64(s.bytes) / 1e9)
 	}
 	slices.Sort(rates)
 	s.low, s.high = rates[0], rates[len(rates)-1]
@@ -354,7 +375,10 @@ func startServer(ctx context.Context, name, root string, o options) (*server, er
 		}
 		return exec.CommandContext(ctx, path, args...)
 	}
-	base, procs, _ := strings.Cut(name, ":")
+	// "netbootd:1+GOGC=400": the same server with GOMAXPROCS=1 and
+	// GOGC=400 in its environment, to try runtime settings side by side.
+	spec, envs, _ := strings.Cut(name, "+")
+	base, procs, _ := strings.Cut(spec, ":")
 	switch base {
 	case "netbootd":
 		self, err := os.Executable()
@@ -367,9 +391,17 @@ func startServer(ctx context.Context, name, root string, o options) (*server, er
 		}
 		cmd := command(self, args...)
 		cmd.Stderr = os.Stderr
+		cmd.Env = os.Environ()
 		if procs != "" {
-			// "netbootd:1": the same server with GOMAXPROCS=1.
-			cmd.Env = append(os.Environ(), "GOMAXPROCS="+procs)
+			cmd.Env = append(cmd.Env, "GOMAXPROCS="+procs)
+		}
+		if envs != "" {
+			for _, kv := range strings.Split(envs, "+") {
+				if !strings.Contains(kv, "=") {
+					return nil, fmt.Errorf("server %q: %q is not KEY=VALUE", name, kv)
+				}
+				cmd.Env = append(cmd.Env, kv)
+			}
 		}
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -469,7 +501,6 @@ func waitServing(ctx context.Context, addr string) error {
 func runScenario(ctx context.Context, srv *server, clients int, files []file, o options) result {
 	r := result{server: srv.name, transfers: clients * len(files)}
 	var (
-		wg       sync.WaitGroup
 		failed   atomic.Int64
 		bytes    atomic.Int64
 		errOnce  sync.Once
@@ -480,31 +511,26 @@ func runScenario(ctx context.Context, srv *server, clients int, files []file, o 
 	go func() { mem <- sampleMemory(samplerCtx, srv) }()
 
 	busy0, self0 := systemBusy(), selfCPU()
-	start := make(chan struct{})
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for _, f := range files {
-				n, err := fetch(ctx, srv.addr, f, o)
-				bytes.Add(n)
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-				}
-			}
-		}()
-	}
 	t0 := time.Now()
-	close(start)
-	wg.Wait()
+	if o.client == "epoll" {
+		n, errs := runEpollClients(ctx, srv.addr, clients, files, o)
+		bytes.Store(n)
+		failed.Store(int64(len(errs)))
+		if len(errs) > 0 {
+			firstErr = errs[0]
+		}
+	} else {
+		runPinClients(ctx, srv.addr, clients, files, o, &bytes, &failed, func(err error) {
+			errOnce.Do(func() { firstErr = err })
+		})
+	}
 	r.elapsed = time.Since(t0)
 	// The server's CPU is the machine's busy time less this process (the
 	// clients). tftpd-hpa's children are reaped without wait(), so their
 	// time never reaches the listener's cutime: measure both servers the
 	// same, indirect way.
-	r.cpu = (systemBusy() - busy0) - (selfCPU() - self0)
+	r.clientCPU = selfCPU() - self0
+	r.cpu = (systemBusy() - busy0) - r.clientCPU
 	stopSampler()
 	m := <-mem
 	r.memPeak, r.memHWM, r.processes = m[0], m[1], int(m[2])
@@ -512,6 +538,30 @@ func runScenario(ctx context.Context, srv *server, clients int, files []file, o 
 	r.bytes = bytes.Load()
 	r.firstErr = firstErr
 	return r
+}
+
+// runPinClients runs each client in its own goroutine with pin/tftp's
+// client, all started at once.
+func runPinClients(ctx context.Context, addr string, clients int, files []file, o options, bytes, failed *atomic.Int64, fail func(error)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for _, f := range files {
+				n, err := fetch(ctx, addr, f, o)
+				bytes.Add(n)
+				if err != nil {
+					failed.Add(1)
+					fail(err)
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
 }
 
 // fetch downloads f and checks size and CRC. It returns the bytes received.
@@ -574,8 +624,21 @@ func sampleMemory(ctx context.Context, srv *server) [3]int64 {
 }
 
 // children lists the processes whose parent is pid (tftpd-hpa forks one
-// per transfer).
+// per transfer). It reads the kernel's list of the main thread's children
+// (tftpd-hpa forks from its only thread): the sampler runs every 50 ms in
+// the client process, and scanning all of /proc instead costs that process
+// CPU that the clients then lack. Without that file (a kernel without
+// CONFIG_PROC_CHILDREN) it scans /proc.
 func children(pid int) []int {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
+		var out []int
+		for _, f := range strings.Fields(string(b)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -654,10 +717,14 @@ func printTable(out io.Writer, o options, results []summary) {
 	if o.serverCPUs != "" {
 		pinned = fmt.Sprintf(", servers on CPU(s) %s", o.serverCPUs)
 	}
-	fmt.Fprintf(out, "\nTFTP on 127.0.0.1, pin/tftp client, blksize %d, client on %d CPU(s)%s, servers taking turns round by round; MB = 10^6 bytes\n\n",
-		o.blksize, runtime.NumCPU(), pinned)
+	client := "pin/tftp client, a goroutine per client"
+	if o.client == "epoll" {
+		client = fmt.Sprintf("epoll client on %d thread(s)", o.clientThreads)
+	}
+	fmt.Fprintf(out, "\nTFTP on 127.0.0.1, %s, blksize %d, client on %d CPU(s)%s, servers taking turns round by round; MB = 10^6 bytes\n\n",
+		client, o.blksize, runtime.NumCPU(), pinned)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tserver\trounds\ttransfers\tfailed\tMB/s median\tMB/s min-max\tnetbootd/tftpd-hpa\tserver CPU s/GB\tpeak RSS MiB\tprocesses\t")
+	fmt.Fprintln(tw, "scenario\tserver\trounds\ttransfers\tfailed\tMB/s median\tMB/s min-max\tnetbootd/tftpd-hpa\tserver CPU s/GB\tclient CPU s/GB\tpeak RSS MiB\tprocesses\t")
 	for i, r := range results {
 		ratio := ""
 		if strings.HasPrefix(r.server, "netbootd") {
@@ -667,15 +734,15 @@ func printTable(out io.Writer, o options, results []summary) {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f-%.1f\t%s\t%.1f\t%.1f\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f-%.1f\t%s\t%.1f\t%.1f\t%.1f\t%d\t\n",
 			r.scenario, r.server, r.rounds, r.transfers, r.failed, r.median, r.low, r.high, ratio, r.cpuPerGB,
-			float64(r.memPeak)/(1<<20), r.processes)
+			r.clientCPUPerGB, float64(r.memPeak)/(1<<20), r.processes)
 		if i+1 < len(results) && results[i+1].scenario != r.scenario {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t")
 		}
 	}
 	tw.Flush()
-	fmt.Fprintln(out, "\nserver CPU: machine busy time (/proc/stat) less the client process's own (getrusage), per 10^9 bytes sent")
+	fmt.Fprintln(out, "\nserver CPU: machine busy time (/proc/stat) less the client process's own (getrusage), per 10^9 bytes sent; client CPU: the client process's")
 	fmt.Fprintln(out, "peak RSS: VmRSS sampled every 50 ms, summed over the server's processes (tftpd-hpa forks one per transfer)")
 	for _, r := range results {
 		if strings.HasPrefix(r.server, "netbootd") && r.memHWM > 0 {
