@@ -57,6 +57,10 @@ func (n *Node) Steps() []Step {
 	return append(steps,
 		Step{"command line", n.readCmdline},
 		Step{"image name", n.announceImage},
+		// The kernel gathers entropy while a caller waits for it, about a
+		// second under TCG (a bit per timer tick): wait in the
+		// background while the modules load.
+		Step{"entropy wait started", n.startEntropy},
 		Step{"kernel modules", n.loadModules},
 		Step{"links up", n.linksUp},
 		Step{"control interface", n.chooseControl},
@@ -233,10 +237,32 @@ func (n *Node) chooseControl(ctx context.Context) error {
 	}
 }
 
-// waitEntropy blocks once on getrandom(2) until the kernel's random pool is
-// ready: the DHCP client reads random bytes (transaction IDs) and, under
-// QEMU's TCG, would otherwise wait or spin early in boot.
-func (n *Node) waitEntropy(context.Context) error {
+// startEntropy starts blocking on getrandom(2) in the background, until
+// the kernel's random pool is ready; waitEntropy waits for that.
+func (n *Node) startEntropy(context.Context) error {
+	done := make(chan error, 1)
+	n.entropy = done
+	go func() { done <- getrandomReady() }()
+	return nil
+}
+
+// waitEntropy waits until the kernel's random pool is ready: the DHCP
+// client reads random bytes (transaction IDs) and, under QEMU's TCG, would
+// otherwise wait or spin early in boot.
+func (n *Node) waitEntropy(ctx context.Context) error {
+	if n.entropy == nil {
+		return getrandomReady()
+	}
+	select {
+	case err := <-n.entropy:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// getrandomReady blocks once on getrandom(2) until the pool is ready.
+func getrandomReady() error {
 	var b [1]byte
 	for {
 		_, err := unix.Getrandom(b[:], 0)
