@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -300,5 +301,59 @@ func TestLoadRefused(t *testing.T) {
 		t.Errorf("nbctl load did not say it was interrupted")
 	}
 	noLinks("after Ctrl-C")
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestLoadWrongImage: the RC that comes up answers ENROLL with
+// WRONG_IMAGE, so nbctl load resets the node again, and gives up after its
+// attempts, saying why. The misconfiguration is a real one: a PXE image
+// "orbit-3.0.0" whose pxelinux config boots orbit-2.0.0's initramfs.
+func TestLoadWrongImage(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
+	node := vtestbed.NewNode(6, vtestbed.VirtioNet)
+	tb, _ := imagingTestbed(t, []vtestbed.Node{node})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	cfg, err := os.ReadFile(filepath.Join(tb.TFTPRoot, tb.Image.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tb.TFTPRoot, "pxelinux.cfg", "orbit-3.0.0"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, tb.AMURL+"/api/v1/images/orbit-3.0.0", strings.NewReader(`{"description": "mislabelled"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := tb.HTTP.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("register orbit-3.0.0: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	putDiskImage(ctx, t, tb, "experiment-3", make([]byte, 4096))
+
+	out, err := nbctl(ctx, t, tb, "load", "--nodes", node.HRN, "--image", "experiment-3", "--pxe-image", "orbit-3.0.0",
+		"--attempts", "2", "--boot-timeout", "3m", "--poll", "200ms")
+	if err == nil {
+		t.Fatal("nbctl load succeeded onto a node that runs the wrong image")
+	}
+	if !strings.Contains(out, `RC answered WRONG_IMAGE: it runs "orbit-2.0.0", not "orbit-3.0.0"`) ||
+		!strings.Contains(out, "after 2 resets") || !haveLine(out, node.HRN, "FAILED (netbooting)", "  2  ") {
+		t.Errorf("nbctl load did not say the node answered WRONG_IMAGE twice")
+	}
+	if !strings.Contains(out, "reset again") {
+		t.Errorf("nbctl load did not say it reset the node again")
+	}
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := vtestbed.Step{Name: "reset", Source: "power", What: regexp.MustCompile(`^reset$`)}
+	if _, err := vtestbed.InOrder(evs, reset, vtestbed.EnrolledStep, reset, vtestbed.EnrolledStep); err != nil {
+		t.Errorf("%v\ntimeline:\n%s", err, timeline(evs))
+	}
+	if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, node.HRN) {
+		t.Errorf("the node's boot link was left set")
+	}
 	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }

@@ -389,7 +389,7 @@ func (r *runner) netboot(ctx context.Context, n inventory.Node, image string, re
 		if reply.Reply == proto.ReplyEnrolled {
 			return nil
 		}
-		note := fmt.Sprintf("RC answered %s %s (its image %q, want %q)", reply.Reply, reply.Error, reply.Image, image)
+		note := fmt.Sprintf("RC answered %s: it runs %q, not %q", reply.Reply, reply.Image, image)
 		if attempt == r.job.Attempts {
 			return fmt.Errorf("%s: %s after %d resets", n.HRN, note, attempt)
 		}
@@ -413,10 +413,10 @@ func (r *runner) reset(ctx context.Context, hrn string) error {
 	return nil
 }
 
-// enrollReply is the end of an ENROLL command, with the image the RC said
-// it runs.
+// enrollReply is the end of an ENROLL command, with the image the RC
+// enrolled with.
 type enrollReply struct {
-	Reply, Error, Image string
+	Reply, Image string
 }
 
 // enroll waits, at most BootTimeout, for an enrollment newer than before,
@@ -449,7 +449,7 @@ func (r *runner) enroll(ctx context.Context, hrn, image string, before proto.RCS
 	if cmd.State != proto.StateDone {
 		return enrollReply{}, fmt.Errorf("%s: ENROLL %s: %s", hrn, cmd.State, cmd.Error)
 	}
-	return enrollReply{Reply: cmd.Reply, Error: cmd.Error, Image: st.Image}, nil
+	return enrollReply{Reply: cmd.Reply, Image: st.Image}, nil
 }
 
 // transfer runs LOAD_IMAGE or SAVE_IMAGE on the node's RC.
