@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -121,10 +122,10 @@ func runEpollLoop(ctx context.Context, addr string, clients int, files []file, o
 	defer syscall.Close(c.epfd)
 
 	var (
-		bytes   int64
-		errs    []error
-		active  int
-		stopped bool // no new transfers once the loop is ending
+		received int64
+		errs     []error
+		active   int
+		stopped  bool // no new transfers once the loop is ending
 	)
 	// start begins file i of one client; when it ends, the next one starts.
 	var start func(i int)
@@ -136,7 +137,7 @@ func runEpollLoop(ctx context.Context, addr string, clients int, files []file, o
 		f := files[i]
 		err := c.begin(f, func(n int64, err error) {
 			active--
-			bytes += n
+			received += n
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
 			}
@@ -187,7 +188,7 @@ func runEpollLoop(ctx context.Context, addr string, clients int, files []file, o
 			}
 		}
 	}
-	return bytes, errs
+	return received, errs
 }
 
 // begin opens a socket for f and sends the read request.
@@ -318,7 +319,7 @@ func (c *epollClient) packet(x *xfer, p []byte) {
 		}
 	case opERROR:
 		msg := p[4:]
-		if i := indexZero(msg); i >= 0 {
+		if i := bytes.IndexByte(msg, 0); i >= 0 {
 			msg = msg[:i]
 		}
 		c.finish(x, fmt.Errorf("server error code=%d: %s", binary.BigEndian.Uint16(p[2:]), msg))
@@ -345,13 +346,13 @@ func (c *epollClient) finish(x *xfer, err error) {
 // options reads an OACK body: NUL-terminated name, value pairs.
 func (x *xfer) options(b []byte) error {
 	for len(b) > 0 {
-		i := indexZero(b)
+		i := bytes.IndexByte(b, 0)
 		if i < 0 {
 			return errors.New("malformed OACK")
 		}
 		name := string(b[:i])
 		b = b[i+1:]
-		j := indexZero(b)
+		j := bytes.IndexByte(b, 0)
 		if j < 0 {
 			return errors.New("malformed OACK")
 		}
@@ -372,13 +373,4 @@ func (x *xfer) options(b []byte) error {
 		}
 	}
 	return nil
-}
-
-func indexZero(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return -1
 }
