@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/childproc"
 )
 
 var (
@@ -84,7 +86,7 @@ type Appliance struct {
 	args     []string
 	netns    string
 	cmd      *exec.Cmd
-	done     chan error
+	done     <-chan error
 }
 
 // Options say what differs from the defaults.
@@ -143,11 +145,12 @@ func (a *Appliance) Start() {
 	a.Log = &SyncBuffer{}
 	a.cmd = a.command(filepath.Join(a.Bin, "netbootd"), append([]string{"--config", a.Config}, a.args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.Log, a.Log
-	if err := a.cmd.Start(); err != nil {
+	// netbootd dies with the test binary, also when go test kills it.
+	waited, err := childproc.StartLocked(a.cmd)
+	if err != nil {
 		a.t.Fatal(err)
 	}
-	a.done = make(chan error, 1)
-	go func() { a.done <- a.cmd.Wait() }()
+	a.done = waited
 	a.t.Cleanup(func() {
 		if a.cmd != nil {
 			a.Kill()

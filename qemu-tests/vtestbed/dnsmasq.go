@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/childproc"
 )
 
 // dnsmasq is the comparison server: DHCP and TFTP for the same nodes.
@@ -68,7 +70,7 @@ func startDnsmasq(tb *Testbed, ipxe bool) (*dnsmasq, error) {
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	waited, err := startLocked(d.cmd)
+	waited, err := childproc.StartLocked(d.cmd)
 	if err != nil {
 		return nil, fmt.Errorf("dnsmasq: %w", err)
 	}

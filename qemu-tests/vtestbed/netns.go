@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
@@ -80,30 +79,6 @@ func (n *Netns) Dial(ctx context.Context, network, addr string) (net.Conn, error
 		return err
 	})
 	return c, err
-}
-
-// startLocked starts cmd, whose SysProcAttr.Pdeathsig kills it when the
-// OS thread that started it ends, from a goroutine locked to its thread
-// until cmd has exited: the Go runtime ends threads (a goroutine that
-// exits locked takes its thread along), which must not kill the child
-// early (go.dev/issue/27505). done gets cmd.Wait's error.
-func startLocked(cmd *exec.Cmd) (done <-chan error, err error) {
-	started := make(chan error, 1)
-	exited := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		exited <- cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return exited, nil
 }
 
 // HTTPClient returns an HTTP client whose connections are made inside the

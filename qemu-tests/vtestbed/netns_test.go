@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/childproc"
 )
 
 // TestNetnsDial: a connection made with Dial is inside the namespace (the
@@ -36,7 +38,7 @@ func TestNetnsDial(t *testing.T) {
 
 	child := exec.Command("sleep", "60")
 	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	done, err := startLocked(child)
+	done, err := childproc.StartLocked(child)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/childproc"
 	"github.com/orbit-lab/netboot/internal/qmp"
 )
 
@@ -132,7 +133,7 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	vm.cmd.Stdout, vm.cmd.Stderr = logf, logf
 	// QEMU dies with us should the test binary be killed (go test -timeout).
 	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	waited, err := startLocked(vm.cmd)
+	waited, err := childproc.StartLocked(vm.cmd)
 	if err != nil {
 		logf.Close()
 		t.Fatalf("qemu %s: %v", n.Hostname, err)
