@@ -29,12 +29,18 @@ const diskSize = 4 << 20
 // exiting. Every disk starts with a boot sector printing oldMarker(node).
 // orders are the nodes' -boot orders, by index; the default "nc" has the
 // node boot its disk once pxelinux finds no link (LOCALBOOT).
+// It skips t where a testbed cannot run, and logs the scenario's time at
+// the end.
 func imagingTestbed(t *testing.T, nodes []vtestbed.Node, orders ...string) (*vtestbed.Testbed, []*vtestbed.VM) {
 	t.Helper()
+	vtestbed.Require(t, vtestbed.Netbootd)
+	start := time.Now()
 	for i := range nodes {
 		nodes[i].DiskMarker = oldMarker(nodes[i])
 	}
 	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image})
+	// Runs before the testbed's teardown.
+	t.Cleanup(func() { t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond)) })
 	var vms []*vtestbed.VM
 	for i, n := range nodes {
 		o := vtestbed.BootOptions{AMPower: true, DiskSize: diskSize, Order: "nc"}
@@ -73,6 +79,20 @@ func nbctl(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, args ...stri
 	return out, err
 }
 
+// noLinksLeft fails t if any of nodes still has a boot link.
+func noLinksLeft(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, when string, nodes ...vtestbed.Node) {
+	t.Helper()
+	out, err := nbctl(ctx, t, tb, "boot", "list")
+	if err != nil {
+		t.Errorf("nbctl boot list: %v", err)
+	}
+	for _, n := range nodes {
+		if strings.Contains(out, n.HRN) {
+			t.Errorf("%s's boot link left %s", n.Hostname, when)
+		}
+	}
+}
+
 // putDiskImage stores a gzip image of raw on the appliance with nbctl.
 func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name string, raw []byte) {
 	t.Helper()
@@ -95,8 +115,6 @@ func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name 
 // the freshly written disk: its boot sector prints a marker the old one
 // did not.
 func TestLoad(t *testing.T) {
-	vtestbed.Require(t, vtestbed.Netbootd)
-	start := time.Now()
 	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.E1000), vtestbed.NewNode(2, vtestbed.VirtioNet)}
 	tb, vms := imagingTestbed(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -138,9 +156,7 @@ func TestLoad(t *testing.T) {
 		}
 		t.Logf("%s (%s) booted the loaded disk %.1fs after nbctl load started", n.Hostname, n.NIC, line.At.Sub(loadStart).Seconds())
 	}
-	if out, err := nbctl(ctx, t, tb, "boot", "list"); err != nil || strings.Contains(out, nodes[0].HRN) || strings.Contains(out, nodes[1].HRN) {
-		t.Errorf("boot links left after the load: %v\n%s", err, out)
-	}
+	noLinksLeft(ctx, t, tb, "after the load", nodes...)
 	// The whole flow, as the appliance saw it.
 	for _, n := range nodes {
 		evs, err := tb.Events(ctx, n.HRN)
@@ -157,14 +173,11 @@ func TestLoad(t *testing.T) {
 			t.Errorf("%s: %v\ntimeline:\n%s", n.Hostname, err, timeline(evs))
 		}
 	}
-	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }
 
 // TestSave is scenario d: `nbctl save` of a node's disk gives an image
 // that is the disk byte for byte; the node then boots its disk again.
 func TestSave(t *testing.T) {
-	vtestbed.Require(t, vtestbed.Netbootd)
-	start := time.Now()
 	node := vtestbed.NewNode(3, vtestbed.VirtioNet)
 	tb, vms := imagingTestbed(t, []vtestbed.Node{node})
 	vm := vms[0]
@@ -217,7 +230,6 @@ func TestSave(t *testing.T) {
 	if _, err := vm.Console.WaitLine(ctx, oldMarker(node)); err != nil {
 		t.Errorf("%s did not boot its disk after the save: %v\nserial:\n%s", node.Hostname, err, vm.Console.Text())
 	}
-	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }
 
 // TestLoadRefused is scenario f: an image name that does not exist fails
@@ -227,19 +239,12 @@ func TestSave(t *testing.T) {
 // cleared, and the other is loaded all the same. Ctrl-C clears the links
 // too.
 func TestLoadRefused(t *testing.T) {
-	vtestbed.Require(t, vtestbed.Netbootd)
-	start := time.Now()
 	dead, good := vtestbed.NewNode(4, vtestbed.E1000), vtestbed.NewNode(5, vtestbed.VirtioNet)
 	tb, vms := imagingTestbed(t, []vtestbed.Node{dead, good}, "c", "nc")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	both := dead.HRN + "," + good.HRN
-	noLinks := func(when string) {
-		t.Helper()
-		if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, dead.HRN) || strings.Contains(out, good.HRN) {
-			t.Errorf("boot links left %s", when)
-		}
-	}
+	noLinks := func(when string) { t.Helper(); noLinksLeft(ctx, t, tb, when, dead, good) }
 
 	out, err := nbctl(ctx, t, tb, "load", "--nodes", both, "--image", "no-such-image")
 	if err == nil || !strings.Contains(out, `disk image "no-such-image" does not exist`) {
@@ -301,7 +306,6 @@ func TestLoadRefused(t *testing.T) {
 		t.Errorf("nbctl load did not say it was interrupted")
 	}
 	noLinks("after Ctrl-C")
-	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }
 
 // TestLoadWrongImage: the RC that comes up answers ENROLL with
@@ -309,8 +313,6 @@ func TestLoadRefused(t *testing.T) {
 // attempts, saying why. The misconfiguration is a real one: a PXE image
 // "orbit-3.0.0" whose pxelinux config boots orbit-2.0.0's initramfs.
 func TestLoadWrongImage(t *testing.T) {
-	vtestbed.Require(t, vtestbed.Netbootd)
-	start := time.Now()
 	node := vtestbed.NewNode(6, vtestbed.VirtioNet)
 	tb, _ := imagingTestbed(t, []vtestbed.Node{node})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -352,8 +354,5 @@ func TestLoadWrongImage(t *testing.T) {
 	if _, err := vtestbed.InOrder(evs, reset, vtestbed.EnrolledStep, reset, vtestbed.EnrolledStep); err != nil {
 		t.Errorf("%v\ntimeline:\n%s", err, timeline(evs))
 	}
-	if out, _ := nbctl(ctx, t, tb, "boot", "list"); strings.Contains(out, node.HRN) {
-		t.Errorf("the node's boot link was left set")
-	}
-	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+	noLinksLeft(ctx, t, tb, "after the load", node)
 }
