@@ -100,7 +100,9 @@ func TestPID1(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the image's binaries")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A hung bound, not a speed limit: compiling both binaries took over
+	// two minutes beside another test run on a 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	bins, err := initramfs.CompileBinaries(ctx, "", filepath.Join("..", ".."), "")
@@ -170,7 +172,7 @@ func TestPID1(t *testing.T) {
 		}
 	})
 
-	waitFor(t, &out, "rc: started", 1, 60*time.Second)
+	waitFor(t, &out, "rc: started", 1, 3*time.Minute)
 	t.Logf("dhcp: %s", grepLine(out.String(), `step=dhcp`))
 	console := out.String()
 	for _, want := range []string{
@@ -233,8 +235,8 @@ func TestPID1(t *testing.T) {
 	if err := syscall.Kill(rcs[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &out, `msg="rc: exited" status="signal killed"`, 1, 10*time.Second)
-	waitFor(t, &out, "rc: started", 2, 10*time.Second)
+	waitFor(t, &out, `msg="rc: exited" status="signal killed"`, 1, time.Minute)
+	waitFor(t, &out, "rc: started", 2, time.Minute)
 
 	// SIGUSR2: orderly power-off, which in a PID namespace ends its init.
 	if err := syscall.Kill(initPID, syscall.SIGUSR2); err != nil {
@@ -242,8 +244,8 @@ func TestPID1(t *testing.T) {
 	}
 	select {
 	case <-exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("init still running 20 s after SIGUSR2")
+	case <-time.After(time.Minute):
+		t.Fatal("init still running a minute after SIGUSR2")
 	}
 	exited <- nil // for the cleanup
 	initPID = -1  // gone; nothing to kill
