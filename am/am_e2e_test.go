@@ -20,6 +20,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // These tests drive a real netbootd process over HTTP on loopback.
@@ -498,7 +499,7 @@ func TestConcurrentSetClear(t *testing.T) {
 func TestPowerService(t *testing.T) {
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("needs qemu-system-x86_64 (make test installs it)")
+		testenv.Missing(t, "needs qemu-system-x86_64 (make test installs it)")
 	}
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	vm := exec.Command(qemu, "-machine", "none", "-S", "-display", "none", "-nodefaults", "-no-shutdown",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // The integration tests build small networks out of network namespaces
@@ -36,21 +37,18 @@ type lab struct {
 	prefix string
 }
 
-// newLab skips the test unless it runs as root with ip netns working.
+// newLab skips the test unless it runs as root with ip netns working
+// (under CI=true it fails instead: see testenv).
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2) for network namespaces")
-	}
+	testenv.Root(t, "network namespaces")
+	testenv.Programs(t, "Debian: iproute2; make test installs it", "ip")
 	b := make([]byte, 3)
 	rand.Read(b)
 	l := &lab{t: t, prefix: "nbt-" + hex.EncodeToString(b)}
 	probe := l.prefix + "-probe"
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
-		t.Skipf("ip netns unavailable: %v: %s", err, bytes.TrimSpace(out))
+		testenv.Missing(t, "ip netns unavailable: %v: %s", err, bytes.TrimSpace(out))
 	}
 	exec.Command("ip", "netns", "del", probe).Run()
 	return l
@@ -239,12 +237,13 @@ func netbootdConfig(cfg Config, stateDir, tftpRoot, seed string) []byte {
 	return []byte(b.String())
 }
 
-// needBinary skips the test unless the Debian package's program is there.
+// needBinary skips the test (fails it under CI=true) unless the Debian
+// package's program is there.
 func needBinary(t *testing.T, bin, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(bin)
 	if err != nil {
-		t.Skipf("%s (Debian package %s) not installed: run make test, which installs it", bin, pkg)
+		testenv.Missing(t, "%s (Debian package %s) not installed: run make test, which installs it", bin, pkg)
 	}
 	return path
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestQEMUBoot boots the Debian kernel with an image built from this tree in
@@ -21,19 +23,17 @@ import (
 // after the init's orderly power-off. It sends no packet outside the
 // namespace.
 //
-// Switch: ORBIT_QEMU_TEST=1; needs root, qemu-system-x86_64, dnsmasq, ip and
-// a kernel in .cache/kernel (scripts/fetch-kernel.sh .cache/kernel).
+// It runs in every `go test ./initramfs/`; it needs root, /dev/net/tun,
+// qemu-system-x86_64, dnsmasq, ip and a kernel in .cache/kernel (make test
+// provides them all), and skips without, or fails under CI=true.
 func TestQEMUBoot(t *testing.T) {
-	if os.Getenv("ORBIT_QEMU_TEST") != "1" {
-		t.Skip("set ORBIT_QEMU_TEST=1 to boot the image in QEMU")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespace, taps)")
-	}
-	for _, tool := range []string{"qemu-system-x86_64", "dnsmasq", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
+	testenv.Root(t, "network namespace, taps")
+	testenv.Programs(t, "Debian: qemu-system-x86, dnsmasq-base, iproute2; make test installs them",
+		"qemu-system-x86_64", "dnsmasq", "ip")
+	if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err != nil {
+		testenv.Missing(t, "needs /dev/net/tun for the taps: %v", err)
+	} else {
+		f.Close()
 	}
 	kdir := kernelDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

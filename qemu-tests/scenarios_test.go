@@ -2,7 +2,6 @@ package qemutests
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -68,7 +67,7 @@ func TestLocalBoot(t *testing.T) {
 // once: each gets DHCP from netbootd, pxelinux.0, its hex-named config, the
 // kernel and the initramfs, and its init prints the image name and starts
 // the RC. The node's timeline (and `nbctl nodes events`) shows those steps
-// in order. Where the appliance has the RC API, the RC must enroll.
+// in order, and the RC enrolls with the image's name.
 func TestNetboot(t *testing.T) {
 	vtestbed.Require(t, vtestbed.Netbootd)
 	start := time.Now()
@@ -90,14 +89,6 @@ func TestNetboot(t *testing.T) {
 			t.Fatalf("%s: %q, %v; want a link to ./%s", link, target, err, image)
 		}
 	}
-	rcAPI := true
-	if _, err := tb.RCStatus(ctx, nodes[0].HRN); errors.Is(err, vtestbed.ErrNoRCAPI) {
-		rcAPI = false
-		t.Logf("enrollment is not asserted yet: %v", err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-
 	for _, n := range nodes {
 		t.Run(string(n.NIC), func(t *testing.T) {
 			t.Parallel()
@@ -105,7 +96,7 @@ func TestNetboot(t *testing.T) {
 			// parallel subtests run.
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			netboot(ctx, t, tb, n, rcAPI)
+			netboot(ctx, t, tb, n)
 		})
 	}
 	t.Cleanup(func() { t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond)) })
@@ -116,7 +107,7 @@ var (
 	rcStarted = regexp.MustCompile(`orbit-init: .*msg="rc: started"`)
 )
 
-func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed.Node, rcAPI bool) {
+func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed.Node) {
 	start := time.Now()
 	vm := tb.Boot(t, n, vtestbed.BootOptions{Order: "n"})
 	at := func(l vtestbed.Line) string { return vm.Since(l.At).Round(10 * time.Millisecond).String() }
@@ -135,25 +126,20 @@ func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed
 	}
 	t.Logf("after power-on: init runs %s, image name printed %s, RC started %s", at(initLine), at(imgLine), at(rcLine))
 
-	if rcAPI {
-		st, seen, err := tb.WaitEnrolled(ctx, n.HRN)
-		if err != nil {
-			t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
-		}
-		if st.Image != "" && st.Image != image {
-			t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
-		}
-		t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
+	st, seen, err := tb.WaitEnrolled(ctx, n.HRN)
+	if err != nil {
+		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
 	}
+	if st.Image != image {
+		t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
+	}
+	t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
 
 	evs, err := tb.Events(ctx, n.HRN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := vtestbed.NetbootSteps(n, *tb.Image)
-	if rcAPI {
-		steps = append(steps, vtestbed.EnrolledStep)
-	}
+	steps := append(vtestbed.NetbootSteps(n, *tb.Image), vtestbed.EnrolledStep)
 	found, err := vtestbed.InOrder(evs, steps...)
 	if err != nil {
 		t.Fatalf("%v\ntimeline:\n%s", err, timeline(evs))

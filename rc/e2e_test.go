@@ -120,14 +120,6 @@ func TestRCAgainstInProcessBroker(t *testing.T) {
 func TestRCAgainstNetbootd(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Inventory: inventoryYAML, Images: []string{ramImage}})
 	a.Start()
-	resp, err := http.Get(a.URL + "/api/v1/disk-images")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		t.Skip("broker not wired into netbootd yet")
-	}
 	scenarios(t, &netbootd{a: a})
 }
 

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // The interoperability tests run the real Debian clients against a real
-// Server on loopback. They install nothing: without the clients they skip,
-// and `make test` installs them.
+// Server on loopback. They install nothing: without the clients they skip
+// (fail under CI=true), and `make test` installs them.
 
 // requireClient returns the path of a client binary whose version output
 // contains brand, or skips the test.
@@ -21,11 +23,11 @@ func requireClient(t *testing.T, bin, pkg, brand string, versionArgs ...string) 
 	t.Helper()
 	path, err := exec.LookPath(bin)
 	if err != nil {
-		t.Skipf("%s not installed: run make test, which installs it", pkg)
+		testenv.Missing(t, "%s not installed: run make test, which installs it", pkg)
 	}
 	out, _ := exec.Command(path, versionArgs...).CombinedOutput()
 	if !strings.Contains(string(out), brand) {
-		t.Skipf("%s is not %s (%q): run make test, which installs it", path, pkg, firstLine(out))
+		testenv.Missing(t, "%s is not %s (%q): run make test, which installs it", path, pkg, firstLine(out))
 	}
 	return path
 }

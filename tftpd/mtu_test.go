@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestBlockSizeOnEthernetMTU checks the blksize the server grants on an
@@ -19,20 +21,14 @@ func TestBlockSizeOnEthernetMTU(t *testing.T) {
 		checkBlockSizes(t)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a network namespace with unshare -n")
-	}
-	for _, bin := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (util-linux, iproute2)", bin)
-		}
-	}
+	testenv.Root(t, "a network namespace made with unshare -n")
+	testenv.Programs(t, "Debian: util-linux, iproute2", "unshare", "ip")
 	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up mtu 1500 && exec "$0" "$@"`,
 		os.Args[0], "-test.run=^TestBlockSizeOnEthernetMTU$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "TFTPD_TEST_IN_NETNS=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil && strings.HasPrefix(string(out), "unshare:") {
-		t.Skipf("cannot make a network namespace here: %s", firstLine(out))
+		testenv.Missing(t, "cannot make a network namespace here: %s", firstLine(out))
 	}
 	t.Logf("in a new network namespace:\n%s", out)
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestBlockSizeOnEthernetMTU") {

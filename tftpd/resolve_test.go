@@ -5,10 +5,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCleanName(t *testing.T) {
@@ -110,7 +113,7 @@ func TestOpenFile(t *testing.T) {
 			}()
 			select {
 			case <-done:
-			case <-time.After(3 * time.Second):
+			case <-time.After(30 * time.Second): // hung: a FIFO open that blocks never returns
 				t.Fatalf("openFile(%q) blocked", tc.name)
 			}
 			if !errors.Is(err, tc.wantErr) {
@@ -132,10 +135,12 @@ func TestOpenFile(t *testing.T) {
 	}
 }
 
+// TestOpenFileUnreadable: a file the server may not read is refused with
+// ErrAccess, not served and not reported missing. Root reads mode 000
+// files by CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so as root the open
+// runs on a thread without them in its effective set (capabilities are
+// per thread), as a netbootd run by a service user would be.
 func TestOpenFileUnreadable(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root reads mode 000 files: nothing to refuse")
-	}
 	tr := newTree(t, nil)
 	if err := os.Chmod(filepath.Join(tr.root, "pxelinux.0"), 0); err != nil {
 		t.Fatal(err)
@@ -145,7 +150,49 @@ func TestOpenFileUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	if _, _, err := openFile(root, "pxelinux.0"); !errors.Is(err, ErrAccess) {
-		t.Errorf("unreadable file: %v, want ErrAccess", err)
+	// The same tree, still readable elsewhere, shows the refusal is the mode's.
+	if _, _, err := openFile(root, "zero"); err != nil {
+		t.Fatalf("readable file: %v", err)
 	}
+	withoutDACOverride(t, func() {
+		f, _, err := openFile(root, "pxelinux.0")
+		if err == nil {
+			f.Close()
+		}
+		if !errors.Is(err, ErrAccess) || errors.Is(err, ErrNotFound) {
+			t.Errorf("unreadable file: %v, want ErrAccess", err)
+		}
+	})
+}
+
+// withoutDACOverride runs fn on a locked thread whose effective
+// capabilities lack the two that let root bypass file modes, then puts
+// them back. Without root there is nothing to drop.
+func withoutDACOverride(t *testing.T, fn func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		fn()
+		return
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err != nil {
+		t.Fatalf("capget: %v", err)
+	}
+	saved := caps
+	caps[0].Effective &^= 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH
+	if err := unix.Capset(&hdr, &caps[0]); err != nil {
+		t.Fatalf("capset: %v", err)
+	}
+	defer func() {
+		if err := unix.Capset(&hdr, &saved[0]); err != nil {
+			// This thread must not go back to the pool without them: a
+			// locked goroutine that exits takes its thread along.
+			runtime.LockOSThread()
+			t.Errorf("restoring capabilities: %v", err)
+		}
+	}()
+	fn()
 }

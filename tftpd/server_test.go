@@ -51,13 +51,30 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 }
 
+// TestNewDefaults: zero fields get the documented 1 s and 5 retries (a
+// transfer given up after about 6 s of silence); set ones are kept.
 func TestNewDefaults(t *testing.T) {
-	s, err := New(Config{Root: t.TempDir()}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.cfg.Timeout != DefaultTimeout || s.cfg.Retries != DefaultRetries {
-		t.Errorf("defaults: timeout %v retries %d, want %v %d", s.cfg.Timeout, s.cfg.Retries, DefaultTimeout, DefaultRetries)
+	for _, tc := range []struct {
+		name        string
+		timeout     time.Duration
+		retries     int
+		wantTimeout time.Duration
+		wantRetries int
+	}{
+		{"zero gets defaults", 0, 0, time.Second, 5},
+		{"set kept", 3 * time.Second, 2, 3 * time.Second, 2},
+		{"timeout set, retries default", 250 * time.Millisecond, 0, 250 * time.Millisecond, 5},
+		{"retries set, timeout default", 0, 9, time.Second, 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Config{Root: t.TempDir(), Timeout: tc.timeout, Retries: tc.retries}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.cfg.Timeout != tc.wantTimeout || s.cfg.Retries != tc.wantRetries {
+				t.Errorf("timeout %v retries %d, want %v %d", s.cfg.Timeout, s.cfg.Retries, tc.wantTimeout, tc.wantRetries)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/qmp"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // fakeQEMU serves QMP on a unix socket and models QEMU's run states
@@ -238,7 +239,7 @@ func TestQEMUErrors(t *testing.T) {
 func TestQEMUReal(t *testing.T) {
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Missing(t, "qemu-system-x86_64 not installed (make test installs it)")
 	}
 	dir, err := os.MkdirTemp("", "qmp")
 	if err != nil {
@@ -253,7 +254,7 @@ func TestQEMUReal(t *testing.T) {
 	out := &capped{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start qemu: %v", err)
+		testenv.Missing(t, "cannot start qemu: %v", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()

@@ -256,9 +256,11 @@ func TestEnsureDefault(t *testing.T) {
 	if err := f.m.EnsureDefault(); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(filepath.Join(f.dir, "default"))
-	if string(data) != DefaultConfig {
-		t.Fatalf("default = %q", data)
+	// A node with no link of its own boots its local disk.
+	const want = "DEFAULT harddisk\nLABEL harddisk\n  LOCALBOOT 0\n"
+	data, err := os.ReadFile(filepath.Join(f.dir, "default"))
+	if err != nil || string(data) != want {
+		t.Fatalf("default = %q, %v; want %q", data, err, want)
 	}
 	os.WriteFile(filepath.Join(f.dir, "default"), []byte("operator's own\n"), 0o644)
 	if err := f.m.EnsureDefault(); err != nil {

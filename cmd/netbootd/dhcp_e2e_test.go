@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // netns makes a network namespace for this test and deletes it afterwards.
@@ -36,14 +37,8 @@ func sh(t *testing.T, args ...string) string {
 // address and boot file come back, the exchange is on its timeline, and an
 // unknown MAC gets nothing but shows up in nbctl nodes discovered.
 func TestDHCPEndToEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "busybox"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (make test installs it)", tool)
-		}
-	}
+	testenv.Root(t, "network namespaces")
+	testenv.Programs(t, "make test installs them", "ip", "busybox")
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	id := "nbt-" + hex.EncodeToString(rnd[:])

@@ -15,6 +15,7 @@ import (
 	"github.com/orbit-lab/netboot/initramfs"
 	"github.com/orbit-lab/netboot/initramfs/layout"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // waitFor waits until out holds want count times.
@@ -89,14 +90,8 @@ func nsInit(pid int) int {
 // enrolls with netbootd, that a killed RC is restarted, and that SIGUSR2
 // powers off (in a PID namespace, reboot(2) ends its init).
 func TestPID1(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (namespaces, veth, mounts)")
-	}
-	for _, tool := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (Debian: util-linux, iproute2)", tool)
-		}
-	}
+	testenv.Root(t, "namespaces, veth, mounts")
+	testenv.Programs(t, "Debian: util-linux, iproute2", "unshare", "ip")
 	if testing.Short() {
 		t.Skip("compiles the image's binaries")
 	}

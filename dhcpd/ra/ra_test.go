@@ -2,31 +2,200 @@ package ra
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/ndp"
+	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
-// The responder's real test is dhcpd's TestInteropDirect: a client in a
-// network namespace solicits and gets the empty RA, from a server started
-// on a bridge without carrier.
+// dhcpd's TestInteropDirect is the end-to-end test: a client in a network
+// namespace solicits and gets the empty RA, from a server started on a
+// bridge without carrier.
+
+// hung bounds every wait: reaching it means the responder hung.
+const hung = 30 * time.Second
 
 func TestRunNoInterface(t *testing.T) {
 	r := &Responder{Interface: "nbt-nosuch0"}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hung)
 	defer cancel()
 	if err := r.Run(ctx); !errors.Is(err, ErrNoInterface) {
 		t.Errorf("Run = %v, want ErrNoInterface", err)
 	}
 }
 
-func TestRunWaitsAndStops(t *testing.T) {
-	// Loopback has no link-local address: Run waits, retrying, and
-	// returns nil when the context ends.
-	r := &Responder{Interface: "lo", Retry: 10 * time.Millisecond}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+// messages is a slog handler that passes the message of each Info or
+// higher record on, so a test can wait for what the responder says.
+type messages chan string
+
+func (m messages) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (m messages) Handle(_ context.Context, r slog.Record) error {
+	m <- r.Message
+	return nil
+}
+func (m messages) WithAttrs([]slog.Attr) slog.Handler { return m }
+func (m messages) WithGroup(string) slog.Handler      { return m }
+
+// waitFor reads messages until one starts with prefix; Run returning
+// first, or the hung deadline, fails t.
+func waitFor(t *testing.T, msgs messages, done <-chan error, prefix string) {
+	t.Helper()
+	deadline := time.After(hung)
+	for {
+		select {
+		case m := <-msgs:
+			if strings.HasPrefix(m, prefix) {
+				return
+			}
+		case err := <-done:
+			t.Fatalf("Run returned %v before logging %q", err, prefix)
+		case <-deadline:
+			t.Fatalf("no %q logged within %v", prefix, hung)
+		}
+	}
+}
+
+const (
+	logWaiting   = "waiting for an IPv6 link-local address"
+	logAnswering = "answering IPv6 router solicitations"
+)
+
+// TestRunStopsWhileWaiting: loopback never has a link-local address, so
+// Run waits; cancelling it then ends Run with nil.
+func TestRunStopsWhileWaiting(t *testing.T) {
+	msgs := make(messages, 16)
+	r := &Responder{Interface: "lo", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := r.Run(ctx); err != nil {
-		t.Errorf("Run = %v, want nil", err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitFor(t, msgs, done, logWaiting)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v after cancel, want nil", err)
+		}
+	case <-time.After(hung):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestRunWaitsAndStops: on an interface with no link-local address yet
+// (a bridge without carrier, in the appliance) Run waits; once the
+// address appears it answers a solicitation with an RA; cancelled, it
+// returns nil. A Run that gives up instead of waiting returns before the
+// address is there and fails the test.
+func TestRunWaitsAndStops(t *testing.T) {
+	testenv.Root(t, "network namespace")
+	testenv.Programs(t, "Debian: iproute2", "ip")
+	ns := newNetns(t)
+	// A veth pair inside ns: ra0 for the responder, cl0 for the client.
+	// addrgenmode none keeps the kernel from giving either a link-local
+	// address; the test adds them itself, without DAD.
+	ip(t, "-n", ns, "link", "add", "ra0", "type", "veth", "peer", "name", "cl0")
+	for _, ifname := range []string{"ra0", "cl0"} {
+		ip(t, "-n", ns, "link", "set", ifname, "addrgenmode", "none")
+		ip(t, "-n", ns, "link", "set", ifname, "up")
+	}
+	ip(t, "-n", ns, "addr", "add", "fe80::2/64", "dev", "cl0", "nodad")
+
+	msgs := make(messages, 16)
+	r := &Responder{Interface: "ra0", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	// Run stays on the namespace's thread: each attempt looks the
+	// interface up and opens its socket there.
+	go func() { done <- netns.Do(ns, func() error { return r.Run(ctx) }) }()
+
+	waitFor(t, msgs, done, logWaiting)
+	ip(t, "-n", ns, "addr", "add", "fe80::1/64", "dev", "ra0", "nodad")
+	waitFor(t, msgs, done, logAnswering)
+
+	adv, err := solicit(ns, "cl0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adv.ManagedConfiguration || adv.OtherConfiguration || adv.RouterLifetime != 0 || len(adv.Options) != 0 {
+		t.Errorf("RA = %+v, want M=0 O=0 lifetime 0 and no options", adv)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v after cancel, want nil", err)
+		}
+	case <-time.After(hung):
+		t.Fatal("Run did not return after cancel")
+	}
+	// Counted after the send, so read only once Run has returned.
+	if n := r.Answered(); n != 1 {
+		t.Errorf("Answered = %d after one solicitation, want 1", n)
+	}
+}
+
+// solicit sends one router solicitation from ifname in ns and returns the
+// RA that answers it.
+func solicit(ns, ifname string) (*ndp.RouterAdvertisement, error) {
+	var adv *ndp.RouterAdvertisement
+	err := netns.Do(ns, func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.WriteTo(&ndp.RouterSolicitation{}, nil, netip.MustParseAddr("ff02::2")); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(hung))
+		for {
+			m, _, _, err := c.ReadFrom()
+			if err != nil {
+				return errors.New("no router advertisement: " + err.Error())
+			}
+			if a, ok := m.(*ndp.RouterAdvertisement); ok {
+				adv = a
+				return nil
+			}
+		}
+	})
+	return adv, err
+}
+
+// newNetns makes a network namespace that is deleted when t ends.
+func newNetns(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	ns := "nbt-ra-" + hex.EncodeToString(b)
+	ip(t, "netns", "add", ns)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	return ns
+}
+
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }

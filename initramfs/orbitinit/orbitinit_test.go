@@ -91,6 +91,7 @@ func TestChooseControl(t *testing.T) {
 	eth1 := NIC{Name: "eth1", MAC: mac("52:54:00:00:00:02")}
 	eth2 := NIC{Name: "eth2", MAC: mac("52:54:00:00:00:03"), Carrier: true}
 	eth3 := NIC{Name: "eth3", MAC: mac("52:54:00:00:00:04")}
+	eth4 := NIC{Name: "eth4", MAC: mac("52:54:00:ab:cd:ef"), Carrier: true}
 	tests := []struct {
 		name       string
 		cmdline    string
@@ -100,7 +101,9 @@ func TestChooseControl(t *testing.T) {
 		wantErr    error
 	}{
 		{"BOOTIF picks by MAC", "BOOTIF=01-52-54-00-00-00-03", []NIC{eth0, eth1, eth2}, "eth2", "BOOTIF=01-52-54-00-00-00-03", nil},
-		{"BOOTIF upper-case hex", "BOOTIF=01-52-54-00-00-00-03", []NIC{eth2}, "eth2", "BOOTIF=01-52-54-00-00-00-03", nil},
+		// Hex digits of either case name the same MAC.
+		{"BOOTIF upper-case hex", "BOOTIF=01-52-54-00-AB-CD-EF", []NIC{eth0, eth1, eth4}, "eth4", "BOOTIF=01-52-54-00-AB-CD-EF", nil},
+		{"BOOTIF lower-case hex", "BOOTIF=01-52-54-00-ab-cd-ef", []NIC{eth0, eth1, eth4}, "eth4", "BOOTIF=01-52-54-00-ab-cd-ef", nil},
 		{"orbit.ctl wins over BOOTIF", "BOOTIF=01-52-54-00-00-00-03 orbit.ctl=eth0", []NIC{eth0, eth1, eth2}, "eth0", "orbit.ctl=eth0", nil},
 		{"orbit.ctl needs no carrier", "orbit.ctl=eth3", []NIC{eth0, eth3}, "eth3", "orbit.ctl=eth3", nil},
 		{"orbit.ctl missing falls to BOOTIF", "orbit.ctl=eth9 BOOTIF=01-52-54-00-00-00-01", []NIC{eth0, eth1}, "eth0",

@@ -8,6 +8,31 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// wantDefaults are the defaults the README and examples/netbootd.yaml
+// document, written out here rather than taken from Default.
+var wantDefaults = Config{
+	StateDir: "/var/lib/netboot",
+	TFTPRoot: "/tftpboot",
+	HTTP:     HTTP{Listen: ":5054"},
+	TFTP:     TFTP{Listen: ":69"},
+	DHCP: DHCP{Interface: "eth1", ServerIP: "10.18.0.1", Subnet: "10.18.0.0/16", Router: "10.18.0.1",
+		DNS: []string{"10.18.0.1"}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
+		BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: "server", Workers: 8},
+	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
+	Inventory: Inventory{Seed: "/etc/netboot/inventory.yaml"},
+}
+
+// TestExampleFile: the shipped example says its values are the defaults.
+func TestExampleFile(t *testing.T) {
+	c, err := Load("../../examples/netbootd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantDefaults, c); diff != "" {
+		t.Errorf("examples/netbootd.yaml (-want +got):\n%s", diff)
+	}
+}
+
 func TestParse(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -16,8 +41,8 @@ func TestParse(t *testing.T) {
 		check   func(t *testing.T, c Config)
 	}{
 		{name: "empty file gives defaults", yaml: "", check: func(t *testing.T, c Config) {
-			if c.HTTP.Listen != ":5054" || c.PXE.LinkLifetime != 300*time.Second || c.TFTP.Listen != ":69" {
-				t.Errorf("defaults not applied: %+v", c)
+			if diff := cmp.Diff(wantDefaults, c); diff != "" {
+				t.Errorf("defaults (-want +got):\n%s", diff)
 			}
 		}},
 		{name: "keys override defaults", yaml: "tftp_root: /srv/tftp\npxe: { link_lifetime: 600s, default_image: x }\ntftp: { listen: \"\" }\n",
@@ -29,16 +54,36 @@ func TestParse(t *testing.T) {
 					t.Errorf("sibling default lost: cfg_dir = %q", c.PXE.CfgDir)
 				}
 			}},
-		{name: "full example", yaml: `state_dir: /var/lib/netboot
-tftp_root: /tftpboot
-http:  { listen: ":5054" }
-tftp:  { listen: ":69" }
-dhcp:  { enabled: false, interface: eth1, server_ip: 10.18.0.1, subnet: 10.18.0.0/16,
-         router: 10.18.0.1, dns: [10.18.0.1], domain: orbit-lab.org, lease_time: 1h,
-         bootfile: pxelinux.0 }
-pxe:   { cfg_dir: pxelinux.cfg, default_image: orbit-2.0.0, link_lifetime: 300s }
-inventory: { seed: /etc/netboot/inventory.yaml }
-`},
+		// Every key, none at its default, so a key the decoder drops shows.
+		{name: "full example", yaml: `state_dir: /srv/netboot/state
+tftp_root: /srv/tftp
+http:  { listen: "127.0.0.1:8054" }
+tftp:  { listen: "10.30.0.1:1069" }
+dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0.0/16,
+         router: 10.30.0.254, dns: [10.30.0.53, 10.30.0.54], domain: lab.example, lease_time: 45m,
+         bootfile: lpxelinux.0, bootfile_efi: ipxe.efi, pool: 10.30.9.1-10.30.9.99,
+         ipxe_fast: false, mode: proxy, workers: 3,
+         subnets: [ { subnet: 10.31.0.0/24, router: 10.31.0.1, pool: 10.31.0.100-10.31.0.199 } ] }
+pxe:   { cfg_dir: cfg, default_image: orbit-3.1.4, link_lifetime: 90s }
+inventory: { seed: /srv/netboot/nodes.yaml }
+`, check: func(t *testing.T, c Config) {
+			want := Config{
+				StateDir: "/srv/netboot/state",
+				TFTPRoot: "/srv/tftp",
+				HTTP:     HTTP{Listen: "127.0.0.1:8054"},
+				TFTP:     TFTP{Listen: "10.30.0.1:1069"},
+				DHCP: DHCP{Enabled: true, Interface: "br-ctl", ServerIP: "10.30.0.1", Subnet: "10.30.0.0/16",
+					Router: "10.30.0.254", DNS: []string{"10.30.0.53", "10.30.0.54"}, Domain: "lab.example",
+					LeaseTime: 45 * time.Minute, Bootfile: "lpxelinux.0", BootfileEFI: "ipxe.efi",
+					Pool: "10.30.9.1-10.30.9.99", IPXEFast: false, Mode: "proxy", Workers: 3,
+					Subnets: []DHCPSubnet{{Subnet: "10.31.0.0/24", Router: "10.31.0.1", Pool: "10.31.0.100-10.31.0.199"}}},
+				PXE:       PXE{CfgDir: "cfg", DefaultImage: "orbit-3.1.4", LinkLifetime: 90 * time.Second},
+				Inventory: Inventory{Seed: "/srv/netboot/nodes.yaml"},
+			}
+			if diff := cmp.Diff(want, c); diff != "" {
+				t.Errorf("parsed (-want +got):\n%s", diff)
+			}
+		}},
 		{name: "unknown top-level key names key and line", yaml: "state_dir: /x\nbogus: 1\n", wantErr: "line 2: field bogus not found"},
 		{name: "unknown nested key", yaml: "http:\n  listen: \":1\"\n  port: 5\n", wantErr: "line 3: field port not found"},
 		{name: "bad CIDR", yaml: "dhcp: { subnet: 10.18.0.0/33 }\n", wantErr: "dhcp.subnet"},
@@ -47,14 +92,6 @@ inventory: { seed: /etc/netboot/inventory.yaml }
 		{name: "bad duration", yaml: "pxe: { link_lifetime: forever }\n", wantErr: "line 1: cannot unmarshal !!str `forever` into time.Duration"},
 		{name: "negative lifetime", yaml: "pxe: { link_lifetime: -5s }\n", wantErr: "must be positive"},
 		{name: "not a mapping", yaml: "- a\n- b\n", wantErr: "cannot unmarshal"},
-		{name: "dhcp defaults", yaml: "", check: func(t *testing.T, c Config) {
-			want := DHCP{Interface: "eth1", ServerIP: "10.18.0.1", Subnet: "10.18.0.0/16", Router: "10.18.0.1",
-				DNS: []string{"10.18.0.1"}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
-				BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: "server", Workers: 8}
-			if diff := cmp.Diff(want, c.DHCP); diff != "" {
-				t.Errorf("dhcp defaults (-want +got):\n%s", diff)
-			}
-		}},
 		{name: "dhcp pool, relays, proxy", yaml: `dhcp:
   pool: 10.18.200.1-10.18.200.254
   ipxe_fast: false

@@ -285,14 +285,38 @@ func TestLinksWhenAddressesSwap(t *testing.T) {
 	if err := s.SetLinks(ctx, []BootLink{a, b}, t0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	// c now holds a's old address; a's row under that name must go.
-	c := BootLink{HRN: "c", ControlIP: "10.0.0.9", Hex: "0A000009", Image: "img"}
-	s.SetLinks(ctx, []BootLink{c}, t0, time.Minute)
-	names, err := s.LinkNames(ctx, []string{"a", "b", "c", "zz"})
+	names, err := s.LinkNames(ctx, []string{"a", "b"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]string{"a": "0A000002", "b": "0A000001", "c": "0A000009"}, names); diff != "" {
-		t.Errorf("link names (-want +got):\n%s", diff)
+	if diff := cmp.Diff(map[string]string{"a": "0A000002", "b": "0A000001"}, names); diff != "" {
+		t.Errorf("link names after the swap (-want +got):\n%s", diff)
+	}
+	// Then a moved away without being set again, and c took its address:
+	// pxelinux.cfg/0A000002 is now c's file, so a's row under that name is
+	// stale and must go, or a would be reported (and later expired) as
+	// owning c's file.
+	c := BootLink{HRN: "c", ControlIP: a.ControlIP, Hex: a.Hex, Image: "other"}
+	if err := s.SetLinks(ctx, []BootLink{c}, t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	names, err = s.LinkNames(ctx, []string{"a", "b", "c", "zz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"b": "0A000001", "c": "0A000002"}, names); diff != "" {
+		t.Errorf("link names after c took a's address (-want +got):\n%s", diff)
+	}
+	links, err := s.Links(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byHex := map[string][]string{}
+	for _, l := range links {
+		byHex[l.Hex] = append(byHex[l.Hex], l.HRN+" "+l.ControlIP+" "+l.Image)
+	}
+	want := map[string][]string{"0A000001": {"b 10.0.0.1 img"}, "0A000002": {"c 10.0.0.2 other"}}
+	if diff := cmp.Diff(want, byHex); diff != "" {
+		t.Errorf("links by hex name (-want +got):\n%s", diff)
 	}
 }

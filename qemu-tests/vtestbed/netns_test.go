@@ -1,10 +1,13 @@
 package vtestbed
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/childproc"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestNetnsDial: a connection made with Dial is inside the namespace (the
@@ -20,12 +24,8 @@ import (
 // with Pdeathsig by startLocked outlives many dials (they once ended the
 // thread that had started QEMU, which killed it).
 func TestNetnsDial(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespace)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip")
-	}
+	testenv.Root(t, "network namespace")
+	testenv.Programs(t, "Debian: iproute2, coreutils", "ip", "cat")
 	home, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)
@@ -36,20 +36,42 @@ func TestNetnsDial(t *testing.T) {
 	}
 	defer ns.Delete()
 
-	child := exec.Command("sleep", "60")
+	// cat echoes a line only while it lives: once a Pdeathsig SIGKILL is
+	// queued it never returns to user space, so an echo after the dials'
+	// threads have settled proves it survived them.
+	child := exec.Command("cat")
 	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	done, err := childproc.StartLocked(child)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { child.Process.Kill(); <-done }()
+	echoes := bufio.NewReader(stdout)
+	alive := func(when string) {
+		t.Helper()
+		// A generous deadline: reaching it means cat hung, not that it was slow.
+		stdout.(*os.File).SetReadDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintln(stdin, when)
+		if line, err := echoes.ReadString('\n'); err != nil || line != when+"\n" {
+			t.Fatalf("the Pdeathsig child did not echo a line %s: %q, %v", when, line, err)
+		}
+	}
+	alive("before dialing")
 
 	hostLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hostLn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if c, err := ns.Dial(ctx, "tcp", hostLn.Addr().String()); err == nil {
 		c.Close()
@@ -68,6 +90,25 @@ func TestNetnsDial(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// A thread Dial failed to bring home ends after its goroutine, later
+	// than wg.Wait returns; its end is what would kill the child. Wait
+	// until every thread of this process is back home (an ending thread
+	// is not, and leaves the list only after its Pdeathsig was sent).
+	settled := time.Now().Add(30 * time.Second)
+	for {
+		away, err := threadsAway(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(away) == 0 {
+			break
+		}
+		if time.Now().After(settled) {
+			t.Fatalf("threads %v still outside %s after the dials", away, home)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	alive("after dialing")
 	select {
 	case err := <-done:
 		t.Fatalf("the Pdeathsig child died while dialing: %v", err)
@@ -85,4 +126,27 @@ func TestNetnsDial(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// threadsAway lists this process's threads that are not in network
+// namespace home, or whose namespace cannot be read (a thread that is
+// ending has none).
+func threadsAway(home string) ([]string, error) {
+	tasks, err := filepath.Glob("/proc/self/task/*")
+	if err != nil || len(tasks) == 0 {
+		return nil, fmt.Errorf("listing /proc/self/task: %v", err)
+	}
+	var away []string
+	for _, task := range tasks {
+		got, err := os.Readlink(task + "/ns/net")
+		if err != nil && os.IsNotExist(err) {
+			if _, serr := os.Stat(task); os.IsNotExist(serr) {
+				continue // gone since the listing
+			}
+		}
+		if err != nil || got != home {
+			away = append(away, filepath.Base(task)+"="+got)
+		}
+	}
+	return away, nil
 }
