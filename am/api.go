@@ -2,6 +2,7 @@ package am
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -66,9 +67,19 @@ func hrnParam(c *gin.Context) (string, bool) {
 func decodeJSON(c *gin.Context, v any) error {
 	err := httpbody.JSON(c.Writer, c.Request, maxBody, v)
 	if err != nil && !errors.Is(err, httpbody.ErrEmpty) {
-		return badRequest("%v", err)
+		return bodyError(err)
 	}
 	return nil
+}
+
+// bodyError is a 413 for a body over the limit (the caller must send less,
+// not fix a field), else a 400.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &httpError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body: larger than %d bytes", tooBig.Limit)}
+	}
+	return badRequest("%v", err)
 }
 
 func (s *Server) apiNodes(c *gin.Context) {
@@ -316,7 +327,7 @@ func (s *Server) apiExport(c *gin.Context) {
 func (s *Server) apiImport(c *gin.Context) {
 	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
-		apiError(c, badRequest("request body: %v", err))
+		apiError(c, bodyError(fmt.Errorf("request body: %w", err)))
 		return
 	}
 	f, err := inventory.ParseFile(data)

@@ -431,3 +431,67 @@ func TestNodeBootfileWins(t *testing.T) {
 		}
 	}
 }
+
+// TestIPXEFastOff: with ipxe_fast false an iPXE client gets the same reply
+// as with it, less option 175 (so iPXE waits for ProxyDHCP offers as it
+// does by default), in both modes; and no router-advertisement responder
+// is made, so router solicitations on the segment go unanswered by us.
+func TestIPXEFastOff(t *testing.T) {
+	proxy := testConfig()
+	proxy.Mode = ModeProxy
+	for _, tt := range []struct {
+		name  string
+		cfg   Config
+		req   *dhcpv4.DHCPv4
+		src   string
+		local int
+	}{
+		{"server: DISCOVER", testConfig(), pxeRequest(dhcpv4.MessageTypeDiscover, knownMAC), "0.0.0.0:68", 67},
+		{"server: REQUEST", testConfig(), pxeRequest(dhcpv4.MessageTypeRequest, knownMAC, withServerID("10.18.0.1"), withRequested("10.18.1.2")), "0.0.0.0:68", 67},
+		{"server: INFORM", testConfig(), pxeRequest(dhcpv4.MessageTypeInform, knownMAC, withCiaddr("10.18.1.2")), "10.18.1.2:68", 67},
+		{"server: relayed DISCOVER", testConfig(), pxeRequest(dhcpv4.MessageTypeDiscover, relayMAC, withGiaddr("10.19.0.2")), "10.19.0.2:67", 67},
+		{"proxy: DISCOVER", proxy, pxeRequest(dhcpv4.MessageTypeDiscover, knownMAC), "0.0.0.0:68", 67},
+		{"proxy: REQUEST on the boot port", proxy, pxeRequest(dhcpv4.MessageTypeRequest, knownMAC, withCiaddr("10.18.50.7")), "10.18.50.7:68", ProxyBootPort},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reply := func(fast bool) (*summary, string) {
+				cfg := tt.cfg
+				cfg.IPXEFast = fast
+				s, err := New(cfg, newFakeStore(testNodes...), &fakeEvents{}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (s.ra != nil) != fast {
+					t.Errorf("ipxe_fast %v: router-advertisement responder made: %v", fast, s.ra != nil)
+				}
+				out, dst := s.handle(context.Background(), tt.req.ToBytes(), netip.MustParseAddrPort(tt.src), tt.local)
+				var ev string
+				select {
+				case e := <-s.rec.events:
+					ev = e.What + " " + e.Detail
+				default:
+				}
+				return summarize(t, out, dst), ev
+			}
+			fast, fastEv := reply(true)
+			slow, slowEv := reply(false)
+			if fast == nil || slow == nil {
+				t.Fatalf("no reply: fast %v, slow %v", fast, slow)
+			}
+			if fast.Opts[175] != "b00101" {
+				t.Errorf("ipxe_fast true: option 175 = %q, want b00101", fast.Opts[175])
+			}
+			if v, ok := slow.Opts[175]; ok {
+				t.Errorf("ipxe_fast false: option 175 = %q, want none", v)
+			}
+			delete(fast.Opts, 175)
+			if diff := cmp.Diff(fast, slow); diff != "" {
+				t.Errorf("replies differ in more than option 175 (-fast +slow):\n%s", diff)
+			}
+			// The client is iPXE either way; only the answer differs.
+			if fastEv != slowEv || (fastEv != "" && !strings.Contains(slowEv, "ipxe=yes")) {
+				t.Errorf("events: fast %q, slow %q", fastEv, slowEv)
+			}
+		})
+	}
+}

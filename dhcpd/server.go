@@ -95,6 +95,8 @@ type Server struct {
 	chain      []step
 	nodeByMAC  func(ctx context.Context, mac string) (inventory.Node, error) // st.NodeByMAC, or a NodeFinder's while serving
 	rec        *recorder
+	ra         *ra.Responder // nil without IPXEFast
+	queue      int           // requests waiting for a worker, at most
 	stats      counters
 	unknownLog *lograte.Limiter[string] // one line per unknown MAC per minute
 	problemLog *lograte.Limiter[string] // one line per kind of problem per minute
@@ -140,8 +142,12 @@ func New(cfg Config, st Store, ev EventSink, log *slog.Logger) (*Server, error) 
 		log:        log,
 		ports:      p,
 		rec:        newRecorder(ev, st, log),
+		queue:      queueLen,
 		unknownLog: lograte.New(time.Minute, 4096, ""),
 		problemLog: lograte.New(time.Minute, 1024, ""),
+	}
+	if cfg.IPXEFast {
+		s.ra = &ra.Responder{Interface: cfg.Interface, Log: log.With("part", "ra")}
 	}
 	s.chain = s.buildChain()
 	s.nodeByMAC = st.NodeByMAC
@@ -222,16 +228,15 @@ func (s *Server) Start(ctx context.Context) error {
 	defer stopRec()
 	var side sync.WaitGroup // recorder and RA responder
 	side.Go(func() { s.rec.run(recCtx) })
-	if s.cfg.IPXEFast {
-		r := &ra.Responder{Interface: s.cfg.Interface, Log: s.log.With("part", "ra")}
+	if s.ra != nil {
 		side.Go(func() {
-			if err := r.Run(runCtx); err != nil {
+			if err := s.ra.Run(runCtx); err != nil {
 				s.log.Error("router advertisement responder stopped", "interface", s.cfg.Interface, "err", err)
 			}
 		})
 	}
 
-	jobs := make(chan job, queueLen)
+	jobs := make(chan job, s.queue)
 	bufs := sync.Pool{New: func() any { b := make([]byte, maxDatagram+1); return &b }}
 	var workers sync.WaitGroup
 	// Requests read before the shutdown are still answered: their database
@@ -267,7 +272,7 @@ func (s *Server) Start(ctx context.Context) error {
 					bufs.Put(buf)
 					s.stats.overload.Add(1)
 					if ok, held := s.problemLog.Allow("overload"); ok {
-						s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", queueLen, "held_back", held)
+						s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", s.queue, "held_back", held)
 					}
 				}
 			}

@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
@@ -152,5 +154,153 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(cfg, newFakeStore(), nil, nil); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
+	}
+}
+
+// blockingStore holds every inventory lookup until release is closed,
+// whatever the request's context says, so that a test can keep every
+// worker busy for as long as it needs; entered gets the MAC of each lookup.
+type blockingStore struct {
+	*fakeStore
+	entered chan string
+	release chan struct{}
+}
+
+func (b *blockingStore) NodeByMAC(ctx context.Context, mac string) (inventory.Node, error) {
+	b.entered <- mac
+	<-b.release
+	return b.fakeStore.NodeByMAC(ctx, mac)
+}
+
+// syncBuffer is a log sink for a server's goroutines and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds; the deadline means "hung".
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("hung waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestOverloadDrops: with every worker busy and the queue full, a request
+// is dropped at once, counted as overload and logged once (rate-limited),
+// and never answered; what was queued is answered once the workers free.
+func TestOverloadDrops(t *testing.T) {
+	port := freeUDPPort(t)
+	node := inventory.Node{HRN: "lo.test", Domain: "test", Hostname: "lo", ControlIP: "127.0.0.2", ControlMAC: knownMAC}
+	st := &blockingStore{fakeStore: newFakeStore(node), entered: make(chan string, 16), release: make(chan struct{})}
+	cfg := loopbackConfig(port)
+	cfg.Workers = 2
+	var log syncBuffer
+	s, err := New(cfg, st, nil, newTextLogger(&log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.queue = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	sendRaw := func(b []byte) {
+		t.Helper()
+		if _, err := client.WriteToUDP(b, server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until the server is bound, datagrams are lost: probe with malformed
+	// ones, which no worker waits on. A probe still unread when this ends
+	// is read before request 1 and handled before request 2 reaches the
+	// store, so Received-Malformed counts the requests read from then on.
+	waitFor(t, "the server to read a datagram", func() bool {
+		sendRaw([]byte{1, 2, 3})
+		return s.Stats().Malformed > 0
+	})
+
+	xid := func(i int) dhcpv4.TransactionID { return dhcpv4.TransactionID{0xab, 0, 0, byte(i)} }
+	send := func(i int) {
+		t.Helper()
+		req := pxeRequest(dhcpv4.MessageTypeRequest, knownMAC, withCiaddr("127.0.0.2"))
+		req.TransactionID = xid(i)
+		sendRaw(req.ToBytes())
+	}
+	// Requests 1 and 2 occupy both workers, 3 waits in the queue, 4 and 5
+	// find no room. One reader takes the datagrams in order, so once it
+	// has counted 5, each went where it could.
+	for i := 1; i <= 2; i++ {
+		send(i)
+		select {
+		case <-st.entered:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("request %d never reached a worker", i)
+		}
+	}
+	for i := 3; i <= 5; i++ {
+		send(i)
+	}
+	waitFor(t, "5 requests read", func() bool { st := s.Stats(); return st.Received-st.Malformed == 5 })
+	if got := s.Stats().Overload; got != 2 {
+		t.Errorf("overload = %d, want 2", got)
+	}
+	if n := strings.Count(log.String(), "dhcp requests dropped: all workers busy"); n != 1 {
+		t.Errorf("%d overload lines logged, want 1 (rate-limited):\n%s", n, log.String())
+	}
+
+	close(st.release)
+	got := map[dhcpv4.TransactionID]bool{}
+	buf := make([]byte, 1500)
+	for range 3 {
+		client.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, _, err := client.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("replies so far %v: %v", got, err)
+		}
+		r, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[r.TransactionID] = true
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Start = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Start did not return after cancel")
+	}
+	// Start returned: every reply it will ever send is sent.
+	if want := map[dhcpv4.TransactionID]bool{xid(1): true, xid(2): true, xid(3): true}; !cmp.Equal(got, want) {
+		t.Errorf("answered %v, want the three that found a worker or a queue slot", got)
+	}
+	if st := s.Stats(); st.Replies != 3 || st.Overload != 2 || st.Received-st.Malformed != 5 {
+		t.Errorf("after shutdown: %+v; want 5 requests read, 3 replies, 2 overload", st)
 	}
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,14 +78,20 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// TestCleanShutdown: SIGTERM (systemd) and SIGINT (Ctrl-C) both stop
+// netbootd in order, with exit status 0.
 func TestCleanShutdown(t *testing.T) {
-	a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}, Extra: ""})
-	a.Start()
-	if err := a.Stop(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, a.Log)
-	}
-	if !strings.Contains(a.Log.String(), "netbootd stopped") {
-		t.Errorf("no orderly stop logged:\n%s", a.Log)
+	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}})
+			a.Start()
+			if err := a.StopWith(sig); err != nil {
+				t.Fatalf("exit after %v: %v\n%s", sig, err, a.Log)
+			}
+			if !strings.Contains(a.Log.String(), "netbootd stopped") {
+				t.Errorf("no orderly stop logged:\n%s", a.Log)
+			}
+		})
 	}
 }
 
@@ -154,4 +163,194 @@ func TestRestartReconciles(t *testing.T) {
 	if !strings.Contains(out, "node1-1.sb8") || strings.Contains(out, "node1-3.sb8") {
 		t.Errorf("boot list after restart:\n%s", out)
 	}
+}
+
+// hasLine reports whether some line of log contains every part.
+func hasLine(log string, parts ...string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLogLevel: --log-level keeps the lines of its level and above and
+// drops the others. The AM logs a read at debug, a change at info and a
+// failing power driver at warn.
+func TestLogLevel(t *testing.T) {
+	const inv = `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", power: "qemu:/nonexistent/qmp.sock" }
+`
+	var (
+		debugLine = []string{"level=DEBUG", "msg=http", "method=GET", "path=/api/v1/images"}
+		infoLine  = []string{"level=INFO", "msg=http", "method=PUT", "path=/api/v1/nodes/node1-1.sb8/boot"}
+		warnLine  = []string{"level=WARN", "msg=power", "hrn=node1-1.sb8", "QEMU is not running"}
+	)
+	for _, tt := range []struct {
+		level           string // "" is the default
+		debug, info, wr bool
+	}{
+		{"debug", true, true, true},
+		{"", false, true, true},
+		{"info", false, true, true},
+		{"warn", false, false, true},
+		{"error", false, false, false},
+	} {
+		t.Run("level="+tt.level, func(t *testing.T) {
+			var args []string
+			if tt.level != "" {
+				args = []string{"--log-level", tt.level}
+			}
+			a := apptest.New(t, apptest.Options{Inventory: inv, Images: []string{"orbit-2.0.0"}, Args: args})
+			a.Start()
+			for _, c := range []struct {
+				method, path, body string
+				want               int
+			}{
+				{"GET", "/api/v1/images", "", 200},
+				{"PUT", "/api/v1/nodes/node1-1.sb8/boot", "{}", 200},
+				{"POST", "/api/v1/nodes/node1-1.sb8/power", `{"action":"on"}`, 502},
+			} {
+				req, _ := http.NewRequest(c.method, a.URL+c.path, strings.NewReader(c.body))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != c.want {
+					t.Fatalf("%s %s = %d, want %d", c.method, c.path, resp.StatusCode, c.want)
+				}
+			}
+			if err := a.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			log := a.Log.String()
+			for _, w := range []struct {
+				name  string
+				want  bool
+				parts []string
+			}{
+				{"debug", tt.debug, debugLine},
+				{"info", tt.info, infoLine},
+				{"warn", tt.wr, warnLine},
+				// Every line of a level below the threshold is dropped, not only these.
+				{"any debug", tt.debug, []string{"level=DEBUG"}},
+				{"any info", tt.info, []string{"level=INFO"}},
+			} {
+				if got := hasLine(log, w.parts...); got != w.want {
+					t.Errorf("%s line %q logged: %v, want %v\n%s", w.name, w.parts, got, w.want, log)
+				}
+			}
+		})
+	}
+	a := apptest.New(t, apptest.Options{})
+	out, err := runToExitArgs(t, a.Bin, "--config", a.Config, "--log-level", "loud")
+	if err == nil || !strings.Contains(out, "--log-level") || !strings.Contains(out, "loud") {
+		t.Errorf("bad log level accepted: %v %s", err, out)
+	}
+}
+
+// TestAbsoluteCfgDir: an absolute pxe.cfg_dir is used as it is, not below
+// tftp_root: the default file and the links are made there, and the image
+// files are looked up there.
+func TestAbsoluteCfgDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pxe-configs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "orbit-2.0.0"), []byte("DEFAULT boel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := apptest.New(t, apptest.Options{Inventory: seed, Extra: "pxe: { cfg_dir: " + dir + " }\n"})
+	a.Start()
+	req, _ := http.NewRequest("PUT", a.URL+"/api/v1/nodes/node1-1.sb8/boot", strings.NewReader(`{"image":"orbit-2.0.0"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("boot set = %d\n%s", resp.StatusCode, a.Log)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "0A120101")); err != nil || target != "./orbit-2.0.0" {
+		t.Errorf("link in %s: %q, %v; want ./orbit-2.0.0", dir, target, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "default")); err != nil {
+		t.Errorf("no default file in the absolute cfg_dir: %v", err)
+	}
+	// Nothing under tftp_root: apptest made its usual pxelinux.cfg, empty.
+	if entries, err := os.ReadDir(a.CfgDir); err != nil || len(entries) != 0 {
+		t.Errorf("tftp_root/pxelinux.cfg = %v, %v; want it left empty", entries, err)
+	}
+	var stray []string
+	filepath.WalkDir(a.TFTPRoot, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			stray = append(stray, p)
+		}
+		return nil
+	})
+	if len(stray) != 0 {
+		t.Errorf("files made under tftp_root: %q", stray)
+	}
+}
+
+// TestNoReseed: the seed is imported into an empty database only. After a
+// restart with a changed seed, the inventory is what the database held: a
+// node deleted meanwhile stays deleted, a node the new seed changes keeps
+// its stored fields, a node only the new seed has is not added.
+func TestNoReseed(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}})
+	a.Start()
+	if !strings.Contains(a.Log.String(), "inventory seeded") {
+		t.Fatalf("first start did not seed:\n%s", a.Log)
+	}
+	req, _ := http.NewRequest("DELETE", a.URL+"/api/v1/nodes/node1-3.sb8", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("delete node1-3 = %d", resp.StatusCode)
+	}
+	before := export(t, a)
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(seed, "10.18.1.1,", "10.18.9.1,", 1) +
+		"      - { hrn: node9-9.sb8, control_ip: 10.18.9.9, control_mac: \"00:03:1d:0c:09:09\" }\n"
+	if changed == seed {
+		t.Fatal("the changed seed is the same")
+	}
+	if err := os.WriteFile(a.Seed, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Start()
+	if after := export(t, a); after != before {
+		t.Errorf("inventory after a restart with a changed seed:\n%s\nwant what the database held:\n%s", after, before)
+	}
+	if strings.Contains(a.Log.String(), "inventory seeded") {
+		t.Errorf("seeded again:\n%s", a.Log)
+	}
+}
+
+func export(t *testing.T, a *apptest.Appliance) string {
+	t.Helper()
+	resp, err := http.Get(a.URL + "/api/v1/inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("export = %d %v", resp.StatusCode, err)
+	}
+	return string(body)
 }

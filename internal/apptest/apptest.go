@@ -79,6 +79,7 @@ type Appliance struct {
 	TFTPRoot string
 	CfgDir   string // TFTPRoot/pxelinux.cfg
 	Config   string // path of the config file
+	Seed     string // path of the seed inventory file (absent without Options.Inventory)
 	URL      string // http://127.0.0.1:port
 	Addr     string // 127.0.0.1:port
 	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP
@@ -115,7 +116,8 @@ func New(t testing.TB, o Options) *Appliance {
 			t.Fatal(err)
 		}
 	}
-	seed := filepath.Join(a.Dir, "inventory.yaml")
+	a.Seed = filepath.Join(a.Dir, "inventory.yaml")
+	seed := a.Seed
 	if o.Inventory != "" {
 		if err := os.WriteFile(seed, []byte(o.Inventory), 0o644); err != nil {
 			t.Fatal(err)
@@ -180,17 +182,23 @@ func (a *Appliance) Start() {
 // Stop sends SIGTERM and returns netbootd's exit error.
 func (a *Appliance) Stop() error {
 	a.t.Helper()
+	return a.StopWith(syscall.SIGTERM)
+}
+
+// StopWith sends sig and returns netbootd's exit error once it has exited.
+func (a *Appliance) StopWith(sig os.Signal) error {
+	a.t.Helper()
 	if a.cmd == nil {
 		return nil
 	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.cmd.Process.Signal(sig)
 	select {
 	case err := <-a.done:
 		a.cmd = nil
 		return err
 	case <-time.After(15 * time.Second):
 		a.Kill()
-		return fmt.Errorf("netbootd did not stop within 15s of SIGTERM")
+		return fmt.Errorf("netbootd did not stop within 15s of %v", sig)
 	}
 }
 
