@@ -603,7 +603,7 @@ func scenarios(t *testing.T, app backend) {
 			if st.State != proto.StateDone || st.Reply != proto.ReplyOK {
 				t.Errorf("%s = %+v", typ, st)
 			}
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
 			for {
 				if _, err := os.Stat(filepath.Join(n.dir, file)); err == nil {
 					break

@@ -301,7 +301,7 @@ func TestRCReportsProgressAsTheLoadAdvances(t *testing.T) {
 func TestRCEnrollsAgainWhenForgotten(t *testing.T) {
 	f, srv := newFakeAM(t)
 	dir, _ := runRC(t, srv.URL, nil)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	wait := func(enrolls int) {
 		for {
 			f.mu.Lock()

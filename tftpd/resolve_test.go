@@ -110,7 +110,7 @@ func TestOpenFile(t *testing.T) {
 			}()
 			select {
 			case <-done:
-			case <-time.After(3 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatalf("openFile(%q) blocked", tc.name)
 			}
 			if !errors.Is(err, tc.wantErr) {

@@ -472,7 +472,7 @@ func TestMissingFileFlood(t *testing.T) {
 	if err := <-fetched; err != nil {
 		t.Errorf("download during the flood: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for ts.sink.count() < flood+1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

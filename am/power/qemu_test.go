@@ -174,7 +174,7 @@ func TestQEMUFake(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		got, err := d.Do(ctx, tc.a)
 		cancel()
 		if err != nil || got != tc.want {
@@ -269,7 +269,7 @@ func TestQEMUReal(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "qmp.sock")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-machine", "none", "-S", "-display", "none", "-nodefaults",
 		"-no-shutdown", "-qmp", "unix:"+sock+",server=on,wait=off")

@@ -13,7 +13,7 @@ import (
 
 func TestRunNoInterface(t *testing.T) {
 	r := &Responder{Interface: "nbt-nosuch0"}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.Run(ctx); !errors.Is(err, ErrNoInterface) {
 		t.Errorf("Run = %v, want ErrNoInterface", err)
