@@ -55,6 +55,8 @@ type Server struct {
 	links *pxelink.Manager
 	log   *slog.Logger
 	h     http.Handler
+	ready chan struct{} // closed once Start has bound its socket, or failed to
+	addr  net.Addr      // the bound address, set before ready is closed
 }
 
 // maxHeaderBytes lets an oversized query reach our handlers, which answer
@@ -63,7 +65,7 @@ const maxHeaderBytes = 16 << 20
 
 // New builds the AM's router.
 func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, inv: inv, links: links, log: log}
+	s := &Server{cfg: cfg, inv: inv, links: links, log: log, ready: make(chan struct{})}
 	r := gin.New()
 	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
 		s.log.Error("panic in handler", "path", c.Request.URL.Path, "err", err)
@@ -82,13 +84,32 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 // Handler returns the AM's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.h }
 
+// Ready is closed once Start has bound its socket (Addr is then valid), or
+// failed to.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound address once Ready is closed: with a listen address
+// of port 0, the port the system chose. Nil before, or if the bind failed.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.ready:
+		return s.addr
+	default:
+		return nil
+	}
+}
+
 // Start serves on cfg.Listen until ctx is done, then shuts down gracefully.
-// A listen error (port in use) is returned at once.
+// A listen error (port in use) is returned at once. Start may be called
+// once.
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
+		close(s.ready)
 		return fmt.Errorf("am: http listen %s: %w", s.cfg.Listen, err)
 	}
+	s.addr = ln.Addr()
+	close(s.ready)
 	srv := &http.Server{
 		Handler:           s.h,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -302,7 +302,7 @@ func TestJSONAPI(t *testing.T) {
 	if _, ok := links(t, a.CfgDir)["0A120101"]; !ok {
 		t.Fatal("link not made")
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(links(t, a.CfgDir)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -508,11 +508,13 @@ func TestPowerService(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vm.Process.Kill(); vm.Wait() })
-	for i := 0; i < 100; i++ {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(sock); err == nil {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("QEMU made no QMP socket within 60s")
+		}
 	}
 	a := apptest.New(t, apptest.Options{Inventory: `testbeds:
   - domain: sb8

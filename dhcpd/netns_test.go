@@ -257,17 +257,30 @@ for k in ip subnet router dns serverid siaddr boot_file bootfile tftp hostname d
 done
 `
 
-// udhcpc runs busybox udhcpc on ifname in ns once and returns what it got
-// (nil when it got no lease).
-func (l *lab) udhcpc(ns, ifname string, extra ...string) map[string]string {
+// udhcpc runs busybox udhcpc on ifname in ns until it gets a lease, for
+// a minute at most, and returns what it got (nil when it got none).
+func (l *lab) udhcpc(ns, ifname string) map[string]string {
+	l.t.Helper()
+	return l.runUdhcpc(ns, ifname, "-t", "20", "-T", "3")
+}
+
+// udhcpcNone is udhcpc for a client that must get no lease: it tries
+// three times a second apart. A late answer would pass unseen, so callers
+// also check that the server saw the request.
+func (l *lab) udhcpcNone(ns, ifname string) map[string]string {
+	l.t.Helper()
+	return l.runUdhcpc(ns, ifname, "-t", "3", "-T", "1")
+}
+
+func (l *lab) runUdhcpc(ns, ifname string, tries ...string) map[string]string {
 	l.t.Helper()
 	busybox := needBinary(l.t, "busybox", "busybox")
 	script := filepath.Join(l.t.TempDir(), "udhcpc.sh")
 	if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
 		l.t.Fatal(err)
 	}
-	args := append([]string{"netns", "exec", ns, busybox, "udhcpc", "-i", ifname, "-f", "-q", "-n", "-t", "3", "-T", "1", "-A", "1", "-s", script}, extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	args := append([]string{"netns", "exec", ns, busybox, "udhcpc", "-i", ifname, "-f", "-q", "-n", "-A", "1", "-s", script}, tries...)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
 	got := map[string]string{}

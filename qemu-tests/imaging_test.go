@@ -263,7 +263,6 @@ func TestLoadRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	putDiskImage(ctx, t, tb, "experiment-2", sector)
-	begin := time.Now()
 	out, err = nbctl(ctx, t, tb, "load", "--nodes", both, "--image", "experiment-2", "--boot-timeout", "90s", "--attempts", "1", "--poll", "200ms")
 	if err == nil || !strings.Contains(out, "load: 1 of 2 nodes failed") {
 		t.Errorf("nbctl load: %v; want it to say that 1 of 2 nodes failed", err)
@@ -273,9 +272,6 @@ func TestLoadRefused(t *testing.T) {
 	}
 	if !haveLine(out, good.HRN, "loaded", "/dev/sda") {
 		t.Errorf("nbctl load did not load %s", good.Hostname)
-	}
-	if took := time.Since(begin); took > 3*time.Minute {
-		t.Errorf("nbctl load took %v to give up on a 90 s boot timeout", took)
 	}
 	if _, err := vms[1].Console.WaitLine(ctx, marker); err != nil {
 		t.Errorf("%s did not boot the loaded disk: %v", good.Hostname, err)

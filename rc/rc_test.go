@@ -25,25 +25,23 @@ type fakeAM struct {
 	t       *testing.T
 	secrets []string // the secret of the n-th enrollment
 
-	mu       sync.Mutex
-	enrolls  int
-	queue    []proto.Envelope
-	reports  map[int64][]timedReport
-	forget   bool // answer the next poll with 401 unknown enrollment
-	image    []byte
-	chunk    int
-	interval time.Duration
-}
-
-type timedReport struct {
-	at time.Time
-	r  proto.Report
+	mu      sync.Mutex
+	enrolls int
+	queue   []proto.Envelope
+	reports map[int64][]proto.Report
+	forget  bool // answer the next poll with 401 unknown enrollment
+	image   []byte
+	// The image is sent in this many pieces, each once the RC has
+	// reported progress up to the end of the one before: the load
+	// advances only as fast as the reports come.
+	pieces   int
+	reported chan struct{} // a report came
 }
 
 const fakeEnrollment = 7
 
 func newFakeAM(t *testing.T) (*fakeAM, *httptest.Server) {
-	f := &fakeAM{t: t, secrets: []string{strings.Repeat("11", 32), strings.Repeat("22", 32), strings.Repeat("33", 32)}, reports: map[int64][]timedReport{}}
+	f := &fakeAM{t: t, secrets: []string{strings.Repeat("11", 32), strings.Repeat("22", 32), strings.Repeat("33", 32)}, reports: map[int64][]proto.Report{}, reported: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/rc/enroll", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -81,20 +79,28 @@ func newFakeAM(t *testing.T) (*fakeAM, *httptest.Server) {
 			return
 		}
 		f.mu.Lock()
-		f.reports[id] = append(f.reports[id], timedReport{time.Now(), rep})
+		f.reports[id] = append(f.reports[id], rep)
 		f.mu.Unlock()
+		select {
+		case f.reported <- struct{}{}:
+		default:
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /api/v1/disk-images/{name}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
-		img, chunk, every := f.image, f.chunk, f.interval
+		img, pieces := f.image, max(f.pieces, 1)
 		f.mu.Unlock()
 		w.Header().Set(proto.HeaderSHA256, sum(img))
 		w.Header().Set("Content-Length", strconv.Itoa(len(img)))
-		for off := 0; off < len(img); off += chunk { // slowly
-			w.Write(img[off:min(off+chunk, len(img))])
+		piece := len(img)/pieces + 1
+		for off := 0; off < len(img); off += piece {
+			end := min(off+piece, len(img))
+			w.Write(img[off:end])
 			w.(http.Flusher).Flush()
-			time.Sleep(every)
+			if end < len(img) && !f.waitProgress(r.Context(), int64(end)) {
+				panic(http.ErrAbortHandler) // the RC's load fails, and the test with it
+			}
 		}
 	})
 	srv := httptest.NewServer(mux)
@@ -108,16 +114,43 @@ func (f *fakeAM) send(env proto.Envelope) {
 	f.mu.Unlock()
 }
 
+// waitProgress waits until a report tells of done bytes of an image read.
+// It gives up after a deadline that means the RC has stopped reporting.
+func (f *fakeAM) waitProgress(ctx context.Context, done int64) bool {
+	hung := time.NewTimer(15 * time.Second)
+	defer hung.Stop()
+	for {
+		f.mu.Lock()
+		for _, rs := range f.reports {
+			for _, r := range rs {
+				if r.Progress != nil && r.Progress.Done >= done {
+					f.mu.Unlock()
+					return true
+				}
+			}
+		}
+		f.mu.Unlock()
+		select {
+		case <-f.reported:
+		case <-ctx.Done():
+			return false
+		case <-hung.C:
+			f.t.Errorf("no report of progress up to %d bytes of the image within 15s", done)
+			return false
+		}
+	}
+}
+
 // final waits for the last report on a command.
-func (f *fakeAM) final(id int64) (proto.Report, []timedReport) {
+func (f *fakeAM) final(id int64) (proto.Report, []proto.Report) {
 	f.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		f.mu.Lock()
-		rs := append([]timedReport(nil), f.reports[id]...)
+		rs := append([]proto.Report(nil), f.reports[id]...)
 		f.mu.Unlock()
-		if len(rs) > 0 && proto.Terminal(rs[len(rs)-1].r.State) {
-			return rs[len(rs)-1].r, rs
+		if len(rs) > 0 && proto.Terminal(rs[len(rs)-1].State) {
+			return rs[len(rs)-1], rs
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -216,14 +249,18 @@ func TestRCRunsOnlyCommandsSignedForIt(t *testing.T) {
 	}
 }
 
-func TestRCReportsProgressEverySecond(t *testing.T) {
+// The load is held at each piece of the image until the RC reports having
+// read it: only an RC that reports while its load waits on the network
+// gets to the end, and the reports must tell each piece's end exactly.
+func TestRCReportsProgressAsTheLoadAdvances(t *testing.T) {
 	f, srv := newFakeAM(t)
 	raw := testData(3 << 20)
 	img := zstded(t, raw)
+	const pieces = 8
 	f.mu.Lock()
-	f.image, f.chunk, f.interval = img, len(img)/25+1, 120*time.Millisecond // about 3 s
+	f.image, f.pieces = img, pieces
 	f.mu.Unlock()
-	dir, logs := runRC(t, srv.URL, nil)
+	dir, logs := runRC(t, srv.URL, func(c *rc.Config) { c.ReportEvery = 20 * time.Millisecond })
 	disk := filepath.Join(dir, "disk0")
 	os.WriteFile(disk, nil, 0o644)
 	env, _ := proto.Sign(proto.Command{ID: 1, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.LoadImage, Image: "slow", Disk: disk, SHA256: sum(img), Size: int64(len(img))}, f.secrets[0])
@@ -236,30 +273,35 @@ func TestRCReportsProgressEverySecond(t *testing.T) {
 		t.Errorf("the disk differs from the image")
 	}
 	var last int64
-	progress := 0
+	at := map[int64]bool{} // Done of the running reports
 	for i, r := range reports {
-		if i > 0 {
-			if gap := r.at.Sub(reports[i-1].at); gap > time.Second {
-				t.Errorf("report %d came %v after the one before: want at least one a second", i, gap)
-			}
+		p := r.Progress
+		if p == nil {
+			continue
 		}
-		if p := r.r.Progress; p != nil {
-			progress++
-			if p.Done < last || p.Total != int64(len(img)) {
-				t.Errorf("report %d: progress %+v after %d", i, p, last)
-			}
-			last = p.Done
+		if p.Done < last || p.Total != int64(len(img)) {
+			t.Errorf("report %d: progress %+v after %d", i, p, last)
+		}
+		last = p.Done
+		if r.State == proto.StateRunning {
+			at[p.Done] = true
 		}
 	}
-	if progress < 4 || last != int64(len(img)) {
-		t.Errorf("%d progress reports ending at %d of %d; want several, ending at the size", progress, last, len(img))
+	if last != int64(len(img)) {
+		t.Errorf("progress ends at %d of %d", last, len(img))
+	}
+	piece := len(img)/pieces + 1
+	for end := piece; end < len(img); end += piece {
+		if !at[int64(end)] {
+			t.Errorf("no running report at %d bytes, where the image stalled; reports at %v", end, at)
+		}
 	}
 }
 
 func TestRCEnrollsAgainWhenForgotten(t *testing.T) {
 	f, srv := newFakeAM(t)
 	dir, _ := runRC(t, srv.URL, nil)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	wait := func(enrolls int) {
 		for {
 			f.mu.Lock()

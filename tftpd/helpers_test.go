@@ -160,11 +160,11 @@ func (s *sinkRecorder) TransferDone(_ context.Context, t Transfer) {
 }
 
 // waitFor returns the first transfer for file from client port (any port
-// if 0), waiting up to 5 s: the sink is called after the client has its
+// if 0), waiting up to 30 s: the sink is called after the client has its
 // last block.
 func (s *sinkRecorder) waitFor(t testing.TB, port int, file string) Transfer {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for {
 		s.mu.Lock()
 		for _, tr := range s.transfers {
@@ -183,10 +183,10 @@ func (s *sinkRecorder) waitFor(t testing.TB, port int, file string) Transfer {
 	}
 }
 
-// waitNth returns the n-th transfer reported (0-based), waiting up to 5 s.
+// waitNth returns the n-th transfer reported (0-based), waiting up to 30 s.
 func (s *sinkRecorder) waitNth(t testing.TB, n int) Transfer {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for {
 		s.mu.Lock()
 		if len(s.transfers) > n {

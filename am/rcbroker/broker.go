@@ -61,6 +61,11 @@ type Config struct {
 	// SilentAfter fails a running command whose RC has not been heard from
 	// for this long (default 2*PollWait + 30s).
 	SilentAfter time.Duration
+
+	// pollWaits, if set, is called each time a poll has found no command
+	// and starts to wait for one, so that a test can queue a command at a
+	// moment it knows a poll waits (export_test.go sets it).
+	pollWaits func(hrn string)
 }
 
 // Defaults.

@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,31 +158,79 @@ func TestCommandRequestChecks(t *testing.T) {
 }
 
 func TestPollWakesAndFailsLostCommands(t *testing.T) {
-	a := start(t, rcbroker.Config{PollWait: 10 * time.Second})
+	waits := make(chan string, 64)
+	a := start(t, rcbroker.WithPollWaits(rcbroker.Config{PollWait: 30 * time.Second}, func(hrn string) {
+		select {
+		case waits <- hrn:
+		default:
+		}
+	}))
 	e := enroll(t, a, "00:03:1d:0c:01:01")
 	c := amclient.New(a.URL)
 	ctx := context.Background()
-	poll := func(query string) (answer, time.Duration) {
-		start := time.Now()
-		ans := req(t, http.MethodGet, a.URL+"/api/v1/rc/poll?"+query, e.Secret, nil)
-		return ans, time.Since(start)
+	poll := func(query string) answer {
+		return req(t, http.MethodGet, a.URL+"/api/v1/rc/poll?"+query, e.Secret, nil)
+	}
+	waited := func() int {
+		n := 0
+		for {
+			select {
+			case <-waits:
+				n++
+			default:
+				return n
+			}
+		}
 	}
 	for _, q := range []string{"wait=soon", "running=1,x", "running=-1"} {
-		if ans, _ := poll(q); ans.code != http.StatusBadRequest {
+		if ans := poll(q); ans.code != http.StatusBadRequest {
 			t.Errorf("poll ?%s: %d %s, want 400", q, ans.code, ans.body)
 		}
 	}
-	if ans, took := poll("wait=200ms"); ans.code != http.StatusNoContent || took < 150*time.Millisecond {
-		t.Errorf("empty poll: %d after %v, want 204 after the wait", ans.code, took)
+	if n := waited(); n != 0 {
+		t.Errorf("refused polls waited %d times", n)
 	}
-	// A command queued while a poll waits is handed out at once.
+	if ans := poll("wait=200ms"); ans.code != http.StatusNoContent {
+		t.Errorf("empty poll: %d %s, want 204", ans.code, ans.body)
+	}
+	if n := waited(); n != 1 {
+		t.Errorf("an empty poll waited %d times, want once", n)
+	}
+	// A command queued while a poll waits is handed out by that poll:
+	// it is queued once the poll has looked and found nothing, and the
+	// poll waits up to 30 s, so only a wake-up hands it out.
+	got := make(chan answer, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		c.SendCommand(ctx, "n1.sb8", proto.CommandRequest{Type: proto.Execute, Command: "true"})
+		rq, _ := http.NewRequest(http.MethodGet, a.URL+"/api/v1/rc/poll?wait=30s", nil)
+		rq.Header.Set("Authorization", "Bearer "+e.Secret)
+		resp, err := http.DefaultClient.Do(rq)
+		if err != nil {
+			got <- answer{code: -1, body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		got <- answer{resp.StatusCode, string(data), resp.Header}
 	}()
-	ans, took := poll("wait=10s")
-	if ans.code != http.StatusOK || took > 2*time.Second {
-		t.Fatalf("poll: %d after %v, want the command within a moment", ans.code, took)
+	select {
+	case hrn := <-waits:
+		if hrn != "n1.sb8" {
+			t.Fatalf("a poll of %s waits, want n1.sb8", hrn)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the poll did not start waiting within 60s")
+	}
+	if _, err := c.SendCommand(ctx, "n1.sb8", proto.CommandRequest{Type: proto.Execute, Command: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	var ans answer
+	select {
+	case ans = <-got:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the poll did not return within 60s")
+	}
+	if ans.code != http.StatusOK {
+		t.Fatalf("poll: %d %s, want the command queued while it waited", ans.code, ans.body)
 	}
 	var env proto.Envelope
 	json.Unmarshal([]byte(ans.body), &env)
@@ -330,28 +381,94 @@ func TestLeftoverUploadsRemovedAtStart(t *testing.T) {
 }
 
 // A download in flight must not hold the appliance's shutdown (netbootd
-// gives its HTTP server 5 s).
+// gives its HTTP server 5 s, then exits with the transfer still going).
 func TestStopCutsStalledDownload(t *testing.T) {
 	a := start(t, rcbroker.Config{})
 	img := append([]byte{0x28, 0xb5, 0x2f, 0xfd}, make([]byte, 256<<20)...)
 	if ans := req(t, http.MethodPut, a.URL+"/api/v1/disk-images/big", "", img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
 		t.Fatalf("upload: %d %s", ans.code, ans.body)
 	}
-	resp, err := http.Get(a.URL + "/api/v1/disk-images/big")
+	var conn net.Conn
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		conn = c
+		return c, err
+	}}}
+	resp, err := client.Get(a.URL + "/api/v1/disk-images/big")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	resp.Body.Read(make([]byte, 1)) // then stall: the socket buffers fill
-	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
-	a.Stop()
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("Stop took %v with a stalled download", took)
+	// Stalled: the appliance's side of the connection holds bytes the
+	// client's full window does not take.
+	server, client0 := conn.RemoteAddr().String(), conn.LocalAddr().String()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		q, err := sendQueue(server, client0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the download did not stall within 30s")
+		}
 	}
-	if n, _ := io.Copy(io.Discard, resp.Body); n+1 >= int64(len(img)) {
-		t.Errorf("the stalled download went on to the end")
+	stopped(t, a)
+	n, err := io.Copy(io.Discard, resp.Body)
+	if n+1 >= int64(len(img)) || err == nil {
+		t.Errorf("the stalled download went on after the stop: %d of %d bytes, then %v", n+1, len(img), err)
 	}
+}
+
+// stopped stops a and fails the test if it hangs.
+func stopped(t *testing.T, a *rcbrokertest.Appliance) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		a.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Stop hangs")
+	}
+}
+
+// sendQueue is how many bytes the TCP socket from local to remote has sent
+// and not had acknowledged: on loopback, bytes the receiver has no room
+// for.
+func sendQueue(local, remote string) (int64, error) {
+	hexAddr := func(s string) (string, error) {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil || !ap.Addr().Is4() {
+			return "", fmt.Errorf("%s: want an IPv4 address and port", s)
+		}
+		ip := ap.Addr().As4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port()), nil
+	}
+	l, err := hexAddr(local)
+	if err != nil {
+		return 0, err
+	}
+	r, err := hexAddr(remote)
+	if err != nil {
+		return 0, err
+	}
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[1] == l && f[2] == r {
+			tx, _, _ := strings.Cut(f[4], ":")
+			return strconv.ParseInt(tx, 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("no TCP socket %s -> %s in /proc/net/tcp", local, remote)
 }
 
 func TestStopCutsStalledUpload(t *testing.T) {
@@ -368,15 +485,28 @@ func TestStopCutsStalledUpload(t *testing.T) {
 		}
 		errc <- err
 	}()
-	pw.Write([]byte{0x28, 0xb5, 0x2f, 0xfd}) // then nothing more
-	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
-	a.Stop()
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("Stop took %v with a stalled upload", took)
+	magic := []byte{0x28, 0xb5, 0x2f, 0xfd}
+	pw.Write(magic) // then nothing more
+	// Stalled: the appliance has written all it got and waits for more.
+	dir := filepath.Join(a.Dir, "images")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ups, _ := filepath.Glob(filepath.Join(dir, ".upload-slow-*")); len(ups) == 1 {
+			if fi, err := os.Stat(ups[0]); err == nil && fi.Size() == int64(len(magic)) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upload did not reach the appliance within 30s")
+		}
 	}
-	entries, _ := os.ReadDir(filepath.Join(a.Dir, "images"))
+	stopped(t, a)
+	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Errorf("left in the image directory: %v", entries)
+	}
+	select {
+	case <-errc:
+	case <-time.After(60 * time.Second):
+		t.Errorf("the upload still goes on 60s after the stop")
 	}
 }

@@ -231,6 +231,9 @@ func (b *Broker) poll(c *gin.Context) {
 			b.apiError(c, err)
 			return
 		}
+		if b.cfg.pollWaits != nil {
+			b.cfg.pollWaits(e.HRN)
+		}
 		select {
 		case <-woken:
 		case <-timer.C:

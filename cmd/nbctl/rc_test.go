@@ -43,7 +43,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	var out, errs bytes.Buffer
 	k := &cli{c: amclient.New(a.URL), out: &out, errOut: &errs}
 	node := "node1-1.sb8.orbit-lab.org"
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s, err := k.c.RCStatus(context.Background(), node)
 		if err == nil && s.Enrolled {

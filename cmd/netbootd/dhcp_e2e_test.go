@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
@@ -61,11 +62,14 @@ func TestDHCPEndToEnd(t *testing.T) {
 
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")
 	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && echo \"lease ip=$ip router=$router siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n"), 0o755)
-	udhcpc := func() (string, error) {
-		out, err := exec.Command("ip", "netns", "exec", cli, "busybox", "udhcpc", "-i", "nbc0", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", script).CombinedOutput()
+	// A lease comes within a minute (20 tries, 3 s apart) or not at all;
+	// a client that must get none tries for 3 s, and the server is then
+	// asked whether it saw it.
+	udhcpc := func(tries, every string) (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", cli, "busybox", "udhcpc", "-i", "nbc0", "-f", "-q", "-n", "-t", tries, "-T", every, "-s", script).CombinedOutput()
 		return string(out), err
 	}
-	out, err := udhcpc()
+	out, err := udhcpc("20", "3")
 	want := "lease ip=10.18.1.2 router=10.18.0.1 siaddr=10.18.0.1 boot_file=pxelinux.0 hostname=node1-2"
 	if err != nil || !strings.Contains(out, want) {
 		t.Fatalf("known node: udhcpc %v:\n%s\nwant %q\nnetbootd:\n%s", err, out, want, a.Log)
@@ -76,11 +80,17 @@ func TestDHCPEndToEnd(t *testing.T) {
 	}
 
 	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "address", "02:00:00:00:00:99")
-	if out, err := udhcpc(); err == nil || strings.Contains(out, "lease ip=") {
+	if out, err := udhcpc("3", "1"); err == nil || strings.Contains(out, "lease ip=") {
 		t.Errorf("unknown MAC got an answer: %v\n%s", err, out)
 	}
-	disc, err := a.Nbctl("nodes", "discovered")
-	if err != nil || !strings.Contains(disc, "02:00:00:00:00:99") {
-		t.Errorf("nbctl nodes discovered: %v\n%s", err, disc)
+	// Sightings are written behind the server's back: wait for it.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		disc, err := a.Nbctl("nodes", "discovered")
+		if err == nil && strings.Contains(disc, "02:00:00:00:00:99") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nbctl nodes discovered: %v\n%s", err, disc)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfgPath := fset.String("config", "", "YAML configuration file (default: built-in defaults)")
 	logFormat := fset.String("log-format", "text", "log format: text or json")
 	logLevel := fset.String("log-level", "info", "log level: debug, info, warn, error")
+	readyFile := fset.String("ready-file", "", "once serving, write the bound HTTP and TFTP addresses to this file as JSON\n"+
+		"(for a supervisor, or a test that listens on port 0); removed at exit")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
@@ -118,10 +121,54 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if dhcpSrv != nil {
 		g.Go(func() error { return dhcpSrv.Start(gctx) })
 	}
+	if *readyFile != "" {
+		defer os.Remove(*readyFile)
+		g.Go(func() error { return writeReady(gctx, *readyFile, amSrv, tftpSrv, cfg.TFTP.Listen != "") })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	log.Info("netbootd stopped")
+	return nil
+}
+
+// readyAddrs is what --ready-file holds.
+type readyAddrs struct {
+	HTTP string `json:"http"`
+	TFTP string `json:"tftp,omitempty"`
+}
+
+// writeReady writes the bound addresses to path once the AM and TFTP
+// servers have bound their sockets; nothing if one of them failed to (its
+// Start says why).
+func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tftpd.Server, tftp bool) error {
+	for _, ready := range []<-chan struct{}{amSrv.Ready(), tftpSrv.Ready()} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if amSrv.Addr() == nil || (tftp && tftpSrv.Addr() == nil) {
+		return nil
+	}
+	r := readyAddrs{HTTP: amSrv.Addr().String()}
+	if tftp {
+		r.TFTP = tftpSrv.Addr().String()
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	// Renamed into place: a reader sees the whole file or none.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("--ready-file: %w", err)
+	}
 	return nil
 }
 

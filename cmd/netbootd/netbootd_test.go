@@ -83,10 +83,32 @@ func writeFile(t *testing.T, body string) string {
 func TestCleanShutdown(t *testing.T) {
 	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}})
+			a := apptest.New(t, apptest.Options{Inventory: seed, Images: []string{"orbit-2.0.0"}, TFTP: true})
 			a.Start()
+			// The ready file names the ports netbootd chose for port 0: its AM
+			// answers on the one, its TFTP server holds the other.
+			ready, err := os.ReadFile(a.ReadyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bound struct{ HTTP, TFTP string }
+			if err := json.Unmarshal(ready, &bound); err != nil || strings.HasSuffix(bound.HTTP, ":0") || strings.HasSuffix(bound.TFTP, ":0") {
+				t.Fatalf("ready file %q: %v", ready, err)
+			}
+			if resp, err := http.Get("http://" + bound.HTTP + "/api/v1/testbeds"); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("the AM at the ready file's %s: %v", bound.HTTP, err)
+			} else {
+				resp.Body.Close()
+			}
+			if c, err := net.ListenPacket("udp4", bound.TFTP); err == nil {
+				c.Close()
+				t.Errorf("the ready file's TFTP address %s is free: netbootd does not hold it", bound.TFTP)
+			}
 			if err := a.StopWith(sig); err != nil {
 				t.Fatalf("exit after %v: %v\n%s", sig, err, a.Log)
+			}
+			if _, err := os.Stat(a.ReadyFile); err == nil {
+				t.Errorf("the ready file outlived netbootd")
 			}
 			if !strings.Contains(a.Log.String(), "netbootd stopped") {
 				t.Errorf("no orderly stop logged:\n%s", a.Log)

@@ -1,14 +1,18 @@
 // Package apptest runs real netbootd processes for end-to-end tests: it
 // builds the binaries once per test process, writes a config into a temp
-// directory, starts netbootd on a loopback port and waits until it answers.
+// directory, starts netbootd on a loopback port of its own choosing (port 0:
+// no probe for a free port that another test package may take meanwhile)
+// and waits until netbootd says, in its --ready-file, which port it bound.
 package apptest
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,14 +84,19 @@ type Appliance struct {
 	CfgDir   string // TFTPRoot/pxelinux.cfg
 	Config   string // path of the config file
 	Seed     string // path of the seed inventory file (absent without Options.Inventory)
-	URL      string // http://127.0.0.1:port
-	Addr     string // 127.0.0.1:port
-	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP
-	Log      *SyncBuffer
-	args     []string
-	netns    string
-	cmd      *exec.Cmd
-	done     <-chan error
+	// Addr is where the AM listens: 127.0.0.1:0 until Start has learnt
+	// the port netbootd bound, 127.0.0.1:port after; URL is http://Addr,
+	// set by Start. A restart binds the same port again.
+	URL      string
+	Addr     string
+	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP (as Addr)
+	// ReadyFile is netbootd's --ready-file: its bound addresses, as JSON.
+	ReadyFile string
+	Log       *SyncBuffer
+	args      []string
+	netns     string
+	cmd       *exec.Cmd
+	done      <-chan error
 }
 
 // Options say what differs from the defaults.
@@ -106,6 +115,7 @@ func New(t testing.TB, o Options) *Appliance {
 	t.Helper()
 	a := &Appliance{t: t, Bin: Binaries(t), Dir: t.TempDir(), args: o.Args, netns: o.Netns}
 	a.TFTPRoot = filepath.Join(a.Dir, "tftpboot")
+	a.ReadyFile = filepath.Join(a.Dir, "ready.json")
 	a.CfgDir = filepath.Join(a.TFTPRoot, "pxelinux.cfg")
 	if err := os.MkdirAll(a.CfgDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -123,17 +133,16 @@ func New(t testing.TB, o Options) *Appliance {
 			t.Fatal(err)
 		}
 	}
-	a.Addr = FreeTCPAddr(t)
+	host := "127.0.0.1"
 	if o.HTTPHost != "" {
-		_, port, _ := net.SplitHostPort(a.Addr)
-		a.Addr = net.JoinHostPort(o.HTTPHost, port)
+		host = o.HTTPHost
 	}
-	a.URL = "http://" + a.Addr
+	a.Addr = net.JoinHostPort(host, "0")
 	if o.TFTP {
-		a.TFTPAddr = FreeUDPAddr(t)
+		a.TFTPAddr = "127.0.0.1:0"
 	}
-	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: %q }\ntftp: { listen: %q }\ninventory: { seed: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.Addr, a.TFTPAddr, seed, o.Extra)
+	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\n%s\n%s\ninventory: { seed: %s }\n%s",
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, listenYAML("http", a.Addr), listenYAML("tftp", a.TFTPAddr), seed, o.Extra)
 	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -141,11 +150,21 @@ func New(t testing.TB, o Options) *Appliance {
 	return a
 }
 
-// Start runs netbootd and waits until its API answers.
+func listenYAML(service, addr string) string {
+	return fmt.Sprintf("%s: { listen: %q }", service, addr)
+}
+
+// Start runs netbootd and waits until it serves: until it has written its
+// ready file. The first start learns the ports netbootd chose and writes
+// them into the config, for the restarts.
 func (a *Appliance) Start() {
 	a.t.Helper()
 	a.Log = &SyncBuffer{}
-	a.cmd = a.command(filepath.Join(a.Bin, "netbootd"), append([]string{"--config", a.Config}, a.args...)...)
+	ready := a.ReadyFile
+	if err := os.Remove(ready); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.t.Fatal(err)
+	}
+	a.cmd = a.command(filepath.Join(a.Bin, "netbootd"), append([]string{"--config", a.Config, "--ready-file", ready}, a.args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.Log, a.Log
 	// netbootd dies with the test binary, also when go test kills it.
 	waited, err := childproc.StartLocked(a.cmd)
@@ -158,25 +177,46 @@ func (a *Appliance) Start() {
 			a.Kill()
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var bound struct{ HTTP, TFTP string }
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-a.done:
 			a.cmd = nil
 			a.t.Fatalf("netbootd exited at start: %v\n%s", err, a.Log)
 		default:
 		}
-		if a.netns != "" { // its loopback is not ours: ask from inside
-			if _, err := a.Nbctl("testbeds"); err == nil {
-				return
+		data, err := os.ReadFile(ready)
+		if err == nil {
+			if err := json.Unmarshal(data, &bound); err != nil {
+				a.t.Fatalf("netbootd's ready file: %v: %q", err, data)
 			}
-		} else if resp, err := http.Get(a.URL + "/api/v1/testbeds"); err == nil {
-			resp.Body.Close()
-			return
+			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			a.t.Fatalf("netbootd did not serve within 60s\n%s", a.Log)
+		}
 	}
-	a.t.Fatalf("netbootd did not answer within 20s\n%s", a.Log)
+	// A test that wrote its own config with fixed ports (vtestbed) keeps
+	// its addresses.
+	cfg, err := os.ReadFile(a.Config)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	text := string(cfg)
+	if _, port, _ := net.SplitHostPort(a.Addr); port == "0" {
+		text = strings.Replace(text, listenYAML("http", a.Addr), listenYAML("http", bound.HTTP), 1)
+		a.Addr = bound.HTTP
+	}
+	if _, port, _ := net.SplitHostPort(a.TFTPAddr); port == "0" {
+		text = strings.Replace(text, listenYAML("tftp", a.TFTPAddr), listenYAML("tftp", bound.TFTP), 1)
+		a.TFTPAddr = bound.TFTP
+	}
+	a.URL = "http://" + a.Addr
+	if text != string(cfg) {
+		if err := os.WriteFile(a.Config, []byte(text), 0o644); err != nil {
+			a.t.Fatal(err)
+		}
+	}
 }
 
 // Stop sends SIGTERM and returns netbootd's exit error.
@@ -245,29 +285,6 @@ func (a *Appliance) argv(name string, args []string) (string, []string) {
 		return name, args
 	}
 	return "ip", append([]string{"netns", "exec", a.netns, name}, args...)
-}
-
-// FreeTCPAddr returns a loopback address with a port that was free a moment ago.
-func FreeTCPAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// FreeUDPAddr returns a loopback address with a UDP port that was free a
-// moment ago.
-func FreeUDPAddr(t testing.TB) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
 }
 
 // SyncBuffer is a bytes.Buffer safe for a writer and readers at once.

@@ -194,7 +194,13 @@ func TestConsole(t *testing.T) {
 
 	before := time.Now()
 	io.WriteString(f, "SeaBIOS\r\n[    2.5] Run /init as ")
-	time.Sleep(30 * time.Millisecond)
+	// Once the console has read the unfinished line, it must not match.
+	for !strings.HasSuffix(c.Text(), "Run /init as ") {
+		if ctx.Err() != nil {
+			t.Fatalf("the console did not read the unfinished line: %q", c.Text())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if _, ok := c.Find(regexp.MustCompile(`Run /init`)); ok {
 		t.Error("an unfinished line was found")
 	}
