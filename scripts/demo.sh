@@ -29,27 +29,27 @@ for img in orbit-2.0.0 orbit-2.0.1-test; do
     > "$cfgdir/$img"
 done
 # Port 5054 for a person at the terminal if it is free; otherwise (and
-# always under DEMO_ONCE) netbootd takes a free port and logs it.
+# always under DEMO_ONCE) netbootd takes a free port and names it in its ready file.
 listen=127.0.0.1:5054
 if [ "${DEMO_ONCE:-}" = 1 ] || (exec 3<>/dev/tcp/127.0.0.1/5054) 2>/dev/null; then
   listen=127.0.0.1:0
 fi
 sed -e "s|127.0.0.1:5054|$listen|" -e "s|\.cache/demo|$demo|g" examples/demo.yaml > "$demo/demo.yaml"
 
-bin/netbootd --config "$demo/demo.yaml" 2> "$demo/netbootd.log" &
+bin/netbootd --config "$demo/demo.yaml" --ready-file "$demo/ready.json" 2> "$demo/netbootd.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; [ -z "$cleanup_dir" ] || rm -rf "$cleanup_dir"' EXIT
-# Wait for the AM's "listening" line, then for it to answer; 60 s means hung.
+# netbootd writes the address it bound to its ready file once it serves;
+# 60 s means hung.
 addr=
 deadline=$((SECONDS + 60))
 while [ $SECONDS -lt $deadline ]; do
   kill -0 $pid 2>/dev/null || { cat "$demo/netbootd.log" >&2; fail "netbootd exited at start"; }
-  addr=$(sed -n 's/.*msg="AM listening".* addr=\([0-9.:]*\).*/\1/p' "$demo/netbootd.log")
-  [ -n "$addr" ] && curl -fsS -o /dev/null "http://$addr/api/v1/testbeds" 2>/dev/null && break
-  addr=
+  addr=$(sed -n 's/.*"http":"\([0-9.:]*\)".*/\1/p' "$demo/ready.json" 2>/dev/null || true)
+  [ -n "$addr" ] && break
   sleep 0.1
 done
-[ -n "$addr" ] || { cat "$demo/netbootd.log" >&2; fail "netbootd did not answer within 60 s"; }
+[ -n "$addr" ] || { cat "$demo/netbootd.log" >&2; fail "netbootd did not serve within 60 s"; }
 export NBCTL_SERVER=http://$addr
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
