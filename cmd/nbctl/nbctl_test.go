@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -312,6 +313,22 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		{"an unknown node", []string{"node9-9.sb9", "--", "true"}, "", "", "HTTP 404"},
 		{"no command", []string{node11.HRN}, "", "", "usage: nbctl rc exec"},
 	}
+	t.Run("output is printed as it comes, once", func(t *testing.T) {
+		goOn := filepath.Join(t.TempDir(), "go-on")
+		// The command waits until nbctl has printed its first line: so
+		// that line came while the command ran, and nbctl reads the
+		// command at least once more after printing it.
+		out := &watchWriter{want: "a\n", then: func() { os.WriteFile(goOn, nil, 0o644) }}
+		var errs bytes.Buffer
+		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--timeout", "60s", node11.HRN, "--",
+			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)
+		if err != nil {
+			t.Errorf("error %v\n%s", err, errs.String())
+		}
+		if got := out.buf.String(); got != "a\nb\n" {
+			t.Errorf("stdout %q, want %q", got, "a\nb\n")
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errs, err := nbctl(ctx, a.URL, append([]string{"rc", "exec"}, tc.args...)...)
@@ -329,4 +346,21 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// watchWriter keeps what is written and calls then once it holds want.
+type watchWriter struct {
+	buf   bytes.Buffer
+	want  string
+	then  func()
+	fired bool
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	if !w.fired && strings.Contains(w.buf.String(), w.want) {
+		w.fired = true
+		w.then()
+	}
+	return len(p), nil
 }
