@@ -26,7 +26,7 @@ type fakeAM struct {
 	disks    []string // stored disk images
 	boots    map[string][]string
 	fail     map[string]string // command type -> node that fails it
-	stall    map[string]string // command type -> node whose RC takes it and never ends it
+	stall    map[string]string // command type -> node whose RC takes it and never ends it; "link": SetBoot
 	off      map[string]bool   // nodes switched off: their BMC refuses a reset
 	links    map[string]string // hrn -> image
 	rc       map[string]proto.RCStatus
@@ -88,9 +88,15 @@ func (f *fakeAM) DiskImages(context.Context) ([]proto.DiskImage, error) {
 	return out, nil
 }
 
-func (f *fakeAM) SetBoot(_ context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
+func (f *fakeAM) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.stall["link"] == hrn { // an appliance that does not answer
+		f.mu.Unlock()
+		<-ctx.Done()
+		f.mu.Lock()
+		return store.BootLink{}, ctx.Err()
+	}
 	f.setCalls++
 	if image == "" {
 		image = f.nodes[hrn].PXEImage
@@ -475,6 +481,20 @@ func TestSave(t *testing.T) {
 				t.Errorf("result %+v: want 1000 bytes read from %s, 4000 stored", r, tc.disk)
 			}
 		})
+	}
+}
+
+// TestTimeoutWhileLinking: a job whose timeout runs out before every
+// link is set says so, and touched no node.
+func TestTimeoutWhileLinking(t *testing.T) {
+	f := newFake(aNode, another)
+	f.stall["link"] = another
+	res, err := Run(t.Context(), f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Timeout: time.Second, Poll: time.Millisecond})
+	if res != nil || !errors.Is(err, ErrPreflight) || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "the job's 1s ran out: ") {
+		t.Fatalf("Run: %v, %v; want the job's 1s named", res, err)
+	}
+	if diff := cmp.Diff([]string{"link orbit-2.0.0", "clear"}, f.nodeLog(aNode)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", aNode, diff)
 	}
 }
 
