@@ -1,15 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/rc"
 )
 
 func TestInventoryImportExport(t *testing.T) {
@@ -164,4 +172,196 @@ func TestImageBuild(t *testing.T) {
 	if out, err := a.Nbctl("boot", "set", "--image", "orbit-9.9.9", "a.sb8"); err != nil {
 		t.Errorf("boot set to the built image: %v\n%s", err, out)
 	}
+}
+
+// nodesInventory has two testbeds, so that --domain has something to
+// leave out, and every field the node listing shows set.
+const nodesInventory = `images:
+  - { name: orbit-2.0.0 }
+  - { name: other }
+testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-2.sb8, hostname: n12, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", x: 1, y: 2, disk: /dev/sdb, pxe_image: other }
+      - { hrn: node1-1.sb8, hostname: n11, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", x: 1, y: 1, disk: /dev/sda, pxe_image: orbit-2.0.0 }
+  - domain: sb9
+    nodes:
+      - { hrn: node2-1.sb9, hostname: n21, control_ip: 10.19.2.1, control_mac: "00:03:1d:0d:02:01", cmc_ip: 10.1.2.1, x: 2, y: 1, z: 3, disk: /dev/nvme0n1, pxe_image: orbit-2.0.0 }
+`
+
+// The inventory nodesInventory makes, as the API gives it: by domain,
+// then HRN.
+var (
+	node11 = inventory.Node{HRN: "node1-1.sb8", Domain: "sb8", Hostname: "n11", ControlIP: "10.18.1.1", ControlMAC: "00:03:1d:0c:01:01", X: 1, Y: 1, Disk: "/dev/sda", PXEImage: "orbit-2.0.0"}
+	node12 = inventory.Node{HRN: "node1-2.sb8", Domain: "sb8", Hostname: "n12", ControlIP: "10.18.1.2", ControlMAC: "00:03:1d:0c:01:02", X: 1, Y: 2, Disk: "/dev/sdb", PXEImage: "other"}
+	node21 = inventory.Node{HRN: "node2-1.sb9", Domain: "sb9", Hostname: "n21", ControlIP: "10.19.2.1", ControlMAC: "00:03:1d:0d:02:01", CmcIP: "10.1.2.1", X: 2, Y: 1, Z: 3, Disk: "/dev/nvme0n1", PXEImage: "orbit-2.0.0"}
+)
+
+// fields splits a table nbctl printed into its rows' columns.
+func fields(out string) [][]string {
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		rows = append(rows, strings.Fields(l))
+	}
+	return rows
+}
+
+// TestNodesAndTestbeds: what nodes, nodes show and testbeds print, in
+// tables and JSON, against netbootd.
+func TestNodesAndTestbeds(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: nodesInventory})
+	a.Start()
+	header := []string{"HRN", "DOMAIN", "HOSTNAME", "CONTROL_IP", "CONTROL_MAC", "X,Y", "DISK", "PXE_IMAGE"}
+	row := func(n inventory.Node) []string {
+		return []string{n.HRN, n.Domain, n.Hostname, n.ControlIP, n.ControlMAC, fmt.Sprintf("%d,%d", n.X, n.Y), n.Disk, n.PXEImage}
+	}
+	tests := []struct {
+		args  []string
+		table [][]string       // stdout as a table, or
+		nodes []inventory.Node // stdout as a JSON list of nodes, or
+		node  *inventory.Node  // stdout as one JSON node
+		err   string           // a piece of the error
+	}{
+		{args: []string{"nodes"}, table: [][]string{header, row(node11), row(node12), row(node21)}},
+		{args: []string{"nodes", "list"}, table: [][]string{header, row(node11), row(node12), row(node21)}},
+		{args: []string{"nodes", "--domain", "sb8"}, table: [][]string{header, row(node11), row(node12)}},
+		{args: []string{"nodes", "--domain", "nosuch"}, table: [][]string{header}},
+		{args: []string{"nodes", "--json"}, nodes: []inventory.Node{node11, node12, node21}},
+		{args: []string{"nodes", "--domain", "sb9", "--json"}, nodes: []inventory.Node{node21}},
+		{args: []string{"nodes", "--json", "--domain", "sb8"}, nodes: []inventory.Node{node11, node12}},
+		{args: []string{"nodes", "--domain", "nosuch", "--json"}, nodes: []inventory.Node{}},
+		{args: []string{"nodes", "--domain", "bad domain"}, err: "HTTP 400"},
+		{args: []string{"nodes", "show", "node2-1.sb9"}, node: &node21},
+		{args: []string{"nodes", "show", "node1-2.sb8"}, node: &node12},
+		{args: []string{"nodes", "show", "node9-9.sb9"}, err: "HTTP 404"},
+		{args: []string{"nodes", "show"}, err: "usage: nbctl nodes show HRN"},
+		{args: []string{"testbeds"}, table: [][]string{{"DOMAIN", "NODES"}, {"sb8", "2"}, {"sb9", "1"}}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, errs, err := nbctl(t.Context(), a.URL, tc.args...)
+			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one saying %q\n%s%s", err, tc.err, out, errs)
+				}
+				return
+			case err != nil:
+				t.Fatalf("%v\n%s%s", err, out, errs)
+			case tc.table != nil:
+				if diff := cmp.Diff(tc.table, fields(out)); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			case tc.nodes != nil:
+				var got []inventory.Node
+				if err := json.Unmarshal([]byte(out), &got); err != nil {
+					t.Fatalf("not JSON: %v\n%s", err, out)
+				}
+				if diff := cmp.Diff(tc.nodes, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			default:
+				var got inventory.Node
+				if err := json.Unmarshal([]byte(out), &got); err != nil {
+					t.Fatalf("not JSON: %v\n%s", err, out)
+				}
+				if diff := cmp.Diff(*tc.node, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestRCExecAgainstNetbootd: nbctl rc exec through netbootd to an RC:
+// the command's output on stdout and stderr, its exit code, --timeout.
+func TestRCExecAgainstNetbootd(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: nodesInventory})
+	a.Start()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rc.Run(ctx, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
+			ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
+	}()
+	defer func() { cancel(); <-done }()
+	c := amclient.New(a.URL)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if s, err := c.RCStatus(ctx, node11.HRN); err == nil && s.Enrolled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the RC did not enroll within 30s\n%s", a.Log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	tests := []struct {
+		name           string
+		args           []string
+		stdout, stderr string // stdout exactly, a piece of stderr
+		err            string // a piece of the error, "" for none
+	}{
+		{"output and success", []string{node11.HRN, "--", "printf", "%s-%s", "a", "b"}, "a-b", "", ""},
+		{"both streams and an exit code", []string{node11.HRN, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"},
+			"hi\n", "oops\n", "exited with code 3"},
+		{"without --", []string{node11.HRN, "echo", "no", "dashes"}, "no dashes\n", "", ""},
+		// Without --timeout, the sleep would end by itself, successfully.
+		{"--timeout kills the command", []string{"--timeout", "1s", node11.HRN, "--", "sleep", "60"}, "", "", "killed: timeout 1s reached"},
+		{"a node without an RC", []string{node21.HRN, "--", "true"}, "", "", "HTTP 409"},
+		{"an unknown node", []string{"node9-9.sb9", "--", "true"}, "", "", "HTTP 404"},
+		{"no command", []string{node11.HRN}, "", "", "usage: nbctl rc exec"},
+	}
+	t.Run("output is printed as it comes, once", func(t *testing.T) {
+		goOn := filepath.Join(t.TempDir(), "go-on")
+		// The command waits until nbctl has printed its first line: so
+		// that line came while the command ran, and nbctl reads the
+		// command at least once more after printing it.
+		out := &watchWriter{want: "a\n", then: func() { os.WriteFile(goOn, nil, 0o644) }}
+		var errs bytes.Buffer
+		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--timeout", "60s", node11.HRN, "--",
+			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)
+		if err != nil {
+			t.Errorf("error %v\n%s", err, errs.String())
+		}
+		if got := out.buf.String(); got != "a\nb\n" {
+			t.Errorf("stdout %q, want %q", got, "a\nb\n")
+		}
+	})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errs, err := nbctl(ctx, a.URL, append([]string{"rc", "exec"}, tc.args...)...)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("error %v\n%s", err, errs)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Errorf("error %v, want one saying %q", err, tc.err)
+			}
+			if out != tc.stdout {
+				t.Errorf("stdout %q, want %q", out, tc.stdout)
+			}
+			if !strings.Contains(errs, tc.stderr) {
+				t.Errorf("stderr %q, want it to say %q", errs, tc.stderr)
+			}
+		})
+	}
+}
+
+// watchWriter keeps what is written and calls then once it holds want.
+type watchWriter struct {
+	buf   bytes.Buffer
+	want  string
+	then  func()
+	fired bool
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	if !w.fired && strings.Contains(w.buf.String(), w.want) {
+		w.fired = true
+		w.then()
+	}
+	return len(p), nil
 }

@@ -147,6 +147,9 @@ func Run(ctx context.Context, am AM, job Job) ([]Result, error) {
 
 	links, err := r.setLinks(ctx, nodes)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("the job's %v ran out: %w", job.Timeout, err)
+		}
 		return nil, err
 	}
 	results := make([]Result, len(nodes))

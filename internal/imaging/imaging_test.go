@@ -26,6 +26,7 @@ type fakeAM struct {
 	disks    []string // stored disk images
 	boots    map[string][]string
 	fail     map[string]string // command type -> node that fails it
+	stall    map[string]string // command type -> node whose RC takes it and never ends it; "link": SetBoot
 	off      map[string]bool   // nodes switched off: their BMC refuses a reset
 	links    map[string]string // hrn -> image
 	rc       map[string]proto.RCStatus
@@ -33,8 +34,8 @@ type fakeAM struct {
 	nextCmd  int64
 	nextEnr  int64
 	resets   map[string]int
-	log      []string // what was done to which node, in order
-	onLoad   func()   // called when a LOAD_IMAGE is queued
+	log      []string          // what was done to which node, in order
+	after    func(step string) // called with each log line as it is written, f.mu held
 	cleared  []string
 	setCalls int
 }
@@ -42,7 +43,7 @@ type fakeAM struct {
 func newFake(nodes ...string) *fakeAM {
 	f := &fakeAM{
 		nodes: map[string]inventory.Node{}, images: []string{"orbit-2.0.0"}, disks: []string{"baseline"},
-		boots: map[string][]string{}, fail: map[string]string{}, off: map[string]bool{}, links: map[string]string{},
+		boots: map[string][]string{}, fail: map[string]string{}, stall: map[string]string{}, off: map[string]bool{}, links: map[string]string{},
 		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
 	}
 	for _, hrn := range nodes {
@@ -54,7 +55,11 @@ func newFake(nodes ...string) *fakeAM {
 }
 
 func (f *fakeAM) note(format string, args ...any) {
-	f.log = append(f.log, fmt.Sprintf(format, args...))
+	step := fmt.Sprintf(format, args...)
+	f.log = append(f.log, step)
+	if f.after != nil {
+		f.after(step)
+	}
 }
 
 func (f *fakeAM) Node(_ context.Context, hrn string) (inventory.Node, error) {
@@ -83,9 +88,15 @@ func (f *fakeAM) DiskImages(context.Context) ([]proto.DiskImage, error) {
 	return out, nil
 }
 
-func (f *fakeAM) SetBoot(_ context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
+func (f *fakeAM) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.stall["link"] == hrn { // an appliance that does not answer
+		f.mu.Unlock()
+		<-ctx.Done()
+		f.mu.Lock()
+		return store.BootLink{}, ctx.Err()
+	}
 	f.setCalls++
 	if image == "" {
 		image = f.nodes[hrn].PXEImage
@@ -164,12 +175,12 @@ func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandR
 	case proto.LoadImage, proto.SaveImage:
 		st.Progress = proto.Progress{Done: 1000, Total: 1000, Written: 4000}
 		st.SHA256 = "abc"
-		if f.onLoad != nil {
-			f.onLoad()
-		}
 	}
 	if f.fail[req.Type] == hrn {
 		st.State, st.Reply, st.Error = proto.StateFailed, proto.ReplyError, "disk on fire"
+	}
+	if f.stall[req.Type] == hrn {
+		st.State, st.Reply, st.Progress, st.SHA256 = proto.StateRunning, "", proto.Progress{Done: 10, Total: 1000}, ""
 	}
 	f.note("%s %s %s", hrn, req.Type, req.Image)
 	f.cmds[st.ID] = st
@@ -212,6 +223,7 @@ func TestRun(t *testing.T) {
 		// piece of the error).
 		want map[string][]string
 		errs map[string]string
+		disk string // the disk the nodes that got through report; "" is their inventory's
 	}{
 		{
 			name:  "two nodes loaded",
@@ -285,6 +297,22 @@ func TestRun(t *testing.T) {
 			want:  map[string][]string{aNode: loaded[:5], another: loaded[:5]},
 		},
 		{
+			// Were REBOOT sent, it would hang until the RC was given up on
+			// and the node reset through its power driver.
+			name: "no reboot, with an RC that never answers REBOOT",
+			setup: func(f *fakeAM, j *Job) {
+				j.NoReboot = true
+				f.stall[proto.Reboot] = aNode
+			},
+			want: map[string][]string{aNode: loaded[:5], another: loaded[:5]},
+		},
+		{
+			name:  "another disk than the inventory's",
+			setup: func(_ *fakeAM, j *Job) { j.Disk = "/dev/sdb" },
+			want:  map[string][]string{aNode: loaded, another: loaded},
+			disk:  "/dev/sdb",
+		},
+		{
 			name: "another RAM image",
 			setup: func(f *fakeAM, j *Job) {
 				j.PXEImage = "orbit-3.0.0"
@@ -327,8 +355,12 @@ func TestRun(t *testing.T) {
 				case want != "" && !strings.HasPrefix(r.Err.Error(), r.Node+": "):
 					t.Errorf("%s: error %q does not start with the node's name", r.Node, r.Err)
 				}
-				if want == "" && (r.Bytes != 4000 || r.Stored != 1000 || r.Disk != "/dev/sda" || r.SHA256 != "abc") {
-					t.Errorf("%s: result %+v: want 4000 bytes written from 1000 stored onto /dev/sda", r.Node, r)
+				disk := tc.disk
+				if disk == "" {
+					disk = "/dev/sda"
+				}
+				if want == "" && (r.Bytes != 4000 || r.Stored != 1000 || r.Disk != disk || r.SHA256 != "abc") {
+					t.Errorf("%s: result %+v: want 4000 bytes written from 1000 stored onto %s", r.Node, r, disk)
 				}
 			}
 			if len(f.links) != 0 {
@@ -388,10 +420,20 @@ func TestPreflight(t *testing.T) {
 // links of the nodes that had not got that far.
 func TestInterrupted(t *testing.T) {
 	f := newFake(aNode, another)
-	f.boots[another] = []string{""} // still netbooting when the job stops
+	f.boots[another] = []string{""}  // still netbooting when the job stops
+	f.stall[proto.LoadImage] = aNode // still loading then
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f.onLoad = cancel
+	// Stopped once one node is loading and the other was reset: the nodes
+	// go at their own pace, so either may get there first.
+	loading, reset := false, false
+	f.after = func(step string) {
+		loading = loading || step == aNode+" LOAD_IMAGE baseline"
+		reset = reset || step == another+" power reset"
+		if loading && reset {
+			cancel()
+		}
+	}
 	res, err := Run(ctx, f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Poll: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -410,17 +452,102 @@ func TestInterrupted(t *testing.T) {
 }
 
 func TestSave(t *testing.T) {
-	f := newFake(aNode)
-	res, err := Run(context.Background(), f, Job{Op: Save, Nodes: []string{aNode}, Image: "mine", Poll: time.Millisecond})
-	if err != nil || len(res) != 1 || res[0].Err != nil {
-		t.Fatalf("%+v %v", res, err)
+	tests := []struct {
+		name  string
+		image string
+		job   func(j *Job)
+		disk  string // the disk the SAVE_IMAGE must read
+	}{
+		{"a new image from the inventory's disk", "mine", func(*Job) {}, "/dev/sda"},
+		{"another disk", "mine", func(j *Job) { j.Disk = "/dev/sdb" }, "/dev/sdb"},
+		// Without Replace, TestPreflight's "save onto an existing image".
+		{"over an existing image, with replace", "baseline", func(j *Job) { j.Replace = true }, "/dev/sda"},
 	}
-	want := []string{"link orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "clear", "SAVE_IMAGE mine", "REBOOT "}
-	if diff := cmp.Diff(want, f.nodeLog(aNode)); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(aNode)
+			job := Job{Op: Save, Nodes: []string{aNode}, Image: tc.image, Poll: time.Millisecond}
+			tc.job(&job)
+			res, err := Run(context.Background(), f, job)
+			if err != nil || len(res) != 1 || res[0].Err != nil {
+				t.Fatalf("%+v %v", res, err)
+			}
+			want := []string{"link orbit-2.0.0", "power reset", "ENROLL orbit-2.0.0", "clear", "SAVE_IMAGE " + tc.image, "REBOOT "}
+			if diff := cmp.Diff(want, f.nodeLog(aNode)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			// Saving reads the disk and stores it compressed.
+			if r := res[0]; r.Bytes != 1000 || r.Stored != 4000 || r.Disk != tc.disk {
+				t.Errorf("result %+v: want 1000 bytes read from %s, 4000 stored", r, tc.disk)
+			}
+		})
 	}
-	// Saving reads the disk and stores it compressed.
-	if r := res[0]; r.Bytes != 1000 || r.Stored != 4000 {
-		t.Errorf("result %+v: want 1000 bytes read, 4000 stored", r)
+}
+
+// TestTimeoutWhileLinking: a job whose timeout runs out before every
+// link is set says so, and touched no node.
+func TestTimeoutWhileLinking(t *testing.T) {
+	f := newFake(aNode, another)
+	f.stall["link"] = another
+	res, err := Run(t.Context(), f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Timeout: time.Second, Poll: time.Millisecond})
+	if res != nil || !errors.Is(err, ErrPreflight) || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "the job's 1s ran out: ") {
+		t.Fatalf("Run: %v, %v; want the job's 1s named", res, err)
+	}
+	if diff := cmp.Diff([]string{"link orbit-2.0.0", "clear"}, f.nodeLog(aNode)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", aNode, diff)
+	}
+}
+
+// TestTimeout: Job.Timeout (nbctl's --timeout) ends a node stuck at any
+// step, with an error that names the timeout, and the links are cleared.
+func TestTimeout(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(f *fakeAM)
+	}{
+		{"an RC that never comes up", func(f *fakeAM) { f.boots[aNode] = []string{""} }},
+		{"a LOAD_IMAGE that never ends", func(f *fakeAM) { f.stall[proto.LoadImage] = aNode }},
+		{"a REBOOT that never ends", func(f *fakeAM) { f.stall[proto.Reboot] = aNode }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(aNode)
+			tc.setup(f)
+			// The boot timeout and the reboot wait are far longer than the
+			// job's: only the job's timeout can end this in time.
+			job := Job{Op: Load, Nodes: []string{aNode}, Image: "baseline", Timeout: 2 * time.Second, BootTimeout: time.Hour, Poll: time.Millisecond}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type ran struct {
+				res []Result
+				err error
+			}
+			done := make(chan ran, 1)
+			go func() {
+				res, err := Run(ctx, f, job)
+				done <- ran{res, err}
+			}()
+			var got ran
+			select {
+			case got = <-done:
+			case <-time.After(time.Minute): // hung: the timeout was not applied
+				cancel()
+				<-done
+				t.Fatalf("Run still going a minute into a job of %v", job.Timeout)
+			}
+			if got.err != nil || len(got.res) != 1 {
+				t.Fatalf("Run: %+v, %v", got.res, got.err)
+			}
+			err := got.res[0].Err
+			if err == nil || !strings.Contains(err.Error(), aNode+": the job's 2s ran out while ") || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("error %v: want the job's 2s timeout named", err)
+			}
+			if got.res[0].Phase == PhaseDone {
+				t.Errorf("phase %s after a timeout", got.res[0].Phase)
+			}
+			if len(f.links) != 0 {
+				t.Errorf("links left set: %v", f.links)
+			}
+		})
 	}
 }

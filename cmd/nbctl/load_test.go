@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/rc"
+)
+
+// nbctl runs nbctl in process against the appliance at url, as main does:
+// what it printed on stdout and on stderr, and its error. In process, so
+// that a test sees the nbctl of this tree, not a shared binary. Every
+// command here ends well within 90 s: reaching that means it hung.
+func nbctl(ctx context.Context, url string, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	var out, errs bytes.Buffer
+	err = run(ctx, append([]string{"--server", url}, args...), &out, &errs)
+	return out.String(), errs.String(), err
+}
+
+// vnode is a node for nbctl load and save without a VM: its power driver
+// is a QMP socket whose system_reset boots it, that is, starts a fresh
+// in-process RC that enrolls anew, as a netbooted node's would. Its disks
+// are files, dir/disk*.
+type vnode struct {
+	t    *testing.T
+	hrn  string
+	mac  string
+	ip   string
+	sock string
+	dir  string
+	// noBoot: a reset brings no RC up (a node stuck in its boot ROM).
+	noBoot bool
+	// hangReboot: its RC takes REBOOT and never answers it.
+	hangReboot bool
+
+	amURL string
+	kick  chan struct{} // a reset or a reboot: the running RC ends, a new one starts
+	mu    sync.Mutex
+	log   []string // system_reset, rc-reboot, in order
+}
+
+func newVnode(t *testing.T, i int) *vnode {
+	t.Helper()
+	sockDir, err := os.MkdirTemp("", "nbq") // t.TempDir() may exceed sun_path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	n := &vnode{t: t, hrn: fmt.Sprintf("node1-%d.vtb", i), mac: fmt.Sprintf("00:03:1d:0c:01:%02x", i),
+		ip: fmt.Sprintf("10.18.1.%d", i), sock: filepath.Join(sockDir, "qmp.sock"), dir: t.TempDir(), kick: make(chan struct{}, 1)}
+	for _, d := range []string{"disk0", "disk1"} {
+		n.writeDisk(d, nil)
+	}
+	ln, err := net.Listen("unix", n.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go n.serveQMP(c)
+		}
+	}()
+	return n
+}
+
+// inventoryDisk is every vnode's disk in the inventory, which takes only
+// /dev paths: its RC may not touch it (nor could it: it does not exist), so
+// each load and save names a disk file with --disk.
+const inventoryDisk = "/dev/vtb-no-such-disk"
+
+// inventory is the node's inventory entry.
+func (n *vnode) inventory() string {
+	return fmt.Sprintf("      - { hrn: %s, control_ip: %s, control_mac: %q, disk: %s, pxe_image: orbit-2.0.0, power: \"qemu:%s\" }\n",
+		n.hrn, n.ip, n.mac, inventoryDisk, n.sock)
+}
+
+// run powers the node until the test ends: each kick ends the RC running
+// and starts another.
+func (n *vnode) run(amURL string) {
+	n.amURL = amURL
+	quit, done := make(chan struct{}), make(chan struct{})
+	n.t.Cleanup(func() { close(quit); <-done })
+	go func() {
+		defer close(done)
+		stop := func() {}
+		defer func() { stop() }()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-n.kick:
+				stop()
+				stop = n.boot()
+			}
+		}
+	}()
+}
+
+// boot starts an RC and returns what ends it.
+func (n *vnode) boot() (stop func()) {
+	if n.noBoot {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
+		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,
+		Reboot: func(context.Context) error {
+			n.note("rc-reboot")
+			n.power()
+			return nil
+		},
+	}
+	if n.hangReboot {
+		cfg.PowerCheck = func() error { <-ctx.Done(); return ctx.Err() }
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rc.Run(ctx, cfg)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// power asks for a new boot; one pending is enough.
+func (n *vnode) power() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *vnode) note(what string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.log = append(n.log, what)
+}
+
+// steps is what was done to the node's power, in order.
+func (n *vnode) steps() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.log...)
+}
+
+// serveQMP answers QMP as a running QEMU does, for what netbootd's qemu
+// power driver asks.
+func (n *vnode) serveQMP(c net.Conn) {
+	defer c.Close()
+	enc := json.NewEncoder(c)
+	enc.Encode(map[string]any{"QMP": map[string]any{"version": map[string]any{}, "capabilities": []string{}}})
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		var req struct {
+			Execute string          `json:"execute"`
+			ID      json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &req) != nil {
+			return
+		}
+		var ret any = map[string]any{}
+		switch req.Execute {
+		case "qmp_capabilities", "cont":
+		case "query-status":
+			ret = map[string]any{"status": "running", "running": true}
+		case "system_reset":
+			n.note("system_reset")
+			n.power()
+		default:
+			enc.Encode(map[string]any{"error": map[string]string{"class": "CommandNotFound", "desc": req.Execute}, "id": req.ID})
+			continue
+		}
+		enc.Encode(map[string]any{"return": ret, "id": req.ID})
+	}
+}
+
+func (n *vnode) writeDisk(name string, data []byte) {
+	n.t.Helper()
+	if err := os.WriteFile(filepath.Join(n.dir, name), data, 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+func (n *vnode) readDisk(name string) []byte {
+	n.t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, name))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return b
+}
+
+// commands lists the types and disks of the commands the node's RCs were
+// sent, oldest first.
+func (n *vnode) commands(ctx context.Context, c *amclient.Client) []string {
+	n.t.Helper()
+	cmds, err := c.NodeCommands(ctx, n.hrn, 100)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var out []string
+	for i := len(cmds) - 1; i >= 0; i-- {
+		s := cmds[i].Type
+		if cmds[i].Disk != "" {
+			s += " " + strings.TrimPrefix(cmds[i].Disk, n.dir+"/")
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// diskData is distinct content for each name, a few blocks long.
+func diskData(name string) []byte {
+	return bytes.Repeat([]byte(fmt.Sprintf("%-16s", name)), 64<<10/16)
+}
+
+func zstdOf(t *testing.T, data []byte) []byte {
+	t.Helper()
+	w, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.EncodeAll(data, nil)
+}
+
+// storedImage is a stored disk image, decompressed.
+func storedImage(ctx context.Context, t *testing.T, url, name string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := amclient.New(url).GetDiskImage(ctx, name, &buf); err != nil {
+		t.Fatalf("disk get %s: %v", name, err)
+	}
+	zr, err := zstd.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var out bytes.Buffer
+	if _, err := out.ReadFrom(zr); err != nil {
+		t.Fatalf("disk image %s: %v", name, err)
+	}
+	return out.Bytes()
+}
+
+// TestLoadSaveFlags: nbctl load and save against netbootd, with nodes
+// whose reset starts an RC, for what each flag of theirs promises.
+func TestLoadSaveFlags(t *testing.T) {
+	var nodes []*vnode
+	inv := "testbeds:\n  - domain: vtb\n    nodes:\n"
+	for i := 1; i <= 5; i++ {
+		n := newVnode(t, i)
+		nodes = append(nodes, n)
+		inv += n.inventory()
+	}
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: inv})
+	a.Start()
+	nodes[3].noBoot = true
+	nodes[4].hangReboot = true
+	for _, n := range nodes {
+		n.run(a.URL)
+	}
+	c := amclient.New(a.URL)
+	ctx := t.Context()
+	for _, img := range []string{"base", "old"} {
+		f := filepath.Join(t.TempDir(), img+".zst")
+		if err := os.WriteFile(f, zstdOf(t, diskData(img)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, errs, err := nbctl(ctx, a.URL, "disk", "put", img, f); err != nil {
+			t.Fatalf("disk put %s: %v\n%s%s", img, err, out, errs)
+		}
+	}
+	fast := []string{"--poll", "50ms"}
+
+	t.Run("load --disk writes the disk named, not the inventory's", func(t *testing.T) {
+		n := nodes[0]
+		out, errs, err := nbctl(ctx, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
+		if err != nil {
+			t.Fatalf("load: %v\n%s%s", err, out, errs)
+		}
+		if !bytes.Equal(n.readDisk("disk1"), diskData("base")) {
+			t.Errorf("disk1 does not hold the image")
+		}
+		if got := n.readDisk("disk0"); len(got) != 0 {
+			t.Errorf("disk0 was written: %d bytes", len(got))
+		}
+		if !strings.Contains(out, filepath.Join(n.dir, "disk1")) || !strings.Contains(out, "loaded") {
+			t.Errorf("summary does not say disk1 was loaded:\n%s", out)
+		}
+		want := []string{"ENROLL", "LOAD_IMAGE disk1", "REBOOT"}
+		if got := n.commands(ctx, c); !slices.Equal(got, want) {
+			t.Errorf("commands %q, want %q", got, want)
+		}
+	})
+
+	t.Run("save --disk stores the disk named, not the inventory's", func(t *testing.T) {
+		n := nodes[1]
+		n.writeDisk("disk0", diskData("disk0"))
+		n.writeDisk("disk1", diskData("disk1"))
+		out, errs, err := nbctl(ctx, a.URL, append([]string{"save", "--node", n.hrn, "--image", "from-disk1", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
+		if err != nil {
+			t.Fatalf("save: %v\n%s%s", err, out, errs)
+		}
+		if !bytes.Equal(storedImage(ctx, t, a.URL, "from-disk1"), diskData("disk1")) {
+			t.Errorf("image from-disk1 is not disk1")
+		}
+		want := []string{"ENROLL", "SAVE_IMAGE disk1", "REBOOT"}
+		if got := n.commands(ctx, c); !slices.Equal(got, want) {
+			t.Errorf("commands %q, want %q", got, want)
+		}
+	})
+
+	t.Run("save onto a stored image without --replace is refused, nothing done", func(t *testing.T) {
+		n := nodes[2]
+		n.writeDisk("disk0", diskData("disk0"))
+		out, errs, err := nbctl(ctx, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old"}, fast...)...)
+		if err == nil || !strings.Contains(err.Error(), `disk image "old" exists already (--replace overwrites it)`) {
+			t.Errorf("save: %v; want a refusal naming --replace\n%s%s", err, out, errs)
+		}
+		if got := n.steps(); len(got) != 0 {
+			t.Errorf("the node was touched: %q", got)
+		}
+		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("old")) {
+			t.Errorf("image old changed")
+		}
+	})
+
+	t.Run("save --replace overwrites a stored image", func(t *testing.T) {
+		n := nodes[2]
+		out, errs, err := nbctl(ctx, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
+		if err != nil {
+			t.Fatalf("save --replace: %v\n%s%s", err, out, errs)
+		}
+		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("disk0")) {
+			t.Errorf("image old is not the node's disk0")
+		}
+	})
+
+	t.Run("--timeout ends a load whose node never comes up, naming it", func(t *testing.T) {
+		n := nodes[3] // noBoot
+		// Only --timeout can end this before nbctl's 90 s.
+		out, errs, err := nbctl(ctx, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--timeout", "5s", "--boot-timeout", "1h"}, fast...)...)
+		if err == nil || err.Error() != "load: 1 of 1 nodes failed" {
+			t.Errorf("load: %v, want the node failed\n%s%s", err, out, errs)
+		}
+		if want := n.hrn + ": the job's 5s ran out while netbooting"; !strings.Contains(out, want) {
+			t.Errorf("summary does not say %q:\n%s%s", want, out, errs)
+		}
+		if links, err := c.Boot(ctx); err != nil || len(links) != 0 {
+			t.Errorf("links left: %+v %v", links, err)
+		}
+		if got := n.steps(); !slices.Equal(got, []string{"system_reset"}) {
+			t.Errorf("power steps %q: want one reset", got)
+		}
+	})
+
+	t.Run("--no-reboot sends no REBOOT and resets nothing, with an RC that would not answer it", func(t *testing.T) {
+		n := nodes[4] // hangReboot
+		out, errs, err := nbctl(ctx, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--no-reboot", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
+		if err != nil {
+			t.Fatalf("load --no-reboot: %v\n%s%s", err, out, errs)
+		}
+		if !bytes.Equal(n.readDisk("disk0"), diskData("base")) {
+			t.Errorf("disk0 does not hold the image")
+		}
+		if got, want := n.commands(ctx, c), []string{"ENROLL", "LOAD_IMAGE disk0"}; !slices.Equal(got, want) {
+			t.Errorf("commands %q, want %q", got, want)
+		}
+		if got := n.steps(); !slices.Equal(got, []string{"system_reset"}) {
+			t.Errorf("power steps %q: want the netboot's reset only", got)
+		}
+	})
+
+}
