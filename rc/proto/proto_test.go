@@ -67,4 +67,3 @@ func TestFormatOf(t *testing.T) {
 		}
 	}
 }
-
