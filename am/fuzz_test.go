@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
@@ -164,7 +165,7 @@ type xmlSetReply struct {
 // calls of an AM on a real store and cfg_dir, as an Experiment Controller
 // would (seeds: the queries OMF 5.4's EC and nbctl send). It checks:
 //   - the query parser accepts only what it promises (every required
-//     argument once, bounded, without control characters, each value the
+//     argument once, bounded, in UTF-8 that XML can carry, each value the
 //     query's own) and the node-set parser yields valid names only, in a
 //     form it parses back the same;
 //   - every answer is 200, 400 or 404 (never a 500 or a panic), its XML is
@@ -294,6 +295,9 @@ func checkOMFParams(t *testing.T, query string, args []omfArg) {
 		}
 		if v == "" || len(v) > limit || strings.IndexFunc(v, unicode.IsControl) >= 0 || len(q[a.name]) != 1 || q[a.name][0] != v {
 			t.Fatalf("omfParams(%q)[%q] = %q: empty, oversized, with a control character, or not the query's value %q", query, a.name, v, q[a.name])
+		}
+		if !utf8.ValidString(v) || strings.ContainsAny(v, "\uFFFE\uFFFF") {
+			t.Fatalf("omfParams(%q)[%q] = %q: XML cannot carry it", query, a.name, v)
 		}
 		if a.name == "ns" || a.name == "node" {
 			checkNodeSet(t, v)
