@@ -17,6 +17,7 @@ targets="
 ./rc/proto             FuzzSignOpen
 ./am                   FuzzOMFQuery
 ./internal/inventory   FuzzParseFile
+./internal/inventory   FuzzMarshal
 ./internal/store       FuzzImport
 "
 
