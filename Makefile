@@ -10,7 +10,7 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
-.PHONY: all build test demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build test fuzz demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
@@ -27,8 +27,16 @@ test-deps:
 # processes and QEMU nodes; then both demos, once, as a user would run them.
 test: go-toolchain test-deps kernel lint
 	$(GO) test -count=1 -timeout 20m ./...
+	scripts/fuzz.sh $(TEST_FUZZTIME)
 	DEMO_ONCE=1 scripts/demo.sh > /dev/null
 	DEMO_ONCE=1 $(GO) run ./qemu-tests/demo > /dev/null
+
+# Every fuzz target (scripts/fuzz.sh lists them) for FUZZTIME each; make
+# test runs them for TEST_FUZZTIME each.
+FUZZTIME ?= 5m
+TEST_FUZZTIME ?= 15s
+fuzz: go-toolchain
+	scripts/fuzz.sh $(FUZZTIME)
 
 # The current Debian kernel package, unpacked (never installed) into .cache/kernel.
 kernel:

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -158,8 +159,9 @@ func describe(g omfGroup) []byte {
 }
 
 // omfParams parses the query strictly: a malformed query, a repeated or
-// oversized argument, a control character (NUL included) or a missing
-// required argument is a 400 that names the argument.
+// oversized argument, a control character (NUL included), a value that is
+// not UTF-8 or holds a character XML cannot carry, or a missing required
+// argument is a 400 that names the argument.
 func omfParams(raw string, args []omfArg) (map[string]string, error) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
@@ -188,10 +190,21 @@ func omfParams(raw string, args []omfArg) (map[string]string, error) {
 		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
 			return nil, badRequest("parameter %q holds a control character at byte %d", a.name, i)
 		}
+		// Values are echoed in XML answers, which cannot carry them otherwise.
+		if !utf8.ValidString(v) {
+			return nil, badRequest("parameter %q is not valid UTF-8", a.name)
+		}
+		if i := strings.IndexFunc(v, notXMLChar); i >= 0 {
+			return nil, badRequest("parameter %q holds %U, which XML cannot carry, at byte %d", a.name, []rune(v[i:])[0], i)
+		}
 		p[a.name] = v
 	}
 	return p, nil
 }
+
+// notXMLChar reports the runes of valid UTF-8 that XML 1.0's Char
+// production excludes besides the controls: U+FFFE and U+FFFF.
+func notXMLChar(r rune) bool { return r == 0xFFFE || r == 0xFFFF }
 
 // omfError answers a failed OMF call: the status says what kind of failure,
 // the text/plain body says what was wrong. (OMF itself answered 500

@@ -9,7 +9,11 @@ import (
 
 // FuzzHandler feeds the whole handler chain, in server and proxy mode,
 // with mutations of real PXE packets (seedPackets: QEMU iPXE's DORA,
-// relayed, UEFI, INFORM, RELEASE, DECLINE, truncated ones). Whatever comes
+// relayed, UEFI, INFORM, RELEASE, DECLINE, truncated ones) and of the
+// real packets in testdata/fuzz/FuzzHandler: busybox udhcpc's DISCOVER and
+// REQUEST (plain, with a PXE vendor class for arch 0, for arch 7 asking for
+// an address) and dnsmasq's OFFER and ACK to them, captured on a veth pair
+// with the known MAC 00:03:1d:0c:01:02. Whatever comes
 // in, the handler must not panic, and any reply must parse, answer the
 // same transaction and client, and go somewhere.
 func FuzzHandler(f *testing.F) {

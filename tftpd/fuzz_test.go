@@ -12,8 +12,9 @@ import (
 
 // FuzzResolve feeds request names through the resolver (cleanName, then
 // openFile in a tree with symlinks that escape) and checks the invariant
-// that matters: whatever is opened is a regular file inside Root. Run it
-// longer with: go test ./tftpd -run '^$' -fuzz FuzzResolve -fuzztime 60s
+// that matters: whatever is opened is a regular file inside Root. Seeds:
+// the names boot ROMs and loaders really ask for, and escapes. make test
+// fuzzes it briefly, make fuzz for longer (scripts/fuzz.sh).
 func FuzzResolve(f *testing.F) {
 	for _, seed := range []string{
 		"pxelinux.0",
@@ -24,6 +25,20 @@ func FuzzResolve(f *testing.F) {
 		"pxelinux.cfg/01-52-54-00-12-34-56",
 		"ipxe.efi",
 		"grub/x86_64-efi/grub.cfg",
+		// pxelinux's search order, lpxelinux's and GRUB's requests, iPXE's chain.
+		"pxelinux.cfg/01-00-03-1d-0c-01-02",
+		"pxelinux.cfg/0A1201",
+		"pxelinux.cfg/0A",
+		"ldlinux.c32",
+		"::ldlinux.c32",
+		"/boot/grub/x86_64-efi/command.lst",
+		"grub/grub.cfg-01-52-54-00-12-34-56",
+		"grub/grub.cfg-0A120102",
+		"undionly.kpxe",
+		"ipxe.efi\x00octet\x00blksize\x001468",
+		"tftp://10.18.0.1/pxelinux.0",
+		"linux-orbit-pxe",
+		"initramfs-orbit-2.0.0.gz",
 		`..\..\etc\passwd`,
 		"../outside/secret",
 		"/../outside/secret",

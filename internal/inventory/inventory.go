@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -29,6 +31,21 @@ type File struct {
 type Image struct {
 	Name        string `yaml:"name" json:"name"`
 	Description string `yaml:"description,omitempty" json:"description"`
+}
+
+// MarshalYAML writes a multi-line description double-quoted: as a literal
+// block scalar that starts with a space, yaml.v3 writes an indentation
+// indicator that it cannot read back, which broke the export. (Invalid
+// UTF-8 goes as !!binary, without the problem.)
+func (img Image) MarshalYAML() (any, error) {
+	type plain Image // without this method
+	if !strings.Contains(img.Description, "\n") || !utf8.ValidString(img.Description) {
+		return plain(img), nil
+	}
+	str := func(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v} }
+	d := str(img.Description)
+	d.Style = yaml.DoubleQuotedStyle
+	return &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{str("name"), str(img.Name), str("description"), d}}, nil
 }
 
 // Testbed is one OMF domain (sb8, grid, ...) and its nodes.
@@ -103,7 +120,8 @@ func ParseFile(data []byte) (File, error) {
 }
 
 // Normalize checks one node and returns it in canonical form (MAC in
-// lower-case colon form, disk defaulted). Domain must already be set.
+// lower-case colon form, disk defaulted, power spec trimmed). Domain must
+// already be set.
 func Normalize(n Node) (Node, error) {
 	var errs []error
 	if !ValidName(n.HRN) {
@@ -140,12 +158,15 @@ func Normalize(n Node) (Node, error) {
 	if n.Bootfile != "" && !validBootfile(n.Bootfile) {
 		errs = append(errs, fmt.Errorf("bootfile %q is not a relative path inside the TFTP root", n.Bootfile))
 	}
+	// Stored as the driver reads it, so that an export and import give the
+	// same spec.
+	n.Power = strings.TrimSpace(n.Power)
 	if _, err := power.Parse(n.Power); err != nil && !errors.Is(err, power.ErrNoDriver) {
 		errs = append(errs, fmt.Errorf("power %q: %v", n.Power, err))
 	}
 	if n.Disk == "" {
 		n.Disk = DefaultDisk
-	} else if !strings.HasPrefix(n.Disk, "/dev/") || strings.ContainsAny(n.Disk, "\x00 ") {
+	} else if !strings.HasPrefix(n.Disk, "/dev/") || strings.Contains(n.Disk, " ") || strings.ContainsFunc(n.Disk, unicode.IsControl) {
 		errs = append(errs, fmt.Errorf("disk %q is not a /dev path", n.Disk))
 	}
 	if len(errs) > 0 {
@@ -261,7 +282,8 @@ func (f File) Marshal() ([]byte, error) {
 
 // styleExport sets the presentation: flow style for the items of images
 // and nodes, MACs quoted (YAML 1.1 readers take some MACs for base-60
-// numbers), and no quotes where YAML 1.2 needs none (yaml.v3 quotes "y").
+// numbers), multi-line values double-quoted (see Image.MarshalYAML), and no
+// quotes where YAML 1.2 needs none (yaml.v3 quotes "y").
 func styleExport(n *yaml.Node, key string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -279,9 +301,10 @@ func styleExport(n *yaml.Node, key string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			k.Style = 0
-			if k.Value == "control_mac" {
+			switch {
+			case k.Value == "control_mac", v.Kind == yaml.ScalarNode && strings.Contains(v.Value, "\n"):
 				v.Style = yaml.DoubleQuotedStyle
-			} else if v.Kind == yaml.ScalarNode {
+			case v.Kind == yaml.ScalarNode:
 				v.Style = 0
 			}
 			styleExport(v, k.Value)

@@ -25,6 +25,13 @@ func TestNormalize(t *testing.T) {
 		{name: "boot file below the root", edit: func(n *Node) { n.Bootfile = "efi64/ipxe.efi" }, want: func(n *Node) { n.ControlMAC = "00:03:1d:0c:01:02"; n.Disk = "/dev/sda" }},
 		{name: "boot file escaping the root", edit: func(n *Node) { n.Bootfile = "../etc/passwd" }, wantErr: `bootfile "../etc/passwd"`},
 		{name: "absolute boot file", edit: func(n *Node) { n.Bootfile = "/pxelinux.0" }, wantErr: `bootfile "/pxelinux.0"`},
+		{name: "disk with a newline", edit: func(n *Node) { n.Disk = "/dev/sda\n" }, wantErr: `disk "/dev/sda\n" is not a /dev path`},
+		{name: "disk with a space", edit: func(n *Node) { n.Disk = "/dev/sd a" }, wantErr: "not a /dev path"},
+		{name: "power spec trimmed", edit: func(n *Node) { n.Power = " qemu:/run/n.qmp\n" }, want: func(n *Node) {
+			n.ControlMAC = "00:03:1d:0c:01:02"
+			n.Disk = "/dev/sda"
+			n.Power = "qemu:/run/n.qmp"
+		}},
 		{name: "image with slash", edit: func(n *Node) { n.PXEImage = "a/b" }, wantErr: `pxe_image "a/b"`},
 		{name: "several problems at once", edit: func(n *Node) { n.HRN = ""; n.ControlIP = "" }, wantErr: `hrn "" is not a valid name; control_ip "" is not an IPv4 address`},
 	}
