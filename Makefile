@@ -34,7 +34,7 @@ test: go-toolchain test-deps kernel lint
 # Every fuzz target (scripts/fuzz.sh lists them) for FUZZTIME each; make
 # test runs them for TEST_FUZZTIME each.
 FUZZTIME ?= 5m
-TEST_FUZZTIME ?= 15s
+TEST_FUZZTIME ?= 10s
 fuzz: go-toolchain
 	scripts/fuzz.sh $(FUZZTIME)
 
