@@ -3,8 +3,6 @@ package am_test
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -195,46 +194,13 @@ func TestPowerActions(t *testing.T) {
 // one case in which the driver cannot tell on from off.
 func fakeQMP(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "qmp") // t.TempDir() may exceed sun_path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "qmp.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "%s\r\n", `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}}, "capabilities": []}}`)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					var req struct {
-						Execute string          `json:"execute"`
-						ID      json.RawMessage `json:"id"`
-					}
-					if json.Unmarshal(sc.Bytes(), &req) != nil {
-						return
-					}
-					ret := map[string]any{}
-					if req.Execute == "query-status" {
-						ret = map[string]any{"running": false, "singlestep": false}
-					}
-					data, _ := json.Marshal(map[string]any{"return": ret, "id": req.ID})
-					c.Write(append(data, '\r', '\n'))
-				}
-			}()
+	return (&qmptest.Server{Handle: func(c *qmptest.Conn, cmd string, _ json.RawMessage) {
+		if cmd == "query-status" {
+			c.Return(map[string]any{"running": false, "singlestep": false})
+			return
 		}
-	}()
-	return sock
+		c.Return(nil)
+	}}).Start(t)
 }
 
 // TestPowerStatusUnknown: a state the driver cannot tell is OMF's UNKNOWN

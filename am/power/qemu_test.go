@@ -1,12 +1,9 @@
 package power
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/qmp"
+	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -31,74 +29,40 @@ type fakeQEMU struct {
 	fail     map[string]bool // commands answered with an error
 	hang     bool            // never answer qmp_capabilities
 	greeting string
-	closed   chan struct{} // the test is over: a hung answer ends
 }
 
 func newFakeQEMU(t *testing.T, state string) *fakeQEMU {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "qmp") // t.TempDir() may exceed sun_path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	f := &fakeQEMU{sock: filepath.Join(dir, "qmp.sock"), state: state, fail: map[string]bool{}, closed: make(chan struct{}),
-		greeting: `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}}, "capabilities": ["oob"]}}`}
-	ln, err := net.Listen("unix", f.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ln.Close()
-		close(f.closed)
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.serve(c)
-		}
-	}()
+	f := &fakeQEMU{state: state, fail: map[string]bool{}, greeting: qmptest.DefaultGreeting}
+	f.sock = (&qmptest.Server{
+		Greeting: func() string {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.greeting
+		},
+		Handle: f.handle,
+	}).Start(t)
 	return f
 }
 
-func (f *fakeQEMU) serve(c net.Conn) {
-	defer c.Close()
+func (f *fakeQEMU) handle(c *qmptest.Conn, cmd string, _ json.RawMessage) {
 	f.mu.Lock()
-	greeting := f.greeting
+	f.commands = append(f.commands, cmd)
+	hang := f.hang
+	ret, errClass, errDesc := f.apply(cmd)
 	f.mu.Unlock()
-	fmt.Fprintf(c, "%s\r\n", greeting)
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		var req struct {
-			Execute string          `json:"execute"`
-			ID      json.RawMessage `json:"id"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
-			return
-		}
-		f.mu.Lock()
-		f.commands = append(f.commands, req.Execute)
-		hang := f.hang
-		ret, errClass, errDesc := f.apply(req.Execute)
-		f.mu.Unlock()
-		if hang {
-			<-f.closed
-			return
-		}
-		if req.Execute == "system_powerdown" {
-			fmt.Fprintf(c, `{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "POWERDOWN"}`+"\r\n")
-		}
-		var reply map[string]any
-		if errClass != "" {
-			reply = map[string]any{"error": map[string]string{"class": errClass, "desc": errDesc}, "id": req.ID}
-		} else {
-			reply = map[string]any{"return": ret, "id": req.ID}
-		}
-		data, _ := json.Marshal(reply)
-		c.Write(append(data, '\r', '\n'))
+	if hang {
+		<-c.Done()
+		return
 	}
+	if cmd == "system_powerdown" {
+		c.Event("POWERDOWN", nil)
+	}
+	if errClass != "" {
+		c.Error(errClass, errDesc)
+		return
+	}
+	c.Return(ret)
 }
 
 // apply runs a command against the model; f.mu is held.

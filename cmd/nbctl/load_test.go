@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/rc"
 )
 
@@ -58,30 +57,12 @@ type vnode struct {
 
 func newVnode(t *testing.T, i int) *vnode {
 	t.Helper()
-	sockDir, err := os.MkdirTemp("", "nbq") // t.TempDir() may exceed sun_path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	n := &vnode{t: t, hrn: fmt.Sprintf("node1-%d.vtb", i), mac: fmt.Sprintf("00:03:1d:0c:01:%02x", i),
-		ip: fmt.Sprintf("10.18.1.%d", i), sock: filepath.Join(sockDir, "qmp.sock"), dir: t.TempDir(), kick: make(chan struct{}, 1)}
+		ip: fmt.Sprintf("10.18.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
 	for _, d := range []string{"disk0", "disk1"} {
 		n.writeDisk(d, nil)
 	}
-	ln, err := net.Listen("unix", n.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go n.serveQMP(c)
-		}
-	}()
+	n.sock = (&qmptest.Server{Handle: n.handleQMP}).Start(t)
 	return n
 }
 
@@ -164,34 +145,20 @@ func (n *vnode) steps() []string {
 	return append([]string(nil), n.log...)
 }
 
-// serveQMP answers QMP as a running QEMU does, for what netbootd's qemu
-// power driver asks.
-func (n *vnode) serveQMP(c net.Conn) {
-	defer c.Close()
-	enc := json.NewEncoder(c)
-	enc.Encode(map[string]any{"QMP": map[string]any{"version": map[string]any{}, "capabilities": []string{}}})
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		var req struct {
-			Execute string          `json:"execute"`
-			ID      json.RawMessage `json:"id"`
-		}
-		if json.Unmarshal(sc.Bytes(), &req) != nil {
-			return
-		}
-		var ret any = map[string]any{}
-		switch req.Execute {
-		case "qmp_capabilities", "cont":
-		case "query-status":
-			ret = map[string]any{"status": "running", "running": true}
-		case "system_reset":
-			n.note("system_reset")
-			n.power()
-		default:
-			enc.Encode(map[string]any{"error": map[string]string{"class": "CommandNotFound", "desc": req.Execute}, "id": req.ID})
-			continue
-		}
-		enc.Encode(map[string]any{"return": ret, "id": req.ID})
+// handleQMP answers QMP as a running QEMU does, for what netbootd's qemu
+// power driver asks: a reset powers the node (a new RC enrolls).
+func (n *vnode) handleQMP(c *qmptest.Conn, cmd string, _ json.RawMessage) {
+	switch cmd {
+	case "qmp_capabilities", "cont":
+		c.Return(nil)
+	case "query-status":
+		c.Return(map[string]any{"status": "running", "running": true})
+	case "system_reset":
+		n.note("system_reset")
+		n.power()
+		c.Return(nil)
+	default:
+		c.Error("CommandNotFound", cmd)
 	}
 }
 

@@ -1,7 +1,6 @@
 package qmp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,78 +13,28 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 )
 
-// fakeQMP serves one QMP connection on a unix socket the way QEMU does:
-// greeting, then one reply per command (with its id), and events.
-func fakeQMP(t *testing.T, handle func(cmd string, args json.RawMessage, send func(v any))) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "qmp.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		enc := json.NewEncoder(c)
-		send := func(v any) { enc.Encode(v) }
-		send(map[string]any{"QMP": map[string]any{"version": map[string]any{}, "capabilities": []string{}}})
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			var m struct {
-				Execute   string          `json:"execute"`
-				Arguments json.RawMessage `json:"arguments"`
-				ID        json.RawMessage `json:"id"`
-			}
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				continue
-			}
-			reply := func(v any) {
-				b, _ := json.Marshal(v)
-				var obj map[string]any
-				json.Unmarshal(b, &obj)
-				obj["id"] = m.ID
-				send(obj)
-			}
-			if m.Execute == "qmp_capabilities" {
-				reply(map[string]any{"return": map[string]any{}})
-				continue
-			}
-			handle(m.Execute, m.Arguments, func(v any) {
-				if mm, ok := v.(map[string]any); ok && mm["event"] != nil {
-					send(v)
-					return
-				}
-				reply(v)
-			})
-			if m.Execute == "quit" {
-				return
-			}
-		}
-	}()
-	return path
-}
-
 func TestQMP(t *testing.T) {
-	path := fakeQMP(t, func(cmd string, args json.RawMessage, send func(any)) {
+	path := (&qmptest.Server{Handle: func(c *qmptest.Conn, cmd string, _ json.RawMessage) {
 		switch cmd {
+		case "qmp_capabilities":
+			c.Return(nil)
 		case "query-status":
-			send(map[string]any{"event": "RESUME", "data": map[string]any{}}) // an event before the reply
-			send(map[string]any{"return": map[string]any{"status": "prelaunch", "running": false}})
+			c.Event("RESUME", map[string]any{}) // an event before the reply
+			c.Return(map[string]any{"status": "prelaunch", "running": false})
 		case "cont":
-			send(map[string]any{"return": map[string]any{}})
-			send(map[string]any{"event": "SHUTDOWN", "data": map[string]any{"guest": true, "reason": "guest-shutdown"}})
+			c.Return(nil)
+			c.Event("SHUTDOWN", map[string]any{"guest": true, "reason": "guest-shutdown"})
 		case "quit":
-			send(map[string]any{"return": map[string]any{}})
+			c.Return(nil)
+			c.Close()
 		default:
-			send(map[string]any{"error": map[string]any{"class": "CommandNotFound", "desc": "The command " + cmd + " has not been found"}})
+			c.Error("CommandNotFound", "The command "+cmd+" has not been found")
 		}
-	})
+	}}).Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	q, err := DialWait(ctx, path)
