@@ -10,7 +10,7 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
-.PHONY: all build test demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build test demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel mutate
 
 all: build
 
@@ -29,6 +29,11 @@ test: go-toolchain test-deps kernel lint
 	$(GO) test -count=1 -timeout 20m ./...
 	DEMO_ONCE=1 scripts/demo.sh > /dev/null
 	DEMO_ONCE=1 $(GO) run ./qemu-tests/demo > /dev/null
+
+# The mutation check: every breakage on internal/mutate's list must make
+# its tests fail (go run ./bench/mutate -list shows the list).
+mutate: go-toolchain test-deps
+	$(GO) run ./bench/mutate
 
 # The current Debian kernel package, unpacked (never installed) into .cache/kernel.
 kernel:
