@@ -76,6 +76,19 @@ func run() error {
 		return tw.Flush()
 	}
 
+	// One run at a time per tree: a second would rewrite the mirror under
+	// the first one's tests.
+	if err := os.MkdirAll(filepath.Join(src, ".cache", "mutate"), 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(src, ".cache", "mutate", "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("another mutation check runs in %s: %w", src, err)
+	}
 	tree := filepath.Join(src, ".cache", "mutate", "tree")
 	if err := mutate.Mirror(ctx, src, tree); err != nil {
 		return err
