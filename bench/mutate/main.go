@@ -10,12 +10,15 @@
 //	go run ./bench/mutate -run 'store|ra-' # the breakages whose names match
 //	go run ./bench/mutate -list            # print the list
 //
-// The tests run in a mirror of the source tree under .cache/mutate/tree,
-// with each breakage as a Go build overlay: the tree is never edited.
+// The tests run in a mirror of the source tree, kept between runs (so
+// that the build cache stays warm) in the user's cache directory, e.g.
+// ~/.cache/netboot-mutate/<hash of the tree's path>, with each breakage as
+// a Go build overlay: the tree is never edited.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"os"
@@ -76,20 +79,30 @@ func run() error {
 		return tw.Flush()
 	}
 
-	// One run at a time per tree: a second would rewrite the mirror under
-	// the first one's tests.
-	if err := os.MkdirAll(filepath.Join(src, ".cache", "mutate"), 0o755); err != nil {
+	// Not under the tree's .cache, which a work tree may share with
+	// others through a symlink.
+	cache, err := os.UserCacheDir()
+	if err != nil {
 		return err
 	}
-	lock, err := os.OpenFile(filepath.Join(src, ".cache", "mutate", "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	dir := filepath.Join(cache, "netboot-mutate", fmt.Sprintf("%x", sha256.Sum256([]byte(src)))[:16])
+	if err := os.MkdirAll(filepath.Join(dir, "tree"), 0o755); err != nil {
+		return err
+	}
+	// One run at a time per tree: a second would rewrite the mirror under
+	// the first one's tests.
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("another mutation check runs in %s: %w", src, err)
+		return fmt.Errorf("another mutation check of %s runs: %w", src, err)
 	}
-	tree := filepath.Join(src, ".cache", "mutate", "tree")
+	tree, err := filepath.EvalSymlinks(filepath.Join(dir, "tree"))
+	if err != nil {
+		return err
+	}
 	if err := mutate.Mirror(ctx, src, tree); err != nil {
 		return err
 	}

@@ -7,10 +7,9 @@
 // The source tree is never edited: each breakage is a Go build overlay
 // (go help build, -overlay) passed in GOFLAGS, so that it also reaches the
 // binaries a test builds for itself with `go build` (internal/apptest's
-// netbootd and nbctl). The tests run in a mirror of the tree under
-// .cache/mutate, so the binaries they build there never land in the
-// tree's own .cache/apptest-bin, where a `make test` running beside them
-// would pick them up.
+// netbootd and nbctl). The tests run in a mirror of the tree (Mirror), so
+// the binaries they build never land in the tree's own .cache/apptest-bin,
+// where a `make test` running beside them would pick them up.
 package mutate
 
 import (
@@ -118,7 +117,7 @@ type Result struct {
 
 // Runner runs tests in a tree.
 type Runner struct {
-	Root    string        // the module root the tests run in (a Mirror)
+	Root    string        // the module root the tests run in (a Mirror), without symlinks
 	Work    string        // a directory for overlay files
 	Go      string        // the go command; "" is "go"
 	Timeout time.Duration // go test -timeout for each run; 0 is go's default
@@ -232,7 +231,9 @@ func (r *Runner) cmd(ctx context.Context, overlay string, args ...string) *exec.
 	}
 	cmd := exec.CommandContext(ctx, g, args...)
 	cmd.Dir = r.Root
-	cmd.Env = os.Environ()
+	// PWD too: the go command takes it for its directory, and an overlay
+	// names files by the path the go command sees.
+	cmd.Env = append(os.Environ(), "PWD="+r.Root)
 	if overlay != "" {
 		// GOFLAGS, not a flag: the tests' own go build sees it too.
 		cmd.Env = append(cmd.Env, "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -overlay="+overlay))
