@@ -289,7 +289,7 @@ func List() []Mutation {
 			Old:  "\tdup := cmd.ID != 0 && r.seen[cmd.ID]",
 			New:  "\tdup := false",
 			Pkgs: []string{"./rc"},
-			Run:  "^TestRC",
+			Run:  "^TestRCRunsACommandOnce$",
 			Why:  "a command delivered twice (a poll answer lost and resent) runs twice",
 		},
 
