@@ -26,7 +26,7 @@ import (
 // solicitations once a port comes up; a Run that gives up returns before
 // that and fails here.
 func TestRunWaitsForCarrier(t *testing.T) {
-	ns := newNetns(t)
+	ns := carrierNetns(t)
 	ipIn(t, ns, "link", "add", "br0", "type", "bridge")
 	ipIn(t, ns, "link", "set", "br0", "up") // up, but no port: NO-CARRIER, no link-local
 	ipIn(t, ns, "link", "add", "port0", "type", "veth", "peer", "name", "client0")
@@ -150,9 +150,9 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
 
-// newNetns makes a network namespace for the test, deleted when it ends.
+// carrierNetns makes a network namespace for the test, deleted when it ends.
 // Without root or ip netns the test skips, and fails under CI=true.
-func newNetns(t *testing.T) string {
+func carrierNetns(t *testing.T) string {
 	t.Helper()
 	missing := func(why string) {
 		t.Helper()
