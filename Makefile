@@ -10,7 +10,7 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
-.PHONY: all build test fuzz demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
@@ -37,6 +37,11 @@ FUZZTIME ?= 5m
 TEST_FUZZTIME ?= 10s
 fuzz: go-toolchain
 	scripts/fuzz.sh $(FUZZTIME)
+
+# The mutation check: every breakage on internal/mutate's list must make
+# its tests fail (go run ./bench/mutate -list shows the list).
+mutate: go-toolchain test-deps
+	$(GO) run ./bench/mutate
 
 # The current Debian kernel package, unpacked (never installed) into .cache/kernel.
 kernel:
