@@ -60,7 +60,7 @@ func List() []Mutation {
 			Old:  "\t\tif s.cfg.IPXEFast {",
 			New:  "\t\tif true {",
 			Pkgs: []string{"./dhcpd"},
-			Run:  "^(TestHandler|TestIPXEFast)",
+			Run:  "^(TestHandler|TestIPXEFastOff)",
 			Why:  "ipxe_fast: false is ignored: iPXE clients are told to skip the ProxyDHCP wait anyway",
 		},
 		{
