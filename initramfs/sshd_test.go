@@ -106,10 +106,10 @@ func TestDebugShellSSH(t *testing.T) {
 		cfg := &ssh.ClientConfig{
 			User: "root", Auth: []ssh.AuthMethod{auth},
 			HostKeyCallback: ssh.FixedHostKey(hostSigner.PublicKey()),
-			Timeout:         5 * time.Second,
+			Timeout:         30 * time.Second,
 		}
 		var lastErr error
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			c, err := ssh.Dial("tcp", addr, cfg)
 			var opErr *net.OpError
 			if errors.As(err, &opErr) && opErr.Op == "dial" {

@@ -206,7 +206,7 @@ func TestPID1(t *testing.T) {
 
 	// The real orbit-rc enrolls with the appliance, which found the node by
 	// its MAC; the node's timeline shows the lease, then the enrollment.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		status, err := a.Nbctl("rc", "status", "node9-9.test.orbit-lab.org")
 		if err == nil && strings.Contains(status, "orbit-test-1") && !strings.Contains(status, "not enrolled") {
