@@ -1,6 +1,7 @@
 package am_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/qmp"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
@@ -508,14 +510,15 @@ func TestPowerService(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vm.Process.Kill(); vm.Wait() })
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("QEMU made no QMP socket within 60s")
-		}
+	// QEMU makes the socket file before it listens on it: wait for a
+	// handshake, not for the file. A minute means hung.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := qmp.DialWait(ctx, sock)
+	if err != nil {
+		t.Fatalf("QEMU's QMP: %v", err)
 	}
+	q.Close()
 	a := apptest.New(t, apptest.Options{Inventory: `testbeds:
   - domain: sb8
     nodes:

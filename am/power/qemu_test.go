@@ -253,18 +253,24 @@ func TestQEMUReal(t *testing.T) {
 			<-exited
 		}
 	}()
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
+	// QEMU makes the socket file before it listens on it: wait for a
+	// handshake, not for the file (the driver's first call would be refused).
+	ready := make(chan error, 1)
+	go func() {
+		q, err := qmp.DialWait(ctx, sock)
+		if err == nil {
+			q.Close()
 		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("qemu exited: %v: %s", err, out)
-		case <-ctx.Done():
-			t.Fatalf("no QMP socket: %s", out)
-		case <-time.After(20 * time.Millisecond):
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("no QMP on %s: %v: %s", sock, err, out)
 		}
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("qemu exited: %v: %s", err, out)
 	}
 	d, err := Parse("qemu:" + sock)
 	if err != nil {
