@@ -282,8 +282,7 @@ func (f File) Marshal() ([]byte, error) {
 
 // styleExport sets the presentation: flow style for the items of images
 // and nodes, MACs quoted (YAML 1.1 readers take some MACs for base-60
-// numbers), multi-line values double-quoted (see Image.MarshalYAML), and no
-// quotes where YAML 1.2 needs none (yaml.v3 quotes "y").
+// numbers), and no quotes where YAML 1.2 needs none (yaml.v3 quotes "y").
 func styleExport(n *yaml.Node, key string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -302,7 +301,7 @@ func styleExport(n *yaml.Node, key string) {
 			k, v := n.Content[i], n.Content[i+1]
 			k.Style = 0
 			switch {
-			case k.Value == "control_mac", v.Kind == yaml.ScalarNode && strings.Contains(v.Value, "\n"):
+			case k.Value == "control_mac":
 				v.Style = yaml.DoubleQuotedStyle
 			case v.Kind == yaml.ScalarNode:
 				v.Style = 0
