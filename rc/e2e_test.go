@@ -227,6 +227,25 @@ func (n *node) disk(name string, data []byte) string {
 
 // waitEnrolled waits until the node's RC is enrolled and online, with an
 // enrollment made after after.
+// waitTimeline polls hrn's timeline until its last event satisfies want:
+// events are recorded apart from the API answer that caused them, so a
+// reader may see the answer first. It gives up after a deadline that
+// means the event never comes, returning the timeline it saw.
+func waitTimeline(t *testing.T, app backend, hrn string, want func(store.Event) bool) ([]store.Event, bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs := app.events(t, hrn)
+		if len(evs) > 0 && want(evs[len(evs)-1]) {
+			return evs, true
+		}
+		if time.Now().After(deadline) {
+			return evs, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func waitEnrolled(t *testing.T, c *amclient.Client, hrn string, after time.Time, diag func() string) proto.RCStatus {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -352,8 +371,9 @@ func scenarios(t *testing.T, app backend) {
 		if enr.Image != ramImage || enr.Hostname != "node1-1" || len(enr.MACs) != 1 || enr.MACs[0] != node1MAC || enr.Version == "" || enr.BootID == "" {
 			t.Errorf("status = %+v", enr)
 		}
-		evs := app.events(t, node1)
-		if len(evs) == 0 || evs[len(evs)-1].Source != "rc" || evs[len(evs)-1].What != "enrolled" || evs[len(evs)-1].Detail != ramImage {
+		if evs, ok := waitTimeline(t, app, node1, func(e store.Event) bool {
+			return e.Source == "rc" && e.What == "enrolled" && e.Detail == ramImage
+		}); !ok {
 			t.Errorf("timeline = %+v, want it to end with rc enrolled %s", evs, ramImage)
 		}
 		all, err := c.RCs(ctx)
@@ -459,9 +479,10 @@ func scenarios(t *testing.T, app backend) {
 		if err != nil || len(imgs) != 3 || imgs[0].Name != "test-gz" || imgs[0].Format != proto.FormatGzip || imgs[2].Format != proto.FormatZstd {
 			t.Errorf("disk images = %+v, %v", imgs, err)
 		}
-		evs := app.events(t, node1)
-		if last := evs[len(evs)-1]; last.What != "image load done" || !strings.Contains(last.Detail, "test-zst") {
-			t.Errorf("timeline ends with %+v, want image load done", last)
+		if evs, ok := waitTimeline(t, app, node1, func(e store.Event) bool {
+			return e.What == "image load done" && strings.Contains(e.Detail, "test-zst")
+		}); !ok {
+			t.Errorf("timeline = %+v, want it to end with image load done (test-zst)", evs)
 		}
 		st := do(t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "test-zst", Disk: "/etc/hostname"}, diag)
 		if st.State != proto.StateFailed || !strings.Contains(st.Error, "not allowed") {
