@@ -55,7 +55,7 @@ type Server struct {
 	links *pxelink.Manager
 	log   *slog.Logger
 	h     http.Handler
-	ready chan struct{} // closed once Start has bound its socket, or failed to
+	ready chan struct{} // closed once Serve has bound its socket, or failed to
 	addr  net.Addr      // the bound address, set before ready is closed
 }
 
@@ -84,7 +84,7 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 // Handler returns the AM's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.h }
 
-// Ready is closed once Start has bound its socket (Addr is then valid), or
+// Ready is closed once Serve has bound its socket (Addr is then valid), or
 // failed to.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
@@ -99,10 +99,10 @@ func (s *Server) Addr() net.Addr {
 	}
 }
 
-// Start serves on cfg.Listen until ctx is done, then shuts down gracefully.
-// A listen error (port in use) is returned at once. Start may be called
+// Serve serves on cfg.Listen until ctx is done, then shuts down gracefully.
+// A listen error (port in use) is returned at once. Serve may be called
 // once.
-func (s *Server) Start(ctx context.Context) error {
+func (s *Server) Serve(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		close(s.ready)

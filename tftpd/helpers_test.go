@@ -215,7 +215,7 @@ type testServer struct {
 	addr string // host:port to send requests to
 	logs *logRecorder
 	sink *sinkRecorder
-	// cancel cancels Start's context; stop also waits for Start and
+	// cancel cancels Serve's context; stop also waits for Serve and
 	// checks that it returned nil.
 	cancel, stop func()
 }
@@ -234,11 +234,11 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- s.Serve(ctx) }()
 	<-s.Ready()
 	if s.Addr() == nil {
 		cancel()
-		t.Fatalf("Start did not bind: %v", <-done)
+		t.Fatalf("Serve did not bind: %v", <-done)
 	}
 	var once sync.Once
 	stop := func() {
@@ -247,10 +247,10 @@ func startServer(t testing.TB, cfg Config) *testServer {
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("Start returned %v after cancel", err)
+					t.Errorf("Serve returned %v after cancel", err)
 				}
 			case <-time.After(15 * time.Second):
-				t.Errorf("Start did not return within 15 s of cancel")
+				t.Errorf("Serve did not return within 15 s of cancel")
 			}
 		})
 	}

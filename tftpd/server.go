@@ -23,7 +23,7 @@
 //     UEFI (1468) get what they ask for. A larger request is answered with
 //     that MTU limit, which the RFC permits and which avoids IP
 //     fragmentation. The limit for IPv6 sockets is MTU-48, which would cut
-//     UEFI's 1468 to 1452, so Start binds an IPv4 socket unless Listen
+//     UEFI's 1468 to 1452, so Serve binds an IPv4 socket unless Listen
 //     names an IPv6 address.
 //   - The library answers every refused request with TFTP error 1. For the
 //     refusals that deserve another code (2, access violation: escapes,
@@ -83,7 +83,7 @@ const (
 // the default.
 type Config struct {
 	// Listen is the UDP address to serve on, e.g. ":69". Empty means the
-	// server is disabled: Start returns nil at once.
+	// server is disabled: Serve returns nil at once.
 	Listen string
 	// Root is the directory served read-only (tftp_root). It is opened
 	// again for each request, so pointing it at a symlink that is swapped
@@ -125,12 +125,12 @@ type TransferSink interface {
 	// TransferDone is called once per read request, from the goroutine
 	// that served it, after the client has the last block (or, for a
 	// refusal with error 1, before the library sends that error: it
-	// should return quickly). ctx is the one given to Start: it may be
+	// should return quickly). ctx is the one given to Serve: it may be
 	// done when a transfer is cut by shutdown.
 	TransferDone(ctx context.Context, t Transfer)
 }
 
-// Server is a read-only TFTP server. Make it with New and run it with Start.
+// Server is a read-only TFTP server. Make it with New and run it with Serve.
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
@@ -223,12 +223,12 @@ func checkRoot(dir string) error {
 	return nil
 }
 
-// Ready is closed once Start has bound its socket (Addr is then valid), or
+// Ready is closed once Serve has bound its socket (Addr is then valid), or
 // has returned without binding (disabled, or the bind failed).
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Addr is the bound UDP address once Ready is closed, nil before that or if
-// Start did not bind. Tests listen on "127.0.0.1:0" and read the port here.
+// Serve did not bind. Tests listen on "127.0.0.1:0" and read the port here.
 func (s *Server) Addr() net.Addr {
 	if a := s.addr.Load(); a != nil {
 		return a
@@ -236,14 +236,14 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Start binds Config.Listen and serves until ctx is done; then it stops
+// Serve binds Config.Listen and serves until ctx is done; then it stops
 // taking requests, cuts running transfers at their next 64 KiB read (a
 // transfer waiting on a silent client gives up after Timeout*(Retries+1)
-// at most), waits for them and returns nil. A bind error is returned at once. Start
+// at most), waits for them and returns nil. A bind error is returned at once. Serve
 // may be called once.
-func (s *Server) Start(ctx context.Context) error {
+func (s *Server) Serve(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
-		return errors.New("tftpd: Start called twice")
+		return errors.New("tftpd: Serve called twice")
 	}
 	if s.cfg.Listen == "" {
 		close(s.ready)
@@ -491,7 +491,7 @@ func (s *Server) noteStats(st tftp.TransferStats) {
 }
 
 // hookFuncs adapts two closures to tftp.Hook, so that the hook can use
-// Start's ctx without storing it in the Server.
+// Serve's ctx without storing it in the Server.
 type hookFuncs struct {
 	success func(tftp.TransferStats)
 	failure func(tftp.TransferStats, error)

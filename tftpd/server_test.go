@@ -84,9 +84,9 @@ func TestStartDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel() // never needed: Start must return by itself
-	if err := s.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
+	defer cancel() // never needed: Serve must return by itself
+	if err := s.Serve(ctx); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	select {
 	case <-s.Ready():
@@ -111,23 +111,23 @@ func TestStartBindErrorIsReturnedAtOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = s.Start(ctx)
+	err = s.Serve(ctx)
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), addr) {
-		t.Fatalf("Start: got %v, want EADDRINUSE naming %s", err, addr)
+		t.Fatalf("Serve: got %v, want EADDRINUSE naming %s", err, addr)
 	}
 	if ctx.Err() != nil {
-		t.Fatal("Start waited for ctx instead of returning the bind error")
+		t.Fatal("Serve waited for ctx instead of returning the bind error")
 	}
 	<-s.Ready()
-	if err := s.Start(ctx); err == nil {
-		t.Error("second Start: got nil, want an error")
+	if err := s.Serve(ctx); err == nil {
+		t.Error("second Serve: got nil, want an error")
 	}
 }
 
 // TestShutdownCutsRunningTransfer cancels the server while a client is
 // half-way through a large file and checks that the transfer is cut at the
 // next read (the client gets an ERROR, the sink a context error) and that
-// Start returns (ts.stop fails the test if it hangs).
+// Serve returns (ts.stop fails the test if it hangs).
 func TestShutdownCutsRunningTransfer(t *testing.T) {
 	tr := newTree(t, map[string]int{"big": 8 << 20})
 	ts := startServer(t, Config{Root: tr.root})

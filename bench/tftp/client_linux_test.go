@@ -20,7 +20,7 @@ func startTestServer(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- s.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -177,7 +177,7 @@ func serve(args []string) error {
 		return err
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- s.Serve(ctx) }()
 	<-s.Ready()
 	if s.Addr() == nil {
 		return <-done

@@ -115,9 +115,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("netbootd starting", "state_dir", cfg.StateDir, "tftp_root", cfg.TFTPRoot, "cfg_dir", cfgDir)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return links.Run(gctx) })
-	g.Go(func() error { return amSrv.Start(gctx) })
+	g.Go(func() error { return amSrv.Serve(gctx) })
 	g.Go(func() error { return rcb.Run(gctx) })
-	g.Go(func() error { return tftpSrv.Start(gctx) })
+	g.Go(func() error { return tftpSrv.Serve(gctx) })
 	if dhcpSrv != nil {
 		g.Go(func() error { return dhcpSrv.Start(gctx) })
 	}
@@ -140,7 +140,7 @@ type readyAddrs struct {
 
 // writeReady writes the bound addresses to path once the AM and TFTP
 // servers have bound their sockets; nothing if one of them failed to (its
-// Start says why).
+// Serve says why).
 func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tftpd.Server, tftp bool) error {
 	for _, ready := range []<-chan struct{}{amSrv.Ready(), tftpSrv.Ready()} {
 		select {
