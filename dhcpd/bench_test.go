@@ -10,7 +10,7 @@ import (
 // BenchmarkHandle is the handler's own cost for an iPXE DISCOVER of a
 // known node (in-memory store; no sockets, no database).
 func BenchmarkHandle(b *testing.B) {
-	s, err := New(testConfig(), newFakeStore(testNodes...), &fakeEvents{}, nil)
+	s, err := New(testConfig(), backend(newFakeStore(testNodes...), &fakeEvents{}), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

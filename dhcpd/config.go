@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
-	"github.com/orbit-lab/netboot/internal/config"
+	"github.com/orbit-lab/netboot/internal/iprange"
 )
 
 // Mode says what the server hands out.
@@ -24,8 +23,9 @@ const (
 // DefaultWorkers is the worker count when Config.Workers is 0.
 const DefaultWorkers = 8
 
-// Config configures the server. FromConfig builds it from netbootd's
-// dhcp section.
+// Config configures the server. netbootd fills it from its configuration
+// file's dhcp section, which has been parsed and checked by then; New
+// checks it again only for what the server relies on.
 type Config struct {
 	Interface   string        // the one interface served (SO_BINDTODEVICE); the RA responder runs on it too
 	ServerIP    netip.Addr    // option 54, siaddr (next-server), option 66
@@ -47,90 +47,7 @@ type Config struct {
 type Subnet struct {
 	Prefix netip.Prefix
 	Router netip.Addr
-	Pool   Range
-}
-
-// Range is an inclusive range of IPv4 addresses; the zero Range is empty.
-type Range struct {
-	First, Last netip.Addr
-}
-
-// IsZero reports whether r is the empty range.
-func (r Range) IsZero() bool { return !r.First.IsValid() }
-
-// Contains reports whether a is in r.
-func (r Range) Contains(a netip.Addr) bool {
-	return !r.IsZero() && a.Is4() && !a.Less(r.First) && !r.Last.Less(a)
-}
-
-func (r Range) String() string {
-	if r.IsZero() {
-		return ""
-	}
-	return r.First.String() + "-" + r.Last.String()
-}
-
-// ParseRange parses "FIRST-LAST" (spaces around the dash allowed); "" is
-// the zero Range.
-func ParseRange(s string) (Range, error) {
-	if strings.TrimSpace(s) == "" {
-		return Range{}, nil
-	}
-	first, last, ok := strings.Cut(s, "-")
-	a, errA := netip.ParseAddr(strings.TrimSpace(first))
-	b, errB := netip.ParseAddr(strings.TrimSpace(last))
-	if !ok || errA != nil || errB != nil || !a.Is4() || !b.Is4() || b.Less(a) {
-		return Range{}, fmt.Errorf("range %q: want FIRST-LAST, two IPv4 addresses in order", s)
-	}
-	return Range{First: a, Last: b}, nil
-}
-
-// FromConfig converts netbootd's (already validated) dhcp section.
-func FromConfig(c config.DHCP) (Config, error) {
-	var errs []error
-	addr := func(key, s string) netip.Addr {
-		if s == "" {
-			return netip.Addr{}
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			errs = append(errs, fmt.Errorf("dhcp.%s: %q is not an IPv4 address", key, s))
-		}
-		return a
-	}
-	subnet := func(key, prefix, router, pool string) Subnet {
-		p, err := netip.ParsePrefix(prefix)
-		if err != nil || !p.Addr().Is4() {
-			errs = append(errs, fmt.Errorf("dhcp.%s: %q is not an IPv4 prefix", key, prefix))
-		}
-		r, err := ParseRange(pool)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("dhcp.%s: %w", key, err))
-		}
-		return Subnet{Prefix: p.Masked(), Router: addr(key+".router", router), Pool: r}
-	}
-	out := Config{
-		Interface:   c.Interface,
-		ServerIP:    addr("server_ip", c.ServerIP),
-		Subnet:      subnet("subnet", c.Subnet, c.Router, c.Pool),
-		Domain:      c.Domain,
-		LeaseTime:   c.LeaseTime,
-		Bootfile:    c.Bootfile,
-		BootfileEFI: c.BootfileEFI,
-		IPXEFast:    c.IPXEFast,
-		Mode:        Mode(c.Mode),
-		Workers:     c.Workers,
-	}
-	for i, d := range c.DNS {
-		out.DNS = append(out.DNS, addr(fmt.Sprintf("dns[%d]", i), d))
-	}
-	for i, sn := range c.Subnets {
-		out.Subnets = append(out.Subnets, subnet(fmt.Sprintf("subnets[%d]", i), sn.Subnet, sn.Router, sn.Pool))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return Config{}, err
-	}
-	return out, out.check()
+	Pool   iprange.Range
 }
 
 // check fills nothing in: it only says what is wrong.
@@ -162,7 +79,7 @@ func (c Config) check() error {
 			errs = append(errs, fmt.Errorf("subnet %v: not an IPv4 prefix", sn.Prefix))
 			continue
 		}
-		if !sn.Pool.IsZero() && (!sn.Prefix.Contains(sn.Pool.First) || !sn.Prefix.Contains(sn.Pool.Last)) {
+		if !sn.Pool.Within(sn.Prefix) {
 			errs = append(errs, fmt.Errorf("subnet %v: pool %v is not inside it", sn.Prefix, sn.Pool))
 		}
 		for _, o := range all[:i] {

@@ -24,7 +24,7 @@ func FuzzHandler(f *testing.F) {
 	newServer := func(mode Mode) *Server {
 		cfg := testConfig()
 		cfg.Mode = mode
-		s, err := New(cfg, newFakeStore(testNodes...), &fakeEvents{}, nil)
+		s, err := New(cfg, backend(newFakeStore(testNodes...), &fakeEvents{}), nil)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -142,7 +142,7 @@ func (s *Server) selectSubnet(_ context.Context, x *exchange) (bool, error) {
 // identify looks the MAC up in the inventory. An unknown MAC is recorded
 // as discovered and then ignored, unless its segment has a pool.
 func (s *Server) identify(ctx context.Context, x *exchange) (bool, error) {
-	n, err := s.nodeByMAC(ctx, x.mac)
+	n, err := s.nodes.NodeByMAC(ctx, x.mac)
 	switch {
 	case err == nil:
 		x.node = &n
@@ -236,7 +236,7 @@ func (s *Server) discover(ctx context.Context, x *exchange) (bool, error) {
 		return false, nil
 	}
 	want := addr4(x.req.RequestedIPAddress())
-	l, err := s.st.OfferLease(ctx, store.LeaseRequest{
+	l, err := s.leases.OfferLease(ctx, store.LeaseRequest{
 		MAC: x.mac, First: x.subnet.Pool.First, Last: x.subnet.Pool.Last, Exclude: s.excluded(x.subnet),
 		Want: want, Now: x.now, Hold: s.offerHold(),
 	})
@@ -283,8 +283,8 @@ func (s *Server) request(ctx context.Context, x *exchange) (bool, error) {
 		if sid != s.cfg.ServerIP {
 			// The client took another server's offer. Free ours.
 			if x.pool {
-				if l, err := s.st.LeaseByMAC(ctx, x.mac); err == nil && l.State == store.LeaseOffered {
-					if err := s.st.ReleaseLease(ctx, x.mac, l.IP, x.now); err != nil {
+				if l, err := s.leases.LeaseByMAC(ctx, x.mac); err == nil && l.State == store.LeaseOffered {
+					if err := s.leases.ReleaseLease(ctx, x.mac, l.IP, x.now); err != nil {
 						return true, fmt.Errorf("pool: %w", err)
 					}
 				}
@@ -324,7 +324,7 @@ func (s *Server) request(ctx context.Context, x *exchange) (bool, error) {
 		return false, nil
 	}
 	if state == "init-reboot" {
-		l, err := s.st.LeaseByMAC(ctx, x.mac)
+		l, err := s.leases.LeaseByMAC(ctx, x.mac)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			// RFC 2131: with no record of the client, stay silent.
@@ -340,7 +340,7 @@ func (s *Server) request(ctx context.Context, x *exchange) (bool, error) {
 		s.nak(x, fmt.Sprintf("address %s is not in the pool", asked))
 		return false, nil
 	}
-	l, err := s.st.BindLease(ctx, x.mac, asked, x.now, s.cfg.LeaseTime)
+	l, err := s.leases.BindLease(ctx, x.mac, asked, x.now, s.cfg.LeaseTime)
 	if errors.Is(err, store.ErrConflict) {
 		s.nak(x, fmt.Sprintf("address %s is taken", asked))
 		return false, nil
@@ -357,7 +357,7 @@ func (s *Server) release(ctx context.Context, x *exchange) (bool, error) {
 	x.what = "DHCPRELEASE"
 	x.note("ip", ci.String())
 	if x.pool && ci.IsValid() {
-		if err := s.st.ReleaseLease(ctx, x.mac, ci, x.now); err != nil {
+		if err := s.leases.ReleaseLease(ctx, x.mac, ci, x.now); err != nil {
 			return true, fmt.Errorf("pool: %w", err)
 		}
 	}
@@ -370,7 +370,7 @@ func (s *Server) decline(ctx context.Context, x *exchange) (bool, error) {
 	x.note("ip", a.String())
 	x.level = levelWarn
 	if x.pool && a.IsValid() {
-		if err := s.st.DeclineLease(ctx, x.mac, a, x.now, s.cfg.LeaseTime); err != nil {
+		if err := s.leases.DeclineLease(ctx, x.mac, a, x.now, s.cfg.LeaseTime); err != nil {
 			return true, fmt.Errorf("pool: %w", err)
 		}
 	}

@@ -164,7 +164,7 @@ func TestHandlerServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := &fakeEvents{}
-			s, err := New(testConfig(), newFakeStore(testNodes...), ev, nil)
+			s, err := New(testConfig(), backend(newFakeStore(testNodes...), ev), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,7 +231,7 @@ func TestHandlerProxy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.Mode = ModeProxy
-			s, err := New(cfg, newFakeStore(testNodes...), &fakeEvents{}, nil)
+			s, err := New(cfg, backend(newFakeStore(testNodes...), &fakeEvents{}), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,7 +264,7 @@ func TestHandlerPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	newServer := func() *Server {
-		s, err := New(testConfig(), st, st, nil)
+		s, err := New(testConfig(), backend(st, st), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +338,7 @@ func TestHandlerPool(t *testing.T) {
 func TestUnknownMACsAreRecordedAndLoggedOncePerMinute(t *testing.T) {
 	var logs strings.Builder
 	st := newFakeStore(testNodes...)
-	s, err := New(testConfig(), st, nil, newTextLogger(&logs))
+	s, err := New(testConfig(), backend(st, nil), newTextLogger(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestUnknownMACsAreRecordedAndLoggedOncePerMinute(t *testing.T) {
 func TestDatabaseErrorDropsAndCounts(t *testing.T) {
 	st := newFakeStore(testNodes...)
 	st.failWith = errors.New("disk I/O error")
-	s, err := New(testConfig(), st, nil, nil)
+	s, err := New(testConfig(), backend(st, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestDatabaseErrorDropsAndCounts(t *testing.T) {
 }
 
 func TestMalformedCounted(t *testing.T) {
-	s, err := New(testConfig(), newFakeStore(testNodes...), nil, nil)
+	s, err := New(testConfig(), backend(newFakeStore(testNodes...), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,7 @@ func TestNodeBootfileWins(t *testing.T) {
 		{knownMAC, 7, "syslinux.efi"},
 	}
 	for _, tt := range tests {
-		s, err := New(testConfig(), newFakeStore(nodes...), &fakeEvents{}, nil)
+		s, err := New(testConfig(), backend(newFakeStore(nodes...), &fakeEvents{}), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -457,7 +457,7 @@ func TestIPXEFastOff(t *testing.T) {
 			reply := func(fast bool) (*summary, string) {
 				cfg := tt.cfg
 				cfg.IPXEFast = fast
-				s, err := New(cfg, newFakeStore(testNodes...), &fakeEvents{}, nil)
+				s, err := New(cfg, backend(newFakeStore(testNodes...), &fakeEvents{}), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

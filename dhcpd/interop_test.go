@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/iprange"
 	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -110,7 +111,7 @@ func TestInteropDirect(t *testing.T) {
 	p.stop(t)
 
 	cfg := labConfig("br0")
-	cfg.Subnet.Pool = Range{netip.MustParseAddr("10.18.200.10"), netip.MustParseAddr("10.18.200.12")}
+	cfg.Subnet.Pool = iprange.Range{First: netip.MustParseAddr("10.18.200.10"), Last: netip.MustParseAddr("10.18.200.12")}
 	p = l.server(srv, cfg, state)
 	got = l.udhcpc(cli, "cli0")
 	if got["ip"] != "10.18.200.11" || got["boot_file"] != "pxelinux.0" || got["hostname"] != "" {
@@ -172,7 +173,7 @@ func TestInteropRelay(t *testing.T) {
 	cfg := labConfig("srv0")
 	cfg.IPXEFast = false
 	cfg.Subnets = []Subnet{{Prefix: netip.MustParsePrefix("10.19.0.0/16"), Router: netip.MustParseAddr("10.19.0.1"),
-		Pool: Range{netip.MustParseAddr("10.19.9.1"), netip.MustParseAddr("10.19.9.3")}}}
+		Pool: iprange.Range{First: netip.MustParseAddr("10.19.9.1"), Last: netip.MustParseAddr("10.19.9.3")}}}
 	state := t.TempDir()
 	p := l.server(srv, cfg, state, labNodes...)
 	r := l.start(relay, nil, dhcrelay, "-d", "-4", "-a", "-pf", filepath.Join(t.TempDir(), "dhcrelay.pid"),

@@ -4,14 +4,10 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/orbit-lab/netboot/internal/config"
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
@@ -66,61 +62,6 @@ func TestReplyDestination(t *testing.T) {
 	// Test ports move the client port with the server port.
 	if got := replyDestination(req(), dhcpv4.MessageTypeOffer, clientSrc, 1067, ports{1067, 1068}); got.String() != "255.255.255.255:1068" {
 		t.Errorf("with test ports: %s", got)
-	}
-}
-
-func TestParseRange(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    string
-		wantErr bool
-	}{
-		{"", "", false},
-		{"10.0.0.1-10.0.0.9", "10.0.0.1-10.0.0.9", false},
-		{" 10.0.0.1 - 10.0.0.1 ", "10.0.0.1-10.0.0.1", false},
-		{"10.0.0.9-10.0.0.1", "", true},
-		{"10.0.0.1", "", true},
-		{"fd00::1-fd00::2", "", true},
-		{"a-b", "", true},
-	}
-	for _, tt := range tests {
-		r, err := ParseRange(tt.in)
-		if (err != nil) != tt.wantErr || r.String() != tt.want {
-			t.Errorf("ParseRange(%q) = %q, %v", tt.in, r, err)
-		}
-	}
-	r, _ := ParseRange("10.0.0.5-10.0.0.7")
-	for a, want := range map[string]bool{"10.0.0.4": false, "10.0.0.5": true, "10.0.0.7": true, "10.0.0.8": false} {
-		if r.Contains(netip.MustParseAddr(a)) != want {
-			t.Errorf("Contains(%s) != %v", a, want)
-		}
-	}
-}
-
-func TestFromConfig(t *testing.T) {
-	d := config.Default().DHCP
-	d.Pool = "10.18.200.1-10.18.200.9"
-	d.Subnets = []config.DHCPSubnet{{Subnet: "10.19.0.0/16", Router: "10.19.0.1", Pool: "10.19.9.1-10.19.9.3"}}
-	got, err := FromConfig(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Config{
-		Interface: "eth1", ServerIP: netip.MustParseAddr("10.18.0.1"),
-		Subnet: Subnet{Prefix: netip.MustParsePrefix("10.18.0.0/16"), Router: netip.MustParseAddr("10.18.0.1"),
-			Pool: Range{netip.MustParseAddr("10.18.200.1"), netip.MustParseAddr("10.18.200.9")}},
-		Subnets: []Subnet{{Prefix: netip.MustParsePrefix("10.19.0.0/16"), Router: netip.MustParseAddr("10.19.0.1"),
-			Pool: Range{netip.MustParseAddr("10.19.9.1"), netip.MustParseAddr("10.19.9.3")}}},
-		DNS: []netip.Addr{netip.MustParseAddr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour,
-		Bootfile: "pxelinux.0", BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: ModeServer, Workers: 8,
-	}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-		t.Errorf("FromConfig (-want +got):\n%s", diff)
-	}
-	d.Subnets = append(d.Subnets, config.DHCPSubnet{Subnet: "10.18.1.0/24"})
-	if _, err := FromConfig(d); err == nil || !strings.Contains(err.Error(), "overlaps") {
-		t.Errorf("overlapping subnets: %v", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/iprange"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -129,7 +130,18 @@ func seedPackets() [][]byte {
 	return out
 }
 
-// fakeStore is an in-memory Store: an inventory and a naive pool.
+// backend hands st in for every role but the boot events (ev, nil for
+// none), as netbootd hands in its store.
+func backend(st interface {
+	Nodes
+	Leases
+	Sightings
+}, ev EventSink) Backend {
+	return Backend{Nodes: st, Leases: st, Discovered: st, Events: ev}
+}
+
+// fakeStore is an in-memory Nodes, Leases and Sightings: an inventory and
+// a naive pool.
 type fakeStore struct {
 	mu       sync.Mutex
 	nodes    map[string]inventory.Node // by MAC
@@ -266,7 +278,7 @@ func testConfig() Config {
 		ServerIP:  netip.MustParseAddr("10.18.0.1"),
 		Subnet:    Subnet{Prefix: netip.MustParsePrefix("10.18.0.0/16"), Router: netip.MustParseAddr("10.18.0.1")},
 		Subnets: []Subnet{{Prefix: netip.MustParsePrefix("10.19.0.0/16"), Router: netip.MustParseAddr("10.19.0.1"),
-			Pool: Range{netip.MustParseAddr("10.19.9.1"), netip.MustParseAddr("10.19.9.3")}}},
+			Pool: iprange.Range{First: netip.MustParseAddr("10.19.9.1"), Last: netip.MustParseAddr("10.19.9.3")}}},
 		DNS:         []netip.Addr{netip.MustParseAddr("10.18.0.1")},
 		Domain:      "orbit-lab.org",
 		LeaseTime:   time.Hour,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/orbit-lab/netboot/internal/iprange"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -20,15 +21,15 @@ func TestPoolKeepsItsOwnAddresses(t *testing.T) {
 	cfg := testConfig()
 	// The direct segment's pool holds the server (and router) 10.18.0.1;
 	// the relayed one's the whole /24.
-	cfg.Subnet.Pool = Range{netip.MustParseAddr("10.18.0.1"), netip.MustParseAddr("10.18.0.9")}
+	cfg.Subnet.Pool = iprange.Range{First: netip.MustParseAddr("10.18.0.1"), Last: netip.MustParseAddr("10.18.0.9")}
 	cfg.Subnets[0].Prefix = netip.MustParsePrefix("10.19.0.0/24")
-	cfg.Subnets[0].Pool = Range{netip.MustParseAddr("10.19.0.0"), netip.MustParseAddr("10.19.0.255")}
+	cfg.Subnets[0].Pool = iprange.Range{First: netip.MustParseAddr("10.19.0.0"), Last: netip.MustParseAddr("10.19.0.255")}
 	st, err := store.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s, err := New(cfg, st, st, nil)
+	s, err := New(cfg, backend(st, st), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ import (
 // written once a second. When the database cannot keep up, events are
 // dropped and counted, never queued without bound.
 type recorder struct {
-	sink   EventSink
-	st     Store
+	sink   EventSink // nil: no boot events
+	disc   Sightings
 	log    *slog.Logger
 	events chan store.Event
 
@@ -40,9 +40,9 @@ const (
 	maxSightings = 4096
 )
 
-func newRecorder(sink EventSink, st Store, log *slog.Logger) *recorder {
+func newRecorder(sink EventSink, disc Sightings, log *slog.Logger) *recorder {
 	return &recorder{
-		sink: sink, st: st, log: log,
+		sink: sink, disc: disc, log: log,
 		events:       make(chan store.Event, eventQueue),
 		seen:         map[string]*store.Sighting{},
 		flushEvery:   time.Second,
@@ -182,7 +182,7 @@ func (r *recorder) writeSightings(ctx context.Context) {
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	if err := r.st.RecordDiscovered(ctx, list); err != nil {
+	if err := r.disc.RecordDiscovered(ctx, list); err != nil {
 		r.dropped.Add(uint64(len(list)))
 		if ok, held := r.dropLog.Allow("discovered"); ok {
 			r.log.Error("writing discovered MACs", "macs", len(list), "err", err, "held_back", held)

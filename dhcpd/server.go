@@ -34,16 +34,27 @@ import (
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
-// Store is what the server needs of the database. NodeByMAC returns an
-// error wrapping store.ErrNotFound for a MAC not in the inventory; the
-// lease methods are used only for pool clients.
-type Store interface {
+// Nodes is the inventory lookup: NodeByMAC returns the node whose control
+// MAC is mac, or an error wrapping store.ErrNotFound. It is asked once per
+// request, on the reply path. netbootd hands in a *store.NodeFinder (one
+// prepared query and a cache, on a database connection of its own).
+type Nodes interface {
 	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
+}
+
+// Leases is the lease table of the pools, used only for pool clients
+// (MACs not in the inventory, on a segment with a pool).
+type Leases interface {
 	OfferLease(ctx context.Context, r store.LeaseRequest) (store.Lease, error)
 	BindLease(ctx context.Context, mac string, ip netip.Addr, now time.Time, lifetime time.Duration) (store.Lease, error)
 	ReleaseLease(ctx context.Context, mac string, ip netip.Addr, now time.Time) error
 	DeclineLease(ctx context.Context, mac string, ip netip.Addr, now time.Time, hold time.Duration) error
 	LeaseByMAC(ctx context.Context, mac string) (store.Lease, error)
+}
+
+// Sightings receives the MACs not in the inventory that asked, merged and
+// in batches, off the reply path (nbctl nodes discovered lists them).
+type Sightings interface {
 	RecordDiscovered(ctx context.Context, sightings []store.Sighting) error
 }
 
@@ -51,21 +62,26 @@ type Store interface {
 // (What: DHCPOFFER, DHCPACK, DHCPNAK, DHCPREQUEST (to another server),
 // DHCPRELEASE, DHCPDECLINE; Source "dhcp"; Detail key=value pairs such as
 // "ip=10.18.1.2 state=selecting file=pxelinux.0 arch=0 ipxe=yes"), in
-// batches. *store.Store is one.
+// batches, off the reply path.
 type EventSink interface {
 	AddEvents(ctx context.Context, events []store.Event) error
 }
 
-// finderMaker is a Store that can prepare the per-request inventory lookup
-// once (*store.Store can). Start uses it when the Store has it.
-type finderMaker interface {
-	NewNodeFinder(ctx context.Context) (*store.NodeFinder, error)
+// Backend is what the server reads and writes, one role each. netbootd
+// hands in a *store.NodeFinder as Nodes and its *store.Store as the rest.
+type Backend struct {
+	Nodes      Nodes     // required
+	Leases     Leases    // required
+	Discovered Sightings // required
+	Events     EventSink // nil records no boot events
 }
 
 var (
-	_ Store       = (*store.Store)(nil)
-	_ EventSink   = (*store.Store)(nil)
-	_ finderMaker = (*store.Store)(nil)
+	_ Nodes     = (*store.NodeFinder)(nil)
+	_ Nodes     = (*store.Store)(nil)
+	_ Leases    = (*store.Store)(nil)
+	_ Sightings = (*store.Store)(nil)
+	_ EventSink = (*store.Store)(nil)
 )
 
 // Stats counts what the server did since it was made.
@@ -89,14 +105,15 @@ type counters struct {
 // Server is a DHCP server on one interface.
 type Server struct {
 	cfg        Config
-	st         Store
+	nodes      Nodes
+	leases     Leases
 	log        *slog.Logger
 	ports      ports
 	chain      []step
-	nodeByMAC  func(ctx context.Context, mac string) (inventory.Node, error) // st.NodeByMAC, or a NodeFinder's while serving
 	rec        *recorder
 	ra         *ra.Responder // nil without IPXEFast
 	queue      int           // requests waiting for a worker, at most
+	bufs       sync.Pool     // of *[]byte, maxDatagram+1 long: a reader fills one, a worker frees it
 	stats      counters
 	unknownLog *lograte.Limiter[string] // one line per unknown MAC per minute
 	problemLog *lograte.Limiter[string] // one line per kind of problem per minute
@@ -111,14 +128,13 @@ const packetTimeout = 3 * time.Second
 // maxDatagram is the largest request read; longer ones are malformed.
 const maxDatagram = 4096
 
-// New checks cfg and returns a server; Start runs it. ev may be nil (no
-// boot events).
-func New(cfg Config, st Store, ev EventSink, log *slog.Logger) (*Server, error) {
+// New checks cfg and b and returns a server; Serve runs it.
+func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("dhcpd: %w", err)
 	}
-	if st == nil {
-		return nil, errors.New("dhcpd: no store")
+	if b.Nodes == nil || b.Leases == nil || b.Discovered == nil {
+		return nil, errors.New("dhcpd: no store (Backend needs Nodes, Leases and Discovered)")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -138,11 +154,13 @@ func New(cfg Config, st Store, ev EventSink, log *slog.Logger) (*Server, error) 
 	}
 	s := &Server{
 		cfg:        cfg,
-		st:         st,
+		nodes:      b.Nodes,
+		leases:     b.Leases,
 		log:        log,
 		ports:      p,
-		rec:        newRecorder(ev, st, log),
+		rec:        newRecorder(b.Events, b.Discovered, log),
 		queue:      queueLen,
+		bufs:       sync.Pool{New: func() any { b := make([]byte, maxDatagram+1); return &b }},
 		unknownLog: lograte.New(time.Minute, 4096, ""),
 		problemLog: lograte.New(time.Minute, 1024, ""),
 	}
@@ -150,7 +168,6 @@ func New(cfg Config, st Store, ev EventSink, log *slog.Logger) (*Server, error) 
 		s.ra = &ra.Responder{Interface: cfg.Interface, Log: log.With("part", "ra")}
 	}
 	s.chain = s.buildChain()
-	s.nodeByMAC = st.NodeByMAC
 	return s, nil
 }
 
@@ -165,6 +182,12 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// boundConn is a socket Serve reads, and the port it is bound to.
+type boundConn struct {
+	conn  *net.UDPConn
+	local int
+}
+
 type job struct {
 	buf   *[]byte
 	n     int
@@ -173,46 +196,15 @@ type job struct {
 	local int
 }
 
-// Start binds to cfg.Interface (port 67, and 4011 in proxy mode) and
+// Serve binds to cfg.Interface (port 67, and 4011 in proxy mode) and
 // serves until ctx is done; it returns nil after a clean shutdown. Call it
 // once. A bind error (no such interface, port in use) is returned at once.
 // With IPXEFast, the router-advertisement responder runs beside it; its
 // troubles are logged and never stop the server.
-func (s *Server) Start(ctx context.Context) error {
-	if _, err := net.InterfaceByName(s.cfg.Interface); err != nil {
-		return fmt.Errorf("dhcpd: interface %q: %w", s.cfg.Interface, err)
-	}
-	type bound struct {
-		conn  *net.UDPConn
-		local int
-	}
-	var conns []bound
-	closeAll := func() {
-		for _, b := range conns {
-			b.conn.Close()
-		}
-	}
-	listenPorts := []int{s.ports.server}
-	if s.cfg.Mode == ModeProxy {
-		listenPorts = append(listenPorts, ProxyBootPort)
-	}
-	for _, port := range listenPorts {
-		c, err := listenUDP(ctx, s.cfg.Interface, port)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("dhcpd: interface %q port %d: %w", s.cfg.Interface, port, err)
-		}
-		conns = append(conns, bound{c, port})
-	}
-	if fm, ok := s.st.(finderMaker); ok {
-		f, err := fm.NewNodeFinder(ctx)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("dhcpd: %w", err)
-		}
-		defer f.Close()
-		s.nodeByMAC = f.NodeByMAC
-		defer func() { s.nodeByMAC = s.st.NodeByMAC }()
+func (s *Server) Serve(ctx context.Context) error {
+	conns, err := s.listen(ctx)
+	if err != nil {
+		return err
 	}
 	s.checkServerIP()
 	s.log.Info("dhcp server listening", "interface", s.cfg.Interface, "mode", string(s.cfg.Mode),
@@ -221,65 +213,11 @@ func (s *Server) Start(ctx context.Context) error {
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-
-	// The recorder stops after the workers, so that it writes what they
-	// record while draining.
-	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRec()
-	var side sync.WaitGroup // recorder and RA responder
-	side.Go(func() { s.rec.run(recCtx) })
-	if s.ra != nil {
-		side.Go(func() {
-			if err := s.ra.Run(runCtx); err != nil {
-				s.log.Error("router advertisement responder stopped", "interface", s.cfg.Interface, "err", err)
-			}
-		})
-	}
-
+	stopSide := s.startSide(ctx, runCtx)
 	jobs := make(chan job, s.queue)
-	bufs := sync.Pool{New: func() any { b := make([]byte, maxDatagram+1); return &b }}
-	var workers sync.WaitGroup
-	// Requests read before the shutdown are still answered: their database
-	// work is bounded by packetTimeout, not cut short by ctx.
-	workCtx := context.WithoutCancel(runCtx)
-	for range s.cfg.Workers {
-		workers.Go(func() {
-			for j := range jobs {
-				s.serve(workCtx, j)
-				bufs.Put(j.buf)
-			}
-		})
-	}
+	workers := s.startWorkers(runCtx, jobs)
+	readErr, readers := s.startReaders(runCtx, conns, jobs)
 
-	readErr := make(chan error, len(conns))
-	var readers sync.WaitGroup
-	for _, b := range conns {
-		readers.Go(func() {
-			for {
-				buf := bufs.Get().(*[]byte)
-				n, src, err := b.conn.ReadFromUDPAddrPort(*buf)
-				if err != nil {
-					bufs.Put(buf)
-					if runCtx.Err() == nil {
-						readErr <- fmt.Errorf("dhcpd: read on %q port %d: %w", s.cfg.Interface, b.local, err)
-					}
-					return
-				}
-				s.stats.received.Add(1)
-				select {
-				case jobs <- job{buf: buf, n: n, src: src, conn: b.conn, local: b.local}:
-				default:
-					bufs.Put(buf)
-					s.stats.overload.Add(1)
-					if ok, held := s.problemLog.Allow("overload"); ok {
-						s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", s.queue, "held_back", held)
-					}
-				}
-			}
-		})
-	}
-
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-readErr:
@@ -293,17 +231,124 @@ func (s *Server) Start(ctx context.Context) error {
 	readers.Wait()
 	close(jobs)
 	workers.Wait()
-	closeAll()
-	stopRec()
-	side.Wait()
+	closeConns(conns)
+	stopSide()
 	if err == nil {
 		s.log.Info("dhcp server stopped", "interface", s.cfg.Interface)
 	}
 	return err
 }
 
-// serve handles one datagram and sends the reply, if any.
-func (s *Server) serve(ctx context.Context, j job) {
+// listen checks that cfg.Interface exists and binds the server port on
+// it, and the PXE boot port in proxy mode. On failure nothing stays bound.
+func (s *Server) listen(ctx context.Context) ([]boundConn, error) {
+	if _, err := net.InterfaceByName(s.cfg.Interface); err != nil {
+		return nil, fmt.Errorf("dhcpd: interface %q: %w", s.cfg.Interface, err)
+	}
+	listenPorts := []int{s.ports.server}
+	if s.cfg.Mode == ModeProxy {
+		listenPorts = append(listenPorts, ProxyBootPort)
+	}
+	var conns []boundConn
+	for _, port := range listenPorts {
+		c, err := listenUDP(ctx, s.cfg.Interface, port)
+		if err != nil {
+			closeConns(conns)
+			return nil, fmt.Errorf("dhcpd: interface %q port %d: %w", s.cfg.Interface, port, err)
+		}
+		conns = append(conns, boundConn{c, port})
+	}
+	return conns, nil
+}
+
+func closeConns(conns []boundConn) {
+	for _, b := range conns {
+		b.conn.Close()
+	}
+}
+
+// startSide starts the recorder and, with IPXEFast, the RA responder,
+// which stops with runCtx. The recorder stops only when the returned stop
+// is called, after the workers, so that it writes what they record while
+// draining; stop then waits for both.
+func (s *Server) startSide(ctx, runCtx context.Context) (stop func()) {
+	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
+	var side sync.WaitGroup
+	side.Go(func() { s.rec.run(recCtx) })
+	if s.ra != nil {
+		side.Go(func() {
+			if err := s.ra.Serve(runCtx); err != nil {
+				s.log.Error("router advertisement responder stopped", "interface", s.cfg.Interface, "err", err)
+			}
+		})
+	}
+	return func() {
+		stopRec()
+		side.Wait()
+	}
+}
+
+// startWorkers starts cfg.Workers goroutines answering jobs until it is
+// closed. Requests read before the shutdown are still answered: their
+// database work is bounded by packetTimeout, not cut short by runCtx.
+func (s *Server) startWorkers(runCtx context.Context, jobs <-chan job) *sync.WaitGroup {
+	workCtx := context.WithoutCancel(runCtx)
+	var workers sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Go(func() {
+			for j := range jobs {
+				s.answer(workCtx, j)
+				s.bufs.Put(j.buf)
+			}
+		})
+	}
+	return &workers
+}
+
+// startReaders starts one reader per socket; a read error while runCtx
+// lasts comes out of the returned channel.
+func (s *Server) startReaders(runCtx context.Context, conns []boundConn, jobs chan<- job) (<-chan error, *sync.WaitGroup) {
+	readErr := make(chan error, len(conns))
+	var readers sync.WaitGroup
+	for _, b := range conns {
+		readers.Go(func() {
+			if err := s.read(runCtx, b, jobs); err != nil {
+				readErr <- err
+			}
+		})
+	}
+	return readErr, &readers
+}
+
+// read queues what b receives for the workers until a read fails, which
+// is no error once runCtx is done (Serve wakes the readers that way). With
+// every worker busy and the queue full, a request is dropped at once.
+func (s *Server) read(runCtx context.Context, b boundConn, jobs chan<- job) error {
+	for {
+		buf := s.bufs.Get().(*[]byte)
+		n, src, err := b.conn.ReadFromUDPAddrPort(*buf)
+		if err != nil {
+			s.bufs.Put(buf)
+			if runCtx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dhcpd: read on %q port %d: %w", s.cfg.Interface, b.local, err)
+		}
+		s.stats.received.Add(1)
+		select {
+		case jobs <- job{buf: buf, n: n, src: src, conn: b.conn, local: b.local}:
+		default:
+			s.bufs.Put(buf)
+			s.stats.overload.Add(1)
+			if ok, held := s.problemLog.Allow("overload"); ok {
+				s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", s.queue, "held_back", held)
+			}
+		}
+	}
+}
+
+// answer handles one datagram and sends the reply, if any.
+func (s *Server) answer(ctx context.Context, j job) {
 	ctx, cancel := context.WithTimeout(ctx, packetTimeout)
 	defer cancel()
 	out, dst := s.handle(ctx, (*j.buf)[:j.n], j.src, j.local)

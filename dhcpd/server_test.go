@@ -15,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/iprange"
 )
 
 // freeUDPPort returns a loopback UDP port that was free a moment ago, with
@@ -48,20 +49,20 @@ func loopbackConfig(port int) Config {
 	return cfg
 }
 
-// TestStartOnLoopback runs the server on real sockets: bound to lo on a
+// TestServeOnLoopback runs the server on real sockets: bound to lo on a
 // test port, it answers a renewing client by unicast, records the
 // exchange as a boot event, and stops cleanly (nil) when its context ends.
-func TestStartOnLoopback(t *testing.T) {
+func TestServeOnLoopback(t *testing.T) {
 	port := freeUDPPort(t)
 	node := inventory.Node{HRN: "lo.test", Domain: "test", Hostname: "lo", ControlIP: "127.0.0.2", ControlMAC: knownMAC}
 	ev := &fakeEvents{}
-	s, err := New(loopbackConfig(port), newFakeStore(node), ev, nil)
+	s, err := New(loopbackConfig(port), backend(newFakeStore(node), ev), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- s.Serve(ctx) }()
 
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
 	if err != nil {
@@ -94,10 +95,10 @@ func TestStartOnLoopback(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Start after cancel = %v, want nil", err)
+			t.Errorf("Serve after cancel = %v, want nil", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Start did not return after cancel")
+		t.Fatal("Serve did not return after cancel")
 	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
@@ -109,20 +110,20 @@ func TestStartOnLoopback(t *testing.T) {
 	}
 }
 
-func TestStartBindErrors(t *testing.T) {
+func TestServeBindErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := loopbackConfig(freeUDPPort(t))
 	cfg.Interface = "nbt-nosuch0"
-	s, err := New(cfg, newFakeStore(), nil, nil)
+	s, err := New(cfg, backend(newFakeStore(), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), `interface "nbt-nosuch0"`) {
-		t.Errorf("Start on a missing interface = %v", err)
+	if err := s.Serve(ctx); err == nil || !strings.Contains(err.Error(), `interface "nbt-nosuch0"`) {
+		t.Errorf("Serve on a missing interface = %v", err)
 	}
 
-	// Another socket holds the port for every interface: Start must fail
+	// Another socket holds the port for every interface: Serve must fail
 	// at once (no SO_REUSEPORT sharing), naming the port.
 	port := freeUDPPort(t)
 	other, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
@@ -130,13 +131,13 @@ func TestStartBindErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	s, err = New(loopbackConfig(port), newFakeStore(), nil, nil)
+	s, err = New(loopbackConfig(port), backend(newFakeStore(), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Start(ctx)
+	err = s.Serve(ctx)
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "port") {
-		t.Errorf("Start on a port in use = %v, want EADDRINUSE", err)
+		t.Errorf("Serve on a port in use = %v, want EADDRINUSE", err)
 	}
 }
 
@@ -147,14 +148,24 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"zero lease":   func(c *Config) { c.LeaseTime = 0 },
 		"bad mode":     func(c *Config) { c.Mode = "relay" },
 		"pool outside": func(c *Config) {
-			c.Subnet.Pool = Range{netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")}
+			c.Subnet.Pool = iprange.Range{First: netip.MustParseAddr("10.99.0.1"), Last: netip.MustParseAddr("10.99.0.2")}
 		},
 		"overlapping relay": func(c *Config) { c.Subnets[0].Prefix = netip.MustParsePrefix("10.18.5.0/24") },
 	} {
 		cfg := testConfig()
 		mut(&cfg)
-		if _, err := New(cfg, newFakeStore(), nil, nil); err == nil {
+		if _, err := New(cfg, backend(newFakeStore(), nil), nil); err == nil {
 			t.Errorf("%s: New accepted it", name)
+		}
+	}
+	st := newFakeStore()
+	for name, b := range map[string]Backend{
+		"no nodes":      {Leases: st, Discovered: st},
+		"no leases":     {Nodes: st, Discovered: st},
+		"no discovered": {Nodes: st, Leases: st},
+	} {
+		if _, err := New(testConfig(), b, nil); err == nil || !strings.Contains(err.Error(), "no store") {
+			t.Errorf("%s: New = %v, want a no-store error", name, err)
 		}
 	}
 }
@@ -214,7 +225,7 @@ func TestOverloadDrops(t *testing.T) {
 	cfg := loopbackConfig(port)
 	cfg.Workers = 2
 	var log syncBuffer
-	s, err := New(cfg, st, nil, newTextLogger(&log))
+	s, err := New(cfg, backend(st, nil), newTextLogger(&log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +233,7 @@ func TestOverloadDrops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- s.Serve(ctx) }()
 
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
 	if err != nil {
@@ -293,12 +304,12 @@ func TestOverloadDrops(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Start = %v", err)
+			t.Errorf("Serve = %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Start did not return after cancel")
+		t.Fatal("Serve did not return after cancel")
 	}
-	// Start returned: every reply it will ever send is sent.
+	// Serve returned: every reply it will ever send is sent.
 	if want := map[dhcpv4.TransactionID]bool{xid(1): true, xid(2): true, xid(3): true}; !cmp.Equal(got, want) {
 		t.Errorf("answered %v, want the three that found a worker or a queue slot", got)
 	}

@@ -25,7 +25,7 @@ func TestNonUnicastMACsDropped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mac, func(t *testing.T) {
-			s, err := New(testConfig(), newFakeStore(testNodes...), &fakeEvents{}, nil)
+			s, err := New(testConfig(), backend(newFakeStore(testNodes...), &fakeEvents{}), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -620,7 +620,13 @@ func serve(args []string) error {
 		Domain:    domain, LeaseTime: time.Hour, Bootfile: bootfile, BootfileEFI: "syslinux.efi",
 		IPXEFast: true, Mode: dhcpd.ModeServer,
 	}
-	s, err := dhcpd.New(cfg, st, st, log)
+	// As netbootd does: the inventory lookup through a NodeFinder.
+	nodes, err := st.NewNodeFinder(ctx)
+	if err != nil {
+		return err
+	}
+	defer nodes.Close()
+	s, err := dhcpd.New(cfg, dhcpd.Backend{Nodes: nodes, Leases: st, Discovered: st, Events: st}, log)
 	if err != nil {
 		return err
 	}
@@ -635,7 +641,7 @@ func serve(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	err = s.Start(ctx)
+	err = s.Serve(ctx)
 	fmt.Fprintf(os.Stderr, "stats: %+v\n", s.Stats())
 	if n, _ := st.NodeCount(context.Background()); n > 0 {
 		if ev, err := st.Events(context.Background(), hosts(1)[0].name+".bench."+domain); err == nil {

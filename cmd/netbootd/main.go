@@ -103,11 +103,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var dhcpSrv *dhcpd.Server
 	if cfg.DHCP.Enabled {
-		dc, err := dhcpd.FromConfig(cfg.DHCP)
+		// The lookup on every request's path: one prepared query and a
+		// cache, on a database connection of its own.
+		nodes, err := st.NewNodeFinder(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("dhcpd: %w", err)
 		}
-		if dhcpSrv, err = dhcpd.New(dc, st, st, log.With("svc", "dhcp")); err != nil {
+		defer nodes.Close()
+		b := dhcpd.Backend{Nodes: nodes, Leases: st, Discovered: st, Events: st}
+		if dhcpSrv, err = dhcpd.New(dhcpConfig(cfg.DHCP), b, log.With("svc", "dhcp")); err != nil {
 			return err
 		}
 	}
@@ -119,7 +123,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g.Go(func() error { return rcb.Run(gctx) })
 	g.Go(func() error { return tftpSrv.Serve(gctx) })
 	if dhcpSrv != nil {
-		g.Go(func() error { return dhcpSrv.Start(gctx) })
+		g.Go(func() error { return dhcpSrv.Serve(gctx) })
 	}
 	if *readyFile != "" {
 		defer os.Remove(*readyFile)
@@ -130,6 +134,28 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("netbootd stopped")
 	return nil
+}
+
+// dhcpConfig is the DHCP server's part of the configuration, parsed and
+// checked by config.Load.
+func dhcpConfig(c config.DHCP) dhcpd.Config {
+	out := dhcpd.Config{
+		Interface:   c.Interface,
+		ServerIP:    c.ServerIP,
+		Subnet:      dhcpd.Subnet{Prefix: c.Subnet, Router: c.Router, Pool: c.Pool},
+		DNS:         c.DNS,
+		Domain:      c.Domain,
+		LeaseTime:   c.LeaseTime,
+		Bootfile:    c.Bootfile,
+		BootfileEFI: c.BootfileEFI,
+		IPXEFast:    c.IPXEFast,
+		Mode:        dhcpd.Mode(c.Mode),
+		Workers:     c.Workers,
+	}
+	for _, sn := range c.Subnets {
+		out.Subnets = append(out.Subnets, dhcpd.Subnet{Prefix: sn.Subnet, Router: sn.Router, Pool: sn.Pool})
+	}
+	return out
 }
 
 // readyAddrs is what --ready-file holds.

@@ -47,14 +47,14 @@ type Responder struct {
 // Answered counts the advertisements sent.
 func (r *Responder) Answered() uint64 { return r.answered.Load() }
 
-// ErrNoInterface is returned by Run when the interface does not exist.
+// ErrNoInterface is returned by Serve when the interface does not exist.
 var ErrNoInterface = errors.New("no such interface")
 
-// Run answers until ctx is done and returns nil then. While the interface
+// Serve answers until ctx is done and returns nil then. While the interface
 // has no usable link-local address it waits and retries, logging once, so
 // a bridge whose ports come up later does not stop the caller. It returns
 // an error only for an interface that does not exist.
-func (r *Responder) Run(ctx context.Context) error {
+func (r *Responder) Serve(ctx context.Context) error {
 	log := r.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

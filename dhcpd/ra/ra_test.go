@@ -29,8 +29,8 @@ func TestRunNoInterface(t *testing.T) {
 	r := &Responder{Interface: "nbt-nosuch0"}
 	ctx, cancel := context.WithTimeout(context.Background(), hung)
 	defer cancel()
-	if err := r.Run(ctx); !errors.Is(err, ErrNoInterface) {
-		t.Errorf("Run = %v, want ErrNoInterface", err)
+	if err := r.Serve(ctx); !errors.Is(err, ErrNoInterface) {
+		t.Errorf("Serve = %v, want ErrNoInterface", err)
 	}
 }
 
@@ -46,7 +46,7 @@ func (m messages) Handle(_ context.Context, r slog.Record) error {
 func (m messages) WithAttrs([]slog.Attr) slog.Handler { return m }
 func (m messages) WithGroup(string) slog.Handler      { return m }
 
-// waitFor reads messages until one starts with prefix; Run returning
+// waitFor reads messages until one starts with prefix; Serve returning
 // first, or the hung deadline, fails t.
 func waitFor(t *testing.T, msgs messages, done <-chan error, prefix string) {
 	t.Helper()
@@ -58,7 +58,7 @@ func waitFor(t *testing.T, msgs messages, done <-chan error, prefix string) {
 				return
 			}
 		case err := <-done:
-			t.Fatalf("Run returned %v before logging %q", err, prefix)
+			t.Fatalf("Serve returned %v before logging %q", err, prefix)
 		case <-deadline:
 			t.Fatalf("no %q logged within %v", prefix, hung)
 		}
@@ -71,30 +71,30 @@ const (
 )
 
 // TestRunStopsWhileWaiting: loopback never has a link-local address, so
-// Run waits; cancelling it then ends Run with nil.
+// Serve waits; cancelling it then ends Serve with nil.
 func TestRunStopsWhileWaiting(t *testing.T) {
 	msgs := make(messages, 16)
 	r := &Responder{Interface: "lo", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	go func() { done <- r.Serve(ctx) }()
 	waitFor(t, msgs, done, logWaiting)
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Run = %v after cancel, want nil", err)
+			t.Errorf("Serve = %v after cancel, want nil", err)
 		}
 	case <-time.After(hung):
-		t.Fatal("Run did not return after cancel")
+		t.Fatal("Serve did not return after cancel")
 	}
 }
 
 // TestRunWaitsAndStops: on an interface with no link-local address yet
-// (a bridge without carrier, in the appliance) Run waits; once the
+// (a bridge without carrier, in the appliance) Serve waits; once the
 // address appears it answers a solicitation with an RA; cancelled, it
-// returns nil. A Run that gives up instead of waiting returns before the
+// returns nil. A Serve that gives up instead of waiting returns before the
 // address is there and fails the test.
 func TestRunWaitsAndStops(t *testing.T) {
 	testenv.Root(t, "network namespace")
@@ -115,9 +115,9 @@ func TestRunWaitsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	// Run stays on the namespace's thread: each attempt looks the
+	// Serve stays on the namespace's thread: each attempt looks the
 	// interface up and opens its socket there.
-	go func() { done <- netns.Do(ns, func() error { return r.Run(ctx) }) }()
+	go func() { done <- netns.Do(ns, func() error { return r.Serve(ctx) }) }()
 
 	waitFor(t, msgs, done, logWaiting)
 	ip(t, "-n", ns, "addr", "add", "fe80::1/64", "dev", "ra0", "nodad")
@@ -135,12 +135,12 @@ func TestRunWaitsAndStops(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Run = %v after cancel, want nil", err)
+			t.Errorf("Serve = %v after cancel, want nil", err)
 		}
 	case <-time.After(hung):
-		t.Fatal("Run did not return after cancel")
+		t.Fatal("Serve did not return after cancel")
 	}
-	// Counted after the send, so read only once Run has returned.
+	// Counted after the send, so read only once Serve has returned.
 	if n := r.Answered(); n != 1 {
 		t.Errorf("Answered = %d after one solicitation, want 1", n)
 	}

@@ -1,6 +1,8 @@
 // Package config reads netbootd's YAML configuration: every key optional,
-// unknown keys rejected, values checked once at start-up so that a bad
-// config stops the appliance before it touches the network.
+// unknown keys rejected, values parsed into their types and checked once,
+// here, at start-up, so that a bad config stops the appliance before it
+// touches the network. cmd/netbootd hands each service the part it needs
+// as that service's own Config; no service imports this package.
 package config
 
 import (
@@ -10,21 +12,22 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/orbit-lab/netboot/internal/iprange"
 )
 
-// Config is the whole of netbootd's configuration file.
+// Config is the whole of netbootd's configuration, parsed and checked.
 type Config struct {
-	StateDir  string    `yaml:"state_dir"`
-	TFTPRoot  string    `yaml:"tftp_root"`
-	HTTP      HTTP      `yaml:"http"`
-	TFTP      TFTP      `yaml:"tftp"`
-	DHCP      DHCP      `yaml:"dhcp"`
-	PXE       PXE       `yaml:"pxe"`
-	Inventory Inventory `yaml:"inventory"`
+	StateDir  string
+	TFTPRoot  string
+	HTTP      HTTP
+	TFTP      TFTP
+	DHCP      DHCP
+	PXE       PXE
+	Inventory Inventory
 }
 
 // HTTP configures the Aggregate Manager's HTTP server.
@@ -37,40 +40,40 @@ type TFTP struct {
 	Listen string `yaml:"listen"`
 }
 
-// DHCP configures the DHCP server.
+// DHCP configures the DHCP server: the file's dhcp section, parsed.
 type DHCP struct {
-	Enabled   bool          `yaml:"enabled"`
-	Interface string        `yaml:"interface"`
-	ServerIP  string        `yaml:"server_ip"`
-	Subnet    string        `yaml:"subnet"`
-	Router    string        `yaml:"router"`
-	DNS       []string      `yaml:"dns"`
-	Domain    string        `yaml:"domain"`
-	LeaseTime time.Duration `yaml:"lease_time"`
-	Bootfile  string        `yaml:"bootfile"`
+	Enabled   bool
+	Interface string
+	ServerIP  netip.Addr   // IPv4
+	Subnet    netip.Prefix // IPv4, masked
+	Router    netip.Addr   // IPv4
+	DNS       []netip.Addr // IPv4
+	Domain    string
+	LeaseTime time.Duration
+	Bootfile  string
 	// BootfileEFI is the boot file for UEFI clients (option 93 = 6, 7 or
 	// 9); Bootfile is for BIOS clients (93 = 0) and all others.
-	BootfileEFI string `yaml:"bootfile_efi"`
-	// Pool is "FIRST-LAST", a range inside Subnet from which MACs that are
-	// not in the inventory get leases; "" ignores unknown MACs.
-	Pool string `yaml:"pool"`
+	BootfileEFI string
+	// Pool is a range inside Subnet from which MACs that are not in the
+	// inventory get leases; the zero Range ignores unknown MACs.
+	Pool iprange.Range
 	// IPXEFast sends iPXE option 175.176 = 1 (skip the ProxyDHCP wait) and
 	// answers IPv6 router solicitations on Interface (ends iPXE's IPv6 wait).
-	IPXEFast bool `yaml:"ipxe_fast"`
+	IPXEFast bool
 	// Mode is "server" (addresses and boot info) or "proxy" (PXE boot info
 	// only, on ports 67 and 4011, beside another site's DHCP server).
-	Mode string `yaml:"mode"`
-	// Workers bounds how many requests are handled at once.
-	Workers int `yaml:"workers"`
+	Mode string
+	// Workers bounds how many requests are handled at once (1 to 1024).
+	Workers int
 	// Subnets are the segments behind DHCP relays, chosen by giaddr.
-	Subnets []DHCPSubnet `yaml:"subnets"`
+	Subnets []DHCPSubnet
 }
 
 // DHCPSubnet is a segment reached through a relay agent.
 type DHCPSubnet struct {
-	Subnet string `yaml:"subnet"`
-	Router string `yaml:"router"`
-	Pool   string `yaml:"pool"` // "FIRST-LAST" inside Subnet, or ""
+	Subnet netip.Prefix  // IPv4, masked; overlaps no other
+	Router netip.Addr    // inside Subnet, or the zero Addr
+	Pool   iprange.Range // inside Subnet, or the zero Range
 }
 
 // PXE configures the boot-link manager.
@@ -85,14 +88,52 @@ type Inventory struct {
 	Seed string `yaml:"seed"`
 }
 
-// Default returns the configuration used for every key the file leaves out.
-func Default() Config {
-	return Config{
+// file is the YAML document as written: addresses, prefixes and ranges
+// are text until parse turns them into a Config.
+type file struct {
+	StateDir  string    `yaml:"state_dir"`
+	TFTPRoot  string    `yaml:"tftp_root"`
+	HTTP      HTTP      `yaml:"http"`
+	TFTP      TFTP      `yaml:"tftp"`
+	DHCP      dhcpFile  `yaml:"dhcp"`
+	PXE       PXE       `yaml:"pxe"`
+	Inventory Inventory `yaml:"inventory"`
+}
+
+// dhcpFile is the dhcp section as written; DHCP says what each key means.
+type dhcpFile struct {
+	Enabled     bool             `yaml:"enabled"`
+	Interface   string           `yaml:"interface"`
+	ServerIP    string           `yaml:"server_ip"`
+	Subnet      string           `yaml:"subnet"`
+	Router      string           `yaml:"router"`
+	DNS         []string         `yaml:"dns"`
+	Domain      string           `yaml:"domain"`
+	LeaseTime   time.Duration    `yaml:"lease_time"`
+	Bootfile    string           `yaml:"bootfile"`
+	BootfileEFI string           `yaml:"bootfile_efi"`
+	Pool        string           `yaml:"pool"` // "FIRST-LAST" or ""
+	IPXEFast    bool             `yaml:"ipxe_fast"`
+	Mode        string           `yaml:"mode"`
+	Workers     int              `yaml:"workers"`
+	Subnets     []dhcpSubnetFile `yaml:"subnets"`
+}
+
+// dhcpSubnetFile is one entry of dhcp.subnets as written.
+type dhcpSubnetFile struct {
+	Subnet string `yaml:"subnet"`
+	Router string `yaml:"router"`
+	Pool   string `yaml:"pool"` // "FIRST-LAST" inside Subnet, or ""
+}
+
+// defaults is the configuration used for every key the file leaves out.
+func defaults() file {
+	return file{
 		StateDir: "/var/lib/netboot",
 		TFTPRoot: "/tftpboot",
 		HTTP:     HTTP{Listen: ":5054"},
 		TFTP:     TFTP{Listen: ":69"},
-		DHCP: DHCP{
+		DHCP: dhcpFile{
 			Interface:   "eth1",
 			ServerIP:    "10.18.0.1",
 			Subnet:      "10.18.0.0/16",
@@ -118,8 +159,7 @@ func Default() Config {
 // Load reads and checks the file at path. An empty path gives the defaults.
 func Load(path string) (Config, error) {
 	if path == "" {
-		cfg := Default()
-		return cfg, cfg.Validate()
+		return Parse(nil)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -132,64 +172,78 @@ func Load(path string) (Config, error) {
 	return cfg, nil
 }
 
-// Parse decodes data over the defaults and validates the result.
+// Parse decodes data over the defaults, then parses and checks the result.
 func Parse(data []byte) (Config, error) {
-	cfg := Default()
+	f := defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// yaml.v3 names the offending key and its line ("line 3: field foo not
 	// found in type config.HTTP"), which is what an operator needs.
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return f.parse()
 }
 
-// Validate checks the values that can be checked without touching the
-// network; ports in use are found when the services bind.
-func (c Config) Validate() error {
+// parse checks the values that can be checked without touching the
+// network (ports in use are found when the services bind) and returns
+// them typed. Every problem is reported, each under its key.
+func (f file) parse() (Config, error) {
 	var errs []error
-	if c.StateDir == "" {
+	if f.StateDir == "" {
 		errs = append(errs, errors.New("state_dir: must not be empty"))
 	}
-	if c.TFTPRoot == "" {
+	if f.TFTPRoot == "" {
 		errs = append(errs, errors.New("tftp_root: must not be empty"))
 	}
-	if c.HTTP.Listen == "" {
+	if f.HTTP.Listen == "" {
 		errs = append(errs, errors.New("http.listen: must not be empty"))
 	}
-	if c.PXE.CfgDir == "" {
+	if f.PXE.CfgDir == "" {
 		errs = append(errs, errors.New("pxe.cfg_dir: must not be empty"))
 	}
-	if c.PXE.LinkLifetime <= 0 {
-		errs = append(errs, fmt.Errorf("pxe.link_lifetime: %v: must be positive", c.PXE.LinkLifetime))
+	if f.PXE.LinkLifetime <= 0 {
+		errs = append(errs, fmt.Errorf("pxe.link_lifetime: %v: must be positive", f.PXE.LinkLifetime))
 	}
-	if c.DHCP.LeaseTime <= 0 {
-		errs = append(errs, fmt.Errorf("dhcp.lease_time: %v: must be positive", c.DHCP.LeaseTime))
+	dhcp, dhcpErrs := f.DHCP.parse()
+	if err := errors.Join(append(errs, dhcpErrs...)...); err != nil {
+		return Config{}, err
 	}
-	if _, err := netip.ParsePrefix(c.DHCP.Subnet); err != nil {
-		errs = append(errs, fmt.Errorf("dhcp.subnet: %q is not a CIDR prefix: %w", c.DHCP.Subnet, err))
-	}
-	for _, f := range []struct{ key, val string }{{"dhcp.server_ip", c.DHCP.ServerIP}, {"dhcp.router", c.DHCP.Router}} {
-		if _, err := netip.ParseAddr(f.val); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not an IP address", f.key, f.val))
-		}
-	}
-	for i, s := range c.DHCP.DNS {
-		if _, err := netip.ParseAddr(s); err != nil {
-			errs = append(errs, fmt.Errorf("dhcp.dns[%d]: %q is not an IP address", i, s))
-		}
-	}
-	errs = append(errs, c.DHCP.validateMore()...)
-	return errors.Join(errs...)
+	return Config{
+		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, TFTP: f.TFTP,
+		DHCP: dhcp, PXE: f.PXE, Inventory: f.Inventory,
+	}, nil
 }
 
-// validateMore checks the keys of the pool, relay and proxy features.
-func (d DHCP) validateMore() []error {
+// parse checks and types the dhcp section.
+func (d dhcpFile) parse() (DHCP, []error) {
 	var errs []error
+	addr := func(key, s string) netip.Addr {
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %q is not an IP address", key, s))
+		case !a.Is4():
+			errs = append(errs, fmt.Errorf("%s: %q is not an IPv4 address", key, s))
+		}
+		return a
+	}
+	out := DHCP{
+		Enabled: d.Enabled, Interface: d.Interface, Domain: d.Domain, LeaseTime: d.LeaseTime,
+		Bootfile: d.Bootfile, BootfileEFI: d.BootfileEFI, IPXEFast: d.IPXEFast, Mode: d.Mode, Workers: d.Workers,
+	}
+	if d.LeaseTime <= 0 {
+		errs = append(errs, fmt.Errorf("dhcp.lease_time: %v: must be positive", d.LeaseTime))
+	}
+	main, mainErr := netip.ParsePrefix(d.Subnet)
+	if mainErr != nil {
+		errs = append(errs, fmt.Errorf("dhcp.subnet: %q is not a CIDR prefix: %w", d.Subnet, mainErr))
+	}
+	out.ServerIP = addr("dhcp.server_ip", d.ServerIP)
+	out.Router = addr("dhcp.router", d.Router)
+	for i, s := range d.DNS {
+		out.DNS = append(out.DNS, addr(fmt.Sprintf("dhcp.dns[%d]", i), s))
+	}
 	switch d.Mode {
 	case "server", "proxy":
 	default:
@@ -201,16 +255,15 @@ func (d DHCP) validateMore() []error {
 	if d.Bootfile == "" {
 		errs = append(errs, errors.New("dhcp.bootfile: must not be empty"))
 	}
-	if ip, err := netip.ParseAddr(d.ServerIP); err == nil && !ip.Is4() {
-		errs = append(errs, fmt.Errorf("dhcp.server_ip: %q is not an IPv4 address", d.ServerIP))
-	}
 	var prefixes []netip.Prefix
-	if main, err := netip.ParsePrefix(d.Subnet); err == nil {
+	if mainErr == nil {
 		if !main.Addr().Is4() {
 			errs = append(errs, fmt.Errorf("dhcp.subnet: %q is not an IPv4 prefix", d.Subnet))
 		}
-		prefixes = append(prefixes, main.Masked())
-		if err := checkPool(d.Pool, main); err != nil {
+		out.Subnet = main.Masked()
+		prefixes = append(prefixes, out.Subnet)
+		var err error
+		if out.Pool, err = parsePool(d.Pool, main); err != nil {
 			errs = append(errs, fmt.Errorf("dhcp.pool: %w", err))
 		}
 	}
@@ -228,34 +281,31 @@ func (d DHCP) validateMore() []error {
 			}
 		}
 		prefixes = append(prefixes, p)
+		relay := DHCPSubnet{Subnet: p}
 		if sn.Router != "" {
-			if r, err := netip.ParseAddr(sn.Router); err != nil || !p.Contains(r) {
+			r, err := netip.ParseAddr(sn.Router)
+			if err != nil || !p.Contains(r) {
 				errs = append(errs, fmt.Errorf("%s.router: %q is not an address in %s", key, sn.Router, p))
 			}
+			relay.Router = r
 		}
-		if err := checkPool(sn.Pool, p); err != nil {
+		if relay.Pool, err = parsePool(sn.Pool, p); err != nil {
 			errs = append(errs, fmt.Errorf("%s.pool: %w", key, err))
 		}
+		out.Subnets = append(out.Subnets, relay)
 	}
-	return errs
+	return out, errs
 }
 
-// checkPool checks a "FIRST-LAST" range: both ends in subnet, in order.
-// The dhcpd package parses the same syntax.
-func checkPool(pool string, subnet netip.Prefix) error {
-	if pool == "" {
-		return nil
+// parsePool parses a "FIRST-LAST" range ("" is none) that must lie inside
+// subnet.
+func parsePool(pool string, subnet netip.Prefix) (iprange.Range, error) {
+	r, err := iprange.Parse(pool)
+	if err != nil {
+		return iprange.Range{}, err
 	}
-	first, last, ok := strings.Cut(pool, "-")
-	a, errA := netip.ParseAddr(strings.TrimSpace(first))
-	b, errB := netip.ParseAddr(strings.TrimSpace(last))
-	switch {
-	case !ok || errA != nil || errB != nil || !a.Is4() || !b.Is4():
-		return fmt.Errorf("%q: want FIRST-LAST, two IPv4 addresses", pool)
-	case b.Less(a):
-		return fmt.Errorf("%q: %s comes after %s", pool, a, b)
-	case !subnet.Contains(a) || !subnet.Contains(b):
-		return fmt.Errorf("%q: not inside subnet %s", pool, subnet)
+	if !r.Within(subnet) {
+		return iprange.Range{}, fmt.Errorf("%q: not inside subnet %s", pool, subnet)
 	}
-	return nil
+	return r, nil
 }

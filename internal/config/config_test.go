@@ -1,12 +1,24 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/iprange"
 )
+
+var (
+	addr   = netip.MustParseAddr
+	prefix = netip.MustParsePrefix
+)
+
+// cmpNetip compares netip values by ==, as cmp cannot see inside them.
+var cmpNetip = []cmp.Option{cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })}
 
 // wantDefaults are the defaults the README and examples/netbootd.yaml
 // document, written out here rather than taken from Default.
@@ -15,8 +27,8 @@ var wantDefaults = Config{
 	TFTPRoot: "/tftpboot",
 	HTTP:     HTTP{Listen: ":5054"},
 	TFTP:     TFTP{Listen: ":69"},
-	DHCP: DHCP{Interface: "eth1", ServerIP: "10.18.0.1", Subnet: "10.18.0.0/16", Router: "10.18.0.1",
-		DNS: []string{"10.18.0.1"}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
+	DHCP: DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
+		DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
 		BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: "server", Workers: 8},
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
 	Inventory: Inventory{Seed: "/etc/netboot/inventory.yaml"},
@@ -28,7 +40,7 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(wantDefaults, c); diff != "" {
+	if diff := cmp.Diff(wantDefaults, c, cmpNetip...); diff != "" {
 		t.Errorf("examples/netbootd.yaml (-want +got):\n%s", diff)
 	}
 }
@@ -41,7 +53,7 @@ func TestParse(t *testing.T) {
 		check   func(t *testing.T, c Config)
 	}{
 		{name: "empty file gives defaults", yaml: "", check: func(t *testing.T, c Config) {
-			if diff := cmp.Diff(wantDefaults, c); diff != "" {
+			if diff := cmp.Diff(wantDefaults, c, cmpNetip...); diff != "" {
 				t.Errorf("defaults (-want +got):\n%s", diff)
 			}
 		}},
@@ -72,15 +84,16 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 				TFTPRoot: "/srv/tftp",
 				HTTP:     HTTP{Listen: "127.0.0.1:8054"},
 				TFTP:     TFTP{Listen: "10.30.0.1:1069"},
-				DHCP: DHCP{Enabled: true, Interface: "br-ctl", ServerIP: "10.30.0.1", Subnet: "10.30.0.0/16",
-					Router: "10.30.0.254", DNS: []string{"10.30.0.53", "10.30.0.54"}, Domain: "lab.example",
+				DHCP: DHCP{Enabled: true, Interface: "br-ctl", ServerIP: addr("10.30.0.1"), Subnet: prefix("10.30.0.0/16"),
+					Router: addr("10.30.0.254"), DNS: []netip.Addr{addr("10.30.0.53"), addr("10.30.0.54")}, Domain: "lab.example",
 					LeaseTime: 45 * time.Minute, Bootfile: "lpxelinux.0", BootfileEFI: "ipxe.efi",
-					Pool: "10.30.9.1-10.30.9.99", IPXEFast: false, Mode: "proxy", Workers: 3,
-					Subnets: []DHCPSubnet{{Subnet: "10.31.0.0/24", Router: "10.31.0.1", Pool: "10.31.0.100-10.31.0.199"}}},
+					Pool: iprange.Range{First: addr("10.30.9.1"), Last: addr("10.30.9.99")}, IPXEFast: false, Mode: "proxy", Workers: 3,
+					Subnets: []DHCPSubnet{{Subnet: prefix("10.31.0.0/24"), Router: addr("10.31.0.1"),
+						Pool: iprange.Range{First: addr("10.31.0.100"), Last: addr("10.31.0.199")}}}},
 				PXE:       PXE{CfgDir: "cfg", DefaultImage: "orbit-3.1.4", LinkLifetime: 90 * time.Second},
 				Inventory: Inventory{Seed: "/srv/netboot/nodes.yaml"},
 			}
-			if diff := cmp.Diff(want, c); diff != "" {
+			if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 				t.Errorf("parsed (-want +got):\n%s", diff)
 			}
 		}},
@@ -102,11 +115,12 @@ inventory: { seed: /srv/netboot/nodes.yaml }
     - { subnet: 10.19.0.0/16, router: 10.19.0.1, pool: 10.19.9.1 - 10.19.9.9 }
     - { subnet: 10.20.0.0/24 }
 `, check: func(t *testing.T, c Config) {
-			want := DHCP{Interface: "eth1", ServerIP: "10.18.0.1", Subnet: "10.18.0.0/16", Router: "10.18.0.1",
-				DNS: []string{"10.18.0.1"}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
-				BootfileEFI: "ipxe.efi", Pool: "10.18.200.1-10.18.200.254", IPXEFast: false, Mode: "proxy", Workers: 4,
-				Subnets: []DHCPSubnet{{Subnet: "10.19.0.0/16", Router: "10.19.0.1", Pool: "10.19.9.1 - 10.19.9.9"}, {Subnet: "10.20.0.0/24"}}}
-			if diff := cmp.Diff(want, c.DHCP); diff != "" {
+			want := DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
+				DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
+				BootfileEFI: "ipxe.efi", Pool: iprange.Range{First: addr("10.18.200.1"), Last: addr("10.18.200.254")}, IPXEFast: false, Mode: "proxy", Workers: 4,
+				Subnets: []DHCPSubnet{{Subnet: prefix("10.19.0.0/16"), Router: addr("10.19.0.1"),
+					Pool: iprange.Range{First: addr("10.19.9.1"), Last: addr("10.19.9.9")}}, {Subnet: prefix("10.20.0.0/24")}}}
+			if diff := cmp.Diff(want, c.DHCP, cmpNetip...); diff != "" {
 				t.Errorf("dhcp (-want +got):\n%s", diff)
 			}
 		}},
@@ -116,6 +130,8 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 		{name: "pool ipv6", yaml: "dhcp: { pool: fd00::1-fd00::2 }\n", wantErr: "want FIRST-LAST, two IPv4 addresses"},
 		{name: "bad mode", yaml: "dhcp: { mode: relay }\n", wantErr: `dhcp.mode: "relay": want server or proxy`},
 		{name: "zero workers", yaml: "dhcp: { workers: 0 }\n", wantErr: "dhcp.workers: 0: want 1 to 1024"},
+		{name: "ipv6 router", yaml: "dhcp: { router: \"fd00::1\" }\n", wantErr: `dhcp.router: "fd00::1" is not an IPv4 address`},
+		{name: "ipv6 dns", yaml: "dhcp: { dns: [10.18.0.1, \"fd00::53\"] }\n", wantErr: `dhcp.dns[1]: "fd00::53" is not an IPv4 address`},
 		{name: "ipv6 server ip", yaml: "dhcp: { server_ip: \"fd00::1\" }\n", wantErr: "dhcp.server_ip: \"fd00::1\" is not an IPv4 address"},
 		{name: "relay subnet overlaps main", yaml: "dhcp: { subnets: [ { subnet: 10.18.5.0/24 } ] }\n", wantErr: "dhcp.subnets[0].subnet: 10.18.5.0/24 overlaps 10.18.0.0/16"},
 		{name: "relay subnet bad", yaml: "dhcp: { subnets: [ { subnet: nope } ] }\n", wantErr: `dhcp.subnets[0].subnet: "nope" is not an IPv4 CIDR prefix`},
