@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/iprange"
 )
@@ -60,15 +60,7 @@ func TestServeOnLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-
-	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client, stop := serveLoopback(t, s, port)
 	req := pxeRequest(dhcpv4.MessageTypeRequest, knownMAC, withCiaddr("127.0.0.2"))
 	var reply *dhcpv4.DHCPv4
 	buf := make([]byte, 1500)
@@ -91,14 +83,8 @@ func TestServeOnLoopback(t *testing.T) {
 	if reply.MessageType() != dhcpv4.MessageTypeAck || reply.YourIPAddr.String() != "127.0.0.2" || reply.BootFileName != "pxelinux.0" {
 		t.Errorf("reply: %s", reply.Summary())
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve after cancel = %v, want nil", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Serve did not return after cancel")
+	if err := stop(); err != nil {
+		t.Errorf("Serve after cancel = %v, want nil", err)
 	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
@@ -185,22 +171,32 @@ func (b *blockingStore) NodeByMAC(ctx context.Context, mac string) (inventory.No
 	return b.fakeStore.NodeByMAC(ctx, mac)
 }
 
-// syncBuffer is a log sink for a server's goroutines and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// serveLoopback runs s.Serve (on loopbackConfig(port)) in the background
+// and returns a client socket on the test server's client port, and stop,
+// which ends Serve and returns what it returned (failing the test if
+// Serve hangs).
+func serveLoopback(t *testing.T, s *Server, port int) (client *net.UDPConn, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client, func() error {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("Serve did not return after cancel")
+			return nil
+		}
+	}
 }
 
 // waitFor polls cond until it holds; the deadline means "hung".
@@ -224,22 +220,13 @@ func TestOverloadDrops(t *testing.T) {
 	st := &blockingStore{fakeStore: newFakeStore(node), entered: make(chan string, 16), release: make(chan struct{})}
 	cfg := loopbackConfig(port)
 	cfg.Workers = 2
-	var log syncBuffer
+	var log apptest.SyncBuffer
 	s, err := New(cfg, backend(st, nil), newTextLogger(&log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.queue = 1
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-
-	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port + 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client, stop := serveLoopback(t, s, port)
 	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
 	sendRaw := func(b []byte) {
 		t.Helper()
@@ -300,14 +287,8 @@ func TestOverloadDrops(t *testing.T) {
 		}
 		got[r.TransactionID] = true
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve = %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Serve did not return after cancel")
+	if err := stop(); err != nil {
+		t.Errorf("Serve = %v", err)
 	}
 	// Serve returned: every reply it will ever send is sent.
 	if want := map[dhcpv4.TransactionID]bool{xid(1): true, xid(2): true, xid(3): true}; !cmp.Equal(got, want) {

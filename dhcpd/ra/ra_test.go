@@ -25,7 +25,7 @@ import (
 // hung bounds every wait: reaching it means the responder hung.
 const hung = 30 * time.Second
 
-func TestRunNoInterface(t *testing.T) {
+func TestServeNoInterface(t *testing.T) {
 	r := &Responder{Interface: "nbt-nosuch0"}
 	ctx, cancel := context.WithTimeout(context.Background(), hung)
 	defer cancel()
@@ -70,9 +70,9 @@ const (
 	logAnswering = "answering IPv6 router solicitations"
 )
 
-// TestRunStopsWhileWaiting: loopback never has a link-local address, so
+// TestServeStopsWhileWaiting: loopback never has a link-local address, so
 // Serve waits; cancelling it then ends Serve with nil.
-func TestRunStopsWhileWaiting(t *testing.T) {
+func TestServeStopsWhileWaiting(t *testing.T) {
 	msgs := make(messages, 16)
 	r := &Responder{Interface: "lo", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,23 +80,15 @@ func TestRunStopsWhileWaiting(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx) }()
 	waitFor(t, msgs, done, logWaiting)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve = %v after cancel, want nil", err)
-		}
-	case <-time.After(hung):
-		t.Fatal("Serve did not return after cancel")
-	}
+	cancelAndWait(t, cancel, done)
 }
 
-// TestRunWaitsAndStops: on an interface with no link-local address yet
+// TestServeWaitsAndStops: on an interface with no link-local address yet
 // (a bridge without carrier, in the appliance) Serve waits; once the
 // address appears it answers a solicitation with an RA; cancelled, it
 // returns nil. A Serve that gives up instead of waiting returns before the
 // address is there and fails the test.
-func TestRunWaitsAndStops(t *testing.T) {
+func TestServeWaitsAndStops(t *testing.T) {
 	testenv.Root(t, "network namespace")
 	testenv.Programs(t, "Debian: iproute2", "ip")
 	ns := newNetns(t)
@@ -131,6 +123,17 @@ func TestRunWaitsAndStops(t *testing.T) {
 		t.Errorf("RA = %+v, want M=0 O=0 lifetime 0 and no options", adv)
 	}
 
+	cancelAndWait(t, cancel, done)
+	// Counted after the send, so read only once Serve has returned.
+	if n := r.Answered(); n != 1 {
+		t.Errorf("Answered = %d after one solicitation, want 1", n)
+	}
+}
+
+// cancelAndWait cancels Serve's context and fails the test unless Serve
+// then returns nil, within hung.
+func cancelAndWait(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
@@ -139,10 +142,6 @@ func TestRunWaitsAndStops(t *testing.T) {
 		}
 	case <-time.After(hung):
 		t.Fatal("Serve did not return after cancel")
-	}
-	// Counted after the send, so read only once Serve has returned.
-	if n := r.Answered(); n != 1 {
-		t.Errorf("Answered = %d after one solicitation, want 1", n)
 	}
 }
 
