@@ -5,17 +5,14 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/orbit-lab/netboot/am/apiv1"
 )
 
 // Event is one step on a node's boot timeline, written by every service.
-type Event struct {
-	ID     int64     `json:"id"`
-	HRN    string    `json:"hrn"`
-	At     time.Time `json:"at"`
-	Source string    `json:"source"` // am, dhcp, tftp, rc, power
-	What   string    `json:"what"`
-	Detail string    `json:"detail,omitempty"`
-}
+// The row is exactly the API's wire shape, so it is that type: no
+// conversion at the AM's edge.
+type Event = apiv1.Event
 
 // EventsPerNode bounds a node's timeline: older events are dropped.
 const EventsPerNode = 500

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
@@ -151,11 +152,9 @@ func (s *Store) LookupNodes(ctx context.Context, domain string, names []string) 
 	return found, missing, nil
 }
 
-// Testbed is one domain and how many nodes it has.
-type Testbed struct {
-	Domain string `json:"domain"`
-	Nodes  int    `json:"nodes"`
-}
+// Testbed is one domain and how many nodes it has: the row is the API's
+// wire shape.
+type Testbed = apiv1.Testbed
 
 // Testbeds lists every testbed.
 func (s *Store) Testbeds(ctx context.Context) ([]Testbed, error) {

@@ -318,15 +318,16 @@ type Sighting struct {
 }
 
 // Discovered is a MAC that asked for an address and is not in the
-// inventory (nbctl nodes discovered).
+// inventory, with its addresses as the DHCP server recorded them (text);
+// the AM answers with apiv1.Discovered.
 type Discovered struct {
-	MAC         string    `json:"mac"`
-	FirstSeen   time.Time `json:"first_seen"`
-	LastSeen    time.Time `json:"last_seen"`
-	Count       int64     `json:"count"`                  // DHCP requests seen
-	LastIP      string    `json:"last_ip,omitempty"`      // last pool address offered or acked
-	VendorClass string    `json:"vendor_class,omitempty"` // option 60, e.g. PXEClient:Arch:00000:UNDI:002001
-	Relay       string    `json:"relay,omitempty"`        // relay (giaddr) it came through
+	MAC         string
+	FirstSeen   time.Time
+	LastSeen    time.Time
+	Count       int64  // DHCP requests seen
+	LastIP      string // last pool address offered or acked
+	VendorClass string // option 60, e.g. PXEClient:Arch:00000:UNDI:002001
+	Relay       string // relay (giaddr) it came through
 }
 
 // RecordDiscovered merges sightings into the discovered table in one

@@ -9,15 +9,17 @@ import (
 )
 
 // BootLink is one active pxelinux.cfg link: the node boots Image until
-// ExpiresAt, the latest expiry of its outstanding references.
+// ExpiresAt, the latest expiry of its outstanding references. It keeps the
+// control IP as the text pxelink names files by; the AM answers with
+// apiv1.BootLink.
 type BootLink struct {
-	HRN       string    `json:"hrn"`
-	ControlIP string    `json:"ip"`
-	Hex       string    `json:"hex"`
-	Image     string    `json:"image"`
-	SetAt     time.Time `json:"set_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Refs      int       `json:"refs"` // OMF's per-node reference count
+	HRN       string
+	ControlIP string
+	Hex       string
+	Image     string
+	SetAt     time.Time
+	ExpiresAt time.Time
+	Refs      int // OMF's per-node reference count
 }
 
 // linkChunk bounds the rows of one multi-row statement (SQLite caps bound
