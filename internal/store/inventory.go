@@ -32,14 +32,7 @@ func (s *Store) queryNodes(ctx context.Context, where string, args ...any) ([]in
 }
 
 func (s *Store) oneNode(ctx context.Context, what, where string, args ...any) (inventory.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return inventory.Node{}, fmt.Errorf("node %s: %w", what, ErrNotFound)
-	}
-	if err != nil {
-		return inventory.Node{}, fmt.Errorf("store: node %s: %w", what, err)
-	}
-	return n, nil
+	return scanOne(s.queryRow(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...), scanNode, "node "+what)
 }
 
 // Nodes lists the nodes of one testbed, or of all when domain is "".

@@ -263,14 +263,7 @@ func (s *Store) DeclineLease(ctx context.Context, mac string, ip netip.Addr, now
 
 // LeaseByMAC returns mac's lease, expired or not.
 func (s *Store) LeaseByMAC(ctx context.Context, mac string) (Lease, error) {
-	l, err := scanLease(s.db.QueryRowContext(ctx, `SELECT `+leaseColumns+` FROM dhcp_leases WHERE mac = ?`, mac))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Lease{}, fmt.Errorf("lease of %s: %w", mac, ErrNotFound)
-	}
-	if err != nil {
-		return Lease{}, fmt.Errorf("store: lease of %s: %w", mac, err)
-	}
-	return l, nil
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+leaseColumns+` FROM dhcp_leases WHERE mac = ?`, mac), scanLease, "lease of "+mac)
 }
 
 // Leases lists every pool lease, expired ones too, by address.

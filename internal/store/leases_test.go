@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -189,5 +190,198 @@ func TestLeasesSurviveReopen(t *testing.T) {
 	l, err := s.LeaseByMAC(ctx, "m1")
 	if err != nil || l.IP != addr("10.0.0.10") || l.State != LeaseBound {
 		t.Errorf("after reopen: %+v, %v", l, err)
+	}
+}
+
+func TestDiscovered(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if err := s.Import(ctx, file("sb8", node("a.sb8", "10.0.0.11", "00:00:00:00:00:aa"))); err != nil {
+		t.Fatal(err)
+	}
+	err := s.RecordDiscovered(ctx, []Sighting{
+		{MAC: "52:54:00:00:00:01", First: t0, Last: t0.Add(time.Second), Count: 2, VendorClass: "PXEClient:Arch:00000:UNDI:002001"},
+		{MAC: "00:00:00:00:00:aa", First: t0, Last: t0, Count: 1}, // in the inventory: never listed
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.RecordDiscovered(ctx, []Sighting{
+		{MAC: "52:54:00:00:00:01", First: t0.Add(time.Minute), Last: t0.Add(time.Minute), Count: 3, IP: "10.0.0.10", Relay: "10.19.0.1"},
+		{MAC: "52:54:00:00:00:02", First: t0.Add(time.Second), Last: t0.Add(time.Second), Count: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Discovered(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Discovered{
+		{MAC: "52:54:00:00:00:01", FirstSeen: t0, LastSeen: t0.Add(time.Minute), Count: 5, LastIP: "10.0.0.10",
+			VendorClass: "PXEClient:Arch:00000:UNDI:002001", Relay: "10.19.0.1"},
+		{MAC: "52:54:00:00:00:02", FirstSeen: t0.Add(time.Second), LastSeen: t0.Add(time.Second), Count: 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Discovered (-want +got):\n%s", diff)
+	}
+}
+
+func TestDiscoveredIsBounded(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var batch []Sighting
+	for i := range DiscoveredMax + 5 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		batch = append(batch, Sighting{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256), First: at, Last: at, Count: 1})
+	}
+	if err := s.RecordDiscovered(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Discovered(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != DiscoveredMax {
+		t.Fatalf("%d rows, want %d", len(got), DiscoveredMax)
+	}
+	if got[len(got)-1].MAC != "02:00:00:00:00:05" {
+		t.Errorf("oldest kept = %s, want the 6th seen", got[len(got)-1].MAC)
+	}
+}
+
+func TestAddEventsTrims(t *testing.T) {
+	// One batch bringing a node trimEvery or more events always trims it.
+	ctx := context.Background()
+	s := openTest(t)
+	var batch []Event
+	for i := range EventsPerNode + 10 {
+		batch = append(batch, Event{HRN: "a.sb8", At: t0.Add(time.Duration(i)), Source: "dhcp", What: "DHCPACK", Detail: fmt.Sprint(i)})
+	}
+	batch = append(batch, Event{HRN: "b.sb8", At: t0, Source: "dhcp", What: "DHCPOFFER"})
+	if err := s.AddEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Events(ctx, "a.sb8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != EventsPerNode || a[0].Detail != "10" || a[len(a)-1].Detail != fmt.Sprint(EventsPerNode+9) {
+		t.Errorf("a.sb8: %d events, first %q last %q", len(a), a[0].Detail, a[len(a)-1].Detail)
+	}
+	if b, _ := s.Events(ctx, "b.sb8"); len(b) != 1 || b[0].What != "DHCPOFFER" {
+		t.Errorf("b.sb8 events = %+v", b)
+	}
+}
+
+func TestNodeFinderFollowsInventory(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	a := node("a.sb8", "10.0.0.1", "00:00:00:00:00:01")
+	a.Domain = "sb8"
+	if _, err := s.PutNode(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.NewNodeFinder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	now := t0
+	f.now = func() time.Time { return now }
+	lookup := func() string {
+		n, err := f.NodeByMAC(ctx, "00:00:00:00:00:01")
+		if errors.Is(err, ErrNotFound) {
+			return "not found"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.HRN + " " + n.ControlIP + " " + n.Domain
+	}
+	want := func(w string) {
+		t.Helper()
+		if got := lookup(); got != w {
+			t.Errorf("NodeByMAC = %q, want %q", got, w)
+		}
+	}
+	want("a.sb8 10.0.0.1 sb8")
+	if _, err := f.NodeByMAC(ctx, "00:00:00:00:00:99"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown MAC: %v", err)
+	}
+	a.ControlIP = "10.0.0.7"
+	if _, err := s.PutNode(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	want("a.sb8 10.0.0.1 sb8") // within NodeFinderMaxStale: the cache
+	now = now.Add(NodeFinderMaxStale)
+	want("a.sb8 10.0.0.7 sb8")
+	if err := s.Import(ctx, file("grid", node("a.sb8", "10.0.0.8", "00:00:00:00:00:01"))); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(NodeFinderMaxStale)
+	want("a.sb8 10.0.0.8 grid")
+	if err := s.DeleteNode(ctx, "a.sb8"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(NodeFinderMaxStale)
+	want("not found")
+	// And it agrees with Store.NodeByMAC.
+	if _, err := s.NodeByMAC(ctx, "00:00:00:00:00:01"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Store.NodeByMAC: %v", err)
+	}
+}
+
+func TestAddEventsKeepsOrderAndBound(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	// Many small batches, 70 rows each (two full multi-row INSERTs and a
+	// remainder), a few events per node per batch: trimmed now and then.
+	for b := range 100 {
+		var batch []Event
+		for i := range 70 {
+			batch = append(batch, Event{HRN: fmt.Sprintf("n%d", i%10), At: t0.Add(time.Duration(b*70 + i)), Source: "dhcp", What: "DHCPACK", Detail: fmt.Sprint(b*70 + i)})
+		}
+		if err := s.AddEvents(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev, err := s.Events(ctx, "n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != EventsPerNode {
+		t.Fatalf("%d events, want %d", len(ev), EventsPerNode)
+	}
+	for i := 1; i < len(ev); i++ {
+		if ev[i].At.Before(ev[i-1].At) || ev[i].ID <= ev[i-1].ID {
+			t.Fatalf("out of order at %d: %+v %+v", i, ev[i-1], ev[i])
+		}
+	}
+	if last := ev[len(ev)-1].Detail; last != fmt.Sprint(99*70+63) {
+		t.Errorf("newest event %q", last)
+	}
+	var rows int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = 'n3'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows < EventsPerNode {
+		t.Errorf("%d rows stored for one node: trimmed below %d", rows, EventsPerNode)
+	}
+	// A batch that brings a node trimEvery events always trims it. (Smaller
+	// ones trim at random, 1 in trimEvery: how many rows are left before
+	// this depends on when the last one did.)
+	var force []Event
+	for i := range trimEvery {
+		force = append(force, Event{HRN: "n3", At: t0.Add(time.Hour + time.Duration(i)), Source: "dhcp", What: "DHCPACK"})
+	}
+	if err := s.AddEvents(ctx, force); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = 'n3'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != EventsPerNode {
+		t.Errorf("%d rows stored for one node after a full batch, want %d", rows, EventsPerNode)
 	}
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -71,12 +70,9 @@ func (f *NodeFinder) NodeByMAC(ctx context.Context, mac string) (inventory.Node,
 	if n, ok := f.cache[mac]; ok {
 		return n, nil
 	}
-	n, err := scanNode(f.byMAC.QueryRowContext(ctx, mac))
-	if errors.Is(err, sql.ErrNoRows) {
-		return inventory.Node{}, fmt.Errorf("node with control MAC %s: %w", mac, ErrNotFound)
-	}
+	n, err := scanOne(f.byMAC.QueryRowContext(ctx, mac), scanNode, "node with control MAC "+mac)
 	if err != nil {
-		return inventory.Node{}, fmt.Errorf("store: node with control MAC %s: %w", mac, err)
+		return inventory.Node{}, err
 	}
 	f.cache[mac] = n
 	return n, nil

@@ -116,14 +116,8 @@ func (s *Store) PutRCEnrollment(ctx context.Context, e RCEnrollment) (RCEnrollme
 
 // RCEnrollment returns a node's current enrollment.
 func (s *Store) RCEnrollment(ctx context.Context, hrn string) (RCEnrollment, error) {
-	e, err := scanEnrollment(s.db.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM rc_enrollments WHERE hrn = ?`, hrn))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, fmt.Errorf("enrollment of %q: %w", hrn, ErrNotFound)
-	}
-	if err != nil {
-		return e, fmt.Errorf("store: enrollment of %q: %w", hrn, err)
-	}
-	return e, nil
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM rc_enrollments WHERE hrn = ?`, hrn),
+		scanEnrollment, fmt.Sprintf("enrollment of %q", hrn))
 }
 
 // RCEnrollmentBySecret returns the enrollment whose secret is secret (an
@@ -233,14 +227,8 @@ func (s *Store) AddRCCommand(ctx context.Context, c RCCommand) (RCCommand, error
 
 // RCCommand returns one command.
 func (s *Store) RCCommand(ctx context.Context, id int64) (RCCommand, error) {
-	c, err := scanCommand(s.db.QueryRowContext(ctx, `SELECT `+commandColumns+` FROM rc_commands WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("command %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return c, fmt.Errorf("store: command %d: %w", id, err)
-	}
-	return c, nil
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+commandColumns+` FROM rc_commands WHERE id = ?`, id),
+		scanCommand, fmt.Sprintf("command %d", id))
 }
 
 // RCCommands lists a node's commands, newest first, at most limit.

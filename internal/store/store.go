@@ -318,6 +318,21 @@ func scanAll[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([
 	return out, nil
 }
 
+// scanOne reads the one row a lookup returned; what names the lookup in
+// its errors, and no row is ErrNotFound.
+func scanOne[T any](row *sql.Row, scan func(scanner) (T, error), what string) (T, error) {
+	v, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return v, nil
+}
+
 // scanInt64 reads a row of one integer.
 func scanInt64(r scanner) (v int64, err error) {
 	err = r.Scan(&v)
