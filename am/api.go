@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
@@ -36,28 +39,12 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	g.POST("/inventory", s.apiImport)
 }
 
-// apiError answers {"error": "..."} with the status the error calls for;
-// an inventory rejection also lists its problems one by one.
-func apiError(c *gin.Context, err error) {
-	body := gin.H{"error": err.Error()}
-	var ie *inventory.Error
-	if errors.As(err, &ie) {
-		body["error"] = ie.Summary()
-		problems := make([]string, len(ie.Problems))
-		for i, p := range ie.Problems {
-			problems[i] = p.Error()
-		}
-		body["problems"] = problems
-	}
-	c.JSON(statusOf(err), body)
-}
-
 // hrnParam is the node named in the path, refused before any lookup if it
 // could never be one.
 func hrnParam(c *gin.Context) (string, bool) {
 	hrn := c.Param("hrn")
 	if err := checkName("hrn", hrn); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return "", false
 	}
 	return hrn, true
@@ -77,28 +64,29 @@ func decodeJSON(c *gin.Context, v any) error {
 func bodyError(err error) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return &httpError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body: larger than %d bytes", tooBig.Limit)}
+		return apierr.New(http.StatusRequestEntityTooLarge, "request body: larger than %d bytes", tooBig.Limit)
 	}
-	return badRequest("%v", err)
+	return apierr.BadRequest("%v", err)
 }
 
 func (s *Server) apiNodes(c *gin.Context) {
 	domain := c.Query("domain")
 	if domain != "" {
 		if err := checkName("domain", domain); err != nil {
-			apiError(c, err)
+			apierr.Write(c, err)
 			return
 		}
 	}
 	nodes, err := s.inv.Nodes(c.Request.Context(), domain)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	if nodes == nil {
-		nodes = []inventory.Node{}
+	out := make([]apiv1.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = apiNode(n)
 	}
-	c.JSON(http.StatusOK, nodes)
+	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) apiNode(c *gin.Context) {
@@ -108,10 +96,10 @@ func (s *Server) apiNode(c *gin.Context) {
 	}
 	n, err := s.inv.Node(c.Request.Context(), hrn)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, n)
+	c.JSON(http.StatusOK, apiNode(n))
 }
 
 func (s *Server) apiPutNode(c *gin.Context) {
@@ -119,31 +107,33 @@ func (s *Server) apiPutNode(c *gin.Context) {
 	if !ok {
 		return
 	}
+	// Read as the inventory model: its checks name each bad field (see
+	// package apiv1).
 	var n inventory.Node
 	if err := decodeJSON(c, &n); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	if n.HRN != "" && n.HRN != hrn {
-		apiError(c, badRequest("hrn %q in the body differs from %q in the path", n.HRN, hrn))
+		apierr.Write(c, apierr.BadRequest("hrn %q in the body differs from %q in the path", n.HRN, hrn))
 		return
 	}
 	n.HRN = hrn
 	created, err := s.inv.PutNode(c.Request.Context(), n)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	saved, err := s.inv.Node(c.Request.Context(), hrn)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	c.JSON(status, saved)
+	c.JSON(status, apiNode(saved))
 }
 
 func (s *Server) apiDeleteNode(c *gin.Context) {
@@ -160,7 +150,7 @@ func (s *Server) apiDeleteNode(c *gin.Context) {
 		err = s.inv.DeleteNode(c.Request.Context(), hrn)
 	}
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -172,21 +162,15 @@ func (s *Server) apiEvents(c *gin.Context) {
 		return
 	}
 	if _, err := s.inv.Node(c.Request.Context(), hrn); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	evs, err := s.inv.Events(c.Request.Context(), hrn)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, evs)
-}
-
-// BootRequest is the body of PUT /api/v1/nodes/{hrn}/boot.
-type BootRequest struct {
-	Image    string `json:"image,omitempty"`    // default: the inventory's, else the configured default
-	Lifetime string `json:"lifetime,omitempty"` // Go duration, e.g. "300s"; default: pxe.link_lifetime
 }
 
 func (s *Server) apiSetBoot(c *gin.Context) {
@@ -194,31 +178,31 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var req BootRequest
+	var req apiv1.BootRequest
 	if err := decodeJSON(c, &req); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	var lifetime time.Duration
 	if req.Lifetime != "" {
 		d, err := time.ParseDuration(req.Lifetime)
 		if err != nil || d <= 0 || d > 30*24*time.Hour {
-			apiError(c, badRequest("lifetime %q: want a positive duration of at most 720h, such as \"300s\"", truncate(req.Lifetime)))
+			apierr.Write(c, apierr.BadRequest("lifetime %q: want a positive duration of at most 720h, such as \"300s\"", truncate(req.Lifetime)))
 			return
 		}
 		lifetime = d
 	}
 	_, targets, err := s.resolve(c.Request.Context(), "", []string{hrn}, req.Image)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	links, err := s.links.Set(c.Request.Context(), targets, lifetime)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, links[0])
+	c.JSON(http.StatusOK, apiBootLink(links[0]))
 }
 
 func (s *Server) apiClearBoot(c *gin.Context) {
@@ -231,7 +215,7 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -240,14 +224,14 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 func (s *Server) apiBoot(c *gin.Context) {
 	links, err := s.links.List(c.Request.Context())
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	if links == nil {
-		c.JSON(http.StatusOK, []any{})
-		return
+	out := make([]apiv1.BootLink, len(links))
+	for i, l := range links {
+		out[i] = apiBootLink(l)
 	}
-	c.JSON(http.StatusOK, links)
+	c.JSON(http.StatusOK, out)
 }
 
 // apiDiscovered lists the MACs that asked for DHCP without being in the
@@ -255,24 +239,24 @@ func (s *Server) apiBoot(c *gin.Context) {
 func (s *Server) apiDiscovered(c *gin.Context) {
 	ds, err := s.inv.Discovered(c.Request.Context())
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	if ds == nil {
-		ds = []store.Discovered{}
+	out := make([]apiv1.Discovered, len(ds))
+	for i, d := range ds {
+		out[i] = apiDiscovered(d)
 	}
-	c.JSON(http.StatusOK, ds)
+	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) apiTestbeds(c *gin.Context) {
 	tbs, err := s.inv.Testbeds(c.Request.Context())
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	if tbs == nil {
-		c.JSON(http.StatusOK, []any{})
-		return
+		tbs = []apiv1.Testbed{}
 	}
 	c.JSON(http.StatusOK, tbs)
 }
@@ -280,33 +264,34 @@ func (s *Server) apiTestbeds(c *gin.Context) {
 func (s *Server) apiImages(c *gin.Context) {
 	imgs, err := s.inv.Images(c.Request.Context())
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	if imgs == nil {
-		imgs = []inventory.Image{}
+	out := make([]apiv1.Image, len(imgs))
+	for i, img := range imgs {
+		out[i] = apiv1.Image(img)
 	}
-	c.JSON(http.StatusOK, imgs)
+	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) apiPutImage(c *gin.Context) {
 	name := c.Param("name")
 	if err := checkName("name", name); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	var img inventory.Image
+	var img apiv1.Image
 	if err := decodeJSON(c, &img); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	if img.Name != "" && img.Name != name {
-		apiError(c, badRequest("name %q in the body differs from %q in the path", img.Name, name))
+		apierr.Write(c, apierr.BadRequest("name %q in the body differs from %q in the path", img.Name, name))
 		return
 	}
 	img.Name = name
-	if err := s.inv.PutImage(c.Request.Context(), img); err != nil {
-		apiError(c, err)
+	if err := s.inv.PutImage(c.Request.Context(), inventory.Image(img)); err != nil {
+		apierr.Write(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, img)
@@ -321,27 +306,57 @@ func (s *Server) apiExport(c *gin.Context) {
 			return
 		}
 	}
-	apiError(c, err)
+	apierr.Write(c, err)
 }
 
 func (s *Server) apiImport(c *gin.Context) {
 	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
-		apiError(c, bodyError(fmt.Errorf("request body: %w", err)))
+		apierr.Write(c, bodyError(fmt.Errorf("request body: %w", err)))
 		return
 	}
 	f, err := inventory.ParseFile(data)
 	if err != nil {
-		apiError(c, badRequest("%v", err))
+		apierr.Write(c, apierr.BadRequest("%v", err))
 		return
 	}
 	if err := s.inv.Import(c.Request.Context(), f); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	nodes := 0
 	for _, tb := range f.Testbeds {
 		nodes += len(tb.Nodes)
 	}
-	c.JSON(http.StatusOK, gin.H{"imported": gin.H{"images": len(f.Images), "testbeds": len(f.Testbeds), "nodes": nodes}})
+	c.JSON(http.StatusOK, apiv1.ImportReply{Imported: apiv1.ImportCounts{Images: len(f.Images), Nodes: nodes, Testbeds: len(f.Testbeds)}})
+}
+
+// apiNode is a stored node as the API shows it. The store holds only
+// addresses inventory.Normalize accepted, so none fails to parse.
+func apiNode(n inventory.Node) apiv1.Node {
+	ip, _ := netip.ParseAddr(n.ControlIP)
+	cmc, _ := netip.ParseAddr(n.CmcIP)
+	mac, _ := apiv1.ParseMAC(n.ControlMAC)
+	return apiv1.Node{
+		HRN: n.HRN, Domain: n.Domain, Hostname: n.Hostname,
+		ControlIP: ip, ControlMAC: mac, CmcIP: cmc,
+		X: n.X, Y: n.Y, Z: n.Z, Disk: n.Disk, PXEImage: n.PXEImage, Bootfile: n.Bootfile, Power: n.Power,
+	}
+}
+
+// apiBootLink is a stored link as the API shows it; pxelink keeps the
+// control IP as the text it names files by.
+func apiBootLink(l store.BootLink) apiv1.BootLink {
+	ip, _ := netip.ParseAddr(l.ControlIP)
+	return apiv1.BootLink{HRN: l.HRN, ControlIP: ip, Hex: l.Hex, Image: l.Image, SetAt: l.SetAt, ExpiresAt: l.ExpiresAt, Refs: l.Refs}
+}
+
+// apiDiscovered is a discovered MAC as the API shows it; the DHCP server
+// records its addresses as text.
+func apiDiscovered(d store.Discovered) apiv1.Discovered {
+	mac, _ := apiv1.ParseMAC(d.MAC)
+	last, _ := netip.ParseAddr(d.LastIP)
+	relay, _ := netip.ParseAddr(d.Relay)
+	return apiv1.Discovered{MAC: mac, FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, Count: d.Count,
+		LastIP: last, VendorClass: d.VendorClass, Relay: relay}
 }

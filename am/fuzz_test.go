@@ -21,6 +21,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -272,8 +273,8 @@ func FuzzOMFQuery(f *testing.F) {
 func checkOMFParams(t *testing.T, query string, args []omfArg) {
 	p, err := omfParams(query, args)
 	if err != nil {
-		if statusOf(err) != http.StatusBadRequest || p != nil {
-			t.Fatalf("omfParams(%q): %v (status %d), %v", query, err, statusOf(err), p)
+		if apierr.Status(err) != http.StatusBadRequest || p != nil {
+			t.Fatalf("omfParams(%q): %v (status %d), %v", query, err, apierr.Status(err), p)
 		}
 		return
 	}
@@ -311,7 +312,7 @@ func checkOMFParams(t *testing.T, query string, args []omfArg) {
 func checkNodeSet(t *testing.T, ns string) {
 	names, err := splitNodeSet(ns)
 	if err != nil {
-		if statusOf(err) != http.StatusBadRequest {
+		if apierr.Status(err) != http.StatusBadRequest {
 			t.Fatalf("splitNodeSet(%q): %v is not a 400", ns, err)
 		}
 		return

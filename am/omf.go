@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/power"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
@@ -165,17 +166,17 @@ func describe(g omfGroup) []byte {
 func omfParams(raw string, args []omfArg) (map[string]string, error) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return nil, badRequest("malformed query: %v", err)
+		return nil, apierr.BadRequest("malformed query: %v", err)
 	}
 	p := map[string]string{}
 	for _, a := range args {
 		vs := q[a.name]
 		if len(vs) > 1 {
-			return nil, badRequest("parameter %q given %d times", a.name, len(vs))
+			return nil, apierr.BadRequest("parameter %q given %d times", a.name, len(vs))
 		}
 		if len(vs) == 0 || vs[0] == "" {
 			if a.required() {
-				return nil, badRequest("missing parameter %q", a.name)
+				return nil, apierr.BadRequest("missing parameter %q", a.name)
 			}
 			continue
 		}
@@ -185,17 +186,17 @@ func omfParams(raw string, args []omfArg) (map[string]string, error) {
 			limit = maxParam
 		}
 		if len(v) > limit {
-			return nil, badRequest("parameter %q is %d bytes long, at most %d allowed", a.name, len(v), limit)
+			return nil, apierr.BadRequest("parameter %q is %d bytes long, at most %d allowed", a.name, len(v), limit)
 		}
 		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
-			return nil, badRequest("parameter %q holds a control character at byte %d", a.name, i)
+			return nil, apierr.BadRequest("parameter %q holds a control character at byte %d", a.name, i)
 		}
 		// Values are echoed in XML answers, which cannot carry them otherwise.
 		if !utf8.ValidString(v) {
-			return nil, badRequest("parameter %q is not valid UTF-8", a.name)
+			return nil, apierr.BadRequest("parameter %q is not valid UTF-8", a.name)
 		}
 		if i := strings.IndexFunc(v, notXMLChar); i >= 0 {
-			return nil, badRequest("parameter %q holds %U, which XML cannot carry, at byte %d", a.name, []rune(v[i:])[0], i)
+			return nil, apierr.BadRequest("parameter %q holds %U, which XML cannot carry, at byte %d", a.name, []rune(v[i:])[0], i)
 		}
 		p[a.name] = v
 	}
@@ -210,7 +211,7 @@ func notXMLChar(r rune) bool { return r == 0xFFFE || r == 0xFFFF }
 // the text/plain body says what was wrong. (OMF itself answered 500
 // "internal error" to everything.)
 func omfError(c *gin.Context, method string, err error) {
-	c.String(statusOf(err), "%s: %v\n", method, err)
+	c.String(apierr.Status(err), "%s: %v\n", method, err)
 }
 
 // splitNodeSet parses OMF's comma-separated node set.
@@ -227,7 +228,7 @@ func splitNodeSet(ns string) ([]string, error) {
 		names = append(names, n)
 	}
 	if len(names) == 0 {
-		return nil, badRequest("ns names no node")
+		return nil, apierr.BadRequest("ns names no node")
 	}
 	return names, nil
 }
@@ -304,7 +305,7 @@ func (s *Server) invNodeValue(root string, get func(inventory.Node) string, notF
 		value := ""
 		if inventory.ValidName(name) && inventory.ValidName(domain) {
 			n, err := s.inv.LookupNode(c.Request.Context(), domain, name)
-			if err != nil && statusOf(err) != http.StatusNotFound {
+			if err != nil && apierr.Status(err) != http.StatusNotFound {
 				omfError(c, root, err)
 				return
 			}
@@ -332,7 +333,7 @@ func (s *Server) invMacAddress(c *gin.Context, p map[string]string) {
 	name, ifname, domain := p["hrn"], p["ifname"], p["domain"]
 	n, err := s.inv.LookupNode(c.Request.Context(), domain, name)
 	if err != nil || !controlIfnames[ifname] {
-		if err != nil && statusOf(err) != http.StatusNotFound && statusOf(err) != http.StatusBadRequest {
+		if err != nil && apierr.Status(err) != http.StatusNotFound && apierr.Status(err) != http.StatusBadRequest {
 			omfError(c, "getMacAddress", err)
 			return
 		}

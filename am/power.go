@@ -9,6 +9,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/am/power"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -20,9 +22,9 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 	d, err := power.Parse(n.Power)
 	if err != nil {
 		if errors.Is(err, power.ErrNoDriver) {
-			return "", &httpError{status: http.StatusConflict, msg: fmt.Sprintf("node %s has no power driver", n.HRN)}
+			return "", apierr.New(http.StatusConflict, "node %s has no power driver", n.HRN)
 		}
-		return "", &httpError{status: http.StatusConflict, msg: fmt.Sprintf("node %s: %v", n.HRN, err)}
+		return "", apierr.New(http.StatusConflict, "node %s: %v", n.HRN, err)
 	}
 	st, err := d.Do(ctx, a)
 	if a != power.Status {
@@ -37,7 +39,7 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 	}
 	if err != nil {
 		s.log.Warn("power", "hrn", n.HRN, "action", string(a), "err", err)
-		return "", &httpError{status: http.StatusBadGateway, msg: err.Error()}
+		return "", apierr.New(http.StatusBadGateway, "%v", err)
 	}
 	if a != power.Status {
 		s.log.Info("power", "hrn", n.HRN, "action", string(a), "state", string(st))
@@ -45,44 +47,32 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 	return st, nil
 }
 
-// PowerRequest is the body of POST /api/v1/nodes/{hrn}/power.
-type PowerRequest struct {
-	Action string `json:"action"` // on, offHard, offSoft, reboot, reset, status
-}
-
-// PowerReply answers it.
-type PowerReply struct {
-	HRN    string `json:"hrn"`
-	Action string `json:"action"`
-	State  string `json:"state"` // on, off, unknown
-}
-
 func (s *Server) apiPower(c *gin.Context) {
 	hrn, ok := hrnParam(c)
 	if !ok {
 		return
 	}
-	var req PowerRequest
+	var req apiv1.PowerRequest
 	if err := decodeJSON(c, &req); err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	a, err := power.ParseAction(req.Action)
 	if err != nil {
-		apiError(c, badRequest("%v", err))
+		apierr.Write(c, apierr.BadRequest("%v", err))
 		return
 	}
 	n, err := s.inv.Node(c.Request.Context(), hrn) // unknown: store.ErrNotFound -> 404
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
 	st, err := s.powerDo(c.Request.Context(), n, a)
 	if err != nil {
-		apiError(c, err)
+		apierr.Write(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, PowerReply{HRN: n.HRN, Action: string(a), State: string(st)})
+	c.JSON(http.StatusOK, apiv1.PowerReply{HRN: n.HRN, Action: string(a), State: string(st)})
 }
 
 // omfPowerStatus is what /cmc/status answers in <STATUS>.

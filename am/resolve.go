@@ -2,53 +2,20 @@ package am
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
-// httpError is an error that knows its HTTP status.
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
-func badRequest(format string, args ...any) error {
-	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
-}
-
-// statusOf maps an error to the status that tells the caller what to fix.
-func statusOf(err error) int {
-	var he *httpError
-	switch {
-	case errors.As(err, &he):
-		return he.status
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, pxelink.ErrNoImage):
-		return http.StatusNotFound
-	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, store.ErrAmbiguous), errors.Is(err, pxelink.ErrInvalid), errors.Is(err, inventory.ErrInvalid):
-		return http.StatusBadRequest
-	}
-	var ie *inventory.Error
-	if errors.As(err, &ie) {
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
-}
-
 // checkName refuses names that can never be a node, image or domain, before
 // anything is looked up.
 func checkName(param, v string) error {
 	if !inventory.ValidName(v) {
-		return badRequest("%s: %q is not a valid name", param, truncate(v))
+		return apierr.BadRequest("%s: %q is not a valid name", param, truncate(v))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -82,12 +83,7 @@ func (c *client) newRequest(ctx context.Context, method, path string, body io.Re
 // statusError reads an error answer.
 func statusError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(data, &e) != nil || e.Error == "" {
-		e.Error = strings.TrimSpace(string(data))
-	}
+	e := apiv1.ParseError(data)
 	if resp.StatusCode == http.StatusUnauthorized && e.Error == proto.ErrUnknownEnrollment {
 		return ErrUnknownEnrollment
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -33,7 +34,7 @@ func slogLevel(state string) slog.Level {
 func (b *Broker) node(c *gin.Context) (inventory.Node, bool) {
 	hrn := c.Param("hrn")
 	if !inventory.ValidName(hrn) {
-		b.apiError(c, badRequest("hrn: %q is not a valid name", clip(hrn)))
+		b.apiError(c, apierr.BadRequest("hrn: %q is not a valid name", clip(hrn)))
 		return inventory.Node{}, false
 	}
 	n, err := b.st.Node(c.Request.Context(), hrn)
@@ -97,7 +98,7 @@ func (b *Broker) status(c *gin.Context) {
 // decodeStrict reads a bounded JSON body strictly.
 func decodeStrict(c *gin.Context, limit int64, v any) error {
 	if err := httpbody.JSON(c.Writer, c.Request, limit, v); err != nil {
-		return badRequest("%v", err)
+		return apierr.BadRequest("%v", err)
 	}
 	return nil
 }
@@ -105,7 +106,7 @@ func decodeStrict(c *gin.Context, limit int64, v any) error {
 // checkDisk refuses a disk that is not a clean absolute path.
 func checkDisk(d string) error {
 	if d == "" || !strings.HasPrefix(d, "/") || path.Clean(d) != d || strings.ContainsAny(d, "\x00\n") || len(d) > 4096 {
-		return badRequest("disk %q: want an absolute device path such as /dev/sda", clip(d))
+		return apierr.BadRequest("disk %q: want an absolute device path such as /dev/sda", clip(d))
 	}
 	return nil
 }
@@ -118,7 +119,7 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 	unexpected := func(fields ...string) error {
 		for i := 0; i < len(fields); i += 2 {
 			if fields[i+1] != "" {
-				return badRequest("%s takes no %s", cmd.Type, fields[i])
+				return apierr.BadRequest("%s takes no %s", cmd.Type, fields[i])
 			}
 		}
 		return nil
@@ -136,7 +137,7 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 	}
 	image := func() error {
 		if req.Image == "" {
-			return badRequest("%s needs an image", cmd.Type)
+			return apierr.BadRequest("%s needs an image", cmd.Type)
 		}
 		if err := checkImageName(req.Image); err != nil {
 			return err
@@ -150,18 +151,18 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 			return cmd, err
 		}
 		if (req.Command == "") == (len(req.Args) == 0) {
-			return cmd, badRequest("EXECUTE needs either a command (run by /bin/sh -c) or args")
+			return cmd, apierr.BadRequest("EXECUTE needs either a command (run by /bin/sh -c) or args")
 		}
 		size := len(req.Command)
 		for _, a := range req.Args {
 			size += len(a) + 1
 		}
 		if size > maxCommandText || strings.Contains(req.Command, "\x00") || strings.Contains(strings.Join(req.Args, ""), "\x00") {
-			return cmd, badRequest("EXECUTE: the command is longer than %d bytes or holds a NUL", maxCommandText)
+			return cmd, apierr.BadRequest("EXECUTE: the command is longer than %d bytes or holds a NUL", maxCommandText)
 		}
 		if req.Timeout != "" {
 			if d, err := time.ParseDuration(req.Timeout); err != nil || d <= 0 {
-				return cmd, badRequest("timeout %q: want a positive duration such as 10m", clip(req.Timeout))
+				return cmd, apierr.BadRequest("timeout %q: want a positive duration such as 10m", clip(req.Timeout))
 			}
 		}
 		cmd.Command, cmd.Args, cmd.Timeout = req.Command, req.Args, req.Timeout
@@ -192,7 +193,7 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 			return cmd, err
 		}
 	default:
-		return cmd, badRequest("type %q: want one of %s", clip(req.Type), strings.Join(proto.Types, ", "))
+		return cmd, apierr.BadRequest("type %q: want one of %s", clip(req.Type), strings.Join(proto.Types, ", "))
 	}
 	return cmd, nil
 }
@@ -217,7 +218,7 @@ func (b *Broker) addCommand(c *gin.Context) {
 	}
 	e, err := b.st.RCEnrollment(ctx, n.HRN)
 	if errors.Is(err, store.ErrNotFound) {
-		b.apiError(c, errStatus(http.StatusConflict, "node %s has no enrolled RC: boot it into the orbit image first", n.HRN))
+		b.apiError(c, apierr.New(http.StatusConflict, "node %s has no enrolled RC: boot it into the orbit image first", n.HRN))
 		return
 	}
 	if err != nil {
@@ -245,7 +246,7 @@ func (b *Broker) nodeCommands(c *gin.Context) {
 	if v := c.Query("limit"); v != "" {
 		l, err := strconv.Atoi(v)
 		if err != nil || l <= 0 || l > store.RCCommandsPerNode {
-			b.apiError(c, badRequest("limit %q: want 1 to %d", clip(v), store.RCCommandsPerNode))
+			b.apiError(c, apierr.BadRequest("limit %q: want 1 to %d", clip(v), store.RCCommandsPerNode))
 			return
 		}
 		limit = l
@@ -265,7 +266,7 @@ func (b *Broker) nodeCommands(c *gin.Context) {
 func (b *Broker) command(c *gin.Context) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id <= 0 {
-		b.apiError(c, badRequest("command id %q: not a number", clip(c.Param("id"))))
+		b.apiError(c, apierr.BadRequest("command id %q: not a number", clip(c.Param("id"))))
 		return
 	}
 	cmd, err := b.st.RCCommand(c.Request.Context(), id)

@@ -11,7 +11,6 @@ package rcbroker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -188,47 +189,11 @@ func (n *notifier) notify(hrn string) {
 	}
 }
 
-// httpError is an error that knows its HTTP status.
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
-func errStatus(status int, format string, args ...any) error {
-	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
-}
-
-func badRequest(format string, args ...any) error {
-	return errStatus(http.StatusBadRequest, format, args...)
-}
-
-func statusOf(err error) int {
-	var he *httpError
-	switch {
-	case errors.As(err, &he):
-		return he.status
-	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, store.ErrInvalidReport), errors.Is(err, inventory.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, context.Canceled):
-		return 499 // the client went away; nobody reads this
-	}
-	return http.StatusInternalServerError
-}
-
-// apiError answers {"error": "..."} with the status the error calls for,
-// and logs server-side failures.
+// apiError answers err, and logs server-side failures.
 func (b *Broker) apiError(c *gin.Context, err error) {
-	status := statusOf(err)
-	if status >= 500 {
+	if apierr.Write(c, err) >= 500 {
 		b.log.Error("rc api", "path", c.Request.URL.Path, "err", err)
 	}
-	c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
 }
 
 // authenticate finds the enrollment of the request's bearer secret; it has
@@ -237,13 +202,13 @@ func (b *Broker) authenticate(c *gin.Context) (store.RCEnrollment, bool) {
 	tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="orbit-rc"`)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing bearer token"})
+		c.AbortWithStatusJSON(http.StatusUnauthorized, apiv1.ErrorBody{Error: "missing bearer token"})
 		return store.RCEnrollment{}, false
 	}
 	e, err := b.st.RCEnrollmentBySecret(c.Request.Context(), tok)
 	if errors.Is(err, store.ErrNotFound) {
 		c.Header("WWW-Authenticate", `Bearer realm="orbit-rc", error="invalid_token"`)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": proto.ErrUnknownEnrollment})
+		c.AbortWithStatusJSON(http.StatusUnauthorized, apiv1.ErrorBody{Error: proto.ErrUnknownEnrollment})
 		return store.RCEnrollment{}, false
 	}
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -68,7 +69,7 @@ func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
 func checkImageName(name string) error {
 	if !inventory.ValidName(name) || strings.Contains(name, "..") || len(name) > 128 ||
 		strings.HasSuffix(name, sumSuffix) || strings.HasPrefix(name, uploadPrefix) {
-		return badRequest("disk image name %q: want letters, digits and . _ : @ + - (no '/', no '..', at most 128)", clip(name))
+		return apierr.BadRequest("disk image name %q: want letters, digits and . _ : @ + - (no '/', no '..', at most 128)", clip(name))
 	}
 	return nil
 }
@@ -199,22 +200,22 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 	head := &headWriter{}
 	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, head), ctxio.Reader(ctx, r), make([]byte, copyBuffer))
 	if err != nil {
-		return proto.DiskImage{}, badRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
+		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
 	}
 	got := hex.EncodeToString(h.Sum(nil))
 	claim := strings.ToLower(strings.TrimSpace(want()))
 	switch {
 	case claim == "":
-		return proto.DiskImage{}, badRequest("upload of disk image %q: no %s header or trailer; the stored image is unchanged", name, proto.HeaderSHA256)
+		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: no %s header or trailer; the stored image is unchanged", name, proto.HeaderSHA256)
 	case !isSHA256(claim):
-		return proto.DiskImage{}, badRequest("upload of disk image %q: %s %q is not a hex SHA-256", name, proto.HeaderSHA256, clip(claim))
+		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: %s %q is not a hex SHA-256", name, proto.HeaderSHA256, clip(claim))
 	case claim != got:
-		return proto.DiskImage{}, badRequest("upload of disk image %q: checksum mismatch: %d bytes with sha256 %s, the uploader said %s; the stored image is unchanged",
+		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: checksum mismatch: %d bytes with sha256 %s, the uploader said %s; the stored image is unchanged",
 			name, n, got, claim)
 	}
 	format := proto.FormatOf(head.b)
 	if format == "" {
-		return proto.DiskImage{}, badRequest("upload of disk image %q: neither gzip nor zstd (it starts with % x)", name, head.b)
+		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: neither gzip nor zstd (it starts with % x)", name, head.b)
 	}
 	if err := tmp.Sync(); err != nil {
 		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)

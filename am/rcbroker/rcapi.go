@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -35,14 +36,14 @@ const (
 func readJSON(c *gin.Context, limit int64, v any) error {
 	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
-		return badRequest("request body: %v", err)
+		return apierr.BadRequest("request body: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		return badRequest("request body: %v", err)
+		return apierr.BadRequest("request body: %v", err)
 	}
 	if dec.More() {
-		return badRequest("request body: data after the JSON object")
+		return apierr.BadRequest("request body: data after the JSON object")
 	}
 	return nil
 }
@@ -63,16 +64,16 @@ func clip(s string) string {
 // checkEnroll normalizes what an RC says about itself.
 func checkEnroll(r *proto.EnrollRequest) error {
 	if len(r.MACs) == 0 {
-		return badRequest("enroll: no MAC address")
+		return apierr.BadRequest("enroll: no MAC address")
 	}
 	if len(r.MACs) > maxListItems || len(r.Addresses) > maxListItems || len(r.Disks) > maxListItems {
-		return badRequest("enroll: more than %d MACs, addresses or disks", maxListItems)
+		return apierr.BadRequest("enroll: more than %d MACs, addresses or disks", maxListItems)
 	}
 	var macs []string
 	for _, m := range r.MACs {
 		hw, err := net.ParseMAC(m)
 		if err != nil || len(hw) != 6 {
-			return badRequest("enroll: %q is not an Ethernet MAC address", clip(m))
+			return apierr.BadRequest("enroll: %q is not an Ethernet MAC address", clip(m))
 		}
 		if s := hw.String(); !slices.Contains(macs, s) {
 			macs = append(macs, s)
@@ -131,7 +132,7 @@ func (b *Broker) enroll(c *gin.Context) {
 		return
 	case 1:
 	default:
-		b.apiError(c, errStatus(http.StatusConflict, "enroll: the MACs %s belong to several nodes: %s", strings.Join(req.MACs, ", "), strings.Join(hrns, ", ")))
+		b.apiError(c, apierr.New(http.StatusConflict, "enroll: the MACs %s belong to several nodes: %s", strings.Join(req.MACs, ", "), strings.Join(hrns, ", ")))
 		return
 	}
 	secret, err := newSecret()
@@ -163,13 +164,13 @@ func parseIDs(s string) ([]int64, error) {
 	}
 	parts := strings.Split(s, ",")
 	if len(parts) > maxRunning {
-		return nil, badRequest("running: more than %d commands", maxRunning)
+		return nil, apierr.BadRequest("running: more than %d commands", maxRunning)
 	}
 	ids := make([]int64, 0, len(parts))
 	for _, p := range parts {
 		id, err := strconv.ParseInt(p, 10, 64)
 		if err != nil || id <= 0 {
-			return nil, badRequest("running: %q is not a command id", clip(p))
+			return nil, apierr.BadRequest("running: %q is not a command id", clip(p))
 		}
 		ids = append(ids, id)
 	}
@@ -189,7 +190,7 @@ func (b *Broker) poll(c *gin.Context) {
 	if v := c.Query("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			b.apiError(c, badRequest("wait %q: want a duration such as 25s", clip(v)))
+			b.apiError(c, apierr.BadRequest("wait %q: want a duration such as 25s", clip(v)))
 			return
 		}
 		wait = min(d, b.cfg.PollWait)
@@ -265,7 +266,7 @@ func (b *Broker) report(c *gin.Context) {
 	}
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id <= 0 {
-		b.apiError(c, badRequest("command id %q: not a number", clip(c.Param("id"))))
+		b.apiError(c, apierr.BadRequest("command id %q: not a number", clip(c.Param("id"))))
 		return
 	}
 	var r proto.Report

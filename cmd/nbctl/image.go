@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/initramfs"
-	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
 // imageBuild builds the orbit-pxe RAM image locally; it needs no running
@@ -68,7 +68,7 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	if !serverSet && !*register {
 		return nil
 	}
-	if err := k.c.PutImage(ctx, inventory.Image{Name: *name, Description: *description}); err != nil {
+	if err := k.c.PutImage(ctx, apiv1.Image{Name: *name, Description: *description}); err != nil {
 		return fmt.Errorf("registering %s: %w", *name, err)
 	}
 	fmt.Fprintf(k.out, "registered %s with %s\n", *name, server)

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -187,7 +188,7 @@ func (k *cli) nodes(ctx context.Context, args []string) error {
 	}
 	var rows [][]string
 	for _, n := range nodes {
-		rows = append(rows, []string{n.HRN, n.Domain, n.Hostname, n.ControlIP, n.ControlMAC, fmt.Sprintf("%d,%d", n.X, n.Y), n.Disk, n.PXEImage})
+		rows = append(rows, []string{n.HRN, n.Domain, n.Hostname, addrText(n.ControlIP), n.ControlMAC.String(), fmt.Sprintf("%d,%d", n.X, n.Y), n.Disk, n.PXEImage})
 	}
 	k.table("HRN\tDOMAIN\tHOSTNAME\tCONTROL_IP\tCONTROL_MAC\tX,Y\tDISK\tPXE_IMAGE", rows)
 	return nil
@@ -227,8 +228,8 @@ func (k *cli) nodesDiscovered(ctx context.Context) error {
 	}
 	var rows [][]string
 	for _, d := range ds {
-		rows = append(rows, []string{d.MAC, d.FirstSeen.Local().Format(time.DateTime), d.LastSeen.Local().Format(time.DateTime),
-			fmt.Sprint(d.Count), d.LastIP, d.VendorClass, d.Relay})
+		rows = append(rows, []string{d.MAC.String(), d.FirstSeen.Local().Format(time.DateTime), d.LastSeen.Local().Format(time.DateTime),
+			fmt.Sprint(d.Count), addrText(d.LastIP), d.VendorClass, addrText(d.Relay)})
 	}
 	k.table("MAC\tFIRST_SEEN\tLAST_SEEN\tREQUESTS\tLAST_IP\tVENDOR_CLASS\tRELAY", rows)
 	return nil
@@ -320,8 +321,16 @@ func (k *cli) bootList(ctx context.Context, args []string) error {
 	}
 	var rows [][]string
 	for _, l := range links {
-		rows = append(rows, []string{l.HRN, l.ControlIP, l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)})
+		rows = append(rows, []string{l.HRN, addrText(l.ControlIP), l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)})
 	}
 	k.table("NODE\tIP\tHEX\tIMAGE\tSET_AT\tEXPIRES_AT\tREFS", rows)
 	return nil
+}
+
+// addrText is an address as the API writes it: "" when there is none.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

@@ -13,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orbit-lab/netboot/internal/inventory"
-	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/am/apiv1"
 )
 
 // Client talks to one appliance.
@@ -43,6 +42,12 @@ func (e *Error) Error() string {
 	return msg
 }
 
+// newError reads a non-2xx answer's body.
+func newError(status int, body []byte) *Error {
+	e := apiv1.ParseError(body)
+	return &Error{Status: status, Message: e.Error, Problems: e.Problems}
+}
+
 func (c *Client) do(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -61,14 +66,7 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body io.Rea
 		return fmt.Errorf("amclient: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error    string   `json:"error"`
-			Problems []string `json:"problems"`
-		}
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		return &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
+		return newError(resp.StatusCode, data)
 	}
 	switch o := out.(type) {
 	case nil:
@@ -101,8 +99,8 @@ func (c *Client) sendJSON(ctx context.Context, method, path string, in, out any)
 func nodePath(hrn string) string { return "/api/v1/nodes/" + url.PathEscape(hrn) }
 
 // Nodes lists nodes, of one testbed unless domain is "".
-func (c *Client) Nodes(ctx context.Context, domain string) ([]inventory.Node, error) {
-	var out []inventory.Node
+func (c *Client) Nodes(ctx context.Context, domain string) ([]apiv1.Node, error) {
+	var out []apiv1.Node
 	path := "/api/v1/nodes"
 	if domain != "" {
 		path += "?domain=" + url.QueryEscape(domain)
@@ -111,14 +109,14 @@ func (c *Client) Nodes(ctx context.Context, domain string) ([]inventory.Node, er
 }
 
 // Node returns one node.
-func (c *Client) Node(ctx context.Context, hrn string) (inventory.Node, error) {
-	var out inventory.Node
+func (c *Client) Node(ctx context.Context, hrn string) (apiv1.Node, error) {
+	var out apiv1.Node
 	return out, c.getJSON(ctx, nodePath(hrn), &out)
 }
 
 // PutNode adds or replaces a node.
-func (c *Client) PutNode(ctx context.Context, n inventory.Node) (inventory.Node, error) {
-	var out inventory.Node
+func (c *Client) PutNode(ctx context.Context, n apiv1.Node) (apiv1.Node, error) {
+	var out apiv1.Node
 	return out, c.sendJSON(ctx, http.MethodPut, nodePath(n.HRN), n, &out)
 }
 
@@ -128,45 +126,42 @@ func (c *Client) DeleteNode(ctx context.Context, hrn string) error {
 }
 
 // Events returns a node's timeline, oldest first.
-func (c *Client) Events(ctx context.Context, hrn string) ([]store.Event, error) {
-	var out []store.Event
+func (c *Client) Events(ctx context.Context, hrn string) ([]apiv1.Event, error) {
+	var out []apiv1.Event
 	return out, c.getJSON(ctx, nodePath(hrn)+"/events", &out)
 }
 
 // Discovered lists MACs that asked for DHCP without being in the inventory.
-func (c *Client) Discovered(ctx context.Context) ([]store.Discovered, error) {
-	var out []store.Discovered
+func (c *Client) Discovered(ctx context.Context) ([]apiv1.Discovered, error) {
+	var out []apiv1.Discovered
 	return out, c.getJSON(ctx, "/api/v1/discovered", &out)
 }
 
 // Testbeds lists the testbeds.
-func (c *Client) Testbeds(ctx context.Context) ([]store.Testbed, error) {
-	var out []store.Testbed
+func (c *Client) Testbeds(ctx context.Context) ([]apiv1.Testbed, error) {
+	var out []apiv1.Testbed
 	return out, c.getJSON(ctx, "/api/v1/testbeds", &out)
 }
 
 // Images lists the PXE images.
-func (c *Client) Images(ctx context.Context) ([]inventory.Image, error) {
-	var out []inventory.Image
+func (c *Client) Images(ctx context.Context) ([]apiv1.Image, error) {
+	var out []apiv1.Image
 	return out, c.getJSON(ctx, "/api/v1/images", &out)
 }
 
 // PutImage registers a PXE image in the inventory.
-func (c *Client) PutImage(ctx context.Context, img inventory.Image) error {
+func (c *Client) PutImage(ctx context.Context, img apiv1.Image) error {
 	return c.sendJSON(ctx, http.MethodPut, "/api/v1/images/"+url.PathEscape(img.Name), img, nil)
 }
 
 // SetBoot points a node at a PXE image ("" for its inventory image) for
 // lifetime (0 for the appliance's default).
-func (c *Client) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
-	req := map[string]string{}
-	if image != "" {
-		req["image"] = image
-	}
+func (c *Client) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (apiv1.BootLink, error) {
+	req := apiv1.BootRequest{Image: image}
 	if lifetime > 0 {
-		req["lifetime"] = lifetime.String()
+		req.Lifetime = lifetime.String()
 	}
-	var out store.BootLink
+	var out apiv1.BootLink
 	return out, c.sendJSON(ctx, http.MethodPut, nodePath(hrn)+"/boot", req, &out)
 }
 
@@ -176,8 +171,8 @@ func (c *Client) ClearBoot(ctx context.Context, hrn string) error {
 }
 
 // Boot lists the active boot links.
-func (c *Client) Boot(ctx context.Context) ([]store.BootLink, error) {
-	var out []store.BootLink
+func (c *Client) Boot(ctx context.Context) ([]apiv1.BootLink, error) {
+	var out []apiv1.BootLink
 	return out, c.getJSON(ctx, "/api/v1/boot", &out)
 }
 
@@ -196,9 +191,7 @@ func (c *Client) ExportInventory(ctx context.Context) ([]byte, error) {
 // on a node through its inventory power driver and returns the node's
 // power state after it (on, off, unknown).
 func (c *Client) Power(ctx context.Context, hrn, action string) (string, error) {
-	var out struct {
-		State string `json:"state"`
-	}
-	err := c.sendJSON(ctx, http.MethodPost, nodePath(hrn)+"/power", map[string]string{"action": action}, &out)
+	var out apiv1.PowerReply
+	err := c.sendJSON(ctx, http.MethodPost, nodePath(hrn)+"/power", apiv1.PowerRequest{Action: action}, &out)
 	return out.State, err
 }

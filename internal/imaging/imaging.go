@@ -22,17 +22,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
-	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
 // AM is what the flow needs of the appliance; *amclient.Client has it.
 type AM interface {
-	Node(ctx context.Context, hrn string) (inventory.Node, error)
-	Images(ctx context.Context) ([]inventory.Image, error)
+	Node(ctx context.Context, hrn string) (apiv1.Node, error)
+	Images(ctx context.Context) ([]apiv1.Image, error)
 	DiskImages(ctx context.Context) ([]proto.DiskImage, error)
-	SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error)
+	SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (apiv1.BootLink, error)
 	ClearBoot(ctx context.Context, hrn string) error
 	Power(ctx context.Context, hrn, action string) (string, error)
 	RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error)
@@ -184,7 +184,7 @@ func withDefaults(job Job) Job {
 
 // preflight checks everything that can be checked without touching a
 // node, and lists every problem it finds, not just the first.
-func preflight(ctx context.Context, am AM, job Job) ([]inventory.Node, error) {
+func preflight(ctx context.Context, am AM, job Job) ([]apiv1.Node, error) {
 	var problems []string
 	switch job.Op {
 	case Load, Save:
@@ -219,12 +219,12 @@ func preflight(ctx context.Context, am AM, job Job) ([]inventory.Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: list PXE images: %w", ErrPreflight, err)
 		}
-		if !slices.ContainsFunc(imgs, func(i inventory.Image) bool { return i.Name == job.PXEImage }) {
+		if !slices.ContainsFunc(imgs, func(i apiv1.Image) bool { return i.Name == job.PXEImage }) {
 			problems = append(problems, fmt.Sprintf("PXE image %q is not in the inventory (nbctl images)", job.PXEImage))
 		}
 	}
 
-	var nodes []inventory.Node
+	var nodes []apiv1.Node
 	seen := map[string]bool{}
 	for _, hrn := range job.Nodes {
 		if seen[hrn] {
@@ -269,10 +269,10 @@ func (r *runner) report(u Update) {
 
 // setLinks points every node at the RAM image, all or nothing. A link
 // lives long enough for every reset the job may make.
-func (r *runner) setLinks(ctx context.Context, nodes []inventory.Node) ([]store.BootLink, error) {
+func (r *runner) setLinks(ctx context.Context, nodes []apiv1.Node) ([]apiv1.BootLink, error) {
 	lifetime := time.Duration(r.job.Attempts)*r.job.BootTimeout + time.Minute
 	r.linked = map[string]bool{}
-	var links []store.BootLink
+	var links []apiv1.BootLink
 	for _, n := range nodes {
 		l, err := r.am.SetBoot(ctx, n.HRN, r.job.PXEImage, lifetime)
 		if err != nil {
@@ -320,7 +320,7 @@ func (r *runner) clearLinks(ctx context.Context) {
 }
 
 // node takes one node through the flow.
-func (r *runner) node(ctx context.Context, n inventory.Node, link store.BootLink) Result {
+func (r *runner) node(ctx context.Context, n apiv1.Node, link apiv1.BootLink) Result {
 	res := Result{Node: n.HRN, Phase: PhaseNetboot}
 	start := time.Now()
 	err := r.steps(ctx, n, link, &res)
@@ -342,7 +342,7 @@ func (r *runner) node(ctx context.Context, n inventory.Node, link store.BootLink
 	return res
 }
 
-func (r *runner) steps(ctx context.Context, n inventory.Node, link store.BootLink, res *Result) error {
+func (r *runner) steps(ctx context.Context, n apiv1.Node, link apiv1.BootLink, res *Result) error {
 	if err := r.netboot(ctx, n, link.Image, res); err != nil {
 		return err
 	}
@@ -368,7 +368,7 @@ var errBootTimeout = errors.New("no RC enrolled in time")
 // netboot resets the node until its RC enrolls from image, at most
 // Attempts times: again after WRONG_IMAGE (OMF's rule) and after a boot
 // that brought no RC up in BootTimeout.
-func (r *runner) netboot(ctx context.Context, n inventory.Node, image string, res *Result) error {
+func (r *runner) netboot(ctx context.Context, n apiv1.Node, image string, res *Result) error {
 	r.report(Update{Node: n.HRN, Phase: PhaseNetboot, Note: "netbooting " + image})
 	for attempt := 1; ; attempt++ {
 		before, err := r.am.RCStatus(ctx, n.HRN)
@@ -456,7 +456,7 @@ func (r *runner) enroll(ctx context.Context, hrn, image string, before proto.RCS
 }
 
 // transfer runs LOAD_IMAGE or SAVE_IMAGE on the node's RC.
-func (r *runner) transfer(ctx context.Context, n inventory.Node, res *Result) error {
+func (r *runner) transfer(ctx context.Context, n apiv1.Node, res *Result) error {
 	typ, phase := proto.LoadImage, PhaseLoad
 	if r.job.Op == Save {
 		typ, phase = proto.SaveImage, PhaseSave
@@ -490,7 +490,7 @@ func (r *runner) transfer(ctx context.Context, n inventory.Node, res *Result) er
 
 // reboot asks the RC to reboot the node (it syncs first); if the RC does
 // not take the command in time, the power driver resets the node.
-func (r *runner) reboot(ctx context.Context, n inventory.Node) error {
+func (r *runner) reboot(ctx context.Context, n apiv1.Node) error {
 	wait, cancel := context.WithTimeout(ctx, rebootTimeout)
 	defer cancel()
 	st, err := r.run(wait, n.HRN, proto.CommandRequest{Type: proto.Reboot}, nil)

@@ -11,8 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/orbit-lab/netboot/internal/inventory"
-	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -21,7 +20,7 @@ import (
 // ("" for an RC that never comes up).
 type fakeAM struct {
 	mu       sync.Mutex
-	nodes    map[string]inventory.Node
+	nodes    map[string]apiv1.Node
 	images   []string // PXE images
 	disks    []string // stored disk images
 	boots    map[string][]string
@@ -42,12 +41,12 @@ type fakeAM struct {
 
 func newFake(nodes ...string) *fakeAM {
 	f := &fakeAM{
-		nodes: map[string]inventory.Node{}, images: []string{"orbit-2.0.0"}, disks: []string{"baseline"},
+		nodes: map[string]apiv1.Node{}, images: []string{"orbit-2.0.0"}, disks: []string{"baseline"},
 		boots: map[string][]string{}, fail: map[string]string{}, stall: map[string]string{}, off: map[string]bool{}, links: map[string]string{},
 		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
 	}
 	for _, hrn := range nodes {
-		f.nodes[hrn] = inventory.Node{HRN: hrn, Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
+		f.nodes[hrn] = apiv1.Node{HRN: hrn, Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
 		f.boots[hrn] = []string{"orbit-2.0.0"}
 		f.rc[hrn] = proto.RCStatus{HRN: hrn}
 	}
@@ -62,7 +61,7 @@ func (f *fakeAM) note(format string, args ...any) {
 	}
 }
 
-func (f *fakeAM) Node(_ context.Context, hrn string) (inventory.Node, error) {
+func (f *fakeAM) Node(_ context.Context, hrn string) (apiv1.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ok := f.nodes[hrn]
@@ -72,10 +71,10 @@ func (f *fakeAM) Node(_ context.Context, hrn string) (inventory.Node, error) {
 	return n, nil
 }
 
-func (f *fakeAM) Images(context.Context) ([]inventory.Image, error) {
-	var out []inventory.Image
+func (f *fakeAM) Images(context.Context) ([]apiv1.Image, error) {
+	var out []apiv1.Image
 	for _, i := range f.images {
-		out = append(out, inventory.Image{Name: i})
+		out = append(out, apiv1.Image{Name: i})
 	}
 	return out, nil
 }
@@ -88,14 +87,14 @@ func (f *fakeAM) DiskImages(context.Context) ([]proto.DiskImage, error) {
 	return out, nil
 }
 
-func (f *fakeAM) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (store.BootLink, error) {
+func (f *fakeAM) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (apiv1.BootLink, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stall["link"] == hrn { // an appliance that does not answer
 		f.mu.Unlock()
 		<-ctx.Done()
 		f.mu.Lock()
-		return store.BootLink{}, ctx.Err()
+		return apiv1.BootLink{}, ctx.Err()
 	}
 	f.setCalls++
 	if image == "" {
@@ -103,7 +102,7 @@ func (f *fakeAM) SetBoot(ctx context.Context, hrn, image string, lifetime time.D
 	}
 	f.links[hrn] = image
 	f.note("%s link %s", hrn, image)
-	return store.BootLink{HRN: hrn, Image: image}, nil
+	return apiv1.BootLink{HRN: hrn, Image: image}, nil
 }
 
 func (f *fakeAM) ClearBoot(_ context.Context, hrn string) error {

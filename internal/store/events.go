@@ -4,18 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"time"
+
+	"github.com/orbit-lab/netboot/am/apiv1"
 )
 
 // Event is one step on a node's boot timeline, written by every service.
-type Event struct {
-	ID     int64     `json:"id"`
-	HRN    string    `json:"hrn"`
-	At     time.Time `json:"at"`
-	Source string    `json:"source"` // am, dhcp, tftp, rc, power
-	What   string    `json:"what"`
-	Detail string    `json:"detail,omitempty"`
-}
+// The row is exactly the API's wire shape, so it is that type: no
+// conversion at the AM's edge.
+type Event = apiv1.Event
 
 // EventsPerNode bounds a node's timeline: older events are dropped.
 const EventsPerNode = 500
@@ -41,19 +40,103 @@ func (s *Store) AddEvent(ctx context.Context, e Event) error {
 func (s *Store) Events(ctx context.Context, hrn string) ([]Event, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, hrn, at, source, what, detail FROM
 		(SELECT * FROM events WHERE hrn = ? ORDER BY id DESC LIMIT ?) ORDER BY id`, hrn, EventsPerNode)
+	out, err := scanAll(rows, err, func(r scanner) (e Event, err error) {
+		var at int64
+		err = r.Scan(&e.ID, &e.HRN, &at, &e.Source, &e.What, &e.Detail)
+		e.At = time.Unix(0, at).UTC()
+		return e, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
 	}
-	defer rows.Close()
-	out := []Event{}
-	for rows.Next() {
-		var e Event
-		var at int64
-		if err := rows.Scan(&e.ID, &e.HRN, &at, &e.Source, &e.What, &e.Detail); err != nil {
-			return nil, fmt.Errorf("store: events: %w", err)
-		}
-		e.At = time.Unix(0, at).UTC()
-		out = append(out, e)
+	if out == nil {
+		out = []Event{} // the API answers [] for a node with no events
 	}
-	return out, rows.Err()
+	return out, nil
+}
+
+// AddEvents appends events in one transaction, like AddEvent does one by
+// one. The DHCP server writes its boot events in batches through it, so
+// that a rack booting at once costs one commit instead of one per packet.
+//
+// Rows go in with multi-row INSERTs. Trimming a timeline costs as much as
+// inserting into it, so a node is trimmed in about one batch in trimEvery,
+// and always when the batch brings it trimEvery events or more: its
+// timeline may hold a few more than EventsPerNode rows between trims, and
+// Events returns the newest EventsPerNode as always.
+func (s *Store) AddEvents(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var full *sql.Stmt // eventRowsPerInsert rows
+		for rest := events; len(rest) > 0; {
+			n := min(len(rest), eventRowsPerInsert)
+			var st *sql.Stmt
+			var err error
+			switch {
+			case n == eventRowsPerInsert && full != nil:
+				st = full
+			default:
+				st, err = tx.PrepareContext(ctx, insertEventsSQL(n))
+				if err != nil {
+					return fmt.Errorf("store: add events: %w", err)
+				}
+				if n == eventRowsPerInsert {
+					full = st
+					defer full.Close()
+				} else {
+					defer st.Close()
+				}
+			}
+			args := make([]any, 0, 5*n)
+			for _, e := range rest[:n] {
+				args = append(args, e.HRN, e.At.UnixNano(), e.Source, e.What, e.Detail)
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("store: add events: %w", err)
+			}
+			rest = rest[n:]
+		}
+		perNode := map[string]int{}
+		for _, e := range events {
+			perNode[e.HRN]++
+		}
+		var trim *sql.Stmt
+		for hrn, n := range perNode {
+			if n < trimEvery && rand.IntN(trimEvery) != 0 {
+				continue
+			}
+			if trim == nil {
+				var err error
+				trim, err = tx.PrepareContext(ctx, `DELETE FROM events WHERE hrn = ? AND id <
+					(SELECT id FROM events WHERE hrn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`)
+				if err != nil {
+					return fmt.Errorf("store: trim events: %w", err)
+				}
+				defer trim.Close()
+			}
+			if _, err := trim.ExecContext(ctx, hrn, hrn, EventsPerNode-1); err != nil {
+				return fmt.Errorf("store: trim events: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+const (
+	eventRowsPerInsert = 32
+	trimEvery          = 8
+)
+
+func insertEventsSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO events(hrn, at, source, what, detail) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, ?, ?, ?)`)
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
@@ -15,8 +16,6 @@ var ErrAmbiguous = errors.New("ambiguous")
 const nodeColumns = `n.hrn, t.domain, n.hostname, n.control_ip, n.control_mac, n.cmc_ip, n.x, n.y, n.z, n.disk, n.pxe_image, n.bootfile, n.power`
 const nodeFrom = ` FROM nodes n JOIN testbeds t ON t.id = n.testbed_id `
 
-type scanner interface{ Scan(...any) error }
-
 func scanNode(r scanner) (inventory.Node, error) {
 	var n inventory.Node
 	err := r.Scan(&n.HRN, &n.Domain, &n.Hostname, &n.ControlIP, &n.ControlMAC, &n.CmcIP, &n.X, &n.Y, &n.Z, &n.Disk, &n.PXEImage, &n.Bootfile, &n.Power)
@@ -25,30 +24,15 @@ func scanNode(r scanner) (inventory.Node, error) {
 
 func (s *Store) queryNodes(ctx context.Context, where string, args ...any) ([]inventory.Node, error) {
 	rows, err := s.query(ctx, nil, `SELECT `+nodeColumns+nodeFrom+where+` ORDER BY t.domain, n.hrn`, args...)
+	out, err := scanAll(rows, err, scanNode)
 	if err != nil {
 		return nil, fmt.Errorf("store: nodes: %w", err)
 	}
-	defer rows.Close()
-	var out []inventory.Node
-	for rows.Next() {
-		n, err := scanNode(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: nodes: %w", err)
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *Store) oneNode(ctx context.Context, what, where string, args ...any) (inventory.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return inventory.Node{}, fmt.Errorf("node %s: %w", what, ErrNotFound)
-	}
-	if err != nil {
-		return inventory.Node{}, fmt.Errorf("store: node %s: %w", what, err)
-	}
-	return n, nil
+	return scanOne(s.queryRow(ctx, `SELECT `+nodeColumns+nodeFrom+where, args...), scanNode, "node "+what)
 }
 
 // Nodes lists the nodes of one testbed, or of all when domain is "".
@@ -151,46 +135,34 @@ func (s *Store) LookupNodes(ctx context.Context, domain string, names []string) 
 	return found, missing, nil
 }
 
-// Testbed is one domain and how many nodes it has.
-type Testbed struct {
-	Domain string `json:"domain"`
-	Nodes  int    `json:"nodes"`
-}
+// Testbed is one domain and how many nodes it has: the row is the API's
+// wire shape.
+type Testbed = apiv1.Testbed
 
 // Testbeds lists every testbed.
 func (s *Store) Testbeds(ctx context.Context) ([]Testbed, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT t.domain, count(n.hrn) FROM testbeds t LEFT JOIN nodes n ON n.testbed_id = t.id GROUP BY t.id ORDER BY t.domain`)
+	out, err := scanAll(rows, err, func(r scanner) (t Testbed, err error) {
+		err = r.Scan(&t.Domain, &t.Nodes)
+		return t, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: testbeds: %w", err)
 	}
-	defer rows.Close()
-	var out []Testbed
-	for rows.Next() {
-		var t Testbed
-		if err := rows.Scan(&t.Domain, &t.Nodes); err != nil {
-			return nil, fmt.Errorf("store: testbeds: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Images lists the PXE images known to the inventory.
 func (s *Store) Images(ctx context.Context) ([]inventory.Image, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, description FROM images ORDER BY name`)
+	out, err := scanAll(rows, err, func(r scanner) (i inventory.Image, err error) {
+		err = r.Scan(&i.Name, &i.Description)
+		return i, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: images: %w", err)
 	}
-	defer rows.Close()
-	var out []inventory.Image
-	for rows.Next() {
-		var i inventory.Image
-		if err := rows.Scan(&i.Name, &i.Description); err != nil {
-			return nil, fmt.Errorf("store: images: %w", err)
-		}
-		out = append(out, i)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PutImage adds or updates a PXE image.
@@ -258,24 +230,20 @@ func (s *Store) Import(ctx context.Context, f inventory.File) error {
 // node already in the database that the file does not replace.
 func conflictsWithKept(ctx context.Context, tx *sql.Tx, f inventory.File, incoming map[string]bool) ([]error, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT hrn, control_ip, control_mac FROM nodes`)
+	held, err := scanAll(rows, err, func(r scanner) (n [3]string, err error) {
+		err = r.Scan(&n[0], &n[1], &n[2])
+		return n, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: import: %w", err)
 	}
 	kept := map[string]string{} // ip or mac -> hrn
-	for rows.Next() {
-		var hrn, ip, mac string
-		if err := rows.Scan(&hrn, &ip, &mac); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: import: %w", err)
-		}
+	for _, n := range held {
+		hrn, ip, mac := n[0], n[1], n[2]
 		if !incoming[hrn] {
 			kept["control_ip "+ip] = hrn
 			kept["control_mac "+mac] = hrn
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: import: %w", err)
 	}
 	var problems []error
 	for _, tb := range f.Testbeds {

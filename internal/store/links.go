@@ -9,15 +9,17 @@ import (
 )
 
 // BootLink is one active pxelinux.cfg link: the node boots Image until
-// ExpiresAt, the latest expiry of its outstanding references.
+// ExpiresAt, the latest expiry of its outstanding references. It keeps the
+// control IP as the text pxelink names files by; the AM answers with
+// apiv1.BootLink.
 type BootLink struct {
-	HRN       string    `json:"hrn"`
-	ControlIP string    `json:"ip"`
-	Hex       string    `json:"hex"`
-	Image     string    `json:"image"`
-	SetAt     time.Time `json:"set_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Refs      int       `json:"refs"` // OMF's per-node reference count
+	HRN       string
+	ControlIP string
+	Hex       string
+	Image     string
+	SetAt     time.Time
+	ExpiresAt time.Time
+	Refs      int // OMF's per-node reference count
 }
 
 // linkChunk bounds the rows of one multi-row statement (SQLite caps bound
@@ -105,20 +107,15 @@ func (s *Store) LinkNames(ctx context.Context, hrns []string) (map[string]string
 			args[i] = h
 		}
 		rows, err := s.query(ctx, nil, `SELECT hrn, hex FROM boot_links WHERE hrn IN (`+marks(len(chunk))+`)`, args...)
+		names, err := scanAll(rows, err, func(r scanner) (n [2]string, err error) {
+			err = r.Scan(&n[0], &n[1])
+			return n, err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("store: link names: %w", err)
 		}
-		for rows.Next() {
-			var hrn, hex string
-			if err := rows.Scan(&hrn, &hex); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: link names: %w", err)
-			}
-			out[hrn] = hex
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("store: link names: %w", err)
+		for _, n := range names {
+			out[n[0]] = n[1]
 		}
 	}
 	return out, nil
@@ -129,21 +126,16 @@ func (s *Store) Links(ctx context.Context, now time.Time) ([]BootLink, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT l.hrn, l.control_ip, l.hex, l.image, l.set_at, l.expires_at,
 		(SELECT count(*) FROM boot_link_refs r WHERE r.hrn = l.hrn AND r.expires_at > ?)
 		FROM boot_links l ORDER BY l.hrn`, now.UnixNano())
+	out, err := scanAll(rows, err, func(r scanner) (l BootLink, err error) {
+		var set, exp int64
+		err = r.Scan(&l.HRN, &l.ControlIP, &l.Hex, &l.Image, &set, &exp, &l.Refs)
+		l.SetAt, l.ExpiresAt = time.Unix(0, set).UTC(), time.Unix(0, exp).UTC()
+		return l, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: links: %w", err)
 	}
-	defer rows.Close()
-	var out []BootLink
-	for rows.Next() {
-		var l BootLink
-		var set, exp int64
-		if err := rows.Scan(&l.HRN, &l.ControlIP, &l.Hex, &l.Image, &set, &exp, &l.Refs); err != nil {
-			return nil, fmt.Errorf("store: links: %w", err)
-		}
-		l.SetAt, l.ExpiresAt = time.Unix(0, set).UTC(), time.Unix(0, exp).UTC()
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // ExpireLinks drops references expired at now and returns, removed, the
@@ -157,18 +149,14 @@ func (s *Store) ExpireLinks(ctx context.Context, now time.Time) ([]BootLink, err
 		rows, err := s.query(ctx, tx, `DELETE FROM boot_links
 			WHERE NOT EXISTS (SELECT 1 FROM boot_link_refs r WHERE r.hrn = boot_links.hrn)
 			RETURNING hrn, control_ip, hex, image`)
+		gone, err = scanAll(rows, err, func(r scanner) (l BootLink, err error) {
+			err = r.Scan(&l.HRN, &l.ControlIP, &l.Hex, &l.Image)
+			return l, err
+		})
 		if err != nil {
 			return fmt.Errorf("store: expire: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var l BootLink
-			if err := rows.Scan(&l.HRN, &l.ControlIP, &l.Hex, &l.Image); err != nil {
-				return fmt.Errorf("store: expire: %w", err)
-			}
-			gone = append(gone, l)
-		}
-		return rows.Err()
+		return nil
 	})
 	return gone, err
 }

@@ -116,14 +116,8 @@ func (s *Store) PutRCEnrollment(ctx context.Context, e RCEnrollment) (RCEnrollme
 
 // RCEnrollment returns a node's current enrollment.
 func (s *Store) RCEnrollment(ctx context.Context, hrn string) (RCEnrollment, error) {
-	e, err := scanEnrollment(s.db.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM rc_enrollments WHERE hrn = ?`, hrn))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, fmt.Errorf("enrollment of %q: %w", hrn, ErrNotFound)
-	}
-	if err != nil {
-		return e, fmt.Errorf("store: enrollment of %q: %w", hrn, err)
-	}
-	return e, nil
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM rc_enrollments WHERE hrn = ?`, hrn),
+		scanEnrollment, fmt.Sprintf("enrollment of %q", hrn))
 }
 
 // RCEnrollmentBySecret returns the enrollment whose secret is secret (an
@@ -145,19 +139,11 @@ func (s *Store) RCEnrollmentBySecret(ctx context.Context, secret string) (RCEnro
 // RCEnrollments lists every node's current enrollment, by hrn.
 func (s *Store) RCEnrollments(ctx context.Context) ([]RCEnrollment, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+enrollmentColumns+` FROM rc_enrollments ORDER BY hrn`)
+	out, err := scanAll(rows, err, scanEnrollment)
 	if err != nil {
 		return nil, fmt.Errorf("store: enrollments: %w", err)
 	}
-	defer rows.Close()
-	var out []RCEnrollment
-	for rows.Next() {
-		e, err := scanEnrollment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: enrollments: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // TouchRCEnrollment records that the enrollment's RC was heard from at at.
@@ -241,32 +227,18 @@ func (s *Store) AddRCCommand(ctx context.Context, c RCCommand) (RCCommand, error
 
 // RCCommand returns one command.
 func (s *Store) RCCommand(ctx context.Context, id int64) (RCCommand, error) {
-	c, err := scanCommand(s.db.QueryRowContext(ctx, `SELECT `+commandColumns+` FROM rc_commands WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("command %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return c, fmt.Errorf("store: command %d: %w", id, err)
-	}
-	return c, nil
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+commandColumns+` FROM rc_commands WHERE id = ?`, id),
+		scanCommand, fmt.Sprintf("command %d", id))
 }
 
 // RCCommands lists a node's commands, newest first, at most limit.
 func (s *Store) RCCommands(ctx context.Context, hrn string, limit int) ([]RCCommand, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+commandColumns+` FROM rc_commands WHERE hrn = ? ORDER BY id DESC LIMIT ?`, hrn, limit)
+	out, err := scanAll(rows, err, scanCommand)
 	if err != nil {
 		return nil, fmt.Errorf("store: commands of %q: %w", hrn, err)
 	}
-	defer rows.Close()
-	var out []RCCommand
-	for rows.Next() {
-		c, err := scanCommand(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: commands of %q: %w", hrn, err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // TakeRCCommand hands out the enrollment's oldest queued command: it is
@@ -404,19 +376,8 @@ func (s *Store) FailSilentRCCommands(ctx context.Context, before, at time.Time) 
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT c.id FROM rc_commands c JOIN rc_enrollments e ON e.id = c.enrollment
 			WHERE c.state = ? AND e.last_seen < ?`, proto.StateRunning, before.UnixNano())
+		ids, err = scanAll(rows, err, scanInt64)
 		if err != nil {
-			return fmt.Errorf("store: silent commands: %w", err)
-		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: silent commands: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return fmt.Errorf("store: silent commands: %w", err)
 		}
 		if len(ids) == 0 {

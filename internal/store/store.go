@@ -293,6 +293,52 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
+// scanner is a row being read: *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// scanAll reads every row a query returned with scan, and closes them: the
+// package's one row loop. rows and err are the query's results, so that a
+// call reads scanAll(s.query(...), scanX). No rows is a nil slice.
+func scanAll[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanOne reads the one row a lookup returned; what names the lookup in
+// its errors, and no row is ErrNotFound.
+func scanOne[T any](row *sql.Row, scan func(scanner) (T, error), what string) (T, error) {
+	v, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return v, nil
+}
+
+// scanInt64 reads a row of one integer.
+func scanInt64(r scanner) (v int64, err error) {
+	err = r.Scan(&v)
+	return v, err
+}
+
 // tx runs fn in one transaction, committed only if fn returns nil.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)

@@ -1,0 +1,82 @@
+// Package apierr is the one way the AM and its RC broker answer a failed
+// /api/v1 call: the status that tells the caller what to fix, and the
+// apiv1.ErrorBody that says it.
+package apierr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+// statusError is an error that knows its HTTP status.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// New is an error answered with status.
+func New(status int, format string, args ...any) error {
+	return &statusError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// BadRequest is a 400: the caller must fix the request.
+func BadRequest(format string, args ...any) error {
+	return New(http.StatusBadRequest, format, args...)
+}
+
+// StatusClientGone answers a request whose client went away; nobody
+// reads it.
+const StatusClientGone = 499
+
+// Status maps an error to the status that tells the caller what to fix.
+func Status(err error) int {
+	var se *statusError
+	var ie *inventory.Error
+	switch {
+	case errors.As(err, &se):
+		return se.status
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, pxelink.ErrNoImage):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrAmbiguous), errors.Is(err, store.ErrInvalidReport),
+		errors.Is(err, pxelink.ErrInvalid), errors.Is(err, inventory.ErrInvalid), errors.As(err, &ie):
+		return http.StatusBadRequest
+	case errors.Is(err, context.Canceled):
+		return StatusClientGone
+	}
+	return http.StatusInternalServerError
+}
+
+// Body is the answer's body: an inventory rejection also lists its
+// problems one by one.
+func Body(err error) apiv1.ErrorBody {
+	var ie *inventory.Error
+	if !errors.As(err, &ie) {
+		return apiv1.ErrorBody{Error: err.Error()}
+	}
+	problems := make([]string, len(ie.Problems))
+	for i, p := range ie.Problems {
+		problems[i] = p.Error()
+	}
+	return apiv1.ErrorBody{Error: ie.Summary(), Problems: problems}
+}
+
+// Write answers err and ends the request; it returns the status, for
+// the caller that logs server-side failures.
+func Write(c *gin.Context, err error) int {
+	status := Status(err)
+	c.AbortWithStatusJSON(status, Body(err))
+	return status
+}
