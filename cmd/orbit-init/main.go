@@ -254,6 +254,7 @@ func (p *pid1) doShutdown(cmd int) {
 	unix.Sync()
 	unmountAll(p.log)
 	unix.Sync()
+	orbitinit.LinksDown(p.log)
 	p.log.Info("shutdown: " + name)
 	if err := unix.Reboot(cmd); err != nil {
 		p.log.Error("shutdown: reboot(2) failed; going on reaping", "cmd", name, "err", err)
