@@ -24,12 +24,12 @@ import (
 	"github.com/orbit-lab/netboot/am"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
+	"github.com/orbit-lab/netboot/cmd/netbootd/timeline"
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/config"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/logging"
 	"github.com/orbit-lab/netboot/internal/store"
-	"github.com/orbit-lab/netboot/internal/timeline"
 	"github.com/orbit-lab/netboot/tftpd"
 )
 

@@ -3,6 +3,9 @@
 // directory, starts netbootd on a loopback port of its own choosing (port 0:
 // no probe for a free port that another test package may take meanwhile)
 // and waits until netbootd says, in its --ready-file, which port it bound.
+//
+// It is a test kit: it runs the binaries (go build), never links the
+// services, and imports only leaf helpers (internal/childproc).
 package apptest
 
 import (

@@ -11,6 +11,12 @@
 // through the flow independently: one that fails or times out is reported
 // in its Result and the others go on. Every link the flow set is cleared
 // on every way out, a cancelled context (Ctrl-C) included.
+//
+// It is orchestration, not a leaf helper: nbctl's load and save, kept out
+// of package main so that its tests drive the flow against a fake API. It
+// reaches the appliance only through the JSON API (internal/amclient and
+// the API's wire types) and imports no service package (am, dhcpd, tftpd,
+// rc except rc/proto).
 package imaging
 
 import (
