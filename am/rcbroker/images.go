@@ -21,7 +21,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/internal/ctxio"
-	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -66,9 +66,8 @@ func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
 // checkImageName refuses what could escape the directory or collide with
 // the store's own files.
 func checkImageName(name string) error {
-	if !inventory.ValidName(name) || strings.Contains(name, "..") || len(name) > 128 ||
-		strings.HasSuffix(name, sumSuffix) || strings.HasPrefix(name, uploadPrefix) {
-		return badRequest("disk image name %q: want letters, digits and . _ : @ + - (no '/', no '..', at most 128)", clip(name))
+	if !imagename.ValidDisk(name) {
+		return badRequest("disk image name %q: %s", clip(name), imagename.DiskRule)
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -217,8 +218,8 @@ func preflight(ctx context.Context, am AM, job Job) ([]inventory.Node, error) {
 		problems = append(problems, fmt.Sprintf("disk image %q does not exist on the appliance (nbctl disk list)", job.Image))
 	case job.Op == Save && exists && !job.Replace:
 		problems = append(problems, fmt.Sprintf("disk image %q exists already (--replace overwrites it)", job.Image))
-	case job.Op == Save && !inventory.ValidName(job.Image):
-		problems = append(problems, fmt.Sprintf("disk image name %q: want letters, digits and . _ : @ + -", job.Image))
+	case job.Op == Save && !imagename.ValidDisk(job.Image):
+		problems = append(problems, fmt.Sprintf("disk image name %q: %s", job.Image, imagename.DiskRule))
 	}
 	if job.PXEImage != "" {
 		imgs, err := am.Images(ctx)
