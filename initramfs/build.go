@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/initramfs/layout"
+	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/imagename"
 )
 
@@ -409,30 +410,16 @@ func Assemble(c Contents) (*Archive, error) {
 	return a, nil
 }
 
-// writeAtomic writes path through fill under a temporary name in the same
-// directory, syncs it, makes it 0644 and renames it into place.
+// writeAtomic writes dst (0644) through fill, atomically, and describes it.
 func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return File{}, err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly after the rename
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
-	err = fill(cw)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
+	var size int64
+	err := atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		cw := &countWriter{w: io.MultiWriter(w, h)}
+		err := fill(cw)
+		size = cw.n
+		return err
+	})
 	if err != nil {
 		return File{}, fmt.Errorf("write %s: %w", dst, err)
 	}
@@ -440,7 +427,7 @@ func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{Path: abs, Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return File{Path: abs, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // copyAtomic copies src to dst with writeAtomic, unless dst already has the
