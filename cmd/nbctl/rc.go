@@ -13,9 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/orbit-lab/netboot/rc/proto"
-
 	"github.com/orbit-lab/netboot/internal/atomicfile"
+	"github.com/orbit-lab/netboot/rc/proto"
 )
 
 // The Resource Controller commands:

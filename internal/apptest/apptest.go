@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/childproc"
+	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
 var (
@@ -43,12 +44,11 @@ var (
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
+		root, err := modroot.Find()
 		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+			buildErr = err
 			return
 		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
 		binDir = filepath.Join(root, ".cache", "apptest-bin")
 		if buildErr = os.MkdirAll(binDir, 0o755); buildErr != nil {
 			return
