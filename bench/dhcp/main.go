@@ -50,7 +50,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -62,7 +61,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-lab/netboot/bench/internal/benchproc"
 	"github.com/orbit-lab/netboot/dhcpd"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -91,13 +92,7 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "-serve" {
-		if err := serve(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "serve:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	benchproc.Child(serve)
 	var o options
 	var servers string
 	flag.IntVar(&o.macs, "macs", 1000, "reservations (and client MACs)")
@@ -404,29 +399,9 @@ func (n *netw) close() {
 
 type daemon struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *apptest.SyncBuffer
 	done chan struct{}
 	in   io.WriteCloser
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() < 1<<20 {
-		b.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func (d *daemon) exited() bool {
@@ -452,7 +427,7 @@ func (d *daemon) stop() {
 }
 
 func startDaemon(ns string, env []string, argv ...string) (*daemon, error) {
-	d := &daemon{out: &lockedBuffer{}, done: make(chan struct{})}
+	d := &daemon{out: &apptest.SyncBuffer{Max: 1 << 20}, done: make(chan struct{})}
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -589,14 +564,8 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := benchproc.ChildContext()
 	defer cancel()
-	go func() {
-		io.Copy(io.Discard, os.Stdin) // the parent holds stdin; EOF means it is gone
-		cancel()
-	}()
 	st, err := store.Open(ctx, *state)
 	if err != nil {
 		return err
@@ -624,17 +593,11 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchproc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	err = s.Start(ctx)
 	fmt.Fprintf(os.Stderr, "stats: %+v\n", s.Stats())
 	if n, _ := st.NodeCount(context.Background()); n > 0 {

@@ -291,14 +291,21 @@ func (a *Appliance) argv(name string, args []string) (string, []string) {
 }
 
 // SyncBuffer is a bytes.Buffer safe for a writer and readers at once.
+// With Max > 0 it keeps the first Max bytes and drops the rest (a
+// benchmark's servers write for minutes).
 type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	Max int
+	mu  sync.Mutex
+	b   bytes.Buffer
 }
 
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.Max > 0 {
+		s.b.Write(p[:min(len(p), max(s.Max-s.b.Len(), 0))])
+		return len(p), nil
+	}
 	return s.b.Write(p)
 }
 
