@@ -356,17 +356,9 @@ func (s *Server) invListOfResources(c *gin.Context, p map[string]string) {
 			return
 		}
 	}
-	if len(nodes) == 0 {
-		invError(c, "RESOURCES", "Inventory has no info for any resources on the domain: "+domain)
-		return
-	}
-	var b strings.Builder
-	b.WriteString("<RESOURCES>")
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "<NODE>%s</NODE>", text(n.HRN))
-	}
-	b.WriteString("</RESOURCES>")
-	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
+	invList(c, "RESOURCES", "Inventory has no info for any resources on the domain: "+domain, len(nodes), func(b *strings.Builder, i int) {
+		fmt.Fprintf(b, "<NODE>%s</NODE>", text(nodes[i].HRN))
+	})
 }
 
 func (s *Server) invAllNodes(c *gin.Context, _ map[string]string) {
@@ -375,19 +367,12 @@ func (s *Server) invAllNodes(c *gin.Context, _ map[string]string) {
 		omfError(c, "getAllNodes", err)
 		return
 	}
-	if len(nodes) == 0 {
-		invError(c, "ALLNODES", "Inventory has no nodes defined")
-		return
-	}
-	var b strings.Builder
-	b.WriteString("<ALLNODES>")
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "<NODE name=%s hrn=%s control_mac=%s control_ip=%s x=%s y=%s z=%s disk=%s testbed=%s/>",
+	invList(c, "ALLNODES", "Inventory has no nodes defined", len(nodes), func(b *strings.Builder, i int) {
+		n := nodes[i]
+		fmt.Fprintf(b, "<NODE name=%s hrn=%s control_mac=%s control_ip=%s x=%s y=%s z=%s disk=%s testbed=%s/>",
 			attr(n.Hostname), attr(n.HRN), attr(n.ControlMAC), attr(n.ControlIP),
 			attr(fmt.Sprint(n.X)), attr(fmt.Sprint(n.Y)), attr(fmt.Sprint(n.Z)), attr(n.Disk), attr(n.Domain))
-	}
-	b.WriteString("</ALLNODES>")
-	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
+	})
 }
 
 func (s *Server) invAllTestbeds(c *gin.Context, _ map[string]string) {
@@ -396,16 +381,24 @@ func (s *Server) invAllTestbeds(c *gin.Context, _ map[string]string) {
 		omfError(c, "getAllTestbeds", err)
 		return
 	}
-	if len(tbs) == 0 {
-		invError(c, "ALLTESTBEDS", "Inventory has no testbeds defined")
+	invList(c, "ALLTESTBEDS", "Inventory has no testbeds defined", len(tbs), func(b *strings.Builder, i int) {
+		fmt.Fprintf(b, "<TESTBED>%s</TESTBED>", text(tbs[i].Domain))
+	})
+}
+
+// invList answers <root>item...</root>, item i written by one(b, i); with
+// no items, OMF's <root><ERROR>empty</ERROR></root> and a 404.
+func invList(c *gin.Context, root, empty string, n int, one func(b *strings.Builder, i int)) {
+	if n == 0 {
+		invError(c, root, empty)
 		return
 	}
 	var b strings.Builder
-	b.WriteString("<ALLTESTBEDS>")
-	for _, t := range tbs {
-		fmt.Fprintf(&b, "<TESTBED>%s</TESTBED>", text(t.Domain))
+	b.WriteString("<" + root + ">")
+	for i := range n {
+		one(&b, i)
 	}
-	b.WriteString("</ALLTESTBEDS>")
+	b.WriteString("</" + root + ">")
 	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
 }
 
