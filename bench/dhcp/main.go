@@ -47,7 +47,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -111,14 +110,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: want 1 <= -workers <= -macs <= 60000")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.limit)
-	defer cancel()
-	if err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchproc.Run(o.limit, func(ctx context.Context) error { return run(ctx, o, os.Stdout) })
 }
 
 // host is one reservation.
@@ -459,7 +451,7 @@ func startServer(_ context.Context, name, ns, dir string, hs []host, o options) 
 		d, err := startDaemon(ns, nil, args...)
 		return d, "dhcpd package, SQLite store (WAL), a boot event per exchange, 8 workers", err
 
-	case "dnsmasq":
+	case "dnsmasq", "dnsmasq-ro":
 		var b strings.Builder
 		for _, h := range hs {
 			fmt.Fprintf(&b, "%s,%s,%s\n", h.mac, h.ip, h.name)
@@ -468,33 +460,23 @@ func startServer(_ context.Context, name, ns, dir string, hs []host, o options) 
 		if err := os.WriteFile(hostsFile, []byte(b.String()), 0o644); err != nil {
 			return nil, "", err
 		}
-		d, err := startDaemon(ns, nil, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-			"--interface="+srvIf, "--bind-interfaces", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-",
-			"--dhcp-range=10.60.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile="+hostsFile,
-			"--dhcp-option=option:router,"+serverIP, "--dhcp-option=option:dns-server,"+serverIP,
-			"--dhcp-option=option:domain-name,"+domain, "--dhcp-boot="+bootfile+",,"+serverIP,
-			"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"))
-		return d, "dnsmasq 2.90, dhcp-hostsfile reservations, lease file, --quiet-dhcp", err
-
-	case "dnsmasq-ro":
-		// dnsmasq without its lease file (--leasefile-ro: it rewrites the
-		// whole file on every change otherwise) and without the ping
-		// before a first offer: its upper bound, for reference.
-		var b strings.Builder
-		for _, h := range hs {
-			fmt.Fprintf(&b, "%s,%s,%s\n", h.mac, h.ip, h.name)
+		args := []string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+			"--interface=" + srvIf, "--bind-interfaces", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-",
+			"--dhcp-range=10.60.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile=" + hostsFile,
+			"--dhcp-option=option:router," + serverIP, "--dhcp-option=option:dns-server," + serverIP,
+			"--dhcp-option=option:domain-name," + domain, "--dhcp-boot=" + bootfile + ",," + serverIP}
+		note := "dnsmasq 2.90, dhcp-hostsfile reservations, lease file, --quiet-dhcp"
+		if name == "dnsmasq-ro" {
+			// dnsmasq without its lease file (--leasefile-ro: it rewrites
+			// the whole file on every change otherwise) and without the
+			// ping before a first offer: its upper bound, for reference.
+			args = append(args, "--leasefile-ro", "--no-ping")
+			note = "dnsmasq 2.90 as dnsmasq, but --leasefile-ro (no lease persistence) and --no-ping"
+		} else {
+			args = append(args, "--dhcp-leasefile="+filepath.Join(dir, "leases"))
 		}
-		hostsFile := filepath.Join(dir, "hosts")
-		if err := os.WriteFile(hostsFile, []byte(b.String()), 0o644); err != nil {
-			return nil, "", err
-		}
-		d, err := startDaemon(ns, nil, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-			"--interface="+srvIf, "--bind-interfaces", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-",
-			"--dhcp-range=10.60.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile="+hostsFile,
-			"--dhcp-option=option:router,"+serverIP, "--dhcp-option=option:dns-server,"+serverIP,
-			"--dhcp-option=option:domain-name,"+domain, "--dhcp-boot="+bootfile+",,"+serverIP,
-			"--leasefile-ro", "--no-ping", "--pid-file="+filepath.Join(dir, "pid"))
-		return d, "dnsmasq 2.90 as dnsmasq, but --leasefile-ro (no lease persistence) and --no-ping", err
+		d, err := startDaemon(ns, nil, append(args, "--pid-file="+filepath.Join(dir, "pid"))...)
+		return d, note, err
 
 	case "kea", "kea-mt":
 		mt := name == "kea-mt"

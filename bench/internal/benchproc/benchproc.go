@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 )
 
 // ServeFlag, first on a benchmark's command line, runs its server child.
@@ -28,6 +29,20 @@ func Child(serve func(args []string) error) {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// Run runs a benchmark until it ends, limit passes or SIGINT or SIGTERM
+// stops it, and exits 1 if it failed.
+func Run(limit time.Duration, run func(context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	err := run(ctx)
+	cancel()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
 }
 
 // ChildContext is a server child's context: it ends on SIGINT or SIGTERM,
