@@ -1,6 +1,7 @@
 package am
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/am/power"
+	"github.com/orbit-lab/netboot/am/pxelink"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
@@ -241,15 +243,7 @@ func (s *Server) omfSetBootImage(c *gin.Context, p map[string]string) {
 }
 
 func (s *Server) omfSet(c *gin.Context, method, domain, ns, image string) {
-	names, err := splitNodeSet(ns)
-	if err == nil && domain != "" {
-		err = checkName("domain", domain)
-	}
-	if err != nil {
-		omfError(c, method, err)
-		return
-	}
-	_, targets, err := s.resolve(c.Request.Context(), domain, names, image)
+	targets, err := s.omfTargets(c.Request.Context(), domain, ns, image)
 	if err != nil {
 		omfError(c, method, err)
 		return
@@ -268,6 +262,20 @@ func (s *Server) omfSet(c *gin.Context, method, domain, ns, image string) {
 	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
 }
 
+// omfTargets resolves an OMF node set, in domain unless it is "", to the
+// boot links to set to image ("": each node's own) or to clear.
+func (s *Server) omfTargets(ctx context.Context, domain, ns, image string) ([]pxelink.Target, error) {
+	names, err := splitNodeSet(ns)
+	if err == nil && domain != "" {
+		err = checkName("domain", domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, targets, err := s.resolve(ctx, domain, names, image)
+	return targets, err
+}
+
 func (s *Server) omfClearBootImageNS(c *gin.Context, p map[string]string) {
 	s.omfClear(c, "clearBootImageNS", p["domain"], p["ns"])
 }
@@ -277,15 +285,7 @@ func (s *Server) omfClearBootImage(c *gin.Context, p map[string]string) {
 }
 
 func (s *Server) omfClear(c *gin.Context, method, domain, ns string) {
-	names, err := splitNodeSet(ns)
-	if err == nil && domain != "" {
-		err = checkName("domain", domain)
-	}
-	if err != nil {
-		omfError(c, method, err)
-		return
-	}
-	_, targets, err := s.resolve(c.Request.Context(), domain, names, "")
+	targets, err := s.omfTargets(c.Request.Context(), domain, ns, "")
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
