@@ -374,16 +374,7 @@ func newNet(ctx context.Context) (*netw, error) {
 // close deletes the namespaces (and so the veth pair).
 func (n *netw) close() {
 	for _, ns := range []string{n.srv, n.cli} {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				var pid int
-				fmt.Sscan(f, &pid)
-				if pid > 1 && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		exec.Command("ip", "netns", "del", ns).Run()
+		netns.Delete(ns)
 	}
 }
 
