@@ -6,51 +6,38 @@ import (
 	"testing"
 )
 
-func TestCheckPXE(t *testing.T) {
+// TestRules: one table for both kinds, so that where they differ shows.
+func TestRules(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		ok   bool
+		name      string
+		pxe, disk bool
 	}{
-		{"orbit-2.0.0", true},
-		{"lab_test.1", true},
-		{"0a120102", true}, // pxelinux asks for upper-case hex only
-		{strings.Repeat("a", 64), true},
-		{strings.Repeat("a", 65), false},
-		{"default", false},
-		{"0A120102", false},
-		{"C", false},
-		{"01-52-54-00-99-00-32", false},
-		{"a:b", false},
-		{"a/b", false},
-		{".x", false},
-		{"", false},
+		{"orbit-2.0.0", true, true},
+		{"lab_test.1", true, true},
+		{"0a120102", true, true}, // pxelinux asks for upper-case hex only
+		{"baseline:v2@lab+1", false, true},
+		{strings.Repeat("a", 64), true, true},
+		{strings.Repeat("a", 65), false, true},
+		{strings.Repeat("a", 128), false, true},
+		{strings.Repeat("a", 129), false, false},
+		{"default", false, true},
+		{"0A120102", false, true},
+		{"C", false, true},
+		{"01-52-54-00-99-00-32", false, true},
+		{"a..b", true, false},
+		{"img.zst.sha256", true, false},
+		{"../etc", false, false},
+		{"a/b", false, false},
+		{".upload-x", false, false},
+		{"-x", false, false},
+		{"", false, false},
 	} {
 		err := CheckPXE(tc.name)
-		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrBadPXE)) {
-			t.Errorf("CheckPXE(%.20q) = %v; want ok=%v", tc.name, err, tc.ok)
+		if (err == nil) != tc.pxe || (err != nil && !errors.Is(err, ErrBadPXE)) {
+			t.Errorf("CheckPXE(%.20q) = %v; want ok=%v", tc.name, err, tc.pxe)
 		}
-	}
-}
-
-func TestValidDisk(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"ubuntu-22.04", true},
-		{"baseline:v2@lab+1", true},
-		{strings.Repeat("a", 128), true},
-		{strings.Repeat("a", 129), false},
-		{"../etc", false},
-		{"a..b", false},
-		{"a/b", false},
-		{"img.zst.sha256", false},
-		{".upload-x", false},
-		{"-x", false},
-		{"", false},
-	} {
-		if got := ValidDisk(tc.name); got != tc.ok {
-			t.Errorf("ValidDisk(%.20q) = %v, want %v", tc.name, got, tc.ok)
+		if got := ValidDisk(tc.name); got != tc.disk {
+			t.Errorf("ValidDisk(%.20q) = %v, want %v", tc.name, got, tc.disk)
 		}
 	}
 }
