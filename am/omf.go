@@ -1,6 +1,7 @@
 package am
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/power"
+	"github.com/orbit-lab/netboot/am/pxelink"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
@@ -242,15 +244,7 @@ func (s *Server) omfSetBootImage(c *gin.Context, p map[string]string) {
 }
 
 func (s *Server) omfSet(c *gin.Context, method, domain, ns, image string) {
-	names, err := splitNodeSet(ns)
-	if err == nil && domain != "" {
-		err = checkName("domain", domain)
-	}
-	if err != nil {
-		omfError(c, method, err)
-		return
-	}
-	_, targets, err := s.resolve(c.Request.Context(), domain, names, image)
+	targets, err := s.omfTargets(c.Request.Context(), domain, ns, image)
 	if err != nil {
 		omfError(c, method, err)
 		return
@@ -269,6 +263,20 @@ func (s *Server) omfSet(c *gin.Context, method, domain, ns, image string) {
 	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
 }
 
+// omfTargets resolves an OMF node set, in domain unless it is "", to the
+// boot links to set to image ("": each node's own) or to clear.
+func (s *Server) omfTargets(ctx context.Context, domain, ns, image string) ([]pxelink.Target, error) {
+	names, err := splitNodeSet(ns)
+	if err == nil && domain != "" {
+		err = checkName("domain", domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, targets, err := s.resolve(ctx, domain, names, image)
+	return targets, err
+}
+
 func (s *Server) omfClearBootImageNS(c *gin.Context, p map[string]string) {
 	s.omfClear(c, "clearBootImageNS", p["domain"], p["ns"])
 }
@@ -278,15 +286,7 @@ func (s *Server) omfClearBootImage(c *gin.Context, p map[string]string) {
 }
 
 func (s *Server) omfClear(c *gin.Context, method, domain, ns string) {
-	names, err := splitNodeSet(ns)
-	if err == nil && domain != "" {
-		err = checkName("domain", domain)
-	}
-	if err != nil {
-		omfError(c, method, err)
-		return
-	}
-	_, targets, err := s.resolve(c.Request.Context(), domain, names, "")
+	targets, err := s.omfTargets(c.Request.Context(), domain, ns, "")
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
@@ -357,17 +357,9 @@ func (s *Server) invListOfResources(c *gin.Context, p map[string]string) {
 			return
 		}
 	}
-	if len(nodes) == 0 {
-		invError(c, "RESOURCES", "Inventory has no info for any resources on the domain: "+domain)
-		return
-	}
-	var b strings.Builder
-	b.WriteString("<RESOURCES>")
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "<NODE>%s</NODE>", text(n.HRN))
-	}
-	b.WriteString("</RESOURCES>")
-	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
+	invList(c, "RESOURCES", "Inventory has no info for any resources on the domain: "+domain, len(nodes), func(b *strings.Builder, i int) {
+		fmt.Fprintf(b, "<NODE>%s</NODE>", text(nodes[i].HRN))
+	})
 }
 
 func (s *Server) invAllNodes(c *gin.Context, _ map[string]string) {
@@ -376,19 +368,12 @@ func (s *Server) invAllNodes(c *gin.Context, _ map[string]string) {
 		omfError(c, "getAllNodes", err)
 		return
 	}
-	if len(nodes) == 0 {
-		invError(c, "ALLNODES", "Inventory has no nodes defined")
-		return
-	}
-	var b strings.Builder
-	b.WriteString("<ALLNODES>")
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "<NODE name=%s hrn=%s control_mac=%s control_ip=%s x=%s y=%s z=%s disk=%s testbed=%s/>",
+	invList(c, "ALLNODES", "Inventory has no nodes defined", len(nodes), func(b *strings.Builder, i int) {
+		n := nodes[i]
+		fmt.Fprintf(b, "<NODE name=%s hrn=%s control_mac=%s control_ip=%s x=%s y=%s z=%s disk=%s testbed=%s/>",
 			attr(n.Hostname), attr(n.HRN), attr(n.ControlMAC), attr(n.ControlIP),
 			attr(fmt.Sprint(n.X)), attr(fmt.Sprint(n.Y)), attr(fmt.Sprint(n.Z)), attr(n.Disk), attr(n.Domain))
-	}
-	b.WriteString("</ALLNODES>")
-	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
+	})
 }
 
 func (s *Server) invAllTestbeds(c *gin.Context, _ map[string]string) {
@@ -397,16 +382,24 @@ func (s *Server) invAllTestbeds(c *gin.Context, _ map[string]string) {
 		omfError(c, "getAllTestbeds", err)
 		return
 	}
-	if len(tbs) == 0 {
-		invError(c, "ALLTESTBEDS", "Inventory has no testbeds defined")
+	invList(c, "ALLTESTBEDS", "Inventory has no testbeds defined", len(tbs), func(b *strings.Builder, i int) {
+		fmt.Fprintf(b, "<TESTBED>%s</TESTBED>", text(tbs[i].Domain))
+	})
+}
+
+// invList answers <root>item...</root>, item i written by one(b, i); with
+// no items, OMF's <root><ERROR>empty</ERROR></root> and a 404.
+func invList(c *gin.Context, root, empty string, n int, one func(b *strings.Builder, i int)) {
+	if n == 0 {
+		invError(c, root, empty)
 		return
 	}
 	var b strings.Builder
-	b.WriteString("<ALLTESTBEDS>")
-	for _, t := range tbs {
-		fmt.Fprintf(&b, "<TESTBED>%s</TESTBED>", text(t.Domain))
+	b.WriteString("<" + root + ">")
+	for i := range n {
+		one(&b, i)
 	}
-	b.WriteString("</ALLTESTBEDS>")
+	b.WriteString("</" + root + ">")
 	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -61,19 +62,8 @@ func (l *lab) netns(name string) string {
 	ns := l.prefix + "-" + name
 	l.ip("netns", "add", ns)
 	l.t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				var pid int
-				fmt.Sscan(f, &pid)
-				// Not this process: a thread of it may have entered ns
-				// (inNetns), and Go keeps the main thread if it was that one.
-				if pid > 1 && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			l.t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		if err := netns.Delete(ns); err != nil {
+			l.t.Error(err)
 		}
 	})
 	l.ip("-n", ns, "link", "set", "lo", "up")

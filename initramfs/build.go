@@ -20,11 +20,12 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/orbit-lab/netboot/initramfs/layout"
+	"github.com/orbit-lab/netboot/internal/atomicfile"
+	"github.com/orbit-lab/netboot/internal/imagename"
 )
 
 // Options say what to build.
@@ -85,7 +86,7 @@ type Result struct {
 }
 
 // ErrBadName is returned (wrapped) for an image name that cannot be used.
-var ErrBadName = errors.New("bad image name")
+var ErrBadName = imagename.ErrBadPXE
 
 // DefaultModules are the drivers an orbit-pxe image loads unless told
 // otherwise, with their dependencies: the NICs of testbed nodes and of
@@ -97,26 +98,9 @@ func DefaultModules() []string {
 	return []string{"e1000", "virtio_net", "virtio_pci", "virtio_blk", "ahci", "ata_piix", "sd_mod"}
 }
 
-var (
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	// Names pxelinux itself looks up in pxelinux.cfg/: an image must never
-	// shadow one (upper-case hex IP prefixes, 01-<mac>, default).
-	hexRE = regexp.MustCompile(`^[0-9A-F]{1,8}$`)
-	macRE = regexp.MustCompile(`^01-`)
-)
-
-// CheckName reports whether name can be an image name: letters, digits, '.',
-// '_' and '-', at most 64, starting with a letter or digit, and none of the
-// names pxelinux looks up by itself ("default", upper-case hex, "01-...").
-func CheckName(name string) error {
-	switch {
-	case !nameRE.MatchString(name):
-		return fmt.Errorf("%w %q: use letters, digits, '.', '_', '-' (at most 64, not starting with '.' or '-')", ErrBadName, name)
-	case name == "default", hexRE.MatchString(name), macRE.MatchString(name):
-		return fmt.Errorf("%w %q: pxelinux looks this name up by itself", ErrBadName, name)
-	}
-	return nil
-}
+// CheckName reports whether name can be an image name (the PXE image rule,
+// imagename.CheckPXE).
+func CheckName(name string) error { return imagename.CheckPXE(name) }
 
 // Version returns the version part of an image name, used in the initramfs
 // file name: the name without a leading "orbit-" (orbit-2.0.0 -> 2.0.0), or
@@ -426,30 +410,16 @@ func Assemble(c Contents) (*Archive, error) {
 	return a, nil
 }
 
-// writeAtomic writes path through fill under a temporary name in the same
-// directory, syncs it, makes it 0644 and renames it into place.
+// writeAtomic writes dst (0644) through fill, atomically, and describes it.
 func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return File{}, err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly after the rename
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
-	err = fill(cw)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
+	var size int64
+	err := atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		cw := &countWriter{w: io.MultiWriter(w, h)}
+		err := fill(cw)
+		size = cw.n
+		return err
+	})
 	if err != nil {
 		return File{}, fmt.Errorf("write %s: %w", dst, err)
 	}
@@ -457,7 +427,7 @@ func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{Path: abs, Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return File{Path: abs, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // copyAtomic copies src to dst with writeAtomic, unless dst already has the

@@ -161,11 +161,9 @@ func (c *client) report(ctx context.Context, id int64, r proto.Report) error {
 	return err
 }
 
-func imagePath(name string) string { return "/api/v1/disk-images/" + url.PathEscape(name) }
-
 // getImage starts the download of a disk image.
 func (c *client) getImage(ctx context.Context, name string) (*http.Response, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, imagePath(name), nil)
+	req, err := c.newRequest(ctx, http.MethodGet, proto.DiskImagePath(name), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +181,7 @@ func (c *client) getImage(ctx context.Context, name string) (*http.Response, err
 // putImage uploads body as a disk image; sum is called when body is read
 // to its end and returns the checksum sent in the trailer.
 func (c *client) putImage(ctx context.Context, name string, body io.Reader, trailer http.Header) (proto.DiskImage, error) {
-	req, err := c.newRequest(ctx, http.MethodPut, imagePath(name), body)
+	req, err := c.newRequest(ctx, http.MethodPut, proto.DiskImagePath(name), body)
 	if err != nil {
 		return proto.DiskImage{}, err
 	}
@@ -200,7 +198,7 @@ func (c *client) putImage(ctx context.Context, name string, body io.Reader, trai
 	}
 	var img proto.DiskImage
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&img); err != nil {
-		return img, fmt.Errorf("PUT %s: answer: %w", imagePath(name), err)
+		return img, fmt.Errorf("PUT %s: answer: %w", proto.DiskImagePath(name), err)
 	}
 	return img, nil
 }

@@ -27,6 +27,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orbit-lab/netboot/rc/proto"
+
+	"github.com/orbit-lab/netboot/internal/atomicfile"
 )
 
 // Version is the RC's protocol version, sent at enrollment.
@@ -284,11 +286,7 @@ func writeState(path string, e *enrollment) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 // loadState takes up the enrollment an earlier run of the RC kept, if it is

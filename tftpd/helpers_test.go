@@ -164,42 +164,44 @@ func (s *sinkRecorder) TransferDone(_ context.Context, t Transfer) {
 // last block.
 func (s *sinkRecorder) waitFor(t testing.TB, port int, file string) Transfer {
 	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		s.mu.Lock()
-		for _, tr := range s.transfers {
+	return s.await(t, func(trs []Transfer) (Transfer, bool) {
+		for _, tr := range trs {
 			if (port == 0 || int(tr.Client.Port()) == port) && tr.File == file {
-				s.mu.Unlock()
-				return tr
+				return tr, true
 			}
 		}
-		s.mu.Unlock()
-		select {
-		case <-s.changed:
-		case <-time.After(50 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("no transfer of %q from port %d reported", file, port)
-		}
-	}
+		return Transfer{}, false
+	}, func() string { return fmt.Sprintf("no transfer of %q from port %d reported", file, port) })
 }
 
 // waitNth returns the n-th transfer reported (0-based), waiting up to 30 s.
 func (s *sinkRecorder) waitNth(t testing.TB, n int) Transfer {
 	t.Helper()
+	return s.await(t, func(trs []Transfer) (Transfer, bool) {
+		if len(trs) > n {
+			return trs[n], true
+		}
+		return Transfer{}, false
+	}, func() string { return fmt.Sprintf("only %d transfers reported, waiting for #%d", s.count(), n) })
+}
+
+// await waits up to 30 s until find picks a transfer among those reported
+// so far; missing says what was not seen.
+func (s *sinkRecorder) await(t testing.TB, find func([]Transfer) (Transfer, bool), missing func() string) Transfer {
+	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
 		s.mu.Lock()
-		if len(s.transfers) > n {
-			tr := s.transfers[n]
-			s.mu.Unlock()
+		tr, ok := find(s.transfers)
+		s.mu.Unlock()
+		if ok {
 			return tr
 		}
-		s.mu.Unlock()
 		select {
 		case <-s.changed:
 		case <-time.After(50 * time.Millisecond):
 		case <-deadline:
-			t.Fatalf("only %d transfers reported, waiting for #%d", s.count(), n)
+			t.Fatal(missing())
 		}
 	}
 }

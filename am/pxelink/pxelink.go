@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -100,7 +100,7 @@ func HexName(ip string) (string, error) {
 
 // CheckImage verifies that image names a regular file in cfg_dir.
 func (m *Manager) CheckImage(image string) error {
-	if !inventory.ValidName(image) || image == "default" || hexName.MatchString(image) {
+	if imagename.CheckPXE(image) != nil {
 		return fmt.Errorf("%w: image name %q", ErrInvalid, image)
 	}
 	fi, err := os.Lstat(filepath.Join(m.cfg.Dir, image))

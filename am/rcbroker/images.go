@@ -21,8 +21,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/ctxio"
-	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -56,8 +57,8 @@ func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rcbroker: image dir: %w", err)
 	}
-	for _, e := range entries { // uploads cut short by a crash
-		if strings.HasPrefix(e.Name(), uploadPrefix) {
+	for _, e := range entries { // uploads and checksums cut short by a crash
+		if strings.HasPrefix(e.Name(), uploadPrefix) || atomicfile.IsTemp(e.Name()) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
@@ -67,9 +68,8 @@ func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
 // checkImageName refuses what could escape the directory or collide with
 // the store's own files.
 func checkImageName(name string) error {
-	if !inventory.ValidName(name) || strings.Contains(name, "..") || len(name) > 128 ||
-		strings.HasSuffix(name, sumSuffix) || strings.HasPrefix(name, uploadPrefix) {
-		return apierr.BadRequest("disk image name %q: want letters, digits and . _ : @ + - (no '/', no '..', at most 128)", clip(name))
+	if !imagename.ValidDisk(name) {
+		return apierr.BadRequest("disk image name %q: %s", clip(name), imagename.DiskRule)
 	}
 	return nil
 }
@@ -121,7 +121,7 @@ func (s *imageStore) describe(f *os.File, name, format string) (proto.DiskImage,
 	defer s.mu.Unlock()
 	// Save it only if the file is still the one summed.
 	if cur, err := os.Stat(f.Name()); err == nil && os.SameFile(cur, fi) && cur.ModTime().Equal(fi.ModTime()) {
-		if err := writeFileAtomic(sumPath, []byte(img.SHA256+"  "+filepath.Base(f.Name())+"\n")); err != nil {
+		if err := atomicfile.WriteFile(sumPath, []byte(img.SHA256+"  "+filepath.Base(f.Name())+"\n"), 0o600); err != nil {
 			s.log.Warn("rc: saving an image checksum", "image", name, "err", err)
 		}
 	}
@@ -230,7 +230,7 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
 	}
 	tmp = nil
-	if err := writeFileAtomic(final+sumSuffix, []byte(got+"  "+filepath.Base(final)+"\n")); err != nil {
+	if err := atomicfile.WriteFile(final+sumSuffix, []byte(got+"  "+filepath.Base(final)+"\n"), 0o600); err != nil {
 		s.log.Warn("rc: saving an image checksum", "image", name, "err", err)
 	}
 	for other, ext := range extOf { // one name, one image
@@ -292,27 +292,6 @@ func (c ctxReadSeeker) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.ReadSeeker.Read(p)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), uploadPrefix+"sum-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
 }
 
 func syncDir(dir string) {

@@ -47,10 +47,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -62,7 +60,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-lab/netboot/bench/internal/benchproc"
 	"github.com/orbit-lab/netboot/dhcpd"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -91,13 +91,7 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "-serve" {
-		if err := serve(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "serve:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	benchproc.Child(serve)
 	var o options
 	var servers string
 	flag.IntVar(&o.macs, "macs", 1000, "reservations (and client MACs)")
@@ -116,14 +110,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: want 1 <= -workers <= -macs <= 60000")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.limit)
-	defer cancel()
-	if err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchproc.Run(o.limit, func(ctx context.Context) error { return run(ctx, o, os.Stdout) })
 }
 
 // host is one reservation.
@@ -387,16 +374,7 @@ func newNet(ctx context.Context) (*netw, error) {
 // close deletes the namespaces (and so the veth pair).
 func (n *netw) close() {
 	for _, ns := range []string{n.srv, n.cli} {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				var pid int
-				fmt.Sscan(f, &pid)
-				if pid > 1 && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		exec.Command("ip", "netns", "del", ns).Run()
+		netns.Delete(ns)
 	}
 }
 
@@ -404,29 +382,9 @@ func (n *netw) close() {
 
 type daemon struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *apptest.SyncBuffer
 	done chan struct{}
 	in   io.WriteCloser
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() < 1<<20 {
-		b.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func (d *daemon) exited() bool {
@@ -452,7 +410,7 @@ func (d *daemon) stop() {
 }
 
 func startDaemon(ns string, env []string, argv ...string) (*daemon, error) {
-	d := &daemon{out: &lockedBuffer{}, done: make(chan struct{})}
+	d := &daemon{out: &apptest.SyncBuffer{Max: 1 << 20}, done: make(chan struct{})}
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -484,7 +442,7 @@ func startServer(_ context.Context, name, ns, dir string, hs []host, o options) 
 		d, err := startDaemon(ns, nil, args...)
 		return d, "dhcpd package, SQLite store (WAL), a boot event per exchange, 8 workers", err
 
-	case "dnsmasq":
+	case "dnsmasq", "dnsmasq-ro":
 		var b strings.Builder
 		for _, h := range hs {
 			fmt.Fprintf(&b, "%s,%s,%s\n", h.mac, h.ip, h.name)
@@ -493,33 +451,23 @@ func startServer(_ context.Context, name, ns, dir string, hs []host, o options) 
 		if err := os.WriteFile(hostsFile, []byte(b.String()), 0o644); err != nil {
 			return nil, "", err
 		}
-		d, err := startDaemon(ns, nil, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-			"--interface="+srvIf, "--bind-interfaces", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-",
-			"--dhcp-range=10.60.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile="+hostsFile,
-			"--dhcp-option=option:router,"+serverIP, "--dhcp-option=option:dns-server,"+serverIP,
-			"--dhcp-option=option:domain-name,"+domain, "--dhcp-boot="+bootfile+",,"+serverIP,
-			"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"))
-		return d, "dnsmasq 2.90, dhcp-hostsfile reservations, lease file, --quiet-dhcp", err
-
-	case "dnsmasq-ro":
-		// dnsmasq without its lease file (--leasefile-ro: it rewrites the
-		// whole file on every change otherwise) and without the ping
-		// before a first offer: its upper bound, for reference.
-		var b strings.Builder
-		for _, h := range hs {
-			fmt.Fprintf(&b, "%s,%s,%s\n", h.mac, h.ip, h.name)
+		args := []string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+			"--interface=" + srvIf, "--bind-interfaces", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-",
+			"--dhcp-range=10.60.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile=" + hostsFile,
+			"--dhcp-option=option:router," + serverIP, "--dhcp-option=option:dns-server," + serverIP,
+			"--dhcp-option=option:domain-name," + domain, "--dhcp-boot=" + bootfile + ",," + serverIP}
+		note := "dnsmasq 2.90, dhcp-hostsfile reservations, lease file, --quiet-dhcp"
+		if name == "dnsmasq-ro" {
+			// dnsmasq without its lease file (--leasefile-ro: it rewrites
+			// the whole file on every change otherwise) and without the
+			// ping before a first offer: its upper bound, for reference.
+			args = append(args, "--leasefile-ro", "--no-ping")
+			note = "dnsmasq 2.90 as dnsmasq, but --leasefile-ro (no lease persistence) and --no-ping"
+		} else {
+			args = append(args, "--dhcp-leasefile="+filepath.Join(dir, "leases"))
 		}
-		hostsFile := filepath.Join(dir, "hosts")
-		if err := os.WriteFile(hostsFile, []byte(b.String()), 0o644); err != nil {
-			return nil, "", err
-		}
-		d, err := startDaemon(ns, nil, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-			"--interface="+srvIf, "--bind-interfaces", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-",
-			"--dhcp-range=10.60.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile="+hostsFile,
-			"--dhcp-option=option:router,"+serverIP, "--dhcp-option=option:dns-server,"+serverIP,
-			"--dhcp-option=option:domain-name,"+domain, "--dhcp-boot="+bootfile+",,"+serverIP,
-			"--leasefile-ro", "--no-ping", "--pid-file="+filepath.Join(dir, "pid"))
-		return d, "dnsmasq 2.90 as dnsmasq, but --leasefile-ro (no lease persistence) and --no-ping", err
+		d, err := startDaemon(ns, nil, append(args, "--pid-file="+filepath.Join(dir, "pid"))...)
+		return d, note, err
 
 	case "kea", "kea-mt":
 		mt := name == "kea-mt"
@@ -589,14 +537,8 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := benchproc.ChildContext()
 	defer cancel()
-	go func() {
-		io.Copy(io.Discard, os.Stdin) // the parent holds stdin; EOF means it is gone
-		cancel()
-	}()
 	st, err := store.Open(ctx, *state)
 	if err != nil {
 		return err
@@ -630,17 +572,11 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchproc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	err = s.Serve(ctx)
 	fmt.Fprintf(os.Stderr, "stats: %+v\n", s.Stats())
 	if n, _ := st.NodeCount(context.Background()); n > 0 {

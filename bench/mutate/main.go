@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -31,6 +30,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/mutate"
 )
 
@@ -51,11 +51,10 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	src, err := modroot.Find()
 	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
+		return err
 	}
-	src := filepath.Dir(strings.TrimSpace(string(out)))
 
 	re, err := regexp.Compile(*only)
 	if err != nil {

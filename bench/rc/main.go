@@ -43,7 +43,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +53,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
+	"github.com/orbit-lab/netboot/bench/internal/benchproc"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/rc"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -197,16 +197,11 @@ func run() error {
 		method{"rc LOAD_IMAGE zstd", load("bench")},
 		method{"rc LOAD_IMAGE gzip", load("bench-gz")},
 	)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchproc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	best := map[string]time.Duration{}
 	for r := 0; r < *runs; r++ {
 		for _, m := range methods {

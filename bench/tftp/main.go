@@ -49,10 +49,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +62,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/orbit-lab/netboot/bench/internal/benchproc"
 	"github.com/orbit-lab/netboot/tftpd"
 )
 
@@ -89,13 +88,7 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "-serve" {
-		if err := serve(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "serve:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	benchproc.Child(serve)
 	var o options
 	var clients, servers string
 	flag.IntVar(&o.blksize, "blksize", 1468, "block size the clients ask for")
@@ -129,14 +122,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	if err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchproc.Run(o.timeout, func(ctx context.Context) error { return run(ctx, o, os.Stdout) })
 }
 
 // serve is the child process running netbootd's server: it prints its
@@ -149,26 +135,13 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchproc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
+	defer stopProfile()
+	ctx, cancel := benchproc.ChildContext()
 	defer cancel()
-	go func() {
-		// The parent holds our stdin open; EOF means it is gone.
-		io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
 	// Failures only: logging 400 successes per scenario would measure the
 	// log, not the server.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/initramfs"
+	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
 // imageBuild builds the orbit-pxe RAM image locally; it needs no running
@@ -41,9 +40,9 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 		return errors.New("usage: nbctl image build --name NAME --kernel-dir DIR --out TFTP_ROOT [--modules m1,m2] [--ssh-key F] [--append ARGS] [--server URL]")
 	}
 	if *root == "" {
-		r, err := moduleRoot()
+		r, err := modroot.Find()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: give --module-root", err)
 		}
 		*root = r
 	}
@@ -73,26 +72,4 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	}
 	fmt.Fprintf(k.out, "registered %s with %s\n", *name, server)
 	return nil
-}
-
-// moduleRoot finds the netboot source tree holding the current directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if f, err := os.Open(filepath.Join(dir, "go.mod")); err == nil {
-			line, _ := bufio.NewReader(f).ReadString('\n')
-			f.Close()
-			if strings.TrimSpace(line) == "module github.com/orbit-lab/netboot" {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the netboot source tree: give --module-root")
-		}
-		dir = parent
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc"
 )
@@ -135,7 +136,7 @@ func TestBootCommands(t *testing.T) {
 // TestImageBuild builds the orbit-pxe image from the kernel cache (make
 // kernel) with nbctl, registers it, and points a node at it.
 func TestImageBuild(t *testing.T) {
-	root, err := moduleRoot()
+	root, err := modroot.Find()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -316,25 +316,14 @@ func (k *cli) diskGet(ctx context.Context, args []string) error {
 		return errors.New("usage: nbctl disk get NAME FILE")
 	}
 	name, file := args[0], args[1]
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".part-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
 	h := sha256.New()
-	sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(tmp, h))
-	if err == nil && sum != "" && sum != hex.EncodeToString(h.Sum(nil)) {
-		err = fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %x", name, sum, h.Sum(nil))
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), file)
-	}
+	err := atomicfile.Write(file, 0o600, func(w io.Writer) error {
+		sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(w, h))
+		if err == nil && sum != "" && sum != hex.EncodeToString(h.Sum(nil)) {
+			err = fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %x", name, sum, h.Sum(nil))
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}

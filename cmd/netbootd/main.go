@@ -24,12 +24,13 @@ import (
 	"github.com/orbit-lab/netboot/am"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
+	"github.com/orbit-lab/netboot/cmd/netbootd/timeline"
 	"github.com/orbit-lab/netboot/dhcpd"
+	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/config"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/logging"
 	"github.com/orbit-lab/netboot/internal/store"
-	"github.com/orbit-lab/netboot/internal/timeline"
 	"github.com/orbit-lab/netboot/tftpd"
 )
 
@@ -186,13 +187,8 @@ func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tft
 	if err != nil {
 		return fmt.Errorf("--ready-file: %w", err)
 	}
-	// Renamed into place: a reader sees the whole file or none.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("--ready-file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	// Atomic: a reader sees the whole file or none.
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("--ready-file: %w", err)
 	}
 	return nil

@@ -1,5 +1,7 @@
 // Package amclient is a Go client of the AM's JSON API, used by nbctl and
-// by tests that drive a running netbootd.
+// by tests that drive a running netbootd. It lives under internal/ as the
+// one client of our own API; it speaks only the wire types (am/apiv1,
+// rc/proto) and imports no service and not the store.
 package amclient
 
 import (

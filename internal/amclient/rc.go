@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -78,14 +77,13 @@ func (c *Client) DiskImages(ctx context.Context) ([]proto.DiskImage, error) {
 	return out, c.getJSON(ctx, "/api/v1/disk-images", &out)
 }
 
-func diskImagePath(name string) string { return "/api/v1/disk-images/" + url.PathEscape(name) }
 
 // PutDiskImage uploads a gzip or zstd disk image whose bytes have the
 // SHA-256 sum (hex) given; the appliance keeps it only if they do. There is
 // no overall timeout: bound it with ctx.
 func (c *Client) PutDiskImage(ctx context.Context, name string, r io.Reader, sum string) (proto.DiskImage, error) {
 	var out proto.DiskImage
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+diskImagePath(name), r)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+proto.DiskImagePath(name), r)
 	if err != nil {
 		return out, fmt.Errorf("amclient: %w", err)
 	}
@@ -96,7 +94,7 @@ func (c *Client) PutDiskImage(ctx context.Context, name string, r io.Reader, sum
 
 // GetDiskImage downloads a disk image, as stored, into w.
 func (c *Client) GetDiskImage(ctx context.Context, name string, w io.Writer) (sum string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+diskImagePath(name), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+proto.DiskImagePath(name), nil)
 	if err != nil {
 		return "", fmt.Errorf("amclient: %w", err)
 	}

@@ -3,6 +3,9 @@
 // directory, starts netbootd on a loopback port of its own choosing (port 0:
 // no probe for a free port that another test package may take meanwhile)
 // and waits until netbootd says, in its --ready-file, which port it bound.
+//
+// It is a test kit: it runs the binaries (go build), never links the
+// services, and imports only leaf helpers (internal/childproc).
 package apptest
 
 import (
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/childproc"
+	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
 var (
@@ -40,12 +44,11 @@ var (
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
+		root, err := modroot.Find()
 		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+			buildErr = err
 			return
 		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
 		binDir = filepath.Join(root, ".cache", "apptest-bin")
 		if buildErr = os.MkdirAll(binDir, 0o755); buildErr != nil {
 			return
@@ -288,14 +291,21 @@ func (a *Appliance) argv(name string, args []string) (string, []string) {
 }
 
 // SyncBuffer is a bytes.Buffer safe for a writer and readers at once.
+// With Max > 0 it keeps the first Max bytes and drops the rest (a
+// benchmark's servers write for minutes).
 type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	Max int
+	mu  sync.Mutex
+	b   bytes.Buffer
 }
 
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.Max > 0 {
+		s.b.Write(p[:min(len(p), max(s.Max-s.b.Len(), 0))])
+		return len(p), nil
+	}
 	return s.b.Write(p)
 }
 

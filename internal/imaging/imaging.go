@@ -11,6 +11,12 @@
 // through the flow independently: one that fails or times out is reported
 // in its Result and the others go on. Every link the flow set is cleared
 // on every way out, a cancelled context (Ctrl-C) included.
+//
+// It is orchestration, not a leaf helper: nbctl's load and save, kept out
+// of package main so that its tests drive the flow against a fake API. It
+// reaches the appliance only through the JSON API (internal/amclient and
+// the API's wire types) and imports no service package (am, dhcpd, tftpd,
+// rc except rc/proto).
 package imaging
 
 import (
@@ -23,7 +29,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/am/apiv1"
-	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -211,8 +217,8 @@ func preflight(ctx context.Context, am AM, job Job) ([]apiv1.Node, error) {
 		problems = append(problems, fmt.Sprintf("disk image %q does not exist on the appliance (nbctl disk list)", job.Image))
 	case job.Op == Save && exists && !job.Replace:
 		problems = append(problems, fmt.Sprintf("disk image %q exists already (--replace overwrites it)", job.Image))
-	case job.Op == Save && !inventory.ValidName(job.Image):
-		problems = append(problems, fmt.Sprintf("disk image name %q: want letters, digits and . _ : @ + -", job.Image))
+	case job.Op == Save && !imagename.ValidDisk(job.Image):
+		problems = append(problems, fmt.Sprintf("disk image name %q: %s", job.Image, imagename.DiskRule))
 	}
 	if job.PXEImage != "" {
 		imgs, err := am.Images(ctx)

@@ -18,7 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/orbit-lab/netboot/am/power"
+	"github.com/orbit-lab/netboot/internal/powerspec"
 )
 
 // File is the seed/import/export document.
@@ -161,7 +161,7 @@ func Normalize(n Node) (Node, error) {
 	// Stored as the driver reads it, so that an export and import give the
 	// same spec.
 	n.Power = strings.TrimSpace(n.Power)
-	if _, err := power.Parse(n.Power); err != nil && !errors.Is(err, power.ErrNoDriver) {
+	if err := powerspec.Check(n.Power); err != nil {
 		errs = append(errs, fmt.Errorf("power %q: %v", n.Power, err))
 	}
 	if n.Disk == "" {

@@ -156,9 +156,9 @@ func List() []Mutation {
 		},
 		{
 			Name: "pxelink-links-default",
-			File: "am/pxelink/pxelink.go",
-			Old:  "if !inventory.ValidName(image) || image == \"default\" || hexName.MatchString(image) {",
-			New:  "if !inventory.ValidName(image) || hexName.MatchString(image) {",
+			File: "internal/imagename/imagename.go",
+			Old:  "case name == \"default\", hexRE.MatchString(name), macRE.MatchString(name):",
+			New:  "case hexRE.MatchString(name), macRE.MatchString(name):",
 			Pkgs: []string{"./am/pxelink"},
 			Why:  "a node can be pointed at pxelinux.cfg/default, the config every unlinked node boots",
 		},

@@ -10,6 +10,10 @@
 // netbootd and nbctl). The tests run in a mirror of the tree (Mirror), so
 // the binaries they build never land in the tree's own .cache/apptest-bin,
 // where a `make test` running beside them would pick them up.
+//
+// It is a development tool's library (bench/mutate), under internal/ so
+// that nothing outside the module uses it; it imports no package of the
+// module, only names their files and tests as data.
 package mutate
 
 import (

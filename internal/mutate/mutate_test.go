@@ -2,24 +2,24 @@ package mutate
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
 // TestList keeps the list honest as the code changes: a snippet that no
 // longer occurs exactly once fails here, in make test, and not only in
 // make mutate.
 func TestList(t *testing.T) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	root, err := modroot.Find()
 	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
+		t.Fatal(err)
 	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
 	list := List()
 	if err := Check(root, list); err != nil {
 		t.Error(err)

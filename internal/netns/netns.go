@@ -4,7 +4,11 @@ package netns
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,4 +50,23 @@ func Do(name string, fn func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// Delete kills every process in namespace name (SIGKILL) and deletes it
+// (ip netns del). This process is spared: a thread of it may have entered
+// the namespace (Do), and Go keeps the main thread if it was that one.
+func Delete(name string) error {
+	if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			var pid int
+			fmt.Sscan(f, &pid)
+			if pid > 1 && pid != os.Getpid() {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %v: %s", name, err, out)
+	}
+	return nil
 }

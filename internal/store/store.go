@@ -1,6 +1,9 @@
 // Package store is netbootd's one database: the inventory, boot links, and
 // node timelines, in SQLite (modernc.org/sqlite, no cgo). Services share
 // state only through it; each declares the few methods it needs.
+//
+// It is the layer between the leaf packages (internal/inventory, rc/proto),
+// which are all it imports of the module, and the services above it.
 package store
 
 import (

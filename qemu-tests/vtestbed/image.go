@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
 // Image is an orbit-pxe RAM image in a TFTP root.
@@ -29,7 +30,7 @@ type Image struct {
 // (fetched if missing).
 func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 	t.Helper()
-	root, err := ModuleRoot()
+	root, err := modroot.Find()
 	if err != nil {
 		return Image{}, err
 	}

@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -213,30 +214,6 @@ func Missing(server Server) error {
 	return nil
 }
 
-var (
-	rootOnce sync.Once
-	rootDir  string
-	rootErr  error
-)
-
-// ModuleRoot returns the directory of the Go module's go.mod (go env GOMOD).
-func ModuleRoot() (string, error) {
-	rootOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			rootErr = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		mod := strings.TrimSpace(string(out))
-		if mod == "" || mod == os.DevNull {
-			rootErr = errors.New("go env GOMOD: not inside a Go module")
-			return
-		}
-		rootDir = filepath.Dir(mod)
-	})
-	return rootDir, rootErr
-}
-
 var kernelMu sync.Mutex
 
 // KernelDir fetches the Debian kernel package into <root>/.cache/kernel
@@ -267,7 +244,7 @@ func New(t testing.TB, o Options) *Testbed {
 		o.Server = Netbootd
 	}
 	Require(t, o.Server)
-	root, err := ModuleRoot()
+	root, err := modroot.Find()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,8 +43,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 )
+
+// DiskImagePath is the URL path of a stored disk image, for GET (the RC
+// loads it, nbctl disk get) and PUT (the RC saves it, nbctl disk put).
+func DiskImagePath(name string) string { return "/api/v1/disk-images/" + url.PathEscape(name) }
 
 // DefaultPort is the appliance's HTTP port (OMF's AM port), used when the
 // RC knows only the appliance's address (DHCP next-server).

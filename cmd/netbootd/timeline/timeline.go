@@ -2,6 +2,10 @@
 // node concerned, found in the inventory by its control IP. Traffic from
 // hosts that are not in the inventory is not recorded. (dhcpd and the RC
 // broker know their node already and write their events to the store.)
+//
+// It is netbootd's wiring between two services (tftpd's TransferSink and
+// the store), so it lives under cmd/netbootd: no internal/ package imports
+// a service.
 package timeline
 
 import (

@@ -1,0 +1,46 @@
+package modroot
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestFrom(t *testing.T) {
+	tree := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(tree, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("src/go.mod", "module "+Module+"\n\ngo 1.26\n")
+	write("src/cmd/x/main.go", "package main\n")
+	write("src/testdata/other/go.mod", "module example.com/other\n")
+	write("elsewhere/go.mod", "module example.com/elsewhere\n")
+	src := filepath.Join(tree, "src")
+	for _, tc := range []struct {
+		dir     string
+		want    string
+		wantErr error
+	}{
+		{src, src, nil},
+		{filepath.Join(src, "cmd/x"), src, nil},
+		{filepath.Join(src, "testdata/other"), src, nil},
+		{filepath.Join(tree, "elsewhere"), "", ErrNotFound},
+	} {
+		got, err := From(tc.dir)
+		if got != tc.want || !errors.Is(err, tc.wantErr) {
+			t.Errorf("From(%s) = %q, %v; want %q, %v", tc.dir, got, err, tc.want, tc.wantErr)
+		}
+	}
+	// This test runs inside the tree.
+	if root, err := Find(); err != nil || root == "" {
+		t.Errorf("Find() = %q, %v", root, err)
+	}
+}
