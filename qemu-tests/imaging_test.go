@@ -54,20 +54,6 @@ func imagingTestbed(t *testing.T, nodes []vtestbed.Node, orders ...string) (*vte
 
 func oldMarker(n vtestbed.Node) string { return "OLD-DISK " + n.Hostname }
 
-// haveLine reports whether some line of out holds every one of words.
-func haveLine(out string, words ...string) bool {
-	for _, l := range strings.Split(out, "\n") {
-		all := true
-		for _, w := range words {
-			all = all && strings.Contains(l, w)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
-}
-
 func regexpQuote(s string) *regexp.Regexp { return regexp.MustCompile(regexp.QuoteMeta(s)) }
 
 // nbctl runs nbctl inside the testbed's namespace, bounded by ctx.
@@ -98,8 +84,12 @@ func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name 
 	t.Helper()
 	var gz bytes.Buffer
 	w := gzip.NewWriter(&gz)
-	w.Write(raw)
-	w.Close()
+	if _, err := w.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(t.TempDir(), name+".gz")
 	if err := os.WriteFile(file, gz.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
@@ -137,7 +127,7 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("nbctl load: %v", err)
 	}
 	for _, n := range nodes {
-		if !haveLine(out, n.HRN, "loaded", "/dev/sda", "4.0 MiB") {
+		if !apptest.HasLine(out, n.HRN, "loaded", "/dev/sda", "4.0 MiB") {
 			t.Errorf("the summary has no line saying %s was loaded onto /dev/sda with 4.0 MiB", n.HRN)
 		}
 	}
@@ -205,7 +195,7 @@ func TestSave(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nbctl save: %v", err)
 	}
-	if !haveLine(out, node.HRN, "saved", "/dev/sda", "4.0 MiB") {
+	if !apptest.HasLine(out, node.HRN, "saved", "/dev/sda", "4.0 MiB") {
 		t.Errorf("the summary has no line saying %s's /dev/sda was saved, 4.0 MiB", node.HRN)
 	}
 	file := filepath.Join(t.TempDir(), "saved-1.zst")
@@ -267,10 +257,10 @@ func TestLoadRefused(t *testing.T) {
 	if err == nil || !strings.Contains(out, "load: 1 of 2 nodes failed") {
 		t.Errorf("nbctl load: %v; want it to say that 1 of 2 nodes failed", err)
 	}
-	if !strings.Contains(out, dead.HRN+": no RC enrolled in time: none within 1m30s of the reset") || !haveLine(out, dead.HRN, "FAILED (netbooting)") {
+	if !strings.Contains(out, dead.HRN+": no RC enrolled in time: none within 1m30s of the reset") || !apptest.HasLine(out, dead.HRN, "FAILED (netbooting)") {
 		t.Errorf("nbctl load did not say that %s's RC never enrolled", dead.Hostname)
 	}
-	if !haveLine(out, good.HRN, "loaded", "/dev/sda") {
+	if !apptest.HasLine(out, good.HRN, "loaded", "/dev/sda") {
 		t.Errorf("nbctl load did not load %s", good.Hostname)
 	}
 	if _, err := vms[1].Console.WaitLine(ctx, marker); err != nil {
@@ -295,7 +285,9 @@ func TestLoadRefused(t *testing.T) {
 	if out, _ := nbctl(ctx, t, tb, "boot", "list"); !strings.Contains(out, dead.Hex()) {
 		t.Errorf("no boot link while nbctl load runs")
 	}
-	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("interrupting nbctl load: %v", err)
+	}
 	err = cmd.Wait()
 	t.Logf("nbctl load, interrupted: %v\n%s", err, stdout.String())
 	if err == nil || !strings.Contains(stdout.String(), "interrupted while netbooting") || !strings.Contains(stdout.String(), "PXE links cleared") {
@@ -336,7 +328,7 @@ func TestLoadWrongImage(t *testing.T) {
 		t.Fatal("nbctl load succeeded onto a node that runs the wrong image")
 	}
 	if !strings.Contains(out, `RC answered WRONG_IMAGE: it runs "orbit-2.0.0", not "orbit-3.0.0"`) ||
-		!strings.Contains(out, "after 2 resets") || !haveLine(out, node.HRN, "FAILED (netbooting)", "  2  ") {
+		!strings.Contains(out, "after 2 resets") || !apptest.HasLine(out, node.HRN, "FAILED (netbooting)", "  2  ") {
 		t.Errorf("nbctl load did not say the node answered WRONG_IMAGE twice")
 	}
 	if !strings.Contains(out, "reset again") {

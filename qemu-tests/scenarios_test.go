@@ -109,7 +109,9 @@ var (
 
 func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed.Node) {
 	start := time.Now()
-	vm := tb.Boot(t, n, vtestbed.BootOptions{Order: "n"})
+	// Boot's cleanup stops the machine once ctx has ended: it cannot take ctx.
+	vm := tb.Boot(t, n, vtestbed.BootOptions{Order: "n"}) //nolint:contextcheck // see above
+
 	at := func(l vtestbed.Line) string { return vm.Since(l.At).Round(10 * time.Millisecond).String() }
 
 	initLine, err := vm.Wait(ctx, runInit)
@@ -151,7 +153,7 @@ func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed
 	t.Logf("timeline after power-on: %s", strings.Join(phases, ", "))
 
 	// The operator's view of the same timeline.
-	out, err := tb.App.Nbctl("nodes", "events", n.HRN)
+	out, err := tb.App.NbctlContext(ctx, "nodes", "events", n.HRN)
 	if err != nil {
 		t.Fatalf("nbctl nodes events: %v\n%s", err, out)
 	}

@@ -44,6 +44,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/childproc"
 )
 
 const (
@@ -316,7 +318,9 @@ func startServer(ctx context.Context, bin, dir string, nodes []node, client *htt
 		if lastErr == nil {
 			return s, nil
 		}
-		s.stop()
+		if serr := s.stop(); serr != nil {
+			lastErr = errors.Join(lastErr, serr)
+		}
 		if !strings.Contains(s.tail(20), "address already in use") {
 			s.dumpLog(os.Stderr, 30)
 			return nil, lastErr
@@ -365,7 +369,7 @@ func (s *server) waitReady(ctx context.Context, client *http.Client) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			return fmt.Errorf("netbootd exited before answering: %v", s.waitErr)
+			return fmt.Errorf("netbootd exited before answering: %w", s.waitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
@@ -384,7 +388,7 @@ func (s *server) waitReady(ctx context.Context, client *http.Client) error {
 			Nodes  int    `json:"nodes"`
 		}
 		if err := json.Unmarshal(body, &tbs); err != nil {
-			return fmt.Errorf("GET /api/v1/testbeds: %v: %s", err, snippet(body))
+			return fmt.Errorf("GET /api/v1/testbeds: %w: %s", err, snippet(body))
 		}
 		for _, tb := range tbs {
 			if tb.Domain == domain && tb.Nodes == numNodes {
@@ -399,20 +403,10 @@ func (s *server) waitReady(ctx context.Context, client *http.Client) error {
 // stop ends the child: SIGTERM, then SIGKILL if it lingers.
 func (s *server) stop() error {
 	defer s.logFile.Close()
-	select {
-	case <-s.done:
-		return nil
-	default:
+	if _, killed := childproc.Stop(s.cmd.Process, syscall.SIGTERM, 10*time.Second, s.done); killed {
+		return errors.New("netbootd did not stop within 10s of SIGTERM; killed")
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(10 * time.Second):
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	return errors.New("netbootd did not stop within 10s of SIGTERM; killed")
+	return nil
 }
 
 func (s *server) tail(n int) string {

@@ -63,6 +63,7 @@ import (
 	"github.com/orbit-lab/netboot/bench/internal/benchproc"
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/childproc"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -153,7 +154,7 @@ func (r result) pct(p float64) time.Duration {
 	return r.lat[max(0, min(i, len(r.lat)-1))]
 }
 
-func run(ctx context.Context, o options, w io.Writer) error {
+func run(ctx context.Context, o options, w io.Writer) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, port 67)")
 	}
@@ -176,7 +177,11 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer func() {
+		if cerr := n.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	hs := hosts(o.macs)
 	dir, err := os.MkdirTemp("", "bench-dhcp-")
 	if err != nil {
@@ -184,7 +189,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 
-	gen, err := newGenerator(n.cli, o.timeout)
+	gen, err := newGenerator(ctx, n.cli, o.timeout)
 	if err != nil {
 		return err
 	}
@@ -213,7 +218,9 @@ func run(ctx context.Context, o options, w io.Writer) error {
 				return err
 			}
 			r, err := measure(ctx, gen, srv, hs, o)
-			srv.stop()
+			if serr := srv.stop(); serr != nil && err == nil {
+				err = fmt.Errorf("stopping: %w", serr)
+			}
 			if o.verbose || err != nil {
 				fmt.Fprintf(w, "--- %s output:\n%s\n", name, srv.out.String())
 			}
@@ -271,7 +278,7 @@ func measure(ctx context.Context, gen *generator, srv *daemon, hs []host, o opti
 		if _, err := gen.dora(ctx, hs[0]); err == nil {
 			break
 		} else if time.Now().After(deadline) {
-			return result{}, fmt.Errorf("not answering after 15 s: %v", err)
+			return result{}, fmt.Errorf("not answering after 15 s: %w", err)
 		}
 		if srv.exited() {
 			return result{}, errors.New("exited")
@@ -364,27 +371,25 @@ func newNet(ctx context.Context) (*netw, error) {
 	}
 	for _, s := range steps {
 		if out, err := exec.CommandContext(ctx, "ip", s...).CombinedOutput(); err != nil {
-			n.close()
-			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, out)
+			return nil, errors.Join(fmt.Errorf("ip %s: %w: %s", strings.Join(s, " "), err, out), n.close())
 		}
 	}
 	return n, nil
 }
 
 // close deletes the namespaces (and so the veth pair).
-func (n *netw) close() {
-	for _, ns := range []string{n.srv, n.cli} {
-		netns.Delete(ns)
-	}
+func (n *netw) close() error {
+	return errors.Join(netns.Delete(n.srv), netns.Delete(n.cli))
 }
 
 // --- servers -------------------------------------------------------------
 
 type daemon struct {
-	cmd  *exec.Cmd
-	out  *apptest.SyncBuffer
-	done chan struct{}
-	in   io.WriteCloser
+	cmd     *exec.Cmd
+	out     *apptest.SyncBuffer
+	done    chan struct{} // closed once the server has exited; then exitErr is set
+	exitErr error
+	in      io.WriteCloser
 }
 
 func (d *daemon) exited() bool {
@@ -396,17 +401,16 @@ func (d *daemon) exited() bool {
 	}
 }
 
-func (d *daemon) stop() {
+// stop ends the server and says whether it exited cleanly: one that did
+// not may have misbehaved while it was measured.
+func (d *daemon) stop() error {
 	if d.in != nil {
 		d.in.Close()
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
+	if _, killed := childproc.Stop(d.cmd.Process, syscall.SIGTERM, 10*time.Second, d.done); killed {
+		return errors.New("still running 10s after SIGTERM; killed")
 	}
+	return d.exitErr
 }
 
 func startDaemon(ns string, env []string, argv ...string) (*daemon, error) {
@@ -422,7 +426,10 @@ func startDaemon(ns string, env []string, argv ...string) (*daemon, error) {
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", argv[0], err)
 	}
-	go func() { d.cmd.Wait(); close(d.done) }()
+	go func() {
+		d.exitErr = d.cmd.Wait()
+		close(d.done)
+	}()
 	return d, nil
 }
 
@@ -600,21 +607,23 @@ type generator struct {
 	done    chan struct{}
 }
 
-func newGenerator(ns string, timeout time.Duration) (*generator, error) {
+func newGenerator(ctx context.Context, ns string, timeout time.Duration) (*generator, error) {
 	g := &generator{timeout: timeout, waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{})}
 	err := netns.Do(ns, func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
-			c.Control(func(fd uintptr) {
+			if err := c.Control(func(fd uintptr) {
 				if serr = unix.BindToDevice(int(fd), cliIf); serr == nil {
 					// Room for a burst of replies: lost packets here would
 					// be charged to the server.
 					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
 				}
-			})
+			}); err != nil {
+				return err
+			}
 			return serr
 		}}
-		pc, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
+		pc, err := lc.ListenPacket(ctx, "udp4", "0.0.0.0:68")
 		if err != nil {
 			return err
 		}

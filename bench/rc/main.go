@@ -86,7 +86,7 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func run() error {
+func run() (err error) {
 	sizeFlag := flag.String("size", "1GiB", "disk size")
 	runs := flag.Int("runs", 3, "runs of each method (the best counts)")
 	dirFlag := flag.String("dir", os.TempDir(), "directory for the data and the target file (the disk under test)")
@@ -155,7 +155,13 @@ func run() error {
 		done <- rc.Run(ctx, rc.Config{AM: a.URL, MACs: []string{mac}, ImageName: "bench", DiskAllow: []string{target},
 			Log: rcLog})
 	}()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		// Run fails only on a configuration it cannot use.
+		if rerr := <-done; rerr != nil && err == nil {
+			err = fmt.Errorf("rc: %w", rerr)
+		}
+	}()
 	c := amclient.New(a.URL)
 	if err := waitEnrolled(c); err != nil {
 		return err
@@ -170,7 +176,7 @@ func run() error {
 			t0 := time.Now()
 			out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput()
 			if err != nil {
-				return 0, fmt.Errorf("%s: %v: %s", script, err, out)
+				return 0, fmt.Errorf("%s: %w: %s", script, err, out)
 			}
 			return time.Since(t0), nil
 		}
@@ -181,8 +187,12 @@ func run() error {
 			if err != nil {
 				return 0, err
 			}
-			if s, err := fileSum(target); err != nil || !bytes.Equal(s, rawSum) {
-				return 0, fmt.Errorf("rc %s: the target differs from the data (%v)", image, err)
+			s, err := fileSum(target)
+			if err != nil {
+				return 0, fmt.Errorf("rc %s: %w", image, err)
+			}
+			if !bytes.Equal(s, rawSum) {
+				return 0, fmt.Errorf("rc %s: the target differs from the data", image)
 			}
 			return d, nil
 		}

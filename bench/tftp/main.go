@@ -40,6 +40,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"hash/crc32"
@@ -63,6 +64,7 @@ import (
 	"github.com/pin/tftp/v3"
 
 	"github.com/orbit-lab/netboot/bench/internal/benchproc"
+	"github.com/orbit-lab/netboot/internal/childproc"
 	"github.com/orbit-lab/netboot/tftpd"
 )
 
@@ -227,7 +229,7 @@ func summarize(scenario, server string, runs []result) summary {
 	return s
 }
 
-func run(ctx context.Context, o options, out io.Writer) error {
+func run(ctx context.Context, o options, out io.Writer) (err error) {
 	root, err := os.MkdirTemp("", "tftp-bench-")
 	if err != nil {
 		return err
@@ -268,7 +270,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	var servers []*server
 	defer func() {
 		for _, srv := range servers {
-			srv.stop()
+			if serr := srv.stop(); serr != nil && err == nil {
+				err = fmt.Errorf("%s: %w", srv.name, serr)
+			}
 		}
 	}()
 	for _, name := range o.servers {
@@ -337,7 +341,7 @@ type server struct {
 	name string
 	addr string
 	cmd  *exec.Cmd
-	stop func()
+	stop func() error // says whether the server exited cleanly
 }
 
 func startServer(ctx context.Context, name, root string, o options) (*server, error) {
@@ -390,13 +394,16 @@ func startServer(ctx context.Context, name, root string, o options) (*server, er
 		line, err := bufio.NewReader(stdout).ReadString('\n')
 		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ADDR ")
 		if err != nil || !ok {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return nil, fmt.Errorf("child said %q: %v", line, err)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait() // killed: its exit error says nothing
+			if err == nil {
+				err = errors.New("no ADDR line")
+			}
+			return nil, fmt.Errorf("child said %q: %w", line, err)
 		}
-		return &server{name: name, addr: addr, cmd: cmd, stop: func() {
-			stdin.Close()
-			waitOrKill(cmd)
+		return &server{name: name, addr: addr, cmd: cmd, stop: func() error {
+			stdin.Close() // the child's cue to end (benchproc.ChildContext)
+			return stopChild(cmd)
 		}}, nil
 	case "tftpd-hpa":
 		path, err := exec.LookPath(o.tftpdPath)
@@ -415,28 +422,26 @@ func startServer(ctx context.Context, name, root string, o options) (*server, er
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
-		s := &server{name: name, addr: addr, cmd: cmd, stop: func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			waitOrKill(cmd)
-		}}
+		s := &server{name: name, addr: addr, cmd: cmd, stop: func() error { return stopChild(cmd) }}
 		if err := waitServing(ctx, addr); err != nil {
-			s.stop()
-			return nil, err
+			return nil, errors.Join(err, s.stop())
 		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("unknown server %q (netbootd, tftpd-hpa)", name)
 }
 
-func waitOrKill(cmd *exec.Cmd) {
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
+// stopChild ends a started server: SIGTERM, SIGKILL if it is still there
+// 10 s later. It says whether the server exited cleanly: one that did not
+// may have misbehaved while it was measured.
+func stopChild(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	err, killed := childproc.Stop(cmd.Process, syscall.SIGTERM, 10*time.Second, done)
+	if killed {
+		return errors.New("still running 10s after SIGTERM; killed")
 	}
+	return err
 }
 
 func freePort() (int, error) {
@@ -464,7 +469,7 @@ func waitServing(ctx context.Context, addr string) error {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s not answering: %v", addr, err)
+			return fmt.Errorf("%s not answering: %w", addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -187,20 +187,6 @@ func TestRestartReconciles(t *testing.T) {
 	}
 }
 
-// hasLine reports whether some line of log contains every part.
-func hasLine(log string, parts ...string) bool {
-	for _, l := range strings.Split(log, "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
-}
-
 // TestLogLevel: --log-level keeps the lines of its level and above and
 // drops the others. The AM logs a read at debug, a change at info and a
 // failing power driver at warn.
@@ -266,7 +252,7 @@ func TestLogLevel(t *testing.T) {
 				{"any debug", tt.debug, []string{"level=DEBUG"}},
 				{"any info", tt.info, []string{"level=INFO"}},
 			} {
-				if got := hasLine(log, w.parts...); got != w.want {
+				if got := apptest.HasLine(log, w.parts...); got != w.want {
 					t.Errorf("%s line %q logged: %v, want %v\n%s", w.name, w.parts, got, w.want, log)
 				}
 			}

@@ -234,15 +234,12 @@ func (a *Appliance) StopWith(sig os.Signal) error {
 	if a.cmd == nil {
 		return nil
 	}
-	a.cmd.Process.Signal(sig)
-	select {
-	case err := <-a.done:
-		a.cmd = nil
-		return err
-	case <-time.After(15 * time.Second):
-		a.Kill()
+	err, killed := childproc.Stop(a.cmd.Process, sig, 15*time.Second, a.done)
+	a.cmd = nil
+	if killed {
 		return fmt.Errorf("netbootd did not stop within 15s of %v", sig)
 	}
+	return err
 }
 
 // Kill ends netbootd at once, as a crash would.
@@ -250,9 +247,25 @@ func (a *Appliance) Kill() {
 	if a.cmd == nil {
 		return
 	}
-	a.cmd.Process.Kill()
-	<-a.done
+	// SIGKILL needs no grace, and the exit error it causes says nothing.
+	_, _ = childproc.Stop(a.cmd.Process, os.Kill, time.Minute, a.done)
 	a.cmd = nil
+}
+
+// HasLine reports whether some line of text (a log, a command's output)
+// contains every one of parts: tests look for a line, not for words that
+// may come from different lines.
+func HasLine(text string, parts ...string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // Nbctl runs nbctl against this appliance and returns its output and error.

@@ -5,9 +5,11 @@
 package childproc
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
+	"time"
 )
 
 // StartLocked starts cmd with Pdeathsig SIGKILL (unless cmd already sets a
@@ -36,4 +38,26 @@ func StartLocked(cmd *exec.Cmd) (done <-chan error, err error) {
 		return nil, err
 	}
 	return exited, nil
+}
+
+// Stop ends a child politely: it sends sig, gives the child grace to exit,
+// then kills it. done must yield once the child has exited and been waited
+// for (StartLocked's channel, or one the caller closes after cmd.Wait);
+// Stop returns what it yielded, and killed says the child outlived grace.
+// A child that has already exited is not signalled.
+func Stop[T any](p *os.Process, sig os.Signal, grace time.Duration, done <-chan T) (v T, killed bool) {
+	select {
+	case v = <-done:
+		return v, false
+	default:
+	}
+	// An error means the child has just exited: done is about to say so.
+	_ = p.Signal(sig)
+	select {
+	case v = <-done:
+		return v, false
+	case <-time.After(grace):
+	}
+	_ = p.Kill() // as above
+	return <-done, true
 }

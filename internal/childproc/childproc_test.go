@@ -1,7 +1,6 @@
-package childproc
+package childproc_test
 
 import (
-	"bufio"
 	"errors"
 	"io/fs"
 	"os"
@@ -11,33 +10,27 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/childproc"
+	"github.com/orbit-lab/netboot/internal/childproc/childproctest"
 )
 
 // The child gets Pdeathsig and outlives the goroutine that started it,
 // and threads the runtime ends meanwhile (locked goroutines that exit).
 func TestStartLocked(t *testing.T) {
-	cmd := exec.Command("cat")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var done <-chan error
+	var cat *childproctest.Cat
 	started := make(chan error)
 	go func() {
 		var err error
-		done, err = StartLocked(cmd)
+		cat, err = childproctest.StartCat()
 		started <- err
 	}()
 	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); <-done }()
-	if cmd.SysProcAttr == nil || cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL {
-		t.Fatalf("SysProcAttr %+v: want Pdeathsig SIGKILL", cmd.SysProcAttr)
+	defer cat.Close()
+	if sa := cat.Cmd.SysProcAttr; sa == nil || sa.Pdeathsig != syscall.SIGKILL {
+		t.Fatalf("SysProcAttr %+v: want Pdeathsig SIGKILL", sa)
 	}
 	// Each goroutine takes its thread along when it exits locked; one of
 	// them may be the thread that forked the child, were it not kept.
@@ -65,14 +58,45 @@ func TestStartLocked(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if _, err := stdin.Write([]byte("alive\n")); err != nil {
-		t.Fatalf("writing to the child: %v", err)
+	if err := cat.Echo("alive"); err != nil {
+		t.Fatalf("%v: the child died with a thread", err)
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "alive\n" {
-		t.Fatalf("the child answered %q, %v: it died with a thread", line, err)
-	}
-	if _, err := StartLocked(exec.Command("/nonexistent/binary")); err == nil {
+	if _, err := childproc.StartLocked(exec.Command("/nonexistent/binary")); err == nil {
 		t.Error("StartLocked of a missing binary: no error")
+	}
+}
+
+// Stop signals a child, kills one that ignores the signal once grace is
+// over, and leaves one that has exited alone.
+func TestStop(t *testing.T) {
+	for _, c := range []struct {
+		name, script string
+		exited       bool // wait for the child to exit before Stop
+		killed       bool
+		status       string // the exit error Stop passes on
+	}{
+		{name: "ends on SIGTERM", script: "sleep 60", status: "signal: terminated"},
+		{name: "ignores SIGTERM", script: "trap '' TERM; while :; do sleep 0.05; done", killed: true, status: "signal: killed"},
+		{name: "already exited", script: "exit 3", exited: true, status: "exit status 3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command("sh", "-c", c.script)
+			var done <-chan error
+			if c.exited {
+				ch := make(chan error, 1)
+				ch <- cmd.Run()
+				done = ch
+			} else {
+				var err error
+				if done, err = childproc.StartLocked(cmd); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond) // sh has set its trap
+			}
+			err, killed := childproc.Stop(cmd.Process, syscall.SIGTERM, 300*time.Millisecond, done)
+			if killed != c.killed || err == nil || err.Error() != c.status {
+				t.Errorf("Stop: %v, killed %v; want %s, killed %v", err, killed, c.status, c.killed)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -58,15 +59,15 @@ func Do(name string, fn func() error) error {
 func Delete(name string) error {
 	if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
-			var pid int
-			fmt.Sscan(f, &pid)
-			if pid > 1 && pid != os.Getpid() {
-				syscall.Kill(pid, syscall.SIGKILL)
+			pid, err := strconv.Atoi(f)
+			if err == nil && pid > 1 && pid != os.Getpid() {
+				// An error means the process has exited meanwhile.
+				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
 	}
 	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns del %s: %v: %s", name, err, out)
+		return fmt.Errorf("ip netns del %s: %w: %s", name, err, out)
 	}
 	return nil
 }

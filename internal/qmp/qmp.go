@@ -94,7 +94,7 @@ func DialWait(ctx context.Context, path string) (*Client, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("qmp %s: %w (last: %v)", path, ctx.Err(), err)
+			return nil, fmt.Errorf("qmp %s: %w (last: %w)", path, ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -106,9 +106,15 @@ func handshake(ctx context.Context, path string, conn net.Conn) (*Client, error)
 	// The greeting is read before the reader runs: ctx's deadline, or its
 	// cancellation, ends that read.
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetReadDeadline(dl)
+		if err := conn.SetReadDeadline(dl); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("qmp %s: %w", path, err)
+		}
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		// This fails only on a closed conn, whose read has ended anyway.
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+	})
 	line, err := readLine(r)
 	cancelled := !stop()
 	if err != nil || cancelled {
@@ -128,7 +134,10 @@ func handshake(ctx context.Context, path string, conn net.Conn) (*Client, error)
 		conn.Close()
 		return nil, fmt.Errorf("qmp %s: not a QMP greeting: %.200q", path, line)
 	}
-	conn.SetReadDeadline(time.Time{})
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("qmp %s: %w", path, err)
+	}
 	go q.read(r)
 	if _, err := q.Execute(ctx, "qmp_capabilities", nil); err != nil {
 		q.Close()

@@ -108,13 +108,20 @@ func TestDialNoSocket(t *testing.T) {
 func TestDialBadPeer(t *testing.T) {
 	tests := []struct {
 		name  string
-		serve func(c net.Conn, end <-chan struct{})
+		serve func(c net.Conn, end <-chan struct{}) error
 		wait  time.Duration
 		want  string
 	}{
-		{"silent", func(c net.Conn, end <-chan struct{}) { <-end }, 300 * time.Millisecond, "context deadline exceeded"},
-		{"not QMP", func(c net.Conn, _ <-chan struct{}) { io.WriteString(c, "{\"hello\": 1}\n") }, time.Minute, "not a QMP greeting"},
-		{"endless line", func(c net.Conn, _ <-chan struct{}) { c.Write(bytes.Repeat([]byte("x"), maxLine+10)) }, time.Minute, "longer than"},
+		{"silent", func(c net.Conn, end <-chan struct{}) error { <-end; return nil }, 300 * time.Millisecond, "context deadline exceeded"},
+		{"not QMP", func(c net.Conn, _ <-chan struct{}) error {
+			_, err := io.WriteString(c, "{\"hello\": 1}\n")
+			return err
+		}, time.Minute, "not a QMP greeting"},
+		{"endless line", func(c net.Conn, _ <-chan struct{}) error {
+			// Dial hangs up once the line is too long: the rest may not go.
+			_, _ = c.Write(bytes.Repeat([]byte("x"), maxLine+10))
+			return nil
+		}, time.Minute, "longer than"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,7 +135,9 @@ func TestDialBadPeer(t *testing.T) {
 			defer close(end)
 			go func() {
 				if c, err := ln.Accept(); err == nil {
-					tc.serve(c, end)
+					if err := tc.serve(c, end); err != nil {
+						t.Errorf("the peer: %v", err)
+					}
 					c.Close()
 				}
 			}()

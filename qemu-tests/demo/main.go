@@ -136,7 +136,9 @@ func demoDiskImage(dir, marker string, size int) (string, error) {
 	copy(raw, sector)
 	var gz bytes.Buffer
 	w := gzip.NewWriter(&gz)
-	w.Write(raw)
+	if _, err := w.Write(raw); err != nil {
+		return "", err
+	}
 	if err := w.Close(); err != nil {
 		return "", err
 	}

@@ -11,7 +11,7 @@ import (
 // in; default <module root>/.cache/qemu-artifacts.
 const ArtifactsEnv = "QEMU_ARTIFACTS"
 
-// KeepEnv, set to 1, keeps the artifacts of tests that pass too.
+// KeepEnv names the variable that, set to 1, keeps the artifacts of tests that pass too.
 const KeepEnv = "QEMU_ARTIFACTS_KEEP"
 
 // keepArtifacts says whether t's artifacts are kept: it failed, or
@@ -35,6 +35,14 @@ func ArtifactsBase(root string) string {
 func artifactsPath(t testing.TB, root string) string {
 	name := unsafeChars.ReplaceAllString(t.Name(), "_")
 	return filepath.Join(ArtifactsBase(root), filepath.FromSlash(name))
+}
+
+// writeArtifact writes one file of artifacts. A failure is logged, not
+// fatal: the artifacts only explain the test's own result.
+func writeArtifact(t testing.TB, path string, data []byte) {
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Logf("artifacts: %v", err)
+	}
 }
 
 func artifactsDir(t testing.TB, root string) (string, error) {

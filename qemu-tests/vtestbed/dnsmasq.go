@@ -3,6 +3,7 @@ package vtestbed
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -18,10 +19,11 @@ import (
 
 // dnsmasq is the comparison server: DHCP and TFTP for the same nodes.
 type dnsmasq struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  []Line
-	done chan struct{}
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	log     []Line
+	done    chan struct{} // closed once dnsmasq has exited; then exitErr is set
+	exitErr error
 }
 
 // DnsmasqArgs returns dnsmasq's command line for a testbed: DHCP on the
@@ -89,15 +91,19 @@ func startDnsmasq(tb *Testbed, ipxe bool) (*dnsmasq, error) {
 		}
 	}()
 	go func() {
-		<-waited
-		pw.Close()
+		d.exitErr = <-waited
+		_ = pw.Close() // an io.Pipe's Close never fails
 		close(d.done)
 	}()
 	select {
 	case <-ready:
 		return d, nil
 	case <-d.done:
-		return nil, fmt.Errorf("dnsmasq exited at start:\n%s", d.text())
+		err := d.exitErr
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		return nil, fmt.Errorf("dnsmasq exited at start (%w):\n%s", err, d.text())
 	case <-time.After(10 * time.Second):
 		d.stop()
 		return nil, fmt.Errorf("dnsmasq not ready within 10s:\n%s", d.text())
@@ -119,16 +125,5 @@ func (d *dnsmasq) text() string {
 }
 
 func (d *dnsmasq) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(5 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-	}
+	childproc.Stop(d.cmd.Process, syscall.SIGTERM, 5*time.Second, d.done)
 }

@@ -47,7 +47,7 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 	cmd.Dir = root
 	output, err := cmd.CombinedOutput()
 	if err != nil {
-		return Image{}, fmt.Errorf("nbctl image build: %v\n%s", err, output)
+		return Image{}, fmt.Errorf("nbctl image build: %w\n%s", err, output)
 	}
 	img := Image{Name: name, Dir: out, Took: time.Since(start)}
 	// One line per file: "<path> <size>  sha256:<hex>": config, kernel, initramfs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -30,17 +31,19 @@ func NewNetns(prefix string) (*Netns, error) {
 	rand.Read(rnd[:])
 	name := prefix + "-" + hex.EncodeToString(rnd[:])
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		exec.Command("ip", "netns", "del", name).Run()
-		return nil, fmt.Errorf("netns %s: %w", name, err)
+		err = fmt.Errorf("netns %s: %w", name, err)
+		if derr := exec.Command("ip", "netns", "del", name).Run(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("ip netns del %s: %w", name, derr))
+		}
+		return nil, err
 	}
 	n := &Netns{Name: name, fd: fd}
 	if err := n.IP("link", "set", "lo", "up"); err != nil {
-		n.Delete()
-		return nil, err
+		return nil, errors.Join(err, n.Delete())
 	}
 	return n, nil
 }
@@ -49,7 +52,7 @@ func NewNetns(prefix string) (*Netns, error) {
 func (n *Netns) IP(args ...string) error {
 	out, err := exec.Command("ip", append([]string{"-n", n.Name}, args...)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ip -n %s %s: %v: %s", n.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("ip -n %s %s: %w: %s", n.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -64,7 +67,7 @@ func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.
 func (n *Netns) Sysctl(key, value string) error {
 	out, err := n.Command(context.Background(), "sysctl", "-q", "-w", key+"="+value).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("netns %s: sysctl %s=%s: %v: %s", n.Name, key, value, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("netns %s: sysctl %s=%s: %w: %s", n.Name, key, value, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -99,7 +102,7 @@ func (n *Netns) Delete() error {
 	}
 	out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ip netns del %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("ip netns del %s: %w: %s", n.Name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -1,27 +1,24 @@
 package vtestbed
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/orbit-lab/netboot/internal/childproc"
+	"github.com/orbit-lab/netboot/internal/childproc/childproctest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestNetnsDial: a connection made with Dial is inside the namespace (the
 // host's loopback listener is not reachable from there, the namespace's
 // is), threads come back to the host's namespace, and a child started
-// with Pdeathsig by startLocked outlives many dials (they once ended the
+// with Pdeathsig by childproc.StartLocked outlives many dials (they once ended the
 // thread that had started QEMU, which killed it).
 func TestNetnsDial(t *testing.T) {
 	testenv.Root(t, "network namespace")
@@ -34,34 +31,22 @@ func TestNetnsDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Delete()
+	defer func() {
+		if err := ns.Delete(); err != nil {
+			t.Error(err)
+		}
+	}()
 
-	// cat echoes a line only while it lives: once a Pdeathsig SIGKILL is
-	// queued it never returns to user space, so an echo after the dials'
-	// threads have settled proves it survived them.
-	child := exec.Command("cat")
-	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := child.StdinPipe()
+	// The child must outlive the dials' threads.
+	cat, err := childproctest.StartCat()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, err := childproc.StartLocked(child)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { child.Process.Kill(); <-done }()
-	echoes := bufio.NewReader(stdout)
+	defer cat.Close()
 	alive := func(when string) {
 		t.Helper()
-		// A generous deadline: reaching it means cat hung, not that it was slow.
-		stdout.(*os.File).SetReadDeadline(time.Now().Add(30 * time.Second))
-		fmt.Fprintln(stdin, when)
-		if line, err := echoes.ReadString('\n'); err != nil || line != when+"\n" {
-			t.Fatalf("the Pdeathsig child did not echo a line %s: %q, %v", when, line, err)
+		if err := cat.Echo(when); err != nil {
+			t.Fatalf("the Pdeathsig child did not echo a line %s: %v", when, err)
 		}
 	}
 	alive("before dialing")
@@ -109,10 +94,8 @@ func TestNetnsDial(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	alive("after dialing")
-	select {
-	case err := <-done:
+	if exited, err := cat.Exited(); exited {
 		t.Fatalf("the Pdeathsig child died while dialing: %v", err)
-	default:
 	}
 	for range 20 {
 		wg.Add(1)
@@ -134,7 +117,7 @@ func TestNetnsDial(t *testing.T) {
 func threadsAway(home string) ([]string, error) {
 	tasks, err := filepath.Glob("/proc/self/task/*")
 	if err != nil || len(tasks) == 0 {
-		return nil, fmt.Errorf("listing /proc/self/task: %v", err)
+		return nil, fmt.Errorf("listing /proc/self/task: %w", err)
 	}
 	var away []string
 	for _, task := range tasks {

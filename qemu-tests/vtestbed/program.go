@@ -83,10 +83,16 @@ func (p *Program) runCleanups() {
 	}
 }
 
-func (p *Program) Helper()      {}
+// Helper is testing.TB's; a Program prints no file:line, so it does nothing.
+func (p *Program) Helper() {}
+
+// Name is testing.TB's: the name given to RunProgram.
 func (p *Program) Name() string { return p.name }
 
+// Log is testing.TB's: the line goes to the Program's output at once.
 func (p *Program) Log(args ...any) { p.logf("%s", strings.TrimSuffix(fmt.Sprintln(args...), "\n")) }
+
+// Logf is testing.TB's, as Log.
 func (p *Program) Logf(format string, args ...any) {
 	p.logf(format, args...)
 }
@@ -97,51 +103,69 @@ func (p *Program) logf(format string, args ...any) {
 	fmt.Fprintf(p.out, "    %s: %s\n", p.name, fmt.Sprintf(format, args...))
 }
 
+// Fail is testing.TB's: RunProgram then returns an error.
 func (p *Program) Fail() {
 	p.mu.Lock()
 	p.failed = true
 	p.mu.Unlock()
 }
 
+// Failed is testing.TB's.
 func (p *Program) Failed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.failed
 }
 
+// FailNow is testing.TB's: it ends the function given to RunProgram.
 func (p *Program) FailNow() {
 	p.Fail()
 	panic(programExit{})
 }
 
-func (p *Program) Error(args ...any)                 { p.Log(args...); p.Fail() }
+// Error is testing.TB's: Log, then Fail.
+func (p *Program) Error(args ...any) { p.Log(args...); p.Fail() }
+
+// Errorf is testing.TB's: Logf, then Fail.
 func (p *Program) Errorf(format string, args ...any) { p.Logf(format, args...); p.Fail() }
-func (p *Program) Fatal(args ...any)                 { p.Log(args...); p.Fail(); panic(programExit{}) }
-func (p *Program) Fatalf(format string, args ...any) {
-	p.Logf(format, args...)
-	p.Fail()
-	panic(programExit{})
-}
-func (p *Program) Skip(args ...any)                 { p.Log(args...); p.SkipNow() }
+
+// Fatal is testing.TB's: Log, then FailNow.
+func (p *Program) Fatal(args ...any) { p.Log(args...); p.FailNow() }
+
+// Fatalf is testing.TB's: Logf, then FailNow.
+func (p *Program) Fatalf(format string, args ...any) { p.Logf(format, args...); p.FailNow() }
+
+// Skip is testing.TB's: Log, then SkipNow.
+func (p *Program) Skip(args ...any) { p.Log(args...); p.SkipNow() }
+
+// Skipf is testing.TB's: Logf, then SkipNow.
 func (p *Program) Skipf(format string, args ...any) { p.Logf(format, args...); p.SkipNow() }
+
+// SkipNow is testing.TB's: it ends the function given to RunProgram, which
+// then returns ErrSkipped.
 func (p *Program) SkipNow() {
 	p.mu.Lock()
 	p.skipped = true
 	p.mu.Unlock()
 	panic(programExit{})
 }
+
+// Skipped is testing.TB's.
 func (p *Program) Skipped() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.skipped
 }
 
+// Cleanup is testing.TB's: RunProgram calls f once the function it was
+// given has ended, the last registered first.
 func (p *Program) Cleanup(f func()) {
 	p.mu.Lock()
 	p.cleanup = append(p.cleanup, f)
 	p.mu.Unlock()
 }
 
+// TempDir is testing.TB's: a new directory, removed by a cleanup.
 func (p *Program) TempDir() string {
 	dir, err := os.MkdirTemp("", "vtb-prog-")
 	if err != nil {
@@ -151,14 +175,21 @@ func (p *Program) TempDir() string {
 	return dir
 }
 
+// Setenv is testing.TB's: a cleanup puts the old value back.
 func (p *Program) Setenv(key, value string) {
 	old, had := os.LookupEnv(key)
-	os.Setenv(key, value)
+	if err := os.Setenv(key, value); err != nil {
+		p.Fatal(err)
+	}
 	p.Cleanup(func() {
+		var err error
 		if had {
-			os.Setenv(key, old)
+			err = os.Setenv(key, old)
 		} else {
-			os.Unsetenv(key)
+			err = os.Unsetenv(key)
+		}
+		if err != nil {
+			p.Error(err)
 		}
 	})
 }

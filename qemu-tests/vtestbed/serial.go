@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,7 +112,7 @@ func (c *Console) readMore() {
 
 // feed splits data into lines; the caller holds mu.
 func (c *Console) feed(now time.Time, data []byte) {
-	buf := append(c.partial, data...)
+	buf := slices.Concat(c.partial, data)
 	n := 0
 	for {
 		i := bytes.IndexByte(buf, '\n')

@@ -19,7 +19,7 @@ func (s Step) matches(e Event) bool {
 	}
 	// A TFTP transfer that failed (e.g. a tsize probe the client ended)
 	// is not the file being fetched.
-	return !(s.Source == "tftp" && strings.HasPrefix(e.Detail, "failed"))
+	return s.Source != "tftp" || !strings.HasPrefix(e.Detail, "failed")
 }
 
 // InOrder finds the steps on a timeline in order: for each, the first

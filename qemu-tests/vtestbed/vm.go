@@ -245,14 +245,14 @@ func (vm *VM) Stop() {
 				vm.QMP, _ = qmp.Dial(ctx, vm.QMPSocket)
 			}
 			if vm.QMP != nil {
-				vm.QMP.Execute(ctx, "quit", nil) // the reply may not come: QEMU is gone
+				_, _ = vm.QMP.Execute(ctx, "quit", nil) // the reply may not come: QEMU is gone
 				wait = 3 * time.Second
 			}
 			cancel()
 			select {
 			case <-vm.exited:
 			case <-time.After(wait):
-				vm.cmd.Process.Kill()
+				_ = vm.cmd.Process.Kill() // fails only if QEMU has just exited
 				<-vm.exited
 			}
 		}
@@ -278,9 +278,11 @@ func (vm *VM) saveArtifacts(t testing.TB, root string) {
 	var kept []string
 	for _, f := range []string{vm.Serial, vm.QEMULog} {
 		dst := filepath.Join(dir, filepath.Base(f))
-		if err := copyFile(f, dst); err == nil {
-			kept = append(kept, dst)
+		if err := copyFile(f, dst); err != nil {
+			t.Logf("artifacts: %v", err)
+			continue
 		}
+		kept = append(kept, dst)
 	}
 	var info bytes.Buffer
 	fmt.Fprintf(&info, "qemu-system-x86_64 %s\npowered on %s\n", strings.Join(vm.Args, " "), vm.PoweredOn.Format(time.RFC3339Nano))
@@ -290,6 +292,6 @@ func (vm *VM) saveArtifacts(t testing.TB, root string) {
 	for _, l := range vm.Console.Lines() {
 		fmt.Fprintf(&info, "+%7.3fs %s\n", l.At.Sub(vm.PoweredOn).Seconds(), l.Text)
 	}
-	os.WriteFile(filepath.Join(dir, vm.Node.Hostname+".timed.log"), info.Bytes(), 0o644)
+	writeArtifact(t, filepath.Join(dir, vm.Node.Hostname+".timed.log"), info.Bytes())
 	t.Logf("artifacts of %s: %s", vm.Node.Hostname, strings.Join(kept, " "))
 }

@@ -74,10 +74,12 @@ const (
 	// Bridge is the control network's bridge.
 	Bridge = "br0"
 
-	// PXELinux and LDLinux are where Debian's pxelinux and syslinux-common
-	// packages put the files pxelinux needs in the TFTP root.
+	// PXELinux is where Debian's pxelinux package puts pxelinux itself,
+	// the first file the nodes fetch from the TFTP root.
 	PXELinux = "/usr/lib/PXELINUX/pxelinux.0"
-	LDLinux  = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
+	// LDLinux is where Debian's syslinux-common package puts the module
+	// pxelinux fetches next from the TFTP root.
+	LDLinux = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
 )
 
 // NIC is a QEMU network device model.
@@ -130,13 +132,13 @@ func (n Node) Hex() string {
 type Server string
 
 const (
-	// Netbootd: netbootd with DHCP (ipxe_fast: option 175.176 and the RA
+	// Netbootd is netbootd with DHCP (ipxe_fast: option 175.176 and the RA
 	// responder), TFTP and the AM.
 	Netbootd Server = "netbootd"
-	// Dnsmasq: dnsmasq --enable-tftp with a static reservation per node
+	// Dnsmasq is dnsmasq --enable-tftp with a static reservation per node
 	// and --dhcp-boot pxelinux.0, as a site would run it; no AM.
 	Dnsmasq Server = "dnsmasq"
-	// DnsmasqIPXE: Dnsmasq, plus what ends iPXE's waits (option 175.176 =
+	// DnsmasqIPXE is Dnsmasq, plus what ends iPXE's waits (option 175.176 =
 	// 1, and router advertisements with lifetime 0, M=0, O=0).
 	DnsmasqIPXE Server = "dnsmasq-ipxe"
 )
@@ -195,7 +197,7 @@ func Missing(server Server) error {
 		return errors.New("needs root (network namespace, bridge, taps)")
 	}
 	if err := haveTun(); err != nil {
-		return fmt.Errorf("needs /dev/net/tun: %v", err)
+		return fmt.Errorf("needs /dev/net/tun: %w", err)
 	}
 	tools := []string{"ip", "qemu-system-x86_64"}
 	if server == Dnsmasq || server == DnsmasqIPXE {
@@ -228,7 +230,7 @@ func KernelDir(root string) (string, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("scripts/fetch-kernel.sh: %v\n%s", err, stderr.String())
+		return "", fmt.Errorf("scripts/fetch-kernel.sh: %w\n%s", err, stderr.String())
 	}
 	dir := strings.TrimSpace(string(out))
 	if dir == "" {
@@ -623,7 +625,7 @@ func (tb *Testbed) saveServerArtifacts() {
 		tb.t.Logf("artifacts: %v", err)
 		return
 	}
-	os.WriteFile(filepath.Join(dir, string(tb.Server)+".log"), []byte(tb.ServerLog()), 0o644)
+	writeArtifact(tb.t, filepath.Join(dir, string(tb.Server)+".log"), []byte(tb.ServerLog()))
 	if tb.App != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -636,7 +638,7 @@ func (tb *Testbed) saveServerArtifacts() {
 			if err != nil {
 				fmt.Fprintln(&b, "error:", err)
 			}
-			os.WriteFile(filepath.Join(dir, n.Hostname+".timeline.txt"), []byte(b.String()), 0o644)
+			writeArtifact(tb.t, filepath.Join(dir, n.Hostname+".timeline.txt"), []byte(b.String()))
 		}
 	}
 	tb.t.Logf("artifacts (server log, timelines): %s", dir)

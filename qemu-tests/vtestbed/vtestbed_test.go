@@ -193,7 +193,9 @@ func TestConsole(t *testing.T) {
 	defer cancel()
 
 	before := time.Now()
-	io.WriteString(f, "SeaBIOS\r\n[    2.5] Run /init as ")
+	if _, err := io.WriteString(f, "SeaBIOS\r\n[    2.5] Run /init as "); err != nil {
+		t.Fatal(err)
+	}
 	// Once the console has read the unfinished line, it must not match.
 	for !strings.HasSuffix(c.Text(), "Run /init as ") {
 		if ctx.Err() != nil {
@@ -204,7 +206,9 @@ func TestConsole(t *testing.T) {
 	if _, ok := c.Find(regexp.MustCompile(`Run /init`)); ok {
 		t.Error("an unfinished line was found")
 	}
-	io.WriteString(f, "init process\r\norbit-2.0.0\r\nlast words")
+	if _, err := io.WriteString(f, "init process\r\norbit-2.0.0\r\nlast words"); err != nil {
+		t.Fatal(err)
+	}
 	l, err := c.Wait(ctx, regexp.MustCompile(`Run /init as init process`))
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +273,8 @@ func TestProgram(t *testing.T) {
 				t.Errorf("a foreign panic was not passed on: %v", r)
 			}
 		}()
-		RunProgram("p/5", io.Discard, func(tb testing.TB) { panic("boom") })
+		err := RunProgram("p/5", io.Discard, func(tb testing.TB) { panic("boom") })
+		t.Errorf("RunProgram returned %v: it swallowed a foreign panic", err)
 	}()
 }
 

@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// ServeFlag, first on a benchmark's command line, runs its server child.
+// ServeFlag is the argument that, first on a benchmark's command line,
+// runs its server child.
 const ServeFlag = "-serve"
 
 // Child runs serve with the rest of the arguments and exits, if the
@@ -52,7 +53,9 @@ func ChildContext() (context.Context, context.CancelFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
-		io.Copy(io.Discard, os.Stdin)
+		// A read error ends the wait as EOF does: either way the parent
+		// can no longer be heard.
+		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
 	return ctx, func() { cancel(); stop() }

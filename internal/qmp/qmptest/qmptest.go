@@ -150,6 +150,10 @@ func (c *Conn) Close() {
 	c.nc.Close()
 }
 
+// write sends one line; once a write fails the client has gone, and the
+// connection ends after the current command.
 func (c *Conn) write(line []byte) {
-	c.nc.Write(append(line, '\r', '\n'))
+	if _, err := c.nc.Write(append(line, '\r', '\n')); err != nil {
+		c.closed = true
+	}
 }
