@@ -116,12 +116,8 @@ func (n *vnode) boot() (stop func()) {
 	if n.hangReboot {
 		cfg.PowerCheck = func() error { <-ctx.Done(); return ctx.Err() }
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rc.Run(ctx, cfg)
-	}()
-	return func() { cancel(); <-done }
+	wait := runRC(ctx, n.t, cfg)
+	return func() { cancel(); wait() }
 }
 
 // power asks for a new boot; one pending is enough.
@@ -164,9 +160,7 @@ func (n *vnode) handleQMP(c *qmptest.Conn, cmd string, _ json.RawMessage) {
 
 func (n *vnode) writeDisk(name string, data []byte) {
 	n.t.Helper()
-	if err := os.WriteFile(filepath.Join(n.dir, name), data, 0o644); err != nil {
-		n.t.Fatal(err)
-	}
+	writeFile(n.t, filepath.Join(n.dir, name), data)
 }
 
 func (n *vnode) readDisk(name string) []byte {
@@ -251,9 +245,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	ctx := t.Context()
 	for _, img := range []string{"base", "old"} {
 		f := filepath.Join(t.TempDir(), img+".zst")
-		if err := os.WriteFile(f, zstdOf(t, diskData(img)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, f, zstdOf(t, diskData(img)))
 		if out, errs, err := nbctl(ctx, a.URL, "disk", "put", img, f); err != nil {
 			t.Fatalf("disk put %s: %v\n%s%s", img, err, out, errs)
 		}

@@ -44,12 +44,17 @@ var usage = fmt.Sprintf(usageFormat, rcUsage+imagingUsage)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "nbctl:", err)
 		os.Exit(1)
 	}
 }
+
+// usageError says how a command is called, after "usage: nbctl ". The
+// line is the command's syntax, so it may end in "..." (repeated operands).
+func usageError(line string) error { return errors.New("usage: nbctl " + line) }
 
 type cli struct {
 	c      *amclient.Client
@@ -150,7 +155,7 @@ func (k *cli) printJSON(v any) error {
 
 func (k *cli) inventoryImport(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: nbctl inventory import FILE")
+		return usageError("inventory import FILE")
 	}
 	data, err := os.ReadFile(args[0])
 	if err != nil {
@@ -196,7 +201,7 @@ func (k *cli) nodes(ctx context.Context, args []string) error {
 
 func (k *cli) nodeShow(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: nbctl nodes show HRN")
+		return usageError("nodes show HRN")
 	}
 	n, err := k.c.Node(ctx, args[0])
 	if err != nil {
@@ -207,7 +212,7 @@ func (k *cli) nodeShow(ctx context.Context, args []string) error {
 
 func (k *cli) nodeEvents(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: nbctl nodes events HRN")
+		return usageError("nodes events HRN")
 	}
 	evs, err := k.c.Events(ctx, args[0])
 	if err != nil {
@@ -269,7 +274,7 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: nbctl boot set [--image I] [--lifetime D] NODE...")
+		return usageError("boot set [--image I] [--lifetime D] NODE...")
 	}
 	var failed int
 	for _, hrn := range fs.Args() {
@@ -289,7 +294,7 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 
 func (k *cli) bootClear(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: nbctl boot clear NODE...")
+		return usageError("boot clear NODE...")
 	}
 	var failed int
 	for _, hrn := range args {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -70,7 +69,7 @@ func (k *cli) rcStatus(ctx context.Context, args []string) error {
 		return nil
 	case 1:
 	default:
-		return errors.New("usage: nbctl rc status [--json] [NODE]")
+		return usageError("rc status [--json] [NODE]")
 	}
 	hrn := fs.Arg(0)
 	s, err := k.c.RCStatus(ctx, hrn)
@@ -176,7 +175,7 @@ func (k *cli) rcExec(ctx context.Context, args []string) error {
 		rest = append(rest[:1:1], rest[2:]...)
 	}
 	if len(rest) < 2 {
-		return errors.New("usage: nbctl rc exec [--timeout D] NODE -- CMD...")
+		return usageError("rc exec [--timeout D] NODE -- CMD...")
 	}
 	node, command := rest[0], strings.Join(rest[1:], " ")
 	req := proto.CommandRequest{Type: proto.Execute, Command: command}
@@ -188,19 +187,28 @@ func (k *cli) rcExec(ctx context.Context, args []string) error {
 		return err
 	}
 	var outN, errN int
+	var writeErr error // the first failed write, said once the command ends
+	show := func(w io.Writer, s string) {
+		if _, err := io.WriteString(w, s); err != nil && writeErr == nil {
+			writeErr = fmt.Errorf("%s: printing the output: %w", node, err)
+		}
+	}
 	st, err = k.follow(ctx, node, st, func(s proto.CommandStatus) {
 		// Output is printed as it comes.
 		if len(s.Stdout) > outN {
-			io.WriteString(k.out, s.Stdout[outN:])
+			show(k.out, s.Stdout[outN:])
 			outN = len(s.Stdout)
 		}
 		if len(s.Stderr) > errN {
-			io.WriteString(k.errOut, s.Stderr[errN:])
+			show(k.errOut, s.Stderr[errN:])
 			errN = len(s.Stderr)
 		}
 	})
 	if err != nil {
 		return err
+	}
+	if writeErr != nil {
+		return writeErr
 	}
 	if st.Truncated {
 		fmt.Fprintf(k.errOut, "nbctl: %s: output truncated: the appliance keeps only the first part of each stream\n", node)
@@ -247,7 +255,7 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 		return err
 	}
 	if fs.NArg() != 2 {
-		return fmt.Errorf("usage: nbctl disk %s [--disk D] NODE IMAGE", verb)
+		return usageError("disk " + verb + " [--disk D] NODE IMAGE")
 	}
 	node, image := fs.Arg(0), fs.Arg(1)
 	st, err := k.c.SendCommand(ctx, node, proto.CommandRequest{Type: typ, Image: image, Disk: *disk})
@@ -286,7 +294,7 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 // appliance checks before it keeps the image.
 func (k *cli) diskPut(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: nbctl disk put NAME FILE")
+		return usageError("disk put NAME FILE")
 	}
 	name, file := args[0], args[1]
 	f, err := os.Open(file)
@@ -313,7 +321,7 @@ func (k *cli) diskPut(ctx context.Context, args []string) error {
 // and renamed only once it is whole and its checksum matches.
 func (k *cli) diskGet(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: nbctl disk get NAME FILE")
+		return usageError("disk get NAME FILE")
 	}
 	name, file := args[0], args[1]
 	h := sha256.New()
