@@ -82,9 +82,7 @@ func TestInteropDirect(t *testing.T) {
 	l.ip("-n", cli, "link", "set", "cli0", "up")
 
 	got := l.udhcpc(cli, "cli0")
-	want := map[string]string{"ip": "10.18.1.2", "subnet": "255.255.0.0", "router": "10.18.0.1", "dns": "10.18.0.1",
-		"serverid": "10.18.0.1", "siaddr": "10.18.0.1", "boot_file": "pxelinux.0", "bootfile": "pxelinux.0", "tftp": "10.18.0.1",
-		"hostname": "node1-2", "domain": "sb8.orbit-lab.org", "lease": "3600"}
+	want := labLease("10.18.1.2", "10.18.0.1", "node1-2", "sb8.orbit-lab.org")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("known MAC: udhcpc got (-want +got):\n%s", diff)
 	}
@@ -185,9 +183,7 @@ func TestInteropRelay(t *testing.T) {
 
 	l.ip("-n", cli, "link", "set", "cli0", "address", "00:03:1d:0c:02:05")
 	got := l.udhcpc(cli, "cli0")
-	want := map[string]string{"ip": "10.19.1.5", "subnet": "255.255.0.0", "router": "10.19.0.1", "dns": "10.18.0.1",
-		"serverid": "10.18.0.1", "siaddr": "10.18.0.1", "boot_file": "pxelinux.0", "bootfile": "pxelinux.0", "tftp": "10.18.0.1",
-		"hostname": "relnode", "domain": "grid.orbit-lab.org", "lease": "3600"}
+	want := labLease("10.19.1.5", "10.19.0.1", "relnode", "grid.orbit-lab.org")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("relayed known MAC: udhcpc got (-want +got):\n%s", diff)
 	}
@@ -305,6 +301,14 @@ func TestInteropProxy(t *testing.T) {
 		boot.ServerIPAddr.String() != "10.18.0.1" {
 		t.Errorf("proxy boot-port ACK: %s", boot.Summary())
 	}
+}
+
+// labLease is what udhcpc reports of a lease from the lab's server at
+// 10.18.0.1 (a /16, pxelinux.0, an hour) for a node with these values.
+func labLease(ip, router, hostname, domain string) map[string]string {
+	return map[string]string{"ip": ip, "subnet": "255.255.0.0", "router": router, "dns": "10.18.0.1",
+		"serverid": "10.18.0.1", "siaddr": "10.18.0.1", "boot_file": "pxelinux.0", "bootfile": "pxelinux.0", "tftp": "10.18.0.1",
+		"hostname": hostname, "domain": domain, "lease": "3600"}
 }
 
 // clientConn is a DHCP client socket on ifname: 0.0.0.0:68, bound to the
