@@ -53,20 +53,10 @@ func (k *cli) rcStatus(ctx context.Context, args []string) error {
 	}
 	switch fs.NArg() {
 	case 0:
-		rcs, err := k.c.RCs(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return k.printJSON(rcs)
-		}
-		var rows [][]string
-		for _, s := range rcs {
-			rows = append(rows, []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
-				clock(s.EnrolledAt), clock(s.LastSeen)})
-		}
-		k.table("NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", rows)
-		return nil
+		return listTable(ctx, k, k.c.RCs, *asJSON, "NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", func(s proto.RCStatus) []string {
+			return []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
+				clock(s.EnrolledAt), clock(s.LastSeen)}
+		})
 	case 1:
 	default:
 		return usageError("rc status [--json] [NODE]")
@@ -340,16 +330,9 @@ func (k *cli) diskGet(ctx context.Context, args []string) error {
 }
 
 func (k *cli) diskList(ctx context.Context) error {
-	imgs, err := k.c.DiskImages(ctx)
-	if err != nil {
-		return err
-	}
-	var rows [][]string
-	for _, i := range imgs {
-		rows = append(rows, []string{i.Name, i.Format, bytesize(i.Size), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256})
-	}
-	k.table("NAME\tFORMAT\tSIZE\tMODIFIED\tSHA256", rows)
-	return nil
+	return listTable(ctx, k, k.c.DiskImages, false, "NAME\tFORMAT\tSIZE\tMODIFIED\tSHA256", func(i proto.DiskImage) []string {
+		return []string{i.Name, i.Format, bytesize(i.Size), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256}
+	})
 }
 
 // progressBar draws one line, redrawn in place with \r.
