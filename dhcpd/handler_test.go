@@ -26,6 +26,21 @@ const (
 
 var clientSrc = netip.MustParseAddrPort("0.0.0.0:68")
 
+// replyTo hands pkt to s as from a client on port 68 and returns the
+// reply's message type and yiaddr, both "" when s does not answer.
+func replyTo(ctx context.Context, t *testing.T, s *Server, pkt []byte) (typ, yiaddr string) {
+	t.Helper()
+	out, _ := s.handle(ctx, pkt, clientSrc, 67)
+	if out == nil {
+		return "", ""
+	}
+	r, err := dhcpv4.FromBytes(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.MessageType().String(), r.YourIPAddr.String()
+}
+
 // offerOpts are the options of an OFFER or ACK to node1-2 from iPXE.
 func offerOpts(extra map[uint8]string, drop ...uint8) map[uint8]string {
 	m := map[uint8]string{
@@ -274,17 +289,6 @@ func TestHandlerPool(t *testing.T) {
 	relayed := func(mt dhcpv4.MessageType, mac string, opts ...reqOpt) []byte {
 		return pxeRequest(mt, mac, append([]reqOpt{withGiaddr("10.19.0.2")}, opts...)...).ToBytes()
 	}
-	yiaddr := func(s *Server, pkt []byte) (string, string) {
-		out, _ := s.handle(ctx, pkt, clientSrc, 67)
-		if out == nil {
-			return "", ""
-		}
-		r, err := dhcpv4.FromBytes(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.MessageType().String(), r.YourIPAddr.String()
-	}
 	a, b, c := "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
 	steps := []struct {
 		name           string
@@ -314,7 +318,7 @@ func TestHandlerPool(t *testing.T) {
 		if st.s != nil {
 			s = st.s()
 		}
-		typ, ip := yiaddr(s, st.pkt)
+		typ, ip := replyTo(ctx, t, s, st.pkt)
 		if typ != st.wantType || ip != st.want {
 			t.Fatalf("%s: got %q %q, want %q %q", st.name, typ, ip, st.wantType, st.want)
 		}

@@ -68,7 +68,10 @@ func TestInteropDirect(t *testing.T) {
 	l.veth(srv, "other0", other, "oth0") // an interface the server must not serve
 	l.addr(srv, "other0", "10.77.0.1/16")
 	l.ip("-n", other, "link", "set", "oth0", "address", "00:03:1d:0c:01:03")
-	exec.Command("ip", "netns", "exec", cli, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0").Run()
+	// Without it the client's link-local address is only slower to come.
+	if out, err := exec.Command("ip", "netns", "exec", cli, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0").CombinedOutput(); err != nil {
+		t.Logf("sysctl accept_dad=0 in %s: %v: %s", cli, err, out)
+	}
 
 	state := t.TempDir()
 	p := l.server(srv, labConfig("br0"), state, labNodes...)
@@ -79,9 +82,7 @@ func TestInteropDirect(t *testing.T) {
 	l.ip("-n", cli, "link", "set", "cli0", "up")
 
 	got := l.udhcpc(cli, "cli0")
-	want := map[string]string{"ip": "10.18.1.2", "subnet": "255.255.0.0", "router": "10.18.0.1", "dns": "10.18.0.1",
-		"serverid": "10.18.0.1", "siaddr": "10.18.0.1", "boot_file": "pxelinux.0", "bootfile": "pxelinux.0", "tftp": "10.18.0.1",
-		"hostname": "node1-2", "domain": "sb8.orbit-lab.org", "lease": "3600"}
+	want := labLease("10.18.1.2", "10.18.0.1", "node1-2", "sb8.orbit-lab.org")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("known MAC: udhcpc got (-want +got):\n%s", diff)
 	}
@@ -182,9 +183,7 @@ func TestInteropRelay(t *testing.T) {
 
 	l.ip("-n", cli, "link", "set", "cli0", "address", "00:03:1d:0c:02:05")
 	got := l.udhcpc(cli, "cli0")
-	want := map[string]string{"ip": "10.19.1.5", "subnet": "255.255.0.0", "router": "10.19.0.1", "dns": "10.18.0.1",
-		"serverid": "10.18.0.1", "siaddr": "10.18.0.1", "boot_file": "pxelinux.0", "bootfile": "pxelinux.0", "tftp": "10.18.0.1",
-		"hostname": "relnode", "domain": "grid.orbit-lab.org", "lease": "3600"}
+	want := labLease("10.19.1.5", "10.19.0.1", "relnode", "grid.orbit-lab.org")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("relayed known MAC: udhcpc got (-want +got):\n%s", diff)
 	}
@@ -264,7 +263,7 @@ func TestInteropProxy(t *testing.T) {
 		ack = acks[0]
 		// Configure the address, then ask the proxy's boot port.
 		if out, err := exec.Command("ip", "addr", "add", ack.YourIPAddr.String()+"/16", "dev", "cli0").CombinedOutput(); err != nil {
-			return fmt.Errorf("ip addr add: %v: %s", err, out)
+			return fmt.Errorf("ip addr add: %w: %s", err, out)
 		}
 		bootReq := pxeRequest(dhcpv4.MessageTypeRequest, mac, withCiaddr(ack.YourIPAddr.String()))
 		boots, err := exchange4(c, bootReq, "10.18.0.1:4011", replyWait, 1)
@@ -304,12 +303,22 @@ func TestInteropProxy(t *testing.T) {
 	}
 }
 
+// labLease is what udhcpc reports of a lease from the lab's server at
+// 10.18.0.1 (a /16, pxelinux.0, an hour) for a node with these values.
+func labLease(ip, router, hostname, domain string) map[string]string {
+	return map[string]string{"ip": ip, "subnet": "255.255.0.0", "router": router, "dns": "10.18.0.1",
+		"serverid": "10.18.0.1", "siaddr": "10.18.0.1", "boot_file": "pxelinux.0", "bootfile": "pxelinux.0", "tftp": "10.18.0.1",
+		"hostname": hostname, "domain": domain, "lease": "3600"}
+}
+
 // clientConn is a DHCP client socket on ifname: 0.0.0.0:68, bound to the
 // interface, broadcast allowed. Call it inside the client's namespace.
 func clientConn(ifname string) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
-		c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), ifname) })
+		if err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), ifname) }); err != nil {
+			return err
+		}
 		return serr
 	}}
 	pc, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
@@ -333,7 +342,9 @@ func exchange4(c *net.UDPConn, req *dhcpv4.DHCPv4, dst string, wait time.Duratio
 	deadline := time.Now().Add(wait)
 	buf := make([]byte, 1500)
 	for len(out) < want {
-		c.SetReadDeadline(deadline)
+		if err := c.SetReadDeadline(deadline); err != nil {
+			return nil, err
+		}
 		n, _, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil { // the deadline
 			break
@@ -376,7 +387,9 @@ func routerSolicit(ns, ifname string, timeout time.Duration) (*ndp.RouterAdverti
 			if err := c.WriteTo(&ndp.RouterSolicitation{}, nil, netip.MustParseAddr("ff02::2")); err != nil {
 				return err
 			}
-			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if err := c.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+				return err
+			}
 			for {
 				m, _, _, err := c.ReadFrom()
 				if err != nil {

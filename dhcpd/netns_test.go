@@ -51,7 +51,9 @@ func newLab(t *testing.T) *lab {
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
 		testenv.Missing(t, "ip netns unavailable: %v: %s", err, bytes.TrimSpace(out))
 	}
-	exec.Command("ip", "netns", "del", probe).Run()
+	if out, err := exec.Command("ip", "netns", "del", probe).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del %s: %v: %s", probe, err, out)
+	}
 	return l
 }
 
@@ -110,10 +112,10 @@ func (l *lab) start(ns string, env []string, argv ...string) *proc {
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	l.t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
+		_ = p.cmd.Process.Kill() // it may have been stopped already
+		err := <-p.done
 		if l.t.Failed() {
-			l.t.Logf("output of %s:\n%s", strings.Join(argv, " "), p.out)
+			l.t.Logf("output of %s (%v):\n%s", strings.Join(argv, " "), err, p.out)
 		}
 	})
 	return p
@@ -140,7 +142,9 @@ func (p *proc) waitFor(t *testing.T, s string, timeout time.Duration) {
 // stop sends SIGTERM and waits for a clean exit.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("%s: SIGTERM: %v", p.cmd.Args, err)
+	}
 	select {
 	case err := <-p.done:
 		p.done <- err

@@ -33,24 +33,16 @@ func TestPoolKeepsItsOwnAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reply := func(pkt *dhcpv4.DHCPv4) (string, string) {
+	reply := func(t *testing.T, pkt *dhcpv4.DHCPv4) (string, string) {
 		t.Helper()
-		out, _ := s.handle(ctx, pkt.ToBytes(), clientSrc, 67)
-		if out == nil {
-			return "none", ""
-		}
-		r, err := dhcpv4.FromBytes(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.MessageType().String(), r.YourIPAddr.String()
+		return replyTo(ctx, t, s, pkt.ToBytes())
 	}
 
 	// Offers: the first usable address of each pool.
-	if typ, ip := reply(pxeRequest(dhcpv4.MessageTypeDiscover, "52:54:00:00:01:01", withGiaddr("10.19.0.2"))); typ != "OFFER" || ip != "10.19.0.2" {
+	if typ, ip := reply(t, pxeRequest(dhcpv4.MessageTypeDiscover, "52:54:00:00:01:01", withGiaddr("10.19.0.2"))); typ != "OFFER" || ip != "10.19.0.2" {
 		t.Errorf("relayed DISCOVER: %s %s, want an OFFER of 10.19.0.2 (past the network address and the router)", typ, ip)
 	}
-	if typ, ip := reply(pxeRequest(dhcpv4.MessageTypeDiscover, "52:54:00:00:01:02")); typ != "OFFER" || ip != "10.18.0.2" {
+	if typ, ip := reply(t, pxeRequest(dhcpv4.MessageTypeDiscover, "52:54:00:00:01:02")); typ != "OFFER" || ip != "10.18.0.2" {
 		t.Errorf("direct DISCOVER: %s %s, want an OFFER of 10.18.0.2 (past the server)", typ, ip)
 	}
 
@@ -70,7 +62,7 @@ func TestPoolKeepsItsOwnAddresses(t *testing.T) {
 			if tt.giaddr != "" {
 				opts = append(opts, withGiaddr(tt.giaddr))
 			}
-			typ, ip := reply(pxeRequest(dhcpv4.MessageTypeRequest, fmt.Sprintf("52:54:00:00:02:%02x", i), opts...))
+			typ, ip := reply(t, pxeRequest(dhcpv4.MessageTypeRequest, fmt.Sprintf("52:54:00:00:02:%02x", i), opts...))
 			if typ != tt.want {
 				t.Errorf("REQUEST for %s: %s %s, want %s", tt.asked, typ, ip, tt.want)
 			}

@@ -158,14 +158,9 @@ func (r *recorder) run(ctx context.Context) {
 }
 
 func (r *recorder) writeEvents(ctx context.Context, batch []store.Event) {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	if err := r.sink.AddEvents(ctx, batch); err != nil {
-		r.dropped.Add(uint64(len(batch)))
-		if ok, held := r.dropLog.Allow("write"); ok {
-			r.log.Error("writing boot events", "events", len(batch), "err", err, "held_back", held)
-		}
-	}
+	r.write(ctx, "write", "writing boot events", "events", len(batch), func(ctx context.Context) error {
+		return r.sink.AddEvents(ctx, batch)
+	})
 }
 
 func (r *recorder) writeSightings(ctx context.Context) {
@@ -180,12 +175,21 @@ func (r *recorder) writeSightings(ctx context.Context) {
 	}
 	clear(r.seen)
 	r.mu.Unlock()
+	r.write(ctx, "discovered", "writing discovered MACs", "macs", len(list), func(ctx context.Context) error {
+		return r.disc.RecordDiscovered(ctx, list)
+	})
+}
+
+// write runs one store write of n records within writeTimeout. A failed
+// one counts its records as dropped and is logged as msg (with the count
+// under the key unit), rate-limited under key.
+func (r *recorder) write(ctx context.Context, key, msg, unit string, n int, put func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	if err := r.disc.RecordDiscovered(ctx, list); err != nil {
-		r.dropped.Add(uint64(len(list)))
-		if ok, held := r.dropLog.Allow("discovered"); ok {
-			r.log.Error("writing discovered MACs", "macs", len(list), "err", err, "held_back", held)
+	if err := put(ctx); err != nil {
+		r.dropped.Add(uint64(n))
+		if ok, held := r.dropLog.Allow(key); ok {
+			r.log.Error(msg, unit, n, "err", err, "held_back", held)
 		}
 	}
 }

@@ -226,7 +226,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	// can still answer what was read; then close.
 	stopRun()
 	for _, b := range conns {
-		b.conn.SetReadDeadline(time.Unix(1, 0))
+		// SetReadDeadline fails only on a closed socket, whose reader is gone.
+		_ = b.conn.SetReadDeadline(time.Unix(1, 0))
 	}
 	readers.Wait()
 	close(jobs)

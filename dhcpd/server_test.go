@@ -70,7 +70,9 @@ func TestServeOnLoopback(t *testing.T) {
 		if _, err := client.WriteToUDP(req.ToBytes(), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
 			t.Fatal(err)
 		}
-		client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if err := client.SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
 		if n, _, err := client.ReadFromUDP(buf); err == nil {
 			if reply, err = dhcpv4.FromBytes(buf[:n]); err != nil {
 				t.Fatal(err)
@@ -276,7 +278,9 @@ func TestOverloadDrops(t *testing.T) {
 	got := map[dhcpv4.TransactionID]bool{}
 	buf := make([]byte, 1500)
 	for range 3 {
-		client.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if err := client.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		n, _, err := client.ReadFromUDP(buf)
 		if err != nil {
 			t.Fatalf("replies so far %v: %v", got, err)

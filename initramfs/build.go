@@ -112,8 +112,11 @@ func Version(name string) string {
 	return name
 }
 
-// InitrdFile and KernelFile name the files in the TFTP root.
-func InitrdFile(version string) string       { return "initramfs-orbit-pxe-" + version + ".gz" }
+// InitrdFile names the initramfs of a version in the TFTP root.
+func InitrdFile(version string) string { return "initramfs-orbit-pxe-" + version + ".gz" }
+
+// KernelFile names the kernel of a kernel version in the TFTP root, beside
+// the initramfs built for it.
 func KernelFile(kernelVersion string) string { return "linux-orbit-pxe-" + kernelVersion }
 
 // ModTime is the modification time of every archive entry.

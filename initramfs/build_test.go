@@ -91,7 +91,7 @@ func readCPIO(t *testing.T, gz []byte) ([]*cpio.Header, map[string][]byte) {
 	bodies := map[string][]byte{}
 	for {
 		h, err := r.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		must(t, err)

@@ -76,7 +76,11 @@ func TestQEMUBoot(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
+		}
+	})
 	ip("link", "add", "br0", "type", "bridge")
 	ip("tuntap", "add", "tap0", "mode", "tap")
 	ip("tuntap", "add", "tap1", "mode", "tap")
@@ -95,7 +99,11 @@ func TestQEMUBoot(t *testing.T) {
 	dns.Stdout, dns.Stderr = &dnsOut, &dnsOut
 	dns.WaitDelay = 5 * time.Second
 	must(t, dns.Start())
-	t.Cleanup(func() { dns.Process.Kill(); dns.Wait() })
+	t.Cleanup(func() {
+		// Killed: neither the kill (it may have died) nor its status says more.
+		_ = dns.Process.Kill()
+		_ = dns.Wait()
+	})
 
 	logPath := filepath.Join(t.TempDir(), "console.log")
 	start := time.Now()

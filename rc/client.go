@@ -121,7 +121,8 @@ func (c *client) call(ctx context.Context, method, path string, in, out any) (in
 			return resp.StatusCode, fmt.Errorf("%s %s: answer: %w", method, path, err)
 		}
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	// Drained so the connection is reused; a failed drain only costs that.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, nil
 }
 

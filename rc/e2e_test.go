@@ -149,7 +149,7 @@ func orbitRC(t *testing.T) string {
 		rcBin = filepath.Join(dir, "orbit-rc")
 		out, err := exec.Command("go", "build", "-o", rcBin, "github.com/orbit-lab/netboot/cmd/orbit-rc").CombinedOutput()
 		if err != nil {
-			rcErr = fmt.Errorf("go build orbit-rc: %v\n%s", err, out)
+			rcErr = fmt.Errorf("go build orbit-rc: %w\n%s", err, out)
 		}
 	})
 	if rcErr != nil {
@@ -173,7 +173,7 @@ func startNode(t *testing.T, amURL string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &node{t: t, dir: dir, state: filepath.Join(dir, "state"), out: &apptest.SyncBuffer{}}
-	os.WriteFile(filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"), 0o644)
+	writeFile(t, filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"))
 	n.args = []string{
 		"--am", amURL, "--mac", node1MAC, "--hostname", "node1-1", "--cmdline", "/dev/null",
 		"--image-file", filepath.Join(dir, "orbit_image"), "--state-dir", n.state,
@@ -203,16 +203,17 @@ func (n *node) stop() {
 	if n.cmd == nil {
 		return
 	}
-	n.cmd.Process.Signal(os.Interrupt)
+	// A failed signal means orbit-rc has exited already: done says how.
+	_ = n.cmd.Process.Signal(os.Interrupt)
 	select {
 	case err := <-n.done:
 		if err != nil {
 			n.t.Errorf("orbit-rc exited with %v on SIGINT\n%s", err, n.out)
 		}
 	case <-time.After(10 * time.Second):
-		n.cmd.Process.Kill()
-		<-n.done
-		n.t.Errorf("orbit-rc did not stop within 10s of SIGINT\n%s", n.out)
+		_ = n.cmd.Process.Kill() // it may have ended meanwhile
+		err := <-n.done
+		n.t.Errorf("orbit-rc did not stop within 10s of SIGINT (then killed: %v)\n%s", err, n.out)
 	}
 	n.cmd = nil
 }
@@ -246,11 +247,11 @@ func waitTimeline(t *testing.T, app backend, hrn string, want func(store.Event) 
 	}
 }
 
-func waitEnrolled(t *testing.T, c *amclient.Client, hrn string, after time.Time, diag func() string) proto.RCStatus {
+func waitEnrolled(ctx context.Context, t *testing.T, c *amclient.Client, hrn string, after time.Time, diag func() string) proto.RCStatus {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		s, err := c.RCStatus(context.Background(), hrn)
+		s, err := c.RCStatus(ctx, hrn)
 		if err == nil && s.Enrolled && s.Online && s.EnrolledAt.After(after) {
 			return s
 		}
@@ -262,9 +263,9 @@ func waitEnrolled(t *testing.T, c *amclient.Client, hrn string, after time.Time,
 }
 
 // do sends a command and waits for its end.
-func do(t *testing.T, c *amclient.Client, hrn string, req proto.CommandRequest, diag func() string) proto.CommandStatus {
+func do(ctx context.Context, t *testing.T, c *amclient.Client, hrn string, req proto.CommandRequest, diag func() string) proto.CommandStatus {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	st, err := c.SendCommand(ctx, hrn, req)
 	if err != nil {
@@ -305,7 +306,9 @@ func gzipped(t *testing.T, data []byte, members int) []byte {
 	step := (len(data) + members - 1) / members
 	for off := 0; off < len(data); off += step { // pigz-style: one member after another
 		w := gzip.NewWriter(&buf)
-		w.Write(data[off:min(off+step, len(data))])
+		if _, err := w.Write(data[off:min(off+step, len(data))]); err != nil {
+			t.Fatal(err)
+		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +370,7 @@ func scenarios(t *testing.T, app backend) {
 	var enr proto.RCStatus
 
 	t.Run("enroll", func(t *testing.T) {
-		enr = waitEnrolled(t, c, node1, time.Time{}, diag)
+		enr = waitEnrolled(ctx, t, c, node1, time.Time{}, diag)
 		if enr.Image != ramImage || enr.Hostname != "node1-1" || len(enr.MACs) != 1 || enr.MACs[0] != node1MAC || enr.Version == "" || enr.BootID == "" {
 			t.Errorf("status = %+v", enr)
 		}
@@ -389,29 +392,29 @@ func scenarios(t *testing.T, app backend) {
 	})
 
 	t.Run("execute", func(t *testing.T) {
-		st := do(t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "echo hi; echo oops >&2; exit 3"}, diag)
+		st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "echo hi; echo oops >&2; exit 3"}, diag)
 		if st.State != proto.StateDone || st.Stdout != "hi\n" || st.Stderr != "oops\n" || st.ExitCode == nil || *st.ExitCode != 3 || st.Reply != proto.ReplyError {
 			t.Errorf("echo hi; exit 3 = %+v", st)
 		}
-		st = do(t, c, node1, proto.CommandRequest{Type: proto.Execute, Args: []string{"/bin/echo", "a  b"}}, diag)
+		st = do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Execute, Args: []string{"/bin/echo", "a  b"}}, diag)
 		if st.State != proto.StateDone || st.Stdout != "a  b\n" || *st.ExitCode != 0 || st.Reply != proto.ReplyOK {
 			t.Errorf("args = %+v", st)
 		}
-		st = do(t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "sleep 30", Timeout: "300ms"}, diag)
+		st = do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "sleep 30", Timeout: "300ms"}, diag)
 		if st.State != proto.StateFailed || !strings.Contains(st.Error, "timeout") {
 			t.Errorf("timeout = %+v", st)
 		}
-		st = do(t, c, node1, proto.CommandRequest{Type: proto.Execute, Args: []string{"/nonexistent/program"}}, diag)
+		st = do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Execute, Args: []string{"/nonexistent/program"}}, diag)
 		if st.State != proto.StateFailed || !strings.Contains(st.Error, "start") {
 			t.Errorf("missing program = %+v", st)
 		}
 	})
 
 	t.Run("enroll image check", func(t *testing.T) {
-		if st := do(t, c, node1, proto.CommandRequest{Type: proto.Enroll, Image: ramImage}, diag); st.State != proto.StateDone || st.Reply != proto.ReplyEnrolled {
+		if st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Enroll, Image: ramImage}, diag); st.State != proto.StateDone || st.Reply != proto.ReplyEnrolled {
 			t.Errorf("ENROLL right image = %+v", st)
 		}
-		if st := do(t, c, node1, proto.CommandRequest{Type: proto.Enroll, Image: "orbit-9.9"}, diag); st.State != proto.StateDone || st.Reply != proto.ReplyWrongImage {
+		if st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Enroll, Image: "orbit-9.9"}, diag); st.State != proto.StateDone || st.Reply != proto.ReplyWrongImage {
 			t.Errorf("ENROLL wrong image = %+v", st)
 		}
 	})
@@ -466,7 +469,7 @@ func scenarios(t *testing.T, app backend) {
 				t.Fatalf("upload %s: %+v, %v", tc.name, img, err)
 			}
 			disk := n.disk("disk-"+tc.name, nil)
-			st := do(t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: tc.name, Disk: disk}, diag)
+			st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: tc.name, Disk: disk}, diag)
 			if st.State != proto.StateDone || st.SHA256 != img.SHA256 || st.Progress.Done != img.Size || st.Progress.Total != img.Size || st.Progress.Written != int64(len(raw)) {
 				t.Errorf("LOAD_IMAGE %s = %+v", tc.name, st)
 			}
@@ -484,7 +487,7 @@ func scenarios(t *testing.T, app backend) {
 		}); !ok {
 			t.Errorf("timeline = %+v, want it to end with image load done (test-zst)", evs)
 		}
-		st := do(t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "test-zst", Disk: "/etc/hostname"}, diag)
+		st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "test-zst", Disk: "/etc/hostname"}, diag)
 		if st.State != proto.StateFailed || !strings.Contains(st.Error, "not allowed") {
 			t.Errorf("LOAD_IMAGE onto /etc/hostname = %+v, want failed: not allowed", st)
 		}
@@ -549,7 +552,7 @@ func scenarios(t *testing.T, app backend) {
 
 	t.Run("save image round trip", func(t *testing.T) {
 		src := n.disk("disk-src", raw)
-		st := do(t, c, node1, proto.CommandRequest{Type: proto.SaveImage, Image: "saved", Disk: src}, diag)
+		st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.SaveImage, Image: "saved", Disk: src}, diag)
 		if st.State != proto.StateDone || st.Progress.Done != int64(len(raw)) || st.Progress.Total != int64(len(raw)) {
 			t.Fatalf("SAVE_IMAGE = %+v", st)
 		}
@@ -562,7 +565,7 @@ func scenarios(t *testing.T, app backend) {
 			t.Errorf("the saved image does not decompress to the disk")
 		}
 		dst := n.disk("disk-dst", nil)
-		if st := do(t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "saved", Disk: dst}, diag); st.State != proto.StateDone {
+		if st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "saved", Disk: dst}, diag); st.State != proto.StateDone {
 			t.Fatalf("LOAD_IMAGE saved = %+v", st)
 		}
 		if got, _ := os.ReadFile(dst); !bytes.Equal(got, raw) {
@@ -573,7 +576,7 @@ func scenarios(t *testing.T, app backend) {
 	t.Run("reconnect after an appliance restart", func(t *testing.T) {
 		before, _ := c.RCStatus(ctx, node1)
 		app.restart(t, false)
-		st := do(t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "echo back"}, diag)
+		st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "echo back"}, diag)
 		if st.State != proto.StateDone || st.Stdout != "back\n" {
 			t.Errorf("after the restart: %+v", st)
 		}
@@ -604,15 +607,15 @@ func scenarios(t *testing.T, app backend) {
 		app.restart(t, true)
 		// The database is new: the enrollment id may be the same, the
 		// enrollment (and its secret) is not.
-		waitEnrolled(t, c, node1, *before.EnrolledAt, diag)
-		if st := do(t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "echo again"}, diag); st.Stdout != "again\n" {
+		waitEnrolled(ctx, t, c, node1, *before.EnrolledAt, diag)
+		if st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.Execute, Command: "echo again"}, diag); st.Stdout != "again\n" {
 			t.Errorf("after re-enrolling: %+v", st)
 		}
 	})
 
 	t.Run("reboot and poweroff", func(t *testing.T) {
 		for typ, file := range map[string]string{proto.Reboot: "rebooted", proto.Poweroff: "powered-off"} {
-			st := do(t, c, node1, proto.CommandRequest{Type: typ}, diag)
+			st := do(ctx, t, c, node1, proto.CommandRequest{Type: typ}, diag)
 			if st.State != proto.StateDone || st.Reply != proto.ReplyOK {
 				t.Errorf("%s = %+v", typ, st)
 			}

@@ -104,18 +104,6 @@ func failed(format string, args ...any) proto.Report {
 	return proto.Report{State: proto.StateFailed, Reply: proto.ReplyError, Error: fmt.Sprintf(format, args...)}
 }
 
-// countReader counts the bytes read through it.
-type countReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // loadImage streams a disk image from the appliance onto the disk:
 // decompressed (gzip or zstd, by its magic bytes) and written as it comes,
 // its checksum verified at the end against the one the command carries.
@@ -154,7 +142,7 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	rep.watch(func() proto.Progress { return proto.Progress{Done: read.Load(), Total: total, Written: written.Load()} })
 	rep.start(ctx)
 	h := sha256.New()
-	src := bufio.NewReaderSize(io.TeeReader(countReader{ctxio.Reader(ctx, resp.Body), &read}, h), ioBlock)
+	src := bufio.NewReaderSize(io.TeeReader(countRead(ctxio.Reader(ctx, resp.Body), &read), h), ioBlock)
 	head, _ := src.Peek(4)
 	var dec io.Reader
 	switch format := proto.FormatOf(head); format {
@@ -289,7 +277,7 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	trailer := http.Header{proto.HeaderSHA256: nil}
 	done := make(chan error, 1)
 	go func() {
-		err := compress(countWriter{io.MultiWriter(pw, h), &sent}, countReader{ctxio.Reader(ctx, f), &read})
+		err := compress(countWriter{io.MultiWriter(pw, h), &sent}, countRead(ctxio.Reader(ctx, f), &read))
 		if err == nil {
 			trailer.Set(proto.HeaderSHA256, hex.EncodeToString(h.Sum(nil))) // before EOF: the client sends it then
 		}
@@ -324,6 +312,12 @@ func compress(dst io.Writer, src io.Reader) error {
 		return err
 	}
 	return zw.Close()
+}
+
+// countRead counts the bytes read from r into n: what is read is written
+// to a countWriter that keeps nothing.
+func countRead(r io.Reader, n *atomic.Int64) io.Reader {
+	return io.TeeReader(r, countWriter{io.Discard, n})
 }
 
 // countWriter counts the bytes written through it.

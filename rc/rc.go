@@ -24,8 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/orbit-lab/netboot/rc/proto"
 
 	"github.com/orbit-lab/netboot/internal/atomicfile"
@@ -393,8 +391,8 @@ func (r *rc) run(ctx context.Context, cmd proto.Command, rep *reporter) {
 	log := r.log.With("id", cmd.ID, "type", cmd.Type)
 	log.Info("command", "command", cmd.Command, "args", cmd.Args, "image", cmd.Image, "disk", cmd.Disk)
 	start := time.Now()
-	var g errgroup.Group
-	g.Go(func() error { rep.send(ctx, proto.Report{State: proto.StateRunning}); return nil }) // the acknowledgement
+	var ack sync.WaitGroup
+	ack.Go(func() { rep.send(ctx, proto.Report{State: proto.StateRunning}) }) // the acknowledgement
 	var final proto.Report
 	switch cmd.Type {
 	case proto.Execute:
@@ -406,13 +404,13 @@ func (r *rc) run(ctx context.Context, cmd proto.Command, rep *reporter) {
 	case proto.SaveImage:
 		final = r.saveImage(ctx, cmd, rep)
 	case proto.Reboot, proto.Poweroff:
-		g.Wait()
+		ack.Wait()
 		r.power(ctx, cmd, rep)
 		return
 	default:
 		final = proto.Report{State: proto.StateFailed, Reply: proto.ReplyError, Error: fmt.Sprintf("unknown command type %q", cmd.Type)}
 	}
-	g.Wait()
+	ack.Wait()
 	log.Info("command ended", "state", final.State, "reply", final.Reply, "error", final.Error, "took", time.Since(start).Round(time.Millisecond))
 	rep.finish(ctx, final)
 }

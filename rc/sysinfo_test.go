@@ -14,8 +14,12 @@ func TestLocalDisks(t *testing.T) {
 	sys := t.TempDir()
 	write := func(path, body string) {
 		p := filepath.Join(sys, path)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(body), 0o644)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	write("sda/size", "976773168\n")
 	write("sda/device/model", "Samsung SSD 860 \n")
@@ -38,11 +42,13 @@ func TestLocalDisks(t *testing.T) {
 
 func TestMountedFrom(t *testing.T) {
 	mounts := filepath.Join(t.TempDir(), "mounts")
-	os.WriteFile(mounts, []byte(`rootfs / rootfs rw 0 0
+	if err := os.WriteFile(mounts, []byte(`rootfs / rootfs rw 0 0
 proc /proc proc rw 0 0
 /dev/sda2 /mnt ext4 rw 0 0
 /dev/nvme0n1p1 /boot vfat rw 0 0
-`), 0o644)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for disk, want := range map[string]bool{
 		"/dev/sda": true, "/dev/sda2": true, "/dev/sdb": false, "/dev/sd": false,
 		"/dev/nvme0n1": true, "/dev/nvme0n": false, "/dev/nvme0n12": false,

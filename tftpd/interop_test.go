@@ -89,42 +89,63 @@ func interopFiles() map[string]int {
 	return map[string]int{"kernel-8m": 8 << 20, "initrd-64m": 64 << 20}
 }
 
+// interopRun serves the interop tree to a real client: each case it can
+// do (skip says which not) is a subtest in which fetch runs the client
+// (local is its own file, filled first for a write request) and checks
+// what it says. What the sink got is checked then; for a download, its
+// blksize too when blksize is not 0.
+func interopRun(t *testing.T, skip func(interopCase) bool, blksize int, fetch func(t *testing.T, port string, tc interopCase, local string, tr *tree)) *tree {
+	tr := newTree(t, interopFiles())
+	ts := startServer(t, Config{Root: tr.root})
+	port := strconv.Itoa(ts.port())
+	for _, tc := range interopCases() {
+		if skip != nil && skip(tc) {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			local := filepath.Join(t.TempDir(), "local")
+			if tc.put {
+				writeFile(t, local, []byte("not for a read-only server\n"))
+			}
+			start := time.Now()
+			fetch(t, port, tc, local, tr)
+			t.Logf("took %v", time.Since(start).Round(time.Millisecond))
+			rep := checkReported(t, ts, tr, tc)
+			if blksize != 0 && tc.wantFile != "" && tc.wantCode == 0 && rep.BlkSize != blksize {
+				t.Errorf("sink: blksize %d, want %d", rep.BlkSize, blksize)
+			}
+		})
+	}
+	return tr
+}
+
 // TestInteropTFTPHPA fetches with tftp-hpa's tftp client. It sends no
 // options, so it runs at blksize 512: the 64 MB file takes 131072 blocks
 // and checks that the block number wraps around (to 0, as tftp-hpa does).
 func TestInteropTFTPHPA(t *testing.T) {
 	bin := requireClient(t, "tftp", "tftp-hpa", "tftp-hpa", "-V")
-	tr := newTree(t, interopFiles())
-	ts := startServer(t, Config{Root: tr.root})
-	port := strconv.Itoa(ts.port())
-	for _, tc := range interopCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			local := filepath.Join(t.TempDir(), "local")
-			mode, verb, src := "binary", "get", tc.remote
-			if tc.ascii {
-				mode = "ascii"
+	tr := interopRun(t, nil, 0, func(t *testing.T, port string, tc interopCase, local string, tr *tree) {
+		mode := "binary"
+		if tc.ascii {
+			mode = "ascii"
+		}
+		args := []string{"-m", mode, "127.0.0.1", port, "-c", "get", tc.remote, local}
+		if tc.put {
+			args = []string{"-m", mode, "127.0.0.1", port, "-c", "put", local, tc.remote}
+		}
+		out, _ := runClient(t, bin, args...) // tftp-hpa exits 0 even after an ERROR
+		t.Logf("%q", out)
+		if tc.wantCode != 0 {
+			if want := "Error code " + strconv.Itoa(tc.wantCode) + ":"; !strings.Contains(out, want) {
+				t.Fatalf("output %q, want %q", out, want)
 			}
-			args := []string{"-m", mode, "127.0.0.1", port, "-c", verb, src, local}
-			if tc.put {
-				writeFile(t, local, []byte("not for a read-only server\n"))
-				args = []string{"-m", mode, "127.0.0.1", port, "-c", "put", local, tc.remote}
-			}
-			start := time.Now()
-			out, _ := runClient(t, bin, args...) // tftp-hpa exits 0 even after an ERROR
-			t.Logf("%v: %q", time.Since(start).Round(time.Millisecond), out)
-			if tc.wantCode != 0 {
-				if want := "Error code " + strconv.Itoa(tc.wantCode) + ":"; !strings.Contains(out, want) {
-					t.Fatalf("output %q, want %q", out, want)
-				}
-			} else {
-				if strings.Contains(out, "Error") {
-					t.Fatalf("output %q", out)
-				}
-				equalBytes(t, tc.remote, readLocal(t, local), tr.files[tc.want])
-			}
-			checkReported(t, ts, tr, tc)
-		})
-	}
+			return
+		}
+		if strings.Contains(out, "Error") {
+			t.Fatalf("output %q", out)
+		}
+		equalBytes(t, tc.remote, readLocal(t, local), tr.files[tc.want])
+	})
 	if _, err := os.Stat(filepath.Join(tr.root, "uploaded")); err == nil {
 		t.Error("a write request created a file")
 	}
@@ -135,44 +156,27 @@ func TestInteropTFTPHPA(t *testing.T) {
 // the code itself is checked by TestRefusals and TestInteropTFTPHPA.
 func TestInteropAtftp(t *testing.T) {
 	bin := requireClient(t, "atftp", "atftp", "atftp", "--version")
-	tr := newTree(t, interopFiles())
-	ts := startServer(t, Config{Root: tr.root})
-	port := strconv.Itoa(ts.port())
-	for _, tc := range interopCases() {
-		if tc.ascii {
-			continue // atftp only does octet
+	octetOnly := func(tc interopCase) bool { return tc.ascii } // atftp only does octet
+	interopRun(t, octetOnly, 1468, func(t *testing.T, port string, tc interopCase, local string, tr *tree) {
+		verb := "--get"
+		if tc.put {
+			verb = "--put"
 		}
-		t.Run(tc.name, func(t *testing.T) {
-			local := filepath.Join(t.TempDir(), "local")
-			verb := "--get"
-			if tc.put {
-				writeFile(t, local, []byte("not for a read-only server\n"))
-				verb = "--put"
+		out, ok := runClient(t, bin, "--option", "blksize 1468", "--option", "tsize 0",
+			verb, "-r", tc.remote, "-l", local, "127.0.0.1", port)
+		t.Logf("%q", out)
+		if tc.wantCode != 0 {
+			msg := map[int]string{1: msgFileNotFound, 2: msgAccessViolation}[tc.wantCode]
+			if ok || !strings.Contains(out, "<"+msg+">") {
+				t.Fatalf("exit ok=%v output %q, want a failure with <%s>", ok, out, msg)
 			}
-			start := time.Now()
-			out, ok := runClient(t, bin, "--option", "blksize 1468", "--option", "tsize 0",
-				verb, "-r", tc.remote, "-l", local, "127.0.0.1", port)
-			t.Logf("%v: %q", time.Since(start).Round(time.Millisecond), out)
-			if tc.wantCode != 0 {
-				msg := map[int]string{1: msgFileNotFound, 2: msgAccessViolation}[tc.wantCode]
-				if ok || !strings.Contains(out, "<"+msg+">") {
-					t.Fatalf("exit ok=%v output %q, want a failure with <%s>", ok, out, msg)
-				}
-			} else {
-				if !ok {
-					t.Fatalf("atftp failed: %q", out)
-				}
-				equalBytes(t, tc.remote, readLocal(t, local), tr.files[tc.want])
-			}
-			if tc.wantFile != "" && tc.wantCode == 0 {
-				if rep := checkReported(t, ts, tr, tc); rep.BlkSize != 1468 {
-					t.Errorf("sink: blksize %d, want 1468", rep.BlkSize)
-				}
-				return
-			}
-			checkReported(t, ts, tr, tc)
-		})
-	}
+			return
+		}
+		if !ok {
+			t.Fatalf("atftp failed: %q", out)
+		}
+		equalBytes(t, tc.remote, readLocal(t, local), tr.files[tc.want])
+	})
 }
 
 // checkReported finds the transfer the sink got for tc and checks it.

@@ -15,43 +15,41 @@ import (
 )
 
 func TestCleanName(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    string
-		wantErr error
-	}{
-		{"pxelinux.0", "pxelinux.0", nil},
-		{"/pxelinux.0", "pxelinux.0", nil},
-		{"///pxelinux.0", "pxelinux.0", nil},
-		{"/pxelinux.cfg/0A120102", "pxelinux.cfg/0A120102", nil},
-		{`\pxelinux.cfg\0A120102`, "pxelinux.cfg/0A120102", nil},
-		{"pxelinux.cfg//./default", "pxelinux.cfg/default", nil},
-		{"pxelinux.cfg/default/", "pxelinux.cfg/default", nil},
-		{"./ipxe.efi", "ipxe.efi", nil},
-		{"images/orbit-2.0.0/vmlinuz", "images/orbit-2.0.0/vmlinuz", nil},
-		{"...", "...", nil}, // a file name, not a parent
-		{"..foo", "..foo", nil},
-		{"grub/x86_64-efi/grub.cfg-01-52-54-00-12-34-56", "grub/x86_64-efi/grub.cfg-01-52-54-00-12-34-56", nil},
-		{"name with spaces", "name with spaces", nil},
-		{"ünïcode", "ünïcode", nil},
-		{"..", "", ErrAccess},
-		{"../etc/passwd", "", ErrAccess},
-		{`..\..\etc\passwd`, "", ErrAccess},
-		{"/../etc/passwd", "", ErrAccess},
-		{"pxelinux.cfg/../../etc/passwd", "", ErrAccess},
-		{"pxelinux.cfg/../pxelinux.0", "", ErrAccess},
-		{"a/..", "", ErrAccess},
-		{"", "", ErrAccess},
-		{"/", "", ErrAccess},
-		{`\\`, "", ErrAccess},
-		{".", "", ErrAccess},
-		{"pxelinux.0\x00", "", ErrAccess},
-		{"pxelinux\n.0", "", ErrAccess},
-		{"pxelinux\t.0", "", ErrAccess},
-		{"\x7f", "", ErrAccess},
-		{"\u0085next-line", "", ErrAccess},
-		{"\xff\xfe", "", ErrAccess},
-		{strings.Repeat("a", maxNameLen+1), "", ErrAccess},
+	// Names served, and the path below the root each is cleaned to.
+	cleaned := map[string]string{
+		"pxelinux.0":                 "pxelinux.0",
+		"/pxelinux.0":                "pxelinux.0",
+		"///pxelinux.0":              "pxelinux.0",
+		"/pxelinux.cfg/0A120102":     "pxelinux.cfg/0A120102",
+		`\pxelinux.cfg\0A120102`:     "pxelinux.cfg/0A120102",
+		"pxelinux.cfg//./default":    "pxelinux.cfg/default",
+		"pxelinux.cfg/default/":      "pxelinux.cfg/default",
+		"./ipxe.efi":                 "ipxe.efi",
+		"images/orbit-2.0.0/vmlinuz": "images/orbit-2.0.0/vmlinuz",
+		"...":                        "...", // a file name, not a parent
+		"..foo":                      "..foo",
+		"grub/x86_64-efi/grub.cfg-01-52-54-00-12-34-56": "grub/x86_64-efi/grub.cfg-01-52-54-00-12-34-56",
+		"name with spaces": "name with spaces",
+		"ünïcode":          "ünïcode",
+	}
+	// Names refused with ErrAccess: out of the root, no file at all,
+	// control characters, not UTF-8, too long.
+	refused := []string{
+		"..", "../etc/passwd", `..\..\etc\passwd`, "/../etc/passwd", "pxelinux.cfg/../../etc/passwd", "pxelinux.cfg/../pxelinux.0", "a/..",
+		"", "/", `\\`, ".",
+		"pxelinux.0\x00", "pxelinux\n.0", "pxelinux\t.0", "\x7f", "\u0085next-line", "\xff\xfe",
+		strings.Repeat("a", maxNameLen+1),
+	}
+	type test struct {
+		in, want string
+		wantErr  error
+	}
+	var tests []test
+	for in, want := range cleaned {
+		tests = append(tests, test{in, want, nil})
+	}
+	for _, in := range refused {
+		tests = append(tests, test{in, "", ErrAccess})
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -75,25 +73,23 @@ func TestOpenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	tests := []struct {
+	type test struct {
 		name    string
 		want    string // content expected, as a key of tr.files
 		wantErr error
-	}{
+	}
+	tests := []test{
 		{"pxelinux.0", "pxelinux.0", nil},
 		{"pxelinux.cfg/0A120102", "pxelinux.cfg/orbit-2.0.0", nil}, // relative symlink inside
 		{"zero", "zero", nil},
-		{"escape", "", ErrAccess},
-		{"escape-dir/secret", "", ErrAccess},
-		{"pxelinux.cfg/escape", "", ErrAccess},
-		{"absolute-inside", "", ErrAccess},
-		{"empty-dir", "", ErrAccess},
-		{"fifo", "", ErrAccess}, // must not block
-		{"loop-a", "", ErrAccess},
-		{"missing", "", ErrNotFound},
-		{"dangling", "", ErrNotFound},
-		{"pxelinux.0/below-a-file", "", ErrNotFound},
-		{"missing-dir/file", "", ErrNotFound},
+	}
+	for wantErr, names := range map[error][]string{
+		ErrAccess:   {"escape", "escape-dir/secret", "pxelinux.cfg/escape", "absolute-inside", "empty-dir", "fifo" /* must not block */, "loop-a"},
+		ErrNotFound: {"missing", "dangling", "pxelinux.0/below-a-file", "missing-dir/file"},
+	} {
+		for _, name := range names {
+			tests = append(tests, test{name, "", wantErr})
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

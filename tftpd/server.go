@@ -295,7 +295,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Shutdown closes the socket and waits for running transfers, which
 	// see ctx done at their next read.
 	srv.Shutdown()
-	<-served
+	if err := <-served; err != nil {
+		return fmt.Errorf("tftpd: serve %s: %w", laddr, err)
+	}
 	s.log.InfoContext(ctx, "tftp server stopped", "addr", laddr.String())
 	return nil
 }
@@ -403,7 +405,7 @@ func (s *Server) refuseWrite(ctx context.Context, name string, wt io.WriterTo) e
 			slog.Int("suppressed", suppressed))
 	}
 	s.sendError(ctx, wt, &ra, errAccessViolation, msgAccessViolation)
-	return errors.New(msgAccessViolation)
+	return errors.New(msgAccessViolation) //nolint:staticcheck // ST1005: the library sends this text to the client, as RFC 1350 words it
 }
 
 // finish logs t and reports it to the sink. Successes are always logged;

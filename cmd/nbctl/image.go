@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -37,7 +36,7 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 		}
 	})
 	if *name == "" || *kernelDir == "" || *out == "" || fs.NArg() > 0 {
-		return errors.New("usage: nbctl image build --name NAME --kernel-dir DIR --out TFTP_ROOT [--modules m1,m2] [--ssh-key F] [--append ARGS] [--server URL]")
+		return usageError("image build --name NAME --kernel-dir DIR --out TFTP_ROOT [--modules m1,m2] [--ssh-key F] [--append ARGS] [--server URL]")
 	}
 	if *root == "" {
 		r, err := modroot.Find()

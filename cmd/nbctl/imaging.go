@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -70,9 +69,9 @@ func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
 	}
 	if len(job.Nodes) == 0 || job.Image == "" {
 		if op == imaging.Load {
-			return errors.New("usage: nbctl load --nodes A,B --image NAME [flags]")
+			return usageError("load --nodes A,B --image NAME [flags]")
 		}
-		return errors.New("usage: nbctl save --node A --image NAME [flags]")
+		return usageError("save --node A --image NAME [flags]")
 	}
 
 	b := newBoard(k.errOut, job.Nodes)

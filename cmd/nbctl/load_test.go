@@ -116,12 +116,8 @@ func (n *vnode) boot() (stop func()) {
 	if n.hangReboot {
 		cfg.PowerCheck = func() error { <-ctx.Done(); return ctx.Err() }
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rc.Run(ctx, cfg)
-	}()
-	return func() { cancel(); <-done }
+	wait := runRC(ctx, n.t, cfg)
+	return func() { cancel(); wait() }
 }
 
 // power asks for a new boot; one pending is enough.
@@ -164,9 +160,7 @@ func (n *vnode) handleQMP(c *qmptest.Conn, cmd string, _ json.RawMessage) {
 
 func (n *vnode) writeDisk(name string, data []byte) {
 	n.t.Helper()
-	if err := os.WriteFile(filepath.Join(n.dir, name), data, 0o644); err != nil {
-		n.t.Fatal(err)
-	}
+	writeFile(n.t, filepath.Join(n.dir, name), data)
 }
 
 func (n *vnode) readDisk(name string) []byte {
@@ -178,21 +172,34 @@ func (n *vnode) readDisk(name string) []byte {
 	return b
 }
 
-// commands lists the types and disks of the commands the node's RCs were
-// sent, oldest first.
-func (n *vnode) commands(ctx context.Context, c *amclient.Client) []string {
-	n.t.Helper()
+// wantCommands checks the commands the appliance holds for the node, as
+// "TYPE" or "TYPE disk", oldest first.
+func (n *vnode) wantCommands(ctx context.Context, t *testing.T, c *amclient.Client, want ...string) {
+	t.Helper()
 	cmds, err := c.NodeCommands(ctx, n.hrn, 100)
 	if err != nil {
-		n.t.Fatal(err)
+		t.Fatal(err)
 	}
-	var out []string
+	var got []string
 	for i := len(cmds) - 1; i >= 0; i-- {
 		s := cmds[i].Type
 		if cmds[i].Disk != "" {
 			s += " " + strings.TrimPrefix(cmds[i].Disk, n.dir+"/")
 		}
-		out = append(out, s)
+		got = append(got, s)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("commands %q, want %q", got, want)
+	}
+}
+
+// nbctlOK runs nbctl and fails the test if it fails; it returns the
+// standard output.
+func nbctlOK(ctx context.Context, t *testing.T, url string, args ...string) string {
+	t.Helper()
+	out, errs, err := nbctl(ctx, url, args...)
+	if err != nil {
+		t.Fatalf("nbctl %s: %v\n%s%s", strings.Join(args, " "), err, out, errs)
 	}
 	return out
 }
@@ -251,21 +258,14 @@ func TestLoadSaveFlags(t *testing.T) {
 	ctx := t.Context()
 	for _, img := range []string{"base", "old"} {
 		f := filepath.Join(t.TempDir(), img+".zst")
-		if err := os.WriteFile(f, zstdOf(t, diskData(img)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, errs, err := nbctl(ctx, a.URL, "disk", "put", img, f); err != nil {
-			t.Fatalf("disk put %s: %v\n%s%s", img, err, out, errs)
-		}
+		writeFile(t, f, zstdOf(t, diskData(img)))
+		nbctlOK(ctx, t, a.URL, "disk", "put", img, f)
 	}
 	fast := []string{"--poll", "50ms"}
 
 	t.Run("load --disk writes the disk named, not the inventory's", func(t *testing.T) {
 		n := nodes[0]
-		out, errs, err := nbctl(ctx, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
-		if err != nil {
-			t.Fatalf("load: %v\n%s%s", err, out, errs)
-		}
+		out := nbctlOK(ctx, t, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
 		if !bytes.Equal(n.readDisk("disk1"), diskData("base")) {
 			t.Errorf("disk1 does not hold the image")
 		}
@@ -275,27 +275,18 @@ func TestLoadSaveFlags(t *testing.T) {
 		if !strings.Contains(out, filepath.Join(n.dir, "disk1")) || !strings.Contains(out, "loaded") {
 			t.Errorf("summary does not say disk1 was loaded:\n%s", out)
 		}
-		want := []string{"ENROLL", "LOAD_IMAGE disk1", "REBOOT"}
-		if got := n.commands(ctx, c); !slices.Equal(got, want) {
-			t.Errorf("commands %q, want %q", got, want)
-		}
+		n.wantCommands(ctx, t, c, "ENROLL", "LOAD_IMAGE disk1", "REBOOT")
 	})
 
 	t.Run("save --disk stores the disk named, not the inventory's", func(t *testing.T) {
 		n := nodes[1]
 		n.writeDisk("disk0", diskData("disk0"))
 		n.writeDisk("disk1", diskData("disk1"))
-		out, errs, err := nbctl(ctx, a.URL, append([]string{"save", "--node", n.hrn, "--image", "from-disk1", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
-		if err != nil {
-			t.Fatalf("save: %v\n%s%s", err, out, errs)
-		}
+		nbctlOK(ctx, t, a.URL, append([]string{"save", "--node", n.hrn, "--image", "from-disk1", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
 		if !bytes.Equal(storedImage(ctx, t, a.URL, "from-disk1"), diskData("disk1")) {
 			t.Errorf("image from-disk1 is not disk1")
 		}
-		want := []string{"ENROLL", "SAVE_IMAGE disk1", "REBOOT"}
-		if got := n.commands(ctx, c); !slices.Equal(got, want) {
-			t.Errorf("commands %q, want %q", got, want)
-		}
+		n.wantCommands(ctx, t, c, "ENROLL", "SAVE_IMAGE disk1", "REBOOT")
 	})
 
 	t.Run("save onto a stored image without --replace is refused, nothing done", func(t *testing.T) {
@@ -315,10 +306,7 @@ func TestLoadSaveFlags(t *testing.T) {
 
 	t.Run("save --replace overwrites a stored image", func(t *testing.T) {
 		n := nodes[2]
-		out, errs, err := nbctl(ctx, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
-		if err != nil {
-			t.Fatalf("save --replace: %v\n%s%s", err, out, errs)
-		}
+		nbctlOK(ctx, t, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
 		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("disk0")) {
 			t.Errorf("image old is not the node's disk0")
 		}
@@ -344,16 +332,11 @@ func TestLoadSaveFlags(t *testing.T) {
 
 	t.Run("--no-reboot sends no REBOOT and resets nothing, with an RC that would not answer it", func(t *testing.T) {
 		n := nodes[4] // hangReboot
-		out, errs, err := nbctl(ctx, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--no-reboot", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
-		if err != nil {
-			t.Fatalf("load --no-reboot: %v\n%s%s", err, out, errs)
-		}
+		nbctlOK(ctx, t, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--no-reboot", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
 		if !bytes.Equal(n.readDisk("disk0"), diskData("base")) {
 			t.Errorf("disk0 does not hold the image")
 		}
-		if got, want := n.commands(ctx, c), []string{"ENROLL", "LOAD_IMAGE disk0"}; !slices.Equal(got, want) {
-			t.Errorf("commands %q, want %q", got, want)
-		}
+		n.wantCommands(ctx, t, c, "ENROLL", "LOAD_IMAGE disk0")
 		if got := n.steps(); !slices.Equal(got, []string{"system_reset"}) {
 			t.Errorf("power steps %q: want the netboot's reset only", got)
 		}

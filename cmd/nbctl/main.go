@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/amclient"
 )
 
@@ -44,12 +45,17 @@ var usage = fmt.Sprintf(usageFormat, rcUsage+imagingUsage)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "nbctl:", err)
 		os.Exit(1)
 	}
 }
+
+// usageError says how a command is called, after "usage: nbctl ". The
+// line is the command's syntax, so it may end in "..." (repeated operands).
+func usageError(line string) error { return errors.New("usage: nbctl " + line) }
 
 type cli struct {
 	c      *amclient.Client
@@ -82,55 +88,71 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		sub = rest[0]
 	}
-	switch {
-	case cmd == "inventory" && sub == "import":
-		return k.inventoryImport(ctx, rest[1:])
-	case cmd == "inventory" && sub == "export":
-		return k.inventoryExport(ctx)
-	case cmd == "nodes" && sub == "show":
-		return k.nodeShow(ctx, rest[1:])
-	case cmd == "nodes" && sub == "events":
-		return k.nodeEvents(ctx, rest[1:])
-	case cmd == "nodes" && sub == "discovered":
-		return k.nodesDiscovered(ctx)
-	case cmd == "nodes" && (sub == "" || sub == "list"):
-		if sub == "list" {
-			rest = rest[1:]
-		}
-		return k.nodes(ctx, rest)
-	case cmd == "testbeds":
-		return k.testbeds(ctx)
-	case cmd == "images":
-		return k.images(ctx)
-	case cmd == "boot" && sub == "set":
-		return k.bootSet(ctx, rest[1:])
-	case cmd == "boot" && sub == "clear":
-		return k.bootClear(ctx, rest[1:])
-	case cmd == "boot" && sub == "list":
-		return k.bootList(ctx, rest[1:])
-	case cmd == "rc" && sub == "status":
-		return k.rcStatus(ctx, rest[1:])
-	case cmd == "rc" && sub == "exec":
-		return k.rcExec(ctx, rest[1:])
-	case cmd == "disk" && sub == "load":
-		return k.diskLoad(ctx, rest[1:])
-	case cmd == "disk" && sub == "save":
-		return k.diskSave(ctx, rest[1:])
-	case cmd == "disk" && sub == "put":
-		return k.diskPut(ctx, rest[1:])
-	case cmd == "disk" && sub == "get":
-		return k.diskGet(ctx, rest[1:])
-	case cmd == "disk" && sub == "list":
-		return k.diskList(ctx)
-	case cmd == "load":
-		return k.load(ctx, rest)
-	case cmd == "save":
-		return k.save(ctx, rest)
-	case cmd == "image" && sub == "build":
-		return k.imageBuild(ctx, rest[1:], server, serverSet)
+	cmds := k.commands(server, serverSet)
+	if do, ok := cmds[cmd+" "+sub]; ok && sub != "" {
+		return do(ctx, rest[1:])
+	}
+	if do, ok := cmds[cmd]; ok && !strings.Contains(cmd, " ") && (sub == "" || cmd != "nodes") {
+		return do(ctx, rest)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
+}
+
+// command runs one nbctl command with the arguments after its name.
+type command func(ctx context.Context, args []string) error
+
+// commands are nbctl's commands by name: "command subcommand", or one word
+// for a command that has none (it then takes whatever follows) and for
+// "nodes", which alone lists the nodes as "nodes list" does.
+func (k *cli) commands(server string, serverSet bool) map[string]command {
+	noArgs := func(do func(context.Context) error) command {
+		return func(ctx context.Context, _ []string) error { return do(ctx) }
+	}
+	return map[string]command{
+		"inventory import": k.inventoryImport,
+		"inventory export": noArgs(k.inventoryExport),
+		"nodes show":       k.nodeShow,
+		"nodes events":     k.nodeEvents,
+		"nodes discovered": noArgs(k.nodesDiscovered),
+		"nodes list":       k.nodes,
+		"nodes":            k.nodes,
+		"testbeds":         noArgs(k.testbeds),
+		"images":           noArgs(k.images),
+		"boot set":         k.bootSet,
+		"boot clear":       k.bootClear,
+		"boot list":        k.bootList,
+		"rc status":        k.rcStatus,
+		"rc exec":          k.rcExec,
+		"disk load":        k.diskLoad,
+		"disk save":        k.diskSave,
+		"disk put":         k.diskPut,
+		"disk get":         k.diskGet,
+		"disk list":        noArgs(k.diskList),
+		"load":             k.load,
+		"save":             k.save,
+		"image build": func(ctx context.Context, args []string) error {
+			return k.imageBuild(ctx, args, server, serverSet)
+		},
+	}
+}
+
+// listTable fetches a list and prints it as JSON, or as a table of a row
+// each.
+func listTable[T any](ctx context.Context, k *cli, list func(context.Context) ([]T, error), asJSON bool, header string, row func(T) []string) error {
+	items, err := list(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return k.printJSON(items)
+	}
+	rows := make([][]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	k.table(header, rows)
+	return nil
 }
 
 func (k *cli) table(header string, rows [][]string) {
@@ -150,7 +172,7 @@ func (k *cli) printJSON(v any) error {
 
 func (k *cli) inventoryImport(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: nbctl inventory import FILE")
+		return usageError("inventory import FILE")
 	}
 	data, err := os.ReadFile(args[0])
 	if err != nil {
@@ -179,24 +201,15 @@ func (k *cli) nodes(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nodes, err := k.c.Nodes(ctx, *domain)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return k.printJSON(nodes)
-	}
-	var rows [][]string
-	for _, n := range nodes {
-		rows = append(rows, []string{n.HRN, n.Domain, n.Hostname, addrText(n.ControlIP), n.ControlMAC.String(), fmt.Sprintf("%d,%d", n.X, n.Y), n.Disk, n.PXEImage})
-	}
-	k.table("HRN\tDOMAIN\tHOSTNAME\tCONTROL_IP\tCONTROL_MAC\tX,Y\tDISK\tPXE_IMAGE", rows)
-	return nil
+	nodes := func(ctx context.Context) ([]apiv1.Node, error) { return k.c.Nodes(ctx, *domain) }
+	return listTable(ctx, k, nodes, *asJSON, "HRN\tDOMAIN\tHOSTNAME\tCONTROL_IP\tCONTROL_MAC\tX,Y\tDISK\tPXE_IMAGE", func(n apiv1.Node) []string {
+		return []string{n.HRN, n.Domain, n.Hostname, addrText(n.ControlIP), n.ControlMAC.String(), fmt.Sprintf("%d,%d", n.X, n.Y), n.Disk, n.PXEImage}
+	})
 }
 
 func (k *cli) nodeShow(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: nbctl nodes show HRN")
+		return usageError("nodes show HRN")
 	}
 	n, err := k.c.Node(ctx, args[0])
 	if err != nil {
@@ -207,58 +220,31 @@ func (k *cli) nodeShow(ctx context.Context, args []string) error {
 
 func (k *cli) nodeEvents(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: nbctl nodes events HRN")
+		return usageError("nodes events HRN")
 	}
-	evs, err := k.c.Events(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	var rows [][]string
-	for _, e := range evs {
-		rows = append(rows, []string{e.At.Local().Format("15:04:05.000"), e.Source, e.What, e.Detail})
-	}
-	k.table("TIME\tSOURCE\tWHAT\tDETAIL", rows)
-	return nil
+	events := func(ctx context.Context) ([]apiv1.Event, error) { return k.c.Events(ctx, args[0]) }
+	return listTable(ctx, k, events, false, "TIME\tSOURCE\tWHAT\tDETAIL", func(e apiv1.Event) []string {
+		return []string{e.At.Local().Format("15:04:05.000"), e.Source, e.What, e.Detail}
+	})
 }
 
 func (k *cli) nodesDiscovered(ctx context.Context) error {
-	ds, err := k.c.Discovered(ctx)
-	if err != nil {
-		return err
-	}
-	var rows [][]string
-	for _, d := range ds {
-		rows = append(rows, []string{d.MAC.String(), d.FirstSeen.Local().Format(time.DateTime), d.LastSeen.Local().Format(time.DateTime),
-			fmt.Sprint(d.Count), addrText(d.LastIP), d.VendorClass, addrText(d.Relay)})
-	}
-	k.table("MAC\tFIRST_SEEN\tLAST_SEEN\tREQUESTS\tLAST_IP\tVENDOR_CLASS\tRELAY", rows)
-	return nil
+	return listTable(ctx, k, k.c.Discovered, false, "MAC\tFIRST_SEEN\tLAST_SEEN\tREQUESTS\tLAST_IP\tVENDOR_CLASS\tRELAY", func(d apiv1.Discovered) []string {
+		return []string{d.MAC.String(), d.FirstSeen.Local().Format(time.DateTime), d.LastSeen.Local().Format(time.DateTime),
+			fmt.Sprint(d.Count), addrText(d.LastIP), d.VendorClass, addrText(d.Relay)}
+	})
 }
 
 func (k *cli) testbeds(ctx context.Context) error {
-	tbs, err := k.c.Testbeds(ctx)
-	if err != nil {
-		return err
-	}
-	var rows [][]string
-	for _, t := range tbs {
-		rows = append(rows, []string{t.Domain, fmt.Sprint(t.Nodes)})
-	}
-	k.table("DOMAIN\tNODES", rows)
-	return nil
+	return listTable(ctx, k, k.c.Testbeds, false, "DOMAIN\tNODES", func(t apiv1.Testbed) []string {
+		return []string{t.Domain, fmt.Sprint(t.Nodes)}
+	})
 }
 
 func (k *cli) images(ctx context.Context) error {
-	imgs, err := k.c.Images(ctx)
-	if err != nil {
-		return err
-	}
-	var rows [][]string
-	for _, i := range imgs {
-		rows = append(rows, []string{i.Name, i.Description})
-	}
-	k.table("NAME\tDESCRIPTION", rows)
-	return nil
+	return listTable(ctx, k, k.c.Images, false, "NAME\tDESCRIPTION", func(i apiv1.Image) []string {
+		return []string{i.Name, i.Description}
+	})
 }
 
 func (k *cli) bootSet(ctx context.Context, args []string) error {
@@ -269,7 +255,7 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: nbctl boot set [--image I] [--lifetime D] NODE...")
+		return usageError("boot set [--image I] [--lifetime D] NODE...")
 	}
 	var failed int
 	for _, hrn := range fs.Args() {
@@ -289,7 +275,7 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 
 func (k *cli) bootClear(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: nbctl boot clear NODE...")
+		return usageError("boot clear NODE...")
 	}
 	var failed int
 	for _, hrn := range args {
@@ -312,19 +298,9 @@ func (k *cli) bootList(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	links, err := k.c.Boot(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return k.printJSON(links)
-	}
-	var rows [][]string
-	for _, l := range links {
-		rows = append(rows, []string{l.HRN, addrText(l.ControlIP), l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)})
-	}
-	k.table("NODE\tIP\tHEX\tIMAGE\tSET_AT\tEXPIRES_AT\tREFS", rows)
-	return nil
+	return listTable(ctx, k, k.c.Boot, *asJSON, "NODE\tIP\tHEX\tIMAGE\tSET_AT\tEXPIRES_AT\tREFS", func(l apiv1.BootLink) []string {
+		return []string{l.HRN, addrText(l.ControlIP), l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)}
+	})
 }
 
 // addrText is an address as the API writes it: "" when there is none.

@@ -26,16 +26,16 @@ func TestInventoryImportExport(t *testing.T) {
 	a.Start()
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte(`images:
+	writeFile(t, good, []byte(`images:
   - { name: orbit-2.0.0, description: ORBIT RAM image for imaging }
 testbeds:
   - domain: sb8
     nodes:
       - { hrn: node1-2.sb8.orbit-lab.org, hostname: node1-2, control_ip: 10.18.1.2,
           control_mac: "00:03:1d:0c:01:02", x: 1, y: 2, pxe_image: orbit-2.0.0, disk: /dev/sda }
-`), 0o644)
+`))
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte(`testbeds:
+	writeFile(t, bad, []byte(`testbeds:
   - domain: sb8
     nodes:
       - { hrn: node1-1.sb8.orbit-lab.org, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:01" }
@@ -43,7 +43,7 @@ testbeds:
       - { hrn: node1-3.sb8.orbit-lab.org, control_ip: 10.18.1.4, control_mac: "00:03:1d:0c:01:04" }
       - { hrn: node1-5.sb8.orbit-lab.org, control_ip: 10.18.1, control_mac: "00:03:1d:0c:01:05" }
       - { hrn: node1-6.sb8.orbit-lab.org, control_ip: 10.18.1.6, control_mac: "00:03:1d:0c:01" }
-`), 0o644)
+`))
 
 	if out, err := a.Nbctl("inventory", "import", good); err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
@@ -85,7 +85,7 @@ testbeds:
 	}
 	// What export writes, import takes back unchanged.
 	again := filepath.Join(dir, "again.yaml")
-	os.WriteFile(again, []byte(exported), 0o644)
+	writeFile(t, again, []byte(exported))
 	if out, err := a.Nbctl("inventory", "import", again); err != nil {
 		t.Fatalf("re-import: %v\n%s", err, out)
 	}
@@ -280,13 +280,9 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: nodesInventory})
 	a.Start()
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rc.Run(ctx, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
-			ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
-	}()
-	defer func() { cancel(); <-done }()
+	wait := runRC(ctx, t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
+		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
+	defer func() { cancel(); wait() }()
 	c := amclient.New(a.URL)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -320,7 +316,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		// The command waits until nbctl has printed its first line: so
 		// that line came while the command ran, and nbctl reads the
 		// command at least once more after printing it.
-		out := &watchWriter{want: "a\n", then: func() { os.WriteFile(goOn, nil, 0o644) }}
+		out := &watchWriter{want: "a\n", then: func() { writeFile(t, goOn, nil) }}
 		var errs bytes.Buffer
 		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--timeout", "60s", node11.HRN, "--",
 			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,23 +53,13 @@ func (k *cli) rcStatus(ctx context.Context, args []string) error {
 	}
 	switch fs.NArg() {
 	case 0:
-		rcs, err := k.c.RCs(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return k.printJSON(rcs)
-		}
-		var rows [][]string
-		for _, s := range rcs {
-			rows = append(rows, []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
-				clock(s.EnrolledAt), clock(s.LastSeen)})
-		}
-		k.table("NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", rows)
-		return nil
+		return listTable(ctx, k, k.c.RCs, *asJSON, "NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", func(s proto.RCStatus) []string {
+			return []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
+				clock(s.EnrolledAt), clock(s.LastSeen)}
+		})
 	case 1:
 	default:
-		return errors.New("usage: nbctl rc status [--json] [NODE]")
+		return usageError("rc status [--json] [NODE]")
 	}
 	hrn := fs.Arg(0)
 	s, err := k.c.RCStatus(ctx, hrn)
@@ -176,7 +165,7 @@ func (k *cli) rcExec(ctx context.Context, args []string) error {
 		rest = append(rest[:1:1], rest[2:]...)
 	}
 	if len(rest) < 2 {
-		return errors.New("usage: nbctl rc exec [--timeout D] NODE -- CMD...")
+		return usageError("rc exec [--timeout D] NODE -- CMD...")
 	}
 	node, command := rest[0], strings.Join(rest[1:], " ")
 	req := proto.CommandRequest{Type: proto.Execute, Command: command}
@@ -188,19 +177,28 @@ func (k *cli) rcExec(ctx context.Context, args []string) error {
 		return err
 	}
 	var outN, errN int
+	var writeErr error // the first failed write, said once the command ends
+	show := func(w io.Writer, s string) {
+		if _, err := io.WriteString(w, s); err != nil && writeErr == nil {
+			writeErr = fmt.Errorf("%s: printing the output: %w", node, err)
+		}
+	}
 	st, err = k.follow(ctx, node, st, func(s proto.CommandStatus) {
 		// Output is printed as it comes.
 		if len(s.Stdout) > outN {
-			io.WriteString(k.out, s.Stdout[outN:])
+			show(k.out, s.Stdout[outN:])
 			outN = len(s.Stdout)
 		}
 		if len(s.Stderr) > errN {
-			io.WriteString(k.errOut, s.Stderr[errN:])
+			show(k.errOut, s.Stderr[errN:])
 			errN = len(s.Stderr)
 		}
 	})
 	if err != nil {
 		return err
+	}
+	if writeErr != nil {
+		return writeErr
 	}
 	if st.Truncated {
 		fmt.Fprintf(k.errOut, "nbctl: %s: output truncated: the appliance keeps only the first part of each stream\n", node)
@@ -247,7 +245,7 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 		return err
 	}
 	if fs.NArg() != 2 {
-		return fmt.Errorf("usage: nbctl disk %s [--disk D] NODE IMAGE", verb)
+		return usageError("disk " + verb + " [--disk D] NODE IMAGE")
 	}
 	node, image := fs.Arg(0), fs.Arg(1)
 	st, err := k.c.SendCommand(ctx, node, proto.CommandRequest{Type: typ, Image: image, Disk: *disk})
@@ -286,7 +284,7 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 // appliance checks before it keeps the image.
 func (k *cli) diskPut(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: nbctl disk put NAME FILE")
+		return usageError("disk put NAME FILE")
 	}
 	name, file := args[0], args[1]
 	f, err := os.Open(file)
@@ -313,7 +311,7 @@ func (k *cli) diskPut(ctx context.Context, args []string) error {
 // and renamed only once it is whole and its checksum matches.
 func (k *cli) diskGet(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: nbctl disk get NAME FILE")
+		return usageError("disk get NAME FILE")
 	}
 	name, file := args[0], args[1]
 	h := sha256.New()
@@ -332,16 +330,9 @@ func (k *cli) diskGet(ctx context.Context, args []string) error {
 }
 
 func (k *cli) diskList(ctx context.Context) error {
-	imgs, err := k.c.DiskImages(ctx)
-	if err != nil {
-		return err
-	}
-	var rows [][]string
-	for _, i := range imgs {
-		rows = append(rows, []string{i.Name, i.Format, bytesize(i.Size), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256})
-	}
-	k.table("NAME\tFORMAT\tSIZE\tMODIFIED\tSHA256", rows)
-	return nil
+	return listTable(ctx, k, k.c.DiskImages, false, "NAME\tFORMAT\tSIZE\tMODIFIED\tSHA256", func(i proto.DiskImage) []string {
+		return []string{i.Name, i.Format, bytesize(i.Size), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256}
+	})
 }
 
 // progressBar draws one line, redrawn in place with \r.

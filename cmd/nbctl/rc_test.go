@@ -21,6 +21,26 @@ import (
 
 // The rc and disk commands against an in-process broker and RC (the
 // dispatch in main.go is not needed to call them).
+// runRC runs an in-process RC until ctx is done. The wait it returns
+// waits for Run to end, which must be without an error.
+func runRC(ctx context.Context, t *testing.T, cfg rc.Config) (wait func()) {
+	done := make(chan error, 1)
+	go func() { done <- rc.Run(ctx, cfg) }()
+	return func() {
+		if err := <-done; err != nil {
+			t.Errorf("rc.Run: %v", err)
+		}
+	}
+}
+
+// writeFile writes a test's input file.
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRCAndDiskCommands(t *testing.T) {
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: `testbeds:
   - domain: sb8
@@ -33,12 +53,9 @@ func TestRCAndDiskCommands(t *testing.T) {
 	defer a.Stop()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- rc.Run(ctx, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
-			ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second})
-	}()
-	defer func() { cancel(); <-done }()
+	wait := runRC(ctx, t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+		ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second})
+	defer func() { cancel(); wait() }()
 
 	var out, errs bytes.Buffer
 	k := &cli{c: amclient.New(a.URL), out: &out, errOut: &errs}
@@ -69,17 +86,17 @@ func TestRCAndDiskCommands(t *testing.T) {
 	img := w.EncodeAll(raw, nil)
 	h := sha256.Sum256(img)
 	imgFile := filepath.Join(dir, "base.zst")
-	os.WriteFile(imgFile, img, 0o644)
+	writeFile(t, imgFile, img)
 	if err := k.diskPut(ctx, []string{"base", imgFile}); err != nil || !strings.Contains(out.String(), "stored base: zstd") || !strings.Contains(out.String(), hex.EncodeToString(h[:])) {
 		t.Fatalf("disk put: %v, said %q", err, out.String())
 	}
 	plainFile := filepath.Join(dir, "plain.img")
-	os.WriteFile(plainFile, raw[:4096], 0o644)
+	writeFile(t, plainFile, raw[:4096])
 	if err := k.diskPut(ctx, []string{"plain", plainFile}); err == nil || !strings.Contains(err.Error(), "neither gzip nor zstd") {
 		t.Errorf("disk put of an uncompressed file: %v", err)
 	}
 	disk := filepath.Join(dir, "disk0")
-	os.WriteFile(disk, nil, 0o644)
+	writeFile(t, disk, nil)
 	out.Reset()
 	errs.Reset()
 	if err := k.diskLoad(ctx, []string{"--disk", disk, node, "base"}); err != nil {

@@ -20,7 +20,11 @@ func netns(t *testing.T, name string) string {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v %s", name, err, out)
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v %s", name, err, out)
+		}
+	})
 	return name
 }
 
@@ -61,7 +65,9 @@ func TestDHCPEndToEnd(t *testing.T) {
 	a.Start()
 
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")
-	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && echo \"lease ip=$ip router=$router siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n"), 0o755)
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && echo \"lease ip=$ip router=$router siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// A lease comes within a minute (20 tries, 3 s apart) or not at all;
 	// a client that must get none tries for 3 s, and the server is then
 	// asked whether it saw it.

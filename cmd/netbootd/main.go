@@ -36,8 +36,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "netbootd:", err)
 		os.Exit(1)
 	}
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb}, st, links, log.With("svc", "am"))
+	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb}, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	events := timeline.New(st, log.With("svc", "timeline"))
 	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot}, log.With("svc", "tftp"), events)
 	if err != nil {

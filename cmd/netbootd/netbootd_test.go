@@ -32,7 +32,9 @@ testbeds:
 func runToExit(t *testing.T, bin, cfg string) (string, error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "netbootd.yaml")
-	os.WriteFile(path, []byte(cfg), 0o644)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, filepath.Join(bin, "netbootd"), "--config", path).CombinedOutput()
@@ -73,8 +75,11 @@ func TestRefusesBadConfig(t *testing.T) {
 }
 
 func writeFile(t *testing.T, body string) string {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "f.yaml")
-	os.WriteFile(p, []byte(body), 0o644)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -157,10 +162,13 @@ func TestRestartReconciles(t *testing.T) {
 		}
 	}
 	a.Kill()
-	os.Remove(filepath.Join(a.CfgDir, "0A120101"))                          // lost
-	os.Symlink("./orbit-2.0.0", filepath.Join(a.CfgDir, "0A1201FF"))        // unknown
-	os.Symlink("./orbit-2.0.0", filepath.Join(a.CfgDir, ".netboot-tmp-xy")) // half-made
-	time.Sleep(1500 * time.Millisecond)                                     // node1-3's link expires while down
+	os.Remove(filepath.Join(a.CfgDir, "0A120101"))                 // lost
+	for _, name := range []string{"0A1201FF", ".netboot-tmp-xy"} { // unknown, half-made
+		if err := os.Symlink("./orbit-2.0.0", filepath.Join(a.CfgDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // node1-3's link expires while down
 
 	a.Start()
 	got := map[string]string{}
@@ -298,12 +306,14 @@ func TestAbsoluteCfgDir(t *testing.T) {
 		t.Errorf("tftp_root/pxelinux.cfg = %v, %v; want it left empty", entries, err)
 	}
 	var stray []string
-	filepath.WalkDir(a.TFTPRoot, func(p string, d os.DirEntry, err error) error {
+	if err := filepath.WalkDir(a.TFTPRoot, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			stray = append(stray, p)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Error(err)
+	}
 	if len(stray) != 0 {
 		t.Errorf("files made under tftp_root: %q", stray)
 	}

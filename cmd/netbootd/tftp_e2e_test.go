@@ -27,7 +27,9 @@ func TestTFTPBootTimeline(t *testing.T) {
       - { hrn: node1-1.sb8, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01" }
 `})
 	kernel := bytes.Repeat([]byte("kernel-bytes."), 700_000) // 9 MB
-	os.WriteFile(filepath.Join(a.TFTPRoot, "linux-orbit-pxe"), kernel, 0o644)
+	if err := os.WriteFile(filepath.Join(a.TFTPRoot, "linux-orbit-pxe"), kernel, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a.Start()
 
 	resp, err := http.Get(a.URL + "/pxe/setBootImageNS?domain=sb8&ns=node1-1.sb8")

@@ -119,10 +119,10 @@ func TestPID1(t *testing.T) {
 	// Network: cli holds eth0 and eth1 (the node), srv their peers.
 	suffix := strconv.Itoa(os.Getpid())
 	srv, cli := "orbit-pid1-srv-"+suffix, "orbit-pid1-cli-"+suffix
-	run(t, "ip", "netns", "add", srv)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", srv).Run() })
-	run(t, "ip", "netns", "add", cli)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", cli).Run() })
+	for _, ns := range []string{srv, cli} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { run(t, "ip", "netns", "del", ns) })
+	}
 	run(t, "ip", "-n", srv, "link", "add", "p0", "type", "veth", "peer", "name", "eth0", "address", "52:54:00:aa:01:32", "netns", cli)
 	run(t, "ip", "-n", srv, "link", "add", "p1", "type", "veth", "peer", "name", "eth1", "address", "52:54:00:aa:00:32", "netns", cli)
 	run(t, "ip", "-n", srv, "addr", "add", "10.199.0.1/24", "dev", "p1")
@@ -157,13 +157,14 @@ func TestPID1(t *testing.T) {
 		if initPID == 0 {
 			initPID = nsInit(init.Process.Pid)
 		}
+		// Either may be gone already: the wait below is what counts.
 		if initPID > 0 {
-			syscall.Kill(initPID, syscall.SIGKILL)
+			_ = syscall.Kill(initPID, syscall.SIGKILL)
 		}
-		init.Process.Kill()
-		<-exited
+		_ = init.Process.Kill()
+		err := <-exited
 		if t.Failed() {
-			t.Logf("init output:\n%s\nnetbootd:\n%s", out.String(), a.Log)
+			t.Logf("init (%v) output:\n%s\nnetbootd:\n%s", err, out.String(), a.Log)
 		}
 	})
 
@@ -238,7 +239,8 @@ func TestPID1(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case err := <-exited:
+		t.Logf("init ended: %v", err)
 	case <-time.After(time.Minute):
 		t.Fatal("init still running a minute after SIGUSR2")
 	}

@@ -44,8 +44,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errUsage), errors.Is(err, rc.ErrNoAM):
@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log, err := logging.New(stderr, *logFormat, *logLevel)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	log = log.With("svc", "orbit-rc")
 	base, how, err := rc.FindAM(*am, *cmdline, *nextServer)

@@ -103,7 +103,7 @@ func (r *Responder) Serve(ctx context.Context) error {
 func (r *Responder) open() (*ndp.Conn, netip.Addr, error) {
 	ifi, err := net.InterfaceByName(r.Interface)
 	if err != nil {
-		return nil, netip.Addr{}, fmt.Errorf("ra: interface %q: %w: %v", r.Interface, ErrNoInterface, err)
+		return nil, netip.Addr{}, fmt.Errorf("ra: interface %q: %w: %w", r.Interface, ErrNoInterface, err)
 	}
 	c, src, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil { // no link-local yet, or a tentative one (bind fails)
@@ -126,7 +126,10 @@ func (r *Responder) open() (*ndp.Conn, netip.Addr, error) {
 // serve reads solicitations and answers each at once, until ctx is done
 // (nil) or the socket fails (the error).
 func (r *Responder) serve(ctx context.Context, c *ndp.Conn, log *slog.Logger) error {
-	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		// A failed deadline leaves the read to end with the socket's close.
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	})
 	defer stop()
 	max := r.MaxPerSecond
 	if max <= 0 {

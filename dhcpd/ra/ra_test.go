@@ -162,7 +162,9 @@ func solicit(ns, ifname string) (*ndp.RouterAdvertisement, error) {
 		if err := c.WriteTo(&ndp.RouterSolicitation{}, nil, netip.MustParseAddr("ff02::2")); err != nil {
 			return err
 		}
-		c.SetReadDeadline(time.Now().Add(hung))
+		if err := c.SetReadDeadline(time.Now().Add(hung)); err != nil {
+			return err
+		}
 		for {
 			m, _, _, err := c.ReadFrom()
 			if err != nil {

@@ -43,9 +43,10 @@ const (
 	SSHD = "/bin/sshd"
 
 	// Shell is u-root's gosh (cmds/core/gosh, built with the goshsmall
-	// tag), and Sh a symlink to it: the shell that SSHD runs.
+	// tag): the shell that SSHD runs.
 	Shell = "/bin/gosh"
-	Sh    = "/bin/sh"
+	// Sh is a symlink to Shell, for programs that run /bin/sh.
+	Sh = "/bin/sh"
 
 	// SSHAuthorizedKeys is written by the init at boot: the keys SSHD
 	// accepts, those of AuthorizedKeys and of orbit.sshkey= arguments.

@@ -80,7 +80,7 @@ func ParseSSHKeyArg(v string) (string, error) {
 	}
 	raw, err := base64.StdEncoding.DecodeString(blob)
 	if err != nil {
-		return "", fmt.Errorf("%w %.20q...: not base64: %v", ErrBadSSHKey, blob, err)
+		return "", fmt.Errorf("%w %.20q...: not base64: %w", ErrBadSSHKey, blob, err)
 	}
 	// The wire format starts with the type as an SSH string.
 	if len(raw) < 4 || uint32(len(raw)-4) < binary.BigEndian.Uint32(raw) {

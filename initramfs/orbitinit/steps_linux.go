@@ -44,8 +44,8 @@ var Rootfs = []libinit.Creator{
 	libinit.Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Opts: "mode=0755"},
 }
 
-// CmdlineEnv, when set in the init's environment, is used instead of
-// /proc/cmdline (for tests that run the init in namespaces on a host).
+// CmdlineEnv names the environment variable that, when set in the init's
+// environment, is used instead of /proc/cmdline (for tests that run the init in namespaces on a host).
 const CmdlineEnv = "ORBIT_INIT_CMDLINE"
 
 // Steps returns the init's table: the Rootfs creators, then the node's
@@ -348,7 +348,7 @@ func (n *Node) lease(ctx context.Context, ifname string, dc dhclient.Config) (*L
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", ifname, err)
 	}
-	var last error = errors.New("no answer")
+	last := errors.New("no answer")
 	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dc, 30*time.Second) {
 		if r.Err != nil {
 			last = r.Err
