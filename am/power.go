@@ -48,13 +48,9 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 }
 
 func (s *Server) apiPower(c *gin.Context) {
-	hrn, ok := hrnParam(c)
-	if !ok {
-		return
-	}
 	var req apiv1.PowerRequest
-	if err := decodeJSON(c, &req); err != nil {
-		apierr.Write(c, err)
+	hrn, ok := nodeRequest(c, &req)
+	if !ok {
 		return
 	}
 	a, err := power.ParseAction(req.Action)
