@@ -77,7 +77,6 @@ func (c *Client) DiskImages(ctx context.Context) ([]proto.DiskImage, error) {
 	return out, c.getJSON(ctx, "/api/v1/disk-images", &out)
 }
 
-
 // PutDiskImage uploads a gzip or zstd disk image whose bytes have the
 // SHA-256 sum (hex) given; the appliance keeps it only if they do. There is
 // no overall timeout: bound it with ctx.

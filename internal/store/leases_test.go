@@ -26,7 +26,6 @@ func pool10(t *testing.T) (*Store, LeaseRequest) {
 }
 
 func TestOfferLease(t *testing.T) {
-	ctx := context.Background()
 	type step struct {
 		mac    string
 		want   string        // option 50
@@ -55,6 +54,7 @@ func TestOfferLease(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
 			s, r := pool10(t)
 			for i, st := range tt.steps {
 				r.MAC, r.Now, r.Want = st.mac, t0.Add(st.after), netip.Addr{}

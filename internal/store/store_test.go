@@ -56,7 +56,6 @@ func file(domain string, nodes ...inventory.Node) inventory.File {
 }
 
 func TestImportRejectsWholeFile(t *testing.T) {
-	ctx := context.Background()
 	tests := []struct {
 		name  string
 		f     inventory.File
@@ -74,6 +73,7 @@ func TestImportRejectsWholeFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
 			s := openTest(t)
 			err := s.Import(ctx, tt.f)
 			var ie *inventory.Error
