@@ -64,18 +64,32 @@ func nodeRequest(c *gin.Context, body any) (string, bool) {
 	return hrn, true
 }
 
-// writeList answers a list call: its error, or each item in its wire
-// form (an empty list is [], never null).
-func writeList[T, W any](c *gin.Context, items []T, err error, wire func(T) W) {
+// writeJSON answers with v, or with err where there is one.
+func writeJSON(c *gin.Context, status int, v any, err error) {
 	if err != nil {
 		apierr.Write(c, err)
 		return
 	}
+	c.JSON(status, v)
+}
+
+// writeList answers a list call: its error, or each item in its wire
+// form (an empty list is [], never null).
+func writeList[T, W any](c *gin.Context, items []T, err error, wire func(T) W) {
 	out := make([]W, len(items))
 	for i, it := range items {
 		out[i] = wire(it)
 	}
-	c.JSON(http.StatusOK, out)
+	writeJSON(c, http.StatusOK, out, err)
+}
+
+// writeDone answers a call that returns nothing: its error, or 204.
+func writeDone(c *gin.Context, err error) {
+	if err != nil {
+		apierr.Write(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 // decodeJSON reads a bounded body strictly. An empty body leaves v as it is.
@@ -115,11 +129,7 @@ func (s *Server) apiNode(c *gin.Context) {
 		return
 	}
 	n, err := s.inv.Node(c.Request.Context(), hrn)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, apiNode(n))
+	writeJSON(c, http.StatusOK, apiNode(n), err)
 }
 
 func (s *Server) apiPutNode(c *gin.Context) {
@@ -141,15 +151,11 @@ func (s *Server) apiPutNode(c *gin.Context) {
 		return
 	}
 	saved, err := s.inv.Node(c.Request.Context(), hrn)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	c.JSON(status, apiNode(saved))
+	writeJSON(c, status, apiNode(saved), err)
 }
 
 func (s *Server) apiDeleteNode(c *gin.Context) {
@@ -165,11 +171,7 @@ func (s *Server) apiDeleteNode(c *gin.Context) {
 	if err == nil {
 		err = s.inv.DeleteNode(c.Request.Context(), hrn)
 	}
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
+	writeDone(c, err)
 }
 
 func (s *Server) apiEvents(c *gin.Context) {
@@ -182,11 +184,7 @@ func (s *Server) apiEvents(c *gin.Context) {
 		return
 	}
 	evs, err := s.inv.Events(c.Request.Context(), hrn)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, evs)
+	writeJSON(c, http.StatusOK, evs, err)
 }
 
 func (s *Server) apiSetBoot(c *gin.Context) {
@@ -226,11 +224,7 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
+	writeDone(c, err)
 }
 
 func (s *Server) apiBoot(c *gin.Context) {
@@ -278,11 +272,8 @@ func (s *Server) apiPutImage(c *gin.Context) {
 		return
 	}
 	img.Name = name
-	if err := s.inv.PutImage(c.Request.Context(), inventory.Image(img)); err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, img)
+	err := s.inv.PutImage(c.Request.Context(), inventory.Image(img))
+	writeJSON(c, http.StatusOK, img, err)
 }
 
 func (s *Server) apiExport(c *gin.Context) {

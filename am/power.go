@@ -64,11 +64,7 @@ func (s *Server) apiPower(c *gin.Context) {
 		return
 	}
 	st, err := s.powerDo(c.Request.Context(), n, a)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, apiv1.PowerReply{HRN: n.HRN, Action: string(a), State: string(st)})
+	writeJSON(c, http.StatusOK, apiv1.PowerReply{HRN: n.HRN, Action: string(a), State: string(st)}, err)
 }
 
 // omfPowerStatus is what /cmc/status answers in <STATUS>.
