@@ -164,16 +164,7 @@ func TestOMFPXEService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := get(t, a.URL+tt.path)
-			if status != tt.wantStatus {
-				t.Errorf("status %d, want %d; body %q", status, tt.wantStatus, body)
-			}
-			if tt.wantBody != "" && body != tt.wantBody {
-				t.Errorf("body:\n got %q\nwant %q", body, tt.wantBody)
-			}
-			if status >= 400 && strings.TrimSpace(body) == "" {
-				t.Errorf("error without a message")
-			}
+			omfGet{tt.path, tt.wantStatus, tt.wantBody}.check(t, a)
 			if diff := cmp.Diff(tt.wantLinks, links(t, a.CfgDir)); diff != "" {
 				t.Errorf("links (-want +got):\n%s", diff)
 			}
@@ -181,6 +172,28 @@ func TestOMFPXEService(t *testing.T) {
 	}
 	if st := dirState(t, a.CfgDir)["default"]; st != "file" {
 		t.Errorf("no default file written: %v", dirState(t, a.CfgDir))
+	}
+}
+
+// omfGet is one OMF call and its answer: the status, and the body exactly
+// unless wantBody is "" (then, for an error, only some message).
+type omfGet struct {
+	path       string
+	wantStatus int
+	wantBody   string
+}
+
+func (g omfGet) check(t *testing.T, a *apptest.Appliance) {
+	t.Helper()
+	status, body := get(t, a.URL+g.path)
+	if status != g.wantStatus {
+		t.Errorf("GET %s: status %d, want %d; body %q", g.path, status, g.wantStatus, body)
+	}
+	if g.wantBody != "" && body != g.wantBody {
+		t.Errorf("GET %s: body:\n got %q\nwant %q", g.path, body, g.wantBody)
+	}
+	if status >= 400 && strings.TrimSpace(body) == "" {
+		t.Errorf("GET %s: error without a message", g.path)
 	}
 }
 
@@ -220,11 +233,7 @@ func TestOMFServiceListing(t *testing.T) {
 
 func TestOMFInventoryService(t *testing.T) {
 	a := start(t)
-	tests := []struct {
-		path       string
-		wantStatus int
-		wantBody   string
-	}{
+	for _, g := range []omfGet{
 		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CONTROL_IP>10.18.1.2</CONTROL_IP>"},
 		{"/inventory/getControlIP?hrn=nope&domain=sb8", 404, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
 		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "getControlIP: missing parameter \"domain\"\n"},
@@ -247,12 +256,8 @@ func TestOMFInventoryService(t *testing.T) {
 			"<NODE name='node1-2' hrn='node1-2.sb8.orbit-lab.org' control_mac='00:03:1d:0c:01:02' control_ip='10.18.1.2' x='1' y='2' z='0' disk='/dev/sda' testbed='sb8'/>" +
 			"<NODE name='node2-1' hrn='node2-1.sb8.orbit-lab.org' control_mac='00:03:1d:0c:02:01' control_ip='10.18.2.1' x='2' y='1' z='0' disk='/dev/hda' testbed='sb8'/>" +
 			"</ALLNODES>"},
-	}
-	for _, tt := range tests {
-		status, body := get(t, a.URL+tt.path)
-		if status != tt.wantStatus || body != tt.wantBody {
-			t.Errorf("GET %s = %d %q\n want %d %q", tt.path, status, body, tt.wantStatus, tt.wantBody)
-		}
+	} {
+		g.check(t, a)
 	}
 }
 
@@ -347,11 +352,11 @@ func TestBadInputTouchesNothing(t *testing.T) {
 		{"only commas", "/pxe/setBootImageNS?domain=sb8&ns=,,,", ""},
 		{"image named default", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=default", ""},
 		{"escaping hrn in JSON path", "/api/v1/nodes/..%2F..%2Fetc/boot", ""},
-		{"NUL in ifname", "/inventory/getMacAddress?hrn=node1-1.sb8.orbit-lab.org&domain=sb8&ifname=eth1%00", "ifname"},
-		{"escape sequence in ifname", "/inventory/getMacAddress?hrn=node1-1.sb8.orbit-lab.org&domain=sb8&ifname=%1b%5b2J", "ifname"},
-		{"CR LF in hrn", "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org%0D%0Aevil&domain=sb8", "hrn"},
-		{"tab in hrn", "/inventory/getHRN?hrn=node1-1%09&domain=sb8", "hrn"},
-		{"DEL in domain", "/inventory/getListOfResources?domain=sb8%7f", "domain"},
+		{name: "NUL in ifname", query: "/inventory/getMacAddress?hrn=node1-1.sb8.orbit-lab.org&domain=sb8&ifname=eth1%00", param: "ifname"},
+		{name: "escape sequence in ifname", query: "/inventory/getMacAddress?hrn=node1-1.sb8.orbit-lab.org&domain=sb8&ifname=%1b%5b2J", param: "ifname"},
+		{name: "CR LF in hrn", query: "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org%0D%0Aevil&domain=sb8", param: "hrn"},
+		{name: "tab in hrn", query: "/inventory/getHRN?hrn=node1-1%09&domain=sb8", param: "hrn"},
+		{name: "DEL in domain", query: "/inventory/getListOfResources?domain=sb8%7f", param: "domain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
