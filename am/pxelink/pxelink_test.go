@@ -34,22 +34,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, images ...string) *fixture {
 	t.Helper()
-	return newFixtureWith(t, openStore(t), images...)
-}
-
-// openStore is a fresh database, closed when the test ends.
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
 	st, err := store.Open(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return st
+	t.Cleanup(func() { st.Close() })
+	return newFixtureWith(t, st, images...)
 }
 
 func newFixtureWith(t *testing.T, st Store, images ...string) *fixture {
@@ -243,8 +233,8 @@ func (failingStore) ClearLinks(context.Context, []string) error { return errors.
 
 func TestRollbackWhenDatabaseFails(t *testing.T) {
 	ctx := context.Background()
-	st := openStore(t)
-	good := newFixtureWith(t, st, "img", "new")
+	good := newFixture(t, "img", "new")
+	st := good.st
 	if _, err := good.m.Set(ctx, []Target{{"a", "10.0.0.1", "img"}}, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package rcbrokertest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -115,7 +114,9 @@ func (a *Appliance) start(ln net.Listener) error {
 				log.Error("rcbrokertest: broker stopped", "err", err)
 			}
 		}()
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		// Stop cancels ctx before it shuts the server down: an end before
+		// that is a failure.
+		if err := srv.Serve(ln); ctx.Err() == nil {
 			log.Error("rcbrokertest: serve", "err", err)
 		}
 	}()
