@@ -124,7 +124,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("am: serve: %w", err)
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// ctx is done: the drain gets its own few seconds, as its caller asked
+	// for the stop.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("am: shutdown: %w", err)

@@ -164,16 +164,7 @@ func TestOMFPXEService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := get(t, a.URL+tt.path)
-			if status != tt.wantStatus {
-				t.Errorf("status %d, want %d; body %q", status, tt.wantStatus, body)
-			}
-			if tt.wantBody != "" && body != tt.wantBody {
-				t.Errorf("body:\n got %q\nwant %q", body, tt.wantBody)
-			}
-			if status >= 400 && strings.TrimSpace(body) == "" {
-				t.Errorf("error without a message")
-			}
+			omfGet{tt.path, tt.wantStatus, tt.wantBody}.check(t, a)
 			if diff := cmp.Diff(tt.wantLinks, links(t, a.CfgDir)); diff != "" {
 				t.Errorf("links (-want +got):\n%s", diff)
 			}
@@ -181,6 +172,28 @@ func TestOMFPXEService(t *testing.T) {
 	}
 	if st := dirState(t, a.CfgDir)["default"]; st != "file" {
 		t.Errorf("no default file written: %v", dirState(t, a.CfgDir))
+	}
+}
+
+// omfGet is one OMF call and its answer: the status, and the body exactly
+// unless wantBody is "" (then, for an error, only some message).
+type omfGet struct {
+	path       string
+	wantStatus int
+	wantBody   string
+}
+
+func (g omfGet) check(t *testing.T, a *apptest.Appliance) {
+	t.Helper()
+	status, body := get(t, a.URL+g.path)
+	if status != g.wantStatus {
+		t.Errorf("GET %s: status %d, want %d; body %q", g.path, status, g.wantStatus, body)
+	}
+	if g.wantBody != "" && body != g.wantBody {
+		t.Errorf("GET %s: body:\n got %q\nwant %q", g.path, body, g.wantBody)
+	}
+	if status >= 400 && strings.TrimSpace(body) == "" {
+		t.Errorf("GET %s: error without a message", g.path)
 	}
 }
 
@@ -220,11 +233,7 @@ func TestOMFServiceListing(t *testing.T) {
 
 func TestOMFInventoryService(t *testing.T) {
 	a := start(t)
-	tests := []struct {
-		path       string
-		wantStatus int
-		wantBody   string
-	}{
+	for _, g := range []omfGet{
 		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CONTROL_IP>10.18.1.2</CONTROL_IP>"},
 		{"/inventory/getControlIP?hrn=nope&domain=sb8", 404, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
 		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "getControlIP: missing parameter \"domain\"\n"},
@@ -247,12 +256,8 @@ func TestOMFInventoryService(t *testing.T) {
 			"<NODE name='node1-2' hrn='node1-2.sb8.orbit-lab.org' control_mac='00:03:1d:0c:01:02' control_ip='10.18.1.2' x='1' y='2' z='0' disk='/dev/sda' testbed='sb8'/>" +
 			"<NODE name='node2-1' hrn='node2-1.sb8.orbit-lab.org' control_mac='00:03:1d:0c:02:01' control_ip='10.18.2.1' x='2' y='1' z='0' disk='/dev/hda' testbed='sb8'/>" +
 			"</ALLNODES>"},
-	}
-	for _, tt := range tests {
-		status, body := get(t, a.URL+tt.path)
-		if status != tt.wantStatus || body != tt.wantBody {
-			t.Errorf("GET %s = %d %q\n want %d %q", tt.path, status, body, tt.wantStatus, tt.wantBody)
-		}
+	} {
+		g.check(t, a)
 	}
 }
 
@@ -320,26 +325,38 @@ func TestBadInputTouchesNothing(t *testing.T) {
 	a := start(t)
 	// Something outside cfg_dir that an escape would hit.
 	outside := filepath.Join(a.TFTPRoot, "precious")
-	os.WriteFile(outside, []byte("x"), 0o644)
+	if err := os.WriteFile(outside, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	before := dirState(t, a.CfgDir)
 	beforeRoot := dirState(t, a.TFTPRoot)
 	huge := strings.Repeat("a", 10<<20)
-	tests := []struct{ name, query string }{
-		{"ns escaping", "/pxe/setBootImageNS?domain=sb8&ns=../../etc"},
-		{"imgName escaping", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=../../../etc/passwd"},
-		{"imgName absolute", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=/etc/passwd"},
-		{"imgName with slash", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=sub/x"},
-		{"NUL in ns", "/pxe/setBootImageNS?domain=sb8&ns=node1-1%00x"},
-		{"NUL in imgName", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=orbit-2.0.0%00"},
-		{"NUL in domain", "/pxe/clearBootImageNS?domain=sb8%00&ns=node1-1"},
-		{"newline in node", "/pxe/setBootImage?node=node1-1%0Aevil"},
-		{"10 MB ns", "/pxe/setBootImageNS?domain=sb8&ns=" + huge},
-		{"10 MB imgName", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=" + huge},
-		{"bad escape", "/pxe/setBootImageNS?domain=sb8&ns=%zz"},
-		{"repeated ns", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&ns=node1-2"},
-		{"only commas", "/pxe/setBootImageNS?domain=sb8&ns=,,,"},
-		{"image named default", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=default"},
-		{"escaping hrn in JSON path", "/api/v1/nodes/..%2F..%2Fetc/boot"},
+	// param, where set, names the OMF parameter that holds a control
+	// character, also where the value is not a name that other checks
+	// would refuse (an interface name, a host name to look up): the 400
+	// must name it, and the value must not reach a lookup, the log or an
+	// XML answer.
+	tests := []struct{ name, query, param string }{
+		{"ns escaping", "/pxe/setBootImageNS?domain=sb8&ns=../../etc", ""},
+		{"imgName escaping", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=../../../etc/passwd", ""},
+		{"imgName absolute", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=/etc/passwd", ""},
+		{"imgName with slash", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=sub/x", ""},
+		{"NUL in ns", "/pxe/setBootImageNS?domain=sb8&ns=node1-1%00x", ""},
+		{"NUL in imgName", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=orbit-2.0.0%00", ""},
+		{"NUL in domain", "/pxe/clearBootImageNS?domain=sb8%00&ns=node1-1", ""},
+		{"newline in node", "/pxe/setBootImage?node=node1-1%0Aevil", ""},
+		{"10 MB ns", "/pxe/setBootImageNS?domain=sb8&ns=" + huge, ""},
+		{"10 MB imgName", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=" + huge, ""},
+		{"bad escape", "/pxe/setBootImageNS?domain=sb8&ns=%zz", ""},
+		{"repeated ns", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&ns=node1-2", ""},
+		{"only commas", "/pxe/setBootImageNS?domain=sb8&ns=,,,", ""},
+		{"image named default", "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=default", ""},
+		{"escaping hrn in JSON path", "/api/v1/nodes/..%2F..%2Fetc/boot", ""},
+		{name: "NUL in ifname", query: "/inventory/getMacAddress?hrn=node1-1.sb8.orbit-lab.org&domain=sb8&ifname=eth1%00", param: "ifname"},
+		{name: "escape sequence in ifname", query: "/inventory/getMacAddress?hrn=node1-1.sb8.orbit-lab.org&domain=sb8&ifname=%1b%5b2J", param: "ifname"},
+		{name: "CR LF in hrn", query: "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org%0D%0Aevil&domain=sb8", param: "hrn"},
+		{name: "tab in hrn", query: "/inventory/getHRN?hrn=node1-1%09&domain=sb8", param: "hrn"},
+		{name: "DEL in domain", query: "/inventory/getListOfResources?domain=sb8%7f", param: "domain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,8 +365,11 @@ func TestBadInputTouchesNothing(t *testing.T) {
 				method = "PUT"
 			}
 			status, body := send(t, method, a.URL+tt.query, "")
-			if status != 400 && !(status == 404 && strings.HasPrefix(tt.query, "/api/")) {
+			if status != 400 && (status != 404 || !strings.HasPrefix(tt.query, "/api/")) {
 				t.Errorf("status %d, want 400; body %.200q", status, body)
+			}
+			if tt.param != "" && (status != 400 || !strings.Contains(body, `parameter "`+tt.param+`" holds a control character`)) {
+				t.Errorf("status %d, body %q; want 400 naming parameter %q", status, body, tt.param)
 			}
 			if len(strings.TrimSpace(body)) == 0 {
 				t.Error("no message in the error body")
@@ -396,9 +416,7 @@ func TestConcurrentSetClear(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range cs {
 		cs[i] = call{set: rng.IntN(3) > 0, image: images[i]}
-		for _, n := range rng.Perm(nodes)[:1+rng.IntN(4)] {
-			cs[i].nodes = append(cs[i].nodes, n)
-		}
+		cs[i].nodes = append(cs[i].nodes, rng.Perm(nodes)[:1+rng.IntN(4)]...)
 	}
 	var wg sync.WaitGroup
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: calls}}
@@ -423,8 +441,12 @@ func TestConcurrentSetClear(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
+			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			c.status = resp.StatusCode
 		}(&cs[i])
 	}
@@ -509,7 +531,10 @@ func TestPowerService(t *testing.T) {
 	if err := vm.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { vm.Process.Kill(); vm.Wait() })
+	t.Cleanup(func() {
+		_ = vm.Process.Kill() // it may have exited: nothing to do either way
+		_ = vm.Wait()         // killed: its status says only that
+	})
 	// QEMU makes the socket file before it listens on it: wait for a
 	// handshake, not for the file. A minute means hung.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

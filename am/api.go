@@ -50,6 +50,48 @@ func hrnParam(c *gin.Context) (string, bool) {
 	return hrn, true
 }
 
+// nodeRequest is the node named in the path and the JSON body about it; on
+// false the answer has been written.
+func nodeRequest(c *gin.Context, body any) (string, bool) {
+	hrn, ok := hrnParam(c)
+	if !ok {
+		return "", false
+	}
+	if err := decodeJSON(c, body); err != nil {
+		apierr.Write(c, err)
+		return "", false
+	}
+	return hrn, true
+}
+
+// writeJSON answers with v, or with err where there is one.
+func writeJSON(c *gin.Context, status int, v any, err error) {
+	if err != nil {
+		apierr.Write(c, err)
+		return
+	}
+	c.JSON(status, v)
+}
+
+// writeList answers a list call: its error, or each item in its wire
+// form (an empty list is [], never null).
+func writeList[T, W any](c *gin.Context, items []T, err error, wire func(T) W) {
+	out := make([]W, len(items))
+	for i, it := range items {
+		out[i] = wire(it)
+	}
+	writeJSON(c, http.StatusOK, out, err)
+}
+
+// writeDone answers a call that returns nothing: its error, or 204.
+func writeDone(c *gin.Context, err error) {
+	if err != nil {
+		apierr.Write(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 // decodeJSON reads a bounded body strictly. An empty body leaves v as it is.
 func decodeJSON(c *gin.Context, v any) error {
 	err := httpbody.JSON(c.Writer, c.Request, maxBody, v)
@@ -78,15 +120,7 @@ func (s *Server) apiNodes(c *gin.Context) {
 		}
 	}
 	nodes, err := s.inv.Nodes(c.Request.Context(), domain)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	out := make([]apiv1.Node, len(nodes))
-	for i, n := range nodes {
-		out[i] = apiNode(n)
-	}
-	c.JSON(http.StatusOK, out)
+	writeList(c, nodes, err, apiNode)
 }
 
 func (s *Server) apiNode(c *gin.Context) {
@@ -95,23 +129,15 @@ func (s *Server) apiNode(c *gin.Context) {
 		return
 	}
 	n, err := s.inv.Node(c.Request.Context(), hrn)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, apiNode(n))
+	writeJSON(c, http.StatusOK, apiNode(n), err)
 }
 
 func (s *Server) apiPutNode(c *gin.Context) {
-	hrn, ok := hrnParam(c)
-	if !ok {
-		return
-	}
 	// Read as the inventory model: its checks name each bad field (see
 	// package apiv1).
 	var n inventory.Node
-	if err := decodeJSON(c, &n); err != nil {
-		apierr.Write(c, err)
+	hrn, ok := nodeRequest(c, &n)
+	if !ok {
 		return
 	}
 	if n.HRN != "" && n.HRN != hrn {
@@ -125,15 +151,11 @@ func (s *Server) apiPutNode(c *gin.Context) {
 		return
 	}
 	saved, err := s.inv.Node(c.Request.Context(), hrn)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	c.JSON(status, apiNode(saved))
+	writeJSON(c, status, apiNode(saved), err)
 }
 
 func (s *Server) apiDeleteNode(c *gin.Context) {
@@ -149,11 +171,7 @@ func (s *Server) apiDeleteNode(c *gin.Context) {
 	if err == nil {
 		err = s.inv.DeleteNode(c.Request.Context(), hrn)
 	}
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
+	writeDone(c, err)
 }
 
 func (s *Server) apiEvents(c *gin.Context) {
@@ -166,21 +184,13 @@ func (s *Server) apiEvents(c *gin.Context) {
 		return
 	}
 	evs, err := s.inv.Events(c.Request.Context(), hrn)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, evs)
+	writeJSON(c, http.StatusOK, evs, err)
 }
 
 func (s *Server) apiSetBoot(c *gin.Context) {
-	hrn, ok := hrnParam(c)
-	if !ok {
-		return
-	}
 	var req apiv1.BootRequest
-	if err := decodeJSON(c, &req); err != nil {
-		apierr.Write(c, err)
+	hrn, ok := nodeRequest(c, &req)
+	if !ok {
 		return
 	}
 	var lifetime time.Duration
@@ -214,39 +224,19 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
+	writeDone(c, err)
 }
 
 func (s *Server) apiBoot(c *gin.Context) {
 	links, err := s.links.List(c.Request.Context())
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	out := make([]apiv1.BootLink, len(links))
-	for i, l := range links {
-		out[i] = apiBootLink(l)
-	}
-	c.JSON(http.StatusOK, out)
+	writeList(c, links, err, apiBootLink)
 }
 
 // apiDiscovered lists the MACs that asked for DHCP without being in the
 // inventory, so an operator can add them.
 func (s *Server) apiDiscovered(c *gin.Context) {
 	ds, err := s.inv.Discovered(c.Request.Context())
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	out := make([]apiv1.Discovered, len(ds))
-	for i, d := range ds {
-		out[i] = apiDiscovered(d)
-	}
-	c.JSON(http.StatusOK, out)
+	writeList(c, ds, err, apiDiscovered)
 }
 
 func (s *Server) apiTestbeds(c *gin.Context) {
@@ -263,15 +253,7 @@ func (s *Server) apiTestbeds(c *gin.Context) {
 
 func (s *Server) apiImages(c *gin.Context) {
 	imgs, err := s.inv.Images(c.Request.Context())
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	out := make([]apiv1.Image, len(imgs))
-	for i, img := range imgs {
-		out[i] = apiv1.Image(img)
-	}
-	c.JSON(http.StatusOK, out)
+	writeList(c, imgs, err, func(img inventory.Image) apiv1.Image { return apiv1.Image(img) })
 }
 
 func (s *Server) apiPutImage(c *gin.Context) {
@@ -290,11 +272,8 @@ func (s *Server) apiPutImage(c *gin.Context) {
 		return
 	}
 	img.Name = name
-	if err := s.inv.PutImage(c.Request.Context(), inventory.Image(img)); err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, img)
+	err := s.inv.PutImage(c.Request.Context(), inventory.Image(img))
+	writeJSON(c, http.StatusOK, img, err)
 }
 
 func (s *Server) apiExport(c *gin.Context) {

@@ -48,13 +48,9 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 }
 
 func (s *Server) apiPower(c *gin.Context) {
-	hrn, ok := hrnParam(c)
-	if !ok {
-		return
-	}
 	var req apiv1.PowerRequest
-	if err := decodeJSON(c, &req); err != nil {
-		apierr.Write(c, err)
+	hrn, ok := nodeRequest(c, &req)
+	if !ok {
 		return
 	}
 	a, err := power.ParseAction(req.Action)
@@ -68,11 +64,7 @@ func (s *Server) apiPower(c *gin.Context) {
 		return
 	}
 	st, err := s.powerDo(c.Request.Context(), n, a)
-	if err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, apiv1.PowerReply{HRN: n.HRN, Action: string(a), State: string(st)})
+	writeJSON(c, http.StatusOK, apiv1.PowerReply{HRN: n.HRN, Action: string(a), State: string(st)}, err)
 }
 
 // omfPowerStatus is what /cmc/status answers in <STATUS>.

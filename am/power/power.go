@@ -15,6 +15,7 @@ import (
 // Action is a power operation, named as OMF's cmc service named it.
 type Action string
 
+// The actions, as OMF's /cmc methods name them.
 const (
 	On      Action = "on"
 	OffHard Action = "offHard" // cut the power at once
@@ -47,6 +48,8 @@ func ParseAction(s string) (Action, error) {
 // State is a node's power state as far as the driver knows it.
 type State string
 
+// The states a driver reports: unknown where it cannot tell (a failed
+// call, or an action such as offSoft whose effect comes later).
 const (
 	StateOn      State = "on"
 	StateOff     State = "off"
@@ -61,7 +64,8 @@ type Driver interface {
 }
 
 var (
-	// ErrNoDriver: the spec is "none" or empty; the node has no power control.
+	// ErrNoDriver marks a spec that is "none" or empty: the node has no
+	// power control.
 	ErrNoDriver = powerspec.ErrNoDriver
 	// ErrBadSpec marks a malformed driver spec.
 	ErrBadSpec = powerspec.ErrBadSpec

@@ -124,7 +124,7 @@ func powerOn(ctx context.Context, c *qmp.Client) error {
 	return run(ctx, c, "cont")
 }
 
-// ErrNotRunning: nothing listens on the QMP socket (QEMU is not running).
+// ErrNotRunning marks a QMP socket nothing listens on: QEMU is not running.
 var ErrNotRunning = errors.New("QEMU is not running")
 
 func dialQMP(ctx context.Context, path string) (*qmp.Client, error) {

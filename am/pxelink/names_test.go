@@ -34,9 +34,9 @@ func TestClearAfterAddressMoved(t *testing.T) {
 // that is not an image, even though it is a regular file there: default
 // (what every unlinked node boots) or another node's link name.
 func TestReservedImageNames(t *testing.T) {
-	ctx := context.Background()
 	for _, image := range []string{"default", "0A120103"} {
 		t.Run(image, func(t *testing.T) {
+			ctx := t.Context()
 			f := newFixture(t, "img", image) // a regular file of that name
 			if err := f.m.EnsureDefault(); err != nil {
 				t.Fatal(err)

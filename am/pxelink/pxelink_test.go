@@ -34,7 +34,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, images ...string) *fixture {
 	t.Helper()
-	st, err := store.Open(context.Background(), t.TempDir())
+	st, err := store.Open(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,6 @@ func TestHexName(t *testing.T) {
 }
 
 func TestSetAllOrNothing(t *testing.T) {
-	ctx := context.Background()
 	tests := []struct {
 		name    string
 		targets []Target
@@ -109,8 +108,11 @@ func TestSetAllOrNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
 			f := newFixture(t, "img")
-			os.Mkdir(filepath.Join(f.dir, "sub"), 0o755)
+			if err := os.Mkdir(filepath.Join(f.dir, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := f.m.Set(ctx, []Target{{"a", "10.0.0.1", "img"}}, 0); err != nil {
 				t.Fatal(err)
 			}
@@ -188,10 +190,18 @@ func TestReconcile(t *testing.T) {
 	// What a crash, or a hand, may leave behind.
 	os.Remove(filepath.Join(f.dir, "0A000002"))
 	os.Remove(filepath.Join(f.dir, "0A000003"))
-	os.Symlink("./old", filepath.Join(f.dir, "0A000003"))
-	os.Symlink("./img", filepath.Join(f.dir, "0A0000FF"))                     // unknown to the database
-	os.WriteFile(filepath.Join(f.dir, "0A0000FE"), []byte("operator"), 0o644) // an operator's file
-	os.Symlink("./img", filepath.Join(f.dir, tmpPrefix+"0A000009-abc"))       // half-made
+	for name, target := range map[string]string{
+		"0A000003":                 "./old",
+		"0A0000FF":                 "./img", // unknown to the database
+		tmpPrefix + "0A000009-abc": "./img", // half-made
+	} {
+		if err := os.Symlink(target, filepath.Join(f.dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "0A0000FE"), []byte("operator"), 0o644); err != nil { // an operator's file
+		t.Fatal(err)
+	}
 	f.clock.advance(60 * time.Second)
 
 	if err := f.m.Reconcile(ctx); err != nil {
@@ -223,12 +233,8 @@ func (failingStore) ClearLinks(context.Context, []string) error { return errors.
 
 func TestRollbackWhenDatabaseFails(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	good := newFixtureWith(t, st, "img", "new")
+	good := newFixture(t, "img", "new")
+	st := good.st
 	if _, err := good.m.Set(ctx, []Target{{"a", "10.0.0.1", "img"}}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +268,9 @@ func TestEnsureDefault(t *testing.T) {
 	if err != nil || string(data) != want {
 		t.Fatalf("default = %q, %v; want %q", data, err, want)
 	}
-	os.WriteFile(filepath.Join(f.dir, "default"), []byte("operator's own\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(f.dir, "default"), []byte("operator's own\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.m.EnsureDefault(); err != nil {
 		t.Fatal(err)
 	}

@@ -69,12 +69,21 @@ func req(t *testing.T, method, url, bearer string, body any, hdr ...string) answ
 	for i := 0; i+1 < len(hdr); i += 2 {
 		rq.Header.Set(hdr[i], hdr[i+1])
 	}
+	return do(t, rq)
+}
+
+// do sends rq and reads the whole answer.
+func do(t *testing.T, rq *http.Request) answer {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(rq)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return answer{resp.StatusCode, string(data), resp.Header}
 }
 
@@ -233,7 +242,9 @@ func TestPollWakesAndFailsLostCommands(t *testing.T) {
 		t.Fatalf("poll: %d %s, want the command queued while it waited", ans.code, ans.body)
 	}
 	var env proto.Envelope
-	json.Unmarshal([]byte(ans.body), &env)
+	if err := json.Unmarshal([]byte(ans.body), &env); err != nil {
+		t.Fatalf("poll answer %q: %v", ans.body, err)
+	}
 	cmd, err := proto.Open(env, e.Secret)
 	if err != nil || cmd.Type != proto.Execute || cmd.HRN != "n1.sb8" || cmd.Enrollment != e.Enrollment {
 		t.Fatalf("command = %+v, %v", cmd, err)
@@ -296,17 +307,11 @@ func TestDiskImageStore(t *testing.T) {
 		rq.ContentLength = -1
 		rq.Trailer = http.Header{proto.HeaderSHA256: nil}
 		go func() {
-			pw.Write(data)
+			_, err := pw.Write(data) // fails only if the request ended early: do says why
 			rq.Trailer.Set(proto.HeaderSHA256, trailerSum)
-			pw.Close()
+			pw.CloseWithError(err)
 		}()
-		resp, err := http.DefaultClient.Do(rq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return answer{resp.StatusCode, string(b), resp.Header}
+		return do(t, rq)
 	}
 	if ans := upload("t1", img, sum(img)); ans.code != http.StatusCreated {
 		t.Fatalf("upload with a trailer: %d %s", ans.code, ans.body)
@@ -326,9 +331,13 @@ func TestDiskImageStore(t *testing.T) {
 	}
 	// An operator drops a gzip image in by hand: its checksum is computed.
 	gz := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	os.WriteFile(filepath.Join(a.Dir, "images", "byhand.gz"), gz, 0o644)
+	if err := os.WriteFile(filepath.Join(a.Dir, "images", "byhand.gz"), gz, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var list []proto.DiskImage
-	json.Unmarshal([]byte(req(t, http.MethodGet, a.URL+"/api/v1/disk-images", "", nil).body), &list)
+	if ans := req(t, http.MethodGet, a.URL+"/api/v1/disk-images", "", nil); json.Unmarshal([]byte(ans.body), &list) != nil {
+		t.Errorf("list: %d %s", ans.code, ans.body)
+	}
 	if len(list) != 2 || list[0].Name != "byhand" || list[0].SHA256 != sum(gz) || list[0].Format != "gzip" || list[1].SHA256 != sum(img) {
 		t.Errorf("list = %+v", list)
 	}
@@ -368,8 +377,12 @@ func TestDiskImageStore(t *testing.T) {
 
 func TestLeftoverUploadsRemovedAtStart(t *testing.T) {
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "images"), 0o755)
-	os.WriteFile(filepath.Join(dir, "images", ".upload-x-123"), []byte("half"), 0o644)
+	if err := os.MkdirAll(filepath.Join(dir, "images"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "images", ".upload-x-123"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a, err := rcbrokertest.Start(dir, rcbrokertest.Options{Inventory: inventoryYAML})
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +412,9 @@ func TestStopCutsStalledDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	resp.Body.Read(make([]byte, 1)) // then stall: the socket buffers fill
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1)); err != nil { // then stall: the socket buffers fill
+		t.Fatal(err)
+	}
 	// Stalled: the appliance's side of the connection holds bytes the
 	// client's full window does not take.
 	server, client0 := conn.RemoteAddr().String(), conn.LocalAddr().String()
@@ -486,7 +501,9 @@ func TestStopCutsStalledUpload(t *testing.T) {
 		errc <- err
 	}()
 	magic := []byte{0x28, 0xb5, 0x2f, 0xfd}
-	pw.Write(magic) // then nothing more
+	if _, err := pw.Write(magic); err != nil { // then nothing more
+		t.Fatal(err)
+	}
 	// Stalled: the appliance has written all it got and waits for more.
 	dir := filepath.Join(a.Dir, "images")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -505,7 +522,8 @@ func TestStopCutsStalledUpload(t *testing.T) {
 		t.Errorf("left in the image directory: %v", entries)
 	}
 	select {
-	case <-errc:
+	case err := <-errc:
+		t.Logf("the upload ended: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Errorf("the upload still goes on 60s after the stop")
 	}

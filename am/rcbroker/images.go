@@ -239,7 +239,7 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 			os.Remove(filepath.Join(s.dir, name+ext+sumSuffix))
 		}
 	}
-	syncDir(s.dir)
+	s.syncDir()
 	fi, err := os.Stat(final)
 	if err != nil {
 		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
@@ -267,7 +267,7 @@ func (s *imageStore) remove(name string) error {
 	if !found {
 		return fmt.Errorf("no disk image %q: %w", name, store.ErrNotFound)
 	}
-	syncDir(s.dir)
+	s.syncDir()
 	return nil
 }
 
@@ -294,10 +294,19 @@ func (c ctxReadSeeker) Read(p []byte) (int, error) {
 	return c.ReadSeeker.Read(p)
 }
 
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+// syncDir makes the directory's renames and removals durable. Best
+// effort: the files themselves are synced already, so a failure is only
+// logged.
+func (s *imageStore) syncDir() {
+	d, err := os.Open(s.dir)
+	if err == nil {
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		s.log.Warn("rc: syncing the image directory", "dir", s.dir, "err", err)
 	}
 }
 
@@ -327,10 +336,12 @@ func cutOnDone(c *gin.Context, write bool) (release func()) {
 		if over {
 			return
 		}
+		// An error here means the writer cannot be cut (no deadline
+		// support): the transfer then ends when the connection does.
 		if write {
-			rc.SetWriteDeadline(time.Now())
+			_ = rc.SetWriteDeadline(time.Now())
 		} else {
-			rc.SetReadDeadline(time.Now())
+			_ = rc.SetReadDeadline(time.Now())
 		}
 	})
 	return func() {

@@ -20,7 +20,12 @@ func TestWrite(t *testing.T) {
 	}{
 		{"replaces", func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }, 0o644, "new", nil},
 		{"private", func(w io.Writer) error { _, err := io.WriteString(w, "secret"); return err }, 0o600, "secret", nil},
-		{"fill fails after writing", func(w io.Writer) error { io.WriteString(w, "half"); return errFill }, 0o644, "old", errFill},
+		{"fill fails after writing", func(w io.Writer) error {
+			if _, err := io.WriteString(w, "half"); err != nil {
+				return err
+			}
+			return errFill
+		}, 0o644, "old", errFill},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -49,6 +49,7 @@ type AM interface {
 // Op is what is done to the nodes' disks.
 type Op string
 
+// The operations, as nbctl's subcommands name them.
 const (
 	Load Op = "load" // LOAD_IMAGE: a stored disk image onto each node's disk
 	Save Op = "save" // SAVE_IMAGE: the node's disk into a stored disk image
@@ -100,6 +101,8 @@ type Job struct {
 // Phase is how far a node got.
 type Phase string
 
+// The phases in the order a node passes them (loading or saving, as the
+// Op says); done and failed end it.
 const (
 	PhaseNetboot  Phase = "netbooting" // reset, waiting for its RC to enroll
 	PhaseEnrolled Phase = "enrolled"   // its RC runs the right image
@@ -417,7 +420,7 @@ func (r *runner) reset(ctx context.Context, hrn string) error {
 		return fmt.Errorf("reset: %w", rerr)
 	}
 	if _, err := r.am.Power(ctx, hrn, "on"); err != nil {
-		return fmt.Errorf("reset refused (%v), and power on: %w", rerr, err)
+		return fmt.Errorf("reset refused (%w), and power on: %w", rerr, err)
 	}
 	return nil
 }

@@ -141,13 +141,20 @@ func (f *fakeAM) Power(ctx context.Context, hrn, action string) (string, error) 
 	return "on", nil
 }
 
-func (f *fakeAM) RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error) {
+// lookup answers a read from one of the fake's tables; a done context
+// fails it, as an HTTP client would.
+func lookup[K comparable, V any](ctx context.Context, f *fakeAM, table map[K]V, key K) (V, error) {
 	if err := ctx.Err(); err != nil {
-		return proto.RCStatus{}, err
+		var zero V
+		return zero, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.rc[hrn], nil
+	return table[key], nil
+}
+
+func (f *fakeAM) RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error) {
+	return lookup(ctx, f, f.rc, hrn)
 }
 
 func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandRequest) (proto.CommandStatus, error) {
@@ -187,12 +194,7 @@ func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandR
 }
 
 func (f *fakeAM) Command(ctx context.Context, id int64) (proto.CommandStatus, error) {
-	if err := ctx.Err(); err != nil {
-		return proto.CommandStatus{}, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.cmds[id], nil
+	return lookup(ctx, f, f.cmds, id)
 }
 
 // nodeLog is what was done to one node, in order.

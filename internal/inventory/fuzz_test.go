@@ -76,22 +76,29 @@ func FuzzParseFile(f *testing.F) {
 		if diff := cmp.Diff(norm, again); diff != "" {
 			t.Fatalf("normalizing twice changes the document (-once +twice):\n%s", diff)
 		}
-		out, err := norm.Marshal()
-		if err != nil {
-			t.Fatalf("Marshal: %v", err)
-		}
-		back, err := ParseFile(out)
-		if err != nil {
-			t.Fatalf("the export does not parse: %v\n%s", err, out)
-		}
-		back, err = back.Normalize()
-		if err != nil {
-			t.Fatalf("the export is rejected: %v\n%s", err, out)
-		}
-		if diff := cmp.Diff(norm, back); diff != "" {
-			t.Fatalf("export and import change the document (-before +after):\n%s\n%s", diff, out)
-		}
+		checkRoundTrip(t, norm)
 	})
+}
+
+// checkRoundTrip checks that a normalized document survives export and
+// import unchanged.
+func checkRoundTrip(t *testing.T, norm File) {
+	t.Helper()
+	out, err := norm.Marshal()
+	if err != nil {
+		t.Fatalf("Marshal(%+v): %v", norm, err)
+	}
+	back, err := ParseFile(out)
+	if err != nil {
+		t.Fatalf("the export does not parse: %v\n%s", err, out)
+	}
+	back, err = back.Normalize()
+	if err != nil {
+		t.Fatalf("the export is rejected: %v\n%s", err, out)
+	}
+	if diff := cmp.Diff(norm, back); diff != "" {
+		t.Fatalf("export and import change the document (-before +after):\n%s\n%s", diff, out)
+	}
 }
 
 // checkKept checks the entries Check keeps from any document: each is in
@@ -156,20 +163,6 @@ func FuzzMarshal(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, err := norm.Marshal()
-		if err != nil {
-			t.Fatalf("Marshal(%+v): %v", norm, err)
-		}
-		back, err := ParseFile(out)
-		if err != nil {
-			t.Fatalf("the export does not parse: %v\n%s", err, out)
-		}
-		back, err = back.Normalize()
-		if err != nil {
-			t.Fatalf("the export is rejected: %v\n%s", err, out)
-		}
-		if diff := cmp.Diff(norm, back); diff != "" {
-			t.Fatalf("export and import change the document (-before +after):\n%s\n%s", diff, out)
-		}
+		checkRoundTrip(t, norm)
 	})
 }

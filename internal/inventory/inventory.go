@@ -162,7 +162,7 @@ func Normalize(n Node) (Node, error) {
 	// same spec.
 	n.Power = strings.TrimSpace(n.Power)
 	if err := powerspec.Check(n.Power); err != nil {
-		errs = append(errs, fmt.Errorf("power %q: %v", n.Power, err))
+		errs = append(errs, fmt.Errorf("power %q: %w", n.Power, err))
 	}
 	if n.Disk == "" {
 		n.Disk = DefaultDisk

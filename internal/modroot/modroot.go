@@ -14,7 +14,8 @@ import (
 // Module is the module path of the netboot source tree.
 const Module = "github.com/orbit-lab/netboot"
 
-// ErrNotFound: no directory from the start up to / holds netboot's go.mod.
+// ErrNotFound marks a search that found no netboot go.mod from the start
+// directory up to /.
 var ErrNotFound = errors.New("not inside the netboot source tree")
 
 // Find returns the netboot source tree holding the current directory.

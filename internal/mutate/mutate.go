@@ -104,6 +104,7 @@ func Check(root string, list []Mutation) error {
 // Outcome is what the tests made of a breakage.
 type Outcome string
 
+// The outcomes; only Caught is a pass.
 const (
 	Caught   Outcome = "caught"   // a test failed: good
 	Survived Outcome = "SURVIVED" // the tests passed with the code broken

@@ -20,6 +20,7 @@ import (
 // Kind names a driver.
 type Kind string
 
+// The drivers a spec may name, by their prefix.
 const (
 	QEMU Kind = "qemu"
 	IPMI Kind = "ipmi"
@@ -34,7 +35,8 @@ type Spec struct {
 }
 
 var (
-	// ErrNoDriver: the spec is "none" or empty; the node has no power control.
+	// ErrNoDriver marks a spec that is "none" or empty: the node has no
+	// power control.
 	ErrNoDriver = errors.New("power: node has no power driver")
 	// ErrBadSpec marks a malformed driver spec.
 	ErrBadSpec = errors.New("power: invalid driver spec")

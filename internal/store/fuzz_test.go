@@ -45,9 +45,9 @@ func stateOf(f inventory.File) inventoryState {
 	return s
 }
 
-func (s *Store) exportState(tb testing.TB) inventoryState {
+func (s *Store) exportState(ctx context.Context, tb testing.TB) inventoryState {
 	tb.Helper()
-	f, err := s.Export(context.Background())
+	f, err := s.Export(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,11 +84,7 @@ func FuzzImport(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	ctx := context.Background()
-	st, err := Open(ctx, f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
+	st := openTest(f)
 	base, err := inventory.ParseFile([]byte(importBaseline))
 	if err != nil {
 		f.Fatal(err)
@@ -103,9 +99,9 @@ func FuzzImport(f *testing.F) {
 		if err != nil {
 			return // FuzzParseFile's ground
 		}
-		before := st.exportState(t)
+		before := st.exportState(ctx, t)
 		err = st.Import(ctx, doc)
-		after := st.exportState(t)
+		after := st.exportState(ctx, t)
 		if err != nil {
 			var ie *inventory.Error
 			if !errors.As(err, &ie) || len(ie.Problems) == 0 {

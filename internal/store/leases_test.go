@@ -26,7 +26,6 @@ func pool10(t *testing.T) (*Store, LeaseRequest) {
 }
 
 func TestOfferLease(t *testing.T) {
-	ctx := context.Background()
 	type step struct {
 		mac    string
 		want   string        // option 50
@@ -55,6 +54,7 @@ func TestOfferLease(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
 			s, r := pool10(t)
 			for i, st := range tt.steps {
 				r.MAC, r.Now, r.Want = st.mac, t0.Add(st.after), netip.Addr{}
@@ -174,19 +174,11 @@ func TestLeaseMovesOffReservation(t *testing.T) {
 func TestLeasesSurviveReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openDir(t, dir)
 	if _, err := s.BindLease(ctx, "m1", addr("10.0.0.10"), t0, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, dir)
 	l, err := s.LeaseByMAC(ctx, "m1")
 	if err != nil || l.IP != addr("10.0.0.10") || l.State != LeaseBound {
 		t.Errorf("after reopen: %+v, %v", l, err)
@@ -346,13 +338,7 @@ func TestAddEventsKeepsOrderAndBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ev, err := s.Events(ctx, "n3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ev) != EventsPerNode {
-		t.Fatalf("%d events, want %d", len(ev), EventsPerNode)
-	}
+	ev := keptEvents(ctx, t, s, "n3")
 	for i := 1; i < len(ev); i++ {
 		if ev[i].At.Before(ev[i-1].At) || ev[i].ID <= ev[i-1].ID {
 			t.Fatalf("out of order at %d: %+v %+v", i, ev[i-1], ev[i])
@@ -361,11 +347,7 @@ func TestAddEventsKeepsOrderAndBound(t *testing.T) {
 	if last := ev[len(ev)-1].Detail; last != fmt.Sprint(99*70+63) {
 		t.Errorf("newest event %q", last)
 	}
-	var rows int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = 'n3'`).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows < EventsPerNode {
+	if rows := storedEvents(ctx, t, s, "n3"); rows < EventsPerNode {
 		t.Errorf("%d rows stored for one node: trimmed below %d", rows, EventsPerNode)
 	}
 	// A batch that brings a node trimEvery events always trims it. (Smaller
@@ -378,10 +360,17 @@ func TestAddEventsKeepsOrderAndBound(t *testing.T) {
 	if err := s.AddEvents(ctx, force); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = 'n3'`).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != EventsPerNode {
+	if rows := storedEvents(ctx, t, s, "n3"); rows != EventsPerNode {
 		t.Errorf("%d rows stored for one node after a full batch, want %d", rows, EventsPerNode)
 	}
+}
+
+// storedEvents counts a node's rows in the table, trimmed or not yet.
+func storedEvents(ctx context.Context, t *testing.T, s *Store, hrn string) int {
+	t.Helper()
+	var rows int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE hrn = ?`, hrn).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

@@ -25,6 +25,14 @@ func enrollTest(t *testing.T, s *Store, hrn, secret, boot string, at time.Time) 
 	return e
 }
 
+// twoRCs is a fresh store with two nodes' RCs enrolled at at: e, whose
+// commands a test follows, and other, whose must not mix with them.
+func twoRCs(t *testing.T, at time.Time) (s *Store, e, other RCEnrollment) {
+	t.Helper()
+	s = openTest(t)
+	return s, enrollTest(t, s, "node1-1.sb8", "aa11", "boot-1", at), enrollTest(t, s, "node1-2.sb8", "bb22", "boot-1", at)
+}
+
 func queue(t *testing.T, s *Store, e RCEnrollment, typ string) RCCommand {
 	t.Helper()
 	c, err := s.AddRCCommand(context.Background(), RCCommand{
@@ -104,10 +112,8 @@ func TestRCReenrollSettlesCommands(t *testing.T) {
 
 func TestRCReports(t *testing.T) {
 	ctx := context.Background()
-	s := openTest(t)
 	at := time.Unix(1000, 0).UTC()
-	e := enrollTest(t, s, "n1", "aa01", "b", at)
-	other := enrollTest(t, s, "n2", "aa02", "b", at)
+	s, e, other := twoRCs(t, at)
 	c := queue(t, s, e, proto.Execute)
 	if _, err := s.TakeRCCommand(ctx, e.ID, at); err != nil {
 		t.Fatal(err)
@@ -182,10 +188,7 @@ func TestRCLostAndSilentCommands(t *testing.T) {
 func TestRCCommandsBoundedAndKeptOverReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openDir(t, dir)
 	e := enrollTest(t, s, "n1", "aa01", "b", time.Unix(1000, 0))
 	for range RCCommandsPerNode + 20 {
 		c := queue(t, s, e, proto.Enroll)
@@ -196,12 +199,7 @@ func TestRCCommandsBoundedAndKeptOverReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.Close()
-	s, err = Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, dir)
 	if _, err := s.RCEnrollmentBySecret(ctx, "aa01"); err != nil {
 		t.Errorf("enrollment lost over a reopen: %v", err)
 	}

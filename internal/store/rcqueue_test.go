@@ -17,10 +17,8 @@ import (
 // not handed out.
 func TestRCCommandsTakenInOrder(t *testing.T) {
 	ctx := context.Background()
-	s := openTest(t)
 	at := time.Unix(1000, 0).UTC()
-	e := enrollTest(t, s, "node1-1.sb8", "aa11", "boot-1", at)
-	other := enrollTest(t, s, "node1-2.sb8", "bb22", "boot-1", at)
+	s, e, other := twoRCs(t, at)
 	queue(t, s, other, proto.Execute)
 	var want []int64
 	for _, typ := range []string{proto.LoadImage, proto.Reboot, proto.Execute} {

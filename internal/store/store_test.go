@@ -13,14 +13,35 @@ import (
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
-func openTest(t *testing.T) *Store {
-	t.Helper()
-	s, err := Open(context.Background(), t.TempDir())
+// openTest opens a store in a fresh directory, closed when the test ends.
+func openTest(tb testing.TB) *Store {
+	tb.Helper()
+	return openDir(tb, tb.TempDir())
+}
+
+// openDir opens the store in dir, closed when the test ends.
+func openDir(tb testing.TB, dir string) *Store {
+	tb.Helper()
+	s, err := Open(tb.Context(), dir)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
 	return s
+}
+
+// reopen closes s and opens its directory again, as a restart of netbootd
+// does: what a test finds then was on disk.
+func reopen(tb testing.TB, s *Store, dir string) *Store {
+	tb.Helper()
+	if err := s.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return openDir(tb, dir)
 }
 
 func node(hrn, ip, mac string) inventory.Node {
@@ -35,7 +56,6 @@ func file(domain string, nodes ...inventory.Node) inventory.File {
 }
 
 func TestImportRejectsWholeFile(t *testing.T) {
-	ctx := context.Background()
 	tests := []struct {
 		name  string
 		f     inventory.File
@@ -53,6 +73,7 @@ func TestImportRejectsWholeFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
 			s := openTest(t)
 			err := s.Import(ctx, tt.f)
 			var ie *inventory.Error
@@ -187,8 +208,12 @@ func TestLinkReferences(t *testing.T) {
 		t.Fatalf("link outlived its references: %+v", links)
 	}
 	// A shorter lifetime on a later set never shortens the link.
-	s.SetLinks(ctx, []BootLink{a}, t0, 300*time.Second)
-	s.SetLinks(ctx, []BootLink{a}, t0.Add(10*time.Second), 5*time.Second)
+	if err := s.SetLinks(ctx, []BootLink{a}, t0, 300*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLinks(ctx, []BootLink{a}, t0.Add(10*time.Second), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	links, _ = s.Links(ctx, t0.Add(20*time.Second))
 	if len(links) != 1 || !links[0].ExpiresAt.Equal(t0.Add(300*time.Second)) {
 		t.Fatalf("short override shortened the link: %+v", links)
@@ -212,34 +237,34 @@ func TestEventsBounded(t *testing.T) {
 			}
 		}
 	}
-	evs, err := s.Events(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != EventsPerNode {
-		t.Fatalf("%d events kept, want %d", len(evs), EventsPerNode)
-	}
+	evs := keptEvents(ctx, t, s, "a")
 	if !evs[0].At.Equal(t0.Add(20*time.Second)) || !evs[len(evs)-1].At.Equal(t0.Add(time.Duration(EventsPerNode+19)*time.Second)) {
 		t.Errorf("kept the wrong events: first %v last %v", evs[0].At, evs[len(evs)-1].At)
 	}
 }
 
+// keptEvents is a node's event log after more than EventsPerNode events:
+// the test stops unless it holds exactly that many.
+func keptEvents(ctx context.Context, t *testing.T, s *Store, hrn string) []Event {
+	t.Helper()
+	evs, err := s.Events(ctx, hrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != EventsPerNode {
+		t.Fatalf("%s: %d events kept, want %d", hrn, len(evs), EventsPerNode)
+	}
+	return evs
+}
+
 func TestReopenKeepsData(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openDir(t, dir)
 	if err := s.Import(ctx, file("sb8", node("a.sb8", "10.0.0.1", "00:00:00:00:00:01"))); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(ctx, dir) // migrations must not run twice
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, dir) // migrations must not run twice
 	if n, _ := s.NodeCount(ctx); n != 1 {
 		t.Fatalf("NodeCount after reopen = %d", n)
 	}

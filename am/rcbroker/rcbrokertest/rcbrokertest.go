@@ -37,6 +37,7 @@ type Appliance struct {
 	st     *store.Store
 	broker *rcbroker.Broker
 	srv    *http.Server
+	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -108,11 +109,19 @@ func (a *Appliance) start(ln net.Listener) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		go b.Run(ctx)
-		srv.Serve(ln)
+		go func() {
+			if err := b.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("rcbrokertest: broker stopped", "err", err)
+			}
+		}()
+		// Stop cancels ctx before it shuts the server down: an end before
+		// that is a failure.
+		if err := srv.Serve(ln); ctx.Err() == nil {
+			log.Error("rcbrokertest: serve", "err", err)
+		}
 	}()
 	a.mu.Lock()
-	a.st, a.broker, a.srv, a.cancel, a.done = st, b, srv, cancel, done
+	a.st, a.broker, a.srv, a.log, a.cancel, a.done = st, b, srv, log, cancel, done
 	a.mu.Unlock()
 	return nil
 }
@@ -120,7 +129,7 @@ func (a *Appliance) start(ln net.Listener) error {
 // Stop stops serving and closes the store, as a netbootd shutdown does.
 func (a *Appliance) Stop() {
 	a.mu.Lock()
-	srv, cancel, done, st := a.srv, a.cancel, a.done, a.st
+	srv, log, cancel, done, st := a.srv, a.log, a.cancel, a.done, a.st
 	a.srv = nil
 	a.mu.Unlock()
 	if srv == nil {
@@ -129,9 +138,15 @@ func (a *Appliance) Stop() {
 	cancel() // ends the long polls, as netbootd's signal context does
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
-	srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		// Past the drain time the handlers left run on, as under netbootd;
+		// the log says so for the test that looks.
+		log.Warn("rcbrokertest: shutdown", "err", err)
+	}
 	<-done
-	st.Close()
+	if err := st.Close(); err != nil {
+		log.Error("rcbrokertest: closing the store", "err", err)
+	}
 }
 
 // Restart stops the appliance and starts it again on the same address;
