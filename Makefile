@@ -47,10 +47,9 @@ mutate: go-toolchain test-deps
 kernel:
 	@scripts/fetch-kernel.sh .cache/kernel > /dev/null
 
+# gofmt, go vet and golangci-lint (.golangci.yml; version in scripts/lint.sh).
 lint: go-toolchain
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
-	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	scripts/lint.sh
 
 # The main job: a virtual testbed whose QEMU nodes netboot from netbootd.
 demo: build test-deps kernel
