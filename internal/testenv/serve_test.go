@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,19 +33,19 @@ func TestServe(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	for _, tc := range []struct {
-		name    string
-		serve   func(ctx context.Context) error
-		stop    bool // call Stop before the cleanup, which must then do nothing
-		wantErr string
+		name     string
+		serve    func(ctx context.Context) error
+		stop     bool     // call Stop before the cleanup, which must then do nothing
+		wantErrs []string // what t is told, in order
 	}{
 		{name: "nil after cancel", serve: func(ctx context.Context) error { <-ctx.Done(); return nil }},
 		{name: "stopped twice", serve: func(ctx context.Context) error { <-ctx.Done(); return nil }, stop: true},
 		{name: "error after cancel", serve: func(ctx context.Context) error { <-ctx.Done(); return errors.New("boom") },
-			wantErr: "Serve = boom after cancel, want nil"},
+			wantErrs: []string{"Serve = boom after cancel, want nil"}},
 		{name: "error reported once", serve: func(ctx context.Context) error { <-ctx.Done(); return errors.New("boom") }, stop: true,
-			wantErr: "Serve = boom after cancel, want nil"},
+			wantErrs: []string{"Serve = boom after cancel, want nil"}},
 		{name: "hung", serve: func(context.Context) error { <-release; return nil },
-			wantErr: "Serve did not return within 10ms of its cancel"},
+			wantErrs: []string{"Serve did not return within 10ms of its cancel"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{TB: t}
@@ -57,8 +57,8 @@ func TestServe(t *testing.T) {
 				s.Stop()
 			}
 			r.cleanups[0]()
-			if got := strings.Join(r.errs, "\n"); got != tc.wantErr {
-				t.Errorf("failures %q, want %q", got, tc.wantErr)
+			if !slices.Equal(r.errs, tc.wantErrs) {
+				t.Errorf("failures %q, want %q", r.errs, tc.wantErrs)
 			}
 		})
 	}
