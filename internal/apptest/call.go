@@ -26,6 +26,13 @@ func Call(t testing.TB, method, url, body string, header http.Header) Response {
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
+	return Do(t, req)
+}
+
+// Do sends req, for a request Call cannot make (a streamed body), and
+// returns the whole answer; a request that cannot be sent or read fails t.
+func Do(t testing.TB, req *http.Request) Response {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +40,7 @@ func Call(t testing.TB, method, url, body string, header http.Header) Response {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+		t.Fatalf("%s %s: reading the answer: %v", req.Method, req.URL, err)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 }
