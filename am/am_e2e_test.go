@@ -52,26 +52,15 @@ func start(t *testing.T, images ...string) *apptest.Appliance {
 
 func get(t *testing.T, u string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	r := apptest.Call(t, http.MethodGet, u, "", nil)
+	return r.Status, r.Body
 }
 
+// send sends body as JSON.
 func send(t *testing.T, method, u, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, u, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	r := apptest.Call(t, method, u, body, http.Header{"Content-Type": {"application/json"}})
+	return r.Status, r.Body
 }
 
 // dirState describes cfg_dir: name -> link target, or "file".

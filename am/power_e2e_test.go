@@ -1,9 +1,7 @@
 package am_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,23 +148,10 @@ func TestPowerActions(t *testing.T) {
 	for _, st := range steps {
 		ipmi.setPower(t, st.power)
 		ipmi.setFail(t, st.fail)
-		req, err := http.NewRequest(st.method, a.URL+st.path, strings.NewReader(st.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		_, err = bufio.NewReader(resp.Body).WriteTo(&b)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := b.String()
-		if resp.StatusCode != st.wantStatus {
-			t.Errorf("%s: status %d, want %d; body %q", st.name, resp.StatusCode, st.wantStatus, body)
+		resp := apptest.Call(t, st.method, a.URL+st.path, st.body, nil)
+		body := resp.Body
+		if resp.Status != st.wantStatus {
+			t.Errorf("%s: status %d, want %d; body %q", st.name, resp.Status, st.wantStatus, body)
 		}
 		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, st.wantType) {
 			t.Errorf("%s: Content-Type %q, want %s", st.name, ct, st.wantType)

@@ -342,24 +342,23 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// call sends body (nil for none) as JSON, with bearer (if not "") as the
+// RC's secret.
 func call(t *testing.T, method, url, bearer string, body any) (int, string) {
 	t.Helper()
-	var r io.Reader
+	var data []byte
 	if body != nil {
-		data, _ := json.Marshal(body)
-		r = bytes.NewReader(data)
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
 	}
-	req, _ := http.NewRequest(method, url, r)
+	var h http.Header
 	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
+		h = http.Header{"Authorization": {"Bearer " + bearer}}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	r := apptest.Call(t, method, url, string(data), h)
+	return r.Status, r.Body
 }
 
 func scenarios(t *testing.T, app backend) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -188,20 +189,14 @@ func runRC(t *testing.T, am string, mod func(*rc.Config)) (string, *apptest.Sync
 	if mod != nil {
 		mod(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rc.Run(ctx, cfg) }()
+	// Registered first, so it runs after the Stop below: a Run that
+	// failed or hung leaves its log in the output.
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return within 10s of the cancel\n%s", logs)
+		if t.Failed() {
+			t.Logf("RC log:\n%s", logs)
 		}
 	})
+	testenv.Serve(t, "Run", 10*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) })
 	return dir, logs
 }
 

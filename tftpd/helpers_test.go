@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // tree is a tftp root for tests, with the shapes a boot server meets:
@@ -234,30 +236,13 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
+	served := testenv.Serve(t, "Serve", 15*time.Second, s.Serve)
 	<-s.Ready()
 	if s.Addr() == nil {
-		cancel()
-		t.Fatalf("Serve did not bind: %v", <-done)
+		<-served.Done()
+		t.Fatalf("Serve did not bind: %v", served.Err())
 	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Serve returned %v after cancel", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("Serve did not return within 15 s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &testServer{Server: s, addr: s.Addr().String(), logs: logs, sink: sink, cancel: cancel, stop: stop}
+	return &testServer{Server: s, addr: s.Addr().String(), logs: logs, sink: sink, cancel: served.Cancel, stop: served.Stop}
 }
 
 func (ts *testServer) port() int { return ts.Server.Addr().(*net.UDPAddr).Port }

@@ -23,6 +23,7 @@ import (
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -75,16 +76,8 @@ func req(t *testing.T, method, url, bearer string, body any, hdr ...string) answ
 // do sends rq and reads the whole answer.
 func do(t *testing.T, rq *http.Request) answer {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(rq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{resp.StatusCode, string(data), resp.Header}
+	r := apptest.Do(t, rq)
+	return answer{r.Status, r.Body, r.Header}
 }
 
 func enroll(t *testing.T, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {

@@ -8,25 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/tftpd"
 )
 
 // startTestServer starts netbootd's TFTP server on loopback, serving dir.
 func startTestServer(t *testing.T, dir string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	s, err := tftpd.New(tftpd.Config{Listen: "127.0.0.1:0", Root: dir}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	testenv.Serve(t, "Serve", 30*time.Second, s.Serve)
 	<-s.Ready()
 	if s.Addr() == nil {
 		t.Fatal("server did not bind")

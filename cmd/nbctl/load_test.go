@@ -18,6 +18,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc"
 )
 
@@ -104,7 +105,6 @@ func (n *vnode) boot() (stop func()) {
 	if n.noBoot {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,
 		Reboot: func(context.Context) error {
@@ -113,11 +113,12 @@ func (n *vnode) boot() (stop func()) {
 			return nil
 		},
 	}
-	if n.hangReboot {
-		cfg.PowerCheck = func() error { <-ctx.Done(); return ctx.Err() }
-	}
-	wait := runRC(ctx, n.t, cfg)
-	return func() { cancel(); wait() }
+	return testenv.Serve(n.t, "rc.Run", 30*time.Second, func(ctx context.Context) error {
+		if n.hangReboot {
+			cfg.PowerCheck = func() error { <-ctx.Done(); return ctx.Err() }
+		}
+		return rc.Run(ctx, cfg)
+	}).Stop
 }
 
 // power asks for a new boot; one pending is enough.

@@ -279,10 +279,10 @@ func TestNodesAndTestbeds(t *testing.T) {
 func TestRCExecAgainstNetbootd(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: nodesInventory})
 	a.Start()
-	ctx, cancel := context.WithCancel(t.Context())
-	wait := runRC(ctx, t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
+	ctx := t.Context()
+	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
-	defer func() { cancel(); wait() }()
+	defer stopRC()
 	c := amclient.New(a.URL)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

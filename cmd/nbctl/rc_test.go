@@ -16,21 +16,16 @@ import (
 
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc"
 )
 
 // The rc and disk commands against an in-process broker and RC (the
 // dispatch in main.go is not needed to call them).
-// runRC runs an in-process RC until ctx is done. The wait it returns
-// waits for Run to end, which must be without an error.
-func runRC(ctx context.Context, t *testing.T, cfg rc.Config) (wait func()) {
-	done := make(chan error, 1)
-	go func() { done <- rc.Run(ctx, cfg) }()
-	return func() {
-		if err := <-done; err != nil {
-			t.Errorf("rc.Run: %v", err)
-		}
-	}
+// runRC runs an in-process RC until stop or the end of the test; Run must
+// then end without an error.
+func runRC(t *testing.T, cfg rc.Config) (stop func()) {
+	return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) }).Stop
 }
 
 // writeFile writes a test's input file.
@@ -52,10 +47,10 @@ func TestRCAndDiskCommands(t *testing.T) {
 	}
 	defer a.Stop()
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	wait := runRC(ctx, t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+	ctx := context.Background()
+	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second})
-	defer func() { cancel(); wait() }()
+	defer stopRC()
 
 	var out, errs bytes.Buffer
 	k := &cli{c: amclient.New(a.URL), out: &out, errOut: &errs}

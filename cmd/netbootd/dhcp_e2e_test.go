@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,9 +60,7 @@ func TestDHCPEndToEnd(t *testing.T) {
   - domain: sb8
     nodes:
       - { hrn: node1-2.sb8.orbit-lab.org, hostname: node1-2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02" }
-`, Extra: `dhcp: { enabled: true, interface: nbs0, server_ip: 10.18.0.1, subnet: 10.18.0.0/16, router: 10.18.0.1,
-         dns: [10.18.0.1], domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0 }
-`})
+`, Extra: apptest.DHCP{Interface: "nbs0", Server: netip.MustParseAddr("10.18.0.1"), Subnet: netip.MustParsePrefix("10.18.0.0/16")}.YAML()})
 	a.Start()
 
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,9 +135,7 @@ func TestPID1(t *testing.T) {
   - domain: test
     nodes:
       - { hrn: node9-9.test.orbit-lab.org, hostname: node9-9, control_ip: 10.199.0.32, control_mac: "52:54:00:aa:00:32" }
-`, Extra: `dhcp: { enabled: true, interface: p1, server_ip: 10.199.0.1, subnet: 10.199.0.0/24, router: 10.199.0.1,
-         dns: [10.199.0.1], domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0 }
-`})
+`, Extra: apptest.DHCP{Interface: "p1", Server: netip.MustParseAddr("10.199.0.1"), Subnet: netip.MustParsePrefix("10.199.0.0/24")}.YAML()})
 	a.Start()
 
 	var out apptest.SyncBuffer

@@ -48,7 +48,7 @@ func (m messages) WithGroup(string) slog.Handler      { return m }
 
 // waitFor reads messages until one starts with prefix; Serve returning
 // first, or the hung deadline, fails t.
-func waitFor(t *testing.T, msgs messages, done <-chan error, prefix string) {
+func waitFor(t *testing.T, msgs messages, served *testenv.Served, prefix string) {
 	t.Helper()
 	deadline := time.After(hung)
 	for {
@@ -57,8 +57,8 @@ func waitFor(t *testing.T, msgs messages, done <-chan error, prefix string) {
 			if strings.HasPrefix(m, prefix) {
 				return
 			}
-		case err := <-done:
-			t.Fatalf("Serve returned %v before logging %q", err, prefix)
+		case <-served.Done():
+			t.Fatalf("Serve returned %v before logging %q", served.Err(), prefix)
 		case <-deadline:
 			t.Fatalf("no %q logged within %v", prefix, hung)
 		}
@@ -75,12 +75,9 @@ const (
 func TestServeStopsWhileWaiting(t *testing.T) {
 	msgs := make(messages, 16)
 	r := &Responder{Interface: "lo", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx) }()
-	waitFor(t, msgs, done, logWaiting)
-	cancelAndWait(t, cancel, done)
+	served := testenv.Serve(t, "Serve", hung, r.Serve)
+	waitFor(t, msgs, served, logWaiting)
+	served.Stop()
 }
 
 // TestServeWaitsAndStops: on an interface with no link-local address yet
@@ -104,16 +101,15 @@ func TestServeWaitsAndStops(t *testing.T) {
 
 	msgs := make(messages, 16)
 	r := &Responder{Interface: "ra0", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
 	// Serve stays on the namespace's thread: each attempt looks the
 	// interface up and opens its socket there.
-	go func() { done <- netns.Do(ns, func() error { return r.Serve(ctx) }) }()
+	served := testenv.Serve(t, "Serve", hung, func(ctx context.Context) error {
+		return netns.Do(ns, func() error { return r.Serve(ctx) })
+	})
 
-	waitFor(t, msgs, done, logWaiting)
+	waitFor(t, msgs, served, logWaiting)
 	ip(t, "-n", ns, "addr", "add", "fe80::1/64", "dev", "ra0", "nodad")
-	waitFor(t, msgs, done, logAnswering)
+	waitFor(t, msgs, served, logAnswering)
 
 	adv, err := solicit(ns, "cl0")
 	if err != nil {
@@ -123,25 +119,10 @@ func TestServeWaitsAndStops(t *testing.T) {
 		t.Errorf("RA = %+v, want M=0 O=0 lifetime 0 and no options", adv)
 	}
 
-	cancelAndWait(t, cancel, done)
+	served.Stop()
 	// Counted after the send, so read only once Serve has returned.
 	if n := r.Answered(); n != 1 {
 		t.Errorf("Answered = %d after one solicitation, want 1", n)
-	}
-}
-
-// cancelAndWait cancels Serve's context and fails the test unless Serve
-// then returns nil, within hung.
-func cancelAndWait(t *testing.T, cancel context.CancelFunc, done <-chan error) {
-	t.Helper()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve = %v after cancel, want nil", err)
-		}
-	case <-time.After(hung):
-		t.Fatal("Serve did not return after cancel")
 	}
 }
 

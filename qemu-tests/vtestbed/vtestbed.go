@@ -376,13 +376,12 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	// apptest binds the AM to 127.0.0.1 and has no TFTP on :69; the nodes
 	// need both on the bridge. The config is rewritten whole (yaml.v3
 	// refuses a key given twice, so Options.Extra cannot override).
-	tftp, dhcp := `""`, "dhcp: { enabled: false }"
+	tftp, dhcp := `""`, "dhcp: { enabled: false }\n"
 	if boot {
 		tftp = `":69"`
-		dhcp = fmt.Sprintf(`dhcp: { enabled: true, interface: %s, server_ip: %s, subnet: %s, router: %s, dns: [%s],
-        domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0, ipxe_fast: true }`, Bridge, ServerIP, Prefix, ServerIP, ServerIP)
+		dhcp = apptest.DHCP{Interface: Bridge, Server: ServerIP, Subnet: Prefix}.YAML()
 	}
-	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: \":%d\" }\ntftp: { listen: %s }\n%s\ninventory: { seed: %s }\n%s",
+	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: \":%d\" }\ntftp: { listen: %s }\n%sinventory: { seed: %s }\n%s",
 		filepath.Join(a.Dir, "state"), a.TFTPRoot, AMPort, tftp, dhcp, filepath.Join(a.Dir, "inventory.yaml"), o.Extra)
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		tb.t.Fatal(err)

@@ -1,0 +1,22 @@
+package apptest
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// DHCP is the dhcp section of a test appliance's config: netbootd serves
+// DHCP on Interface for Subnet from Server, which is also the clients'
+// router and DNS server, and clients boot pxelinux.0. The other keys keep
+// their defaults (ipxe_fast among them: on, which iPXE clients need).
+type DHCP struct {
+	Interface string
+	Server    netip.Addr // netbootd's address on Interface
+	Subnet    netip.Prefix
+}
+
+// YAML renders d as one line of config, for Options.Extra.
+func (d DHCP) YAML() string {
+	return fmt.Sprintf("dhcp: { enabled: true, interface: %s, server_ip: %s, subnet: %s, router: %s, dns: [%s], domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0 }\n",
+		d.Interface, d.Server, d.Subnet, d.Server, d.Server)
+}
