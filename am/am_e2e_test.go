@@ -114,21 +114,27 @@ func TestOMFPXEService(t *testing.T) {
 		wantBody   string
 		wantLinks  map[string]string
 	}{
-		{"set two nodes, one by hostname, inventory image and default image",
-			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1", 200,
+		{"set two nodes, one by hostname, each to the inventory's image",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node1-1", 200,
 			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
 				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.0' hex='0A120102'/>" +
-				"<node hrn='node2-1.sb8.orbit-lab.org' ip='10.18.2.1' img='default-image' hex='0A120201'/>" +
+				"<node hrn='node1-1.sb8.orbit-lab.org' ip='10.18.1.1' img='orbit-2.0.0' hex='0A120101'/>" +
 				"</nodes></action></response>",
-			map[string]string{"0A120102": "./orbit-2.0.0", "0A120201": "./default-image"}},
-		{"imgName overrides",
-			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org&imgName=orbit-2.0.1", 200,
+			map[string]string{"0A120102": "./orbit-2.0.0", "0A120101": "./orbit-2.0.0"}},
+		{"imgName overrides, also for a node the inventory gives no image",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1&imgName=orbit-2.0.1", 200,
 			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
 				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.1' hex='0A120102'/>" +
+				"<node hrn='node2-1.sb8.orbit-lab.org' ip='10.18.2.1' img='orbit-2.0.1' hex='0A120201'/>" +
 				"</nodes></action></response>",
-			map[string]string{"0A120102": "./orbit-2.0.1", "0A120201": "./default-image"}},
+			map[string]string{"0A120102": "./orbit-2.0.1", "0A120101": "./orbit-2.0.0", "0A120201": "./orbit-2.0.1"}},
+		{"no image named, and the inventory gives a node none: all or nothing, no default",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1", 409,
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>setBootImageNS: " +
+				"no PXE image named for node(s) node2-1.sb8.orbit-lab.org, and the inventory names none</action></response>",
+			map[string]string{"0A120102": "./orbit-2.0.1", "0A120101": "./orbit-2.0.0", "0A120201": "./orbit-2.0.1"}},
 		{"clear",
-			"/pxe/clearBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1.sb8.orbit-lab.org", 200,
+			"/pxe/clearBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1.sb8.orbit-lab.org,node1-1", 200,
 			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
 			map[string]string{}},
 		{"the wiki's form, by hrn",
@@ -148,16 +154,20 @@ func TestOMFPXEService(t *testing.T) {
 			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"ambiguous host name", "/pxe/setBootImage?node=node1-1", 400,
-			`setBootImage: node "node1-1": hostname of 2 nodes, name the hrn or the domain: ambiguous` + "\n",
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>" +
+				`setBootImage: node "node1-1": hostname of 2 nodes, name the hrn or the domain: ambiguous</action></response>`,
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"unknown nodes: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,ghost1,node1-2,ghost2", 404,
-			`setBootImageNS: unknown node(s) in domain "sb8": ghost1, ghost2: not found` + "\n",
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>" +
+				`setBootImageNS: unknown node(s) in domain "sb8": ghost1, ghost2: not found</action></response>`,
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"unknown image: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node1-2&imgName=orbit-9", 404,
 			"", map[string]string{"0A0A0101": "./orbit-2.0.1"}},
-		{"missing ns", "/pxe/setBootImageNS?domain=sb8", 400, "setBootImageNS: missing parameter \"ns\"\n",
+		{"missing ns", "/pxe/setBootImageNS?domain=sb8", 400,
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>setBootImageNS: missing parameter \"ns\"</action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
-		{"missing domain", "/pxe/clearBootImageNS?ns=node1-1", 400, "clearBootImageNS: missing parameter \"domain\"\n",
+		{"missing domain", "/pxe/clearBootImageNS?ns=node1-1", 400,
+			"<response status='ERROR'><action service='pxe' name='clearBootImage'>clearBootImageNS: missing parameter \"domain\"</action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"node of another domain", "/pxe/setBootImageNS?domain=sb8&ns=node1-1.grid.orbit-lab.org", 404, "",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
@@ -235,20 +245,20 @@ func TestOMFInventoryService(t *testing.T) {
 	a := start(t)
 	for _, g := range []omfGet{
 		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CONTROL_IP>10.18.1.2</CONTROL_IP>"},
-		{"/inventory/getControlIP?hrn=nope&domain=sb8", 404, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
-		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "getControlIP: missing parameter \"domain\"\n"},
+		{"/inventory/getControlIP?hrn=nope&domain=sb8", 200, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
+		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "<CONTROL_IP><ERROR>getControlIP: missing parameter \"domain\"</ERROR></CONTROL_IP>"},
 		{"/inventory/getPXEImage?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE>orbit-2.0.0</PXE_IMAGE>"},
-		{"/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE>default-image</PXE_IMAGE>"},
+		{"/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE><ERROR>Inventory has no PXE Image info for node node2-1.sb8.orbit-lab.org (domain: sb8)</ERROR></PXE_IMAGE>"},
 		{"/inventory/getCmcIP?hrn=node1-1.sb8.orbit-lab.org&domain=sb8", 200, "<CMC_IP>10.1.1.1</CMC_IP>"},
-		{"/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 404, "<CMC_IP><ERROR>Inventory has no CMC IP for HRN 'node1-2.sb8.orbit-lab.org' (domain: sb8)</ERROR></CMC_IP>"},
+		{"/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CMC_IP><ERROR>Inventory has no CMC IP for HRN 'node1-2.sb8.orbit-lab.org' (domain: sb8)</ERROR></CMC_IP>"},
 		{"/inventory/getDefaultDisk?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<disk>/dev/hda</disk>"},
 		{"/inventory/getDefaultDisk?hrn=node1-1.grid.orbit-lab.org&domain=grid", 200, "<disk>/dev/sda</disk>"},
 		{"/inventory/getHRN?hrn=node1-1&domain=grid", 200, "<HRN>node1-1.grid.orbit-lab.org</HRN>"},
-		{"/inventory/getHRN?hrn=node9-9&domain=grid", 404, "<HRN><ERROR>Inventory has no HRN for host 'node9-9' (domain: grid)</ERROR></HRN>"},
+		{"/inventory/getHRN?hrn=node9-9&domain=grid", 200, "<HRN><ERROR>Inventory has no HRN for host 'node9-9' (domain: grid)</ERROR></HRN>"},
 		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=eth1", 200, "<MAC_Address><eth1>00:03:1d:0c:01:02</eth1></MAC_Address>"},
-		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 404, "<MAC_Address><ERROR>Inventory has no info on [ath0] for node [node1-2.sb8.orbit-lab.org] (domain: sb8)</ERROR></MAC_Address>"},
+		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 200, "<MAC_Address><ERROR>Inventory has no info on [ath0] for node [node1-2.sb8.orbit-lab.org] (domain: sb8)</ERROR></MAC_Address>"},
 		{"/inventory/getListOfResources?domain=grid", 200, "<RESOURCES><NODE>node1-1.grid.orbit-lab.org</NODE></RESOURCES>"},
-		{"/inventory/getListOfResources?domain=nowhere", 404, "<RESOURCES><ERROR>Inventory has no info for any resources on the domain: nowhere</ERROR></RESOURCES>"},
+		{"/inventory/getListOfResources?domain=nowhere", 200, "<RESOURCES><ERROR>Inventory has no info for any resources on the domain: nowhere</ERROR></RESOURCES>"},
 		{"/inventory/getAllTestbeds", 200, "<ALLTESTBEDS><TESTBED>grid</TESTBED><TESTBED>sb8</TESTBED></ALLTESTBEDS>"},
 		{"/inventory/getAllNodes", 200, "<ALLNODES>" +
 			"<NODE name='node1-1' hrn='node1-1.grid.orbit-lab.org' control_mac='00:03:1d:0a:01:01' control_ip='10.10.1.1' x='1' y='1' z='0' disk='/dev/sda' testbed='grid'/>" +
