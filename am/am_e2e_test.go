@@ -3,6 +3,7 @@ package am_test
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -603,5 +604,162 @@ func TestPowerService(t *testing.T) {
 	status, body = send(t, "PUT", a.URL+"/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
 	if status != 400 || !strings.Contains(body, "power") {
 		t.Errorf("bad power spec: %d %s", status, body)
+	}
+}
+
+// TestOMFErrors: every OMF call that fails answers in its service's own
+// XML (read here as an XML tree: the chain of elements down to the
+// message, and their attributes), with the status OMF's client needs and a
+// message that names the cause, and changes no boot link. The inventory's
+// "nothing found" is a 200, as OMF's was: its client raises on any other
+// status before it reads the message.
+func TestOMFErrors(t *testing.T) {
+	a := start(t)
+	empty := apptest.New(t, apptest.Options{})
+	empty.Start()
+	// A link that a failed call must leave alone.
+	omfGet{"/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=orbit-2.0.1", 200, ""}.check(t, a)
+	want := map[string]string{"0A120101": "./orbit-2.0.1"}
+	const (
+		setNS    = "response status=ERROR > action name=setBootImage service=pxe"
+		clearNS  = "response status=ERROR > action name=clearBootImage service=pxe"
+		cmcError = "ERROR"
+	)
+	tests := []struct {
+		name       string
+		on         *apptest.Appliance
+		path       string
+		wantStatus int
+		wantShape  string   // the elements from the root to the message, with their attributes
+		wantIn     []string // in the message
+	}{
+		{"set: unknown nodes", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-2,ghost1,ghost2", 404, setNS,
+			[]string{"setBootImageNS: ", "unknown node", "ghost1, ghost2"}},
+		{"set: node of another domain", a, "/pxe/setBootImageNS?domain=grid&ns=node1-2.sb8.orbit-lab.org", 404, setNS,
+			[]string{"setBootImageNS: ", `in domain "grid"`, "node1-2.sb8.orbit-lab.org"}},
+		{"set: unknown image", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node1-2&imgName=orbit-9", 404, setNS,
+			[]string{"setBootImageNS: ", "no such PXE image", "orbit-9"}},
+		{"set: a node the inventory gives no image, none named", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node2-1", 409, setNS,
+			[]string{"setBootImageNS: ", "no PXE image", "node2-1.sb8.orbit-lab.org"}},
+		{"wiki set: a node the inventory gives no image", a, "/pxe/setBootImage?node=node1-1&domain=grid", 409, setNS,
+			[]string{"setBootImage: ", "no PXE image", "node1-1.grid.orbit-lab.org"}},
+		{"set: invalid image name", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=../x", 400, setNS,
+			[]string{"setBootImageNS: ", "image", "not a valid name"}},
+		{"set: missing ns", a, "/pxe/setBootImageNS?domain=sb8", 400, setNS,
+			[]string{"setBootImageNS: ", `missing parameter "ns"`}},
+		{"wiki set: ambiguous host name", a, "/pxe/setBootImage?node=node1-1", 400, setNS,
+			[]string{"setBootImage: ", `"node1-1"`, "ambiguous"}},
+		{"clear: unknown node", a, "/pxe/clearBootImageNS?domain=sb8&ns=node1-1,ghost", 404, clearNS,
+			[]string{"clearBootImageNS: ", "ghost"}},
+		{"wiki clear: missing node", a, "/pxe/clearBootImage", 400, clearNS,
+			[]string{"clearBootImage: ", `missing parameter "node"`}},
+		{"control IP: unknown node", a, "/inventory/getControlIP?hrn=ghost&domain=sb8", 200, "CONTROL_IP > ERROR",
+			[]string{"Inventory has no control IP", "'ghost'", "sb8"}},
+		{"control IP: unknown domain", a, "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org&domain=nowhere", 200, "CONTROL_IP > ERROR",
+			[]string{"node1-1.sb8.orbit-lab.org", "nowhere"}},
+		{"control IP: missing domain", a, "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org", 400, "CONTROL_IP > ERROR",
+			[]string{"getControlIP: ", `missing parameter "domain"`}},
+		{"PXE image: a node with none", a, "/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "PXE_IMAGE > ERROR",
+			[]string{"no PXE Image", "node2-1.sb8.orbit-lab.org"}},
+		{"PXE image: unknown node", a, "/inventory/getPXEImage?hrn=ghost&domain=sb8", 200, "PXE_IMAGE > ERROR",
+			[]string{"no PXE Image", "ghost"}},
+		{"CMC IP: a node with none", a, "/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "CMC_IP > ERROR",
+			[]string{"no CMC IP", "node1-2.sb8.orbit-lab.org"}},
+		{"default disk: unknown node", a, "/inventory/getDefaultDisk?hrn=ghost&domain=sb8", 200, "disk > ERROR",
+			[]string{"no default disk", "ghost"}},
+		{"HRN: unknown host", a, "/inventory/getHRN?hrn=node9-9&domain=grid", 200, "HRN > ERROR",
+			[]string{"no HRN", "node9-9"}},
+		{"MAC: unknown interface", a, "/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 200, "MAC_Address > ERROR",
+			[]string{"[ath0]", "node1-2.sb8.orbit-lab.org"}},
+		{"MAC: unknown node", a, "/inventory/getMacAddress?hrn=ghost&domain=sb8", 200, "MAC_Address > ERROR",
+			[]string{"[ghost]"}},
+		{"resources: unknown domain", a, "/inventory/getListOfResources?domain=nowhere", 200, "RESOURCES > ERROR",
+			[]string{"no info for any resources", "nowhere"}},
+		{"resources: empty inventory", empty, "/inventory/getListOfResources?domain=sb8", 200, "RESOURCES > ERROR",
+			[]string{"no info for any resources", "sb8"}},
+		{"all nodes: empty inventory", empty, "/inventory/getAllNodes", 200, "ALLNODES > ERROR",
+			[]string{"no nodes defined"}},
+		{"all testbeds: empty inventory", empty, "/inventory/getAllTestbeds", 200, "ALLTESTBEDS > ERROR",
+			[]string{"no testbeds defined"}},
+		{"power: unknown node", a, "/cmc/on?hrn=ghost&domain=sb8", 404, cmcError,
+			[]string{"on: ", "ghost"}},
+		{"power: a node without a driver", a, "/cmc/reset?hrn=node1-1.sb8.orbit-lab.org&domain=sb8", 409, cmcError,
+			[]string{"reset: ", "node1-1.sb8.orbit-lab.org", "no power driver"}},
+		{"power: missing domain", a, "/cmc/status?hrn=node1-1.sb8.orbit-lab.org", 400, cmcError,
+			[]string{"status: ", `missing parameter "domain"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Get(tt.on.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d; body %q", resp.StatusCode, tt.wantStatus, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") {
+				t.Errorf("Content-Type %q, want text/xml; body %q", ct, body)
+			}
+			shape, msg, err := xmlChain(body)
+			if err != nil {
+				t.Fatalf("%v: %q", err, body)
+			}
+			if shape != tt.wantShape {
+				t.Errorf("elements %q, want %q; body %q", shape, tt.wantShape, body)
+			}
+			for _, w := range tt.wantIn {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q lacks %q", msg, w)
+				}
+			}
+			if tt.on == a {
+				if diff := cmp.Diff(want, links(t, a.CfgDir)); diff != "" {
+					t.Errorf("links changed (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// xmlElem is any XML element, read whole.
+type xmlElem struct {
+	XMLName xml.Name
+	Attrs   []xml.Attr `xml:",any,attr"`
+	Text    string     `xml:",chardata"`
+	Kids    []xmlElem  `xml:",any"`
+}
+
+// xmlChain reads an answer that is one chain of elements, each the only
+// child of the one before: it returns the chain ("root a=1 b=2 > child"),
+// attributes sorted by name, and the text of its last element.
+func xmlChain(body []byte) (string, string, error) {
+	var e xmlElem
+	if err := xml.Unmarshal(body, &e); err != nil {
+		return "", "", fmt.Errorf("not XML: %w", err)
+	}
+	var parts []string
+	for {
+		attrs := make([]string, 0, len(e.Attrs))
+		for _, at := range e.Attrs {
+			attrs = append(attrs, at.Name.Local+"="+at.Value)
+		}
+		sort.Strings(attrs)
+		parts = append(parts, strings.Join(append([]string{e.XMLName.Local}, attrs...), " "))
+		switch len(e.Kids) {
+		case 0:
+			return strings.Join(parts, " > "), e.Text, nil
+		case 1:
+			if strings.TrimSpace(e.Text) != "" {
+				return "", "", fmt.Errorf("element %s has both text and a child", e.XMLName.Local)
+			}
+			e = e.Kids[0]
+		default:
+			return "", "", fmt.Errorf("element %s has %d children", e.XMLName.Local, len(e.Kids))
+		}
 	}
 }
