@@ -3,6 +3,7 @@ package am_test
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -103,21 +104,27 @@ func TestOMFPXEService(t *testing.T) {
 		wantBody   string
 		wantLinks  map[string]string
 	}{
-		{"set two nodes, one by hostname, inventory image and default image",
-			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1", 200,
+		{"set two nodes, one by hostname, each to the inventory's image",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node1-1", 200,
 			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
 				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.0' hex='0A120102'/>" +
-				"<node hrn='node2-1.sb8.orbit-lab.org' ip='10.18.2.1' img='default-image' hex='0A120201'/>" +
+				"<node hrn='node1-1.sb8.orbit-lab.org' ip='10.18.1.1' img='orbit-2.0.0' hex='0A120101'/>" +
 				"</nodes></action></response>",
-			map[string]string{"0A120102": "./orbit-2.0.0", "0A120201": "./default-image"}},
-		{"imgName overrides",
-			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org&imgName=orbit-2.0.1", 200,
+			map[string]string{"0A120102": "./orbit-2.0.0", "0A120101": "./orbit-2.0.0"}},
+		{"imgName overrides, also for a node the inventory gives no image",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1&imgName=orbit-2.0.1", 200,
 			"<response status='OK'><action service='pxe' name='setBootImage'><nodes>" +
 				"<node hrn='node1-2.sb8.orbit-lab.org' ip='10.18.1.2' img='orbit-2.0.1' hex='0A120102'/>" +
+				"<node hrn='node2-1.sb8.orbit-lab.org' ip='10.18.2.1' img='orbit-2.0.1' hex='0A120201'/>" +
 				"</nodes></action></response>",
-			map[string]string{"0A120102": "./orbit-2.0.1", "0A120201": "./default-image"}},
+			map[string]string{"0A120102": "./orbit-2.0.1", "0A120101": "./orbit-2.0.0", "0A120201": "./orbit-2.0.1"}},
+		{"no image named, and the inventory gives a node none: all or nothing, no default",
+			"/pxe/setBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1", 409,
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>setBootImageNS: " +
+				"no PXE image named for node(s) node2-1.sb8.orbit-lab.org, and the inventory names none</action></response>",
+			map[string]string{"0A120102": "./orbit-2.0.1", "0A120101": "./orbit-2.0.0", "0A120201": "./orbit-2.0.1"}},
 		{"clear",
-			"/pxe/clearBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1.sb8.orbit-lab.org", 200,
+			"/pxe/clearBootImageNS?domain=sb8&ns=node1-2.sb8.orbit-lab.org,node2-1.sb8.orbit-lab.org,node1-1", 200,
 			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
 			map[string]string{}},
 		{"the wiki's form, by hrn",
@@ -137,16 +144,20 @@ func TestOMFPXEService(t *testing.T) {
 			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"ambiguous host name", "/pxe/setBootImage?node=node1-1", 400,
-			`setBootImage: node "node1-1": hostname of 2 nodes, name the hrn or the domain: ambiguous` + "\n",
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>" +
+				`setBootImage: node "node1-1": hostname of 2 nodes, name the hrn or the domain: ambiguous</action></response>`,
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"unknown nodes: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,ghost1,node1-2,ghost2", 404,
-			`setBootImageNS: unknown node(s) in domain "sb8": ghost1, ghost2: not found` + "\n",
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>" +
+				`setBootImageNS: unknown node(s) in domain "sb8": ghost1, ghost2: not found</action></response>`,
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"unknown image: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node1-2&imgName=orbit-9", 404,
 			"", map[string]string{"0A0A0101": "./orbit-2.0.1"}},
-		{"missing ns", "/pxe/setBootImageNS?domain=sb8", 400, "setBootImageNS: missing parameter \"ns\"\n",
+		{"missing ns", "/pxe/setBootImageNS?domain=sb8", 400,
+			"<response status='ERROR'><action service='pxe' name='setBootImage'>setBootImageNS: missing parameter \"ns\"</action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
-		{"missing domain", "/pxe/clearBootImageNS?ns=node1-1", 400, "clearBootImageNS: missing parameter \"domain\"\n",
+		{"missing domain", "/pxe/clearBootImageNS?ns=node1-1", 400,
+			"<response status='ERROR'><action service='pxe' name='clearBootImage'>clearBootImageNS: missing parameter \"domain\"</action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"node of another domain", "/pxe/setBootImageNS?domain=sb8&ns=node1-1.grid.orbit-lab.org", 404, "",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
@@ -224,20 +235,20 @@ func TestOMFInventoryService(t *testing.T) {
 	a := start(t)
 	for _, g := range []omfGet{
 		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CONTROL_IP>10.18.1.2</CONTROL_IP>"},
-		{"/inventory/getControlIP?hrn=nope&domain=sb8", 404, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
-		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "getControlIP: missing parameter \"domain\"\n"},
+		{"/inventory/getControlIP?hrn=nope&domain=sb8", 200, "<CONTROL_IP><ERROR>Inventory has no control IP for HRN 'nope' (domain: sb8)</ERROR></CONTROL_IP>"},
+		{"/inventory/getControlIP?hrn=node1-2.sb8.orbit-lab.org", 400, "<CONTROL_IP><ERROR>getControlIP: missing parameter \"domain\"</ERROR></CONTROL_IP>"},
 		{"/inventory/getPXEImage?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE>orbit-2.0.0</PXE_IMAGE>"},
-		{"/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE>default-image</PXE_IMAGE>"},
+		{"/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<PXE_IMAGE><ERROR>Inventory has no PXE Image info for node node2-1.sb8.orbit-lab.org (domain: sb8)</ERROR></PXE_IMAGE>"},
 		{"/inventory/getCmcIP?hrn=node1-1.sb8.orbit-lab.org&domain=sb8", 200, "<CMC_IP>10.1.1.1</CMC_IP>"},
-		{"/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 404, "<CMC_IP><ERROR>Inventory has no CMC IP for HRN 'node1-2.sb8.orbit-lab.org' (domain: sb8)</ERROR></CMC_IP>"},
+		{"/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "<CMC_IP><ERROR>Inventory has no CMC IP for HRN 'node1-2.sb8.orbit-lab.org' (domain: sb8)</ERROR></CMC_IP>"},
 		{"/inventory/getDefaultDisk?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "<disk>/dev/hda</disk>"},
 		{"/inventory/getDefaultDisk?hrn=node1-1.grid.orbit-lab.org&domain=grid", 200, "<disk>/dev/sda</disk>"},
 		{"/inventory/getHRN?hrn=node1-1&domain=grid", 200, "<HRN>node1-1.grid.orbit-lab.org</HRN>"},
-		{"/inventory/getHRN?hrn=node9-9&domain=grid", 404, "<HRN><ERROR>Inventory has no HRN for host 'node9-9' (domain: grid)</ERROR></HRN>"},
+		{"/inventory/getHRN?hrn=node9-9&domain=grid", 200, "<HRN><ERROR>Inventory has no HRN for host 'node9-9' (domain: grid)</ERROR></HRN>"},
 		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=eth1", 200, "<MAC_Address><eth1>00:03:1d:0c:01:02</eth1></MAC_Address>"},
-		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 404, "<MAC_Address><ERROR>Inventory has no info on [ath0] for node [node1-2.sb8.orbit-lab.org] (domain: sb8)</ERROR></MAC_Address>"},
+		{"/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 200, "<MAC_Address><ERROR>Inventory has no info on [ath0] for node [node1-2.sb8.orbit-lab.org] (domain: sb8)</ERROR></MAC_Address>"},
 		{"/inventory/getListOfResources?domain=grid", 200, "<RESOURCES><NODE>node1-1.grid.orbit-lab.org</NODE></RESOURCES>"},
-		{"/inventory/getListOfResources?domain=nowhere", 404, "<RESOURCES><ERROR>Inventory has no info for any resources on the domain: nowhere</ERROR></RESOURCES>"},
+		{"/inventory/getListOfResources?domain=nowhere", 200, "<RESOURCES><ERROR>Inventory has no info for any resources on the domain: nowhere</ERROR></RESOURCES>"},
 		{"/inventory/getAllTestbeds", 200, "<ALLTESTBEDS><TESTBED>grid</TESTBED><TESTBED>sb8</TESTBED></ALLTESTBEDS>"},
 		{"/inventory/getAllNodes", 200, "<ALLNODES>" +
 			"<NODE name='node1-1' hrn='node1-1.grid.orbit-lab.org' control_mac='00:03:1d:0a:01:01' control_ip='10.10.1.1' x='1' y='1' z='0' disk='/dev/sda' testbed='grid'/>" +
@@ -582,5 +593,162 @@ func TestPowerService(t *testing.T) {
 	status, body = send(t, "PUT", a.URL+"/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
 	if status != 400 || !strings.Contains(body, "power") {
 		t.Errorf("bad power spec: %d %s", status, body)
+	}
+}
+
+// TestOMFErrors: every OMF call that fails answers in its service's own
+// XML (read here as an XML tree: the chain of elements down to the
+// message, and their attributes), with the status OMF's client needs and a
+// message that names the cause, and changes no boot link. The inventory's
+// "nothing found" is a 200, as OMF's was: its client raises on any other
+// status before it reads the message.
+func TestOMFErrors(t *testing.T) {
+	a := start(t)
+	empty := apptest.New(t, apptest.Options{})
+	empty.Start()
+	// A link that a failed call must leave alone.
+	omfGet{"/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=orbit-2.0.1", 200, ""}.check(t, a)
+	want := map[string]string{"0A120101": "./orbit-2.0.1"}
+	const (
+		setNS    = "response status=ERROR > action name=setBootImage service=pxe"
+		clearNS  = "response status=ERROR > action name=clearBootImage service=pxe"
+		cmcError = "ERROR"
+	)
+	tests := []struct {
+		name       string
+		on         *apptest.Appliance
+		path       string
+		wantStatus int
+		wantShape  string   // the elements from the root to the message, with their attributes
+		wantIn     []string // in the message
+	}{
+		{"set: unknown nodes", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-2,ghost1,ghost2", 404, setNS,
+			[]string{"setBootImageNS: ", "unknown node", "ghost1, ghost2"}},
+		{"set: node of another domain", a, "/pxe/setBootImageNS?domain=grid&ns=node1-2.sb8.orbit-lab.org", 404, setNS,
+			[]string{"setBootImageNS: ", `in domain "grid"`, "node1-2.sb8.orbit-lab.org"}},
+		{"set: unknown image", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node1-2&imgName=orbit-9", 404, setNS,
+			[]string{"setBootImageNS: ", "no such PXE image", "orbit-9"}},
+		{"set: a node the inventory gives no image, none named", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-1,node2-1", 409, setNS,
+			[]string{"setBootImageNS: ", "no PXE image", "node2-1.sb8.orbit-lab.org"}},
+		{"wiki set: a node the inventory gives no image", a, "/pxe/setBootImage?node=node1-1&domain=grid", 409, setNS,
+			[]string{"setBootImage: ", "no PXE image", "node1-1.grid.orbit-lab.org"}},
+		{"set: invalid image name", a, "/pxe/setBootImageNS?domain=sb8&ns=node1-1&imgName=../x", 400, setNS,
+			[]string{"setBootImageNS: ", "image", "not a valid name"}},
+		{"set: missing ns", a, "/pxe/setBootImageNS?domain=sb8", 400, setNS,
+			[]string{"setBootImageNS: ", `missing parameter "ns"`}},
+		{"wiki set: ambiguous host name", a, "/pxe/setBootImage?node=node1-1", 400, setNS,
+			[]string{"setBootImage: ", `"node1-1"`, "ambiguous"}},
+		{"clear: unknown node", a, "/pxe/clearBootImageNS?domain=sb8&ns=node1-1,ghost", 404, clearNS,
+			[]string{"clearBootImageNS: ", "ghost"}},
+		{"wiki clear: missing node", a, "/pxe/clearBootImage", 400, clearNS,
+			[]string{"clearBootImage: ", `missing parameter "node"`}},
+		{"control IP: unknown node", a, "/inventory/getControlIP?hrn=ghost&domain=sb8", 200, "CONTROL_IP > ERROR",
+			[]string{"Inventory has no control IP", "'ghost'", "sb8"}},
+		{"control IP: unknown domain", a, "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org&domain=nowhere", 200, "CONTROL_IP > ERROR",
+			[]string{"node1-1.sb8.orbit-lab.org", "nowhere"}},
+		{"control IP: missing domain", a, "/inventory/getControlIP?hrn=node1-1.sb8.orbit-lab.org", 400, "CONTROL_IP > ERROR",
+			[]string{"getControlIP: ", `missing parameter "domain"`}},
+		{"PXE image: a node with none", a, "/inventory/getPXEImage?hrn=node2-1.sb8.orbit-lab.org&domain=sb8", 200, "PXE_IMAGE > ERROR",
+			[]string{"no PXE Image", "node2-1.sb8.orbit-lab.org"}},
+		{"PXE image: unknown node", a, "/inventory/getPXEImage?hrn=ghost&domain=sb8", 200, "PXE_IMAGE > ERROR",
+			[]string{"no PXE Image", "ghost"}},
+		{"CMC IP: a node with none", a, "/inventory/getCmcIP?hrn=node1-2.sb8.orbit-lab.org&domain=sb8", 200, "CMC_IP > ERROR",
+			[]string{"no CMC IP", "node1-2.sb8.orbit-lab.org"}},
+		{"default disk: unknown node", a, "/inventory/getDefaultDisk?hrn=ghost&domain=sb8", 200, "disk > ERROR",
+			[]string{"no default disk", "ghost"}},
+		{"HRN: unknown host", a, "/inventory/getHRN?hrn=node9-9&domain=grid", 200, "HRN > ERROR",
+			[]string{"no HRN", "node9-9"}},
+		{"MAC: unknown interface", a, "/inventory/getMacAddress?hrn=node1-2.sb8.orbit-lab.org&domain=sb8&ifname=ath0", 200, "MAC_Address > ERROR",
+			[]string{"[ath0]", "node1-2.sb8.orbit-lab.org"}},
+		{"MAC: unknown node", a, "/inventory/getMacAddress?hrn=ghost&domain=sb8", 200, "MAC_Address > ERROR",
+			[]string{"[ghost]"}},
+		{"resources: unknown domain", a, "/inventory/getListOfResources?domain=nowhere", 200, "RESOURCES > ERROR",
+			[]string{"no info for any resources", "nowhere"}},
+		{"resources: empty inventory", empty, "/inventory/getListOfResources?domain=sb8", 200, "RESOURCES > ERROR",
+			[]string{"no info for any resources", "sb8"}},
+		{"all nodes: empty inventory", empty, "/inventory/getAllNodes", 200, "ALLNODES > ERROR",
+			[]string{"no nodes defined"}},
+		{"all testbeds: empty inventory", empty, "/inventory/getAllTestbeds", 200, "ALLTESTBEDS > ERROR",
+			[]string{"no testbeds defined"}},
+		{"power: unknown node", a, "/cmc/on?hrn=ghost&domain=sb8", 404, cmcError,
+			[]string{"on: ", "ghost"}},
+		{"power: a node without a driver", a, "/cmc/reset?hrn=node1-1.sb8.orbit-lab.org&domain=sb8", 409, cmcError,
+			[]string{"reset: ", "node1-1.sb8.orbit-lab.org", "no power driver"}},
+		{"power: missing domain", a, "/cmc/status?hrn=node1-1.sb8.orbit-lab.org", 400, cmcError,
+			[]string{"status: ", `missing parameter "domain"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Get(tt.on.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d; body %q", resp.StatusCode, tt.wantStatus, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") {
+				t.Errorf("Content-Type %q, want text/xml; body %q", ct, body)
+			}
+			shape, msg, err := xmlChain(body)
+			if err != nil {
+				t.Fatalf("%v: %q", err, body)
+			}
+			if shape != tt.wantShape {
+				t.Errorf("elements %q, want %q; body %q", shape, tt.wantShape, body)
+			}
+			for _, w := range tt.wantIn {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q lacks %q", msg, w)
+				}
+			}
+			if tt.on == a {
+				if diff := cmp.Diff(want, links(t, a.CfgDir)); diff != "" {
+					t.Errorf("links changed (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// xmlElem is any XML element, read whole.
+type xmlElem struct {
+	XMLName xml.Name
+	Attrs   []xml.Attr `xml:",any,attr"`
+	Text    string     `xml:",chardata"`
+	Kids    []xmlElem  `xml:",any"`
+}
+
+// xmlChain reads an answer that is one chain of elements, each the only
+// child of the one before: it returns the chain ("root a=1 b=2 > child"),
+// attributes sorted by name, and the text of its last element.
+func xmlChain(body []byte) (string, string, error) {
+	var e xmlElem
+	if err := xml.Unmarshal(body, &e); err != nil {
+		return "", "", fmt.Errorf("not XML: %w", err)
+	}
+	var parts []string
+	for {
+		attrs := make([]string, 0, len(e.Attrs))
+		for _, at := range e.Attrs {
+			attrs = append(attrs, at.Name.Local+"="+at.Value)
+		}
+		sort.Strings(attrs)
+		parts = append(parts, strings.Join(append([]string{e.XMLName.Local}, attrs...), " "))
+		switch len(e.Kids) {
+		case 0:
+			return strings.Join(parts, " > "), e.Text, nil
+		case 1:
+			if strings.TrimSpace(e.Text) != "" {
+				return "", "", fmt.Errorf("element %s has both text and a child", e.XMLName.Local)
+			}
+			e = e.Kids[0]
+		default:
+			return "", "", fmt.Errorf("element %s has %d children", e.XMLName.Local, len(e.Kids))
+		}
 	}
 }

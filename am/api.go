@@ -202,7 +202,7 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 		}
 		lifetime = d
 	}
-	_, targets, err := s.resolve(c.Request.Context(), "", []string{hrn}, req.Image)
+	targets, err := s.resolve(c.Request.Context(), "", []string{hrn}, req.Image, s.cfg.DefaultImage)
 	if err != nil {
 		apierr.Write(c, err)
 		return
@@ -220,7 +220,7 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 	if !ok {
 		return
 	}
-	_, targets, err := s.resolve(c.Request.Context(), "", []string{hrn}, "")
+	targets, err := s.lookup(c.Request.Context(), "", []string{hrn})
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}

@@ -52,6 +52,8 @@ type omfFixture struct {
 	nodes map[string]inventory.Node // by hrn
 }
 
+// fuzzDefaultImage is the AM's default image: the JSON API's, never the
+// OMF calls'.
 const fuzzDefaultImage = "default-image"
 
 var fuzzBaseline = []pxelink.Target{{HRN: "node1-2.sb8.orbit-lab.org", IP: "10.18.1.2", Image: "orbit-2.0.1"}}
@@ -169,12 +171,14 @@ type xmlSetReply struct {
 //     argument once, bounded, in UTF-8 that XML can carry, each value the
 //     query's own) and the node-set parser yields valid names only, in a
 //     form it parses back the same;
-//   - every answer is 200, 400 or 404 (never a 500 or a panic), its XML is
-//     well-formed whatever the query echoes back;
+//   - every answer is 200, 400, 404 or 409 (never a 500 or a panic) in
+//     XML that is well-formed whatever the query echoes back, and a
+//     failure's message names the call;
 //   - a refused call changes no boot link, in the database or in cfg_dir;
 //     an accepted set links exactly the nodes it names in its answer, each
-//     to the image asked for, else its own, else the default, and leaves
-//     the others alone; an accepted clear only removes links.
+//     to the image asked for, else its own (never the default: the OMF
+//     service has none), and leaves the others alone; an accepted clear
+//     only removes links.
 func FuzzOMFQuery(f *testing.F) {
 	for _, q := range []struct {
 		m     uint8
@@ -232,19 +236,19 @@ func FuzzOMFQuery(f *testing.F) {
 		after := fx.linkState(t)
 		body := rec.Body.String()
 
-		// OMF's inventory service answered its 404s in XML too; every other
-		// failure is text that names the call.
-		xmlAnswer := rec.Code == http.StatusOK || (rec.Code == http.StatusNotFound && strings.HasPrefix(path, "/inventory/"))
-		switch {
-		case rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest && rec.Code != http.StatusNotFound:
+		switch rec.Code {
+		case http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusConflict:
+		default:
 			t.Fatalf("%s?%s: %d %s", path, query, rec.Code, body)
-		case xmlAnswer:
-			if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") {
-				t.Fatalf("%s?%s: %d with Content-Type %q: %s", path, query, rec.Code, ct, body)
+		}
+		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") {
+			t.Fatalf("%s?%s: %d with Content-Type %q: %s", path, query, rec.Code, ct, body)
+		}
+		checkXML(t, body)
+		if rec.Code != http.StatusOK {
+			if msg := xmlText(t, body); !strings.HasPrefix(msg, path[strings.LastIndex(path, "/")+1:]+": ") {
+				t.Fatalf("%s?%s: %d that does not name the call: %q", path, query, rec.Code, body)
 			}
-			checkXML(t, body)
-		case !strings.HasPrefix(body, path[strings.LastIndex(path, "/")+1:]+": "):
-			t.Fatalf("%s?%s: %d that does not name the call: %q", path, query, rec.Code, body)
 		}
 
 		setCall := strings.HasPrefix(path, "/pxe/set")
@@ -358,6 +362,24 @@ func checkXML(t *testing.T, body string) {
 	}
 }
 
+// xmlText is the text an XML answer carries: an OMF error's message.
+func xmlText(t *testing.T, body string) string {
+	var b strings.Builder
+	dec := xml.NewDecoder(strings.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return b.String()
+		}
+		if err != nil {
+			t.Fatalf("answer is not well-formed XML: %v\n%s", err, body)
+		}
+		if cd, ok := tok.(xml.CharData); ok {
+			b.Write(cd)
+		}
+	}
+}
+
 // checkSet: an accepted set call linked exactly the nodes its answer lists,
 // each to the right image, and touched no other link.
 func (fx *omfFixture) checkSet(t *testing.T, path, query, body string, before, after map[string]string) {
@@ -383,9 +405,6 @@ func (fx *omfFixture) checkSet(t *testing.T, path, query, body string, before, a
 		img := asked
 		if img == "" {
 			img = node.PXEImage
-		}
-		if img == "" {
-			img = fuzzDefaultImage
 		}
 		hex, _ := pxelink.HexName(node.ControlIP)
 		if n.IP != node.ControlIP || n.Img != img || n.Hex != hex {

@@ -1,7 +1,7 @@
 package am
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,7 +14,6 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/power"
-	"github.com/orbit-lab/netboot/am/pxelink"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
@@ -31,17 +30,21 @@ type omfArg struct {
 
 func (a omfArg) required() bool { return !strings.HasPrefix(a.value, "[") }
 
+// omfMethod is one OMF call. Its handler answers a success itself and
+// returns a failure, which its group's fail answers.
 type omfMethod struct {
 	name   string
 	info   string
 	args   []omfArg
-	handle func(c *gin.Context, p map[string]string)
+	reply  string // what OMF named its answer: the inventory's root element, the PXE service's action
+	handle func(c *gin.Context, m *omfMethod, p map[string]string) error
 }
 
 type omfGroup struct {
 	name    string
 	info    string
 	methods []omfMethod
+	fail    func(c *gin.Context, m *omfMethod, err error) // answers a failure in the service's own XML
 }
 
 // maxParam bounds one query value; ns may list a whole grid of names.
@@ -58,49 +61,44 @@ var (
 
 func (s *Server) omfGroups() []omfGroup {
 	return []omfGroup{
-		{name: "pxe", info: "Service to facilitate PXE to boot into specific image", methods: []omfMethod{
+		{name: "pxe", info: "Service to facilitate PXE to boot into specific image", fail: pxeFail, methods: []omfMethod{
 			{name: "setBootImageNS", info: "Get PXE to boot all nodes in 'nodeSet' into their respective PXE image.", args: []omfArg{
 				argDomain,
 				{name: "ns", value: "nodeSet", info: "list of nodes to boot from PXE", maxBytes: maxNodeSet},
 				{name: "imgName", value: "[imageName]", info: "Name of the PXE image to use (optional, default image as specified by the Inventory)"},
-			}, handle: s.omfSetBootImageNS},
+			}, reply: "setBootImage", handle: s.omfSetBootImageNS},
 			{name: "clearBootImageNS", info: "Prevent the nodes in 'nodeSet' from booting via PXE", args: []omfArg{
 				argDomain,
 				{name: "ns", value: "nodeSet", info: "list of nodes to clear from PXE booting", maxBytes: maxNodeSet},
-			}, handle: s.omfClearBootImageNS},
+			}, reply: "clearBootImage", handle: s.omfClearBootImageNS},
 			{name: "setBootImage", info: "Get PXE to boot one node, named by host name or HRN, into its PXE image.", args: []omfArg{
 				{name: "node", value: "node", info: "host name or HRN of the node"},
 				{name: "image", value: "[image]", info: "Name of the PXE image to use (optional, default image as specified by the Inventory)"},
 				{name: "domain", value: "[domain]", info: "domain of the node (optional)"},
-			}, handle: s.omfSetBootImage},
+			}, reply: "setBootImage", handle: s.omfSetBootImage},
 			{name: "clearBootImage", info: "Prevent one node, named by host name or HRN, from booting via PXE", args: []omfArg{
 				{name: "node", value: "node", info: "host name or HRN of the node"},
 				{name: "domain", value: "[domain]", info: "domain of the node (optional)"},
-			}, handle: s.omfClearBootImage},
+			}, reply: "clearBootImage", handle: s.omfClearBootImage},
 		}},
-		{name: "inventory", info: "Service to retrieve information about nodes or testbeds from the Inventory Database", methods: []omfMethod{
-			{name: "getControlIP", info: "Get the Control IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, handle: s.invNodeValue("CONTROL_IP",
+		{name: "inventory", info: "Service to retrieve information about nodes or testbeds from the Inventory Database", fail: invFail, methods: []omfMethod{
+			{name: "getControlIP", info: "Get the Control IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CONTROL_IP", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.ControlIP }, "Inventory has no control IP for HRN '%s' (domain: %s)")},
-			{name: "getPXEImage", info: "Get the PXE image of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, handle: s.invNodeValue("PXE_IMAGE",
-				func(n inventory.Node) string {
-					if n.PXEImage != "" {
-						return n.PXEImage
-					}
-					return s.cfg.DefaultImage
-				}, "Inventory has no PXE Image info for node %s (domain: %s)")},
-			{name: "getCmcIP", info: "Get the CMC IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, handle: s.invNodeValue("CMC_IP",
+			{name: "getPXEImage", info: "Get the PXE image of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "PXE_IMAGE", handle: s.invNodeValue(
+				func(n inventory.Node) string { return n.PXEImage }, "Inventory has no PXE Image info for node %s (domain: %s)")},
+			{name: "getCmcIP", info: "Get the CMC IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CMC_IP", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.CmcIP }, "Inventory has no CMC IP for HRN '%s' (domain: %s)")},
-			{name: "getDefaultDisk", info: "Get the default disk for a certain HRN on a given domain", args: []omfArg{{name: "hrn", value: "hrn", info: "hrn of the node"}, argTbDom}, handle: s.invNodeValue("disk",
+			{name: "getDefaultDisk", info: "Get the default disk for a certain HRN on a given domain", args: []omfArg{{name: "hrn", value: "hrn", info: "hrn of the node"}, argTbDom}, reply: "disk", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.Disk }, "Inventory has no default disk for HRN '%s' (domain: %s)")},
-			{name: "getHRN", info: "Get the HRN for a certain hostname on a given domain", args: []omfArg{{name: "hrn", value: "hostname", info: "hostname of the node"}, argTbDom}, handle: s.invNodeValue("HRN",
+			{name: "getHRN", info: "Get the HRN for a certain hostname on a given domain", args: []omfArg{{name: "hrn", value: "hostname", info: "hostname of the node"}, argTbDom}, reply: "HRN", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.HRN }, "Inventory has no HRN for host '%s' (domain: %s)")},
 			{name: "getMacAddress", info: "Get the MAC address of a given interface on a given node for a given domain", args: []omfArg{argHRN,
-				{name: "ifname", value: "[interfaceName]", info: "name of the interface (the inventory knows the control interface: control or eth1)"}, argTbDom}, handle: s.invMacAddress},
-			{name: "getListOfResources", info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, handle: s.invListOfResources},
-			{name: "getAllNodes", info: "Get detailed list of nodes defined in the inventory", handle: s.invAllNodes},
-			{name: "getAllTestbeds", info: "Get list of testbeds defined in the inventory", handle: s.invAllTestbeds},
+				{name: "ifname", value: "[interfaceName]", info: "name of the interface (the inventory knows the control interface: control or eth1)"}, argTbDom}, reply: "MAC_Address", handle: s.invMacAddress},
+			{name: "getListOfResources", info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, reply: "RESOURCES", handle: s.invListOfResources},
+			{name: "getAllNodes", info: "Get detailed list of nodes defined in the inventory", reply: "ALLNODES", handle: s.invAllNodes},
+			{name: "getAllTestbeds", info: "Get list of testbeds defined in the inventory", reply: "ALLTESTBEDS", handle: s.invAllTestbeds},
 		}},
-		{name: "cmc", info: "Service to switch nodes on and off (Chassis Manager Controller)", methods: []omfMethod{
+		{name: "cmc", info: "Service to switch nodes on and off (Chassis Manager Controller)", fail: cmcFail, methods: []omfMethod{
 			{name: "on", info: "Switch on a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.On)},
 			{name: "offHard", info: "Switch off a node at once (hard power off)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.OffHard)},
 			{name: "offSoft", info: "Ask a node's OS to shut down (soft power off)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.OffSoft)},
@@ -128,11 +126,12 @@ func (s *Server) omfRoutes(r *gin.Engine) {
 		for _, m := range g.methods {
 			r.GET("/"+g.name+"/"+m.name, func(c *gin.Context) {
 				p, err := omfParams(c.Request.URL.RawQuery, m.args)
-				if err != nil {
-					omfError(c, m.name, err)
-					return
+				if err == nil {
+					err = m.handle(c, &m, p)
 				}
-				m.handle(c, p)
+				if err != nil {
+					g.fail(c, &m, err)
+				}
 			})
 		}
 	}
@@ -209,12 +208,41 @@ func omfParams(raw string, args []omfArg) (map[string]string, error) {
 // production excludes besides the controls: U+FFFE and U+FFFF.
 func notXMLChar(r rune) bool { return r == 0xFFFE || r == 0xFFFF }
 
-// omfError answers a failed OMF call: the status says what kind of failure,
-// the text/plain body says what was wrong. (OMF itself answered 500
-// "internal error" to everything.)
-func omfError(c *gin.Context, method string, err error) {
-	c.String(apierr.Status(err), "%s: %v\n", method, err)
+// Each OMF service answers a failure in the XML form its own code used,
+// with a message that says what was wrong: an EC logs the body. The status
+// says what kind of failure, except the inventory's "nothing found", which
+// OMF answered 200: its client raises on any other status before it reads
+// the message, and takes an empty list for an empty result.
+
+// pxeFail answers in the envelope of the PXE service's replies, with
+// status='ERROR' and the reason as the action's text.
+func pxeFail(c *gin.Context, m *omfMethod, err error) {
+	c.Data(apierr.Status(err), "text/xml", fmt.Appendf(nil, "<response status='ERROR'><action service='pxe' name=%s>%s</action></response>",
+		attr(m.reply), text(m.name+": "+err.Error())))
 }
+
+// invFail answers <ROOT><ERROR>message</ERROR></ROOT>, as the inventory's
+// replies did; a node, interface, domain or list it has nothing for says
+// so in OMF's words, with a 200.
+func invFail(c *gin.Context, m *omfMethod, err error) {
+	status, msg := apierr.Status(err), m.name+": "+err.Error()
+	var nf *invNotFound
+	if errors.As(err, &nf) {
+		status, msg = http.StatusOK, nf.msg
+	}
+	c.Data(status, "text/xml", fmt.Appendf(nil, "<%s><ERROR>%s</ERROR></%s>", m.reply, text(msg), m.reply))
+}
+
+// cmcFail answers <ERROR>message</ERROR>, the element OMF's CMC services
+// answered a failed action with.
+func cmcFail(c *gin.Context, m *omfMethod, err error) {
+	c.Data(apierr.Status(err), "text/xml", fmt.Appendf(nil, "<ERROR>%s</ERROR>", text(m.name+": "+err.Error())))
+}
+
+// invNotFound is the inventory's "it has nothing for that", in OMF's words.
+type invNotFound struct{ msg string }
+
+func (e *invNotFound) Error() string { return e.msg }
 
 // splitNodeSet parses OMF's comma-separated node set.
 func splitNodeSet(ns string) ([]string, error) {
@@ -235,140 +263,137 @@ func splitNodeSet(ns string) ([]string, error) {
 	return names, nil
 }
 
-func (s *Server) omfSetBootImageNS(c *gin.Context, p map[string]string) {
-	s.omfSet(c, "setBootImageNS", p["domain"], p["ns"], p["imgName"])
+func (s *Server) omfSetBootImageNS(c *gin.Context, m *omfMethod, p map[string]string) error {
+	return s.omfSet(c, m, p["domain"], p["ns"], p["imgName"])
 }
 
-func (s *Server) omfSetBootImage(c *gin.Context, p map[string]string) {
-	s.omfSet(c, "setBootImage", p["domain"], p["node"], p["image"])
+func (s *Server) omfSetBootImage(c *gin.Context, m *omfMethod, p map[string]string) error {
+	return s.omfSet(c, m, p["domain"], p["node"], p["image"])
 }
 
-func (s *Server) omfSet(c *gin.Context, method, domain, ns, image string) {
-	targets, err := s.omfTargets(c.Request.Context(), domain, ns, image)
+// omfSet links each node to image, else to the inventory's image for it:
+// like OMF's PXE service, and unlike the JSON API, it knows no default.
+func (s *Server) omfSet(c *gin.Context, m *omfMethod, domain, ns, image string) error {
+	names, err := omfNames(domain, ns)
 	if err != nil {
-		omfError(c, method, err)
-		return
+		return err
+	}
+	targets, err := s.resolve(c.Request.Context(), domain, names, image, "")
+	if err != nil {
+		return err
 	}
 	links, err := s.links.Set(c.Request.Context(), targets, 0)
 	if err != nil {
-		omfError(c, method, err)
-		return
+		return err
 	}
 	var b strings.Builder
-	b.WriteString("<response status='OK'><action service='pxe' name='setBootImage'><nodes>")
+	fmt.Fprintf(&b, "<response status='OK'><action service='pxe' name=%s><nodes>", attr(m.reply))
 	for _, l := range links {
 		fmt.Fprintf(&b, "<node hrn=%s ip=%s img=%s hex=%s/>", attr(l.HRN), attr(l.ControlIP), attr(l.Image), attr(l.Hex))
 	}
 	b.WriteString("</nodes></action></response>")
 	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
+	return nil
 }
 
-// omfTargets resolves an OMF node set, in domain unless it is "", to the
-// boot links to set to image ("": each node's own) or to clear.
-func (s *Server) omfTargets(ctx context.Context, domain, ns, image string) ([]pxelink.Target, error) {
+// omfNames parses an OMF node set and checks its domain ("": none).
+func omfNames(domain, ns string) ([]string, error) {
 	names, err := splitNodeSet(ns)
 	if err == nil && domain != "" {
 		err = checkName("domain", domain)
 	}
+	return names, err
+}
+
+func (s *Server) omfClearBootImageNS(c *gin.Context, m *omfMethod, p map[string]string) error {
+	return s.omfClear(c, m, p["domain"], p["ns"])
+}
+
+func (s *Server) omfClearBootImage(c *gin.Context, m *omfMethod, p map[string]string) error {
+	return s.omfClear(c, m, p["domain"], p["node"])
+}
+
+func (s *Server) omfClear(c *gin.Context, m *omfMethod, domain, ns string) error {
+	names, err := omfNames(domain, ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	_, targets, err := s.resolve(ctx, domain, names, image)
-	return targets, err
-}
-
-func (s *Server) omfClearBootImageNS(c *gin.Context, p map[string]string) {
-	s.omfClear(c, "clearBootImageNS", p["domain"], p["ns"])
-}
-
-func (s *Server) omfClearBootImage(c *gin.Context, p map[string]string) {
-	s.omfClear(c, "clearBootImage", p["domain"], p["node"])
-}
-
-func (s *Server) omfClear(c *gin.Context, method, domain, ns string) {
-	targets, err := s.omfTargets(c.Request.Context(), domain, ns, "")
+	targets, err := s.lookup(c.Request.Context(), domain, names)
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
 	if err != nil {
-		omfError(c, method, err)
-		return
+		return err
 	}
-	c.Data(http.StatusOK, "text/xml", []byte("<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>"))
+	c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<response status='OK'><action service='pxe' name=%s><nodes/></action></response>", attr(m.reply)))
+	return nil
 }
 
 // invNodeValue answers one of the inventory's per-node questions in OMF's
-// <ROOT>value</ROOT> form, or <ROOT><ERROR>...</ERROR></ROOT> with a 404.
-func (s *Server) invNodeValue(root string, get func(inventory.Node) string, notFound string) func(*gin.Context, map[string]string) {
-	return func(c *gin.Context, p map[string]string) {
+// <ROOT>value</ROOT> form; an unknown node, or one without that value, is
+// notFound's message.
+func (s *Server) invNodeValue(get func(inventory.Node) string, notFound string) func(*gin.Context, *omfMethod, map[string]string) error {
+	return func(c *gin.Context, m *omfMethod, p map[string]string) error {
 		name, domain := p["hrn"], p["domain"]
 		value := ""
 		if inventory.ValidName(name) && inventory.ValidName(domain) {
 			n, err := s.inv.LookupNode(c.Request.Context(), domain, name)
 			if err != nil && apierr.Status(err) != http.StatusNotFound {
-				omfError(c, root, err)
-				return
+				return err
 			}
 			if err == nil {
 				value = get(n)
 			}
 		}
 		if value == "" {
-			invError(c, root, fmt.Sprintf(notFound, name, domain))
-			return
+			return &invNotFound{fmt.Sprintf(notFound, name, domain)}
 		}
-		c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<%s>%s</%s>", root, text(value), root))
+		c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<%s>%s</%s>", m.reply, text(value), m.reply))
+		return nil
 	}
-}
-
-func invError(c *gin.Context, root, msg string) {
-	c.Data(http.StatusNotFound, "text/xml", fmt.Appendf(nil, "<%s><ERROR>%s</ERROR></%s>", root, text(msg), root))
 }
 
 // controlIfnames are the names under which the inventory knows a node's
 // control interface: ORBIT nodes take DHCP on eth1.
 var controlIfnames = map[string]bool{"": true, "control": true, "eth1": true}
 
-func (s *Server) invMacAddress(c *gin.Context, p map[string]string) {
+func (s *Server) invMacAddress(c *gin.Context, m *omfMethod, p map[string]string) error {
 	name, ifname, domain := p["hrn"], p["ifname"], p["domain"]
 	n, err := s.inv.LookupNode(c.Request.Context(), domain, name)
 	if err != nil || !controlIfnames[ifname] {
 		if err != nil && apierr.Status(err) != http.StatusNotFound && apierr.Status(err) != http.StatusBadRequest {
-			omfError(c, "getMacAddress", err)
-			return
+			return err
 		}
-		invError(c, "MAC_Address", fmt.Sprintf("Inventory has no info on [%s] for node [%s] (domain: %s)", ifname, name, domain))
-		return
+		return &invNotFound{fmt.Sprintf("Inventory has no info on [%s] for node [%s] (domain: %s)", ifname, name, domain)}
 	}
 	tag := ifname
 	if tag == "" {
 		tag = "control"
 	}
-	c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<MAC_Address><%s>%s</%s></MAC_Address>", tag, text(n.ControlMAC), tag))
+	c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<%s><%s>%s</%s></%s>", m.reply, tag, text(n.ControlMAC), tag, m.reply))
+	return nil
 }
 
-func (s *Server) invListOfResources(c *gin.Context, p map[string]string) {
+func (s *Server) invListOfResources(c *gin.Context, m *omfMethod, p map[string]string) error {
 	domain := p["domain"]
 	var nodes []inventory.Node
 	if inventory.ValidName(domain) {
 		var err error
 		if nodes, err = s.inv.Nodes(c.Request.Context(), domain); err != nil {
-			omfError(c, "getListOfResources", err)
-			return
+			return err
 		}
 	}
-	invList(c, "RESOURCES", "Inventory has no info for any resources on the domain: "+domain, len(nodes), func(b *strings.Builder, i int) {
+	return invList(c, m, "Inventory has no info for any resources on the domain: "+domain, len(nodes), func(b *strings.Builder, i int) {
 		fmt.Fprintf(b, "<NODE>%s</NODE>", text(nodes[i].HRN))
 	})
 }
 
-func (s *Server) invAllNodes(c *gin.Context, _ map[string]string) {
+func (s *Server) invAllNodes(c *gin.Context, m *omfMethod, _ map[string]string) error {
 	nodes, err := s.inv.Nodes(c.Request.Context(), "")
 	if err != nil {
-		omfError(c, "getAllNodes", err)
-		return
+		return err
 	}
-	invList(c, "ALLNODES", "Inventory has no nodes defined", len(nodes), func(b *strings.Builder, i int) {
+	return invList(c, m, "Inventory has no nodes defined", len(nodes), func(b *strings.Builder, i int) {
 		n := nodes[i]
 		fmt.Fprintf(b, "<NODE name=%s hrn=%s control_mac=%s control_ip=%s x=%s y=%s z=%s disk=%s testbed=%s/>",
 			attr(n.Hostname), attr(n.HRN), attr(n.ControlMAC), attr(n.ControlIP),
@@ -376,31 +401,30 @@ func (s *Server) invAllNodes(c *gin.Context, _ map[string]string) {
 	})
 }
 
-func (s *Server) invAllTestbeds(c *gin.Context, _ map[string]string) {
+func (s *Server) invAllTestbeds(c *gin.Context, m *omfMethod, _ map[string]string) error {
 	tbs, err := s.inv.Testbeds(c.Request.Context())
 	if err != nil {
-		omfError(c, "getAllTestbeds", err)
-		return
+		return err
 	}
-	invList(c, "ALLTESTBEDS", "Inventory has no testbeds defined", len(tbs), func(b *strings.Builder, i int) {
+	return invList(c, m, "Inventory has no testbeds defined", len(tbs), func(b *strings.Builder, i int) {
 		fmt.Fprintf(b, "<TESTBED>%s</TESTBED>", text(tbs[i].Domain))
 	})
 }
 
-// invList answers <root>item...</root>, item i written by one(b, i); with
-// no items, OMF's <root><ERROR>empty</ERROR></root> and a 404.
-func invList(c *gin.Context, root, empty string, n int, one func(b *strings.Builder, i int)) {
+// invList answers <ROOT>item...</ROOT>, item i written by one(b, i); with
+// no items, the empty message.
+func invList(c *gin.Context, m *omfMethod, empty string, n int, one func(b *strings.Builder, i int)) error {
 	if n == 0 {
-		invError(c, root, empty)
-		return
+		return &invNotFound{empty}
 	}
 	var b strings.Builder
-	b.WriteString("<" + root + ">")
+	b.WriteString("<" + m.reply + ">")
 	for i := range n {
 		one(&b, i)
 	}
-	b.WriteString("</" + root + ">")
+	b.WriteString("</" + m.reply + ">")
 	c.Data(http.StatusOK, "text/xml", []byte(b.String()))
+	return nil
 }
 
 var (

@@ -73,31 +73,28 @@ var omfPowerStatus = map[power.State]string{power.StateOn: "POWERON", power.Stat
 // omfPower handles /cmc/<action>?hrn=&domain=: "OK" (text/plain) as OMF
 // answered a true result, and for status
 // <NODE_STATUS><STATUS>POWERON|POWEROFF|UNKNOWN</STATUS></NODE_STATUS>.
-func (s *Server) omfPower(a power.Action) func(*gin.Context, map[string]string) {
-	return func(c *gin.Context, p map[string]string) {
-		method := string(a)
+func (s *Server) omfPower(a power.Action) func(*gin.Context, *omfMethod, map[string]string) error {
+	return func(c *gin.Context, _ *omfMethod, p map[string]string) error {
 		err := checkName("hrn", p["hrn"])
 		if err == nil {
 			err = checkName("domain", p["domain"])
 		}
 		if err != nil {
-			omfError(c, method, err)
-			return
+			return err
 		}
 		n, err := s.inv.LookupNode(c.Request.Context(), p["domain"], p["hrn"])
 		if err != nil {
-			omfError(c, method, err)
-			return
+			return err
 		}
 		st, err := s.powerDo(c.Request.Context(), n, a)
 		if err != nil {
-			omfError(c, method, err)
-			return
+			return err
 		}
 		if a == power.Status {
 			c.Data(http.StatusOK, "text/xml", fmt.Appendf(nil, "<NODE_STATUS><STATUS>%s</STATUS></NODE_STATUS>", omfPowerStatus[st]))
-			return
+			return nil
 		}
 		c.Data(http.StatusOK, "text/plain", []byte("OK"))
+		return nil
 	}
 }

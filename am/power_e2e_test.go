@@ -95,7 +95,7 @@ func timeline(t *testing.T, a *apptest.Appliance, hrn string) []string {
 // the JSON API, against a node whose BMC is a fake ipmitool: the driver gets
 // the action's verb, the caller OMF's or the API's answer, and the node's
 // timeline each action (not the status reads). A failing BMC is a 502 that
-// carries the driver's message, and is on the timeline too.
+// carries the driver's message (for OMF in <ERROR>), and is on the timeline too.
 func TestPowerActions(t *testing.T) {
 	ipmi := newFakeIpmitool(t)
 	ipmi.setPower(t, "on")
@@ -135,9 +135,9 @@ func TestPowerActions(t *testing.T) {
 		{"JSON reboot", "on", false, "POST", api, `{"action":"reboot"}`, 200, "application/json", `{"hrn":"bmc1.sb8","action":"reboot","state":"on"}`, "cycle", "power reboot state=on"},
 		{"JSON reset", "on", false, "POST", api, `{"action":"reset"}`, 200, "application/json", `{"hrn":"bmc1.sb8","action":"reset","state":"on"}`, "reset", "power reset state=on"},
 		{"JSON status", "off", false, "POST", api, `{"action":"status"}`, 200, "application/json", `{"hrn":"bmc1.sb8","action":"status","state":"off"}`, "status", ""},
-		{"OMF reset, BMC down", "on", true, "GET", omf("reset"), "", 502, "text/plain", "~reset: power ipmi:10.1.1.9:admin reset: ipmitool: exit status 1: Error: Unable to establish IPMI v2 / RMCP+ session",
+		{"OMF reset, BMC down", "on", true, "GET", omf("reset"), "", 502, "text/xml", "<ERROR>reset: power ipmi:10.1.1.9:admin reset: ipmitool: exit status 1: Error: Unable to establish IPMI v2 / RMCP+ session</ERROR>",
 			"reset", "power reset failed: power ipmi:10.1.1.9:admin reset: ipmitool: exit status 1: Error: Unable to establish IPMI v2 / RMCP+ session"},
-		{"OMF status, BMC down", "on", true, "GET", omf("status"), "", 502, "text/plain", "~Unable to establish IPMI v2", "status", ""},
+		{"OMF status, BMC down", "on", true, "GET", omf("status"), "", 502, "text/xml", "~<ERROR>status: power ipmi:10.1.1.9:admin status: ipmitool: exit status 1: Error: Unable to establish IPMI v2", "status", ""},
 		{"JSON offHard, BMC down", "on", true, "POST", api, `{"action":"offHard"}`, 502, "application/json",
 			`{"error":"power ipmi:10.1.1.9:admin offHard: ipmitool: exit status 1: Error: Unable to establish IPMI v2 / RMCP+ session"}`,
 			"off", "power offHard failed: power ipmi:10.1.1.9:admin offHard: ipmitool: exit status 1: Error: Unable to establish IPMI v2 / RMCP+ session"},

@@ -264,8 +264,8 @@ func inventoryYAML(nodes []node) []byte {
 	fmt.Fprintf(&b, "images:\n  - { name: %s, description: ORBIT RAM image for imaging }\n", image)
 	fmt.Fprintf(&b, "testbeds:\n  - domain: %s\n    nodes:\n", domain)
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: \"%s\", x: %d, y: %d, disk: /dev/sda }\n",
-			n.hrn, n.hostname, n.ip, n.mac, n.x, n.y)
+		fmt.Fprintf(&b, "      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: \"%s\", x: %d, y: %d, disk: /dev/sda, pxe_image: %s }\n",
+			n.hrn, n.hostname, n.ip, n.mac, n.x, n.y, image)
 	}
 	return b.Bytes()
 }

@@ -24,7 +24,7 @@ func TestTFTPBootTimeline(t *testing.T) {
 	a := apptest.New(t, apptest.Options{TFTP: true, Images: []string{"orbit-2.0.0"}, Inventory: `testbeds:
   - domain: sb8
     nodes:
-      - { hrn: node1-1.sb8, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01" }
+      - { hrn: node1-1.sb8, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01", pxe_image: orbit-2.0.0 }
 `})
 	kernel := bytes.Repeat([]byte("kernel-bytes."), 700_000) // 9 MB
 	if err := os.WriteFile(filepath.Join(a.TFTPRoot, "linux-orbit-pxe"), kernel, 0o644); err != nil {
