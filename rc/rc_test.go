@@ -16,6 +16,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -268,7 +269,7 @@ func TestRCRunsOnlyCommandsSignedForIt(t *testing.T) {
 func TestRCReportsProgressAsTheLoadAdvances(t *testing.T) {
 	f, srv := newFakeAM(t)
 	raw := testData(3 << 20)
-	img := zstded(t, raw)
+	img := zstdtest.Compress(t, raw)
 	const pieces = 8
 	f.mu.Lock()
 	f.image, f.pieces = img, pieces

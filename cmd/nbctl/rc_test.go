@@ -5,18 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
 )
 
@@ -77,8 +75,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	}
 
 	raw := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
-	w, _ := zstd.NewWriter(nil)
-	img := w.EncodeAll(raw, nil)
+	img := zstdtest.Compress(t, raw)
 	h := sha256.Sum256(img)
 	imgFile := filepath.Join(dir, "base.zst")
 	writeFile(t, imgFile, img)
@@ -116,8 +113,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	}
 	got, _ := os.Open(copyFile)
 	defer got.Close()
-	zr, _ := zstd.NewReader(got)
-	if back, _ := io.ReadAll(zr); !bytes.Equal(back, raw) {
+	if back := zstdtest.Decompress(t, got); !bytes.Equal(back, raw) {
 		t.Errorf("disk save: the stored image differs from the disk")
 	}
 	if err := k.diskGet(ctx, []string{"nosuch", filepath.Join(dir, "nosuch.zst")}); err == nil {
