@@ -23,6 +23,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -172,7 +173,7 @@ func startNode(t *testing.T, amURL string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &node{t: t, dir: dir, state: filepath.Join(dir, "state"), out: &apptest.SyncBuffer{}}
-	writeFile(t, filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"))
+	testenv.WriteFile(t, filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"))
 	n.args = []string{
 		"--am", amURL, "--mac", node1MAC, "--hostname", "node1-1", "--cmdline", "/dev/null",
 		"--image-file", filepath.Join(dir, "orbit_image"), "--state-dir", n.state,

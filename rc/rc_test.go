@@ -50,14 +50,6 @@ func (f *fakeAM) answer(w http.ResponseWriter, v any) {
 	}
 }
 
-// writeFile writes a test's input file.
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func newFakeAM(t *testing.T) (*fakeAM, *httptest.Server) {
 	f := &fakeAM{t: t, secrets: []string{strings.Repeat("11", 32), strings.Repeat("22", 32), strings.Repeat("33", 32)}, reports: map[int64][]proto.Report{}, reported: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
@@ -276,7 +268,7 @@ func TestRCReportsProgressAsTheLoadAdvances(t *testing.T) {
 	f.mu.Unlock()
 	dir, logs := runRC(t, srv.URL, func(c *rc.Config) { c.ReportEvery = 20 * time.Millisecond })
 	disk := filepath.Join(dir, "disk0")
-	writeFile(t, disk, nil)
+	testenv.WriteFile(t, disk, "")
 	env, _ := proto.Sign(proto.Command{ID: 1, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.LoadImage, Image: "slow", Disk: disk, SHA256: sum(img), Size: int64(len(img))}, f.secrets[0])
 	f.send(env)
 	final, reports := f.final(1)
@@ -351,9 +343,9 @@ func TestRCEnrollsAgainWhenForgotten(t *testing.T) {
 func TestFindAM(t *testing.T) {
 	dir := t.TempDir()
 	cmdline := filepath.Join(dir, "cmdline")
-	writeFile(t, cmdline, []byte("BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n"))
+	testenv.WriteFile(t, cmdline, []byte("BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n"))
 	empty := filepath.Join(dir, "empty")
-	writeFile(t, empty, []byte("quiet\n"))
+	testenv.WriteFile(t, empty, []byte("quiet\n"))
 	tests := []struct {
 		am, cmdline, next string
 		want              string

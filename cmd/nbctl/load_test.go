@@ -160,7 +160,7 @@ func (n *vnode) handleQMP(c *qmptest.Conn, cmd string, _ json.RawMessage) {
 
 func (n *vnode) writeDisk(name string, data []byte) {
 	n.t.Helper()
-	writeFile(n.t, filepath.Join(n.dir, name), data)
+	testenv.WriteFile(n.t, filepath.Join(n.dir, name), data)
 }
 
 func (n *vnode) readDisk(name string) []byte {
@@ -240,7 +240,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	ctx := t.Context()
 	for _, img := range []string{"base", "old"} {
 		f := filepath.Join(t.TempDir(), img+".zst")
-		writeFile(t, f, zstdtest.Compress(t, diskData(img)))
+		testenv.WriteFile(t, f, zstdtest.Compress(t, diskData(img)))
 		nbctlOK(ctx, t, a.URL, "disk", "put", img, f)
 	}
 	fast := []string{"--poll", "50ms"}

@@ -26,14 +26,6 @@ func runRC(t *testing.T, cfg rc.Config) (stop func()) {
 	return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) }).Stop
 }
 
-// writeFile writes a test's input file.
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRCAndDiskCommands(t *testing.T) {
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: `testbeds:
   - domain: sb8
@@ -78,17 +70,17 @@ func TestRCAndDiskCommands(t *testing.T) {
 	img := zstdtest.Compress(t, raw)
 	h := sha256.Sum256(img)
 	imgFile := filepath.Join(dir, "base.zst")
-	writeFile(t, imgFile, img)
+	testenv.WriteFile(t, imgFile, img)
 	if err := k.diskPut(ctx, []string{"base", imgFile}); err != nil || !strings.Contains(out.String(), "stored base: zstd") || !strings.Contains(out.String(), hex.EncodeToString(h[:])) {
 		t.Fatalf("disk put: %v, said %q", err, out.String())
 	}
 	plainFile := filepath.Join(dir, "plain.img")
-	writeFile(t, plainFile, raw[:4096])
+	testenv.WriteFile(t, plainFile, raw[:4096])
 	if err := k.diskPut(ctx, []string{"plain", plainFile}); err == nil || !strings.Contains(err.Error(), "neither gzip nor zstd") {
 		t.Errorf("disk put of an uncompressed file: %v", err)
 	}
 	disk := filepath.Join(dir, "disk0")
-	writeFile(t, disk, nil)
+	testenv.WriteFile(t, disk, "")
 	out.Reset()
 	errs.Reset()
 	if err := k.diskLoad(ctx, []string{"--disk", disk, node, "base"}); err != nil {
