@@ -22,21 +22,24 @@ import (
 const maxBody = 16 << 20
 
 func (s *Server) apiRoutes(g *gin.RouterGroup) {
-	g.GET("/nodes", s.apiNodes)
-	g.GET("/nodes/:hrn", s.apiNode)
-	g.PUT("/nodes/:hrn", s.apiPutNode)
-	g.DELETE("/nodes/:hrn", s.apiDeleteNode)
-	g.GET("/nodes/:hrn/events", s.apiEvents)
-	g.PUT("/nodes/:hrn/boot", s.apiSetBoot)
-	g.POST("/nodes/:hrn/power", s.apiPower)
-	g.DELETE("/nodes/:hrn/boot", s.apiClearBoot)
-	g.GET("/boot", s.apiBoot)
-	g.GET("/discovered", s.apiDiscovered)
-	g.GET("/testbeds", s.apiTestbeds)
-	g.GET("/images", s.apiImages)
-	g.PUT("/images/:name", s.apiPutImage)
-	g.GET("/inventory", s.apiExport)
-	g.POST("/inventory", s.apiImport)
+	// This table is where each of the AM's /api/v1 routes is declared.
+	apierr.Register(g, []apierr.Route{
+		{Method: http.MethodGet, Path: "/nodes", Handler: s.apiNodes},
+		{Method: http.MethodGet, Path: "/nodes/:hrn", Handler: s.apiNode},
+		{Method: http.MethodPut, Path: "/nodes/:hrn", Handler: s.apiPutNode},
+		{Method: http.MethodDelete, Path: "/nodes/:hrn", Handler: s.apiDeleteNode},
+		{Method: http.MethodGet, Path: "/nodes/:hrn/events", Handler: s.apiEvents},
+		{Method: http.MethodPut, Path: "/nodes/:hrn/boot", Handler: s.apiSetBoot},
+		{Method: http.MethodPost, Path: "/nodes/:hrn/power", Handler: s.apiPower},
+		{Method: http.MethodDelete, Path: "/nodes/:hrn/boot", Handler: s.apiClearBoot},
+		{Method: http.MethodGet, Path: "/boot", Handler: s.apiBoot},
+		{Method: http.MethodGet, Path: "/discovered", Handler: s.apiDiscovered},
+		{Method: http.MethodGet, Path: "/testbeds", Handler: s.apiTestbeds},
+		{Method: http.MethodGet, Path: "/images", Handler: s.apiImages},
+		{Method: http.MethodPut, Path: "/images/:name", Handler: s.apiPutImage},
+		{Method: http.MethodGet, Path: "/inventory", Handler: s.apiExport},
+		{Method: http.MethodPost, Path: "/inventory", Handler: s.apiImport},
+	})
 }
 
 // hrnParam is the node named in the path, refused before any lookup if it

@@ -15,6 +15,8 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 func TestPXEConfigText(t *testing.T) {
@@ -155,7 +157,7 @@ func TestArchiveDeterministic(t *testing.T) {
 func fakeKernel(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "boot", "vmlinuz-6.1.0-99-amd64"), bytes.Repeat([]byte("kernel"), 1000))
+	testenv.WriteFile(t, filepath.Join(dir, "boot", "vmlinuz-6.1.0-99-amd64"), bytes.Repeat([]byte("kernel"), 1000))
 	fakeModules(t, filepath.Join(dir, "lib", "modules", "6.1.0-99-amd64"))
 	return dir
 }
@@ -174,7 +176,7 @@ func TestBuildReproducible(t *testing.T) {
 	}
 	kdir := fakeKernel(t)
 	key := filepath.Join(t.TempDir(), "id.pub")
-	writeFile(t, key, []byte("ssh-ed25519 AAAA test\n"))
+	testenv.WriteFile(t, key, []byte("ssh-ed25519 AAAA test\n"))
 	opts := Options{
 		Name: "orbit-2.0.0", KernelDir: kdir, Modules: []string{"e1000", "virtio_net", "virtio_pci"},
 		SSHKeyFile: key, ModuleRoot: "..", Append: []string{"orbit.am=http://10.18.0.1:5054"},

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -55,12 +56,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func writeFile(t *testing.T, p string, data []byte) {
-	t.Helper()
-	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-	must(t, os.WriteFile(p, data, 0o644))
-}
-
 // fakeModules writes a modules directory: the virtio-net chain of the Debian
 // kernel, e1000, an unrelated module, a module with a dash in its file name
 // and a built-in module.
@@ -82,9 +77,9 @@ func fakeModules(t *testing.T, dir string) {
 		"kernel/drivers/broken.ko":                         {"depends=not_there"},
 	}
 	for p, info := range mods {
-		writeFile(t, filepath.Join(dir, p), fakeKO(t, info...))
+		testenv.WriteFile(t, filepath.Join(dir, p), fakeKO(t, info...))
 	}
-	writeFile(t, filepath.Join(dir, "modules.builtin"), []byte("kernel/crypto/crc32c_generic.ko\nkernel/drivers/tty/serial/8250.ko\n"))
+	testenv.WriteFile(t, filepath.Join(dir, "modules.builtin"), []byte("kernel/crypto/crc32c_generic.ko\nkernel/drivers/tty/serial/8250.ko\n"))
 }
 
 func names(ms []Module) []string {
@@ -135,9 +130,9 @@ func TestResolveModulesModinfo(t *testing.T) {
 func TestResolveModulesErrors(t *testing.T) {
 	dir := t.TempDir()
 	fakeModules(t, dir)
-	writeFile(t, filepath.Join(dir, "kernel/cyc/cyc_a.ko"), fakeKO(t, "depends=cyc_b"))
-	writeFile(t, filepath.Join(dir, "kernel/cyc/cyc_b.ko"), fakeKO(t, "depends=cyc_a"))
-	writeFile(t, filepath.Join(dir, "kernel/bad/notelf.ko"), []byte("not an ELF file"))
+	testenv.WriteFile(t, filepath.Join(dir, "kernel/cyc/cyc_a.ko"), fakeKO(t, "depends=cyc_b"))
+	testenv.WriteFile(t, filepath.Join(dir, "kernel/cyc/cyc_b.ko"), fakeKO(t, "depends=cyc_a"))
+	testenv.WriteFile(t, filepath.Join(dir, "kernel/bad/notelf.ko"), []byte("not an ELF file"))
 
 	_, err := ResolveModules(dir, []string{"no_such_module"})
 	if !errors.Is(err, ErrModuleNotFound) || !strings.Contains(err.Error(), "no_such_module") {
@@ -158,7 +153,7 @@ func TestResolveModulesErrors(t *testing.T) {
 func TestResolveModulesDep(t *testing.T) {
 	dir := t.TempDir()
 	// modules.dep wins over .modinfo: the files need not even be ELF.
-	writeFile(t, filepath.Join(dir, "modules.dep"), []byte(
+	testenv.WriteFile(t, filepath.Join(dir, "modules.dep"), []byte(
 		"kernel/a/a.ko: kernel/b/b.ko kernel/c/c.ko.xz\n"+
 			"kernel/b/b.ko: kernel/c/c.ko.xz\n"+
 			"kernel/c/c.ko.xz:\n"+

@@ -22,6 +22,7 @@ import (
 
 	"github.com/orbit-lab/netboot/initramfs/layout"
 	"github.com/orbit-lab/netboot/initramfs/orbitinit"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestDebugShellSSH runs the image's sshd, as the init starts it (the
@@ -44,8 +45,8 @@ func TestDebugShellSSH(t *testing.T) {
 	}
 	dir := t.TempDir()
 	sshd, gosh := filepath.Join(dir, "sshd"), filepath.Join(dir, "gosh")
-	writeFile(t, sshd, shell.SSHD)
-	writeFile(t, gosh, shell.Gosh)
+	testenv.WriteFile(t, sshd, shell.SSHD)
+	testenv.WriteFile(t, gosh, shell.Gosh)
 	must(t, os.Chmod(sshd, 0o755))
 	must(t, os.Chmod(gosh, 0o755))
 
@@ -67,8 +68,8 @@ func TestDebugShellSSH(t *testing.T) {
 	keys, hostFile := filepath.Join(dir, "authorized_keys"), filepath.Join(dir, "host_key")
 	line, err := orbitinit.ParseSSHKeyArg(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(client.PublicKey()))))
 	must(t, err)
-	writeFile(t, keys, []byte(line+"\n"))
-	writeFile(t, hostFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	testenv.WriteFile(t, keys, []byte(line+"\n"))
+	testenv.WriteFile(t, hostFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)

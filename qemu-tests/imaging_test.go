@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
 
@@ -207,14 +205,8 @@ func TestSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer zf.Close()
-	zr, err := zstd.NewReader(zf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(zr)
-	zr.Close()
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("the saved image (%d bytes, %v) is not the disk (%d bytes) byte for byte", len(got), err, len(want))
+	if got := zstdtest.Decompress(t, zf); !bytes.Equal(got, want) {
+		t.Fatalf("the saved image (%d bytes) is not the disk (%d bytes) byte for byte", len(got), len(want))
 	}
 	// The reboot at the end boots the disk, which the save left alone.
 	if _, err := vm.Console.WaitLine(ctx, oldMarker(node)); err != nil {

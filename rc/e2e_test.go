@@ -19,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -173,7 +173,7 @@ func startNode(t *testing.T, amURL string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &node{t: t, dir: dir, state: filepath.Join(dir, "state"), out: &apptest.SyncBuffer{}}
-	writeFile(t, filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"))
+	testenv.WriteFile(t, filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"))
 	n.args = []string{
 		"--am", amURL, "--mac", node1MAC, "--hostname", "node1-1", "--cmdline", "/dev/null",
 		"--image-file", filepath.Join(dir, "orbit_image"), "--state-dir", n.state,
@@ -316,27 +316,6 @@ func gzipped(t *testing.T, data []byte, members int) []byte {
 	return buf.Bytes()
 }
 
-func zstded(t *testing.T, data []byte) []byte {
-	w, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w.EncodeAll(data, nil)
-}
-
-func unzstd(t *testing.T, data []byte) []byte {
-	r, err := zstd.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	out, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
@@ -461,7 +440,7 @@ func scenarios(t *testing.T, app backend) {
 		}{
 			{"test-gz", gzipped(t, raw, 1)},
 			{"test-gz-multi", gzipped(t, raw, 3)},
-			{"test-zst", zstded(t, raw)},
+			{"test-zst", zstdtest.Compress(t, raw)},
 		} {
 			img, err := c.PutDiskImage(ctx, tc.name, bytes.NewReader(tc.data), sum(tc.data))
 			if err != nil || img.SHA256 != sum(tc.data) || img.Size != int64(len(tc.data)) {
@@ -497,7 +476,7 @@ func scenarios(t *testing.T, app backend) {
 
 	t.Run("corrupted upload rejected", func(t *testing.T) {
 		good, _ := c.DiskImages(ctx)
-		bad := zstded(t, testData(1<<20))
+		bad := zstdtest.Compress(t, testData(1<<20))
 		if _, err := c.PutDiskImage(ctx, "test-zst", bytes.NewReader(bad), sum(bad[:len(bad)-1])); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Errorf("upload with a wrong checksum: %v", err)
 		}
@@ -560,7 +539,7 @@ func scenarios(t *testing.T, app backend) {
 		if err != nil || s != st.SHA256 || sum(stored.Bytes()) != s {
 			t.Fatalf("saved image: sha %s, %v; the RC said %s", s, err, st.SHA256)
 		}
-		if proto.FormatOf(stored.Bytes()) != proto.FormatZstd || !bytes.Equal(unzstd(t, stored.Bytes()), raw) {
+		if proto.FormatOf(stored.Bytes()) != proto.FormatZstd || !bytes.Equal(zstdtest.Decompress(t, bytes.NewReader(stored.Bytes())), raw) {
 			t.Errorf("the saved image does not decompress to the disk")
 		}
 		dst := n.disk("disk-dst", nil)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -46,14 +47,6 @@ const fakeEnrollment = 7
 func (f *fakeAM) answer(w http.ResponseWriter, v any) {
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		f.t.Logf("fake AM: answer: %v", err)
-	}
-}
-
-// writeFile writes a test's input file.
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -268,14 +261,14 @@ func TestRCRunsOnlyCommandsSignedForIt(t *testing.T) {
 func TestRCReportsProgressAsTheLoadAdvances(t *testing.T) {
 	f, srv := newFakeAM(t)
 	raw := testData(3 << 20)
-	img := zstded(t, raw)
+	img := zstdtest.Compress(t, raw)
 	const pieces = 8
 	f.mu.Lock()
 	f.image, f.pieces = img, pieces
 	f.mu.Unlock()
 	dir, logs := runRC(t, srv.URL, func(c *rc.Config) { c.ReportEvery = 20 * time.Millisecond })
 	disk := filepath.Join(dir, "disk0")
-	writeFile(t, disk, nil)
+	testenv.WriteFile(t, disk, "")
 	env, _ := proto.Sign(proto.Command{ID: 1, Enrollment: fakeEnrollment, HRN: "n1", Type: proto.LoadImage, Image: "slow", Disk: disk, SHA256: sum(img), Size: int64(len(img))}, f.secrets[0])
 	f.send(env)
 	final, reports := f.final(1)
@@ -350,9 +343,9 @@ func TestRCEnrollsAgainWhenForgotten(t *testing.T) {
 func TestFindAM(t *testing.T) {
 	dir := t.TempDir()
 	cmdline := filepath.Join(dir, "cmdline")
-	writeFile(t, cmdline, []byte("BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n"))
+	testenv.WriteFile(t, cmdline, []byte("BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n"))
 	empty := filepath.Join(dir, "empty")
-	writeFile(t, empty, []byte("quiet\n"))
+	testenv.WriteFile(t, empty, []byte("quiet\n"))
 	tests := []struct {
 		am, cmdline, next string
 		want              string

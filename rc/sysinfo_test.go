@@ -7,19 +7,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
 func TestLocalDisks(t *testing.T) {
 	sys := t.TempDir()
 	write := func(path, body string) {
-		p := filepath.Join(sys, path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testenv.WriteFile(t, filepath.Join(sys, path), body)
 	}
 	write("sda/size", "976773168\n")
 	write("sda/device/model", "Samsung SSD 860 \n")

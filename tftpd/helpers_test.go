@@ -55,7 +55,7 @@ func newTree(t testing.TB, large map[string]int) *tree {
 		tr.write(t, name, randomBytes(i, size))
 		i++
 	}
-	writeFile(t, filepath.Join(tr.outside, "secret"), []byte("SECRET outside the root\n"))
+	testenv.WriteFile(t, filepath.Join(tr.outside, "secret"), []byte("SECRET outside the root\n"))
 	symlink(t, "./orbit-2.0.0", filepath.Join(tr.root, "pxelinux.cfg/0A120102"))
 	symlink(t, "../outside/secret", filepath.Join(tr.root, "escape"))
 	symlink(t, "../outside", filepath.Join(tr.root, "escape-dir"))
@@ -67,7 +67,7 @@ func newTree(t testing.TB, large map[string]int) *tree {
 
 func (tr *tree) write(t testing.TB, name string, data []byte) {
 	t.Helper()
-	writeFile(t, filepath.Join(tr.root, filepath.FromSlash(name)), data)
+	testenv.WriteFile(t, filepath.Join(tr.root, filepath.FromSlash(name)), data)
 	tr.files[name] = data
 }
 
@@ -80,13 +80,6 @@ func mkdir(t testing.TB, dir string, subs ...string) {
 		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-func writeFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -105,7 +105,7 @@ func interopRun(t *testing.T, skip func(interopCase) bool, blksize int, fetch fu
 		t.Run(tc.name, func(t *testing.T) {
 			local := filepath.Join(t.TempDir(), "local")
 			if tc.put {
-				writeFile(t, local, []byte("not for a read-only server\n"))
+				testenv.WriteFile(t, local, []byte("not for a read-only server\n"))
 			}
 			start := time.Now()
 			fetch(t, port, tc, local, tr)

@@ -16,12 +16,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pin/tftp/v3"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 func TestNewValidatesConfig(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
-	writeFile(t, file, []byte("x"))
+	testenv.WriteFile(t, file, []byte("x"))
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -543,7 +545,7 @@ func TestFileChangesDuringTransfer(t *testing.T) {
 		wantErr bool
 	}{
 		{"replaced by rename", func(t *testing.T, path string) {
-			writeFile(t, path+".new", randomBytes(99, size/2))
+			testenv.WriteFile(t, path+".new", randomBytes(99, size/2))
 			if err := os.Rename(path+".new", path); err != nil {
 				t.Fatal(err)
 			}

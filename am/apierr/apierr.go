@@ -1,6 +1,7 @@
 // Package apierr is the one way the AM and its RC broker answer a failed
 // /api/v1 call: the status that tells the caller what to fix, and the
-// apiv1.ErrorBody that says it.
+// apiv1.ErrorBody that says it. It also holds the Route table type both
+// declare their /api/v1 routes in.
 package apierr
 
 import (

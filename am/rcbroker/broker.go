@@ -111,22 +111,25 @@ func New(cfg Config, st Store, log *slog.Logger) (*Broker, error) {
 
 // Register adds the broker's routes to the AM's /api/v1 group.
 func (b *Broker) Register(g *gin.RouterGroup) {
-	// The RC's calls.
-	g.POST("/rc/enroll", b.enroll)
-	g.GET("/rc/poll", b.poll)
-	g.POST("/rc/commands/:id/report", b.report)
-	// The operators'.
-	g.GET("/rc", b.statusAll)
-	g.GET("/nodes/:hrn/rc", b.status)
-	g.POST("/nodes/:hrn/commands", b.addCommand)
-	g.GET("/nodes/:hrn/commands", b.nodeCommands)
-	g.GET("/commands/:id", b.command)
-	// Both.
-	g.GET("/disk-images", b.listImages)
-	g.GET("/disk-images/:name", b.getImage)
-	g.HEAD("/disk-images/:name", b.getImage)
-	g.PUT("/disk-images/:name", b.putImage)
-	g.DELETE("/disk-images/:name", b.deleteImage)
+	// This table is where each of the broker's routes is declared.
+	apierr.Register(g, []apierr.Route{
+		// The RC's calls.
+		{Method: http.MethodPost, Path: "/rc/enroll", Handler: b.enroll},
+		{Method: http.MethodGet, Path: "/rc/poll", Handler: b.poll},
+		{Method: http.MethodPost, Path: "/rc/commands/:id/report", Handler: b.report},
+		// The operators'.
+		{Method: http.MethodGet, Path: "/rc", Handler: b.statusAll},
+		{Method: http.MethodGet, Path: "/nodes/:hrn/rc", Handler: b.status},
+		{Method: http.MethodPost, Path: "/nodes/:hrn/commands", Handler: b.addCommand},
+		{Method: http.MethodGet, Path: "/nodes/:hrn/commands", Handler: b.nodeCommands},
+		{Method: http.MethodGet, Path: "/commands/:id", Handler: b.command},
+		// Both.
+		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages},
+		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage},
+		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage},
+		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage},
+		{Method: http.MethodDelete, Path: "/disk-images/:name", Handler: b.deleteImage},
+	})
 }
 
 // Run fails the running commands of RCs that went silent, until ctx is

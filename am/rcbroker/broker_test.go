@@ -18,12 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -283,15 +282,10 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-func zst(t *testing.T, data []byte) []byte {
-	w, _ := zstd.NewWriter(nil)
-	return w.EncodeAll(data, nil)
-}
-
 func TestDiskImageStore(t *testing.T) {
 	a := start(t, rcbroker.Config{})
 	u := a.URL + "/api/v1/disk-images/"
-	img := zst(t, bytes.Repeat([]byte("disk "), 100000))
+	img := zstdtest.Compress(t, bytes.Repeat([]byte("disk "), 100000))
 
 	// The checksum in a trailer, as orbit-rc sends it.
 	upload := func(name string, data []byte, trailerSum string) answer {

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
 )
 
@@ -161,7 +160,7 @@ func (n *vnode) handleQMP(c *qmptest.Conn, cmd string, _ json.RawMessage) {
 
 func (n *vnode) writeDisk(name string, data []byte) {
 	n.t.Helper()
-	writeFile(n.t, filepath.Join(n.dir, name), data)
+	testenv.WriteFile(n.t, filepath.Join(n.dir, name), data)
 }
 
 func (n *vnode) readDisk(name string) []byte {
@@ -210,15 +209,6 @@ func diskData(name string) []byte {
 	return bytes.Repeat([]byte(fmt.Sprintf("%-16s", name)), 64<<10/16)
 }
 
-func zstdOf(t *testing.T, data []byte) []byte {
-	t.Helper()
-	w, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w.EncodeAll(data, nil)
-}
-
 // storedImage is a stored disk image, decompressed.
 func storedImage(ctx context.Context, t *testing.T, url, name string) []byte {
 	t.Helper()
@@ -226,16 +216,7 @@ func storedImage(ctx context.Context, t *testing.T, url, name string) []byte {
 	if _, err := amclient.New(url).GetDiskImage(ctx, name, &buf); err != nil {
 		t.Fatalf("disk get %s: %v", name, err)
 	}
-	zr, err := zstd.NewReader(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	var out bytes.Buffer
-	if _, err := out.ReadFrom(zr); err != nil {
-		t.Fatalf("disk image %s: %v", name, err)
-	}
-	return out.Bytes()
+	return zstdtest.Decompress(t, &buf)
 }
 
 // TestLoadSaveFlags: nbctl load and save against netbootd, with nodes
@@ -259,7 +240,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	ctx := t.Context()
 	for _, img := range []string{"base", "old"} {
 		f := filepath.Join(t.TempDir(), img+".zst")
-		writeFile(t, f, zstdOf(t, diskData(img)))
+		testenv.WriteFile(t, f, zstdtest.Compress(t, diskData(img)))
 		nbctlOK(ctx, t, a.URL, "disk", "put", img, f)
 	}
 	fast := []string{"--poll", "50ms"}

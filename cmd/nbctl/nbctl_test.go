@@ -26,7 +26,7 @@ func TestInventoryImportExport(t *testing.T) {
 	a.Start()
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	writeFile(t, good, []byte(`images:
+	testenv.WriteFile(t, good, []byte(`images:
   - { name: orbit-2.0.0, description: ORBIT RAM image for imaging }
 testbeds:
   - domain: sb8
@@ -35,7 +35,7 @@ testbeds:
           control_mac: "00:03:1d:0c:01:02", x: 1, y: 2, pxe_image: orbit-2.0.0, disk: /dev/sda }
 `))
 	bad := filepath.Join(dir, "bad.yaml")
-	writeFile(t, bad, []byte(`testbeds:
+	testenv.WriteFile(t, bad, []byte(`testbeds:
   - domain: sb8
     nodes:
       - { hrn: node1-1.sb8.orbit-lab.org, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:01" }
@@ -85,7 +85,7 @@ testbeds:
 	}
 	// What export writes, import takes back unchanged.
 	again := filepath.Join(dir, "again.yaml")
-	writeFile(t, again, []byte(exported))
+	testenv.WriteFile(t, again, []byte(exported))
 	if out, err := a.Nbctl("inventory", "import", again); err != nil {
 		t.Fatalf("re-import: %v\n%s", err, out)
 	}
@@ -316,7 +316,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		// The command waits until nbctl has printed its first line: so
 		// that line came while the command ran, and nbctl reads the
 		// command at least once more after printing it.
-		out := &watchWriter{want: "a\n", then: func() { writeFile(t, goOn, nil) }}
+		out := &watchWriter{want: "a\n", then: func() { testenv.WriteFile(t, goOn, "") }}
 		var errs bytes.Buffer
 		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--timeout", "60s", node11.HRN, "--",
 			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)

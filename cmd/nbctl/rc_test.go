@@ -5,18 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
 )
 
@@ -26,14 +24,6 @@ import (
 // then end without an error.
 func runRC(t *testing.T, cfg rc.Config) (stop func()) {
 	return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) }).Stop
-}
-
-// writeFile writes a test's input file.
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestRCAndDiskCommands(t *testing.T) {
@@ -77,21 +67,20 @@ func TestRCAndDiskCommands(t *testing.T) {
 	}
 
 	raw := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
-	w, _ := zstd.NewWriter(nil)
-	img := w.EncodeAll(raw, nil)
+	img := zstdtest.Compress(t, raw)
 	h := sha256.Sum256(img)
 	imgFile := filepath.Join(dir, "base.zst")
-	writeFile(t, imgFile, img)
+	testenv.WriteFile(t, imgFile, img)
 	if err := k.diskPut(ctx, []string{"base", imgFile}); err != nil || !strings.Contains(out.String(), "stored base: zstd") || !strings.Contains(out.String(), hex.EncodeToString(h[:])) {
 		t.Fatalf("disk put: %v, said %q", err, out.String())
 	}
 	plainFile := filepath.Join(dir, "plain.img")
-	writeFile(t, plainFile, raw[:4096])
+	testenv.WriteFile(t, plainFile, raw[:4096])
 	if err := k.diskPut(ctx, []string{"plain", plainFile}); err == nil || !strings.Contains(err.Error(), "neither gzip nor zstd") {
 		t.Errorf("disk put of an uncompressed file: %v", err)
 	}
 	disk := filepath.Join(dir, "disk0")
-	writeFile(t, disk, nil)
+	testenv.WriteFile(t, disk, "")
 	out.Reset()
 	errs.Reset()
 	if err := k.diskLoad(ctx, []string{"--disk", disk, node, "base"}); err != nil {
@@ -116,8 +105,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	}
 	got, _ := os.Open(copyFile)
 	defer got.Close()
-	zr, _ := zstd.NewReader(got)
-	if back, _ := io.ReadAll(zr); !bytes.Equal(back, raw) {
+	if back := zstdtest.Decompress(t, got); !bytes.Equal(back, raw) {
 		t.Errorf("disk save: the stored image differs from the disk")
 	}
 	if err := k.diskGet(ctx, []string{"nosuch", filepath.Join(dir, "nosuch.zst")}); err == nil {

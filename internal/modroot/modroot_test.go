@@ -2,22 +2,17 @@ package modroot
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 func TestFrom(t *testing.T) {
 	tree := t.TempDir()
 	write := func(rel, text string) {
 		t.Helper()
-		p := filepath.Join(tree, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testenv.WriteFile(t, filepath.Join(tree, rel), text)
 	}
 	write("src/go.mod", "module "+Module+"\n\ngo 1.26\n")
 	write("src/cmd/x/main.go", "package main\n")

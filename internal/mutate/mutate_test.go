@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/internal/modroot"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestList keeps the list honest as the code changes: a snippet that no
@@ -64,7 +65,7 @@ func TestApply(t *testing.T) {
 
 func TestCheckFindsEveryProblem(t *testing.T) {
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "p", "p.go"), "package p\n\nfunc f(a, b int) bool { return a < b }\n")
+	testenv.WriteFile(t, filepath.Join(root, "p", "p.go"), "package p\n\nfunc f(a, b int) bool { return a < b }\n")
 	list := []Mutation{
 		{Name: "good", File: "p/p.go", Old: "a < b", New: "a <= b", Pkgs: []string{"./p"}, Why: "off by one"},
 		{Name: "good", File: "p/p.go", Old: "a < b", New: "a > b", Pkgs: []string{"./p"}, Why: "a name used twice"},
@@ -102,16 +103,6 @@ panic: test timed out after 1s
 	}
 }
 
-func writeFile(t *testing.T, path, text string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestRunner runs the runner on a module of its own: a breakage its tests
 // catch, one they miss, one that does not build, and one that only a
 // program the test builds and runs with go run can see (the way
@@ -121,9 +112,9 @@ func TestRunner(t *testing.T) {
 		t.Skip("runs go test and go run on a module of its own")
 	}
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "go.mod"), "module example.com/m\n\ngo 1.21\n")
-	writeFile(t, filepath.Join(root, "p", "p.go"), "package p\n\nfunc Less(a, b int) bool { return a < b }\n")
-	writeFile(t, filepath.Join(root, "p", "p_test.go"), `package p
+	testenv.WriteFile(t, filepath.Join(root, "go.mod"), "module example.com/m\n\ngo 1.21\n")
+	testenv.WriteFile(t, filepath.Join(root, "p", "p.go"), "package p\n\nfunc Less(a, b int) bool { return a < b }\n")
+	testenv.WriteFile(t, filepath.Join(root, "p", "p_test.go"), `package p
 
 import "testing"
 
@@ -133,7 +124,7 @@ func TestLess(t *testing.T) {
 	}
 }
 `)
-	writeFile(t, filepath.Join(root, "show", "main.go"), `package main
+	testenv.WriteFile(t, filepath.Join(root, "show", "main.go"), `package main
 
 import (
 	"fmt"
@@ -143,7 +134,7 @@ import (
 
 func main() { fmt.Println(p.Less(2, 1)) }
 `)
-	writeFile(t, filepath.Join(root, "viaexec", "viaexec_test.go"), `package viaexec
+	testenv.WriteFile(t, filepath.Join(root, "viaexec", "viaexec_test.go"), `package viaexec
 
 import (
 	"os/exec"
@@ -186,7 +177,7 @@ func TestShow(t *testing.T) {
 	}
 
 	// A test that fails unbroken shows in the baseline.
-	writeFile(t, filepath.Join(root, "p", "p_test.go"), "package p\n\nimport \"testing\"\n\nfunc TestLess(t *testing.T) { t.Error(\"always\") }\n")
+	testenv.WriteFile(t, filepath.Join(root, "p", "p_test.go"), "package p\n\nimport \"testing\"\n\nfunc TestLess(t *testing.T) { t.Error(\"always\") }\n")
 	base, err := r.Baseline(t.Context(), []Mutation{tests[0].m, tests[3].m})
 	if err != nil {
 		t.Fatal(err)

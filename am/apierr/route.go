@@ -1,0 +1,17 @@
+package apierr
+
+import "github.com/gin-gonic/gin"
+
+// Route is one /api/v1 call that a package serves.
+type Route struct {
+	Method  string
+	Path    string
+	Handler gin.HandlerFunc
+}
+
+// Register adds routes to g, in order.
+func Register(g *gin.RouterGroup, routes []Route) {
+	for _, r := range routes {
+		g.Handle(r.Method, r.Path, r.Handler)
+	}
+}
