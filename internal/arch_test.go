@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -212,4 +213,29 @@ func ours(paths []string) []string {
 		}
 	}
 	return out
+}
+
+// TestPackageMap checks that the README's package map names every package
+// of the module (a folder named with a trailing slash covers its own
+// package; bench/ covers the benchmarks).
+func TestPackageMap(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no ## Layout section")
+	}
+	layout, _, _ = strings.Cut(layout, "\n## ")
+	pkgs, err := listModule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkgs {
+		named := strings.Contains(layout, "`"+p.Path+"`") || strings.Contains(layout, "`"+p.Path+"/`")
+		if !named && !under(p.Path, "bench") && p.Path != "internal" {
+			t.Errorf("README.md's package map does not name %s", p.Path)
+		}
+	}
 }
