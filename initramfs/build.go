@@ -10,8 +10,6 @@ package initramfs
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/orbit-lab/netboot/initramfs/layout"
 	"github.com/orbit-lab/netboot/internal/atomicfile"
+	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/internal/imagename"
 )
 
@@ -415,7 +414,7 @@ func Assemble(c Contents) (*Archive, error) {
 
 // writeAtomic writes dst (0644) through fill, atomically, and describes it.
 func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
-	h := sha256.New()
+	h := digest.New()
 	var size int64
 	err := atomicfile.Write(dst, 0o644, func(w io.Writer) error {
 		cw := &countWriter{w: io.MultiWriter(w, h)}
@@ -430,17 +429,17 @@ func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{Path: abs, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return File{Path: abs, Size: size, SHA256: h.Hex()}, nil
 }
 
 // copyAtomic copies src to dst with writeAtomic, unless dst already has the
 // same contents.
 func copyAtomic(src, dst string) (File, error) {
-	sum, size, err := hashFile(src)
+	sum, size, err := digest.File(src)
 	if err != nil {
 		return File{}, err
 	}
-	if dsum, dsize, err := hashFile(dst); err == nil && dsum == sum && dsize == size {
+	if dsum, dsize, err := digest.File(dst); err == nil && dsum == sum && dsize == size {
 		abs, err := filepath.Abs(dst)
 		return File{Path: abs, Size: size, SHA256: sum}, err
 	}
@@ -453,18 +452,4 @@ func copyAtomic(src, dst string) (File, error) {
 		_, err = io.Copy(w, f)
 		return err
 	})
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

@@ -3,8 +3,6 @@ package rc
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/orbit-lab/netboot/internal/ctxio"
+	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -141,7 +140,7 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	var read, written atomic.Int64
 	rep.watch(func() proto.Progress { return proto.Progress{Done: read.Load(), Total: total, Written: written.Load()} })
 	rep.start(ctx)
-	h := sha256.New()
+	h := digest.New()
 	src := bufio.NewReaderSize(io.TeeReader(countRead(ctxio.Reader(ctx, resp.Body), &read), h), ioBlock)
 	head, _ := src.Peek(4)
 	var dec io.Reader
@@ -178,7 +177,7 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	}
 	r.log.Info("image written", "id", c.ID, "image", c.Image, "disk", disk, "bytes", n,
 		"write", wrote.Round(time.Millisecond), "sync", (time.Since(began) - wrote).Round(time.Millisecond))
-	got := hex.EncodeToString(h.Sum(nil))
+	got := h.Hex()
 	if got != want {
 		return failed("loading %s onto %s: checksum mismatch: received sha256 %s, the image is %s; the disk holds %d bytes that cannot be trusted: load again",
 			c.Image, disk, got, want, n)
@@ -273,13 +272,13 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	defer cancel()
 	pr, pw := io.Pipe()
 	defer pr.Close() // ends the compressor if the appliance answers early
-	h := sha256.New()
+	h := digest.New()
 	trailer := http.Header{proto.HeaderSHA256: nil}
 	done := make(chan error, 1)
 	go func() {
 		err := compress(countWriter{io.MultiWriter(pw, h), &sent}, countRead(ctxio.Reader(ctx, f), &read))
 		if err == nil {
-			trailer.Set(proto.HeaderSHA256, hex.EncodeToString(h.Sum(nil))) // before EOF: the client sends it then
+			trailer.Set(proto.HeaderSHA256, h.Hex()) // before EOF: the client sends it then
 		}
 		pw.CloseWithError(err)
 		done <- err
@@ -293,7 +292,7 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	case err != nil:
 		return failed("saving %s as %s: %v", disk, c.Image, err)
 	}
-	got := hex.EncodeToString(h.Sum(nil))
+	got := h.Hex()
 	if img.SHA256 != got {
 		return failed("saving %s as %s: the appliance stored sha256 %s, the RC sent %s", disk, c.Image, img.SHA256, got)
 	}

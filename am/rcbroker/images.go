@@ -2,8 +2,6 @@ package rcbroker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/ctxio"
+	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -103,7 +102,7 @@ func (s *imageStore) describe(f *os.File, name, format string) (proto.DiskImage,
 	s.mu.Lock()
 	if sfi, err := os.Stat(sumPath); err == nil && !sfi.ModTime().Before(fi.ModTime()) {
 		if b, err := os.ReadFile(sumPath); err == nil {
-			if sum, _, _ := strings.Cut(string(b), " "); isSHA256(sum) {
+			if sum, _, _ := strings.Cut(string(b), " "); digest.Valid(sum) {
 				img.SHA256 = sum
 			}
 		}
@@ -112,11 +111,11 @@ func (s *imageStore) describe(f *os.File, name, format string) (proto.DiskImage,
 	if img.SHA256 != "" {
 		return img, nil
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+	sum, _, err := digest.Reader(io.NewSectionReader(f, 0, fi.Size()))
+	if err != nil {
 		return img, fmt.Errorf("rcbroker: disk image %q: checksum: %w", name, err)
 	}
-	img.SHA256 = hex.EncodeToString(h.Sum(nil))
+	img.SHA256 = sum
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Save it only if the file is still the one summed.
@@ -126,14 +125,6 @@ func (s *imageStore) describe(f *os.File, name, format string) (proto.DiskImage,
 		}
 	}
 	return img, nil
-}
-
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil && strings.ToLower(s) == s
 }
 
 // stat describes one image.
@@ -196,18 +187,18 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := sha256.New()
+	h := digest.New()
 	head := &headWriter{}
 	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, head), ctxio.Reader(ctx, r), make([]byte, copyBuffer))
 	if err != nil {
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
 	}
-	got := hex.EncodeToString(h.Sum(nil))
+	got := h.Hex()
 	claim := strings.ToLower(strings.TrimSpace(want()))
 	switch {
 	case claim == "":
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: no %s header or trailer; the stored image is unchanged", name, proto.HeaderSHA256)
-	case !isSHA256(claim):
+	case !digest.Valid(claim):
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: %s %q is not a hex SHA-256", name, proto.HeaderSHA256, clip(claim))
 	case claim != got:
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: checksum mismatch: %d bytes with sha256 %s, the uploader said %s; the stored image is unchanged",

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/atomicfile"
+	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -292,14 +293,14 @@ func (k *cli) diskPut(ctx context.Context, args []string) error {
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	sum, _, err := digest.Reader(f)
+	if err != nil {
 		return fmt.Errorf("read %s: %w", file, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	img, err := k.c.PutDiskImage(ctx, name, f, hex.EncodeToString(h.Sum(nil)))
+	img, err := k.c.PutDiskImage(ctx, name, f, sum)
 	if err != nil {
 		return err
 	}
