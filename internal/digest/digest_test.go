@@ -20,7 +20,9 @@ func TestSums(t *testing.T) {
 	}{{"", sumEmpty}, {"abc", sumABC}} {
 		h := New()
 		for _, c := range tc.in { // in pieces: the sum is of the stream
-			h.Write([]byte(string(c)))
+			if _, err := h.Write([]byte(string(c))); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if got := h.Hex(); got != tc.want {
 			t.Errorf("Hash(%q) = %s, want %s", tc.in, got, tc.want)
