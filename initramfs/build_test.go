@@ -31,7 +31,7 @@ TIMEOUT 1
 LABEL orbit
   KERNEL linux-orbit-pxe-6.1.0-56-amd64
   APPEND initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054
-  IPAPPEND 2
+  IPAPPEND 3
 `
 	if diff := cmp.Diff(want, c.Text()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

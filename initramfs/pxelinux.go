@@ -19,8 +19,14 @@ type PXEConfig struct {
 
 // Text renders the config in the seed's form (pxelinux.cfg/orbit-2.0.0 of
 // the OMF PXE Aggregate Manager) without its DISPLAY line (no message.txt is
-// served) and with IPAPPEND 2, which makes pxelinux add BOOTIF=01-<mac> so the
-// init knows the interface the node booted from. PROMPT 0 boots at once.
+// served) and with IPAPPEND 3, which makes pxelinux add BOOTIF=01-<mac> (2),
+// so that the init knows the interface the node booted from, and
+// ip=<client>:<boot server>:<gateway>:<netmask> (1), so that the RC knows
+// the appliance: the boot server is the TFTP server pxelinux loaded the
+// kernel from, also when another DHCP server gave the node its address
+// (dhcp.mode: proxy), where the DHCP next-server is not the appliance. The
+// kernel does not act on ip= (Debian's has no CONFIG_IP_PNP) and the init
+// does its own DHCP. PROMPT 0 boots at once.
 // The seed's "rw init=/sbin/init" is not needed: the kernel runs /init of the
 // initramfs (and /sbin/init links to it).
 func (c PXEConfig) Text() string {
@@ -32,7 +38,7 @@ func (c PXEConfig) Text() string {
 	fmt.Fprintf(&b, "LABEL orbit\n")
 	fmt.Fprintf(&b, "  KERNEL %s\n", c.Kernel)
 	fmt.Fprintf(&b, "  APPEND %s\n", strings.Join(args, " "))
-	fmt.Fprintf(&b, "  IPAPPEND 2\n")
+	fmt.Fprintf(&b, "  IPAPPEND 3\n")
 	return b.String()
 }
 

@@ -168,6 +168,92 @@ func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed
 	t.Logf("node %s (%s) took %v", n.Hostname, n.NIC, time.Since(start).Round(time.Millisecond))
 }
 
+// TestProxyNetboot: a site's own DHCP server (dnsmasq on another host of
+// the segment) gives the node its address, router and next-server, and
+// netbootd beside it in dhcp.mode: proxy only the boot information. The
+// image is built without orbit.am=, as the README's steps build it. The
+// node boots pxelinux, the kernel and the initramfs from netbootd, its init
+// leases its address from the site's server, and its RC finds the
+// appliance by the boot server of pxelinux's ip= (IPAPPEND 3), not by the
+// DHCP next-server (the site's), and enrolls.
+func TestProxyNetboot(t *testing.T) {
+	vtestbed.Require(t, vtestbed.NetbootdProxy)
+	start := time.Now()
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Server: vtestbed.NetbootdProxy, Image: image})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
+		t.Fatal(err)
+	}
+
+	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"})
+	at := func(l vtestbed.Line) string { return vm.Since(l.At).Round(10 * time.Millisecond).String() }
+	site, appliance := regexp.QuoteMeta(vtestbed.SiteIP.String()), regexp.QuoteMeta(vtestbed.ServerIP.String())
+	// pxelinux appended the boot server it loaded the kernel from.
+	cmdline := regexp.MustCompile(`Kernel command line: .* ip=` + regexp.QuoteMeta(node.IP.String()) + `:` + appliance + `:`)
+	// The init's own DHCP: the site's server answers (netbootd does not
+	// answer a client that is not PXE), and is the next-server, which the
+	// RC used to take for the appliance.
+	lease := regexp.MustCompile(`orbit-init: .*msg="dhcp lease" if=\S+ ip=` + regexp.QuoteMeta(node.IP.String()) +
+		`/16 gw=` + site + ` server=` + site + ` next_server=` + site + ` `)
+	found := regexp.MustCompile(`msg="orbit-rc starting" .*am=http://` + appliance + `:5054 found_by="boot server ` + appliance + ` \(pxelinux ip= in /proc/cmdline\)"`)
+	var lines []vtestbed.Line
+	for _, re := range []*regexp.Regexp{cmdline, lease, found} {
+		l, err := vm.Wait(ctx, re)
+		if err != nil {
+			t.Fatalf("%v\nserial:\n%s\nservers:\n%s", err, vm.Console.Text(), tb.ServerLog())
+		}
+		lines = append(lines, l)
+	}
+	t.Logf("after power-on: kernel command line %s, site's lease %s, RC found the appliance %s: %s",
+		at(lines[0]), at(lines[1]), at(lines[2]), lines[2].Text)
+
+	st, seen, err := tb.WaitEnrolled(ctx, node.HRN)
+	if err != nil {
+		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
+	}
+	if st.Image != image {
+		t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
+	}
+	t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
+
+	// netbootd's timeline: its proxy offer, the files, the enrollment. No
+	// ack: iPXE boots from the proxy's offer without asking port 4011, and
+	// the leases (iPXE's, the init's) are the site's.
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []vtestbed.Step
+	for _, s := range vtestbed.NetbootSteps(node, *tb.Image) {
+		if s.Name != "DHCP ack" && s.Name != "init's DHCP ack" {
+			steps = append(steps, s)
+		}
+	}
+	steps = append(steps, vtestbed.EnrolledStep)
+	if _, err := vtestbed.InOrder(evs, steps...); err != nil {
+		t.Fatalf("%v\ntimeline:\n%s", err, timeline(evs))
+	}
+	for _, e := range evs {
+		if e.Source == "dhcp" && !strings.Contains(e.Detail, "proxy=yes") {
+			t.Errorf("netbootd answered DHCP other than as a proxy: %s", e)
+		}
+	}
+	// The site's server gave the address: to iPXE, then to the init.
+	acks := 0
+	for _, l := range tb.DnsmasqLines() {
+		if strings.Contains(l.Text, "DHCPACK") && strings.Contains(l.Text, node.IP.String()+" "+node.MAC) {
+			acks++
+		}
+	}
+	if acks < 2 {
+		t.Errorf("the site's dnsmasq acked %s %d times, want 2 (iPXE, the init):\n%s", node.IP, acks, tb.ServerLog())
+	}
+	t.Logf("timeline:\n%s", timeline(evs))
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
 func timeline(evs []vtestbed.Event) string {
 	var b strings.Builder
 	for _, e := range evs {

@@ -342,29 +342,90 @@ func TestRCEnrollsAgainWhenForgotten(t *testing.T) {
 
 func TestFindAM(t *testing.T) {
 	dir := t.TempDir()
-	cmdline := filepath.Join(dir, "cmdline")
-	testenv.WriteFile(t, cmdline, []byte("BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n"))
-	empty := filepath.Join(dir, "empty")
-	testenv.WriteFile(t, empty, []byte("quiet\n"))
+	file := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		testenv.WriteFile(t, p, []byte(text))
+		return p
+	}
+	cmdline := file("cmdline", "BOOT_IMAGE=vmlinuz orbit.am=10.0.0.9 quiet orbit.am=http://10.18.0.1:8080/\n")
+	empty := file("empty", "quiet\n")
+	// What pxelinux makes of the image's APPEND line with IPAPPEND 3.
+	pxe := file("pxe", "initrd=initramfs-orbit-pxe-2.0.0.gz console=ttyS0,115200 ip=10.18.1.1:10.18.0.1:10.18.0.2:255.255.0.0 BOOTIF=01-52-54-00-18-01-01\n")
+	pxeAndAM := file("pxe-am", "orbit.am=http://10.18.0.9 ip=10.18.1.1:10.18.0.1:10.18.0.2:255.255.0.0\n")
+	noServer := file("pxe-none", "ip=10.18.1.1:0.0.0.0:10.18.0.2:255.255.0.0\n")
+	dracut := file("dracut", "ip=dhcp\n")
 	tests := []struct {
 		am, cmdline, next string
 		want              string
+		how               string // a prefix of FindAM's how
 		wantErr           bool
 	}{
-		{am: "http://am.example:5054", cmdline: cmdline, want: "http://am.example:5054"},
+		{am: "http://am.example:5054", cmdline: pxe, next: "10.18.0.2", want: "http://am.example:5054", how: "--am "},
 		{am: "10.18.0.1", want: "http://10.18.0.1:5054"},
 		{am: "10.18.0.1:80", want: "http://10.18.0.1:80"},
-		{cmdline: cmdline, next: "10.1.1.1", want: "http://10.18.0.1:8080"}, // the last orbit.am= wins
-		{cmdline: empty, next: "10.18.0.2", want: "http://10.18.0.2:5054"},
+		{cmdline: cmdline, next: "10.1.1.1", want: "http://10.18.0.1:8080", how: "orbit.am= in "}, // the last orbit.am= wins
+		{cmdline: empty, next: "10.18.0.2", want: "http://10.18.0.2:5054", how: "DHCP next-server 10.18.0.2"},
 		{cmdline: filepath.Join(dir, "missing"), next: "fd00::1", want: "http://[fd00::1]:5054"},
+		// Proxy mode: the site's DHCP server is the next-server, pxelinux's
+		// boot server is the appliance.
+		{cmdline: pxe, next: "10.18.0.2", want: "http://10.18.0.1:5054", how: "boot server 10.18.0.1 (pxelinux ip= in " + pxe + ")"},
+		{cmdline: pxe, want: "http://10.18.0.1:5054", how: "boot server 10.18.0.1"},
+		{cmdline: pxeAndAM, next: "10.18.0.2", want: "http://10.18.0.9:5054", how: "orbit.am= in "},
+		{cmdline: noServer, next: "10.18.0.2", want: "http://10.18.0.2:5054", how: "DHCP next-server 10.18.0.2 (ip=10.18.1.1:0.0.0.0:10.18.0.2:255.255.0.0: no boot server)"},
+		{cmdline: dracut, next: "10.18.0.2", want: "http://10.18.0.2:5054", how: "DHCP next-server 10.18.0.2 (ip=dhcp: not pxelinux's"},
+		{cmdline: dracut, wantErr: true},
 		{cmdline: empty, wantErr: true},
 		{next: "not-an-ip", wantErr: true},
 		{am: "ftp://x", wantErr: true},
 	}
 	for _, tc := range tests {
-		got, _, err := rc.FindAM(tc.am, tc.cmdline, tc.next)
-		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("FindAM(%q, %q, %q) = %q, %v; want %q (error %v)", tc.am, tc.cmdline, tc.next, got, err, tc.want, tc.wantErr)
+		got, how, err := rc.FindAM(tc.am, tc.cmdline, tc.next)
+		if (err != nil) != tc.wantErr || got != tc.want || !strings.HasPrefix(how, tc.how) {
+			t.Errorf("FindAM(%q, %q, %q) = %q, %q, %v; want %q, %q... (error %v)", tc.am, tc.cmdline, tc.next, got, how, err, tc.want, tc.how, tc.wantErr)
 		}
+	}
+}
+
+func TestBootServer(t *testing.T) {
+	tests := []struct {
+		name, cmdline string
+		want          string // "" for none
+		wantErr       string // a part of the error
+	}{
+		{"absent", "console=ttyS0 BOOTIF=01-52-54-00-18-01-01", "", ""},
+		{"empty command line", "", "", ""},
+		{"pxelinux IPAPPEND 1", "ip=10.18.1.1:10.18.0.1:10.18.0.254:255.255.0.0", "10.18.0.1", ""},
+		{"among other arguments", "quiet ip=10.18.1.1:10.18.0.1:0.0.0.0:255.255.0.0 BOOTIF=01-52-54-00-18-01-01", "10.18.0.1", ""},
+		{"kernel syntax, more fields", "ip=10.18.1.1:10.18.0.7:10.18.0.254:255.255.0.0:node1-1:eth0:off", "10.18.0.7", ""},
+		{"the last one wins", "ip=10.0.0.2:10.0.0.1:0.0.0.0:255.0.0.0 ip=10.18.1.1:10.18.0.1:0.0.0.0:255.255.0.0", "10.18.0.1", ""},
+		{"last malformed wins over an earlier good one", "ip=10.18.1.1:10.18.0.1:0.0.0.0:255.255.0.0 ip=dhcp", "", "not pxelinux's"},
+		{"dracut dhcp", "ip=dhcp", "", "not pxelinux's"},
+		{"three fields", "ip=10.18.1.1:10.18.0.1:10.18.0.254", "", "not pxelinux's"},
+		{"empty value", "ip=", "", "not pxelinux's"},
+		{"server not an address", "ip=10.18.1.1:appliance:10.18.0.254:255.255.0.0", "", "not pxelinux's"},
+		{"IPv6 server", "ip=10.18.1.1:fd00--1:10.18.0.254:255.255.0.0", "", "not pxelinux's"},
+		{"kernel form without addresses", "ip=::::node1-1:eth0:dhcp", "", "not pxelinux's"},
+		{"no boot server known", "ip=10.18.1.1:0.0.0.0:10.18.0.254:255.255.0.0", "", "no boot server"},
+		{"loopback server", "ip=10.18.1.1:127.0.0.1:10.18.0.254:255.255.0.0", "", "no boot server"},
+		{"broadcast server", "ip=10.18.1.1:255.255.255.255:10.18.0.254:255.255.0.0", "", "no boot server"},
+		{"not ip= but a longer key", "nfsip=10.18.1.1:10.18.0.1:0.0.0.0:255.255.0.0", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := rc.BootServer(tc.cmdline)
+			var gotS string
+			if got.IsValid() {
+				gotS = got.String()
+			}
+			if gotS != tc.want {
+				t.Errorf("BootServer(%q) = %q, want %q", tc.cmdline, gotS, tc.want)
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("BootServer(%q): %v", tc.cmdline, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("BootServer(%q) error %v, want one saying %q", tc.cmdline, err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -164,7 +164,7 @@ func TestImageBuild(t *testing.T) {
 		}
 	}
 	cfg, err := os.ReadFile(filepath.Join(a.CfgDir, "orbit-9.9.9"))
-	if err != nil || !strings.Contains(string(cfg), "initrd=initramfs-orbit-pxe-9.9.9.gz") || !strings.Contains(string(cfg), "IPAPPEND 2") {
+	if err != nil || !strings.Contains(string(cfg), "initrd=initramfs-orbit-pxe-9.9.9.gz") || !strings.Contains(string(cfg), "IPAPPEND 3") {
 		t.Errorf("pxelinux config: %v\n%s", err, cfg)
 	}
 	if out, _ := a.Nbctl("images"); !strings.Contains(out, "orbit-9.9.9") {

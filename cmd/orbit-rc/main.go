@@ -5,10 +5,11 @@
 // passes, so none is needed on a node:
 //
 //	--am URL            the appliance (default $ORBIT_AM, i.e. orbit.am= of the kernel
-//	                    command line; else orbit.am= in --cmdline; else --next-server)
+//	                    command line; else orbit.am= in --cmdline; else the boot server
+//	                    of pxelinux's ip= in --cmdline; else --next-server)
 //	--next-server IP    the DHCP next-server, taken as http://IP:5054
 //	                    (default $ORBIT_NEXT_SERVER, else $ORBIT_DHCP_SERVER)
-//	--cmdline FILE      kernel command line to read orbit.am= from (default /proc/cmdline)
+//	--cmdline FILE      kernel command line to read orbit.am= and ip= from (default /proc/cmdline)
 //	--image-file FILE   the RAM image's name, for ENROLL (default /.orbit_image)
 //	--state-dir DIR     keeps the enrollment across restarts of the RC (default /run/orbit-rc)
 //	--disk-allow LIST   comma-separated globs of the disks LOAD_IMAGE and SAVE_IMAGE may
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		am          = fs.String("am", os.Getenv(layout.EnvAM), "appliance URL, http://HOST[:5054]")
 		nextServer  = fs.String("next-server", nextDefault, "DHCP next-server: the appliance is http://IP:5054")
-		cmdline     = fs.String("cmdline", "/proc/cmdline", "kernel command line to read orbit.am= from")
+		cmdline     = fs.String("cmdline", "/proc/cmdline", "kernel command line to read orbit.am= and pxelinux's ip= from")
 		imageFile   = fs.String("image-file", layout.ImageName, "file holding the RAM image's name")
 		stateDir    = fs.String("state-dir", "/run/orbit-rc", "directory keeping the enrollment across RC restarts (\"\": none)")
 		diskAllow   = fs.String("disk-allow", strings.Join(rc.DefaultDiskAllow, ","), "comma-separated globs of the disks the RC may read and write")

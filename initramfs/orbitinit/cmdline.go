@@ -11,6 +11,9 @@
 //	orbit.am=URL                 the Aggregate Manager, passed to the RC as ORBIT_AM
 //	orbit.linkwait=5s            how long to wait for a NIC with carrier (default 5s)
 //	orbit.sshkey=AAAAC3Nza...    a debug shell key (see ParseSSHKeyArg); may be repeated
+//
+// pxelinux's ip= (IPAPPEND 1) is not the init's: it does its own DHCP, and
+// the RC reads the boot server from ip= itself (rc.FindAM).
 package orbitinit
 
 import (

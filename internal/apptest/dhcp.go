@@ -13,10 +13,17 @@ type DHCP struct {
 	Interface string
 	Server    netip.Addr // netbootd's address on Interface
 	Subnet    netip.Prefix
+	// Mode is dhcp.mode: "" (netbootd's default, server) or "proxy" (boot
+	// information only, beside another DHCP server).
+	Mode string
 }
 
 // YAML renders d as one line of config, for Options.Extra.
 func (d DHCP) YAML() string {
-	return fmt.Sprintf("dhcp: { enabled: true, interface: %s, server_ip: %s, subnet: %s, router: %s, dns: [%s], domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0 }\n",
-		d.Interface, d.Server, d.Subnet, d.Server, d.Server)
+	mode := ""
+	if d.Mode != "" {
+		mode = ", mode: " + d.Mode
+	}
+	return fmt.Sprintf("dhcp: { enabled: true, interface: %s, server_ip: %s, subnet: %s, router: %s, dns: [%s], domain: orbit-lab.org, lease_time: 1h, bootfile: pxelinux.0%s }\n",
+		d.Interface, d.Server, d.Subnet, d.Server, d.Server, mode)
 }

@@ -54,21 +54,38 @@ func DnsmasqArgs(nodes []Node, root, state string, ipxe bool) []string {
 	return args
 }
 
+// SiteDnsmasqArgs returns the command line of a site's own DHCP server,
+// beside a netbootd in proxy mode: dnsmasq on the site host's interface
+// iface (at SiteIP) hands out the nodes' reservations (a static range)
+// with itself as router and DNS server, and says nothing about booting (no
+// boot file, no TFTP): that is the proxy's part.
+func SiteDnsmasqArgs(nodes []Node, iface, state string) []string {
+	args := []string{
+		"--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root", "--no-ping",
+		"--interface=" + iface, "--bind-interfaces",
+		fmt.Sprintf("--dhcp-range=%s,static,%s,1h", Prefix.Addr(), prefixMask(Prefix)),
+		"--dhcp-option=option:router," + SiteIP.String(),
+		"--dhcp-option=option:dns-server," + SiteIP.String(),
+		"--log-facility=-", "--log-dhcp",
+		"--dhcp-leasefile=" + filepath.Join(state, "site-dnsmasq.leases"),
+		"--pid-file=" + filepath.Join(state, "site-dnsmasq.pid"),
+	}
+	for _, n := range nodes {
+		args = append(args, fmt.Sprintf("--dhcp-host=%s,%s,%s", n.MAC, n.IP, n.Hostname))
+	}
+	return args
+}
+
 func prefixMask(p netip.Prefix) string {
 	m := ^uint32(0) << (32 - p.Bits())
 	return fmt.Sprintf("%d.%d.%d.%d", m>>24, m>>16&0xff, m>>8&0xff, m&0xff)
 }
 
-// startDnsmasq runs dnsmasq in the testbed's namespace and waits until it
-// serves TFTP.
-func startDnsmasq(tb *Testbed, ipxe bool) (*dnsmasq, error) {
-	if ipxe { // the RA constructor needs an IPv6 prefix on the bridge
-		if err := tb.Netns.IP("addr", "add", "fd99::1/64", "dev", Bridge); err != nil {
-			return nil, err
-		}
-	}
+// startDnsmasq runs dnsmasq with args in the namespace ns and waits
+// until it has logged a line containing readyText.
+func startDnsmasq(ns *Netns, args []string, readyText string) (*dnsmasq, error) {
 	d := &dnsmasq{done: make(chan struct{})}
-	d.cmd = tb.Netns.Command(context.Background(), "dnsmasq", DnsmasqArgs(tb.Nodes, tb.TFTPRoot, tb.Dir, ipxe)...)
+	d.cmd = ns.Command(context.Background(), "dnsmasq", args...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
@@ -85,7 +102,7 @@ func startDnsmasq(tb *Testbed, ipxe bool) (*dnsmasq, error) {
 			d.mu.Lock()
 			d.log = append(d.log, l)
 			d.mu.Unlock()
-			if strings.Contains(l.Text, "TFTP root is") {
+			if strings.Contains(l.Text, readyText) {
 				readyOnce.Do(func() { close(ready) })
 			}
 		}

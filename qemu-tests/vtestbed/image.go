@@ -26,8 +26,8 @@ type Image struct {
 
 // BuildImage builds the orbit-pxe image name from this source tree with
 // `nbctl image build --name NAME --kernel-dir K --out OUT --append
-// orbit.am=AMURL`, where K is the Debian kernel in <root>/.cache/kernel
-// (fetched if missing).
+// orbit.am=AMURL` (no --append when amURL is ""), where K is the Debian
+// kernel in <root>/.cache/kernel (fetched if missing).
 func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 	t.Helper()
 	root, err := modroot.Find()
@@ -42,8 +42,11 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, nbctl, "image", "build", "--name", name, "--kernel-dir", kdir,
-		"--out", out, "--append", "orbit.am="+amURL, "--module-root", root)
+	args := []string{"image", "build", "--name", name, "--kernel-dir", kdir, "--out", out, "--module-root", root}
+	if amURL != "" {
+		args = append(args, "--append", "orbit.am="+amURL)
+	}
+	cmd := exec.CommandContext(ctx, nbctl, args...)
 	cmd.Dir = root
 	output, err := cmd.CombinedOutput()
 	if err != nil {

@@ -13,7 +13,8 @@
 //
 // and starts the server: netbootd (through internal/apptest) with DHCP on
 // br0, TFTP on :69 and the AM on :5054, seeded with the nodes; or dnsmasq
-// (DHCP and TFTP). The TFTP root holds pxelinux.0, ldlinux.c32 and, when
+// (DHCP and TFTP); or netbootd in DHCP proxy mode beside a site's dnsmasq,
+// which runs on a second namespace (the site host, SiteIP) joined to br0. The TFTP root holds pxelinux.0, ldlinux.c32 and, when
 // asked, an orbit-pxe image built with `nbctl image build` whose kernel
 // command line names the AM (orbit.am=http://10.18.0.1:5054).
 //
@@ -64,6 +65,9 @@ import (
 var (
 	Prefix   = netip.MustParsePrefix("10.18.0.0/16")
 	ServerIP = netip.MustParseAddr("10.18.0.1")
+	// SiteIP is the site host's address, with NetbootdProxy: its DHCP
+	// server's, the nodes' router's.
+	SiteIP = netip.MustParseAddr("10.18.0.2")
 )
 
 const (
@@ -141,6 +145,14 @@ const (
 	// DnsmasqIPXE is Dnsmasq, plus what ends iPXE's waits (option 175.176 =
 	// 1, and router advertisements with lifetime 0, M=0, O=0).
 	DnsmasqIPXE Server = "dnsmasq-ipxe"
+	// NetbootdProxy is netbootd with dhcp.mode: proxy (PXE boot information
+	// only), TFTP and the AM, beside the site's own DHCP server: dnsmasq on
+	// the site host (Testbed.Site, SiteIP on br0) hands out the nodes'
+	// reservations with itself as router and DHCP server, and no boot
+	// information (SiteDnsmasqArgs). The image (Options.Image) is built
+	// without orbit.am=, as an operator builds it, so that the RC has to
+	// find the appliance by itself.
+	NetbootdProxy Server = "netbootd-proxy"
 )
 
 // Options say what the testbed holds.
@@ -166,6 +178,7 @@ type Testbed struct {
 	t        testing.TB
 	Root     string // the Go module's root
 	Netns    *Netns
+	Site     *Netns // the site host, with NetbootdProxy
 	Dir      string // machines' files: disks, serial logs, QMP sockets (short path)
 	TFTPRoot string
 	Nodes    []Node
@@ -200,7 +213,7 @@ func Missing(server Server) error {
 		return fmt.Errorf("needs /dev/net/tun: %w", err)
 	}
 	tools := []string{"ip", "qemu-system-x86_64"}
-	if server == Dnsmasq || server == DnsmasqIPXE {
+	if server == Dnsmasq || server == DnsmasqIPXE || server == NetbootdProxy {
 		tools = append(tools, "dnsmasq")
 	}
 	for _, tool := range tools {
@@ -272,6 +285,11 @@ func New(t testing.TB, o Options) *Testbed {
 		if err := tb.Netns.Delete(); err != nil {
 			t.Errorf("teardown: %v", err)
 		}
+		if tb.Site != nil {
+			if err := tb.Site.Delete(); err != nil {
+				t.Errorf("teardown: %v", err)
+			}
+		}
 		os.RemoveAll(tb.Dir)
 	})
 	tb.HTTP = tb.Netns.HTTPClient()
@@ -294,6 +312,19 @@ func New(t testing.TB, o Options) *Testbed {
 		tb.installBootFiles(o)
 		tb.App.Start()
 		t.Cleanup(tb.saveServerArtifacts) // runs before netbootd is stopped
+	case NetbootdProxy:
+		if err := tb.siteHost(); err != nil {
+			t.Fatal(err)
+		}
+		tb.dnsmasq, err = startDnsmasq(tb.Site, SiteDnsmasqArgs(tb.Nodes, siteIf, tb.Dir), "DHCP, static leases only")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.AMURL = fmt.Sprintf("http://%s:%d", ServerIP, AMPort)
+		tb.newAppliance(o, true)
+		tb.installBootFiles(o)
+		tb.App.Start()
+		t.Cleanup(tb.saveServerArtifacts)
 	case Dnsmasq, DnsmasqIPXE:
 		tb.TFTPRoot = filepath.Join(tb.Dir, "tftpboot")
 		if err := os.MkdirAll(filepath.Join(tb.TFTPRoot, "pxelinux.cfg"), 0o755); err != nil {
@@ -305,7 +336,13 @@ func New(t testing.TB, o Options) *Testbed {
 				t.Fatal(err)
 			}
 		}
-		tb.dnsmasq, err = startDnsmasq(tb, o.Server == DnsmasqIPXE)
+		ipxe := o.Server == DnsmasqIPXE
+		if ipxe { // the RA constructor needs an IPv6 prefix on the bridge
+			if err := tb.Netns.IP("addr", "add", "fd99::1/64", "dev", Bridge); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tb.dnsmasq, err = startDnsmasq(tb.Netns, DnsmasqArgs(tb.Nodes, tb.TFTPRoot, tb.Dir, ipxe), "TFTP root is")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,6 +393,33 @@ func (tb *Testbed) network() error {
 	return nil
 }
 
+// siteIf is the site host's interface on the control network.
+const siteIf = "site0"
+
+// siteHost makes the site host: a namespace of its own whose interface
+// (siteIf, SiteIP) is a veth into br0, as another machine on the segment.
+func (tb *Testbed) siteHost() error {
+	site, err := NewNetns("vtbsite")
+	if err != nil {
+		return err
+	}
+	tb.Site = site
+	steps := [][]string{
+		{"link", "add", "vtbs0", "type", "veth", "peer", "name", siteIf, "netns", site.Name},
+		{"link", "set", "vtbs0", "master", Bridge},
+		{"link", "set", "vtbs0", "up"},
+	}
+	for _, st := range steps {
+		if err := tb.Netns.IP(st...); err != nil {
+			return err
+		}
+	}
+	if err := site.IP("addr", "add", netip.PrefixFrom(SiteIP, Prefix.Bits()).String(), "dev", siteIf); err != nil {
+		return err
+	}
+	return site.IP("link", "set", siteIf, "up")
+}
+
 // newAppliance writes netbootd's config: the AM on :5054 of every address
 // in the namespace and, with boot, TFTP on :69 and DHCP on the bridge.
 func (tb *Testbed) newAppliance(o Options, boot bool) {
@@ -379,7 +443,11 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	tftp, dhcp := `""`, "dhcp: { enabled: false }\n"
 	if boot {
 		tftp = `":69"`
-		dhcp = apptest.DHCP{Interface: Bridge, Server: ServerIP, Subnet: Prefix}.YAML()
+		d := apptest.DHCP{Interface: Bridge, Server: ServerIP, Subnet: Prefix}
+		if tb.Server == NetbootdProxy {
+			d.Mode = "proxy"
+		}
+		dhcp = d.YAML()
 	}
 	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: \":%d\" }\ntftp: { listen: %s }\n%sinventory: { seed: %s }\n%s",
 		filepath.Join(a.Dir, "state"), a.TFTPRoot, AMPort, tftp, dhcp, filepath.Join(a.Dir, "inventory.yaml"), o.Extra)
@@ -412,7 +480,11 @@ func (tb *Testbed) installBootFiles(o Options) {
 		}
 		tb.Image = &img
 	case o.Image != "":
-		img, err := BuildImage(t, o.Image, fmt.Sprintf("http://%s:%d", ServerIP, AMPort), tb.TFTPRoot)
+		amURL := fmt.Sprintf("http://%s:%d", ServerIP, AMPort)
+		if tb.Server == NetbootdProxy {
+			amURL = "" // the RC finds the appliance by itself
+		}
+		img, err := BuildImage(t, o.Image, amURL, tb.TFTPRoot)
 		if err != nil {
 			t.Fatal(err)
 		}

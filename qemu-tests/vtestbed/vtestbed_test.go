@@ -135,6 +135,25 @@ func TestDnsmasqArgs(t *testing.T) {
 	}
 }
 
+// TestSiteDnsmasqArgs: the site's server beside a proxy hands out the
+// reservations with itself as router, and nothing about booting.
+func TestSiteDnsmasqArgs(t *testing.T) {
+	args := strings.Join(SiteDnsmasqArgs([]Node{NewNode(1, E1000)}, "site0", "/state"), " ")
+	for _, want := range []string{
+		"--interface=site0 --bind-interfaces", "--dhcp-range=10.18.0.0,static,255.255.0.0,1h",
+		"--dhcp-option=option:router,10.18.0.2", "--dhcp-host=52:54:00:18:01:01,10.18.1.1,node1-1", "--port=0",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("site dnsmasq args lack %q:\n%s", want, args)
+		}
+	}
+	for _, not := range []string{"dhcp-boot", "tftp", "175"} {
+		if strings.Contains(args, not) {
+			t.Errorf("site dnsmasq args have %q, the proxy's part:\n%s", not, args)
+		}
+	}
+}
+
 func TestInOrder(t *testing.T) {
 	at := time.Unix(0, 0)
 	ev := func(src, what, detail string) Event { return Event{At: at, Source: src, What: what, Detail: detail} }
