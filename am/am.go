@@ -35,7 +35,7 @@ type Inventory interface {
 	PutImage(ctx context.Context, img inventory.Image) error
 	Import(ctx context.Context, f inventory.File) error
 	Export(ctx context.Context) (inventory.File, error)
-	Events(ctx context.Context, hrn string) ([]store.Event, error)
+	EventsAfter(ctx context.Context, hrn string, after int64) ([]store.Event, error)
 	AddEvent(ctx context.Context, e store.Event) error
 	Discovered(ctx context.Context) ([]store.Discovered, error)
 }

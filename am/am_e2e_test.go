@@ -143,9 +143,9 @@ func TestOMFPXEService(t *testing.T) {
 			"/pxe/clearBootImage?node=node1-2.sb8.orbit-lab.org", 200,
 			"<response status='OK'><action service='pxe' name='clearBootImage'><nodes/></action></response>",
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
-		{"ambiguous host name", "/pxe/setBootImage?node=node1-1", 400,
+		{"ambiguous host name", "/pxe/setBootImage?node=node1-1", 409,
 			"<response status='ERROR'><action service='pxe' name='setBootImage'>" +
-				`setBootImage: node "node1-1": hostname of 2 nodes, name the hrn or the domain: ambiguous</action></response>`,
+				`setBootImage: node "node1-1": host name of 2 nodes: node1-1.grid.orbit-lab.org (domain grid), node1-1.sb8.orbit-lab.org (domain sb8): name the hrn or the domain: ambiguous</action></response>`,
 			map[string]string{"0A0A0101": "./orbit-2.0.1"}},
 		{"unknown nodes: all or nothing", "/pxe/setBootImageNS?domain=sb8&ns=node1-1,ghost1,node1-2,ghost2", 404,
 			"<response status='ERROR'><action service='pxe' name='setBootImage'>" +
@@ -636,7 +636,7 @@ func TestOMFErrors(t *testing.T) {
 			[]string{"setBootImageNS: ", "image", "not a valid name"}},
 		{"set: missing ns", a, "/pxe/setBootImageNS?domain=sb8", 400, setNS,
 			[]string{"setBootImageNS: ", `missing parameter "ns"`}},
-		{"wiki set: ambiguous host name", a, "/pxe/setBootImage?node=node1-1", 400, setNS,
+		{"wiki set: ambiguous host name", a, "/pxe/setBootImage?node=node1-1", 409, setNS,
 			[]string{"setBootImage: ", `"node1-1"`, "ambiguous"}},
 		{"clear: unknown node", a, "/pxe/clearBootImageNS?domain=sb8&ns=node1-1,ghost", 404, clearNS,
 			[]string{"clearBootImageNS: ", "ghost"}},

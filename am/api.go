@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -25,6 +26,9 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	// This table is where each of the AM's /api/v1 routes is declared.
 	apierr.Register(g, []apierr.Route{
 		{Method: http.MethodGet, Path: "/nodes", Handler: s.apiNodes},
+		// A :hrn is the node's HRN, or a host name unique in the inventory
+		// or in ?domain= (apierr.NodeRef), except for the PUT and DELETE of
+		// the node itself, which take its HRN.
 		{Method: http.MethodGet, Path: "/nodes/:hrn", Handler: s.apiNode},
 		{Method: http.MethodPut, Path: "/nodes/:hrn", Handler: s.apiPutNode},
 		{Method: http.MethodDelete, Path: "/nodes/:hrn", Handler: s.apiDeleteNode},
@@ -42,8 +46,26 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	})
 }
 
-// hrnParam is the node named in the path, refused before any lookup if it
-// could never be one.
+// nodeParam is the existing node that the path names: by HRN, or by a
+// host name unique in the inventory or in ?domain= (apierr.NodeRef). On
+// false the answer has been written.
+func (s *Server) nodeParam(c *gin.Context) (inventory.Node, bool) {
+	domain, name, err := apierr.NodeRef(c)
+	if err != nil {
+		apierr.Write(c, err)
+		return inventory.Node{}, false
+	}
+	n, err := s.inv.LookupNode(c.Request.Context(), domain, name)
+	if err != nil {
+		apierr.Write(c, err)
+		return inventory.Node{}, false
+	}
+	return n, true
+}
+
+// hrnParam is the node named in the path by its HRN alone, refused before
+// any lookup if it could never be one: PUT and DELETE of the node itself
+// address the inventory's key.
 func hrnParam(c *gin.Context) (string, bool) {
 	hrn := c.Param("hrn")
 	if err := checkName("hrn", hrn); err != nil {
@@ -53,18 +75,14 @@ func hrnParam(c *gin.Context) (string, bool) {
 	return hrn, true
 }
 
-// nodeRequest is the node named in the path and the JSON body about it; on
-// false the answer has been written.
-func nodeRequest(c *gin.Context, body any) (string, bool) {
-	hrn, ok := hrnParam(c)
-	if !ok {
-		return "", false
-	}
+// decodeBody reads the JSON body of a request; on false the answer has
+// been written.
+func decodeBody(c *gin.Context, body any) bool {
 	if err := decodeJSON(c, body); err != nil {
 		apierr.Write(c, err)
-		return "", false
+		return false
 	}
-	return hrn, true
+	return true
 }
 
 // writeJSON answers with v, or with err where there is one.
@@ -127,20 +145,17 @@ func (s *Server) apiNodes(c *gin.Context) {
 }
 
 func (s *Server) apiNode(c *gin.Context) {
-	hrn, ok := hrnParam(c)
-	if !ok {
-		return
+	if n, ok := s.nodeParam(c); ok {
+		c.JSON(http.StatusOK, apiNode(n))
 	}
-	n, err := s.inv.Node(c.Request.Context(), hrn)
-	writeJSON(c, http.StatusOK, apiNode(n), err)
 }
 
 func (s *Server) apiPutNode(c *gin.Context) {
 	// Read as the inventory model: its checks name each bad field (see
 	// package apiv1).
 	var n inventory.Node
-	hrn, ok := nodeRequest(c, &n)
-	if !ok {
+	hrn, ok := hrnParam(c)
+	if !ok || !decodeBody(c, &n) {
 		return
 	}
 	if n.HRN != "" && n.HRN != hrn {
@@ -177,23 +192,42 @@ func (s *Server) apiDeleteNode(c *gin.Context) {
 	writeDone(c, err)
 }
 
+// apiEvents answers the node's timeline; with ?after=ID, only the events
+// after that one (a follower's cursor: see store.EventsAfter).
 func (s *Server) apiEvents(c *gin.Context) {
-	hrn, ok := hrnParam(c)
+	var after int64
+	if v, set := c.GetQuery("after"); set {
+		a, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || a < 0 {
+			apierr.Write(c, apierr.BadRequest("after: %.64q is not an event id", v))
+			return
+		}
+		after = a
+	}
+	n, ok := s.nodeParam(c)
 	if !ok {
 		return
 	}
-	if _, err := s.inv.Node(c.Request.Context(), hrn); err != nil {
-		apierr.Write(c, err)
-		return
-	}
-	evs, err := s.inv.Events(c.Request.Context(), hrn)
+	evs, err := s.inv.EventsAfter(c.Request.Context(), n.HRN, after)
 	writeJSON(c, http.StatusOK, evs, err)
+}
+
+// nodeNames is the node that a boot route names, for resolve and lookup,
+// which read host names as the OMF calls do; on false the answer has been
+// written.
+func nodeNames(c *gin.Context) (domain string, names []string, ok bool) {
+	domain, name, err := apierr.NodeRef(c)
+	if err != nil {
+		apierr.Write(c, err)
+		return "", nil, false
+	}
+	return domain, []string{name}, true
 }
 
 func (s *Server) apiSetBoot(c *gin.Context) {
 	var req apiv1.BootRequest
-	hrn, ok := nodeRequest(c, &req)
-	if !ok {
+	domain, names, ok := nodeNames(c)
+	if !ok || !decodeBody(c, &req) {
 		return
 	}
 	var lifetime time.Duration
@@ -205,7 +239,7 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 		}
 		lifetime = d
 	}
-	targets, err := s.resolve(c.Request.Context(), "", []string{hrn}, req.Image, s.cfg.DefaultImage)
+	targets, err := s.resolve(c.Request.Context(), domain, names, req.Image, s.cfg.DefaultImage)
 	if err != nil {
 		apierr.Write(c, err)
 		return
@@ -219,11 +253,11 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 }
 
 func (s *Server) apiClearBoot(c *gin.Context) {
-	hrn, ok := hrnParam(c)
+	domain, names, ok := nodeNames(c)
 	if !ok {
 		return
 	}
-	targets, err := s.lookup(c.Request.Context(), "", []string{hrn})
+	targets, err := s.lookup(c.Request.Context(), domain, names)
 	if err == nil {
 		err = s.links.Clear(c.Request.Context(), targets)
 	}

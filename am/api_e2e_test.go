@@ -2,10 +2,13 @@ package am_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/store"
 )
 
 // maxBody is the request body limit the API documents in its 413 message.
@@ -109,5 +112,120 @@ func TestImportProblems(t *testing.T) {
 	}
 	if _, after := get(t, a.URL+"/api/v1/inventory"); after != before {
 		t.Errorf("a rejected import changed the inventory:\n%s", cmp.Diff(before, after))
+	}
+}
+
+// TestNodeNames: every /api/v1 route about one node takes what OMF's calls
+// take: the HRN, or a host name unique in the inventory, or in ?domain=;
+// a host name of several nodes is a 409 naming them all, and a name
+// found nowhere (or not in the domain named) a 404. inventoryYAML has
+// node1-1 in sb8 and in grid.
+func TestNodeNames(t *testing.T) {
+	a := start(t)
+	const (
+		sb8  = "node1-2.sb8.orbit-lab.org"
+		grid = "node1-1.grid.orbit-lab.org"
+	)
+	// Enrolled RCs give the nodes an event each and let them take
+	// commands: every route's answer then names the node it found.
+	for _, mac := range []string{"00:03:1d:0c:01:02", "00:03:1d:0a:01:01"} {
+		if status, body := send(t, "POST", a.URL+"/api/v1/rc/enroll", `{"macs":["`+mac+`"],"image":"orbit-2.0.0"}`); status != 200 {
+			t.Fatalf("enroll %s: %d %s", mac, status, body)
+		}
+	}
+	routes := []struct {
+		method, tail, body string
+		ok                 int  // the status of a node found
+		named              bool // its answer names the node found
+	}{
+		{"GET", "", "", 200, true},
+		{"GET", "/events", "", 200, true},
+		{"PUT", "/boot", `{"image":"orbit-2.0.0"}`, 200, true},
+		{"DELETE", "/boot", "", 204, false},
+		{"POST", "/power", `{"action":"status"}`, 409, true}, // found, but no power driver
+		{"GET", "/rc", "", 200, true},
+		{"POST", "/commands", `{"type":"ENROLL","image":"orbit-2.0.0"}`, 202, true},
+		{"GET", "/commands", "", 200, true},
+	}
+	names := []struct {
+		name, query string
+		found       string   // the HRN found, or "" for a failure:
+		status      int      // its status
+		want        []string // and what its message says
+	}{
+		{name: sb8, found: sb8},
+		{name: "node1-2", found: sb8},
+		{name: "node1-1", query: "?domain=grid", found: grid},
+		{name: "node1-2", query: "?domain=sb8", found: sb8},
+		{name: "node1-1", status: 409, want: []string{`host name of 2 nodes`, "node1-1.grid.orbit-lab.org (domain grid)", "node1-1.sb8.orbit-lab.org (domain sb8)", "name the hrn or the domain"}},
+		{name: "ghost", status: 404, want: []string{"ghost", "not found"}},
+		{name: "node1-2", query: "?domain=grid", status: 404, want: []string{`node1-2`, `grid`, "not found"}},
+		{name: sb8, query: "?domain=grid", status: 404, want: []string{sb8, `grid`, "not found"}},
+		{name: "node1-2", query: "?domain=no%20such", status: 400, want: []string{"domain", "not a valid name"}},
+	}
+	for _, r := range routes {
+		for _, n := range names {
+			t.Run(r.method+" "+r.tail+" "+n.name+n.query, func(t *testing.T) {
+				status, body := send(t, r.method, a.URL+"/api/v1/nodes/"+n.name+r.tail+n.query, r.body)
+				want, says := n.status, n.want
+				if n.found != "" {
+					want, says = r.ok, nil
+					if r.named {
+						says = []string{n.found}
+					}
+				}
+				if status != want {
+					t.Fatalf("= %d %s, want %d", status, body, want)
+				}
+				for _, w := range says {
+					if !strings.Contains(body, w) {
+						t.Errorf("= %d %s, want it to say %q", status, body, w)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestEventsAfter: GET /nodes/{node}/events?after=ID answers the events
+// after that one, for a follower (nbctl nodes events --follow); a cursor
+// that is no event ID is a 400.
+func TestEventsAfter(t *testing.T) {
+	a := start(t)
+	const hrn = "node1-2.sb8.orbit-lab.org"
+	for range 3 { // an RC enrolling is an event on the node's timeline
+		if status, body := send(t, "POST", a.URL+"/api/v1/rc/enroll", `{"macs":["00:03:1d:0c:01:02"],"image":"orbit-2.0.0"}`); status != 200 {
+			t.Fatalf("enroll: %d %s", status, body)
+		}
+	}
+	events := func(query string) []store.Event {
+		t.Helper()
+		status, body := get(t, a.URL+"/api/v1/nodes/node1-2/events"+query)
+		var evs []store.Event
+		if err := json.Unmarshal([]byte(body), &evs); status != 200 || err != nil {
+			t.Fatalf("events%s = %d %s, %v", query, status, body, err)
+		}
+		return evs
+	}
+	all := events("")
+	if len(all) != 3 {
+		t.Fatalf("timeline %+v, want 3 enrollments", all)
+	}
+	for _, tc := range []struct {
+		after string
+		want  []store.Event
+	}{
+		{"0", all},
+		{fmt.Sprint(all[0].ID), all[1:]},
+		{fmt.Sprint(all[2].ID), []store.Event{}},
+	} {
+		if got := events("?after=" + tc.after); !cmp.Equal(got, tc.want) {
+			t.Errorf("after %s: %+v, want %+v", tc.after, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"-1", "x", ""} {
+		if status, body := get(t, a.URL+"/api/v1/nodes/"+hrn+"/events?after="+bad); status != 400 || !strings.Contains(body, "not an event id") {
+			t.Errorf("after=%q: %d %s, want 400", bad, status, body)
+		}
 	}
 }

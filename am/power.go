@@ -49,18 +49,13 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 
 func (s *Server) apiPower(c *gin.Context) {
 	var req apiv1.PowerRequest
-	hrn, ok := nodeRequest(c, &req)
-	if !ok {
+	n, ok := s.nodeParam(c)
+	if !ok || !decodeBody(c, &req) {
 		return
 	}
 	a, err := power.ParseAction(req.Action)
 	if err != nil {
 		apierr.Write(c, apierr.BadRequest("%v", err))
-		return
-	}
-	n, err := s.inv.Node(c.Request.Context(), hrn) // unknown: store.ErrNotFound -> 404
-	if err != nil {
-		apierr.Write(c, err)
 		return
 	}
 	st, err := s.powerDo(c.Request.Context(), n, a)

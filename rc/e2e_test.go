@@ -100,7 +100,7 @@ func (b *netbootd) restart(t *testing.T, wipe bool) {
 	b.a.Start()
 }
 func (b *netbootd) events(t *testing.T, hrn string) []store.Event {
-	evs, err := amclient.New(b.a.URL).Events(context.Background(), hrn)
+	evs, err := amclient.New(b.a.URL).Events(context.Background(), hrn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

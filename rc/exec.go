@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"time"
 
@@ -28,8 +30,15 @@ func (r *rc) execute(ctx context.Context, c proto.Command, rep *reporter) proto.
 	var cmd *exec.Cmd
 	switch {
 	case c.Command != "":
-		cmd = exec.CommandContext(runCtx, "/bin/sh", "-c", c.Command)
+		// Said before the start fails with a bare "no such file", which
+		// names neither the shell nor the way out.
+		if _, err := os.Stat(r.cfg.Shell); errors.Is(err, fs.ErrNotExist) {
+			return proto.Report{State: proto.StateFailed, Reply: proto.ReplyError, Error: fmt.Sprintf(
+				"this image has no shell (%s does not exist: only images built with the debug shell have one): run the program without a shell (nbctl rc exec without --shell)", r.cfg.Shell)}
+		}
+		cmd = exec.CommandContext(runCtx, r.cfg.Shell, "-c", c.Command)
 	case len(c.Args) > 0:
+		// No shell: the program is found as given, or on the RC's PATH.
 		cmd = exec.CommandContext(runCtx, c.Args[0], c.Args[1:]...)
 	default:
 		return proto.Report{State: proto.StateFailed, Reply: proto.ReplyError, Error: "EXECUTE without a command"}

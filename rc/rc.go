@@ -49,6 +49,10 @@ type Config struct {
 	ControlMAC string
 	Hostname   string // default os.Hostname()
 	ImageName  string // used when ImageFile cannot be read (orbit-init's ORBIT_IMAGE)
+	// Shell runs an EXECUTE command given as one line (nbctl rc exec
+	// --shell) as Shell -c LINE (default /bin/sh; the RAM image has one
+	// only when built with the debug shell). Args run without it.
+	Shell string
 
 	SysBlock   string // default /sys/block
 	Mounts     string // default /proc/mounts
@@ -78,6 +82,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.ImageFile, "/.orbit_image")
+	def(&c.Shell, "/bin/sh")
 	def(&c.SysBlock, "/sys/block")
 	def(&c.Mounts, "/proc/mounts")
 	def(&c.BootIDFile, "/proc/sys/kernel/random/boot_id")

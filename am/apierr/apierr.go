@@ -1,7 +1,8 @@
 // Package apierr is the one way the AM and its RC broker answer a failed
 // /api/v1 call: the status that tells the caller what to fix, and the
 // apiv1.ErrorBody that says it. It also holds the Route table type both
-// declare their /api/v1 routes in.
+// declare their /api/v1 routes in, and how both read the node a route
+// names (NodeRef).
 package apierr
 
 import (
@@ -49,9 +50,11 @@ func Status(err error) int {
 		return se.status
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, pxelink.ErrNoImage):
 		return http.StatusNotFound
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAmbiguous):
+		// A host name of several nodes: the name is fine, the inventory
+		// holds more than one node it could mean.
 		return http.StatusConflict
-	case errors.Is(err, store.ErrAmbiguous), errors.Is(err, store.ErrInvalidReport),
+	case errors.Is(err, store.ErrInvalidReport),
 		errors.Is(err, pxelink.ErrInvalid), errors.Is(err, inventory.ErrInvalid), errors.As(err, &ie):
 		return http.StatusBadRequest
 	case errors.Is(err, context.Canceled):
@@ -80,4 +83,20 @@ func Write(c *gin.Context, err error) int {
 	status := Status(err)
 	c.AbortWithStatusJSON(status, Body(err))
 	return status
+}
+
+// NodeRef reads the node that a /nodes/:hrn route names, as OMF's calls
+// take one: its HRN, or a host name unique in the inventory, or in the
+// testbed that ?domain= names. Both are refused (400) before any lookup if
+// they can never be a name; the caller looks the node up with the store's
+// LookupNode, the lookup of the OMF calls.
+func NodeRef(c *gin.Context) (domain, name string, err error) {
+	name, domain = c.Param("hrn"), c.Query("domain")
+	if !inventory.ValidName(name) {
+		return "", "", BadRequest("node: %.64q is not a valid name", name)
+	}
+	if _, set := c.GetQuery("domain"); set && !inventory.ValidName(domain) {
+		return "", "", BadRequest("domain: %.64q is not a valid name", domain)
+	}
+	return domain, name, nil
 }

@@ -30,14 +30,16 @@ func slogLevel(state string) slog.Level {
 	return slog.LevelWarn
 }
 
-// hrnParam is the node named in the path, which must exist.
+// node is the existing node that the path names, as the AM's node routes
+// read it: by HRN, or by a host name unique in the inventory or in
+// ?domain= (apierr.NodeRef).
 func (b *Broker) node(c *gin.Context) (inventory.Node, bool) {
-	hrn := c.Param("hrn")
-	if !inventory.ValidName(hrn) {
-		b.apiError(c, apierr.BadRequest("hrn: %q is not a valid name", clip(hrn)))
+	domain, name, err := apierr.NodeRef(c)
+	if err != nil {
+		b.apiError(c, err)
 		return inventory.Node{}, false
 	}
-	n, err := b.st.Node(c.Request.Context(), hrn)
+	n, err := b.st.LookupNode(c.Request.Context(), domain, name)
 	if err != nil {
 		b.apiError(c, err)
 		return inventory.Node{}, false

@@ -28,7 +28,7 @@ import (
 
 // Store is what the broker reads and writes of the database.
 type Store interface {
-	Node(ctx context.Context, hrn string) (inventory.Node, error)
+	LookupNode(ctx context.Context, domain, name string) (inventory.Node, error)
 	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
 	AddEvent(ctx context.Context, e store.Event) error
 

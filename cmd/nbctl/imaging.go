@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,20 +11,8 @@ import (
 	"github.com/orbit-lab/netboot/internal/imaging"
 )
 
-// The Experiment Controller's imaging commands (package imaging):
-//
-//	nbctl load --nodes A,B --image NAME [flags]
-//	nbctl save --node A --image NAME [flags]
-
-// imagingUsage is for main's usage text.
-const imagingUsage = `  load --nodes A,B --image NAME [--timeout 20m] [--boot-timeout 5m] [--attempts 3]
-       [--pxe-image I] [--disk D] [--no-reboot]
-                               netboot the nodes into the RAM image, write disk image
-                               NAME onto their disks, reboot them into it (omf load)
-  save --node A --image NAME [--replace] [same flags as load]
-                               netboot the node, store its disk as disk image NAME,
-                               reboot it (omf save)
-`
+// The Experiment Controller's imaging commands, load and save (package
+// imaging).
 
 func (k *cli) load(ctx context.Context, args []string) error {
 	return k.imaging(ctx, imaging.Load, args)
@@ -36,13 +23,12 @@ func (k *cli) save(ctx context.Context, args []string) error {
 }
 
 func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
-	fs := flag.NewFlagSet(string(op), flag.ContinueOnError)
-	fs.SetOutput(k.errOut)
+	fs, client := k.nodeFlags(string(op))
 	var nodes string
 	if op == imaging.Load {
-		fs.StringVar(&nodes, "nodes", "", "the nodes' HRNs, comma-separated")
+		fs.StringVar(&nodes, "nodes", "", "the nodes (HRNs or host names), comma-separated")
 	} else {
-		fs.StringVar(&nodes, "node", "", "the node's HRN")
+		fs.StringVar(&nodes, "node", "", "the node (HRN or host name)")
 	}
 	job := imaging.Job{Op: op}
 	fs.StringVar(&job.Image, "image", "", "the disk image")
@@ -56,11 +42,11 @@ func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
 	if op == imaging.Save {
 		fs.BoolVar(&job.Replace, "replace", false, "overwrite a stored image of that name")
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", op, fs.Arg(0))
+		return fmt.Errorf("%s: unexpected argument %q: %w", op, fs.Arg(0), errUsage)
 	}
 	for _, n := range strings.Split(nodes, ",") {
 		if n = strings.TrimSpace(n); n != "" {
@@ -68,15 +54,14 @@ func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
 		}
 	}
 	if len(job.Nodes) == 0 || job.Image == "" {
-		if op == imaging.Load {
-			return usageError("load --nodes A,B --image NAME [flags]")
-		}
-		return usageError("save --node A --image NAME [flags]")
+		return errUsage
 	}
 
-	b := newBoard(k.errOut, job.Nodes)
+	// The board learns each node's HRN from its first step: the names
+	// given may be host names.
+	b := newBoard(k.errOut)
 	job.Progress = b.update
-	results, err := imaging.Run(ctx, k.c, job)
+	results, err := imaging.Run(ctx, client(), job)
 	if err != nil {
 		return err
 	}
@@ -132,17 +117,20 @@ type board struct {
 	drawn int
 }
 
-func newBoard(w io.Writer, nodes []string) *board {
+func newBoard(w io.Writer) *board {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	return &board{w: w, tty: tty, nodes: nodes, lines: map[string]string{}, since: map[string]time.Time{}, last: map[string]string{}}
+	return &board{w: w, tty: tty, lines: map[string]string{}, since: map[string]time.Time{}, last: map[string]string{}}
 }
 
 func (b *board) update(u imaging.Update) {
+	if _, known := b.lines[u.Node]; !known {
+		b.nodes = append(b.nodes, u.Node)
+	}
 	line := string(u.Phase)
 	transfer := u.Phase == imaging.PhaseLoad || u.Phase == imaging.PhaseSave
 	if transfer && b.since[u.Node].IsZero() {

@@ -73,8 +73,8 @@ const inventoryDisk = "/dev/vtb-no-such-disk"
 
 // inventory is the node's inventory entry.
 func (n *vnode) inventory() string {
-	return fmt.Sprintf("      - { hrn: %s, control_ip: %s, control_mac: %q, disk: %s, pxe_image: orbit-2.0.0, power: \"qemu:%s\" }\n",
-		n.hrn, n.ip, n.mac, inventoryDisk, n.sock)
+	return fmt.Sprintf("      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: %q, disk: %s, pxe_image: orbit-2.0.0, power: \"qemu:%s\" }\n",
+		n.hrn, strings.Split(n.hrn, ".")[0], n.ip, n.mac, inventoryDisk, n.sock)
 }
 
 // run powers the node until the test ends: each kick ends the RC running
@@ -224,7 +224,7 @@ func storedImage(ctx context.Context, t *testing.T, url, name string) []byte {
 func TestLoadSaveFlags(t *testing.T) {
 	var nodes []*vnode
 	inv := "testbeds:\n  - domain: vtb\n    nodes:\n"
-	for i := 1; i <= 5; i++ {
+	for i := 1; i <= 6; i++ {
 		n := newVnode(t, i)
 		nodes = append(nodes, n)
 		inv += n.inventory()
@@ -258,6 +258,18 @@ func TestLoadSaveFlags(t *testing.T) {
 			t.Errorf("summary does not say disk1 was loaded:\n%s", out)
 		}
 		n.wantCommands(ctx, t, c, "ENROLL", "LOAD_IMAGE disk1", "REBOOT")
+	})
+
+	t.Run("load --nodes takes a host name, in the testbed --domain names", func(t *testing.T) {
+		n := nodes[5]
+		out := nbctlOK(ctx, t, a.URL, append([]string{"load", "--domain", "vtb", "--nodes", "node1-6", "--image", "base", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
+		if !bytes.Equal(n.readDisk("disk0"), diskData("base")) {
+			t.Errorf("disk0 does not hold the image")
+		}
+		if !apptest.HasLine(out, n.hrn, "loaded") {
+			t.Errorf("summary does not say %s was loaded:\n%s", n.hrn, out)
+		}
+		n.wantCommands(ctx, t, c, "ENROLL", "LOAD_IMAGE disk0", "REBOOT")
 	})
 
 	t.Run("save --disk stores the disk named, not the inventory's", func(t *testing.T) {

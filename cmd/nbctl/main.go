@@ -20,29 +20,6 @@ import (
 	"github.com/orbit-lab/netboot/internal/amclient"
 )
 
-const usageFormat = `usage: nbctl [--server URL] COMMAND [ARGS]
-
-  inventory import FILE        import a YAML inventory (all or nothing)
-  inventory export             print the inventory as YAML
-  nodes [--domain D] [--json]  list nodes
-  nodes show HRN               show one node
-  nodes events HRN             show a node's boot timeline
-  nodes discovered             MACs that asked for DHCP but are not in the inventory
-  testbeds                     list testbeds
-  images                       list PXE images
-  boot set [--image I] [--lifetime 300s] NODE...
-                               point nodes' PXE links at an image
-  boot clear NODE...           remove nodes' PXE links
-  boot list [--json]           list active PXE links
-%s  image build --name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--server URL]
-                               build the orbit-pxe RAM image (kernel, initramfs,
-                               pxelinux.cfg/N); --server also registers it
-
---server defaults to $NBCTL_SERVER, else http://localhost:5054.
-`
-
-var usage = fmt.Sprintf(usageFormat, rcUsage+imagingUsage)
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -61,6 +38,10 @@ type cli struct {
 	c      *amclient.Client
 	out    io.Writer
 	errOut io.Writer // progress and notes, apart from the output proper
+	// server is the appliance's URL; serverSet says whether the user
+	// named one (image build registers its image only then).
+	server    string
+	serverSet bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,72 +50,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if server == "" {
 		server = "http://localhost:5054"
 	}
+	k := &cli{out: stdout, errOut: stderr}
+	specs := k.commands()
 	top := flag.NewFlagSet("nbctl", flag.ContinueOnError)
-	top.SetOutput(stderr)
-	top.Usage = func() { fmt.Fprint(stderr, usage) }
+	top.SetOutput(io.Discard)
 	top.StringVar(&server, "server", server, "appliance URL")
 	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage(specs))
+			return nil
+		}
+		fmt.Fprint(stderr, usage(specs))
 		return err
 	}
 	top.Visit(func(f *flag.Flag) { serverSet = serverSet || f.Name == "server" })
 	args = top.Args()
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage(specs))
 		return errors.New("no command")
 	}
-	k := &cli{c: amclient.New(server), out: stdout, errOut: stderr}
-	cmd, rest := args[0], args[1:]
-	sub := ""
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		sub = rest[0]
-	}
-	cmds := k.commands(server, serverSet)
-	if do, ok := cmds[cmd+" "+sub]; ok && sub != "" {
-		return do(ctx, rest[1:])
-	}
-	if do, ok := cmds[cmd]; ok && !strings.Contains(cmd, " ") && (sub == "" || cmd != "nodes") {
-		return do(ctx, rest)
-	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
-}
-
-// command runs one nbctl command with the arguments after its name.
-type command func(ctx context.Context, args []string) error
-
-// commands are nbctl's commands by name: "command subcommand", or one word
-// for a command that has none (it then takes whatever follows) and for
-// "nodes", which alone lists the nodes as "nodes list" does.
-func (k *cli) commands(server string, serverSet bool) map[string]command {
-	noArgs := func(do func(context.Context) error) command {
-		return func(ctx context.Context, _ []string) error { return do(ctx) }
-	}
-	return map[string]command{
-		"inventory import": k.inventoryImport,
-		"inventory export": noArgs(k.inventoryExport),
-		"nodes show":       k.nodeShow,
-		"nodes events":     k.nodeEvents,
-		"nodes discovered": noArgs(k.nodesDiscovered),
-		"nodes list":       k.nodes,
-		"nodes":            k.nodes,
-		"testbeds":         noArgs(k.testbeds),
-		"images":           noArgs(k.images),
-		"boot set":         k.bootSet,
-		"boot clear":       k.bootClear,
-		"boot list":        k.bootList,
-		"rc status":        k.rcStatus,
-		"rc exec":          k.rcExec,
-		"disk load":        k.diskLoad,
-		"disk save":        k.diskSave,
-		"disk put":         k.diskPut,
-		"disk get":         k.diskGet,
-		"disk list":        noArgs(k.diskList),
-		"load":             k.load,
-		"save":             k.save,
-		"image build": func(ctx context.Context, args []string) error {
-			return k.imageBuild(ctx, args, server, serverSet)
-		},
-	}
+	k.c, k.server, k.serverSet = amclient.New(server), server, serverSet
+	return dispatch(ctx, specs, args, stdout, stderr)
 }
 
 // listTable fetches a list and prints it as JSON, or as a table of a row
@@ -172,7 +108,7 @@ func (k *cli) printJSON(v any) error {
 
 func (k *cli) inventoryImport(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return usageError("inventory import FILE")
+		return errUsage
 	}
 	data, err := os.ReadFile(args[0])
 	if err != nil {
@@ -198,8 +134,11 @@ func (k *cli) nodes(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
 	domain := fs.String("domain", "", "only this testbed")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return errUsage
 	}
 	nodes := func(ctx context.Context) ([]apiv1.Node, error) { return k.c.Nodes(ctx, *domain) }
 	return listTable(ctx, k, nodes, *asJSON, "HRN\tDOMAIN\tHOSTNAME\tCONTROL_IP\tCONTROL_MAC\tX,Y\tDISK\tPXE_IMAGE", func(n apiv1.Node) []string {
@@ -207,25 +146,27 @@ func (k *cli) nodes(ctx context.Context, args []string) error {
 	})
 }
 
+// nodeFlags is a command's flag set with --domain, the testbed its node
+// names are looked up in; the client it returns looks them up there.
+func (k *cli) nodeFlags(name string) (*flag.FlagSet, func() *amclient.Client) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	domain := fs.String("domain", "", "the testbed to look host names up in")
+	return fs, func() *amclient.Client { return k.c.InDomain(*domain) }
+}
+
 func (k *cli) nodeShow(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return usageError("nodes show HRN")
+	fs, client := k.nodeFlags("nodes show")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	n, err := k.c.Node(ctx, args[0])
+	if fs.NArg() != 1 {
+		return errUsage
+	}
+	n, err := client().Node(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	return k.printJSON(n)
-}
-
-func (k *cli) nodeEvents(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return usageError("nodes events HRN")
-	}
-	events := func(ctx context.Context) ([]apiv1.Event, error) { return k.c.Events(ctx, args[0]) }
-	return listTable(ctx, k, events, false, "TIME\tSOURCE\tWHAT\tDETAIL", func(e apiv1.Event) []string {
-		return []string{e.At.Local().Format("15:04:05.000"), e.Source, e.What, e.Detail}
-	})
 }
 
 func (k *cli) nodesDiscovered(ctx context.Context) error {
@@ -248,20 +189,21 @@ func (k *cli) images(ctx context.Context) error {
 }
 
 func (k *cli) bootSet(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("boot set", flag.ContinueOnError)
+	fs, client := k.nodeFlags("boot set")
 	image := fs.String("image", "", "PXE image (default: the inventory's)")
 	lifetime := fs.Duration("lifetime", 0, "link lifetime (default: the appliance's)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return usageError("boot set [--image I] [--lifetime D] NODE...")
+		return errUsage
 	}
+	c := client()
 	var failed int
-	for _, hrn := range fs.Args() {
-		l, err := k.c.SetBoot(ctx, hrn, *image, *lifetime)
+	for _, node := range fs.Args() {
+		l, err := c.SetBoot(ctx, node, *image, *lifetime)
 		if err != nil {
-			fmt.Fprintf(k.out, "%s: %v\n", hrn, err)
+			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue
 		}
@@ -274,17 +216,23 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 }
 
 func (k *cli) bootClear(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError("boot clear NODE...")
+	fs, client := k.nodeFlags("boot clear")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
+	if fs.NArg() == 0 {
+		return errUsage
+	}
+	c := client()
+	args = fs.Args()
 	var failed int
-	for _, hrn := range args {
-		if err := k.c.ClearBoot(ctx, hrn); err != nil {
-			fmt.Fprintf(k.out, "%s: %v\n", hrn, err)
+	for _, node := range args {
+		if err := c.ClearBoot(ctx, node); err != nil {
+			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue
 		}
-		fmt.Fprintf(k.out, "%s: cleared\n", hrn)
+		fmt.Fprintf(k.out, "%s: cleared\n", node)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d node(s) failed", failed, len(args))
@@ -295,8 +243,11 @@ func (k *cli) bootClear(ctx context.Context, args []string) error {
 func (k *cli) bootList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("boot list", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return errUsage
 	}
 	return listTable(ctx, k, k.c.Boot, *asJSON, "NODE\tIP\tHEX\tIMAGE\tSET_AT\tEXPIRES_AT\tREFS", func(l apiv1.BootLink) []string {
 		return []string{l.HRN, addrText(l.ControlIP), l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)}

@@ -235,7 +235,13 @@ func TestNodesAndTestbeds(t *testing.T) {
 		{args: []string{"nodes", "show", "node2-1.sb9"}, node: &node21},
 		{args: []string{"nodes", "show", "node1-2.sb8"}, node: &node12},
 		{args: []string{"nodes", "show", "node9-9.sb9"}, err: "HTTP 404"},
-		{args: []string{"nodes", "show"}, err: "usage: nbctl nodes show HRN"},
+		{args: []string{"nodes", "show"}, err: "usage: nbctl nodes show [--domain D] NODE"},
+		{args: []string{"nodes", "show", "n21"}, node: &node21},
+		{args: []string{"nodes", "show", "--domain", "sb9", "n21"}, node: &node21},
+		{args: []string{"nodes", "show", "--domain", "sb8", "n21"}, err: "HTTP 404"},
+		{args: []string{"nodes", "frobnicate"}, err: `unknown command "nodes frobnicate"`},
+		{args: []string{"testbeds", "extra"}, err: "usage: nbctl testbeds"},
+		{args: []string{"nodes", "--bogus"}, err: "flag provided but not defined: -bogus\nusage: nbctl nodes [--domain D] [--json]"},
 		{args: []string{"testbeds"}, table: [][]string{{"DOMAIN", "NODES"}, {"sb8", "2"}, {"sb9", "1"}}},
 	}
 	for _, tc := range tests {
@@ -283,16 +289,23 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
 	defer stopRC()
+	// node12's RAM image has no shell, as the default image has none.
+	noShell := filepath.Join(t.TempDir(), "sh")
+	stopRC12 := runRC(t, rc.Config{AM: a.URL, MACs: []string{node12.ControlMAC}, Hostname: "n12", ImageName: "orbit-2.0.0",
+		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second, Shell: noShell})
+	defer stopRC12()
 	c := amclient.New(a.URL)
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if s, err := c.RCStatus(ctx, node11.HRN); err == nil && s.Enrolled {
-			break
+	for _, hrn := range []string{node11.HRN, node12.HRN} {
+		for {
+			if s, err := c.RCStatus(ctx, hrn); err == nil && s.Enrolled {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the RC of %s did not enroll within 30s\n%s", hrn, a.Log)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the RC did not enroll within 30s\n%s", a.Log)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 
 	tests := []struct {
@@ -302,9 +315,18 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		err            string // a piece of the error, "" for none
 	}{
 		{"output and success", []string{node11.HRN, "--", "printf", "%s-%s", "a", "b"}, "a-b", "", ""},
-		{"both streams and an exit code", []string{node11.HRN, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"},
+		// Without a shell, the words reach the program as they are.
+		{"no shell: the words as they are", []string{node11.HRN, "--", "echo", "hi;", "$HOME", ">&2"}, "hi; $HOME >&2\n", "", ""},
+		{"--shell: both streams and an exit code", []string{"--shell", node11.HRN, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"},
 			"hi\n", "oops\n", "exited with code 3"},
+		{"--shell on an image without a shell", []string{"--shell", node12.HRN, "--", "echo", "hi"}, "", "",
+			"this image has no shell (" + noShell + " does not exist"},
+		{"no shell needed on an image without one", []string{node12.HRN, "--", "echo", "hi"}, "hi\n", "", ""},
+		{"a program that does not exist", []string{node12.HRN, "--", "no-such-program"}, "", "", "executable file not found"},
 		{"without --", []string{node11.HRN, "echo", "no", "dashes"}, "no dashes\n", "", ""},
+		{"the node by host name", []string{"n11", "--", "echo", "by", "name"}, "by name\n", "", ""},
+		{"the node by host name in its domain", []string{"--domain", "sb8", "n11", "--", "true"}, "", "", ""},
+		{"a host name not in the domain named", []string{"--domain", "sb9", "n11", "--", "true"}, "", "", "HTTP 404"},
 		// Without --timeout, the sleep would end by itself, successfully.
 		{"--timeout kills the command", []string{"--timeout", "1s", node11.HRN, "--", "sleep", "60"}, "", "", "killed: timeout 1s reached"},
 		{"a node without an RC", []string{node21.HRN, "--", "true"}, "", "", "HTTP 409"},
@@ -318,7 +340,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		// command at least once more after printing it.
 		out := &watchWriter{want: "a\n", then: func() { testenv.WriteFile(t, goOn, "") }}
 		var errs bytes.Buffer
-		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--timeout", "60s", node11.HRN, "--",
+		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--shell", "--timeout", "60s", node11.HRN, "--",
 			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)
 		if err != nil {
 			t.Errorf("error %v\n%s", err, errs.String())
@@ -361,4 +383,86 @@ func (w *watchWriter) Write(p []byte) (int, error) {
 		w.then()
 	}
 	return len(p), nil
+}
+
+// TestNodeNames: every nbctl command that names a node takes what OMF's
+// calls take, resolved by netbootd: the HRN, or a host name unique in the
+// inventory, or in the testbed --domain names. n1 is a host name in two
+// testbeds.
+func TestNodeNames(t *testing.T) {
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8, hostname: n1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", pxe_image: orbit-2.0.0 }
+      - { hrn: node1-2.sb8, hostname: n2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", pxe_image: orbit-2.0.0 }
+  - domain: sb9
+    nodes:
+      - { hrn: node1-1.sb9, hostname: n1, control_ip: 10.19.1.1, control_mac: "00:03:1d:0d:01:01", pxe_image: orbit-2.0.0 }
+`})
+	a.Start()
+	commands := []struct {
+		cmd   string
+		args  func(flags []string, node string) []string
+		named bool // what it prints (or its error) names the node found
+	}{
+		{"nodes show", func(f []string, n string) []string { return append(append([]string{"nodes", "show"}, f...), n) }, true},
+		{"nodes events", func(f []string, n string) []string { return append(append([]string{"nodes", "events"}, f...), n) }, false},
+		{"boot set", func(f []string, n string) []string { return append(append([]string{"boot", "set"}, f...), n) }, true},
+		{"boot clear", func(f []string, n string) []string { return append(append([]string{"boot", "clear"}, f...), n) }, false},
+		{"rc status", func(f []string, n string) []string { return append(append([]string{"rc", "status"}, f...), n) }, true},
+		// No RC is enrolled: the refusal names the node found.
+		{"rc exec", func(f []string, n string) []string {
+			return append(append([]string{"rc", "exec"}, f...), n, "--", "true")
+		}, true},
+		{"disk save", func(f []string, n string) []string { return append(append([]string{"disk", "save"}, f...), n, "img") }, true},
+		// No node has a power driver: the refusal names each node found.
+		{"load", func(f []string, n string) []string {
+			return append([]string{"load", "--image", "none", "--nodes", n}, f...)
+		}, true},
+		{"save", func(f []string, n string) []string {
+			return append([]string{"save", "--image", "new", "--node", n}, f...)
+		}, true},
+	}
+	names := []struct {
+		flags []string
+		node  string
+		found string   // the HRN found, or "" for a failure that says:
+		want  []string // these
+	}{
+		{node: "node1-2.sb8", found: "node1-2.sb8"},
+		{node: "n2", found: "node1-2.sb8"},
+		{flags: []string{"--domain", "sb9"}, node: "n1", found: "node1-1.sb9"},
+		{flags: []string{"--domain", "sb8"}, node: "n1", found: "node1-1.sb8"},
+		{node: "n1", want: []string{"host name of 2 nodes: node1-1.sb8 (domain sb8), node1-1.sb9 (domain sb9)", "HTTP 409"}},
+		{node: "ghost", want: []string{"ghost", "HTTP 404"}},
+		{flags: []string{"--domain", "sb9"}, node: "n2", want: []string{"n2", "sb9", "HTTP 404"}},
+	}
+	for _, c := range commands {
+		for _, n := range names {
+			t.Run(c.cmd+" "+strings.Join(append(n.flags, n.node), " "), func(t *testing.T) {
+				out, errs, err := nbctl(t.Context(), a.URL, c.args(n.flags, n.node)...)
+				said := out + errs + fmt.Sprint(err)
+				if n.found == "" {
+					if err == nil {
+						t.Fatalf("no error\n%s", said)
+					}
+					for _, w := range n.want {
+						if !strings.Contains(said, w) {
+							t.Errorf("does not say %q:\n%s", w, said)
+						}
+					}
+					return
+				}
+				if strings.Contains(said, "HTTP 404") || strings.Contains(said, "HTTP 409: host name") || strings.Contains(said, "usage") {
+					t.Fatalf("the node was not found:\n%s", said)
+				}
+				if !c.named && err != nil {
+					t.Fatalf("%v\n%s", err, said)
+				}
+				if c.named && !strings.Contains(said, n.found) {
+					t.Errorf("does not name %s:\n%s", n.found, said)
+				}
+			})
+		}
+	}
 }

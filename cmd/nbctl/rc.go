@@ -17,57 +17,40 @@ import (
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
-// The Resource Controller commands:
-//
-//	nbctl rc status [--json] [NODE]
-//	nbctl rc exec [--timeout D] NODE -- CMD...
-//	nbctl disk load [--disk D] NODE IMAGE
-//	nbctl disk save [--disk D] NODE IMAGE
-//	nbctl disk list
-//	nbctl disk put NAME FILE
-//	nbctl disk get NAME FILE
-//
-// exec, load and save queue a command, follow it until it is over (output
-// and a progress bar on stderr as it goes) and fail unless it succeeded.
-
-// rcUsage is for main's usage text.
-const rcUsage = `  rc status [--json] [NODE]    enrolled Resource Controllers, or one node's with its commands
-  rc exec [--timeout D] NODE -- CMD...
-                               run a shell command on a node, print its output
-  disk load [--disk D] NODE IMAGE
-                               write a stored disk image onto the node's disk
-  disk save [--disk D] NODE IMAGE
-                               store the node's disk as a disk image (zstd)
-  disk list                    list stored disk images
-  disk put NAME FILE           store FILE (gzip or zstd) as disk image NAME
-  disk get NAME FILE           fetch disk image NAME, as stored, into FILE
-`
+// The Resource Controller commands (rc status, rc exec, disk ...: see the
+// table in commands.go). exec, disk load and disk save queue a command,
+// follow it until it is over (output and a progress bar on stderr as it
+// goes) and fail unless it succeeded.
 
 // pollEvery is how often a followed command is read.
 const pollEvery = 250 * time.Millisecond
 
 func (k *cli) rcStatus(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("rc status", flag.ContinueOnError)
+	fs, client := k.nodeFlags("rc status")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch fs.NArg() {
-	case 0:
+	domainSet := false
+	fs.Visit(func(f *flag.Flag) { domainSet = domainSet || f.Name == "domain" })
+	switch {
+	case fs.NArg() == 0 && domainSet:
+		return fmt.Errorf("--domain names the testbed of NODE: %w", errUsage)
+	case fs.NArg() == 0:
 		return listTable(ctx, k, k.c.RCs, *asJSON, "NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", func(s proto.RCStatus) []string {
 			return []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
 				clock(s.EnrolledAt), clock(s.LastSeen)}
 		})
-	case 1:
-	default:
-		return usageError("rc status [--json] [NODE]")
+	case fs.NArg() > 1:
+		return errUsage
 	}
-	hrn := fs.Arg(0)
-	s, err := k.c.RCStatus(ctx, hrn)
+	c := client()
+	s, err := c.RCStatus(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	cmds, err := k.c.NodeCommands(ctx, hrn, 10)
+	// By the HRN the appliance found: the name may be a host name.
+	cmds, err := c.NodeCommands(ctx, s.HRN, 10)
 	if err != nil {
 		return err
 	}
@@ -156,9 +139,10 @@ func commandDetail(c proto.CommandStatus) string {
 }
 
 func (k *cli) rcExec(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("rc exec", flag.ContinueOnError)
+	fs, client := k.nodeFlags("rc exec")
 	timeout := fs.Duration("timeout", 0, "kill the command after this long (default: never)")
-	if err := fs.Parse(args); err != nil {
+	shell := fs.Bool("shell", false, "run the words as one line by /bin/sh -c (only on images that have a shell)")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	rest := fs.Args()
@@ -166,14 +150,18 @@ func (k *cli) rcExec(ctx context.Context, args []string) error {
 		rest = append(rest[:1:1], rest[2:]...)
 	}
 	if len(rest) < 2 {
-		return usageError("rc exec [--timeout D] NODE -- CMD...")
+		return errUsage
 	}
-	node, command := rest[0], strings.Join(rest[1:], " ")
-	req := proto.CommandRequest{Type: proto.Execute, Command: command}
+	node := rest[0]
+	// The default RAM image has no shell: the program runs as given.
+	req := proto.CommandRequest{Type: proto.Execute, Args: rest[1:]}
+	if *shell {
+		req = proto.CommandRequest{Type: proto.Execute, Command: strings.Join(rest[1:], " ")}
+	}
 	if *timeout > 0 {
 		req.Timeout = timeout.String()
 	}
-	st, err := k.c.SendCommand(ctx, node, req)
+	st, err := client().SendCommand(ctx, node, req)
 	if err != nil {
 		return err
 	}
@@ -240,16 +228,16 @@ func (k *cli) diskSave(ctx context.Context, args []string) error {
 }
 
 func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string) error {
-	fs := flag.NewFlagSet("disk "+verb, flag.ContinueOnError)
+	fs, client := k.nodeFlags("disk " + verb)
 	disk := fs.String("disk", "", "the node's disk (default: its inventory disk)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
-		return usageError("disk " + verb + " [--disk D] NODE IMAGE")
+		return errUsage
 	}
 	node, image := fs.Arg(0), fs.Arg(1)
-	st, err := k.c.SendCommand(ctx, node, proto.CommandRequest{Type: typ, Image: image, Disk: *disk})
+	st, err := client().SendCommand(ctx, node, proto.CommandRequest{Type: typ, Image: image, Disk: *disk})
 	if err != nil {
 		return err
 	}
@@ -285,7 +273,7 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 // appliance checks before it keeps the image.
 func (k *cli) diskPut(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return usageError("disk put NAME FILE")
+		return errUsage
 	}
 	name, file := args[0], args[1]
 	f, err := os.Open(file)
@@ -312,7 +300,7 @@ func (k *cli) diskPut(ctx context.Context, args []string) error {
 // and renamed only once it is whole and its checksum matches.
 func (k *cli) diskGet(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return usageError("disk get NAME FILE")
+		return errUsage
 	}
 	name, file := args[0], args[1]
 	h := sha256.New()

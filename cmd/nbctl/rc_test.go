@@ -57,7 +57,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	err = k.rcExec(ctx, []string{node, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"})
+	err = k.rcExec(ctx, []string{"--shell", node, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"})
 	if err == nil || !strings.Contains(err.Error(), "exited with code 3") || out.String() != "hi\n" || !strings.Contains(errs.String(), "oops\n") {
 		t.Errorf("rc exec: %v, stdout %q, stderr %q", err, out.String(), errs.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 
 // Client talks to one appliance.
 type Client struct {
-	base string
-	http *http.Client
+	base   string
+	http   *http.Client
+	domain string // the testbed node names are looked up in; "" for all
 }
 
 // New returns a client of the AM at base (e.g. http://localhost:5054).
@@ -98,7 +100,31 @@ func (c *Client) sendJSON(ctx context.Context, method, path string, in, out any)
 	return c.do(ctx, method, path, "application/json", body, out)
 }
 
-func nodePath(hrn string) string { return "/api/v1/nodes/" + url.PathEscape(hrn) }
+// InDomain is a client whose calls about a node look its name up in one
+// testbed: the appliance takes a node's HRN, or a host name unique in the
+// inventory, or in domain when one is given (OMF's rule).
+func (c *Client) InDomain(domain string) *Client {
+	cp := *c
+	cp.domain = domain
+	return &cp
+}
+
+// nodePath is the path of a call about a node (tail after its name, as
+// "/boot"), named by HRN or host name, with the client's domain and q as
+// the query.
+func (c *Client) nodePath(node, tail string, q url.Values) string {
+	if c.domain != "" {
+		if q == nil {
+			q = url.Values{}
+		}
+		q.Set("domain", c.domain)
+	}
+	p := "/api/v1/nodes/" + url.PathEscape(node) + tail
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	return p
+}
 
 // Nodes lists nodes, of one testbed unless domain is "".
 func (c *Client) Nodes(ctx context.Context, domain string) ([]apiv1.Node, error) {
@@ -110,27 +136,33 @@ func (c *Client) Nodes(ctx context.Context, domain string) ([]apiv1.Node, error)
 	return out, c.getJSON(ctx, path, &out)
 }
 
-// Node returns one node.
-func (c *Client) Node(ctx context.Context, hrn string) (apiv1.Node, error) {
+// Node returns one node, named by HRN or host name.
+func (c *Client) Node(ctx context.Context, node string) (apiv1.Node, error) {
 	var out apiv1.Node
-	return out, c.getJSON(ctx, nodePath(hrn), &out)
+	return out, c.getJSON(ctx, c.nodePath(node, "", nil), &out)
 }
 
-// PutNode adds or replaces a node.
+// PutNode adds or replaces a node (by HRN).
 func (c *Client) PutNode(ctx context.Context, n apiv1.Node) (apiv1.Node, error) {
 	var out apiv1.Node
-	return out, c.sendJSON(ctx, http.MethodPut, nodePath(n.HRN), n, &out)
+	return out, c.sendJSON(ctx, http.MethodPut, c.nodePath(n.HRN, "", nil), n, &out)
 }
 
-// DeleteNode removes a node.
+// DeleteNode removes a node (by HRN).
 func (c *Client) DeleteNode(ctx context.Context, hrn string) error {
-	return c.sendJSON(ctx, http.MethodDelete, nodePath(hrn), nil, nil)
+	return c.sendJSON(ctx, http.MethodDelete, c.nodePath(hrn, "", nil), nil, nil)
 }
 
-// Events returns a node's timeline, oldest first.
-func (c *Client) Events(ctx context.Context, hrn string) ([]apiv1.Event, error) {
+// Events returns a node's timeline, oldest first: all of it for after 0,
+// else the events after the one with that ID (a follower's cursor; at most
+// a page: ask again from the last one).
+func (c *Client) Events(ctx context.Context, node string, after int64) ([]apiv1.Event, error) {
+	var q url.Values
+	if after > 0 {
+		q = url.Values{"after": {strconv.FormatInt(after, 10)}}
+	}
 	var out []apiv1.Event
-	return out, c.getJSON(ctx, nodePath(hrn)+"/events", &out)
+	return out, c.getJSON(ctx, c.nodePath(node, "/events", q), &out)
 }
 
 // Discovered lists MACs that asked for DHCP without being in the inventory.
@@ -158,18 +190,18 @@ func (c *Client) PutImage(ctx context.Context, img apiv1.Image) error {
 
 // SetBoot points a node at a PXE image ("" for its inventory image) for
 // lifetime (0 for the appliance's default).
-func (c *Client) SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (apiv1.BootLink, error) {
+func (c *Client) SetBoot(ctx context.Context, node, image string, lifetime time.Duration) (apiv1.BootLink, error) {
 	req := apiv1.BootRequest{Image: image}
 	if lifetime > 0 {
 		req.Lifetime = lifetime.String()
 	}
 	var out apiv1.BootLink
-	return out, c.sendJSON(ctx, http.MethodPut, nodePath(hrn)+"/boot", req, &out)
+	return out, c.sendJSON(ctx, http.MethodPut, c.nodePath(node, "/boot", nil), req, &out)
 }
 
 // ClearBoot removes a node's boot link.
-func (c *Client) ClearBoot(ctx context.Context, hrn string) error {
-	return c.sendJSON(ctx, http.MethodDelete, nodePath(hrn)+"/boot", nil, nil)
+func (c *Client) ClearBoot(ctx context.Context, node string) error {
+	return c.sendJSON(ctx, http.MethodDelete, c.nodePath(node, "/boot", nil), nil, nil)
 }
 
 // Boot lists the active boot links.
@@ -192,8 +224,8 @@ func (c *Client) ExportInventory(ctx context.Context) ([]byte, error) {
 // Power runs a power action (on, offHard, offSoft, reboot, reset, status)
 // on a node through its inventory power driver and returns the node's
 // power state after it (on, off, unknown).
-func (c *Client) Power(ctx context.Context, hrn, action string) (string, error) {
+func (c *Client) Power(ctx context.Context, node, action string) (string, error) {
 	var out apiv1.PowerReply
-	err := c.sendJSON(ctx, http.MethodPost, nodePath(hrn)+"/power", apiv1.PowerRequest{Action: action}, &out)
+	err := c.sendJSON(ctx, http.MethodPost, c.nodePath(node, "/power", nil), apiv1.PowerRequest{Action: action}, &out)
 	return out.State, err
 }

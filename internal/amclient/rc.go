@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -19,15 +20,15 @@ func (c *Client) RCs(ctx context.Context) ([]proto.RCStatus, error) {
 }
 
 // RCStatus returns a node's Resource Controller (Enrolled false if none).
-func (c *Client) RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error) {
+func (c *Client) RCStatus(ctx context.Context, node string) (proto.RCStatus, error) {
 	var out proto.RCStatus
-	return out, c.getJSON(ctx, nodePath(hrn)+"/rc", &out)
+	return out, c.getJSON(ctx, c.nodePath(node, "/rc", nil), &out)
 }
 
 // SendCommand queues a command for a node's RC.
-func (c *Client) SendCommand(ctx context.Context, hrn string, req proto.CommandRequest) (proto.CommandStatus, error) {
+func (c *Client) SendCommand(ctx context.Context, node string, req proto.CommandRequest) (proto.CommandStatus, error) {
 	var out proto.CommandStatus
-	return out, c.sendJSON(ctx, http.MethodPost, nodePath(hrn)+"/commands", req, &out)
+	return out, c.sendJSON(ctx, http.MethodPost, c.nodePath(node, "/commands", nil), req, &out)
 }
 
 // Command returns a command and its state.
@@ -38,13 +39,13 @@ func (c *Client) Command(ctx context.Context, id int64) (proto.CommandStatus, er
 
 // NodeCommands lists a node's latest commands, newest first (limit 0: the
 // appliance's default).
-func (c *Client) NodeCommands(ctx context.Context, hrn string, limit int) ([]proto.CommandStatus, error) {
-	var out []proto.CommandStatus
-	path := nodePath(hrn) + "/commands"
+func (c *Client) NodeCommands(ctx context.Context, node string, limit int) ([]proto.CommandStatus, error) {
+	var q url.Values
 	if limit > 0 {
-		path += "?limit=" + strconv.Itoa(limit)
+		q = url.Values{"limit": {strconv.Itoa(limit)}}
 	}
-	return out, c.getJSON(ctx, path, &out)
+	var out []proto.CommandStatus
+	return out, c.getJSON(ctx, c.nodePath(node, "/commands", q), &out)
 }
 
 // WaitCommand polls a command every interval until it is over, calling

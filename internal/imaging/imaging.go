@@ -72,7 +72,7 @@ const (
 // Job says what to do.
 type Job struct {
 	Op    Op
-	Nodes []string // HRNs
+	Nodes []string // HRNs, or host names unique in the AM's lookup
 	// Image is, for Load, the stored disk image to write; for Save, the
 	// name to store the disk as.
 	Image string
@@ -143,7 +143,8 @@ var ErrPreflight = errors.New("imaging")
 
 // Run carries out job. Its error is for a job refused before any node was
 // touched (it wraps ErrPreflight); otherwise it returns one Result per
-// node, in job.Nodes order, and a nil error even if nodes failed.
+// node, in job.Nodes order, and a nil error even if nodes failed. Results
+// and updates name each node by its HRN.
 func Run(ctx context.Context, am AM, job Job) ([]Result, error) {
 	job = withDefaults(job)
 	nodes, err := preflight(ctx, am, job)
@@ -233,21 +234,27 @@ func preflight(ctx context.Context, am AM, job Job) ([]apiv1.Node, error) {
 		}
 	}
 
+	// A name is an HRN or a host name (the appliance resolves it); from
+	// here on the node goes by the HRN it found.
 	var nodes []apiv1.Node
-	seen := map[string]bool{}
-	for _, hrn := range job.Nodes {
-		if seen[hrn] {
-			problems = append(problems, fmt.Sprintf("node %s is named twice", hrn))
-			continue
-		}
-		seen[hrn] = true
-		n, err := am.Node(ctx, hrn)
+	seen := map[string]string{} // HRN -> the name that found it
+	for _, name := range job.Nodes {
+		n, err := am.Node(ctx, name)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("node %s: %v", hrn, err))
+			problems = append(problems, fmt.Sprintf("node %s: %v", name, err))
 			continue
 		}
+		if first, dup := seen[n.HRN]; dup {
+			if first == name {
+				problems = append(problems, fmt.Sprintf("node %s is named twice", name))
+			} else {
+				problems = append(problems, fmt.Sprintf("nodes %s and %s are both %s", first, name, n.HRN))
+			}
+			continue
+		}
+		seen[n.HRN] = name
 		if p := strings.TrimSpace(n.Power); p == "" || p == "none" {
-			problems = append(problems, fmt.Sprintf("node %s has no power driver (set power: in the inventory): it cannot be reset", hrn))
+			problems = append(problems, fmt.Sprintf("node %s has no power driver (set power: in the inventory): it cannot be reset", n.HRN))
 		}
 		nodes = append(nodes, n)
 	}

@@ -46,7 +46,7 @@ func newFake(nodes ...string) *fakeAM {
 		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
 	}
 	for _, hrn := range nodes {
-		f.nodes[hrn] = apiv1.Node{HRN: hrn, Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
+		f.nodes[hrn] = apiv1.Node{HRN: hrn, Hostname: strings.Split(hrn, ".")[0], Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
 		f.boots[hrn] = []string{"orbit-2.0.0"}
 		f.rc[hrn] = proto.RCStatus{HRN: hrn}
 	}
@@ -61,14 +61,24 @@ func (f *fakeAM) note(format string, args ...any) {
 	}
 }
 
-func (f *fakeAM) Node(_ context.Context, hrn string) (apiv1.Node, error) {
+// Node finds a node as the appliance does: by HRN, or by a unique host
+// name. Every other call of the fake takes the HRN only.
+func (f *fakeAM) Node(_ context.Context, name string) (apiv1.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n, ok := f.nodes[hrn]
-	if !ok {
-		return n, fmt.Errorf("no node %s (HTTP 404)", hrn)
+	if n, ok := f.nodes[name]; ok {
+		return n, nil
 	}
-	return n, nil
+	var found []apiv1.Node
+	for _, n := range f.nodes {
+		if n.Hostname == name {
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		return apiv1.Node{}, fmt.Errorf("no node %s (HTTP 404)", name)
+	}
+	return found[0], nil
 }
 
 func (f *fakeAM) Images(context.Context) ([]apiv1.Image, error) {
@@ -232,6 +242,13 @@ func TestRun(t *testing.T) {
 			want:  map[string][]string{aNode: loaded, another: loaded},
 		},
 		{
+			// The fake takes host names in Node only: every later call
+			// must name the node by the HRN that Node found.
+			name:  "nodes named by host name",
+			setup: func(_ *fakeAM, j *Job) { j.Nodes = []string{"node1-1", "node1-2"} },
+			want:  map[string][]string{aNode: loaded, another: loaded},
+		},
+		{
 			name: "WRONG_IMAGE: reset again",
 			setup: func(f *fakeAM, _ *Job) {
 				f.boots[aNode] = []string{"orbit-1.0.0", "orbit-2.0.0"}
@@ -389,6 +406,8 @@ func TestPreflight(t *testing.T) {
 		}, []string{"node " + another + " has no power driver"}},
 		{"unknown PXE image", func(_ *fakeAM, j *Job) { j.PXEImage = "orbit-9" }, []string{`PXE image "orbit-9" is not in the inventory`}},
 		{"a node twice", func(_ *fakeAM, j *Job) { j.Nodes = append(j.Nodes, aNode) }, []string{"named twice"}},
+		{"a node by HRN and by host name", func(_ *fakeAM, j *Job) { j.Nodes = append(j.Nodes, "node1-1") },
+			[]string{"nodes " + aNode + " and node1-1 are both " + aNode}},
 		{"every problem at once", func(_ *fakeAM, j *Job) { j.Image = "nosuch"; j.Nodes = append(j.Nodes, "node9-9.vtb") },
 			[]string{`disk image "nosuch"`, "node9-9.vtb"}},
 		{"save onto an existing image", func(_ *fakeAM, j *Job) { j.Op = Save; j.Nodes = j.Nodes[:1] }, []string{`disk image "baseline" exists already`}},

@@ -246,6 +246,16 @@ func List() []Mutation {
 			Why:  "commands an RC says it is running are failed as lost at its next poll",
 		},
 
+		{
+			Name: "store-events-after-ignored",
+			File: "internal/store/events.go",
+			Old:  "\tif after > 0 {",
+			New:  "\tif false && after > 0 {",
+			Pkgs: []string{"./internal/store"},
+			Run:  "^TestEventsAfter$",
+			Why:  "a follower's cursor is ignored: nbctl nodes events --follow prints the whole timeline again at every poll",
+		},
+
 		// rc
 		{
 			Name: "rc-accepts-other-enrollment",
@@ -293,6 +303,15 @@ func List() []Mutation {
 			Why:  "the RC skips pxelinux's boot server for the DHCP next-server: in dhcp.mode: proxy it looks for the appliance at the site's DHCP server forever",
 		},
 		{
+			Name: "rc-shell-unchecked",
+			File: "rc/exec.go",
+			Old:  "if _, err := os.Stat(r.cfg.Shell); errors.Is(err, fs.ErrNotExist) {",
+			New:  "if _, err := os.Stat(r.cfg.Shell); false && errors.Is(err, fs.ErrNotExist) {",
+			Pkgs: []string{"./rc"},
+			Run:  "^TestExecuteWithoutAShell$",
+			Why:  "nbctl rc exec --shell on an image without a shell fails with a bare \"no such file\" that names neither the shell nor the way out",
+		},
+		{
 			Name: "rc-runs-duplicates",
 			File: "rc/rc.go",
 			Old:  "\tdup := cmd.ID != 0 && r.seen[cmd.ID]",
@@ -303,6 +322,15 @@ func List() []Mutation {
 		},
 
 		// am, am/rcbroker
+		{
+			Name: "api-node-domain-ignored",
+			File: "am/apierr/apierr.go",
+			Old:  "name, domain = c.Param(\"hrn\"), c.Query(\"domain\")",
+			New:  "name, domain = c.Param(\"hrn\"), \"\"",
+			Pkgs: []string{"./am"},
+			Run:  "^TestNodeNames$",
+			Why:  "a node route ignores ?domain=: a host name of nodes in several testbeds cannot be named at all, and one outside the testbed named is found",
+		},
 		{
 			Name: "omf-control-chars-accepted",
 			File: "am/omf.go",
@@ -329,6 +357,26 @@ func List() []Mutation {
 			Pkgs: []string{"./am/rcbroker"},
 			Run:  "^TestEnrollChecks$",
 			Why:  "an RC whose MACs belong to several nodes is enrolled as the first of them",
+		},
+
+		// cmd/nbctl
+		{
+			Name: "nbctl-follow-no-cursor",
+			File: "cmd/nbctl/events.go",
+			Old:  "\t\t\t\tafter = e.ID\n",
+			New:  "",
+			Pkgs: []string{"./cmd/nbctl"},
+			Run:  "^TestEventsFollow$",
+			Why:  "nodes events --follow asks for the whole timeline each time and prints every event again",
+		},
+		{
+			Name: "nbctl-help-goes-to-server",
+			File: "cmd/nbctl/commands.go",
+			Old:  "\tif wantsHelp(args) && len(group) > 0 {",
+			New:  "\tif false && wantsHelp(args) && len(group) > 0 {",
+			Pkgs: []string{"./cmd/nbctl"},
+			Run:  "^TestHelp$",
+			Why:  "nbctl nodes show --help asks the appliance for a node named --help instead of printing the usage",
 		},
 
 		// internal/imaging (nbctl load and save)

@@ -38,8 +38,23 @@ func (s *Store) AddEvent(ctx context.Context, e Event) error {
 
 // Events returns a node's timeline, oldest first.
 func (s *Store) Events(ctx context.Context, hrn string) ([]Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, hrn, at, source, what, detail FROM
-		(SELECT * FROM events WHERE hrn = ? ORDER BY id DESC LIMIT ?) ORDER BY id`, hrn, EventsPerNode)
+	return s.EventsAfter(ctx, hrn, 0)
+}
+
+// EventsAfter returns a node's events newer than the event with id after,
+// oldest first: a cursor for a client that follows the timeline. After 0
+// is the whole timeline (its newest EventsPerNode); otherwise at most
+// EventsPerNode events follow the cursor, the oldest of them, so that the
+// client asks again from the last it got and misses none.
+func (s *Store) EventsAfter(ctx context.Context, hrn string, after int64) ([]Event, error) {
+	q := `SELECT id, hrn, at, source, what, detail FROM
+		(SELECT * FROM events WHERE hrn = ? ORDER BY id DESC LIMIT ?) ORDER BY id`
+	args := []any{hrn, EventsPerNode}
+	if after > 0 {
+		q = `SELECT id, hrn, at, source, what, detail FROM events WHERE hrn = ? AND id > ? ORDER BY id LIMIT ?`
+		args = []any{hrn, after, EventsPerNode}
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	out, err := scanAll(rows, err, func(r scanner) (e Event, err error) {
 		var at int64
 		err = r.Scan(&e.ID, &e.HRN, &at, &e.Source, &e.What, &e.Detail)

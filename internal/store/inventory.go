@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
 
-// ErrAmbiguous is returned when a name matches nodes in several testbeds.
+// ErrAmbiguous is returned when a host name matches nodes in several
+// testbeds; its message names them.
 var ErrAmbiguous = errors.New("ambiguous")
 
 const nodeColumns = `n.hrn, t.domain, n.hostname, n.control_ip, n.control_mac, n.cmc_ip, n.x, n.y, n.z, n.disk, n.pxe_image, n.bootfile, n.power`
@@ -129,7 +131,12 @@ func (s *Store) LookupNodes(ctx context.Context, domain string, names []string) 
 		case 1:
 			found = append(found, hs[0])
 		default:
-			return nil, nil, fmt.Errorf("node %q: hostname of %d nodes, name the hrn or the domain: %w", name, len(hs), ErrAmbiguous)
+			// The candidates are named, so that the caller can pick one.
+			names := make([]string, len(hs))
+			for i, n := range hs {
+				names[i] = fmt.Sprintf("%s (domain %s)", n.HRN, n.Domain)
+			}
+			return nil, nil, fmt.Errorf("node %q: host name of %d nodes: %s: name the hrn or the domain: %w", name, len(hs), strings.Join(names, ", "), ErrAmbiguous)
 		}
 	}
 	return found, missing, nil

@@ -266,6 +266,57 @@ func TestAddEventsTrims(t *testing.T) {
 	}
 }
 
+// TestEventsAfter: the cursor of a follower: the node's events after the
+// one named, oldest first, never another node's (b.sb8's are interleaved).
+func TestEventsAfter(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var batch []Event
+	for i := range EventsPerNode + 20 {
+		batch = append(batch, Event{HRN: "a.sb8", At: t0.Add(time.Duration(i)), Source: "dhcp", What: "DHCPACK", Detail: fmt.Sprint(i)})
+		if i%100 == 0 {
+			batch = append(batch, Event{HRN: "b.sb8", At: t0, Source: "dhcp", What: "DHCPOFFER"})
+		}
+	}
+	if err := s.AddEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.EventsAfter(ctx, "a.sb8", 0)
+	if err != nil || len(all) != EventsPerNode {
+		t.Fatalf("after 0: %d events, %v", len(all), err)
+	}
+	tests := []struct {
+		name        string
+		after       int64
+		first, last string // Detail of the first and last event answered; "" for none
+		n           int
+	}{
+		{"after the first kept: the rest", all[0].ID, all[1].Detail, all[len(all)-1].Detail, EventsPerNode - 1},
+		{"after the tenth from the end", all[len(all)-10].ID, all[len(all)-9].Detail, all[len(all)-1].Detail, 9},
+		{"after the last: none", all[len(all)-1].ID, "", "", 0},
+		{"after an ID older than the timeline kept: all of it", 1, all[0].Detail, all[len(all)-1].Detail, EventsPerNode},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.EventsAfter(ctx, "a.sb8", tc.after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range got {
+				if e.HRN != "a.sb8" || e.ID <= tc.after || (i > 0 && e.ID <= got[i-1].ID) {
+					t.Fatalf("event %d = %+v: want a.sb8's, after %d, oldest first", i, e, tc.after)
+				}
+			}
+			if len(got) != tc.n {
+				t.Fatalf("%d events, want %d", len(got), tc.n)
+			}
+			if tc.n > 0 && (got[0].Detail != tc.first || got[len(got)-1].Detail != tc.last) {
+				t.Errorf("first %q last %q, want %q %q", got[0].Detail, got[len(got)-1].Detail, tc.first, tc.last)
+			}
+		})
+	}
+}
+
 func TestNodeFinderFollowsInventory(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
