@@ -17,8 +17,13 @@ all: build
 go-toolchain:
 	@scripts/ensure-go.sh
 
+# nbctl carries the node's programs (orbit-init, orbit-rc and the debug
+# shell), compiled once by go generate in initramfs/nodebin as a build from
+# the source tree compiles them, and embedded by the nodebin build tag: the
+# installed nbctl builds images without the sources or Go.
 build: go-toolchain
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) generate ./initramfs/nodebin
+	$(GO) build -tags nodebin -trimpath -o $(BIN)/ ./cmd/...
 
 test-deps:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
@@ -70,4 +75,4 @@ bench: build bench-deps
 	$(GO) run ./bench/boot
 
 clean:
-	rm -rf $(BIN) .cache/demo
+	rm -rf $(BIN) .cache/demo initramfs/nodebin/bin
