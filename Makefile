@@ -10,7 +10,7 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
-.PHONY: all build test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build install test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
@@ -24,6 +24,15 @@ go-toolchain:
 build: go-toolchain
 	$(GO) generate ./initramfs/nodebin
 	$(GO) build -tags nodebin -trimpath -o $(BIN)/ ./cmd/...
+
+# Where make install puts things (scripts/install.sh): binaries under
+# PREFIX, the systemd unit in UNITDIR, the example config in
+# SYSCONFDIR/netboot unless there already; all below DESTDIR.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+install: build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" BIN="$(BIN)" scripts/install.sh
 
 test-deps:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
