@@ -10,15 +10,29 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common
 
-.PHONY: all build test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build install test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
 go-toolchain:
 	@scripts/ensure-go.sh
 
+# nbctl carries the node's programs (orbit-init, orbit-rc and the debug
+# shell), compiled once by go generate in initramfs/nodebin as a build from
+# the source tree compiles them, and embedded by the nodebin build tag: the
+# installed nbctl builds images without the sources or Go.
 build: go-toolchain
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) generate ./initramfs/nodebin
+	$(GO) build -tags nodebin -trimpath -o $(BIN)/ ./cmd/...
+
+# Where make install puts things (scripts/install.sh): binaries under
+# PREFIX, the systemd unit in UNITDIR, the example config in
+# SYSCONFDIR/netboot unless there already; all below DESTDIR.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+install: build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" BIN="$(BIN)" scripts/install.sh
 
 test-deps:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
@@ -70,4 +84,4 @@ bench: build bench-deps
 	$(GO) run ./bench/boot
 
 clean:
-	rm -rf $(BIN) .cache/demo
+	rm -rf $(BIN) .cache/demo initramfs/nodebin/bin

@@ -54,8 +54,13 @@ type Options struct {
 	// DefaultAppend, e.g. "orbit.am=http://10.18.0.1:5054".
 	Append []string
 	// ModuleRoot is the root of this Go module (where go.mod is), from
-	// which cmd/orbit-init and cmd/orbit-rc are built.
+	// which cmd/orbit-init and cmd/orbit-rc (and the debug shell) are
+	// built when Programs does not give them.
 	ModuleRoot string
+	// Programs, when set, are the image's programs already built (nbctl's
+	// embedded copies, see package nodebin): Build then compiles nothing
+	// and needs neither ModuleRoot nor Go.
+	Programs *Programs
 	// GoCmd is the go command; default "go" from $PATH.
 	GoCmd string
 	// GOARCH of the image; default amd64 (the Debian kernel's).
@@ -136,8 +141,11 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	if err := checkAppend(opts.Append); err != nil {
 		return Result{}, err
 	}
-	if opts.OutDir == "" || opts.KernelDir == "" || opts.ModuleRoot == "" {
-		return Result{}, errors.New("image build: OutDir, KernelDir and ModuleRoot are required")
+	if opts.OutDir == "" || opts.KernelDir == "" {
+		return Result{}, errors.New("image build: OutDir and KernelDir are required")
+	}
+	if opts.Programs == nil && opts.ModuleRoot == "" {
+		return Result{}, errors.New("image build: ModuleRoot (to compile the node's programs) or Programs is required")
 	}
 	res := Result{Version: Version(opts.Name)}
 
@@ -157,25 +165,18 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	res.Builtin = set.Builtin
 	log.Info("image build", "name", opts.Name, "kernel", kver, "modules", strings.Join(res.Modules, ","), "builtin", strings.Join(set.Builtin, ","))
 
-	bins, err := CompileBinaries(ctx, opts.GoCmd, opts.ModuleRoot, opts.GOARCH)
-	if err != nil {
-		return Result{}, err
-	}
-	log.Info("image build: compiled", "orbit-init", len(bins.Init), "orbit-rc", len(bins.RC))
-
 	var sshKey []byte
 	if opts.SSHKeyFile != "" {
 		if sshKey, err = os.ReadFile(opts.SSHKeyFile); err != nil {
 			return Result{}, fmt.Errorf("ssh key: %w", err)
 		}
 	}
-	var shell DebugShell
-	if opts.DebugShell || opts.SSHKeyFile != "" {
-		if shell, err = CompileDebugShell(ctx, opts.GoCmd, opts.ModuleRoot, opts.GOARCH); err != nil {
-			return Result{}, err
-		}
-		log.Info("image build: compiled the debug shell", "sshd", len(shell.SSHD), "gosh", len(shell.Gosh))
+	progs, err := programs(ctx, opts, opts.DebugShell || opts.SSHKeyFile != "")
+	if err != nil {
+		return Result{}, err
 	}
+	bins, shell := progs.Binaries, progs.DebugShell
+	log.Info("image build: programs", "orbit-init", len(bins.Init), "orbit-rc", len(bins.RC), "sshd", len(shell.SSHD), "gosh", len(shell.Gosh))
 
 	a, err := Assemble(Contents{
 		Name:          opts.Name,
@@ -242,7 +243,42 @@ func FindKernel(kernelDir string) (path, version string, err error) {
 	return matches[0], version, nil
 }
 
-// Binaries are the image's programs.
+// Programs are every program an image may hold: the ones it always has
+// and the debug shell's.
+type Programs struct {
+	Binaries
+	DebugShell DebugShell
+}
+
+// programs returns opts.Programs (without the debug shell unless withShell),
+// or compiles the programs in opts.ModuleRoot; opts.ModuleRoot wins when
+// both are given, so that a developer's changed sources are what the image
+// gets.
+func programs(ctx context.Context, opts Options, withShell bool) (Programs, error) {
+	if opts.ModuleRoot == "" {
+		p := *opts.Programs
+		if !withShell {
+			p.DebugShell = DebugShell{}
+		}
+		if len(p.Init) == 0 || len(p.RC) == 0 || withShell && (len(p.DebugShell.SSHD) == 0 || len(p.DebugShell.Gosh) == 0) {
+			return Programs{}, errors.New("image build: the given programs are incomplete")
+		}
+		return p, nil
+	}
+	var p Programs
+	var err error
+	if p.Binaries, err = CompileBinaries(ctx, opts.GoCmd, opts.ModuleRoot, opts.GOARCH); err != nil {
+		return Programs{}, err
+	}
+	if withShell {
+		if p.DebugShell, err = CompileDebugShell(ctx, opts.GoCmd, opts.ModuleRoot, opts.GOARCH); err != nil {
+			return Programs{}, err
+		}
+	}
+	return p, nil
+}
+
+// Binaries are the programs every image holds.
 type Binaries struct {
 	Init []byte // cmd/orbit-init
 	RC   []byte // cmd/orbit-rc

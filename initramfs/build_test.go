@@ -293,6 +293,65 @@ func TestBuildBadInput(t *testing.T) {
 	}
 }
 
+// TestBuildPrograms builds from programs given (nbctl's embedded ones):
+// nothing is compiled, and ModuleRoot, when given too, wins.
+func TestBuildPrograms(t *testing.T) {
+	kdir := fakeKernel(t)
+	shell := DebugShell{SSHD: []byte("sshd-bytes"), Gosh: []byte("gosh-bytes")}
+	full := &Programs{Binaries: Binaries{Init: []byte("init-bytes"), RC: []byte("rc-bytes")}, DebugShell: shell}
+	noShell := &Programs{Binaries: full.Binaries}
+	const noGo = "/nonexistent/go" // a build that compiles fails
+	for _, tt := range []struct {
+		name    string
+		opts    Options
+		wantErr string
+		want    map[string]string // files of the initramfs and their contents
+		lacks   []string
+	}{
+		{name: "programs", opts: Options{Programs: full},
+			want:  map[string]string{"init": "init-bytes", "bin/orbit-rc": "rc-bytes"},
+			lacks: []string{"bin/sshd", "bin/gosh", "bin/sh"}},
+		{name: "programs with the debug shell", opts: Options{Programs: full, DebugShell: true},
+			want: map[string]string{"init": "init-bytes", "bin/sshd": "sshd-bytes", "bin/gosh": "gosh-bytes"}},
+		{name: "no debug shell given", opts: Options{Programs: noShell, DebugShell: true}, wantErr: "incomplete"},
+		{name: "no init given", opts: Options{Programs: &Programs{Binaries: Binaries{RC: []byte("rc")}}}, wantErr: "incomplete"},
+		{name: "neither programs nor module root", opts: Options{}, wantErr: "ModuleRoot"},
+		{name: "module root wins", opts: Options{Programs: full, ModuleRoot: t.TempDir()}, wantErr: "go build ./cmd/orbit-init ./cmd/orbit-rc"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := t.TempDir()
+			opts := tt.opts
+			opts.Name, opts.KernelDir, opts.OutDir, opts.GoCmd = "orbit-1", kdir, out, noGo
+			res, err := Build(context.Background(), opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if ents, _ := os.ReadDir(out); len(ents) != 0 {
+					t.Errorf("a failed build wrote %d files", len(ents))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			gz, err := os.ReadFile(res.Initramfs.Path)
+			must(t, err)
+			_, bodies := readCPIO(t, gz)
+			for name, body := range tt.want {
+				if got, ok := bodies[name]; !ok || string(got) != body {
+					t.Errorf("%s = %q (present %v), want %q", name, got, ok, body)
+				}
+			}
+			for _, name := range tt.lacks {
+				if _, ok := bodies[name]; ok {
+					t.Errorf("the image has %s", name)
+				}
+			}
+		})
+	}
+}
+
 func TestBuildRealKernel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles cmd/orbit-init and cmd/orbit-rc")

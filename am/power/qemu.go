@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/qmp"
@@ -131,9 +135,30 @@ func dialQMP(ctx context.Context, path string) (*qmp.Client, error) {
 	c, err := qmp.Dial(ctx, path)
 	var op *net.OpError
 	if err != nil && ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" {
-		return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+		return nil, notRunning(path, err)
 	}
 	return c, err
+}
+
+// notRunning says why the QMP socket at path could not be reached. A
+// missing socket under /tmp is most often one that netbootd cannot see:
+// its systemd unit gives it a /tmp of its own (PrivateTmp=yes), so the
+// error says so and where to put the socket instead.
+func notRunning(path string, err error) error {
+	var why string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		why = "no QMP socket at " + path
+		if p := filepath.Clean(path); strings.HasPrefix(p, "/tmp/") || strings.HasPrefix(p, "/var/tmp/") {
+			why += "; under netbootd's systemd unit (PrivateTmp=yes) /tmp and /var/tmp are private to netbootd " +
+				"and hide the host's: put the socket under /run, e.g. qemu:/run/qemu/" + filepath.Base(p)
+		}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "nothing listens on the QMP socket " + path
+	default:
+		why = "cannot connect to the QMP socket " + path
+	}
+	return fmt.Errorf("%w (%s): %w", ErrNotRunning, why, err)
 }
 
 // run sends a command whose reply carries nothing we need.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,13 +179,63 @@ func doOrHang(t *testing.T, d Driver, ctx context.Context, a Action) (State, err
 	}
 }
 
+// TestQEMUNotRunning checks what an unreachable QMP socket is called: the
+// path, and for a missing one under /tmp the hint that netbootd's private
+// /tmp (PrivateTmp=yes in its unit) may hide it.
+func TestQEMUNotRunning(t *testing.T) {
+	// A socket file that nothing listens on: the listener goes, its file stays.
+	stale := filepath.Join(t.TempDir(), "stale.qmp")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	live := newFakeQEMU(t, "running").sock
+	absentTmp := fmt.Sprintf("/tmp/netboot-power-test-%d-absent/node1.qmp", os.Getpid())
+	absentVarTmp := fmt.Sprintf("/var/tmp/netboot-power-test-%d-absent/node1.qmp", os.Getpid())
+	absentRun := fmt.Sprintf("/run/netboot-power-test-%d-absent/node1.qmp", os.Getpid())
+	const hint = "PrivateTmp=yes"
+	tests := []struct {
+		name   string
+		socket string
+		want   []string // in the error; none: no error
+		not    []string
+	}{
+		{"missing under /tmp", absentTmp, []string{"QEMU is not running", "no QMP socket at " + absentTmp, hint, "qemu:/run/qemu/node1.qmp", "no such file or directory"}, nil},
+		{"missing under /var/tmp", absentVarTmp, []string{"no QMP socket at " + absentVarTmp, hint}, nil},
+		{"missing under /run", absentRun, []string{"QEMU is not running", "no QMP socket at " + absentRun}, []string{hint}},
+		{"nothing listening", stale, []string{"QEMU is not running", "nothing listens on the QMP socket " + stale, "connection refused"}, []string{hint}},
+		{"running", live, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := (&QEMU{Socket: tt.socket}).Do(context.Background(), Status)
+			if len(tt.want) == 0 {
+				if err != nil || st != StateOn {
+					t.Fatalf("status = %s, %v; want on", st, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotRunning) {
+				t.Fatalf("err = %v, want ErrNotRunning", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(err.Error(), n) {
+					t.Errorf("error has %q: %v", n, err)
+				}
+			}
+		})
+	}
+}
+
 func TestQEMUErrors(t *testing.T) {
 	ctx := context.Background()
-
-	d := &QEMU{Socket: filepath.Join(t.TempDir(), "absent.sock")}
-	if _, err := d.Do(ctx, Status); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("no socket: err = %v, want ErrNotRunning", err)
-	}
 
 	f := newFakeQEMU(t, "paused")
 	f.set(func(f *fakeQEMU) { f.fail["cont"] = true })

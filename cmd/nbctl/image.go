@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/initramfs"
+	"github.com/orbit-lab/netboot/initramfs/nodebin"
 	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
@@ -24,7 +27,7 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	sshKey := fs.String("ssh-key", "", "authorized key file for the debug shell")
 	appendArgs := fs.String("append", "", "extra kernel arguments, e.g. orbit.am=http://10.18.0.1:5054")
 	description := fs.String("description", "orbit-pxe RAM image", "description registered with --server")
-	root := fs.String("module-root", "", "source tree to build orbit-init and orbit-rc from (default: the one holding the current directory)")
+	root := fs.String("module-root", "", "source tree to compile orbit-init and orbit-rc from, with Go, instead of the programs embedded in nbctl (default without them: the tree holding the current directory)")
 	register := fs.Bool("register", false, "register the image in the appliance's inventory (implied by --server)")
 	fs.StringVar(&server, "server", server, "appliance URL to register the image with")
 	if err := fs.Parse(args); err != nil {
@@ -38,12 +41,9 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	if *name == "" || *kernelDir == "" || *out == "" || fs.NArg() > 0 {
 		return usageError("image build --name NAME --kernel-dir DIR --out TFTP_ROOT [--modules m1,m2] [--ssh-key F] [--append ARGS] [--server URL]")
 	}
-	if *root == "" {
-		r, err := modroot.Find()
-		if err != nil {
-			return fmt.Errorf("%w: give --module-root", err)
-		}
-		*root = r
+	progs, err := nodeProgs(*root, k.errOut)
+	if err != nil {
+		return err
 	}
 	var mods []string
 	for _, m := range strings.Split(*modules, ",") {
@@ -53,7 +53,7 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	}
 	res, err := initramfs.Build(ctx, initramfs.Options{
 		Name: *name, KernelDir: *kernelDir, Modules: mods, OutDir: *out, SSHKeyFile: *sshKey,
-		Append: strings.Fields(*appendArgs), ModuleRoot: *root,
+		Append: strings.Fields(*appendArgs), ModuleRoot: progs.root, Programs: progs.embedded,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -71,4 +71,33 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	}
 	fmt.Fprintf(k.out, "registered %s with %s\n", *name, server)
 	return nil
+}
+
+// nodeSource is where an image's programs come from: compiled in root, or
+// the ones embedded in nbctl.
+type nodeSource struct {
+	root     string
+	embedded *initramfs.Programs
+}
+
+// nodeProgs picks the programs: --module-root wins (a developer changing
+// them), else those embedded by make build, else the source tree holding
+// the current directory, which is said on errOut since it needs Go.
+func nodeProgs(root string, errOut io.Writer) (nodeSource, error) {
+	if root != "" {
+		return nodeSource{root: root}, nil
+	}
+	progs, err := nodebin.Programs()
+	if err == nil {
+		return nodeSource{embedded: &progs}, nil
+	}
+	if !errors.Is(err, nodebin.ErrNotEmbedded) {
+		return nodeSource{}, fmt.Errorf("image build: %w", err)
+	}
+	r, ferr := modroot.Find()
+	if ferr != nil {
+		return nodeSource{}, fmt.Errorf("%w, and %w: give --module-root", err, ferr)
+	}
+	fmt.Fprintf(errOut, "nbctl: %v: compiling orbit-init and orbit-rc in %s with go\n", err, r)
+	return nodeSource{root: r}, nil
 }

@@ -66,6 +66,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if _, err := os.ReadDir(cfg.TFTPRoot); err != nil {
 		return fmt.Errorf("tftp_root: %w", err)
 	}
+	if err := writableDir("state_dir", cfg.StateDir, 0o750); err != nil {
+		return err
+	}
 
 	st, err := store.Open(ctx, cfg.StateDir)
 	if err != nil {
@@ -79,6 +82,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfgDir := cfg.PXE.CfgDir
 	if !filepath.IsAbs(cfgDir) {
 		cfgDir = filepath.Join(cfg.TFTPRoot, cfgDir)
+	}
+	if err := writableDir("pxe.cfg_dir", cfgDir, 0o755); err != nil {
+		return err
 	}
 	links, err := pxelink.New(pxelink.Config{Dir: cfgDir, Lifetime: cfg.PXE.LinkLifetime}, st, log.With("svc", "pxe"))
 	if err != nil {

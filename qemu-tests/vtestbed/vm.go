@@ -110,7 +110,7 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 		Disk:    filepath.Join(tb.Dir, n.Hostname+".disk.raw"),
 		exited:  make(chan struct{}),
 	}
-	qmpPath := tb.qmpSocket(n)
+	qmpPath := tb.QMPSocket(n)
 	vm.QMPSocket = qmpPath
 	var sector []byte
 	if n.DiskMarker != "" {

@@ -153,6 +153,9 @@ const (
 	// without orbit.am=, as an operator builds it, so that the RC has to
 	// find the appliance by itself.
 	NetbootdProxy Server = "netbootd-proxy"
+	// None starts no server: the test runs its own on the bridge (as an
+	// operator installs it) and sets AMURL once it serves.
+	None Server = "none"
 )
 
 // Options say what the testbed holds.
@@ -171,6 +174,9 @@ type Options struct {
 	// AM, with a dnsmasq server, also runs netbootd as the AM only (no
 	// DHCP, no TFTP), so that the nodes' RCs can enroll.
 	AM bool
+	// QMPDir is where the machines' QMP sockets go (QMPSocket); default
+	// the testbed's directory. It must exist.
+	QMPDir string
 }
 
 // Testbed is a running virtual testbed.
@@ -183,6 +189,7 @@ type Testbed struct {
 	TFTPRoot string
 	Nodes    []Node
 	Server   Server
+	QMPDir   string             // the machines' QMP sockets
 	Image    *Image             // the image in the TFTP root, if any
 	App      *apptest.Appliance // netbootd, for Netbootd
 	AMURL    string             // http://10.18.0.1:5054, for Netbootd
@@ -293,6 +300,10 @@ func New(t testing.TB, o Options) *Testbed {
 		os.RemoveAll(tb.Dir)
 	})
 	tb.HTTP = tb.Netns.HTTPClient()
+	tb.QMPDir = o.QMPDir
+	if tb.QMPDir == "" {
+		tb.QMPDir = tb.Dir
+	}
 
 	for i, n := range o.Nodes {
 		if n.NIC == "" {
@@ -352,6 +363,7 @@ func New(t testing.TB, o Options) *Testbed {
 			tb.App.Start()
 		}
 		t.Cleanup(tb.saveServerArtifacts)
+	case None:
 	default:
 		t.Fatalf("vtestbed: unknown server %q", o.Server)
 	}
@@ -434,7 +446,7 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	fmt.Fprintf(&inv, "testbeds:\n  - domain: %s\n    nodes:\n", Domain)
 	for i, n := range tb.Nodes {
 		fmt.Fprintf(&inv, "      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: %q, x: 1, y: %d, disk: /dev/sda, power: %q }\n",
-			n.HRN, n.Hostname, n.IP, n.MAC, i+1, "qemu:"+tb.qmpSocket(n))
+			n.HRN, n.Hostname, n.IP, n.MAC, i+1, "qemu:"+tb.QMPSocket(n))
 	}
 	a := apptest.New(tb.t, apptest.Options{Netns: tb.Netns.Name, Inventory: inv.String()})
 	// apptest binds the AM to 127.0.0.1 and has no TFTP on :69; the nodes
@@ -503,10 +515,10 @@ func (tb *Testbed) linkDnsmasqConfigs() error {
 	return nil
 }
 
-// qmpSocket is where a node's machine serves QMP: the vtestbed's own
+// QMPSocket is where a node's machine serves QMP: the vtestbed's own
 // client uses it, and netbootd's qemu power driver (the node's inventory
 // power: entry).
-func (tb *Testbed) qmpSocket(n Node) string { return filepath.Join(tb.Dir, n.Hostname+".qmp") }
+func (tb *Testbed) QMPSocket(n Node) string { return filepath.Join(tb.QMPDir, n.Hostname+".qmp") }
 
 // Node returns the node named hrn or host name.
 func (tb *Testbed) Node(name string) Node {
