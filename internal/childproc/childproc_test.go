@@ -1,6 +1,7 @@
 package childproc_test
 
 import (
+	"bufio"
 	"errors"
 	"io/fs"
 	"os"
@@ -67,17 +68,20 @@ func TestStartLocked(t *testing.T) {
 }
 
 // Stop signals a child, kills one that ignores the signal once grace is
-// over, and leaves one that has exited alone.
+// over, and leaves one that has exited alone. A child that ends on the
+// signal gets a grace that only a hung child outlives; the others say
+// "ready" once their trap is set, so the signal never comes before it.
 func TestStop(t *testing.T) {
 	for _, c := range []struct {
 		name, script string
 		exited       bool // wait for the child to exit before Stop
+		grace        time.Duration
 		killed       bool
 		status       string // the exit error Stop passes on
 	}{
-		{name: "ends on SIGTERM", script: "sleep 60", status: "signal: terminated"},
-		{name: "ignores SIGTERM", script: "trap '' TERM; while :; do sleep 0.05; done", killed: true, status: "signal: killed"},
-		{name: "already exited", script: "exit 3", exited: true, status: "exit status 3"},
+		{name: "ends on SIGTERM", script: "echo ready; exec sleep 60", grace: time.Minute, status: "signal: terminated"},
+		{name: "ignores SIGTERM", script: "trap '' TERM; echo ready; while :; do sleep 0.05; done", grace: 300 * time.Millisecond, killed: true, status: "signal: killed"},
+		{name: "already exited", script: "exit 3", exited: true, grace: time.Minute, status: "exit status 3"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command("sh", "-c", c.script)
@@ -87,13 +91,26 @@ func TestStop(t *testing.T) {
 				ch <- cmd.Run()
 				done = ch
 			} else {
-				var err error
-				if done, err = childproc.StartLocked(cmd); err != nil {
+				r, w, err := os.Pipe()
+				if err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(100 * time.Millisecond) // sh has set its trap
+				defer r.Close()
+				cmd.Stdout = w
+				done, err = childproc.StartLocked(cmd)
+				w.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+				line, err := bufio.NewReader(r).ReadString('\n')
+				if line != "ready\n" {
+					t.Fatalf("the child said %q, %v; want ready", line, err)
+				}
 			}
-			err, killed := childproc.Stop(cmd.Process, syscall.SIGTERM, 300*time.Millisecond, done)
+			err, killed := childproc.Stop(cmd.Process, syscall.SIGTERM, c.grace, done)
 			if killed != c.killed || err == nil || err.Error() != c.status {
 				t.Errorf("Stop: %v, killed %v; want %s, killed %v", err, killed, c.status, c.killed)
 			}
