@@ -120,6 +120,53 @@ func List() []Mutation {
 			Why:  "a transfer no longer stops at the size announced at open (tsize), so a file growing meanwhile breaks it",
 		},
 
+		// am/httpboot
+		{
+			Name: "http-boot-dotdot-allowed",
+			File: "am/httpboot/httpboot.go",
+			Old:  "\tclean, err := bootpath.Clean(name)",
+			New:  "\tclean, err := strings.TrimLeft(name, \"/\"), error(nil)",
+			Pkgs: []string{"./am/httpboot"},
+			Run:  "^TestPaths$",
+			Why:  "the HTTP boot server skips TFTP's name rule: a/../b is served, '\\' is not '/', a control character reaches the file system",
+		},
+		{
+			Name: "http-boot-no-sendfile",
+			File: "am/httpboot/httpboot.go",
+			Old:  "\thttp.ServeContent(w, r, \"\", fi.ModTime(), file)",
+			New:  "\thttp.ServeContent(w, r, \"\", fi.ModTime(), io.NewSectionReader(file, 0, fi.Size()))",
+			Pkgs: []string{"./am/httpboot"},
+			Run:  "^TestBodyIsTheOpenFile$",
+			Why:  "boot files are copied through user space 32 KiB at a time instead of sent by sendfile(2)",
+		},
+		{
+			Name: "http-boot-short-body-unnoticed",
+			File: "am/httpboot/httpboot.go",
+			Old:  "\t\tif err == nil && w.n < want {",
+			New:  "\t\tif false && err == nil && w.n < want {",
+			Pkgs: []string{"./am/httpboot"},
+			Run:  "^TestFileChangesDuringTransfer$",
+			Why:  "a file that shrank mid-transfer, or a connection that failed, is logged and put on the timeline as a good fetch",
+		},
+		{
+			Name: "http-boot-stall-holds-shutdown",
+			File: "am/httpboot/httpboot.go",
+			Old:  "\tdefer ctxio.CutOnDone(r.Context(), c.Writer, true)()",
+			New:  "\tdefer ctxio.CutOnDone(context.Background(), c.Writer, true)()",
+			Pkgs: []string{"./am/httpboot"},
+			Run:  "^TestShutdownCutsStalledTransfer$",
+			Why:  "a client that stops reading a boot file holds netbootd's shutdown until the drain times out",
+		},
+		{
+			Name: "timeline-http-head-recorded",
+			File: "cmd/netbootd/timeline/timeline.go",
+			Old:  "\tif f.Method != http.MethodGet || errors.Is(f.Err, bootpath.ErrNotFound) {",
+			New:  "\tif errors.Is(f.Err, bootpath.ErrNotFound) {",
+			Pkgs: []string{"./cmd/netbootd/timeline", "./cmd/netbootd"},
+			Run:  "^(TestFetchDone|TestHTTPBootFiles)$",
+			Why:  "a UEFI node's HEAD before its GET, and refused writes, show on its timeline as if files were fetched twice",
+		},
+
 		// am/pxelink
 		{
 			Name: "pxelink-no-rollback",
