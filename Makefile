@@ -80,6 +80,7 @@ bench: build bench-deps
 	$(GO) run ./bench/am --netbootd $(BIN)/netbootd
 	$(GO) run ./bench/dhcp -trials 5
 	$(GO) run ./bench/tftp
+	$(GO) run ./bench/httpboot --netbootd $(BIN)/netbootd
 	$(GO) run ./bench/rc -size 1GiB -runs 3
 	$(GO) run ./bench/boot
 

@@ -1,6 +1,6 @@
 // Package am is the Aggregate Manager: one HTTP server carrying the OMF
 // services as OMF 5.4 spoke them (/pxe, /inventory) and the JSON API under
-// /api/v1. Both sides resolve nodes and change boot links through the same
+// /api/v1 (and, beside them, the boot files of am/httpboot). Both sides resolve nodes and change boot links through the same
 // code, so they cannot disagree.
 package am
 
@@ -46,6 +46,9 @@ type Config struct {
 	DefaultImage string // PXE image for nodes whose inventory names none
 	// RC, if set, adds the Resource Controller broker's routes under /api/v1.
 	RC interface{ Register(*gin.RouterGroup) }
+	// BootFiles, if set, adds the boot-file routes (am/httpboot) at the
+	// root, under their own prefix.
+	BootFiles interface{ Register(gin.IRouter) }
 }
 
 // Server is the AM's HTTP server.
@@ -76,6 +79,9 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 	s.apiRoutes(api)
 	if cfg.RC != nil {
 		cfg.RC.Register(api)
+	}
+	if cfg.BootFiles != nil {
+		cfg.BootFiles.Register(r)
 	}
 	s.h = r
 	return s

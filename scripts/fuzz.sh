@@ -12,7 +12,7 @@ fuzztime=${1:?usage: scripts/fuzz.sh FUZZTIME (e.g. 15s, 5m)}
 # package  target
 targets="
 ./dhcpd                FuzzHandler
-./tftpd                FuzzResolve
+./internal/bootpath    FuzzResolve
 ./rc/proto             FuzzOpen
 ./rc/proto             FuzzSignOpen
 ./am                   FuzzOMFQuery

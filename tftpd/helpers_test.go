@@ -8,10 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,84 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/bootpath/boottree"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
-// tree is a tftp root for tests, with the shapes a boot server meets:
-// files, a pxelinux.cfg symlink to a sibling, symlinks that escape, a
-// directory, and a file outside the root that must never be served.
-type tree struct {
-	root    string
-	outside string            // a directory beside root
-	files   map[string][]byte // name relative to root -> content
-}
+// tree is a tftp root for tests: boottree's, shared with the path rule's
+// and the HTTP server's tests.
+type tree = boottree.Tree
 
-const orbitCfg = "DEFAULT orbit\nLABEL orbit\n  KERNEL kernel-8m\n  APPEND initrd=initrd-64m\n"
+func newTree(t testing.TB, large map[string]int) *tree { return boottree.New(t, large) }
 
-// newTree builds the tree. Large files (name -> size) are random content
-// from a seeded generator: fast, and the same on every run.
-func newTree(t testing.TB, large map[string]int) *tree {
-	t.Helper()
-	base := t.TempDir()
-	tr := &tree{
-		root:    filepath.Join(base, "root"),
-		outside: filepath.Join(base, "outside"),
-		files:   map[string][]byte{},
-	}
-	mkdir(t, tr.root, "pxelinux.cfg", "empty-dir")
-	mkdir(t, tr.outside)
-	tr.write(t, "pxelinux.0", randomBytes(1, 42_000))
-	tr.write(t, "pxelinux.cfg/orbit-2.0.0", []byte(orbitCfg))
-	tr.write(t, "pxelinux.cfg/default", []byte("DEFAULT local\n"))
-	tr.write(t, "text.txt", []byte("line one\nline two\r\nend\n"))
-	tr.write(t, "zero", nil)
-	i := uint64(2)
-	for name, size := range large {
-		tr.write(t, name, randomBytes(i, size))
-		i++
-	}
-	testenv.WriteFile(t, filepath.Join(tr.outside, "secret"), []byte("SECRET outside the root\n"))
-	symlink(t, "./orbit-2.0.0", filepath.Join(tr.root, "pxelinux.cfg/0A120102"))
-	symlink(t, "../outside/secret", filepath.Join(tr.root, "escape"))
-	symlink(t, "../outside", filepath.Join(tr.root, "escape-dir"))
-	symlink(t, "../../outside/secret", filepath.Join(tr.root, "pxelinux.cfg/escape"))
-	symlink(t, filepath.Join(tr.root, "pxelinux.0"), filepath.Join(tr.root, "absolute-inside"))
-	symlink(t, "missing-target", filepath.Join(tr.root, "dangling"))
-	return tr
-}
-
-func (tr *tree) write(t testing.TB, name string, data []byte) {
-	t.Helper()
-	testenv.WriteFile(t, filepath.Join(tr.root, filepath.FromSlash(name)), data)
-	tr.files[name] = data
-}
-
-func mkdir(t testing.TB, dir string, subs ...string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range subs {
-		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func symlink(t testing.TB, target, link string) {
-	t.Helper()
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func randomBytes(seed uint64, n int) []byte {
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8(key).Read(b) // documented never to fail
-	return b
-}
+func randomBytes(seed uint64, n int) []byte { return boottree.RandomBytes(seed, n) }
 
 func sum(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 

@@ -65,7 +65,7 @@ func readLocal(t *testing.T, path string) []byte {
 type interopCase struct {
 	name     string
 	remote   string
-	want     string // key in tree.files for a download, "" for a refusal
+	want     string // key in tree.Files for a download, "" for a refusal
 	wantFile string // Transfer.File the sink must see ("" for write requests)
 	wantCode int    // TFTP error code expected, 0 for success
 	put      bool
@@ -96,7 +96,7 @@ func interopFiles() map[string]int {
 // blksize too when blksize is not 0.
 func interopRun(t *testing.T, skip func(interopCase) bool, blksize int, fetch func(t *testing.T, port string, tc interopCase, local string, tr *tree)) *tree {
 	tr := newTree(t, interopFiles())
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	port := strconv.Itoa(ts.port())
 	for _, tc := range interopCases() {
 		if skip != nil && skip(tc) {
@@ -144,9 +144,9 @@ func TestInteropTFTPHPA(t *testing.T) {
 		if strings.Contains(out, "Error") {
 			t.Fatalf("output %q", out)
 		}
-		equalBytes(t, tc.remote, readLocal(t, local), tr.files[tc.want])
+		equalBytes(t, tc.remote, readLocal(t, local), tr.Files[tc.want])
 	})
-	if _, err := os.Stat(filepath.Join(tr.root, "uploaded")); err == nil {
+	if _, err := os.Stat(filepath.Join(tr.Root, "uploaded")); err == nil {
 		t.Error("a write request created a file")
 	}
 }
@@ -175,7 +175,7 @@ func TestInteropAtftp(t *testing.T) {
 		if !ok {
 			t.Fatalf("atftp failed: %q", out)
 		}
-		equalBytes(t, tc.remote, readLocal(t, local), tr.files[tc.want])
+		equalBytes(t, tc.remote, readLocal(t, local), tr.Files[tc.want])
 	})
 }
 
@@ -195,8 +195,8 @@ func checkReported(t *testing.T, ts *testServer, tr *tree, tc interopCase) Trans
 		if rep.Err != nil {
 			t.Errorf("sink: Err = %v", rep.Err)
 		}
-		if !tc.ascii && rep.Bytes != int64(len(tr.files[tc.want])) {
-			t.Errorf("sink: Bytes = %d, want %d", rep.Bytes, len(tr.files[tc.want]))
+		if !tc.ascii && rep.Bytes != int64(len(tr.Files[tc.want])) {
+			t.Errorf("sink: Bytes = %d, want %d", rep.Bytes, len(tr.Files[tc.want]))
 		}
 	default:
 		if code, _ := codeOf(rep.Err); int(code) != tc.wantCode {

@@ -71,7 +71,7 @@ func checkBlockSizes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ts := servers[tc.listen]
 			if ts == nil {
-				ts = startServer(parent, Config{Listen: tc.listen, Root: tr.root})
+				ts = startServer(parent, Config{Listen: tc.listen, Root: tr.Root})
 				servers[tc.listen] = ts
 			}
 			network := "udp4"
@@ -87,7 +87,7 @@ func checkBlockSizes(t *testing.T) {
 			if got := res.oack["blksize"]; got != strconv.Itoa(tc.want) {
 				t.Errorf("asked %d, granted %s, want %d", tc.ask, got, tc.want)
 			}
-			equalBytes(t, "kernel", res.data, tr.files["kernel"])
+			equalBytes(t, "kernel", res.data, tr.Files["kernel"])
 		})
 	}
 }

@@ -1,11 +1,11 @@
 // Package tftpd is netbootd's read-only TFTP server for PXE boot files.
 //
 // It wraps github.com/pin/tftp/v3 (v3.1.0) and owns what that library
-// leaves to its user: which names may be served (resolve.go: a name never
-// leaves Root, symlinks inside Root are followed), what the client is told
-// when a request is refused, serving a file exactly as it was when opened,
-// and logging every transfer without letting a misbehaving client flood
-// the log.
+// leaves to its user: which names may be served (internal/bootpath's rule,
+// shared with HTTP: a name never leaves Root, symlinks inside Root are
+// followed), what the client is told when a request is refused, serving a
+// file exactly as it was when opened, and logging every transfer without
+// letting a misbehaving client flood the log.
 //
 // What the library decides, and this package cannot change without forking
 // it:
@@ -45,7 +45,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,6 +53,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/orbit-lab/netboot/internal/bootpath"
 	"github.com/orbit-lab/netboot/internal/lograte"
 )
 
@@ -184,7 +184,7 @@ func New(cfg Config, log *slog.Logger, sink TransferSink) (*Server, error) {
 		cfg.Retries = DefaultRetries
 	}
 	if cfg.Listen != "" {
-		if err := checkRoot(cfg.Root); err != nil {
+		if err := bootpath.CheckRoot(cfg.Root); err != nil {
 			return nil, fmt.Errorf("tftpd: root %q: %w", cfg.Root, err)
 		}
 	}
@@ -201,26 +201,6 @@ func New(cfg Config, log *slog.Logger, sink TransferSink) (*Server, error) {
 		ready:         make(chan struct{}),
 		inflight:      make(map[netip.AddrPort]*inflight),
 	}, nil
-}
-
-func checkRoot(dir string) error {
-	if dir == "" {
-		return errors.New("not set")
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	d, err := root.Open(".")
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if _, err := d.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("not readable: %w", err)
-	}
-	return nil
 }
 
 // Ready is closed once Serve has bound its socket (Addr is then valid), or
@@ -338,7 +318,7 @@ func (s *Server) serveRead(ctx context.Context, name string, rf io.ReaderFrom) e
 	client := clientAddrPort(&ra)
 	t := Transfer{Client: client, File: name}
 
-	clean, err := cleanName(name)
+	clean, err := bootpath.Clean(name)
 	if err == nil {
 		t.File = clean
 		err = s.send(ctx, clean, client, rf, &t)
@@ -363,12 +343,7 @@ func (s *Server) serveRead(ctx context.Context, name string, rf io.ReaderFrom) e
 // send opens clean under Root and hands it to the library. It fills in
 // t.Bytes and t.BlkSize; BlkSize stays 0 if the file could not be opened.
 func (s *Server) send(ctx context.Context, clean string, client netip.AddrPort, rf io.ReaderFrom, t *Transfer) error {
-	root, err := os.OpenRoot(s.cfg.Root)
-	if err != nil {
-		return fmt.Errorf("open root %q: %w", s.cfg.Root, err)
-	}
-	f, fi, err := openFile(root, clean)
-	root.Close()
+	f, fi, err := bootpath.Open(s.cfg.Root, clean)
 	if err != nil {
 		return err
 	}

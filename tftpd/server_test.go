@@ -132,7 +132,7 @@ func TestStartBindErrorIsReturnedAtOnce(t *testing.T) {
 // Serve returns (ts.stop fails the test if it hangs).
 func TestShutdownCutsRunningTransfer(t *testing.T) {
 	tr := newTree(t, map[string]int{"big": 8 << 20})
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	c := newRawClient(t)
 	res, err := c.fetch(ts.addr, request(opRRQ, "big", "octet", "blksize", "1468"), 100, ts.cancel)
 	if err != nil {
@@ -178,11 +178,11 @@ func pinFetch(t *testing.T, addr, name, mode string, blksize int) (data []byte, 
 // was told.
 func TestPinClientFetch(t *testing.T) {
 	tr := newTree(t, map[string]int{"kernel-8m": 8 << 20, "initrd-64m": 64 << 20})
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	tests := []struct {
 		name    string
 		file    string // as requested
-		want    string // name in tr.files, and Transfer.File
+		want    string // name in tr.Files, and Transfer.File
 		blksize int    // asked for; 0: no blksize option
 		wantBlk int
 	}{
@@ -200,9 +200,9 @@ func TestPinClientFetch(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			want, ok := tr.files[tc.want]
+			want, ok := tr.Files[tc.want]
 			if !ok {
-				want = tr.files["pxelinux.cfg/orbit-2.0.0"] // the symlink's target
+				want = tr.Files["pxelinux.cfg/orbit-2.0.0"] // the symlink's target
 			}
 			start := time.Now()
 			got, tsize, err := pinFetch(t, ts.addr, tc.file, "octet", tc.blksize)
@@ -239,12 +239,12 @@ func TestPinClientFetch(t *testing.T) {
 // pin/tftp client turns them back.
 func TestNetascii(t *testing.T) {
 	tr := newTree(t, nil)
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	got, _, err := pinFetch(t, ts.addr, "text.txt", "netascii", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	equalBytes(t, "netascii round trip", got, tr.files["text.txt"])
+	equalBytes(t, "netascii round trip", got, tr.Files["text.txt"])
 
 	// tsize is left out: the file's size is not the size on the wire.
 	res, err := newRawClient(t).fetch(ts.addr, request(opRRQ, "text.txt", "netascii", "blksize", "1024", "tsize", "0"), 0, nil)
@@ -263,7 +263,7 @@ func TestNetascii(t *testing.T) {
 // code each client sees first, and what the sink is told.
 func TestRefusals(t *testing.T) {
 	tr := newTree(t, nil)
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	tests := []struct {
 		name     string
 		file     string
@@ -300,7 +300,7 @@ func TestRefusals(t *testing.T) {
 			if p.op != opERROR || p.code != tc.wantCode {
 				t.Fatalf("first reply: op %d code %d %q, want ERROR code %d", p.op, p.code, p.msg, tc.wantCode)
 			}
-			if strings.Contains(p.msg, tr.root) || strings.Contains(p.msg, "SECRET") {
+			if strings.Contains(p.msg, tr.Root) || strings.Contains(p.msg, "SECRET") {
 				t.Errorf("error text %q tells the client about the server's tree", p.msg)
 			}
 			rep := ts.sink.waitFor(t, c.port(), tc.wantFile)
@@ -320,7 +320,7 @@ func TestRefusals(t *testing.T) {
 
 func TestWriteRequestRefused(t *testing.T) {
 	tr := newTree(t, nil)
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	for _, name := range []string{"new-file", "pxelinux.0", "../outside/new"} {
 		c := newRawClient(t)
 		c.send(ts.addr, request(opWRQ, name, "octet", "blksize", "1468"))
@@ -339,10 +339,10 @@ func TestWriteRequestRefused(t *testing.T) {
 	if _, err := c.Send("new-file", "octet"); err == nil || !strings.Contains(err.Error(), "code=2") {
 		t.Errorf("pin client WRQ: %v, want code 2", err)
 	}
-	if _, err := os.Stat(filepath.Join(tr.root, "new-file")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(tr.Root, "new-file")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a write request left a file behind: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(tr.outside, "new")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(tr.Outside, "new")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a write request left a file outside the root: %v", err)
 	}
 }
@@ -352,8 +352,8 @@ func TestWriteRequestRefused(t *testing.T) {
 // defaults apply) or granted, and that the transfer then completes.
 func TestOptionValues(t *testing.T) {
 	tr := newTree(t, nil)
-	ts := startServer(t, Config{Root: tr.root})
-	size := strconv.Itoa(len(tr.files["pxelinux.0"]))
+	ts := startServer(t, Config{Root: tr.Root})
+	size := strconv.Itoa(len(tr.Files["pxelinux.0"]))
 	tests := []struct {
 		name     string
 		opts     []string
@@ -395,7 +395,7 @@ func TestOptionValues(t *testing.T) {
 			if diff := cmp.Diff(tc.wantOACK, res.oack); diff != "" {
 				t.Errorf("OACK (-want +got):\n%s", diff)
 			}
-			equalBytes(t, "content", res.data, tr.files["pxelinux.0"])
+			equalBytes(t, "content", res.data, tr.Files["pxelinux.0"])
 		})
 	}
 }
@@ -405,7 +405,7 @@ func TestOptionValues(t *testing.T) {
 // serves.
 func TestMalformedPackets(t *testing.T) {
 	tr := newTree(t, nil)
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	bad := []struct {
 		name string
 		pkt  []byte
@@ -436,7 +436,7 @@ func TestMalformedPackets(t *testing.T) {
 	if err != nil || res.err != nil {
 		t.Fatalf("fetch after malformed packets: %v %+v", err, res.err)
 	}
-	equalBytes(t, "fetch after malformed packets", res.data, tr.files["pxelinux.0"])
+	equalBytes(t, "fetch after malformed packets", res.data, tr.Files["pxelinux.0"])
 	if n := len(ts.logs.find("tftp packet dropped")); n != 1 {
 		t.Errorf("%d 'packet dropped' lines for %d bad packets, want 1 (rate-limited)", n, 2*len(bad))
 	}
@@ -451,7 +451,7 @@ func TestMalformedPackets(t *testing.T) {
 // back lines, and that the other client is served meanwhile.
 func TestMissingFileFlood(t *testing.T) {
 	tr := newTree(t, map[string]int{"kernel-8m": 8 << 20})
-	ts := startServer(t, Config{Root: tr.root})
+	ts := startServer(t, Config{Root: tr.Root})
 	var mu sync.Mutex
 	now := time.Now()
 	ts.clientLogs.SetClock(func() time.Time {
@@ -463,7 +463,7 @@ func TestMissingFileFlood(t *testing.T) {
 	fetched := make(chan error, 1)
 	go func() {
 		got, _, err := pinFetch(t, ts.addr, "kernel-8m", "octet", 1468)
-		if err == nil && !bytes.Equal(got, tr.files["kernel-8m"]) {
+		if err == nil && !bytes.Equal(got, tr.Files["kernel-8m"]) {
 			err = errors.New("content differs")
 		}
 		fetched <- err
@@ -574,12 +574,12 @@ func TestFileChangesDuringTransfer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTree(t, map[string]int{"vmlinuz": size})
-			ts := startServer(t, Config{Root: tr.root})
+			ts := startServer(t, Config{Root: tr.Root})
 			c := newRawClient(t)
 			// Block 10 at blksize 1468 is past the first 64 KiB read: the
 			// change happens while the file is being read, not before.
 			res, err := c.fetch(ts.addr, request(opRRQ, "vmlinuz", "octet", "blksize", "1468", "tsize", "0"), 100,
-				func() { tc.change(t, filepath.Join(tr.root, "vmlinuz")) })
+				func() { tc.change(t, filepath.Join(tr.Root, "vmlinuz")) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -599,7 +599,7 @@ func TestFileChangesDuringTransfer(t *testing.T) {
 			if res.err != nil {
 				t.Fatalf("ERROR %d %q", res.err.code, res.err.msg)
 			}
-			equalBytes(t, "content", res.data, tr.files["vmlinuz"])
+			equalBytes(t, "content", res.data, tr.Files["vmlinuz"])
 			if rep.Err != nil || rep.Bytes != size {
 				t.Errorf("sink: bytes %d err %v", rep.Bytes, rep.Err)
 			}

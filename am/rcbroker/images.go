@@ -312,37 +312,6 @@ func rawWriter(c *gin.Context) http.ResponseWriter {
 	return c.Writer
 }
 
-// cutOnDone makes the connection's pending write (or read) fail when the
-// request's context ends while the handler runs (the appliance stops, or
-// the client left), so that a stalled transfer cannot hold a shutdown.
-// Call the function it returns when the handler ends: from then on the
-// connection, and gin's pooled context, may serve another request.
-func cutOnDone(c *gin.Context, write bool) (release func()) {
-	rc := http.NewResponseController(rawWriter(c))
-	var mu sync.Mutex
-	over := false
-	stop := context.AfterFunc(c.Request.Context(), func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if over {
-			return
-		}
-		// An error here means the writer cannot be cut (no deadline
-		// support): the transfer then ends when the connection does.
-		if write {
-			_ = rc.SetWriteDeadline(time.Now())
-		} else {
-			_ = rc.SetReadDeadline(time.Now())
-		}
-	})
-	return func() {
-		stop()
-		mu.Lock()
-		over = true
-		mu.Unlock()
-	}
-}
-
 func (b *Broker) listImages(c *gin.Context) {
 	imgs, err := b.images.list()
 	if err != nil {
@@ -374,7 +343,7 @@ func (b *Broker) getImage(c *gin.Context) {
 	h.Set("ETag", `"`+img.SHA256+`"`)
 	// A transfer in flight ends when the appliance stops, instead of
 	// holding its shutdown.
-	defer cutOnDone(c, true)()
+	defer ctxio.CutOnDone(c.Request.Context(), c.Writer, true)()
 	r := c.Request
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
 		// The RC's plain GET: the open file goes to net/http's own writer,
@@ -403,7 +372,7 @@ func (b *Broker) putImage(c *gin.Context) {
 	}
 	start := time.Now()
 	req := c.Request
-	defer cutOnDone(c, false)() // a stalled upload must not hold a shutdown
+	defer ctxio.CutOnDone(c.Request.Context(), c.Writer, false)() // a stalled upload must not hold a shutdown
 	img, err := b.images.put(req.Context(), name, req.Body, func() string {
 		if v := req.Header.Get(proto.HeaderSHA256); v != "" {
 			return v

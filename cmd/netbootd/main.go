@@ -1,7 +1,7 @@
 // Command netbootd is the testbed netboot appliance: the Aggregate Manager
 // (OMF /pxe and /inventory, JSON API, the Resource Controller broker and
-// disk images), the TFTP server and the DHCP server, in one process sharing
-// one database.
+// disk images, the boot files over HTTP), the TFTP server and the DHCP
+// server, in one process sharing one database.
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orbit-lab/netboot/am"
+	"github.com/orbit-lab/netboot/am/httpboot"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/cmd/netbootd/timeline"
@@ -103,8 +104,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb}, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	events := timeline.New(st, log.With("svc", "timeline"))
+	bootFiles, err := httpboot.New(httpboot.Config{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, log.With("svc", "httpboot"), events)
+	if err != nil {
+		return err
+	}
+	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb, BootFiles: bootFiles}, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot}, log.With("svc", "tftp"), events)
 	if err != nil {
 		return err
@@ -124,7 +129,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
-	log.Info("netbootd starting", "state_dir", cfg.StateDir, "tftp_root", cfg.TFTPRoot, "cfg_dir", cfgDir)
+	log.Info("netbootd starting", "state_dir", cfg.StateDir, "tftp_root", cfg.TFTPRoot, "cfg_dir", cfgDir, "http_boot", cfg.HTTPBoot.Prefix)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return links.Run(gctx) })
 	g.Go(func() error { return amSrv.Serve(gctx) })

@@ -12,7 +12,10 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -24,10 +27,17 @@ type Config struct {
 	StateDir  string
 	TFTPRoot  string
 	HTTP      HTTP
+	HTTPBoot  HTTPBoot
 	TFTP      TFTP
 	DHCP      DHCP
 	PXE       PXE
 	Inventory Inventory
+}
+
+// HTTPBoot configures the boot files served over HTTP on the AM's
+// listener: tftp_root under Prefix; an empty Prefix disables them.
+type HTTPBoot struct {
+	Prefix string `yaml:"prefix"`
 }
 
 // HTTP configures the Aggregate Manager's HTTP server.
@@ -94,6 +104,7 @@ type file struct {
 	StateDir  string    `yaml:"state_dir"`
 	TFTPRoot  string    `yaml:"tftp_root"`
 	HTTP      HTTP      `yaml:"http"`
+	HTTPBoot  HTTPBoot  `yaml:"http_boot"`
 	TFTP      TFTP      `yaml:"tftp"`
 	DHCP      dhcpFile  `yaml:"dhcp"`
 	PXE       PXE       `yaml:"pxe"`
@@ -132,6 +143,7 @@ func defaults() file {
 		StateDir: "/var/lib/netboot",
 		TFTPRoot: "/tftpboot",
 		HTTP:     HTTP{Listen: ":5054"},
+		HTTPBoot: HTTPBoot{Prefix: "/boot/"},
 		TFTP:     TFTP{Listen: ":69"},
 		DHCP: dhcpFile{
 			Interface:   "eth1",
@@ -199,6 +211,9 @@ func (f file) parse() (Config, error) {
 	if f.HTTP.Listen == "" {
 		errs = append(errs, errors.New("http.listen: must not be empty"))
 	}
+	if err := checkBootPrefix(f.HTTPBoot.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("http_boot.prefix: %q: %w", f.HTTPBoot.Prefix, err))
+	}
 	if f.PXE.CfgDir == "" {
 		errs = append(errs, errors.New("pxe.cfg_dir: must not be empty"))
 	}
@@ -210,9 +225,46 @@ func (f file) parse() (Config, error) {
 		return Config{}, err
 	}
 	return Config{
-		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, TFTP: f.TFTP,
+		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
 		DHCP: dhcp, PXE: f.PXE, Inventory: f.Inventory,
 	}, nil
+}
+
+// amPaths are the first path segments the AM's own routes use: a boot
+// prefix under one of them would shadow them or clash in the router.
+var amPaths = []string{"api", "pxe", "inventory", "cmc"}
+
+// checkBootPrefix allows "" (disabled) or a path like /boot/ or
+// /files/boot/: segments of letters, digits, '.', '_', '-', '~', neither
+// "." nor "..", none of them ':' or '*' (which the router would read as
+// parameters), the first not one of the AM's.
+func checkBootPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	inner, lead := strings.CutPrefix(p, "/")
+	inner, trail := strings.CutSuffix(inner, "/")
+	if !lead || !trail || inner == "" {
+		return errors.New(`want a path that starts and ends with "/", like /boot/, or "" to disable`)
+	}
+	for i, seg := range strings.Split(inner, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf(`segment %q: must not be empty, "." or ".."`, seg)
+		}
+		if at := strings.IndexFunc(seg, notPrefixChar); at >= 0 {
+			r, _ := utf8.DecodeRuneInString(seg[at:])
+			return fmt.Errorf("segment %q: character %q (want letters, digits, . _ - ~)", seg, r)
+		}
+		if i == 0 && slices.Contains(amPaths, seg) {
+			return fmt.Errorf("/%s/ is the AM's", seg)
+		}
+	}
+	return nil
+}
+
+func notPrefixChar(r rune) bool {
+	ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-~", r)
+	return !ok
 }
 
 // parse checks and types the dhcp section.

@@ -26,6 +26,7 @@ var wantDefaults = Config{
 	StateDir: "/var/lib/netboot",
 	TFTPRoot: "/tftpboot",
 	HTTP:     HTTP{Listen: ":5054"},
+	HTTPBoot: HTTPBoot{Prefix: "/boot/"},
 	TFTP:     TFTP{Listen: ":69"},
 	DHCP: DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
 		DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
@@ -70,6 +71,7 @@ func TestParse(t *testing.T) {
 		{name: "full example", yaml: `state_dir: /srv/netboot/state
 tftp_root: /srv/tftp
 http:  { listen: "127.0.0.1:8054" }
+http_boot: { prefix: /files/boot/ }
 tftp:  { listen: "10.30.0.1:1069" }
 dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0.0/16,
          router: 10.30.0.254, dns: [10.30.0.53, 10.30.0.54], domain: lab.example, lease_time: 45m,
@@ -83,6 +85,7 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 				StateDir: "/srv/netboot/state",
 				TFTPRoot: "/srv/tftp",
 				HTTP:     HTTP{Listen: "127.0.0.1:8054"},
+				HTTPBoot: HTTPBoot{Prefix: "/files/boot/"},
 				TFTP:     TFTP{Listen: "10.30.0.1:1069"},
 				DHCP: DHCP{Enabled: true, Interface: "br-ctl", ServerIP: addr("10.30.0.1"), Subnet: prefix("10.30.0.0/16"),
 					Router: addr("10.30.0.254"), DNS: []netip.Addr{addr("10.30.0.53"), addr("10.30.0.54")}, Domain: "lab.example",
@@ -137,6 +140,24 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 		{name: "relay subnet bad", yaml: "dhcp: { subnets: [ { subnet: nope } ] }\n", wantErr: `dhcp.subnets[0].subnet: "nope" is not an IPv4 CIDR prefix`},
 		{name: "relay router outside", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, router: 10.19.1.1 } ] }\n", wantErr: `dhcp.subnets[0].router: "10.19.1.1" is not an address in 10.19.0.0/24`},
 		{name: "relay pool outside", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, pool: 10.19.0.5-10.19.1.5 } ] }\n", wantErr: `dhcp.subnets[0].pool: "10.19.0.5-10.19.1.5": not inside subnet 10.19.0.0/24`},
+		{name: "http boot disabled", yaml: "http_boot: { prefix: \"\" }\n", check: func(t *testing.T, c Config) {
+			if c.HTTPBoot.Prefix != "" {
+				t.Errorf("prefix %q, want disabled", c.HTTPBoot.Prefix)
+			}
+		}},
+		{name: "http boot prefix without trailing slash", yaml: "http_boot: { prefix: /boot }\n", wantErr: `http_boot.prefix: "/boot": want a path that starts and ends with "/"`},
+		{name: "http boot prefix relative", yaml: "http_boot: { prefix: boot/ }\n", wantErr: `http_boot.prefix: "boot/"`},
+		{name: "http boot prefix root", yaml: "http_boot: { prefix: / }\n", wantErr: `http_boot.prefix: "/": want a path`},
+		{name: "http boot prefix dotdot", yaml: "http_boot: { prefix: /boot/../pxe/ }\n", wantErr: `segment ".."`},
+		{name: "http boot prefix doubled slash", yaml: "http_boot: { prefix: //boot/ }\n", wantErr: `segment ""`},
+		{name: "http boot prefix router wildcard", yaml: "http_boot: { prefix: \"/:x/\" }\n", wantErr: `character ':'`},
+		{name: "http boot prefix on the AM's api", yaml: "http_boot: { prefix: /api/boot/ }\n", wantErr: `/api/ is the AM's`},
+		{name: "http boot prefix on the AM's pxe", yaml: "http_boot: { prefix: /pxe/ }\n", wantErr: `/pxe/ is the AM's`},
+		{name: "http boot prefix below an AM name is fine", yaml: "http_boot: { prefix: /b/pxe/ }\n", check: func(t *testing.T, c Config) {
+			if c.HTTPBoot.Prefix != "/b/pxe/" {
+				t.Errorf("prefix %q", c.HTTPBoot.Prefix)
+			}
+		}},
 		{name: "unknown dhcp subnet key", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, gateway: 10.19.0.1 } ] }\n", wantErr: "field gateway not found"},
 	}
 	for _, tt := range tests {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orbit-lab/netboot/am/httpboot"
+	"github.com/orbit-lab/netboot/internal/bootpath"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/tftpd"
@@ -52,6 +55,45 @@ func TestTransferDone(t *testing.T) {
 			r := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			r.now = func() time.Time { return at }
 			r.TransferDone(context.Background(), tt.tr)
+			if diff := cmp.Diff(tt.want, st.events); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFetchDone(t *testing.T) {
+	at := time.Unix(1000, 0)
+	node, other := netip.MustParseAddrPort("10.18.1.2:40001"), netip.MustParseAddrPort("10.18.9.9:40001")
+	ev := func(what, detail string) []store.Event {
+		return []store.Event{{HRN: "node1-2.sb8", At: at, Source: "http", What: what, Detail: detail}}
+	}
+	tests := []struct {
+		name string
+		f    httpboot.Fetch
+		want []store.Event
+	}{
+		{"a known node's GET", httpboot.Fetch{Client: node, Method: http.MethodGet, File: "initramfs.gz", Status: 200, Bytes: 31457280, Size: 31457280, Duration: 45 * time.Millisecond},
+			ev("initramfs.gz", "31457280 bytes, 45ms")},
+		{"a Range request is logged as partial", httpboot.Fetch{Client: node, Method: http.MethodGet, File: "boot.img", Status: 206, Range: "bytes=0-1023", Bytes: 1024, Size: 15 << 20, Duration: time.Millisecond},
+			ev("boot.img", "partial: bytes=0-1023, 1024 of 15728640 bytes, 1ms")},
+		{"a conditional GET answered 304", httpboot.Fetch{Client: node, Method: http.MethodGet, File: "shimx64.efi", Status: 304, Duration: 2 * time.Millisecond},
+			ev("shimx64.efi", "not modified, 2ms")},
+		{"a cut transfer says why", httpboot.Fetch{Client: node, Method: http.MethodGet, File: "linux", Status: 200, Bytes: 65536, Size: 8 << 20, Err: fmt.Errorf("sent 65536 of 8388608 bytes: %w: broken pipe", httpboot.ErrShort)},
+			ev("linux", "failed after 65536 bytes: sent 65536 of 8388608 bytes: body cut short: broken pipe")},
+		{"an escape is an event", httpboot.Fetch{Client: node, Method: http.MethodGet, File: "escape", Status: 403, Err: fmt.Errorf("open: %w", bootpath.ErrAccess)},
+			ev("escape", "failed after 0 bytes: open: access violation")},
+		{"a HEAD moved no file", httpboot.Fetch{Client: node, Method: http.MethodHead, File: "boot.img", Status: 200, Size: 15 << 20}, nil},
+		{"a write attempt is no fetch", httpboot.Fetch{Client: node, Method: http.MethodPut, File: "x", Status: 405, Err: bootpath.ErrAccess}, nil},
+		{"shim's probes for missing files are not events", httpboot.Fetch{Client: node, Method: http.MethodGet, File: "revocations_sku.efi", Status: 404, Err: fmt.Errorf("x: %w", bootpath.ErrNotFound)}, nil},
+		{"a host not in the inventory", httpboot.Fetch{Client: other, Method: http.MethodGet, File: "pxelinux.0", Status: 200}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &fakeStore{}
+			r := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r.now = func() time.Time { return at }
+			r.FetchDone(context.Background(), tt.f)
 			if diff := cmp.Diff(tt.want, st.events); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}

@@ -1,6 +1,7 @@
-package tftpd
+package bootpath
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -12,9 +13,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orbit-lab/netboot/internal/bootpath/boottree"
 )
 
-func TestCleanName(t *testing.T) {
+func TestClean(t *testing.T) {
 	// Names served, and the path below the root each is cleaned to.
 	cleaned := map[string]string{
 		"pxelinux.0":                 "pxelinux.0",
@@ -38,7 +41,7 @@ func TestCleanName(t *testing.T) {
 		"..", "../etc/passwd", `..\..\etc\passwd`, "/../etc/passwd", "pxelinux.cfg/../../etc/passwd", "pxelinux.cfg/../pxelinux.0", "a/..",
 		"", "/", `\\`, ".",
 		"pxelinux.0\x00", "pxelinux\n.0", "pxelinux\t.0", "\x7f", "\u0085next-line", "\xff\xfe",
-		strings.Repeat("a", maxNameLen+1),
+		strings.Repeat("a", MaxNameLen+1),
 	}
 	type test struct {
 		in, want string
@@ -53,29 +56,29 @@ func TestCleanName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := cleanName(tc.in)
+			got, err := Clean(tc.in)
 			if !errors.Is(err, tc.wantErr) || got != tc.want {
-				t.Errorf("cleanName(%q) = %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.wantErr)
+				t.Errorf("Clean(%q) = %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.wantErr)
 			}
 		})
 	}
 }
 
 func TestOpenFile(t *testing.T) {
-	tr := newTree(t, nil)
-	if err := syscall.Mkfifo(filepath.Join(tr.root, "fifo"), 0o644); err != nil {
+	tr := boottree.New(t, nil)
+	if err := syscall.Mkfifo(filepath.Join(tr.Root, "fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	symlink(t, "loop-b", filepath.Join(tr.root, "loop-a"))
-	symlink(t, "loop-a", filepath.Join(tr.root, "loop-b"))
-	root, err := os.OpenRoot(tr.root)
+	boottree.Symlink(t, "loop-b", filepath.Join(tr.Root, "loop-a"))
+	boottree.Symlink(t, "loop-a", filepath.Join(tr.Root, "loop-b"))
+	root, err := os.OpenRoot(tr.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
 	type test struct {
 		name    string
-		want    string // content expected, as a key of tr.files
+		want    string // content expected, as a key of tr.Files
 		wantErr error
 	}
 	tests := []test{
@@ -102,7 +105,7 @@ func TestOpenFile(t *testing.T) {
 			go func() {
 				defer close(done)
 				var fi os.FileInfo
-				f, fi, err = openFile(root, tc.name)
+				f, fi, err = openIn(root, tc.name)
 				if err == nil {
 					size = fi.Size()
 				}
@@ -110,10 +113,10 @@ func TestOpenFile(t *testing.T) {
 			select {
 			case <-done:
 			case <-time.After(30 * time.Second): // hung: a FIFO open that blocks never returns
-				t.Fatalf("openFile(%q) blocked", tc.name)
+				t.Fatalf("openIn(%q) blocked", tc.name)
 			}
 			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("openFile(%q): err %v, want %v", tc.name, err, tc.wantErr)
+				t.Fatalf("openIn(%q): err %v, want %v", tc.name, err, tc.wantErr)
 			}
 			if err != nil {
 				return
@@ -123,7 +126,9 @@ func TestOpenFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			equalBytes(t, tc.name, got, tr.files[tc.want])
+			if !bytes.Equal(got, tr.Files[tc.want]) {
+				t.Errorf("read %d bytes, not the content of %s (%d bytes)", len(got), tc.want, len(tr.Files[tc.want]))
+			}
 			if size != int64(len(got)) {
 				t.Errorf("size %d, read %d", size, len(got))
 			}
@@ -137,21 +142,21 @@ func TestOpenFile(t *testing.T) {
 // runs on a thread without them in its effective set (capabilities are
 // per thread), as a netbootd run by a service user would be.
 func TestOpenFileUnreadable(t *testing.T) {
-	tr := newTree(t, nil)
-	if err := os.Chmod(filepath.Join(tr.root, "pxelinux.0"), 0); err != nil {
+	tr := boottree.New(t, nil)
+	if err := os.Chmod(filepath.Join(tr.Root, "pxelinux.0"), 0); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(tr.root)
+	root, err := os.OpenRoot(tr.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
 	// The same tree, still readable elsewhere, shows the refusal is the mode's.
-	if _, _, err := openFile(root, "zero"); err != nil {
+	if _, _, err := openIn(root, "zero"); err != nil {
 		t.Fatalf("readable file: %v", err)
 	}
 	withoutDACOverride(t, func() {
-		f, _, err := openFile(root, "pxelinux.0")
+		f, _, err := openIn(root, "pxelinux.0")
 		if err == nil {
 			f.Close()
 		}

@@ -1,4 +1,4 @@
-package tftpd
+package bootpath
 
 import (
 	"errors"
@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/orbit-lab/netboot/internal/bootpath/boottree"
 )
 
-// FuzzResolve feeds request names through the resolver (cleanName, then
-// openFile in a tree with symlinks that escape) and checks the invariant
+// FuzzResolve feeds request names through the resolver (Clean, then
+// openIn in a tree with symlinks that escape) and checks the invariant
 // that matters: whatever is opened is a regular file inside Root. Seeds:
 // the names boot ROMs and loaders really ask for, and escapes. make test
 // fuzzes it briefly, make fuzz for longer (scripts/fuzz.sh).
@@ -61,56 +63,56 @@ func FuzzResolve(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	tr := newTree(f, nil)
-	root, err := os.OpenRoot(tr.root)
+	tr := boottree.New(f, nil)
+	root, err := os.OpenRoot(tr.Root)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { root.Close() })
-	realRoot, err := filepath.EvalSymlinks(tr.root)
+	realRoot, err := filepath.EvalSymlinks(tr.Root)
 	if err != nil {
 		f.Fatal(err)
 	}
-	secret, err := os.Stat(filepath.Join(tr.outside, "secret"))
+	secret, err := os.Stat(filepath.Join(tr.Outside, "secret"))
 	if err != nil {
 		f.Fatal(err)
 	}
 
 	f.Fuzz(func(t *testing.T, name string) {
-		clean, err := cleanName(name)
+		clean, err := Clean(name)
 		if err != nil {
 			if !errors.Is(err, ErrAccess) {
-				t.Fatalf("cleanName(%q): %v does not wrap ErrAccess", name, err)
+				t.Fatalf("Clean(%q): %v does not wrap ErrAccess", name, err)
 			}
 			return
 		}
-		if !filepath.IsLocal(clean) || strings.ContainsAny(clean, `\`) || strings.HasPrefix(clean, "/") || len(clean) > maxNameLen {
-			t.Fatalf("cleanName(%q) = %q: not a local '/'-separated path", name, clean)
+		if !filepath.IsLocal(clean) || strings.ContainsAny(clean, `\`) || strings.HasPrefix(clean, "/") || len(clean) > MaxNameLen {
+			t.Fatalf("Clean(%q) = %q: not a local '/'-separated path", name, clean)
 		}
 		for _, part := range strings.Split(clean, "/") {
 			if part == "" || part == "." || part == ".." {
-				t.Fatalf("cleanName(%q) = %q: has component %q", name, clean, part)
+				t.Fatalf("Clean(%q) = %q: has component %q", name, clean, part)
 			}
 		}
 		for _, r := range clean {
 			if unicode.IsControl(r) {
-				t.Fatalf("cleanName(%q) = %q: control character %U", name, clean, r)
+				t.Fatalf("Clean(%q) = %q: control character %U", name, clean, r)
 			}
 		}
 
-		file, fi, err := openFile(root, clean)
+		file, fi, err := openIn(root, clean)
 		if err != nil {
 			if !errors.Is(err, ErrAccess) && !errors.Is(err, ErrNotFound) {
-				t.Fatalf("openFile(%q): %v wraps neither ErrAccess nor ErrNotFound", clean, err)
+				t.Fatalf("openIn(%q): %v wraps neither ErrAccess nor ErrNotFound", clean, err)
 			}
 			return
 		}
 		defer file.Close()
 		if !fi.Mode().IsRegular() {
-			t.Fatalf("openFile(%q) opened a %v", clean, fi.Mode())
+			t.Fatalf("openIn(%q) opened a %v", clean, fi.Mode())
 		}
 		if os.SameFile(fi, secret) {
-			t.Fatalf("openFile(%q) opened the file outside the root", clean)
+			t.Fatalf("openIn(%q) opened the file outside the root", clean)
 		}
 		// The kernel's name for the descriptor is where it really is.
 		where, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(file.Fd())))
@@ -118,7 +120,7 @@ func FuzzResolve(f *testing.F) {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(where, realRoot+string(filepath.Separator)) {
-			t.Fatalf("openFile(%q) opened %s, outside %s", clean, where, realRoot)
+			t.Fatalf("openIn(%q) opened %s, outside %s", clean, where, realRoot)
 		}
 	})
 }
