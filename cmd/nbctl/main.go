@@ -24,6 +24,7 @@ const usageFormat = `usage: nbctl [--server URL] COMMAND [ARGS]
 
   inventory import FILE        import a YAML inventory (all or nothing)
   inventory export             print the inventory as YAML
+  inventory status [--json]    where the inventory comes from; the inventory file's last reading
   nodes [--domain D] [--json]  list nodes
   nodes show HRN               show one node
   nodes events HRN             show a node's boot timeline
@@ -112,6 +113,7 @@ func (k *cli) commands(server string, serverSet bool) map[string]command {
 	return map[string]command{
 		"inventory import": k.inventoryImport,
 		"inventory export": noArgs(k.inventoryExport),
+		"inventory status": k.inventoryStatus,
 		"nodes show":       k.nodeShow,
 		"nodes events":     k.nodeEvents,
 		"nodes discovered": noArgs(k.nodesDiscovered),
