@@ -13,10 +13,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -34,6 +36,7 @@ type Inventory interface {
 	Images(ctx context.Context) ([]inventory.Image, error)
 	PutImage(ctx context.Context, img inventory.Image) error
 	Import(ctx context.Context, f inventory.File) error
+	SyncInventory(ctx context.Context, f inventory.File) (store.SyncResult, error)
 	Export(ctx context.Context) (inventory.File, error)
 	EventsAfter(ctx context.Context, hrn string, after int64) ([]store.Event, error)
 	AddEvent(ctx context.Context, e store.Event) error
@@ -49,6 +52,10 @@ type Config struct {
 	// BootFiles, if set, adds the boot-file routes (am/httpboot) at the
 	// root, under their own prefix.
 	BootFiles interface{ Register(gin.IRouter) }
+	// InventoryFile, if set, is the inventory's source of truth
+	// (inventory.file): LoadInventoryFile reads it, and the API refuses to
+	// change nodes.
+	InventoryFile string
 }
 
 // Server is the AM's HTTP server.
@@ -60,6 +67,10 @@ type Server struct {
 	h     http.Handler
 	ready chan struct{} // closed once Serve has bound its socket, or failed to
 	addr  net.Addr      // the bound address, set before ready is closed
+
+	fileMu     sync.Mutex // one reading of InventoryFile at a time
+	statusMu   sync.Mutex // guards fileStatus, read while a reading runs
+	fileStatus apiv1.InventoryStatus
 }
 
 // maxHeaderBytes lets an oversized query reach our handlers, which answer
@@ -69,6 +80,10 @@ const maxHeaderBytes = 16 << 20
 // New builds the AM's router.
 func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, inv: inv, links: links, log: log, ready: make(chan struct{})}
+	s.fileStatus = apiv1.InventoryStatus{Source: apiv1.InventoryFromAPI}
+	if cfg.InventoryFile != "" {
+		s.fileStatus = apiv1.InventoryStatus{Source: apiv1.InventoryFromFile, File: cfg.InventoryFile}
+	}
 	r := gin.New()
 	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
 		s.log.Error("panic in handler", "path", c.Request.URL.Path, "err", err)

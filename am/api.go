@@ -43,6 +43,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 		{Method: http.MethodPut, Path: "/images/:name", Handler: s.apiPutImage},
 		{Method: http.MethodGet, Path: "/inventory", Handler: s.apiExport},
 		{Method: http.MethodPost, Path: "/inventory", Handler: s.apiImport},
+		{Method: http.MethodGet, Path: "/inventory/status", Handler: s.apiInventoryStatus},
 	})
 }
 
@@ -151,6 +152,10 @@ func (s *Server) apiNode(c *gin.Context) {
 }
 
 func (s *Server) apiPutNode(c *gin.Context) {
+	if err := s.fileManaged(); err != nil {
+		apierr.Write(c, err)
+		return
+	}
 	// Read as the inventory model: its checks name each bad field (see
 	// package apiv1).
 	var n inventory.Node
@@ -177,6 +182,10 @@ func (s *Server) apiPutNode(c *gin.Context) {
 }
 
 func (s *Server) apiDeleteNode(c *gin.Context) {
+	if err := s.fileManaged(); err != nil {
+		apierr.Write(c, err)
+		return
+	}
 	hrn, ok := hrnParam(c)
 	if !ok {
 		return
@@ -326,12 +335,18 @@ func (s *Server) apiExport(c *gin.Context) {
 }
 
 func (s *Server) apiImport(c *gin.Context) {
+	if err := s.fileManaged(); err != nil {
+		apierr.Write(c, err)
+		return
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
 		apierr.Write(c, bodyError(fmt.Errorf("request body: %w", err)))
 		return
 	}
-	f, err := inventory.ParseFile(data)
+	// Load, not ParseFile: each problem in the document itself names its
+	// line.
+	f, err := inventory.Load(data)
 	if err != nil {
 		apierr.Write(c, apierr.BadRequest("%v", err))
 		return

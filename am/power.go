@@ -22,7 +22,7 @@ func (s *Server) powerDo(ctx context.Context, n inventory.Node, a power.Action) 
 	d, err := power.Parse(n.Power)
 	if err != nil {
 		if errors.Is(err, power.ErrNoDriver) {
-			return "", apierr.New(http.StatusConflict, "node %s has no power driver", n.HRN)
+			return "", apierr.New(http.StatusConflict, "node %s has no power driver: set power: %s", n.HRN, s.editHint())
 		}
 		return "", apierr.New(http.StatusConflict, "node %s: %v", n.HRN, err)
 	}

@@ -101,7 +101,7 @@ func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name 
 // once (e1000 and virtio-net). The appliance netboots them through its
 // power service, their RCs write the image, and after the reboot both boot
 // the freshly written disk: its boot sector prints a marker the old one
-// did not.
+// did not. The boot link an EC had set on one node is back at the end.
 func TestLoad(t *testing.T) {
 	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.E1000), vtestbed.NewNode(2, vtestbed.VirtioNet)}
 	tb, vms := imagingTestbed(t, nodes)
@@ -117,6 +117,12 @@ func TestLoad(t *testing.T) {
 	copy(raw, sector)
 	rand.Read(raw[1<<20 : 2<<20]) // some data that does not compress away
 	putDiskImage(ctx, t, tb, "experiment-1", raw)
+	// An EC's link on the first node, which the load's own replaces: it is
+	// back after the load, once the reboot has read pxelinux.cfg/default
+	// and so boots the new disk.
+	if reply, err := tb.SetBootImageNS(ctx, image, nodes[0]); err != nil {
+		t.Fatalf("setBootImageNS: %v\n%s", err, reply)
+	}
 
 	loadStart := time.Now()
 	out, err := nbctl(ctx, t, tb, "load", "--nodes", nodes[0].HRN+","+nodes[1].HRN, "--image", "experiment-1",
@@ -144,7 +150,13 @@ func TestLoad(t *testing.T) {
 		}
 		t.Logf("%s (%s) booted the loaded disk %.1fs after nbctl load started", n.Hostname, n.NIC, line.At.Sub(loadStart).Seconds())
 	}
-	noLinksLeft(ctx, t, tb, "after the load", nodes...)
+	noLinksLeft(ctx, t, tb, "after the load", nodes[1])
+	if !apptest.HasLine(out, nodes[0].HRN+": earlier boot link to "+image+" until ", ": restored") {
+		t.Errorf("the summary does not say %s's earlier link was restored", nodes[0].HRN)
+	}
+	if links, err := nbctl(ctx, t, tb, "boot", "list"); err != nil || !apptest.HasLine(links, nodes[0].HRN, image) {
+		t.Errorf("%s's earlier link is not back after the load: %v", nodes[0].Hostname, err)
+	}
 	// The whole flow, as the appliance saw it.
 	for _, n := range nodes {
 		evs, err := tb.Events(ctx, n.HRN)

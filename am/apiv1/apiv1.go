@@ -129,6 +129,35 @@ type ImportCounts struct {
 	Testbeds int `json:"testbeds"`
 }
 
+// Inventory sources in InventoryStatus.Source.
+const (
+	// InventoryFromFile: the inventory follows netbootd's inventory.file,
+	// read at start and on SIGHUP; the API does not change nodes.
+	InventoryFromFile = "file"
+	// InventoryFromAPI: the API keeps the inventory (it may have been
+	// seeded from inventory.seed into an empty database).
+	InventoryFromAPI = "api"
+)
+
+// InventoryStatus answers GET /inventory/status: where the inventory comes
+// from and, for a file, how its readings went.
+type InventoryStatus struct {
+	Source string `json:"source"`
+	File   string `json:"file,omitzero"`
+	// LoadedAt is when the inventory in force was read from File, and the
+	// rest what that reading changed.
+	LoadedAt  time.Time `json:"loaded_at,omitzero"`
+	Added     []string  `json:"added,omitzero"`
+	Changed   []string  `json:"changed,omitzero"`
+	Removed   []string  `json:"removed,omitzero"`
+	Unchanged int       `json:"unchanged,omitzero"`
+	// Error, FailedAt and Problems are set when the last reading failed:
+	// the inventory is still the one read at LoadedAt.
+	Error    string    `json:"error,omitzero"`
+	FailedAt time.Time `json:"failed_at,omitzero"`
+	Problems []string  `json:"problems,omitzero"`
+}
+
 // ErrorBody is every non-2xx answer of /api/v1: the message, and for a
 // rejected inventory document each of its problems.
 type ErrorBody struct {

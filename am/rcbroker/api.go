@@ -47,12 +47,32 @@ func (b *Broker) node(c *gin.Context) (inventory.Node, bool) {
 	return n, true
 }
 
+// rcState is what an enrollment's RC is doing now.
+func (b *Broker) rcState(e store.RCEnrollment) string {
+	wait := b.cfg.PollWait + min(b.cfg.PollWait, 5*time.Second)
+	// After its acknowledgement the RC's open poll lingers until its
+	// wait runs out (a node going down closes no connection), so only
+	// being heard from a whole wait later says it stayed up.
+	if e.Down != "" && !e.LastSeen.After(e.DownAt.Add(wait)) {
+		if e.Down == proto.Poweroff {
+			return proto.RCPoweredOff
+		}
+		return proto.RCRebooting
+	}
+	if b.isPolling(e.ID) || time.Since(e.LastSeen) < wait {
+		return proto.RCOnline
+	}
+	return proto.RCOffline
+}
+
 func (b *Broker) rcStatus(e store.RCEnrollment) proto.RCStatus {
 	enrolled, seen := e.EnrolledAt, e.LastSeen
+	state := b.rcState(e)
 	return proto.RCStatus{
 		HRN:        e.HRN,
 		Enrolled:   true,
-		Online:     b.isPolling(e.ID) || time.Since(e.LastSeen) < b.cfg.PollWait+min(b.cfg.PollWait, 5*time.Second),
+		State:      state,
+		Online:     state == proto.RCOnline,
 		Enrollment: e.ID,
 		EnrolledAt: &enrolled,
 		LastSeen:   &seen,
@@ -87,7 +107,7 @@ func (b *Broker) status(c *gin.Context) {
 	}
 	e, err := b.st.RCEnrollment(c.Request.Context(), n.HRN)
 	if errors.Is(err, store.ErrNotFound) {
-		c.JSON(http.StatusOK, proto.RCStatus{HRN: n.HRN})
+		c.JSON(http.StatusOK, proto.RCStatus{HRN: n.HRN, State: proto.RCNotEnrolled})
 		return
 	}
 	if err != nil {

@@ -40,6 +40,7 @@ func (k *cli) commands() []spec {
 	return []spec{
 		{"inventory import", "FILE", "import a YAML inventory (all or nothing)", k.inventoryImport},
 		{"inventory export", "", "print the inventory as YAML", noArgs(k.inventoryExport)},
+		{"inventory status", "[--json]", "where the inventory comes from; the inventory file's last reading", k.inventoryStatus},
 		{"nodes", "[--domain D] [--json]", "list nodes", k.nodes},
 		{"nodes list", "[--domain D] [--json]", "", k.nodes},
 		{"nodes show", "[--domain D] NODE", "show one node", k.nodeShow},

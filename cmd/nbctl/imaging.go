@@ -67,7 +67,7 @@ func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
 	}
 	k.summary(op, results)
 	if ctx.Err() != nil {
-		fmt.Fprintf(k.errOut, "nbctl: %s interrupted: PXE links cleared; a %s already running on a node goes on there (nbctl rc status NODE)\n",
+		fmt.Fprintf(k.errOut, "nbctl: %s interrupted: PXE links cleared (earlier ones put back as the summary says); a %s already running on a node goes on there (nbctl rc status NODE)\n",
 			op, map[imaging.Op]string{imaging.Load: "LOAD_IMAGE", imaging.Save: "SAVE_IMAGE"}[op])
 	}
 	failed := 0
@@ -102,6 +102,12 @@ func (k *cli) summary(op imaging.Op, results []imaging.Result) {
 	k.table("NODE\tOUTCOME\tTIME\tDISK\tDISK_BYTES\tIMAGE_BYTES\tRESETS\tDISK_RATE", rows)
 	for _, e := range errs {
 		fmt.Fprintln(k.out, "  "+e)
+	}
+	// The links the nodes had before (an EC's), which the job replaced.
+	for _, r := range results {
+		if r.Before != nil {
+			fmt.Fprintf(k.out, "  %s: earlier %s\n", r.Node, r.Restore)
+		}
 	}
 }
 

@@ -48,6 +48,13 @@ type vnode struct {
 	noBoot bool
 	// hangReboot: its RC takes REBOOT and never answers it.
 	hangReboot bool
+	// tftp, if set, is the appliance's TFTP server: a boot first reads
+	// the node's PXE configuration there, as pxelinux does, from the
+	// node's control IP (a loopback address), and only a link to a RAM
+	// image starts an RC; without one the node boots its disk.
+	tftp string
+	// hold, if set, holds the boot after a REBOOT until it is closed.
+	hold chan struct{}
 
 	amURL string
 	kick  chan struct{} // a reset or a reboot: the running RC ends, a new one starts
@@ -101,7 +108,10 @@ func (n *vnode) run(amURL string) {
 
 // boot starts an RC and returns what ends it.
 func (n *vnode) boot() (stop func()) {
-	if n.noBoot {
+	if steps := n.steps(); n.hold != nil && len(steps) > 0 && steps[len(steps)-1] == "rc-reboot" {
+		<-n.hold
+	}
+	if n.noBoot || (n.tftp != "" && !n.pxe()) {
 		return func() {}
 	}
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",

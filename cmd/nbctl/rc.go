@@ -89,10 +89,12 @@ func onlineWord(s proto.RCStatus) string {
 	switch {
 	case !s.Enrolled:
 		return "not enrolled"
-	case s.Online:
-		return "online"
+	case s.State != "":
+		return s.State
+	case s.Online: // an appliance from before RCStatus.State
+		return proto.RCOnline
 	}
-	return "offline"
+	return proto.RCOffline
 }
 
 func clock(t *time.Time) string {

@@ -46,6 +46,11 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	// Caught from the start: SIGHUP's default would end netbootd, and a
+	// reload sent while it starts must not.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fset := flag.NewFlagSet("netbootd", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	cfgPath := fset.String("config", "", "YAML configuration file (default: built-in defaults)")
@@ -109,7 +114,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	amSrv := am.New(am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb, BootFiles: bootFiles}, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
+	amCfg := am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb, BootFiles: bootFiles, InventoryFile: cfg.Inventory.File}
+	amSrv := am.New(amCfg, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
+	// Before anything serves: nodes boot and ECs ask by the file's
+	// inventory. A bad file stops netbootd here, saying which lines.
+	if cfg.Inventory.File != "" {
+		if err := amSrv.LoadInventoryFile(ctx); err != nil {
+			return err
+		}
+	}
 	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot}, log.With("svc", "tftp"), events)
 	if err != nil {
 		return err
@@ -138,6 +151,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if dhcpSrv != nil {
 		g.Go(func() error { return dhcpSrv.Serve(gctx) })
 	}
+	g.Go(func() error { return reloadOnHUP(gctx, hup, amSrv, cfg.Inventory, log) })
 	if *readyFile != "" {
 		defer os.Remove(*readyFile)
 		g.Go(func() error { return writeReady(gctx, *readyFile, amSrv, tftpSrv, cfg.TFTP.Listen != "") })
@@ -204,6 +218,26 @@ func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tft
 		return fmt.Errorf("--ready-file: %w", err)
 	}
 	return nil
+}
+
+// reloadOnHUP reads the inventory file again at each SIGHUP (systemctl
+// reload). A bad file is logged and shown by GET /api/v1/inventory/status;
+// netbootd goes on with the inventory it has. The config itself is read at
+// start only.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, amSrv *am.Server, inv config.Inventory, log *slog.Logger) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+		}
+		if inv.File == "" {
+			log.Warn("SIGHUP: nothing to read again: inventory.file is not set (the inventory is kept through the API: nbctl inventory import)")
+			continue
+		}
+		log.Info("SIGHUP: reading the inventory file again", "file", inv.File)
+		_ = amSrv.LoadInventoryFile(ctx) // it logs and records its failure
+	}
 }
 
 // seedInventory imports the seed file into an empty database. A missing

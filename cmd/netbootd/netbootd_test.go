@@ -59,6 +59,9 @@ func TestRefusesBadConfig(t *testing.T) {
 		{"bad CIDR", base + "dhcp: { subnet: 10.18.0.0/40 }\n", `dhcp.subnet: "10.18.0.0/40" is not a CIDR prefix`},
 		{"missing tftp_root", strings.Replace(base, "tftp_root: "+dir, "tftp_root: /nonexistent/tftpboot", 1), "tftp_root: open /nonexistent/tftpboot: no such file or directory"},
 		{"port in use", base + "http: { listen: \"" + busy.Addr().String() + "\" }\n", "address already in use"},
+		{"missing inventory file", strings.Replace(base, `seed: ""`, "file: /nonexistent/inventory.yaml", 1),
+			`inventory file /nonexistent/inventory.yaml: open /nonexistent/inventory.yaml: no such file or directory (write it, or set inventory.file: "" in netbootd's config`},
+		{"inventory file and seed", strings.Replace(base, `seed: ""`, "seed: /a.yaml, file: /b.yaml", 1), "inventory: file and seed are both set"},
 		{"broken seed", strings.Replace(base, `seed: ""`, "seed: "+writeFile(t, "testbeds: [{domain: x, nodes: [{hrn: a, control_ip: 1.2.3, control_mac: zz}]}]"), 1), `control_ip "1.2.3"`},
 	}
 	for _, tt := range tests {

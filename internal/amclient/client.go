@@ -215,6 +215,13 @@ func (c *Client) ImportInventory(ctx context.Context, yamlDoc []byte) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/inventory", "application/yaml", bytes.NewReader(yamlDoc), nil)
 }
 
+// InventoryStatus says where the inventory comes from and how the last
+// reading of the inventory file went.
+func (c *Client) InventoryStatus(ctx context.Context) (apiv1.InventoryStatus, error) {
+	var out apiv1.InventoryStatus
+	return out, c.getJSON(ctx, "/api/v1/inventory/status", &out)
+}
+
 // ExportInventory returns the inventory as a YAML document.
 func (c *Client) ExportInventory(ctx context.Context) ([]byte, error) {
 	var out []byte

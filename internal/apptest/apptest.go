@@ -86,7 +86,10 @@ type Appliance struct {
 	TFTPRoot string
 	CfgDir   string // TFTPRoot/pxelinux.cfg
 	Config   string // path of the config file
-	Seed     string // path of the seed inventory file (absent without Options.Inventory)
+	// Seed is the path of the inventory file (absent without
+	// Options.Inventory): the seed, or with Options.FollowFile, the file
+	// netbootd follows (inventory.file).
+	Seed string
 	// Addr is where the AM listens: 127.0.0.1:0 until Start has learnt
 	// the port netbootd bound, 127.0.0.1:port after; URL is http://Addr,
 	// set by Start. A restart binds the same port again.
@@ -104,13 +107,14 @@ type Appliance struct {
 
 // Options say what differs from the defaults.
 type Options struct {
-	Inventory string   // seed inventory YAML (written to a file)
-	Images    []string // pxelinux config files to create in cfg_dir
-	Extra     string   // more YAML appended to the config
-	Args      []string // more netbootd flags
-	TFTP      bool     // serve TFTP on a free loopback port
-	Netns     string   // run netbootd (and Nbctl) inside this network namespace
-	HTTPHost  string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
+	Inventory  string   // seed inventory YAML (written to a file)
+	FollowFile bool     // that file is inventory.file, which netbootd follows, not a seed
+	Images     []string // pxelinux config files to create in cfg_dir
+	Extra      string   // more YAML appended to the config
+	Args       []string // more netbootd flags
+	TFTP       bool     // serve TFTP on a free loopback port
+	Netns      string   // run netbootd (and Nbctl) inside this network namespace
+	HTTPHost   string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
 }
 
 // New writes a config and directories for an appliance; Start runs it.
@@ -144,8 +148,12 @@ func New(t testing.TB, o Options) *Appliance {
 	if o.TFTP {
 		a.TFTPAddr = "127.0.0.1:0"
 	}
-	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\n%s\n%s\ninventory: { seed: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, listenYAML("http", a.Addr), listenYAML("tftp", a.TFTPAddr), seed, o.Extra)
+	invKey := "seed"
+	if o.FollowFile {
+		invKey = "file"
+	}
+	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\n%s\n%s\ninventory: { %s: %s }\n%s",
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, listenYAML("http", a.Addr), listenYAML("tftp", a.TFTPAddr), invKey, seed, o.Extra)
 	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -240,6 +248,18 @@ func (a *Appliance) StopWith(sig os.Signal) error {
 		return fmt.Errorf("netbootd did not stop within 15s of %v", sig)
 	}
 	return err
+}
+
+// Signal sends sig to the running netbootd (SIGHUP: read the inventory
+// file again).
+func (a *Appliance) Signal(sig os.Signal) {
+	a.t.Helper()
+	if a.cmd == nil {
+		a.t.Fatal("netbootd is not running")
+	}
+	if err := a.cmd.Process.Signal(sig); err != nil {
+		a.t.Fatal(err)
+	}
 }
 
 // Kill ends netbootd at once, as a crash would.

@@ -93,22 +93,40 @@ type PXE struct {
 	LinkLifetime time.Duration `yaml:"link_lifetime"`
 }
 
-// Inventory names the seed file imported into an empty database.
+// Inventory says where the inventory comes from: at most one of File and
+// Seed is set.
 type Inventory struct {
-	Seed string `yaml:"seed"`
+	// File is the inventory's source of truth: netbootd reads it at start
+	// and on SIGHUP, the database follows it (nodes it drops are deleted),
+	// and the API refuses to change nodes.
+	File string
+	// Seed is imported once into an empty database; after that the API
+	// (nbctl inventory import, PUT and DELETE of nodes) keeps the inventory.
+	Seed string
 }
+
+// DefaultInventoryFile is inventory.file when the config names neither
+// inventory.file nor inventory.seed.
+const DefaultInventoryFile = "/etc/netboot/inventory.yaml"
 
 // file is the YAML document as written: addresses, prefixes and ranges
 // are text until parse turns them into a Config.
 type file struct {
-	StateDir  string    `yaml:"state_dir"`
-	TFTPRoot  string    `yaml:"tftp_root"`
-	HTTP      HTTP      `yaml:"http"`
-	HTTPBoot  HTTPBoot  `yaml:"http_boot"`
-	TFTP      TFTP      `yaml:"tftp"`
-	DHCP      dhcpFile  `yaml:"dhcp"`
-	PXE       PXE       `yaml:"pxe"`
-	Inventory Inventory `yaml:"inventory"`
+	StateDir  string        `yaml:"state_dir"`
+	TFTPRoot  string        `yaml:"tftp_root"`
+	HTTP      HTTP          `yaml:"http"`
+	HTTPBoot  HTTPBoot      `yaml:"http_boot"`
+	TFTP      TFTP          `yaml:"tftp"`
+	DHCP      dhcpFile      `yaml:"dhcp"`
+	PXE       PXE           `yaml:"pxe"`
+	Inventory inventoryFile `yaml:"inventory"`
+}
+
+// inventoryFile is the inventory section as written: a key that is given,
+// even as "", turns the default inventory.file off.
+type inventoryFile struct {
+	File *string `yaml:"file"`
+	Seed *string `yaml:"seed"`
 }
 
 // dhcpFile is the dhcp section as written; DHCP says what each key means.
@@ -164,7 +182,6 @@ func defaults() file {
 			DefaultImage: "orbit-2.0.0",
 			LinkLifetime: 300 * time.Second,
 		},
-		Inventory: Inventory{Seed: "/etc/netboot/inventory.yaml"},
 	}
 }
 
@@ -220,13 +237,17 @@ func (f file) parse() (Config, error) {
 	if f.PXE.LinkLifetime <= 0 {
 		errs = append(errs, fmt.Errorf("pxe.link_lifetime: %v: must be positive", f.PXE.LinkLifetime))
 	}
+	inv, err := f.Inventory.parse()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	dhcp, dhcpErrs := f.DHCP.parse()
 	if err := errors.Join(append(errs, dhcpErrs...)...); err != nil {
 		return Config{}, err
 	}
 	return Config{
 		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
-		DHCP: dhcp, PXE: f.PXE, Inventory: f.Inventory,
+		DHCP: dhcp, PXE: f.PXE, Inventory: inv,
 	}, nil
 }
 
@@ -265,6 +286,26 @@ func checkBootPrefix(p string) error {
 func notPrefixChar(r rune) bool {
 	ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-~", r)
 	return !ok
+}
+
+// parse picks the inventory's model: the file (the default), the seed, or
+// neither.
+func (i inventoryFile) parse() (Inventory, error) {
+	if i.File == nil && i.Seed == nil {
+		return Inventory{File: DefaultInventoryFile}, nil
+	}
+	var out Inventory
+	if i.File != nil {
+		out.File = *i.File
+	}
+	if i.Seed != nil {
+		out.Seed = *i.Seed
+	}
+	if out.File != "" && out.Seed != "" {
+		return Inventory{}, errors.New("inventory: file and seed are both set: set one (file: the inventory follows the file, " +
+			"read at start and on SIGHUP; seed: imported once into an empty database, then kept through the API)")
+	}
+	return out, nil
 }
 
 // parse checks and types the dhcp section.

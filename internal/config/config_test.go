@@ -32,7 +32,7 @@ var wantDefaults = Config{
 		DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
 		BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: "server", Workers: 8},
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
-	Inventory: Inventory{Seed: "/etc/netboot/inventory.yaml"},
+	Inventory: Inventory{File: "/etc/netboot/inventory.yaml"},
 }
 
 // TestExampleFile: the shipped example says its values are the defaults.
@@ -100,6 +100,22 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 				t.Errorf("parsed (-want +got):\n%s", diff)
 			}
 		}},
+		{name: "inventory: seed, the older model", yaml: "inventory: { seed: /srv/nodes.yaml }\n", check: func(t *testing.T, c Config) {
+			if c.Inventory != (Inventory{Seed: "/srv/nodes.yaml"}) {
+				t.Errorf("inventory %+v: want the seed alone", c.Inventory)
+			}
+		}},
+		{name: "inventory: file", yaml: "inventory: { file: /srv/nodes.yaml, seed: \"\" }\n", check: func(t *testing.T, c Config) {
+			if c.Inventory != (Inventory{File: "/srv/nodes.yaml"}) {
+				t.Errorf("inventory %+v: want the file alone", c.Inventory)
+			}
+		}},
+		{name: "inventory: neither, the API alone", yaml: "inventory: { file: \"\" }\n", check: func(t *testing.T, c Config) {
+			if c.Inventory != (Inventory{}) {
+				t.Errorf("inventory %+v: want none", c.Inventory)
+			}
+		}},
+		{name: "inventory: file and seed", yaml: "inventory: { file: /a.yaml, seed: /b.yaml }\n", wantErr: "inventory: file and seed are both set: set one"},
 		{name: "unknown top-level key names key and line", yaml: "state_dir: /x\nbogus: 1\n", wantErr: "line 2: field bogus not found"},
 		{name: "unknown nested key", yaml: "http:\n  listen: \":1\"\n  port: 5\n", wantErr: "line 3: field port not found"},
 		{name: "bad CIDR", yaml: "dhcp: { subnet: 10.18.0.0/33 }\n", wantErr: "dhcp.subnet"},

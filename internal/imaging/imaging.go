@@ -10,7 +10,8 @@
 // the nodes, their power drivers, the images. After that the nodes go
 // through the flow independently: one that fails or times out is reported
 // in its Result and the others go on. Every link the flow set is cleared
-// on every way out, a cancelled context (Ctrl-C) included.
+// on every way out, a cancelled context (Ctrl-C) included, and a link a
+// node had before the job (an EC's) is put back as it was (restore.go).
 //
 // It is orchestration, not a leaf helper: nbctl's load and save, kept out
 // of package main so that its tests drive the flow against a fake API. It
@@ -40,6 +41,8 @@ type AM interface {
 	DiskImages(ctx context.Context) ([]proto.DiskImage, error)
 	SetBoot(ctx context.Context, hrn, image string, lifetime time.Duration) (apiv1.BootLink, error)
 	ClearBoot(ctx context.Context, hrn string) error
+	Boot(ctx context.Context) ([]apiv1.BootLink, error)
+	Events(ctx context.Context, hrn string, after int64) ([]apiv1.Event, error)
 	Power(ctx context.Context, hrn, action string) (string, error)
 	RCStatus(ctx context.Context, hrn string) (proto.RCStatus, error)
 	SendCommand(ctx context.Context, hrn string, req proto.CommandRequest) (proto.CommandStatus, error)
@@ -136,6 +139,12 @@ type Result struct {
 	Bytes  int64
 	Stored int64
 	SHA256 string
+	// Before is the boot link the node had when the job began (nil if
+	// none); Restored says whether the job put it back, and Restore what
+	// became of it, in words (why it was not put back, if it was not).
+	Before   *apiv1.BootLink
+	Restored bool
+	Restore  string
 }
 
 // ErrPreflight marks a job refused before any node was touched.
@@ -151,14 +160,27 @@ func Run(ctx context.Context, am AM, job Job) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	before, err := linksBefore(ctx, am)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, job.Timeout)
 	defer cancel()
-	r := &runner{am: am, job: job}
+	r := &runner{am: am, job: job, before: before}
 
 	links, err := r.setLinks(ctx, nodes)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("the job's %v ran out: %w", job.Timeout, err)
+			err = fmt.Errorf("the job's %v ran out: %w", job.Timeout, err)
+		}
+		// No node was touched: their links as they were, also the ones
+		// this job replaced before it failed.
+		for _, n := range nodes {
+			var res Result
+			r.restore(ctx, n, &res, nodeState{})
+			if res.Before != nil && !res.Restored {
+				err = fmt.Errorf("%w; %s: %s", err, n.HRN, res.Restore)
+			}
 		}
 		return nil, err
 	}
@@ -168,7 +190,9 @@ func Run(ctx context.Context, am AM, job Job) ([]Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = r.node(ctx, n, links[i])
+			var st nodeState
+			results[i] = r.node(ctx, n, links[i], &st)
+			r.restore(ctx, n, &results[i], st)
 		}()
 	}
 	wg.Wait()
@@ -265,13 +289,23 @@ func preflight(ctx context.Context, am AM, job Job) ([]apiv1.Node, error) {
 }
 
 type runner struct {
-	am  AM
-	job Job
+	am     AM
+	job    Job
+	before map[string]apiv1.BootLink // the nodes' links when the job began
 
 	progressMu sync.Mutex
 
 	linksMu sync.Mutex
 	linked  map[string]bool // nodes whose link this run set and has not cleared
+	setAt   map[string]setAt
+}
+
+// setAt is when the job set a node's link: by the appliance's clock and by
+// ours, to tell how much of a link's lifetime is left without comparing
+// the two clocks.
+type setAt struct {
+	server time.Time
+	local  time.Time
 }
 
 func (r *runner) report(u Update) {
@@ -287,7 +321,7 @@ func (r *runner) report(u Update) {
 // lives long enough for every reset the job may make.
 func (r *runner) setLinks(ctx context.Context, nodes []apiv1.Node) ([]apiv1.BootLink, error) {
 	lifetime := time.Duration(r.job.Attempts)*r.job.BootTimeout + time.Minute
-	r.linked = map[string]bool{}
+	r.linked, r.setAt = map[string]bool{}, map[string]setAt{}
 	var links []apiv1.BootLink
 	for _, n := range nodes {
 		l, err := r.am.SetBoot(ctx, n.HRN, r.job.PXEImage, lifetime)
@@ -295,7 +329,10 @@ func (r *runner) setLinks(ctx context.Context, nodes []apiv1.Node) ([]apiv1.Boot
 			r.clearLinks(ctx)
 			return nil, fmt.Errorf("%w: set the PXE link of %s: %w (links set before it cleared, no node touched)", ErrPreflight, n.HRN, err)
 		}
+		r.linksMu.Lock()
 		r.linked[n.HRN] = true
+		r.setAt[n.HRN] = setAt{server: l.SetAt, local: time.Now()}
+		r.linksMu.Unlock()
 		links = append(links, l)
 	}
 	return links, nil
@@ -335,11 +372,23 @@ func (r *runner) clearLinks(ctx context.Context) {
 	}
 }
 
+// nodeState is what the restore of a node's earlier link needs to know of
+// how far the node got.
+type nodeState struct {
+	// rebooted: REBOOT (or a reset) was sent after the transfer, so the
+	// node is booting what its PXE configuration says.
+	rebooted bool
+	// mark is the node's last event before that reboot, unless reading
+	// its timeline failed (markErr).
+	mark    int64
+	markErr error
+}
+
 // node takes one node through the flow.
-func (r *runner) node(ctx context.Context, n apiv1.Node, link apiv1.BootLink) Result {
+func (r *runner) node(ctx context.Context, n apiv1.Node, link apiv1.BootLink, st *nodeState) Result {
 	res := Result{Node: n.HRN, Phase: PhaseNetboot}
 	start := time.Now()
-	err := r.steps(ctx, n, link, &res)
+	err := r.steps(ctx, n, link, &res, st)
 	res.Took = time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, errBootTimeout) {
@@ -358,7 +407,7 @@ func (r *runner) node(ctx context.Context, n apiv1.Node, link apiv1.BootLink) Re
 	return res
 }
 
-func (r *runner) steps(ctx context.Context, n apiv1.Node, link apiv1.BootLink, res *Result) error {
+func (r *runner) steps(ctx context.Context, n apiv1.Node, link apiv1.BootLink, res *Result, st *nodeState) error {
 	if err := r.netboot(ctx, n, link.Image, res); err != nil {
 		return err
 	}
@@ -376,6 +425,12 @@ func (r *runner) steps(ctx context.Context, n apiv1.Node, link apiv1.BootLink, r
 	}
 	res.Phase = PhaseReboot
 	r.report(Update{Node: n.HRN, Phase: PhaseReboot})
+	if _, ok := r.before[n.HRN]; ok {
+		// Where the reboot starts on the node's timeline: the earlier
+		// link goes back once the node has read its PXE configuration.
+		st.mark, st.markErr = r.lastEvent(ctx, n.HRN)
+	}
+	st.rebooted = true
 	return r.reboot(ctx, n)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,10 @@ type fakeAM struct {
 	stall    map[string]string // command type -> node whose RC takes it and never ends it; "link": SetBoot
 	off      map[string]bool   // nodes switched off: their BMC refuses a reset
 	links    map[string]string // hrn -> image
+	expires  map[string]time.Time
+	events   map[string][]apiv1.Event
+	noPXE    map[string]bool // nodes that boot without reading a PXE configuration
+	nextEvt  int64
 	rc       map[string]proto.RCStatus
 	cmds     map[int64]proto.CommandStatus
 	nextCmd  int64
@@ -44,6 +50,7 @@ func newFake(nodes ...string) *fakeAM {
 		nodes: map[string]apiv1.Node{}, images: []string{"orbit-2.0.0"}, disks: []string{"baseline"},
 		boots: map[string][]string{}, fail: map[string]string{}, stall: map[string]string{}, off: map[string]bool{}, links: map[string]string{},
 		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
+		expires: map[string]time.Time{}, events: map[string][]apiv1.Event{}, noPXE: map[string]bool{},
 	}
 	for _, hrn := range nodes {
 		f.nodes[hrn] = apiv1.Node{HRN: hrn, Hostname: strings.Split(hrn, ".")[0], Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
@@ -110,15 +117,45 @@ func (f *fakeAM) SetBoot(ctx context.Context, hrn, image string, lifetime time.D
 	if image == "" {
 		image = f.nodes[hrn].PXEImage
 	}
-	f.links[hrn] = image
+	now := time.Now()
+	f.links[hrn], f.expires[hrn] = image, now.Add(lifetime)
 	f.note("%s link %s", hrn, image)
-	return apiv1.BootLink{HRN: hrn, Image: image}, nil
+	return apiv1.BootLink{HRN: hrn, Image: image, SetAt: now, ExpiresAt: now.Add(lifetime)}, nil
+}
+
+func (f *fakeAM) Boot(ctx context.Context) ([]apiv1.BootLink, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []apiv1.BootLink
+	for hrn, img := range f.links {
+		out = append(out, apiv1.BootLink{HRN: hrn, Image: img, ExpiresAt: f.expires[hrn]})
+	}
+	return out, nil
+}
+
+func (f *fakeAM) Events(ctx context.Context, hrn string, after int64) ([]apiv1.Event, error) {
+	evs, err := lookup(ctx, f, f.events, hrn)
+	return slices.DeleteFunc(slices.Clone(evs), func(e apiv1.Event) bool { return e.ID <= after }), err
+}
+
+// pxeBoot is a node starting to boot: pxelinux reads its configuration,
+// unless the node boots without it. f.mu held.
+func (f *fakeAM) pxeBoot(hrn string) {
+	if f.noPXE[hrn] {
+		return
+	}
+	f.nextEvt++
+	f.events[hrn] = append(f.events[hrn], apiv1.Event{ID: f.nextEvt, HRN: hrn, Source: "tftp", What: "pxelinux.cfg/default"})
 }
 
 func (f *fakeAM) ClearBoot(_ context.Context, hrn string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.links, hrn)
+	delete(f.expires, hrn)
 	f.cleared = append(f.cleared, hrn)
 	f.note("%s clear", hrn)
 	return nil
@@ -140,6 +177,7 @@ func (f *fakeAM) Power(ctx context.Context, hrn, action string) (string, error) 
 		return "", errors.New("ipmitool: Command not supported in present state (HTTP 502)")
 	}
 	delete(f.off, hrn)
+	f.pxeBoot(hrn)
 	boot := f.resets[hrn]
 	f.resets[hrn]++
 	st := proto.RCStatus{HRN: hrn} // the reset ends the old RC
@@ -197,6 +235,9 @@ func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandR
 	}
 	if f.stall[req.Type] == hrn {
 		st.State, st.Reply, st.Progress, st.SHA256 = proto.StateRunning, "", proto.Progress{Done: 10, Total: 1000}, ""
+	}
+	if req.Type == proto.Reboot && st.State == proto.StateDone {
+		f.pxeBoot(hrn)
 	}
 	f.note("%s %s %s", hrn, req.Type, req.Image)
 	f.cmds[st.ID] = st
@@ -567,6 +608,100 @@ func TestTimeout(t *testing.T) {
 			}
 			if len(f.links) != 0 {
 				t.Errorf("links left set: %v", f.links)
+			}
+		})
+	}
+}
+
+// TestRestoreLinks: a boot link a node had before the job (an EC's) is
+// back as it was once the job is through with the node, but never before
+// the node's reboot into its new disk has read its PXE configuration; where
+// it cannot be put back, the result says so and how to.
+func TestRestoreLinks(t *testing.T) {
+	restored := "link orbit-exp"
+	tests := []struct {
+		name  string
+		setup func(f *fakeAM, j *Job, cancel func())
+		prior time.Duration // the earlier link's lifetime left when the job starts
+		log   []string      // what was done to aNode
+		image string        // aNode's link at the end, "" for none
+		note  string        // in aNode's Restore
+		err   string        // Run's error
+	}{
+		{name: "after the reboot, once the node read its PXE configuration", prior: time.Hour,
+			log: append(loaded[:6:6], restored), image: "orbit-exp", note: "boot link to orbit-exp until .*: restored$"},
+		{name: "no reboot: at once", prior: time.Hour, setup: func(_ *fakeAM, j *Job, _ func()) { j.NoReboot = true },
+			log: append(loaded[:5:5], restored), image: "orbit-exp", note: "boot link .*: restored$"},
+		{name: "a failed load: at once", prior: time.Hour, setup: func(f *fakeAM, _ *Job, _ func()) { f.fail[proto.LoadImage] = aNode },
+			log: append(loaded[:5:5], restored), image: "orbit-exp", note: "boot link .*: restored$"},
+		{name: "a node that boots without reading its PXE configuration: not restored", prior: time.Hour,
+			setup: func(f *fakeAM, j *Job, _ func()) { f.noPXE[aNode] = true; j.BootTimeout = 50 * time.Millisecond },
+			log:   loaded, note: "boot link to orbit-exp until .*: NOT restored: the node read no PXE configuration .* within 50ms of its reboot.*; to restore it: nbctl boot set --image orbit-exp --lifetime DURATION " + aNode},
+		{name: "interrupted before the node read its PXE configuration: not restored", prior: time.Hour,
+			setup: func(f *fakeAM, _ *Job, cancel func()) {
+				f.noPXE[aNode] = true
+				f.after = func(step string) {
+					if step == aNode+" REBOOT " {
+						cancel()
+					}
+				}
+			},
+			log: loaded, note: "boot link .*: NOT restored: the job ended before the node read its PXE configuration after its reboot"},
+		{name: "expired meanwhile", prior: 500 * time.Millisecond, log: loaded, note: "boot link to orbit-exp until .*: not restored: it expired meanwhile$"},
+		{name: "a link set during the job stays", prior: time.Hour,
+			setup: func(f *fakeAM, _ *Job, _ func()) {
+				f.after = func(step string) {
+					if step == aNode+" LOAD_IMAGE baseline" {
+						f.links[aNode], f.expires[aNode] = "orbit-new", time.Now().Add(time.Minute)
+					}
+				}
+			},
+			log: loaded, image: "orbit-new", note: "boot link to orbit-exp until .*: NOT restored: the node has a link set since \\(boot link to orbit-new until .*\\), which stays"},
+		{name: "setting the links failed: the link replaced is back", prior: time.Hour,
+			setup: func(f *fakeAM, j *Job, _ func()) { f.stall["link"] = another; j.Timeout = time.Second },
+			log:   []string{"link orbit-2.0.0", "clear", restored}, image: "orbit-exp", err: "the job's 1s ran out"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(aNode, another)
+			until := time.Now().Add(tc.prior)
+			f.links[aNode], f.expires[aNode] = "orbit-exp", until
+			job := Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Poll: time.Millisecond}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tc.setup != nil {
+				tc.setup(f, &job, cancel)
+			}
+			res, err := Run(ctx, f, job)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Run: %v, want %q", err, tc.err)
+				}
+			} else if err != nil || len(res) != 2 {
+				t.Fatalf("Run: %+v, %v", res, err)
+			}
+			if diff := cmp.Diff(tc.log, f.nodeLog(aNode)); diff != "" {
+				t.Errorf("what was done to %s (-want +got):\n%s", aNode, diff)
+			}
+			f.mu.Lock()
+			img, exp, other := f.links[aNode], f.expires[aNode], f.links[another]
+			f.mu.Unlock()
+			if img != tc.image || other != "" {
+				t.Errorf("links at the end: %s %q, %s %q; want %q and none", aNode, img, another, other, tc.image)
+			}
+			// Put back with the lifetime it had left: it ends when it would have.
+			if tc.image == "orbit-exp" && (exp.Before(until.Add(-5*time.Second)) || exp.After(until.Add(time.Second))) {
+				t.Errorf("restored link expires at %v, want %v", exp, until)
+			}
+			if res == nil {
+				return
+			}
+			r := res[0]
+			if r.Before == nil || r.Before.Image != "orbit-exp" || r.Restored != (tc.image == "orbit-exp") || !regexp.MustCompile("^"+tc.note).MatchString(r.Restore) {
+				t.Errorf("result: before %+v, restored %v, %q; want %q", r.Before, r.Restored, r.Restore, tc.note)
+			}
+			if res[1].Before != nil || res[1].Restore != "" {
+				t.Errorf("%s had no link, yet: %+v", another, res[1])
 			}
 		})
 	}

@@ -11,7 +11,9 @@ import (
 )
 
 // FuzzParseFile feeds documents through the import path (ParseFile, then
-// Check and Normalize, as the seed and POST /api/v1/inventory do) and checks
+// Check and Normalize, as the seed and POST /api/v1/inventory do, and Load,
+// which notes the entries' lines for Check, as inventory.file and the
+// import do) and checks
 // what the store and the export rely on: a rejected document yields an
 // error and nothing else; what Check keeps is canonical, unique, and stays
 // the same when checked again; and a valid document survives export
@@ -61,6 +63,22 @@ func FuzzParseFile(f *testing.F) {
 			if !cmp.Equal(norm, File{}) {
 				t.Fatalf("Normalize failed yet returned %+v", norm)
 			}
+		}
+		// Load is the same check with line numbers: the same verdict, the
+		// same number of problems, the same document.
+		loaded, lerr := Load(data)
+		if lerr != nil {
+			t.Fatalf("Load: %v, but ParseFile took it", lerr)
+		}
+		loaded, lerr = loaded.Normalize()
+		var le *Error
+		switch {
+		case (lerr == nil) != (err == nil):
+			t.Fatalf("Load: %v, but Normalize: %v", lerr, err)
+		case err != nil && (!errors.As(lerr, &le) || len(le.Problems) != len(problems)):
+			t.Fatalf("Load: %v, want an *Error with Check's %d problem(s)", lerr, len(problems))
+		case !cmp.Equal(loaded, norm):
+			t.Fatalf("Load and Normalize disagree (-Normalize +Load):\n%s", cmp.Diff(norm, loaded))
 		}
 		checkKept(t, kept)
 		if err != nil {

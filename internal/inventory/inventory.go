@@ -25,6 +25,10 @@ import (
 type File struct {
 	Images   []Image   `yaml:"images" json:"images"`
 	Testbeds []Testbed `yaml:"testbeds" json:"testbeds"`
+	// Lines, set by Load, are where the entries were in the text they
+	// were read from, for Check to name in its problems. They are not part
+	// of the document: Check's output has none.
+	Lines *Lines `yaml:"-" json:"-"`
 }
 
 // Image is a PXE image: a pxelinux configuration in cfg_dir.
@@ -189,18 +193,34 @@ func (f File) Normalize() (File, error) {
 	return out, nil
 }
 
+// Load reads a document as ParseFile does, and notes where each entry is
+// in data (File.Lines), so that each problem Check finds then names its
+// entry's line, as an operator editing a file of hundreds of nodes needs:
+// "line 12: testbeds[0] (sb8) nodes[3]: ...".
+func Load(data []byte) (File, error) {
+	f, err := ParseFile(data)
+	if err != nil {
+		return File{}, err
+	}
+	f.Lines = entryLines(data)
+	return f, nil
+}
+
 // Check returns the document's valid entries in canonical form and every
 // problem: malformed fields, and hrns, IPs and MACs used twice in the file.
+// Problems name their entry's line where f.Lines knows it.
 func (f File) Check() (File, []error) {
+	at := f.Lines
 	var errs []error
 	out := File{}
 	images := map[string]bool{}
 	for i, img := range f.Images {
+		where := at.where(at.image(i), fmt.Sprintf("images[%d]", i))
 		switch {
 		case !ValidName(img.Name):
-			errs = append(errs, fmt.Errorf("images[%d]: name %q is not a valid name", i, img.Name))
+			errs = append(errs, fmt.Errorf("%s: name %q is not a valid name", where, img.Name))
 		case images[img.Name]:
-			errs = append(errs, fmt.Errorf("images[%d]: duplicate image %q", i, img.Name))
+			errs = append(errs, fmt.Errorf("%s: duplicate image %q", where, img.Name))
 		default:
 			out.Images = append(out.Images, img)
 		}
@@ -209,16 +229,17 @@ func (f File) Check() (File, []error) {
 	domains := map[string]bool{}
 	seen := map[string]map[string]string{"hrn": {}, "control_ip": {}, "control_mac": {}}
 	for ti, tb := range f.Testbeds {
+		where := at.where(at.testbed(ti), fmt.Sprintf("testbeds[%d]", ti))
 		switch {
 		case !ValidName(tb.Domain):
-			errs = append(errs, fmt.Errorf("testbeds[%d]: domain %q is not a valid name", ti, tb.Domain))
+			errs = append(errs, fmt.Errorf("%s: domain %q is not a valid name", where, tb.Domain))
 		case domains[tb.Domain]:
-			errs = append(errs, fmt.Errorf("testbeds[%d]: duplicate domain %q", ti, tb.Domain))
+			errs = append(errs, fmt.Errorf("%s: duplicate domain %q", where, tb.Domain))
 		}
 		domains[tb.Domain] = true
 		ntb := Testbed{Domain: tb.Domain}
 		for ni, n := range tb.Nodes {
-			where := fmt.Sprintf("testbeds[%d] (%s) nodes[%d]", ti, tb.Domain, ni)
+			where := at.where(at.node(ti, ni), fmt.Sprintf("testbeds[%d] (%s) nodes[%d]", ti, tb.Domain, ni))
 			n.Domain = tb.Domain
 			nn, err := Normalize(n)
 			if err != nil {
@@ -231,7 +252,7 @@ func (f File) Check() (File, []error) {
 					errs = append(errs, fmt.Errorf("%s: node %q: duplicate %s %s (already used by %s)", where, nn.HRN, k.key, k.val, first))
 					dup = true
 				} else {
-					seen[k.key][k.val] = fmt.Sprintf("node %q at %s", nn.HRN, where)
+					seen[k.key][k.val] = fmt.Sprintf("node %q at %s", nn.HRN, at.ref(at.node(ti, ni), where))
 				}
 			}
 			if !dup {
@@ -241,6 +262,106 @@ func (f File) Check() (File, []error) {
 		out.Testbeds = append(out.Testbeds, ntb)
 	}
 	return out, errs
+}
+
+// Lines are the line numbers of a document's entries, by their index in
+// File (0: unknown); a nil *Lines knows none.
+type Lines struct {
+	Images   []int
+	Testbeds []int
+	Nodes    [][]int // per testbed
+}
+
+func (l *Lines) image(i int) int {
+	if l == nil || i >= len(l.Images) {
+		return 0
+	}
+	return l.Images[i]
+}
+
+func (l *Lines) testbed(i int) int {
+	if l == nil || i >= len(l.Testbeds) {
+		return 0
+	}
+	return l.Testbeds[i]
+}
+
+func (l *Lines) node(ti, ni int) int {
+	if l == nil || ti >= len(l.Nodes) || ni >= len(l.Nodes[ti]) {
+		return 0
+	}
+	return l.Nodes[ti][ni]
+}
+
+// where is an entry's place in a problem: its line first, when known.
+func (l *Lines) where(line int, path string) string {
+	if line == 0 {
+		return path
+	}
+	return fmt.Sprintf("line %d: %s", line, path)
+}
+
+// ref is how another problem points at an entry: by its line, when known.
+func (l *Lines) ref(line int, where string) string {
+	if line == 0 {
+		return where
+	}
+	return fmt.Sprintf("line %d", line)
+}
+
+// entryLines finds the line of each image, testbed and node entry of the
+// first document in data, as ParseFile decodes it. The positions are
+// yaml.v3's, so they are the lines its own errors name.
+func entryLines(data []byte) *Lines {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	l := &Lines{}
+	root := deref(doc.Content[0])
+	if imgs := mapValue(root, "images"); imgs != nil {
+		for _, it := range imgs.Content {
+			l.Images = append(l.Images, it.Line)
+		}
+	}
+	if tbs := mapValue(root, "testbeds"); tbs != nil {
+		for _, it := range tbs.Content {
+			l.Testbeds = append(l.Testbeds, it.Line)
+			var nodes []int
+			if ns := mapValue(deref(it), "nodes"); ns != nil {
+				for _, n := range ns.Content {
+					nodes = append(nodes, n.Line)
+				}
+			}
+			l.Nodes = append(l.Nodes, nodes)
+		}
+	}
+	return l
+}
+
+// deref follows an alias (*name) to the node it names: an entry written
+// as an alias is at the alias's line, its contents where the anchor is.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// mapValue is the sequence under key in mapping m, or nil.
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			if v := deref(m.Content[i+1]); v != nil && v.Kind == yaml.SequenceNode {
+				return v
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // Error lists every problem found in a document.

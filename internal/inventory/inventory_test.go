@@ -88,3 +88,78 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Errorf("MAC not quoted:\n%s", out)
 	}
 }
+
+// TestLoadNamesLines: every problem in a document read by Load names the
+// line of its entry, for an operator editing a file; what it accepts is
+// what a document read by ParseFile gives.
+func TestLoadNamesLines(t *testing.T) {
+	const doc = `images:
+  - { name: orbit-2.0.0 }
+  - { name: "a/b" }
+testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: n1, control_ip: 10.0.0.1, control_mac: "00:03:1d:0c:01:01" }
+      - &n2 { hrn: n2, control_ip: 10.0.0.2, control_mac: "00:03:1d:0c:01:02" }
+
+      - hrn: n3
+        control_ip: 10.0.0.1
+        control_mac: "00:03:1d:0c:01:03"
+      - { hrn: n4, control_ip: 10.0.0.300, control_mac: "00:03:1d:0c:01:04" }
+  - domain: sb8
+    nodes:
+      - *n2
+`
+	tests := []struct {
+		name string
+		doc  string
+		want []string // the problems, in order
+	}{
+		{"every kind of problem", doc, []string{
+			`line 3: images[1]: name "a/b" is not a valid name`,
+			`line 10: testbeds[0] (sb8) nodes[2]: node "n3": duplicate control_ip 10.0.0.1 (already used by node "n1" at line 7)`,
+			`line 13: testbeds[0] (sb8) nodes[3]: invalid inventory entry: node "n4": control_ip "10.0.0.300" is not an IPv4 address`,
+			`line 14: testbeds[1]: duplicate domain "sb8"`,
+			`line 16: testbeds[1] (sb8) nodes[0]: node "n2": duplicate hrn n2 (already used by node "n2" at line 8)`,
+			`line 16: testbeds[1] (sb8) nodes[0]: node "n2": duplicate control_ip 10.0.0.2 (already used by node "n2" at line 8)`,
+			`line 16: testbeds[1] (sb8) nodes[0]: node "n2": duplicate control_mac 00:03:1d:0c:01:02 (already used by node "n2" at line 8)`,
+		}},
+		{"not an inventory: the decoder's error, with its line", "x: &tb\n  domain: sb8\n  nodes:\n    - { hrn: n1, control_ip: 10.0.0.1, control_mac: zz }\n", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Load([]byte(tc.doc))
+			if err == nil {
+				_, err = f.Normalize()
+			}
+			if tc.want == nil {
+				// Not a document ParseFile takes: its own error, with its line.
+				if err == nil || !strings.Contains(err.Error(), "line 1: field x not found") {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			var ie *Error
+			if !errors.As(err, &ie) {
+				t.Fatalf("Load: %v, want an *Error", err)
+			}
+			var got []string
+			for _, p := range ie.Problems {
+				got = append(got, p.Error())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+	good := "testbeds:\n  - domain: sb8\n    nodes:\n      - { hrn: n1, control_ip: 10.0.0.1, control_mac: 00-03-1D-0C-01-01 }\n"
+	f, err := Load([]byte(good))
+	if err == nil {
+		f, err = f.Normalize()
+	}
+	parsed, _ := ParseFile([]byte(good))
+	want, _ := parsed.Normalize()
+	if err != nil || !cmp.Equal(f, want) {
+		t.Errorf("Load and Normalize of a good document: %+v, %v; want %+v", f, err, want)
+	}
+}

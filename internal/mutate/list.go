@@ -266,6 +266,15 @@ func List() []Mutation {
 			Why:  "an import reusing the IP or MAC of a node it does not replace is not rejected with the offending entries named",
 		},
 		{
+			Name: "store-sync-keeps-dropped-nodes",
+			File: "internal/store/inventory.go",
+			Old:  "\t\t\tif !keep[n.HRN] {",
+			New:  "\t\t\tif false {",
+			Pkgs: []string{"./internal/store"},
+			Run:  "^TestSyncInventory$",
+			Why:  "a node removed from the inventory file stays in the inventory after the reload",
+		},
+		{
 			Name: "store-report-retry-applied-twice",
 			File: "internal/store/rc.go",
 			Old:  "\t\tif r.Seq <= seq {",
@@ -405,6 +414,24 @@ func List() []Mutation {
 			Run:  "^TestEnrollChecks$",
 			Why:  "an RC whose MACs belong to several nodes is enrolled as the first of them",
 		},
+		{
+			Name: "inventory-file-api-writes-allowed",
+			File: "am/invfile.go",
+			Old:  "\tif s.cfg.InventoryFile == \"\" {\n\t\treturn nil",
+			New:  "\tif true {\n\t\treturn nil",
+			Pkgs: []string{"./cmd/netbootd"},
+			Run:  "^TestInventoryFileFollowed$",
+			Why:  "while netbootd follows its inventory file, the API changes nodes anyway, and the next reload undoes the change without a word",
+		},
+		{
+			Name: "rcbroker-rebooting-shown-online",
+			File: "am/rcbroker/api.go",
+			Old:  "\tif e.Down != \"\" && !e.LastSeen.After(e.DownAt.Add(wait)) {",
+			New:  "\tif false {",
+			Pkgs: []string{"./am/rcbroker"},
+			Run:  "^TestRCStateAfterPowerCommands$",
+			Why:  "a node whose RC acknowledged REBOOT or POWEROFF is shown online until its last poll times out",
+		},
 
 		// cmd/nbctl
 		{
@@ -490,6 +517,24 @@ func List() []Mutation {
 			New:  "p == \"\"",
 			Pkgs: []string{"./internal/imaging"},
 			Why:  "a node with power: none passes the preflight, and the job fails on it after touching the others",
+		},
+		{
+			Name: "imaging-earlier-link-dropped",
+			File: "internal/imaging/restore.go",
+			Old:  "\tprior, ok := r.before[n.HRN]",
+			New:  "\tprior, ok := r.before[\"\"]",
+			Pkgs: []string{"./internal/imaging", "./cmd/nbctl"},
+			Run:  "^(TestRestoreLinks|TestLoadRestoresEarlierLink)$",
+			Why:  "nbctl load leaves a node without the boot link an EC had set before it (the job's link replaced it, clearing it cleared both)",
+		},
+		{
+			Name: "imaging-earlier-link-before-reboot",
+			File: "internal/imaging/restore.go",
+			Old:  "\tif st.rebooted {",
+			New:  "\tif false {",
+			Pkgs: []string{"./internal/imaging", "./cmd/nbctl"},
+			Run:  "^(TestRestoreLinks|TestLoadRestoresEarlierLink)$",
+			Why:  "the earlier boot link is put back as soon as REBOOT is acknowledged: the reboot may find it and netboot instead of booting the disk just written",
 		},
 		{
 			Name: "imaging-wrong-image-no-retry",

@@ -360,3 +360,111 @@ func (s *Store) DeleteNode(ctx context.Context, hrn string) error {
 		return nil
 	})
 }
+
+// SyncResult says what SyncInventory changed. Removed and Readdressed hold
+// the nodes as they were, for their boot links: a link is made for a
+// control IP.
+type SyncResult struct {
+	Added, Changed []string
+	Removed        []inventory.Node
+	Readdressed    []inventory.Node // changed, and their control IP with them
+	Unchanged      int
+}
+
+// SyncInventory makes the inventory what the document says, in one
+// transaction: its nodes are added or replaced by hrn, the nodes it does
+// not name are deleted with their timelines (as DeleteNode does), and so
+// are testbeds left without nodes that it does not name. Its images are
+// added or updated; other images stay (nbctl image build registers them).
+// A node the document leaves as it is is not written at all. A malformed
+// entry, or an hrn, IP or MAC used twice, rejects the whole document with
+// every offending entry named.
+func (s *Store) SyncInventory(ctx context.Context, f inventory.File) (SyncResult, error) {
+	var res SyncResult
+	f, problems := f.Check()
+	if len(problems) > 0 {
+		return res, &inventory.Error{Problems: problems}
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res = SyncResult{}
+		rows, err := tx.QueryContext(ctx, `SELECT `+nodeColumns+nodeFrom)
+		held, err := scanAll(rows, err, scanNode)
+		if err != nil {
+			return fmt.Errorf("store: sync inventory: %w", err)
+		}
+		old := make(map[string]inventory.Node, len(held))
+		for _, n := range held {
+			old[n.HRN] = n
+		}
+		var write []inventory.Node // added and changed, inserted once the old rows are gone
+		gone := []string{}         // removed and changed: deleted first, so that swapped addresses never collide
+		keep := map[string]bool{}
+		for _, tb := range f.Testbeds {
+			for _, n := range tb.Nodes {
+				keep[n.HRN] = true
+				was, ok := old[n.HRN]
+				switch {
+				case !ok:
+					res.Added = append(res.Added, n.HRN)
+				case was == n:
+					res.Unchanged++
+					continue
+				default:
+					res.Changed = append(res.Changed, n.HRN)
+					if was.ControlIP != n.ControlIP {
+						res.Readdressed = append(res.Readdressed, was)
+					}
+					gone = append(gone, n.HRN)
+				}
+				write = append(write, n)
+			}
+		}
+		for _, n := range held {
+			if !keep[n.HRN] {
+				res.Removed = append(res.Removed, n)
+				gone = append(gone, n.HRN)
+				if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE hrn = ?`, n.HRN); err != nil {
+					return fmt.Errorf("store: sync inventory: %w", err)
+				}
+			}
+		}
+		for _, hrn := range gone {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE hrn = ?`, hrn); err != nil {
+				return fmt.Errorf("store: sync inventory: %w", err)
+			}
+		}
+		for _, img := range f.Images {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO images(name, description) VALUES (?, ?)
+				ON CONFLICT(name) DO UPDATE SET description = excluded.description`, img.Name, img.Description); err != nil {
+				return fmt.Errorf("store: sync image %q: %w", img.Name, err)
+			}
+		}
+		ids := map[string]int64{}
+		domains := []any{}
+		for _, tb := range f.Testbeds {
+			id, err := testbedID(ctx, tx, tb.Domain)
+			if err != nil {
+				return err
+			}
+			ids[tb.Domain] = id
+			domains = append(domains, tb.Domain)
+		}
+		for _, n := range write {
+			if err := insertNode(ctx, tx, ids[n.Domain], n); err != nil {
+				return err
+			}
+		}
+		q := `DELETE FROM testbeds WHERE id NOT IN (SELECT testbed_id FROM nodes)`
+		if len(domains) > 0 {
+			q += ` AND domain NOT IN (` + marks(len(domains)) + `)`
+		}
+		if _, err := tx.ExecContext(ctx, q, domains...); err != nil {
+			return fmt.Errorf("store: sync inventory: testbeds: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return SyncResult{}, err
+	}
+	return res, nil
+}

@@ -26,6 +26,11 @@ type RCEnrollment struct {
 	Info       proto.EnrollRequest // what the RC reported, as it reported it
 	EnrolledAt time.Time
 	LastSeen   time.Time
+	// Down is REBOOT or POWEROFF once the RC has acknowledged one (done),
+	// at DownAt; "" while it has not. An enrollment ends with its node's
+	// next boot, so this holds until the RC enrolls again.
+	Down   string
+	DownAt time.Time
 }
 
 // RCCommand is a command for a node's RC and what became of it.
@@ -47,14 +52,27 @@ func secretHash(secret string) string {
 	return hex.EncodeToString(h[:])
 }
 
-const enrollmentColumns = `id, hrn, secret, boot_id, image, hostname, info, enrolled_at, last_seen`
+// downFrom finds the enrollment's last acknowledged REBOOT or POWEROFF,
+// whose type and end are the last two enrollment columns: derived from
+// the commands, so that no write path can forget it
+// (rc_commands_enrollment indexes the lookup).
+const downFrom = ` FROM rc_commands c WHERE c.enrollment = rc_enrollments.id AND c.state = '` + proto.StateDone +
+	`' AND c.type IN ('` + proto.Reboot + `', '` + proto.Poweroff + `') ORDER BY c.id DESC LIMIT 1)`
+
+const enrollmentColumns = `id, hrn, secret, boot_id, image, hostname, info, enrolled_at, last_seen, ` +
+	`(SELECT c.type` + downFrom + `, (SELECT c.finished_at` + downFrom
 
 func scanEnrollment(r scanner) (RCEnrollment, error) {
 	var e RCEnrollment
 	var info string
 	var at, seen int64
-	if err := r.Scan(&e.ID, &e.HRN, &e.Secret, &e.BootID, &e.Image, &e.Hostname, &info, &at, &seen); err != nil {
+	var down sql.NullString
+	var downAt sql.NullInt64
+	if err := r.Scan(&e.ID, &e.HRN, &e.Secret, &e.BootID, &e.Image, &e.Hostname, &info, &at, &seen, &down, &downAt); err != nil {
 		return e, err
+	}
+	if down.Valid && downAt.Valid {
+		e.Down, e.DownAt = down.String, time.Unix(0, downAt.Int64).UTC()
 	}
 	if err := json.Unmarshal([]byte(info), &e.Info); err != nil {
 		return e, fmt.Errorf("enrollment %d info: %w", e.ID, err)

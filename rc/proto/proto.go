@@ -294,12 +294,25 @@ type CommandStatus struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
+// RC states in RCStatus.State. A node whose RC has acknowledged REBOOT or
+// POWEROFF is rebooting or powered-off at once, not online until its poll
+// times out, and stays so until it enrolls again (or, should it not go
+// down after all, until it is heard from a poll's wait later).
+const (
+	RCNotEnrolled = "not-enrolled"
+	RCOnline      = "online"  // polling now, or seen within a poll's wait
+	RCOffline     = "offline" // not heard from for longer than that
+	RCRebooting   = "rebooting"
+	RCPoweredOff  = "powered-off"
+)
+
 // RCStatus is a node's Resource Controller as the appliance last heard of
 // it.
 type RCStatus struct {
 	HRN        string     `json:"hrn"`
 	Enrolled   bool       `json:"enrolled"`
-	Online     bool       `json:"online"` // polling now, or seen within a poll's wait
+	State      string     `json:"state"`  // one of the RC states above
+	Online     bool       `json:"online"` // State is online
 	Enrollment int64      `json:"enrollment,omitempty"`
 	EnrolledAt *time.Time `json:"enrolled_at,omitempty"`
 	LastSeen   *time.Time `json:"last_seen,omitempty"`
