@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,7 +90,8 @@ func TestDeploy(t *testing.T) {
 	}
 
 	// Step 4: netbootd.yaml from the installed example; the inventory
-	// with the node, its power driver and its disk (step 7).
+	// file with every node's control MAC and IP (power and disk come in
+	// step 7, by editing it).
 	confPath := at("/etc/netboot/netbootd.yaml")
 	conf := read(t, confPath)
 	for old, repl := range map[string]string{
@@ -106,18 +108,22 @@ func TestDeploy(t *testing.T) {
 	// private /tmp does not have it.
 	hidden := vtestbed.NewNode(2, vtestbed.E1000)
 	hiddenSock := (&qmptest.Server{Handle: func(c *qmptest.Conn, _ string, _ json.RawMessage) { c.Return(map[string]any{}) }}).Start(t)
-	testenv.WriteFile(t, at("/etc/netboot/inventory.yaml"), fmt.Sprintf(`images:
+	invPath := at("/etc/netboot/inventory.yaml")
+	inventory := func(nodeExtra, hiddenExtra string) string {
+		return fmt.Sprintf(`images:
   - { name: %s, description: orbit-pxe }
 testbeds:
   - domain: %s
     nodes:
-      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: "%s", disk: /dev/sda, power: "qemu:%s" }
-      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: "%s", power: "qemu:%s" }
-`, image, vtestbed.Domain, node.HRN, node.Hostname, node.IP, node.MAC, tb.QMPSocket(node),
-		hidden.HRN, hidden.Hostname, hidden.IP, hidden.MAC, hiddenSock))
+      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: "%s"%s }
+      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: "%s"%s }
+`, image, vtestbed.Domain, node.HRN, node.Hostname, node.IP, node.MAC, nodeExtra, hidden.HRN, hidden.Hostname, hidden.IP, hidden.MAC, hiddenExtra)
+	}
+	testenv.WriteFile(t, invPath, inventory("", ""))
 
 	// Step 5: start netbootd as the installed unit does.
-	log := startAsUnit(t, tb, dest, read(t, at("/etc/systemd/system/netbootd.service")))
+	unit := startAsUnit(t, tb, dest, read(t, at("/etc/systemd/system/netbootd.service")))
+	log := unit.log
 	tb.AMURL = fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort)
 	nbctl := func(args ...string) (string, error) {
 		t.Helper()
@@ -137,6 +143,27 @@ testbeds:
 	}
 	if out, err := nbctl("nodes"); err != nil || !strings.Contains(out, node.HRN) {
 		t.Fatalf("nbctl nodes: %v", err)
+	}
+	// Without step 7 the node has no power driver, and the answer says
+	// where it goes.
+	if err := tb.CMC(ctx, "status", node); err == nil || !strings.Contains(err.Error(), "has no power driver") || !strings.Contains(err.Error(), "/etc/netboot/inventory.yaml") {
+		t.Errorf("power status before step 7: %v; want no power driver, naming the inventory file", err)
+	}
+	// Step 7, its inventory part: power drivers and the disk into the
+	// file, then systemctl reload netbootd (the unit's ExecReload).
+	testenv.WriteFile(t, invPath, inventory(fmt.Sprintf(`, disk: /dev/sda, power: "qemu:%s"`, tb.QMPSocket(node)), fmt.Sprintf(`, power: "qemu:%s"`, hiddenSock)))
+	unit.reload(t)
+	for {
+		out, err := nbctl("nodes", "show", node.Hostname)
+		if err == nil && strings.Contains(out, tb.QMPSocket(node)) {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("the edited inventory file is not followed after reload: %v\n%s\nnetbootd:\n%s", err, out, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := nbctl("inventory", "status"); err != nil || !strings.Contains(out, invPath[len(dest):]) {
+		t.Errorf("nbctl inventory status after the reload: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(at("/var/lib/netboot/netboot.db")); err != nil {
 		t.Errorf("the default state_dir (the unit's StateDirectory) has no database: %v", err)
@@ -181,7 +208,7 @@ testbeds:
 	if out, err := nbctl("disk", "put", "baseline", img); err != nil {
 		t.Fatalf("nbctl disk put: %v\n%s", err, out)
 	}
-	out, err = nbctl("load", "--nodes", node.HRN, "--image", "baseline", "--boot-timeout", "3m", "--timeout", "4m")
+	out, err = nbctl("load", "--nodes", node.Hostname, "--image", "baseline", "--boot-timeout", "3m", "--timeout", "4m")
 	if err != nil || !apptest.HasLine(out, node.HRN, "loaded", "/dev/sda") {
 		t.Fatalf("nbctl load: %v\nnetbootd:\n%s", err, log)
 	}
@@ -220,8 +247,8 @@ func read(t *testing.T, path string) string {
 // ProtectSystem=full has them), dest's /var/lib (writable) and /srv. Each
 // setting of the unit's [Service] section is carried out, or the test
 // fails naming one it does not know, so that the unit and this stay one.
-// netbootd is stopped (SIGTERM) when t ends; its output is returned.
-func startAsUnit(t *testing.T, tb *vtestbed.Testbed, dest, unit string) *apptest.SyncBuffer {
+// netbootd is stopped (SIGTERM) when t ends.
+func startAsUnit(t *testing.T, tb *vtestbed.Testbed, dest, unit string) *unitProc {
 	t.Helper()
 	work := filepath.Join(dest, ".overlay-work")
 	for _, d := range []string{work, filepath.Join(dest, "var/lib"), filepath.Join(dest, "srv")} {
@@ -237,7 +264,7 @@ func startAsUnit(t *testing.T, tb *vtestbed.Testbed, dest, unit string) *apptest
 		`mount --bind "$1/srv" /srv`,
 	}
 	var sandbox, late []string
-	var execStart []string
+	var execStart, execReload []string
 	section := ""
 	sc := bufio.NewScanner(strings.NewReader(unit))
 	for sc.Scan() {
@@ -256,6 +283,8 @@ func startAsUnit(t *testing.T, tb *vtestbed.Testbed, dest, unit string) *apptest
 		switch {
 		case key == "ExecStart":
 			execStart = strings.Fields(value)
+		case key == "ExecReload":
+			execReload = strings.Fields(value)
 		case key == "Restart" || key == "RestartSec":
 			// Supervision: one start here.
 		case key == "AmbientCapabilities":
@@ -308,5 +337,29 @@ func startAsUnit(t *testing.T, tb *vtestbed.Testbed, dest, unit string) *apptest
 			t.Logf("netbootd's log:\n%s", log)
 		}
 	})
-	return log
+	return &unitProc{log: log, pid: cmd.Process.Pid, execReload: execReload}
+}
+
+// unitProc is netbootd started as the unit starts it: its output, its
+// main PID (unshare, sh and setpriv exec it) and the unit's ExecReload.
+type unitProc struct {
+	log        *apptest.SyncBuffer
+	pid        int
+	execReload []string
+}
+
+// reload runs the unit's ExecReload as systemctl reload does, $MAINPID
+// being netbootd's PID.
+func (u *unitProc) reload(t *testing.T) {
+	t.Helper()
+	if len(u.execReload) == 0 {
+		t.Fatal("the unit has no ExecReload: systemctl reload netbootd would fail")
+	}
+	args := make([]string, len(u.execReload))
+	for i, a := range u.execReload {
+		args[i] = strings.ReplaceAll(a, "$MAINPID", strconv.Itoa(u.pid))
+	}
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("ExecReload %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
