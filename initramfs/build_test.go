@@ -356,7 +356,7 @@ func TestBuildRealKernel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles cmd/orbit-init and cmd/orbit-rc")
 	}
-	kdir := kernelDir(t)
+	kdir := testenv.Kernel(t)
 	for _, tt := range []struct {
 		name       string
 		debugShell bool

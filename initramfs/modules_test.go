@@ -188,22 +188,8 @@ func TestModulesDep(t *testing.T) {
 	}
 }
 
-// kernelDir returns the kernel unpacked by scripts/fetch-kernel.sh into
-// .cache/kernel, or skips the test (fails it under CI=true).
-func kernelDir(t *testing.T) string {
-	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join("..", ".cache", "kernel", "linux-image-*"))
-	for _, d := range dirs {
-		if _, _, err := FindKernel(d); err == nil {
-			return d
-		}
-	}
-	testenv.Missing(t, "no kernel in .cache/kernel (run make kernel, or scripts/fetch-kernel.sh .cache/kernel)")
-	return ""
-}
-
 func TestResolveModulesRealKernel(t *testing.T) {
-	kdir := kernelDir(t)
+	kdir := testenv.Kernel(t)
 	_, ver, err := FindKernel(kdir)
 	if err != nil {
 		t.Fatal(err)

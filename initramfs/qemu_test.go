@@ -35,7 +35,7 @@ func TestQEMUBoot(t *testing.T) {
 	} else {
 		f.Close()
 	}
-	kdir := kernelDir(t)
+	kdir := testenv.Kernel(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 

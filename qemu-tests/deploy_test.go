@@ -3,7 +3,6 @@ package qemutests
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/childproc"
-	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
@@ -35,10 +33,7 @@ import (
 func TestDeploy(t *testing.T) {
 	vtestbed.Require(t, vtestbed.None)
 	testenv.Programs(t, "Debian: make, util-linux; make test installs them", "make", "unshare", "setpriv", "mount")
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.SourceTree(t)
 	for _, d := range []string{"/srv", "/var/lib"} {
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			testenv.Missing(t, "needs %s as a mount point for the appliance's files", d)
@@ -93,7 +88,7 @@ func TestDeploy(t *testing.T) {
 	// file with every node's control MAC and IP (power and disk come in
 	// step 7, by editing it).
 	confPath := at("/etc/netboot/netbootd.yaml")
-	conf := read(t, confPath)
+	conf := testenv.ReadFile(t, confPath)
 	for old, repl := range map[string]string{
 		"tftp_root: /tftpboot":             "tftp_root: /srv/tftp",
 		"enabled: false, interface: eth1,": "enabled: true, interface: " + vtestbed.Bridge + ",",
@@ -122,7 +117,7 @@ testbeds:
 	testenv.WriteFile(t, invPath, inventory("", ""))
 
 	// Step 5: start netbootd as the installed unit does.
-	unit := startAsUnit(t, tb, dest, read(t, at("/etc/systemd/system/netbootd.service")))
+	unit := startAsUnit(t, tb, dest, testenv.ReadFile(t, at("/etc/systemd/system/netbootd.service")))
 	log := unit.log
 	tb.AMURL = fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort)
 	nbctl := func(args ...string) (string, error) {
@@ -186,25 +181,15 @@ testbeds:
 	if err := tb.CMC(ctx, "on", node); err != nil {
 		t.Fatal(err)
 	}
-	st, _, err := tb.WaitEnrolled(ctx, node.HRN)
-	if err != nil || st.Image != image {
-		t.Fatalf("enrolled %+v: %v\nserial:\n%s\nnetbootd:\n%s", st, err, vm.Console.Text(), log)
-	}
+	enrolled(ctx, t, tb, vm) // startAsUnit logs netbootd's output if t fails
 	if out, err := nbctl("nodes", "events", node.HRN); err != nil || !regexp.MustCompile(`(?m)rc\s+enrolled`).MatchString(out) {
 		t.Errorf("nbctl nodes events does not show the enrollment: %v", err)
 	}
 
 	// Step 7: a disk image, stored and loaded.
 	const newMarker = "NEW-DISK deployed by the README's steps"
-	sector, err := vtestbed.BootSector(newMarker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := make([]byte, diskSize)
-	copy(raw, sector)
-	rand.Read(raw[1<<20 : 2<<20])
 	img := filepath.Join(t.TempDir(), "baseline.img.zst")
-	testenv.WriteFile(t, img, zstdtest.Compress(t, raw))
+	testenv.WriteFile(t, img, zstdtest.Compress(t, markedDisk(t, newMarker)))
 	if out, err := nbctl("disk", "put", "baseline", img); err != nil {
 		t.Fatalf("nbctl disk put: %v\n%s", err, out)
 	}
@@ -230,15 +215,6 @@ func run(ctx context.Context, t *testing.T, dir string, env []string, name strin
 		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
-}
-
-func read(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // startAsUnit starts the unit's ExecStart inside the testbed's namespace,

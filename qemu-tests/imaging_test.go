@@ -52,6 +52,20 @@ func imagingTestbed(t *testing.T, nodes []vtestbed.Node, orders ...string) (*vte
 
 func oldMarker(n vtestbed.Node) string { return "OLD-DISK " + n.Hostname }
 
+// markedDisk is a raw disk of diskSize whose boot sector prints marker,
+// with a megabyte of random data that does not compress away.
+func markedDisk(t *testing.T, marker string) []byte {
+	t.Helper()
+	sector, err := vtestbed.BootSector(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, diskSize)
+	copy(raw, sector)
+	rand.Read(raw[1<<20 : 2<<20])
+	return raw
+}
+
 func regexpQuote(s string) *regexp.Regexp { return regexp.MustCompile(regexp.QuoteMeta(s)) }
 
 // nbctl runs nbctl inside the testbed's namespace, bounded by ctx.
@@ -109,13 +123,7 @@ func TestLoad(t *testing.T) {
 	defer cancel()
 
 	const newMarker = "NEW-DISK-LOADED by nbctl load"
-	sector, err := vtestbed.BootSector(newMarker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := make([]byte, diskSize)
-	copy(raw, sector)
-	rand.Read(raw[1<<20 : 2<<20]) // some data that does not compress away
+	raw := markedDisk(t, newMarker)
 	putDiskImage(ctx, t, tb, "experiment-1", raw)
 	// An EC's link on the first node, which the load's own replaces: it is
 	// back after the load, once the reboot has read pxelinux.cfg/default

@@ -128,14 +128,7 @@ func netboot(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, n vtestbed
 	}
 	t.Logf("after power-on: init runs %s, image name printed %s, RC started %s", at(initLine), at(imgLine), at(rcLine))
 
-	st, seen, err := tb.WaitEnrolled(ctx, n.HRN)
-	if err != nil {
-		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
-	}
-	if st.Image != image {
-		t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
-	}
-	t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
+	enrolled(ctx, t, tb, vm)
 
 	evs, err := tb.Events(ctx, n.HRN)
 	if err != nil {
@@ -209,14 +202,7 @@ func TestProxyNetboot(t *testing.T) {
 	t.Logf("after power-on: kernel command line %s, site's lease %s, RC found the appliance %s: %s",
 		at(lines[0]), at(lines[1]), at(lines[2]), lines[2].Text)
 
-	st, seen, err := tb.WaitEnrolled(ctx, node.HRN)
-	if err != nil {
-		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
-	}
-	if st.Image != image {
-		t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
-	}
-	t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
+	enrolled(ctx, t, tb, vm)
 
 	// netbootd's timeline: its proxy offer, the files, the enrollment. No
 	// ack: iPXE boots from the proxy's offer without asking port 4011, and
@@ -252,6 +238,21 @@ func TestProxyNetboot(t *testing.T) {
 	}
 	t.Logf("timeline:\n%s", timeline(evs))
 	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// enrolled waits for the RC of vm's node to enroll with image, and logs
+// how long after power-on it was seen; it fails t, with the serial
+// console, if the RC does not enroll.
+func enrolled(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, vm *vtestbed.VM) {
+	t.Helper()
+	st, seen, err := tb.WaitEnrolled(ctx, vm.Node.HRN)
+	if err != nil {
+		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
+	}
+	if st.Image != image {
+		t.Errorf("RC enrolled with image %q, want %q", st.Image, image)
+	}
+	t.Logf("RC enrolled (seen by polling its status) %s after power-on", vm.Since(seen).Round(10*time.Millisecond))
 }
 
 func timeline(evs []vtestbed.Event) string {

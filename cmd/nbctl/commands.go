@@ -63,7 +63,7 @@ func (k *cli) commands() []spec {
 			"netboot the nodes into the RAM image, write disk image\nNAME onto their disks, reboot them into it (omf load)", k.load},
 		{"save", "--node A --image NAME [--replace] [same flags as load]",
 			"netboot the node, store its disk as disk image NAME,\nreboot it (omf save)", k.save},
-		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--server URL]",
+		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},
 	}
@@ -118,13 +118,29 @@ func writeEntries(b *strings.Builder, specs []spec) {
 // the synopsis. A flag error wraps it, with what was wrong.
 var errUsage = errors.New("usage")
 
-// parseFlags parses a command's flags; a bad one is a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses a command's flags and checks that from least to most
+// operands follow them (most < 0: no limit); a bad flag or count is a
+// usage error.
+func parseFlags(fs *flag.FlagSet, args []string, least, most int) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", err, errUsage)
 	}
+	switch {
+	case most >= 0 && fs.NArg() > most:
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(most), errUsage)
+	case fs.NArg() < least:
+		return errUsage
+	}
 	return nil
+}
+
+// given reports whether the command line set the flag name, even to its
+// default.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // isHelp reports whether an argument asks for help, as the flag package

@@ -98,3 +98,43 @@ func TestHelp(t *testing.T) {
 		t.Errorf("rc exec NODE -- ls --help: %v, requests %q; want the command sent", err, reqs)
 	}
 }
+
+// TestUsageErrors: a call that does not match its command's synopsis
+// fails saying what was wrong, then the synopsis from the command table,
+// without a request to the appliance.
+func TestUsageErrors(t *testing.T) {
+	rec := &recorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	for _, tc := range []struct {
+		args []string
+		want []string // pieces of the error
+	}{
+		{[]string{"nodes", "show"}, []string{"usage: nbctl nodes show [--domain D] NODE (nbctl nodes show --help)"}},
+		{[]string{"nodes", "show", "a", "b"}, []string{`unexpected argument "b"`, "usage: nbctl nodes show"}},
+		{[]string{"nodes", "events", "--follow"}, []string{"usage: nbctl nodes events"}},
+		{[]string{"boot", "set", "--image", "x"}, []string{"usage: nbctl boot set"}},
+		{[]string{"boot", "list", "a"}, []string{`unexpected argument "a"`, "usage: nbctl boot list"}},
+		{[]string{"rc", "status", "a", "b"}, []string{`unexpected argument "b"`, "usage: nbctl rc status"}},
+		{[]string{"rc", "status", "--domain", "sb8"}, []string{"--domain names the testbed of NODE", "usage: nbctl rc status"}},
+		{[]string{"rc", "exec", "a", "--"}, []string{"usage: nbctl rc exec"}},
+		{[]string{"disk", "load", "a"}, []string{"usage: nbctl disk load"}},
+		{[]string{"disk", "save", "a", "b", "c"}, []string{`unexpected argument "c"`, "usage: nbctl disk save"}},
+		{[]string{"load", "--nodes", "a", "--image", "x", "extra"}, []string{`unexpected argument "extra"`, "usage: nbctl load"}},
+		{[]string{"image", "build", "--name", "x"}, []string{"--name, --kernel-dir and --out are required",
+			"usage: nbctl image build --name N --kernel-dir DIR --out TFTP_ROOT"}},
+		{[]string{"image", "build", "--bogus"}, []string{"flag provided but not defined: -bogus", "usage: nbctl image build"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			err := run(t.Context(), append([]string{"--server", srv.URL}, tc.args...), &bytes.Buffer{}, &bytes.Buffer{})
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v, want one saying %q", err, w)
+				}
+			}
+			if reqs := rec.take(); len(reqs) > 0 {
+				t.Errorf("the appliance was asked: %q", reqs)
+			}
+		})
+	}
+}

@@ -18,11 +18,8 @@ const followEvery = 500 * time.Millisecond
 func (k *cli) nodeEvents(ctx context.Context, args []string) error {
 	fs, client := k.nodeFlags("nodes events")
 	follow := fs.Bool("follow", false, "print new events as they come, until Ctrl-C")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return errUsage
 	}
 	c, node := client(), fs.Arg(0)
 	evs, err := c.Events(ctx, node, 0)

@@ -30,16 +30,12 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	root := fs.String("module-root", "", "source tree to compile orbit-init and orbit-rc from, with Go, instead of the programs embedded in nbctl (default without them: the tree holding the current directory)")
 	register := fs.Bool("register", false, "register the image in the appliance's inventory (implied by --server)")
 	fs.StringVar(&server, "server", server, "appliance URL to register the image with")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "server" {
-			serverSet = true
-		}
-	})
-	if *name == "" || *kernelDir == "" || *out == "" || fs.NArg() > 0 {
-		return usageError("image build --name NAME --kernel-dir DIR --out TFTP_ROOT [--modules m1,m2] [--ssh-key F] [--append ARGS] [--server URL]")
+	serverSet = serverSet || given(fs, "server")
+	if *name == "" || *kernelDir == "" || *out == "" {
+		return fmt.Errorf("--name, --kernel-dir and --out are required: %w", errUsage)
 	}
 	progs, err := nodeProgs(*root, k.errOut)
 	if err != nil {

@@ -42,11 +42,8 @@ func (k *cli) imaging(ctx context.Context, op imaging.Op, args []string) error {
 	if op == imaging.Save {
 		fs.BoolVar(&job.Replace, "replace", false, "overwrite a stored image of that name")
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q: %w", op, fs.Arg(0), errUsage)
 	}
 	for _, n := range strings.Split(nodes, ",") {
 		if n = strings.TrimSpace(n); n != "" {

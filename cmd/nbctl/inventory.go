@@ -16,11 +16,8 @@ import (
 func (k *cli) inventoryStatus(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("inventory status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError("inventory status [--json]")
 	}
 	st, err := k.c.InventoryStatus(ctx)
 	if err != nil {

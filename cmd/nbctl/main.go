@@ -30,10 +30,6 @@ func main() {
 	}
 }
 
-// usageError says how a command is called, after "usage: nbctl ". The
-// line is the command's syntax, so it may end in "..." (repeated operands).
-func usageError(line string) error { return errors.New("usage: nbctl " + line) }
-
 type cli struct {
 	c      *amclient.Client
 	out    io.Writer
@@ -63,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage(specs))
 		return err
 	}
-	top.Visit(func(f *flag.Flag) { serverSet = serverSet || f.Name == "server" })
+	serverSet = serverSet || given(top, "server")
 	args = top.Args()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage(specs))
@@ -134,11 +130,8 @@ func (k *cli) nodes(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
 	domain := fs.String("domain", "", "only this testbed")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return errUsage
 	}
 	nodes := func(ctx context.Context) ([]apiv1.Node, error) { return k.c.Nodes(ctx, *domain) }
 	return listTable(ctx, k, nodes, *asJSON, "HRN\tDOMAIN\tHOSTNAME\tCONTROL_IP\tCONTROL_MAC\tX,Y\tDISK\tPXE_IMAGE", func(n apiv1.Node) []string {
@@ -156,11 +149,8 @@ func (k *cli) nodeFlags(name string) (*flag.FlagSet, func() *amclient.Client) {
 
 func (k *cli) nodeShow(ctx context.Context, args []string) error {
 	fs, client := k.nodeFlags("nodes show")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return errUsage
 	}
 	n, err := client().Node(ctx, fs.Arg(0))
 	if err != nil {
@@ -192,11 +182,8 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 	fs, client := k.nodeFlags("boot set")
 	image := fs.String("image", "", "PXE image (default: the inventory's)")
 	lifetime := fs.Duration("lifetime", 0, "link lifetime (default: the appliance's)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 1, -1); err != nil {
 		return err
-	}
-	if fs.NArg() == 0 {
-		return errUsage
 	}
 	c := client()
 	var failed int
@@ -217,11 +204,8 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 
 func (k *cli) bootClear(ctx context.Context, args []string) error {
 	fs, client := k.nodeFlags("boot clear")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 1, -1); err != nil {
 		return err
-	}
-	if fs.NArg() == 0 {
-		return errUsage
 	}
 	c := client()
 	args = fs.Args()
@@ -243,11 +227,8 @@ func (k *cli) bootClear(ctx context.Context, args []string) error {
 func (k *cli) bootList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("boot list", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return errUsage
 	}
 	return listTable(ctx, k, k.c.Boot, *asJSON, "NODE\tIP\tHEX\tIMAGE\tSET_AT\tEXPIRES_AT\tREFS", func(l apiv1.BootLink) []string {
 		return []string{l.HRN, addrText(l.ControlIP), l.Hex, l.Image, l.SetAt.Local().Format(time.TimeOnly), l.ExpiresAt.Local().Format(time.TimeOnly), fmt.Sprint(l.Refs)}

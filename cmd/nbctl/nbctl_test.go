@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
-	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc"
 )
@@ -130,48 +128,6 @@ func TestBootCommands(t *testing.T) {
 	}
 	if out, err := a.Nbctl("frobnicate"); err == nil || !strings.Contains(out, "usage: nbctl") {
 		t.Errorf("unknown command: %v\n%s", err, out)
-	}
-}
-
-// TestImageBuild builds the orbit-pxe image from the kernel cache (make
-// kernel) with nbctl, registers it, and points a node at it.
-func TestImageBuild(t *testing.T) {
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kernels, _ := filepath.Glob(filepath.Join(root, ".cache/kernel/linux-image-*-amd64"))
-	if len(kernels) == 0 {
-		testenv.Missing(t, "no kernel in .cache/kernel: run make kernel (make test does)")
-	}
-	a := apptest.New(t, apptest.Options{Inventory: `testbeds:
-  - domain: sb8
-    nodes:
-      - { hrn: a.sb8, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01" }
-`})
-	a.Start()
-	// A cold build cache compiles the node's binaries: minutes on 2 cores.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	out, err := a.NbctlContext(ctx, "image", "build", "--name", "orbit-9.9.9", "--kernel-dir", kernels[0],
-		"--modules", "e1000,virtio_net,virtio_pci", "--out", a.TFTPRoot, "--module-root", root, "--register")
-	if err != nil {
-		t.Fatalf("image build: %v\n%s", err, out)
-	}
-	for _, want := range []string{"pxelinux.cfg/orbit-9.9.9", "initramfs-orbit-pxe-9.9.9.gz", "linux-orbit-pxe-", "virtio_net", "registered orbit-9.9.9"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
-	cfg, err := os.ReadFile(filepath.Join(a.CfgDir, "orbit-9.9.9"))
-	if err != nil || !strings.Contains(string(cfg), "initrd=initramfs-orbit-pxe-9.9.9.gz") || !strings.Contains(string(cfg), "IPAPPEND 3") {
-		t.Errorf("pxelinux config: %v\n%s", err, cfg)
-	}
-	if out, _ := a.Nbctl("images"); !strings.Contains(out, "orbit-9.9.9") {
-		t.Errorf("image not registered:\n%s", out)
-	}
-	if out, err := a.Nbctl("boot", "set", "--image", "orbit-9.9.9", "a.sb8"); err != nil {
-		t.Errorf("boot set to the built image: %v\n%s", err, out)
 	}
 }
 

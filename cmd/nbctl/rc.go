@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,21 +25,17 @@ const pollEvery = 250 * time.Millisecond
 func (k *cli) rcStatus(ctx context.Context, args []string) error {
 	fs, client := k.nodeFlags("rc status")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 0, 1); err != nil {
 		return err
 	}
-	domainSet := false
-	fs.Visit(func(f *flag.Flag) { domainSet = domainSet || f.Name == "domain" })
 	switch {
-	case fs.NArg() == 0 && domainSet:
+	case fs.NArg() == 0 && given(fs, "domain"):
 		return fmt.Errorf("--domain names the testbed of NODE: %w", errUsage)
 	case fs.NArg() == 0:
 		return listTable(ctx, k, k.c.RCs, *asJSON, "NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", func(s proto.RCStatus) []string {
 			return []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
 				clock(s.EnrolledAt), clock(s.LastSeen)}
 		})
-	case fs.NArg() > 1:
-		return errUsage
 	}
 	c := client()
 	s, err := c.RCStatus(ctx, fs.Arg(0))
@@ -144,7 +137,7 @@ func (k *cli) rcExec(ctx context.Context, args []string) error {
 	fs, client := k.nodeFlags("rc exec")
 	timeout := fs.Duration("timeout", 0, "kill the command after this long (default: never)")
 	shell := fs.Bool("shell", false, "run the words as one line by /bin/sh -c (only on images that have a shell)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 0, -1); err != nil {
 		return err
 	}
 	rest := fs.Args()
@@ -232,11 +225,8 @@ func (k *cli) diskSave(ctx context.Context, args []string) error {
 func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string) error {
 	fs, client := k.nodeFlags("disk " + verb)
 	disk := fs.String("disk", "", "the node's disk (default: its inventory disk)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, 2, 2); err != nil {
 		return err
-	}
-	if fs.NArg() != 2 {
-		return errUsage
 	}
 	node, image := fs.Arg(0), fs.Arg(1)
 	st, err := client().SendCommand(ctx, node, proto.CommandRequest{Type: typ, Image: image, Disk: *disk})
@@ -305,18 +295,18 @@ func (k *cli) diskGet(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	name, file := args[0], args[1]
-	h := sha256.New()
+	h := digest.New()
 	err := atomicfile.Write(file, 0o600, func(w io.Writer) error {
 		sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(w, h))
-		if err == nil && sum != "" && sum != hex.EncodeToString(h.Sum(nil)) {
-			err = fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %x", name, sum, h.Sum(nil))
+		if err == nil && sum != "" && sum != h.Hex() {
+			err = fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %s", name, sum, h.Hex())
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(k.out, "fetched %s into %s, sha256 %x\n", name, file, h.Sum(nil))
+	fmt.Fprintf(k.out, "fetched %s into %s, sha256 %s\n", name, file, h.Hex())
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
-	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -21,10 +20,7 @@ import (
 // under PREFIX with the config under SYSCONFDIR, and a second install
 // replaces the binaries but keeps the operator's config.
 func TestInstall(t *testing.T) {
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.SourceTree(t)
 	bin := apptest.Binaries(t)
 	tmp := t.TempDir()
 	tests := []struct {
@@ -68,7 +64,7 @@ func TestInstall(t *testing.T) {
 					t.Errorf("%s/%s is not %s/%s", tt.wantBin, name, bin, src)
 				}
 			}
-			unit := read(t, at(tt.wantUnit+"/netbootd.service"))
+			unit := testenv.ReadFile(t, at(tt.wantUnit+"/netbootd.service"))
 			wantExec := "ExecStart=" + tt.wantBin + "/netbootd --config " + tt.wantConf + "/netbootd.yaml\n"
 			if !strings.Contains(unit, "\n"+wantExec) {
 				t.Errorf("unit lacks %q:\n%s", wantExec, unit)
@@ -76,7 +72,7 @@ func TestInstall(t *testing.T) {
 			if !regexp.MustCompile(`(?m)^ProtectSystem=full$`).MatchString(unit) || strings.Contains(unit, "ReadWritePaths=") {
 				t.Errorf("unit: want ProtectSystem=full and no ReadWritePaths (the config decides):\n%s", unit)
 			}
-			conf := read(t, at(tt.wantConf+"/netbootd.yaml"))
+			conf := testenv.ReadFile(t, at(tt.wantConf+"/netbootd.yaml"))
 			if !strings.Contains(conf, tt.wantConf+"/inventory.yaml") {
 				t.Errorf("installed config does not name %s/inventory.yaml:\n%s", tt.wantConf, conf)
 			}
@@ -89,7 +85,7 @@ func TestInstall(t *testing.T) {
 			testenv.WriteFile(t, at(tt.wantConf+"/netbootd.yaml"), edited)
 			testenv.WriteFile(t, at(tt.wantBin+"/netbootd"), "old")
 			out := install()
-			if got := read(t, at(tt.wantConf+"/netbootd.yaml")); got != edited {
+			if got := testenv.ReadFile(t, at(tt.wantConf+"/netbootd.yaml")); got != edited {
 				t.Errorf("a second install replaced the operator's config:\n%s", got)
 			}
 			if !strings.Contains(out, "kept "+at(tt.wantConf+"/netbootd.yaml")) {
@@ -116,10 +112,7 @@ func TestInstall(t *testing.T) {
 // TestInstallRefuses: a relative directory or missing binaries install
 // nothing.
 func TestInstallRefuses(t *testing.T) {
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.SourceTree(t)
 	bin := apptest.Binaries(t)
 	for _, tt := range []struct {
 		name string
@@ -148,10 +141,7 @@ func TestInstallRefuses(t *testing.T) {
 // TestMakeInstall: make install builds first (nbctl with the node's
 // programs embedded) and hands its variables to the script.
 func TestMakeInstall(t *testing.T) {
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.SourceTree(t)
 	testenv.Programs(t, "Debian: make", "make")
 	cmd := exec.Command("make", "-n", "install", "DESTDIR=/scratch", "PREFIX=/opt/nb")
 	cmd.Dir = root
@@ -168,16 +158,7 @@ func TestMakeInstall(t *testing.T) {
 	}
 }
 
-func read(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func sameFile(t *testing.T, a, b string) bool {
 	t.Helper()
-	return read(t, a) == read(t, b)
+	return testenv.ReadFile(t, a) == testenv.ReadFile(t, b)
 }

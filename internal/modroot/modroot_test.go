@@ -1,10 +1,11 @@
-package modroot
+package modroot_test
 
 import (
 	"errors"
 	"path/filepath"
 	"testing"
 
+	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -14,7 +15,7 @@ func TestFrom(t *testing.T) {
 		t.Helper()
 		testenv.WriteFile(t, filepath.Join(tree, rel), text)
 	}
-	write("src/go.mod", "module "+Module+"\n\ngo 1.26\n")
+	write("src/go.mod", "module "+modroot.Module+"\n\ngo 1.26\n")
 	write("src/cmd/x/main.go", "package main\n")
 	write("src/testdata/other/go.mod", "module example.com/other\n")
 	write("elsewhere/go.mod", "module example.com/elsewhere\n")
@@ -27,15 +28,15 @@ func TestFrom(t *testing.T) {
 		{src, src, nil},
 		{filepath.Join(src, "cmd/x"), src, nil},
 		{filepath.Join(src, "testdata/other"), src, nil},
-		{filepath.Join(tree, "elsewhere"), "", ErrNotFound},
+		{filepath.Join(tree, "elsewhere"), "", modroot.ErrNotFound},
 	} {
-		got, err := From(tc.dir)
+		got, err := modroot.From(tc.dir)
 		if got != tc.want || !errors.Is(err, tc.wantErr) {
 			t.Errorf("From(%s) = %q, %v; want %q, %v", tc.dir, got, err, tc.want, tc.wantErr)
 		}
 	}
 	// This test runs inside the tree.
-	if root, err := Find(); err != nil || root == "" {
+	if root, err := modroot.Find(); err != nil || root == "" {
 		t.Errorf("Find() = %q, %v", root, err)
 	}
 }

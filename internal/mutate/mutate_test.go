@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -17,10 +16,7 @@ import (
 // longer occurs exactly once fails here, in make test, and not only in
 // make mutate.
 func TestList(t *testing.T) {
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.SourceTree(t)
 	list := List()
 	if err := Check(root, list); err != nil {
 		t.Error(err)

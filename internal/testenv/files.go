@@ -17,3 +17,14 @@ func WriteFile[D string | []byte](t testing.TB, path string, data D) {
 		t.Fatal(err)
 	}
 }
+
+// ReadFile returns the text of a file the test reads, failing the test on
+// an error.
+func ReadFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
