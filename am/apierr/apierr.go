@@ -1,8 +1,8 @@
 // Package apierr is the one way the AM and its RC broker answer a failed
 // /api/v1 call: the status that tells the caller what to fix, and the
 // apiv1.ErrorBody that says it. It also holds the Route table type both
-// declare their /api/v1 routes in, and how both read the node a route
-// names (NodeRef).
+// declare their /api/v1 routes in, how both read the node a route names
+// (NodeRef), and the writer that file bodies go to (RawWriter).
 package apierr
 
 import (
@@ -99,4 +99,14 @@ func NodeRef(c *gin.Context) (domain, name string, err error) {
 		return "", "", BadRequest("domain: %.64q is not a valid name", domain)
 	}
 	return domain, name, nil
+}
+
+// RawWriter is net/http's own writer under gin's: it implements
+// io.ReaderFrom, so that copying an *os.File to it uses sendfile(2),
+// which gin's writer does not.
+func RawWriter(w gin.ResponseWriter) http.ResponseWriter {
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		return u.Unwrap()
+	}
+	return w
 }

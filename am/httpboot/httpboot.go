@@ -33,6 +33,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/bootpath"
 	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/internal/lograte"
@@ -209,7 +210,7 @@ func (s *Server) answer(c *gin.Context, name string, f *Fetch) error {
 	// holding its shutdown: sendfile checks no context.
 	defer ctxio.CutOnDone(r.Context(), c.Writer, true)()
 
-	w := &bodyWriter{ResponseWriter: c.Writer, raw: unwrap(c.Writer)}
+	w := &bodyWriter{ResponseWriter: c.Writer, raw: apierr.RawWriter(c.Writer)}
 	h := w.Header()
 	h.Set("Content-Type", contentType(clean))
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -335,14 +336,6 @@ func (w *bodyWriter) ReadFrom(src io.Reader) (int64, error) {
 		w.err = err
 	}
 	return n, err
-}
-
-// unwrap is net/http's writer under gin's.
-func unwrap(w gin.ResponseWriter) http.ResponseWriter {
-	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
-		return u.Unwrap()
-	}
-	return w
 }
 
 // printable is s for a log line or a timeline event: as it is if it is

@@ -303,15 +303,6 @@ func (s *imageStore) syncDir() {
 
 // HTTP handlers.
 
-// rawWriter is net/http's own writer under gin's: it implements
-// io.ReaderFrom, so that copying a file to it uses sendfile(2).
-func rawWriter(c *gin.Context) http.ResponseWriter {
-	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
-		return u.Unwrap()
-	}
-	return c.Writer
-}
-
 func (b *Broker) listImages(c *gin.Context) {
 	imgs, err := b.images.list()
 	if err != nil {
@@ -354,7 +345,7 @@ func (b *Broker) getImage(c *gin.Context) {
 		h.Set("Last-Modified", img.Modified.Format(http.TimeFormat))
 		c.Writer.WriteHeader(http.StatusOK)
 		c.Writer.WriteHeaderNow()
-		if _, err := io.Copy(rawWriter(c), io.LimitReader(f, img.Size)); err != nil {
+		if _, err := io.Copy(apierr.RawWriter(c.Writer), io.LimitReader(f, img.Size)); err != nil {
 			b.log.Info("rc: disk image download cut short", "image", name, "client", c.ClientIP(), "err", err)
 		}
 		return
