@@ -51,12 +51,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 // host name unique in the inventory or in ?domain= (apierr.NodeRef). On
 // false the answer has been written.
 func (s *Server) nodeParam(c *gin.Context) (inventory.Node, bool) {
-	domain, name, err := apierr.NodeRef(c)
-	if err != nil {
-		apierr.Write(c, err)
-		return inventory.Node{}, false
-	}
-	n, err := s.inv.LookupNode(c.Request.Context(), domain, name)
+	n, err := apierr.LookupNode(c, s.inv.LookupNode)
 	if err != nil {
 		apierr.Write(c, err)
 		return inventory.Node{}, false

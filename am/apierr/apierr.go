@@ -2,7 +2,7 @@
 // /api/v1 call: the status that tells the caller what to fix, and the
 // apiv1.ErrorBody that says it. It also holds the Route table type both
 // declare their /api/v1 routes in, how both read the node a route names
-// (NodeRef), and the writer that file bodies go to (RawWriter).
+// (NodeRef, LookupNode), and the writer that file bodies go to (RawWriter).
 package apierr
 
 import (
@@ -99,6 +99,16 @@ func NodeRef(c *gin.Context) (domain, name string, err error) {
 		return "", "", BadRequest("domain: %.64q is not a valid name", domain)
 	}
 	return domain, name, nil
+}
+
+// LookupNode is the existing node that a /nodes/:hrn route names (as
+// NodeRef reads it), found by lookup, the store's LookupNode.
+func LookupNode(c *gin.Context, lookup func(ctx context.Context, domain, name string) (inventory.Node, error)) (inventory.Node, error) {
+	domain, name, err := NodeRef(c)
+	if err != nil {
+		return inventory.Node{}, err
+	}
+	return lookup(c.Request.Context(), domain, name)
 }
 
 // RawWriter is net/http's own writer under gin's: it implements

@@ -34,12 +34,7 @@ func slogLevel(state string) slog.Level {
 // read it: by HRN, or by a host name unique in the inventory or in
 // ?domain= (apierr.NodeRef).
 func (b *Broker) node(c *gin.Context) (inventory.Node, bool) {
-	domain, name, err := apierr.NodeRef(c)
-	if err != nil {
-		b.apiError(c, err)
-		return inventory.Node{}, false
-	}
-	n, err := b.st.LookupNode(c.Request.Context(), domain, name)
+	n, err := apierr.LookupNode(c, b.st.LookupNode)
 	if err != nil {
 		b.apiError(c, err)
 		return inventory.Node{}, false
