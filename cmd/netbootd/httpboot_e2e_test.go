@@ -2,9 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/bootpath/boottree"
 	"github.com/orbit-lab/netboot/internal/testenv"
@@ -125,7 +125,7 @@ func TestHTTPBootFiles(t *testing.T) {
 	}
 	var got []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got = httpEvents(t, a.URL+"/api/v1/nodes/node1-1.sb8/events")
+		got = httpEvents(t, a.URL, "node1-1.sb8")
 		if len(got) >= len(want) || time.Now().After(deadline) {
 			break
 		}
@@ -145,17 +145,11 @@ func TestHTTPBootFiles(t *testing.T) {
 
 // httpEvents is the node's timeline's http events, as "source what:
 // detail".
-func httpEvents(t *testing.T, url string) []string {
+func httpEvents(t *testing.T, server, node string) []string {
 	t.Helper()
-	resp, err := http.Get(url)
+	evs, err := amclient.New(server).Events(context.Background(), node, 0)
 	if err != nil {
 		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var evs []struct{ Source, What, Detail string }
-	if err := json.Unmarshal(body, &evs); err != nil {
-		t.Fatalf("%v: %s", err, body)
 	}
 	var out []string
 	for _, e := range evs {

@@ -2,8 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
+	"context"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 )
 
@@ -76,15 +76,9 @@ func TestTFTPBootTimeline(t *testing.T) {
 		}
 	}
 
-	resp, err = http.Get(a.URL + "/api/v1/nodes/node1-1.sb8/events")
+	evs, err := amclient.New(a.URL).Events(context.Background(), "node1-1.sb8", 0)
 	if err != nil {
 		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var evs []struct{ Source, What, Detail string }
-	if err := json.Unmarshal(body, &evs); err != nil {
-		t.Fatalf("%v: %s", err, body)
 	}
 	var got []string
 	for _, e := range evs {
