@@ -49,6 +49,8 @@ type Config struct {
 	// BootFiles, if set, adds the boot-file routes (am/httpboot) at the
 	// root, under their own prefix.
 	BootFiles interface{ Register(gin.IRouter) }
+	// IPXE, with a Prefix, adds the per-node iPXE scripts (IPXEPath).
+	IPXE IPXEConfig
 }
 
 // Server is the AM's HTTP server.
@@ -83,6 +85,7 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 	if cfg.BootFiles != nil {
 		cfg.BootFiles.Register(r)
 	}
+	s.ipxeRoutes(r)
 	s.h = r
 	return s
 }
