@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -91,9 +93,20 @@ func (s *Server) renderIPXE(ctx context.Context, hex, host string) (string, stor
 	if err != nil {
 		return "", l, fmt.Errorf("iPXE entry of %s: %w", l.Image, err)
 	}
+	// The appliance, for the entry's ip= boot server: the address iPXE
+	// reached, else what DHCP said.
+	appliance := "${next-server}"
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is4() {
+			appliance = a.String()
+		}
+	} else if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
+		appliance = a.String()
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!ipxe\n# netbootd: %s boots %s\n", l.HRN, l.Image)
 	fmt.Fprintf(&b, "set base http://%s%s\n", host, s.cfg.IPXE.Prefix)
+	fmt.Fprintf(&b, "set appliance %s\n", appliance)
 	b.Write(entry)
 	return b.String(), l, nil
 }

@@ -46,7 +46,7 @@ menuentry orbit --id orbit {
 	if diff := cmp.Diff(wantGRUB, c.GRUB()); diff != "" {
 		t.Errorf("GRUB (-want +got):\n%s", diff)
 	}
-	wantIPXE := `kernel ${base}linux-orbit-pxe-6.1.0-56-amd64 initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${netX/mac:hexhyp} ip=${netX/ip}:${next-server}:0.0.0.0:${netX/netmask}
+	wantIPXE := `kernel ${base}linux-orbit-pxe-6.1.0-56-amd64 initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${netX/mac:hexhyp} ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}
 initrd ${base}initramfs-orbit-pxe-2.0.0.gz
 boot
 `

@@ -86,12 +86,13 @@ func (c BootEntry) GRUB() string {
 // base" naming where tftp_root is over HTTP, so kernel and initramfs come
 // over HTTP. initrd= names the initrd as iPXE does (by its file name) for
 // EFI kernels; BOOTIF= and ip= are pxelinux's IPAPPEND 3 from iPXE's
-// settings (the boot server is ${next-server}, the appliance as DHCP said;
-// the gateway is left 0.0.0.0, as iPXE has none to give on a flat segment
-// and the RC reads only the boot server).
+// settings. The boot server is ${appliance}, which the AM's script sets to
+// the address iPXE fetched it from: ${next-server} would be the site's
+// DHCP server's in proxy mode. The gateway is left 0.0.0.0 (the RC reads
+// only the boot server, and iPXE may have none to give).
 func (c BootEntry) IPXE() string {
 	args := append([]string{"initrd=" + path.Base(c.Initrd)}, c.Append...)
-	args = append(args, "BOOTIF=01-${netX/mac:hexhyp}", "ip=${netX/ip}:${next-server}:0.0.0.0:${netX/netmask}")
+	args = append(args, "BOOTIF=01-${netX/mac:hexhyp}", "ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}")
 	var b strings.Builder
 	fmt.Fprintf(&b, "kernel ${base}%s %s\n", c.Kernel, strings.Join(args, " "))
 	fmt.Fprintf(&b, "initrd ${base}%s\n", c.Initrd)

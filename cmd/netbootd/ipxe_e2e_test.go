@@ -76,7 +76,7 @@ func TestLoaderLinks(t *testing.T) {
 	}
 	st, body := curl(a.URL + script)
 	base := a.URL + "/boot/"
-	want := "#!ipxe\n# netbootd: node1-1.sb8 boots orbit-2.0.0\nset base " + base + "\n" + entry.IPXE()
+	want := "#!ipxe\n# netbootd: node1-1.sb8 boots orbit-2.0.0\nset base " + base + "\nset appliance 127.0.0.1\n" + entry.IPXE()
 	if st != "200" || body != want {
 		t.Errorf("linked: iPXE script %s\n%s\nwant\n%s", st, body, want)
 	}

@@ -75,6 +75,9 @@ type DHCP struct {
 	// Pool is a range inside Subnet from which MACs that are not in the
 	// inventory get leases; the zero Range ignores unknown MACs.
 	Pool iprange.Range
+	// IPXEScript sends iPXE clients their per-node script over HTTP (with
+	// http_boot on); false: the file for their architecture.
+	IPXEScript bool
 	// IPXEFast sends iPXE option 175.176 = 1 (skip the ProxyDHCP wait) and
 	// answers IPv6 router solicitations on Interface (ends iPXE's IPv6 wait).
 	IPXEFast bool
@@ -136,6 +139,7 @@ type dhcpFile struct {
 	BootfileA64 string           `yaml:"bootfile_aa64"`
 	Pool        string           `yaml:"pool"` // "FIRST-LAST" or ""
 	IPXEFast    bool             `yaml:"ipxe_fast"`
+	IPXEScript  bool             `yaml:"ipxe_script"`
 	Mode        string           `yaml:"mode"`
 	Workers     int              `yaml:"workers"`
 	Subnets     []dhcpSubnetFile `yaml:"subnets"`
@@ -170,6 +174,7 @@ func defaults() file {
 			UEFILoader:  "shim",
 			BootfileA64: "shimaa64.efi",
 			IPXEFast:    true,
+			IPXEScript:  true,
 			Mode:        "server",
 			Workers:     8,
 		},
@@ -297,7 +302,7 @@ func (d dhcpFile) parse() (DHCP, []error) {
 	out := DHCP{
 		Enabled: d.Enabled, Interface: d.Interface, Domain: d.Domain, LeaseTime: d.LeaseTime,
 		Bootfile: d.Bootfile, BootfileEFI: d.BootfileEFI, IPXEFast: d.IPXEFast, Mode: d.Mode, Workers: d.Workers,
-		BootfileIPXEEFI: d.BootfileIPX, UEFILoader: d.UEFILoader, BootfileAA64: d.BootfileA64,
+		BootfileIPXEEFI: d.BootfileIPX, UEFILoader: d.UEFILoader, BootfileAA64: d.BootfileA64, IPXEScript: d.IPXEScript,
 	}
 	switch d.UEFILoader {
 	case "shim", "ipxe":

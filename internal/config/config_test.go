@@ -31,7 +31,7 @@ var wantDefaults = Config{
 	DHCP: DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
 		DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
 		BootfileEFI: "shimx64.efi", BootfileIPXEEFI: "snponly.efi", UEFILoader: "shim", BootfileAA64: "shimaa64.efi",
-		IPXEFast: true, Mode: "server", Workers: 8},
+		IPXEFast: true, IPXEScript: true, Mode: "server", Workers: 8},
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
 	Inventory: Inventory{Seed: "/etc/netboot/inventory.yaml"},
 }
@@ -78,7 +78,7 @@ dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0
          router: 10.30.0.254, dns: [10.30.0.53, 10.30.0.54], domain: lab.example, lease_time: 45m,
          bootfile: lpxelinux.0, bootfile_efi: ipxe.efi, bootfile_ipxe_efi: ipxe/snp.efi, uefi_loader: ipxe, bootfile_aa64: aa/shim.efi,
          pool: 10.30.9.1-10.30.9.99,
-         ipxe_fast: false, mode: proxy, workers: 3,
+         ipxe_fast: false, ipxe_script: false, mode: proxy, workers: 3,
          subnets: [ { subnet: 10.31.0.0/24, router: 10.31.0.1, pool: 10.31.0.100-10.31.0.199 } ] }
 pxe:   { cfg_dir: cfg, default_image: orbit-3.1.4, link_lifetime: 90s }
 inventory: { seed: /srv/netboot/nodes.yaml }
@@ -123,7 +123,7 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 `, check: func(t *testing.T, c Config) {
 			want := DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
 				DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
-				BootfileEFI: "ipxe.efi", BootfileIPXEEFI: "snponly.efi", UEFILoader: "shim", BootfileAA64: "shimaa64.efi",
+				BootfileEFI: "ipxe.efi", BootfileIPXEEFI: "snponly.efi", UEFILoader: "shim", BootfileAA64: "shimaa64.efi", IPXEScript: true,
 				Pool: iprange.Range{First: addr("10.18.200.1"), Last: addr("10.18.200.254")}, IPXEFast: false, Mode: "proxy", Workers: 4,
 				Subnets: []DHCPSubnet{{Subnet: prefix("10.19.0.0/16"), Router: addr("10.19.0.1"),
 					Pool: iprange.Range{First: addr("10.19.9.1"), Last: addr("10.19.9.9")}}, {Subnet: prefix("10.20.0.0/24")}}}

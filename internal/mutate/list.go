@@ -85,7 +85,7 @@ func List() []Mutation {
 			Name: "dhcp-http-boot-no-link-lookup",
 			File: "dhcpd/handler.go",
 			Old:  "\t\tlr.httpFile = img",
-			New:  "\t\tlr.httpFile = \"\"",
+			New:  "\t\tlr.httpFile = img[:0]",
 			Pkgs: []string{"./dhcpd"},
 			Run:  "^(TestLoaderOnTheWire|TestInteropLoaders)",
 			Why:  "the HTTP Boot path does not follow the node's link: a linked node gets no boot URL",
