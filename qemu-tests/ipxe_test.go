@@ -25,7 +25,7 @@ func TestIPXEScriptNetboot(t *testing.T) {
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"}) //nolint:contextcheck // Boot's cleanup outlives ctx
+	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"})
 	cmdline := regexp.MustCompile(`Kernel command line: .*BOOTIF=01-` + regexp.QuoteMeta(strings.ReplaceAll(node.MAC, ":", "-")) + ` ip=` +
 		regexp.QuoteMeta(node.IP.String()) + `:` + regexp.QuoteMeta(vtestbed.ServerIP.String()) + `:`)
 	if _, err := vm.Wait(ctx, cmdline); err != nil {
