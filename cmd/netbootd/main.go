@@ -89,7 +89,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := writableDir("pxe.cfg_dir", cfgDir, 0o755); err != nil {
 		return err
 	}
+	// GRUB's per-node links and our grub.cfg: GRUB's prefix is fixed at
+	// <tftp_root>/grub.
 	grubDir := filepath.Join(cfg.TFTPRoot, imagename.GrubDir)
+	if err := writableDir("tftp_root/grub", grubDir, 0o755); err != nil {
+		return err
+	}
 	links, err := pxelink.New(pxelink.Config{Dir: cfgDir, GrubDir: grubDir, Lifetime: cfg.PXE.LinkLifetime}, st, log.With("svc", "pxe"))
 	if err != nil {
 		return err
