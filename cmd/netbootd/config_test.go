@@ -51,6 +51,7 @@ func TestBootURLs(t *testing.T) {
 		{"", "http://10.18.0.1:5054/ipxe/", "http://10.18.0.1:5054/boot/"},
 		{"http: { listen: \"127.0.0.1:8054\" }\nhttp_boot: { prefix: /files/ }\ndhcp: { server_ip: 10.30.0.1 }\n", "http://10.30.0.1:8054/ipxe/", "http://10.30.0.1:8054/files/"},
 		{"http_boot: { prefix: \"\" }\n", "", ""},
+		{"dhcp: { ipxe_script: false }\n", "", "http://10.18.0.1:5054/boot/"},
 	} {
 		c, err := config.Parse([]byte(tt.yaml))
 		if err != nil {

@@ -139,9 +139,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		b := dhcpd.Backend{Nodes: nodes, Leases: st, Discovered: st, Events: st, Links: st}
 		dc := dhcpConfig(cfg.DHCP)
 		dc.IPXEScript, dc.HTTPBoot = bootURLs(cfg)
-		if !cfg.DHCP.IPXEScript {
-			dc.IPXEScript = ""
-		}
 		if dc.BootfileAA64 != "" {
 			if _, err := os.Stat(filepath.Join(cfg.TFTPRoot, dc.BootfileAA64)); err != nil {
 				log.Info("no arm64 boot loader in tftp_root: arm64 UEFI clients get no boot file", "bootfile_aa64", dc.BootfileAA64)
@@ -200,7 +197,8 @@ func dhcpConfig(c config.DHCP) dhcpd.Config {
 
 // bootURLs are the URLs DHCP hands out for the HTTP boot paths: the
 // per-node iPXE scripts and tftp_root over HTTP, on the AM's port at the
-// DHCP server address; none when http_boot is off.
+// DHCP server address; none when http_boot is off, and no script URL with
+// dhcp.ipxe_script off.
 func bootURLs(cfg config.Config) (ipxeScript, httpBoot string) {
 	if cfg.HTTPBoot.Prefix == "" {
 		return "", ""
@@ -210,7 +208,10 @@ func bootURLs(cfg config.Config) (ipxeScript, httpBoot string) {
 		port = "80"
 	}
 	base := "http://" + net.JoinHostPort(cfg.DHCP.ServerIP.String(), port)
-	return base + am.IPXEPath, base + cfg.HTTPBoot.Prefix
+	if cfg.DHCP.IPXEScript {
+		ipxeScript = base + am.IPXEPath
+	}
+	return ipxeScript, base + cfg.HTTPBoot.Prefix
 }
 
 // readyAddrs is what --ready-file holds.

@@ -55,6 +55,15 @@ func List() []Mutation {
 			Why:  "a node's own boot file from the inventory is ignored for the architecture default",
 		},
 		{
+			Name: "dhcp-ipxe-script-flag-ignored",
+			File: "cmd/netbootd/main.go",
+			Old:  "\tif cfg.DHCP.IPXEScript {\n\t\tipxeScript = base + am.IPXEPath",
+			New:  "\tif true {\n\t\tipxeScript = base + am.IPXEPath",
+			Pkgs: []string{"./cmd/netbootd"},
+			Run:  "^TestBootURLs",
+			Why:  "dhcp.ipxe_script: false is ignored: iPXE clients still get the script instead of chaining to pxelinux",
+		},
+		{
 			Name: "dhcp-uefi-gets-bios-loader",
 			File: "dhcpd/loader.go",
 			Old:  "case archEFIx8664, archEFIBC, archEFIIA32:",
