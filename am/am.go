@@ -56,6 +56,8 @@ type Config struct {
 	// (inventory.file): LoadInventoryFile reads it, and the API refuses to
 	// change nodes.
 	InventoryFile string
+	// IPXE, with a Prefix, adds the per-node iPXE scripts (IPXEPath).
+	IPXE IPXEConfig
 }
 
 // Server is the AM's HTTP server.
@@ -98,6 +100,7 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 	if cfg.BootFiles != nil {
 		cfg.BootFiles.Register(r)
 	}
+	s.ipxeRoutes(r)
 	s.h = r
 	return s
 }

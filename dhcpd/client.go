@@ -21,19 +21,12 @@ const (
 	pxeDiscoveryCt = 6                             // sub-option of 43: PXE_DISCOVERY_CONTROL
 )
 
-// Client architectures (option 93, RFC 4578 and IANA).
-const (
-	archBIOS     = 0
-	archEFIIA32  = 6
-	archEFIBC    = 7
-	archEFIx8664 = 9
-)
-
 // clientInfo is what a request says about the client's firmware.
 type clientInfo struct {
 	arch    int    // option 93, first entry; -1 when absent
 	pxe     bool   // option 60 starts with "PXEClient"
 	ipxe    bool   // option 77 contains "iPXE", or option 175 is present
+	http    bool   // UEFI HTTP Boot: option 93 = 16 or 19, or option 60 "HTTPClient..."
 	vendor  string // option 60, printable, at most 64 bytes
 	hasUUID bool   // option 97 is present (echoed in proxy replies)
 }
@@ -50,6 +43,7 @@ func parseClient(req *dhcpv4.DHCPv4) clientInfo {
 	// length-prefixed form; Contains accepts both.
 	c.ipxe = bytes.Contains(req.Options.Get(optUserClass), []byte("iPXE")) || req.Options.Has(optIPXE)
 	c.hasUUID = req.Options.Has(optClientUUID)
+	c.http = isHTTPClient(c.arch, c.vendor)
 	return c
 }
 
@@ -66,17 +60,6 @@ func printable(b []byte, max int) string {
 		}
 	}
 	return sb.String()
-}
-
-// bootfile picks the boot file for the client's architecture.
-func (c Config) bootfile(arch int) string {
-	switch arch {
-	case archEFIIA32, archEFIBC, archEFIx8664:
-		if c.BootfileEFI != "" {
-			return c.BootfileEFI
-		}
-	}
-	return c.Bootfile
 }
 
 // hostnameFor is option 12: the inventory hostname, else the first label

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/iprange"
@@ -35,11 +36,26 @@ type Config struct {
 	Domain      string        // option 15 for clients whose hrn does not name one (see domainFor)
 	LeaseTime   time.Duration // option 51; T1 (58) and T2 (59) are 1/2 and 7/8 of it
 	Bootfile    string        // file and option 67 for BIOS clients (option 93 = 0) and unknown arches
-	BootfileEFI string        // for UEFI clients (option 93 = 6, 7, 9); "" means Bootfile
-	IPXEFast    bool          // option 175.176 = 1 to iPXE clients, and the RA responder
-	Mode        Mode          // "" means ModeServer
-	Workers     int           // requests handled at once; 0 means DefaultWorkers
-	Port        int           // server port; 0 means 67 (tests and benchmarks change it)
+	BootfileEFI string        // for UEFI PXE clients (option 93 = 6, 7, 9); "" means Bootfile
+	// BootfileIPXEEFI is for UEFI x86-64 PXE clients when UEFILoader is
+	// "ipxe" (nodes without Secure Boot): snponly.efi.
+	BootfileIPXEEFI string
+	UEFILoader      string // "shim" ("" too) or "ipxe"
+	// BootfileAA64 is for UEFI arm64 clients (option 93 = 11; 19 over
+	// HTTP); "": they get no boot file.
+	BootfileAA64 string
+	// IPXEScript is the URL of the per-node iPXE scripts, ending in '/':
+	// iPXE clients get it followed by their hex IP. "": they get the file
+	// for their architecture.
+	IPXEScript string
+	// HTTPBoot is the URL of tftp_root over HTTP, ending in '/': UEFI HTTP
+	// Boot clients with a boot link get it followed by their image's
+	// imagename.HTTPBootImage. "": they get no boot file.
+	HTTPBoot string
+	IPXEFast bool // option 175.176 = 1 to iPXE clients, and the RA responder
+	Mode     Mode // "" means ModeServer
+	Workers  int  // requests handled at once; 0 means DefaultWorkers
+	Port     int  // server port; 0 means 67 (tests and benchmarks change it)
 }
 
 // Subnet is one segment: its prefix, router (option 3) and the pool for
@@ -64,6 +80,19 @@ func (c Config) check() error {
 	}
 	if c.Bootfile == "" {
 		errs = append(errs, errors.New("bootfile: must not be empty"))
+	}
+	switch c.UEFILoader {
+	case "", UEFILoaderShim, UEFILoaderIPXE:
+	default:
+		errs = append(errs, fmt.Errorf("uefi loader %q: want shim or ipxe", c.UEFILoader))
+	}
+	if c.UEFILoader == UEFILoaderIPXE && c.BootfileIPXEEFI == "" {
+		errs = append(errs, errors.New("uefi loader ipxe: the iPXE boot file must not be empty"))
+	}
+	for _, u := range []string{c.IPXEScript, c.HTTPBoot} {
+		if u != "" && (!strings.HasPrefix(u, "http://") || !strings.HasSuffix(u, "/")) {
+			errs = append(errs, fmt.Errorf("URL %q: want http://... ending in '/'", u))
+		}
 	}
 	switch c.Mode {
 	case "", ModeServer, ModeProxy:

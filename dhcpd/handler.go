@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -429,41 +430,104 @@ func (s *Server) networkOptions(_ context.Context, x *exchange) (bool, error) {
 }
 
 // bootOptions adds where to boot from: siaddr and option 66 are the server,
-// the file field and option 67 the node's own boot file or else the one
-// for the client's architecture, and iPXE clients get 175.176 = 1 (no
-// ProxyDHCP wait).
-func (s *Server) bootOptions(_ context.Context, x *exchange) (bool, error) {
+// the file field and option 67 the loader chooseLoader picks for this
+// client (shim reads only the file field), option 60 "HTTPClient" for UEFI
+// HTTP Boot, and iPXE clients get 175.176 = 1 (no ProxyDHCP wait). With no
+// boot file for the client, a ProxyDHCP reply is not sent at all (it would
+// carry nothing) and an address reply carries none.
+func (s *Server) bootOptions(ctx context.Context, x *exchange) (bool, error) {
 	if x.resp == nil || x.resp.MessageType() == dhcpv4.MessageTypeNak {
 		return false, nil
 	}
-	r := x.resp
-	file := s.cfg.bootfile(x.client.arch)
-	if x.node != nil && x.node.Bootfile != "" {
-		file = x.node.Bootfile // the inventory's word for this node wins
+	lr := loaderRequest{client: x.client, hex: hexIP(x.clientAddr())}
+	if x.node != nil {
+		lr.override = x.node.Bootfile
 	}
-	r.ServerIPAddr = ip4(s.cfg.ServerIP)
-	r.BootFileName = file
-	r.UpdateOption(dhcpv4.OptTFTPServerName(s.cfg.ServerIP.String()))
-	r.UpdateOption(dhcpv4.OptBootFileName(file))
-	x.note("file", file)
+	if x.client.http && x.node != nil && lr.hex != "" {
+		img, err := s.linkedImage(ctx, lr.hex, x.now)
+		if err != nil {
+			return true, err
+		}
+		lr.httpFile = img
+	}
+	lc := s.cfg.chooseLoader(lr)
+	r := x.resp
+	if lc.httpClient {
+		r.UpdateOption(dhcpv4.OptClassIdentifier(vendorHTTPClient))
+	}
+	if lc.file != "" {
+		r.ServerIPAddr = ip4(s.cfg.ServerIP)
+		r.BootFileName = lc.file
+		r.UpdateOption(dhcpv4.OptTFTPServerName(s.cfg.ServerIP.String()))
+		r.UpdateOption(dhcpv4.OptBootFileName(lc.file))
+		x.note("file", lc.file)
+	} else {
+		x.note("file", "none")
+	}
 	if x.client.arch >= 0 {
 		x.note("arch", fmt.Sprint(x.client.arch))
 	}
+	x.note("loader", lc.kind)
 	if x.client.ipxe {
 		x.note("ipxe", "yes")
 		if s.cfg.IPXEFast {
 			r.UpdateOption(dhcpv4.OptGeneric(optIPXE, []byte{ipxeNoPXEDHCP, 1, 1}))
 		}
 	}
+	if lc.file == "" && s.cfg.Mode == ModeProxy {
+		x.resp = nil // a ProxyDHCP reply without a boot file says nothing
+		x.what = ""
+	}
 	return false, nil
+}
+
+// linkedImage is the file of tftp_root an HTTP Boot client with this hex
+// IP boots: its linked image's RAM-disk image, or "" when it has no link.
+func (s *Server) linkedImage(ctx context.Context, hex string, now time.Time) (string, error) {
+	if s.links == nil {
+		return "", nil
+	}
+	l, err := s.links.LinkByHex(ctx, hex, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("boot link: %w", err)
+	}
+	return imagename.HTTPBootImage(l.Image), nil
+}
+
+// clientAddr is the client's address as far as this exchange knows it:
+// the inventory's (also in proxy mode, where no address is given), the one
+// offered, or ciaddr.
+func (x *exchange) clientAddr() netip.Addr {
+	if x.node != nil {
+		if a, err := netip.ParseAddr(x.node.ControlIP); err == nil && a.Is4() {
+			return a
+		}
+	}
+	if x.yiaddr.IsValid() {
+		return x.yiaddr
+	}
+	return addr4(x.req.ClientIPAddr)
+}
+
+// hexIP is pxelinux's name for an IPv4 address (10.18.1.2 -> 0A120102);
+// "" for none.
+func hexIP(a netip.Addr) string {
+	if !a.Is4() || a.IsUnspecified() {
+		return ""
+	}
+	b := a.As4()
+	return fmt.Sprintf("%02X%02X%02X%02X", b[0], b[1], b[2], b[3])
 }
 
 // pxeOnly drops, in proxy mode, what does not come from a PXE client (the
 // other hosts of the site, whose DHCP is none of the proxy's business, and
 // which are not recorded as discovered either).
 func (s *Server) pxeOnly(_ context.Context, x *exchange) (bool, error) {
-	if !x.client.pxe {
-		return true, drop("proxy mode: not a PXE client (option 60 %q)", x.client.vendor)
+	if !x.client.pxe && !x.client.http {
+		return true, drop("proxy mode: not a PXE or HTTP Boot client (option 60 %q)", x.client.vendor)
 	}
 	return false, nil
 }

@@ -231,7 +231,9 @@ func TestInteropProxy(t *testing.T) {
 		t.Errorf("ordinary client beside the proxy got %v, want a dnsmasq address and no boot file", got)
 	}
 
-	// The PXE client, as iPXE: DISCOVER, collect offers.
+	// The PXE client, as iPXE (so the proxy sends its script, as the
+	// address server would): DISCOVER, collect offers.
+	const ipxeScript = "http://10.18.0.1:5054/ipxe/0A120102"
 	var offers []*dhcpv4.DHCPv4
 	var ack, boot *dhcpv4.DHCPv4
 	err := netns.Do(cli, func() error {
@@ -286,7 +288,7 @@ func TestInteropProxy(t *testing.T) {
 				t.Errorf("dnsmasq offer: %s", o.Summary())
 			}
 		case "10.18.0.1":
-			if !o.YourIPAddr.IsUnspecified() || o.BootFileName != "pxelinux.0" || o.ServerIPAddr.String() != "10.18.0.1" ||
+			if !o.YourIPAddr.IsUnspecified() || o.BootFileName != ipxeScript || o.ServerIPAddr.String() != "10.18.0.1" ||
 				o.ClassIdentifier() != "PXEClient" {
 				t.Errorf("proxy offer: %s", o.Summary())
 			}
@@ -297,7 +299,7 @@ func TestInteropProxy(t *testing.T) {
 	if ack.MessageType() != dhcpv4.MessageTypeAck || addr4(ack.ServerIdentifier()).String() != "10.18.0.254" {
 		t.Errorf("dnsmasq ACK: %s", ack.Summary())
 	}
-	if boot.MessageType() != dhcpv4.MessageTypeAck || !boot.YourIPAddr.IsUnspecified() || boot.BootFileName != "pxelinux.0" ||
+	if boot.MessageType() != dhcpv4.MessageTypeAck || !boot.YourIPAddr.IsUnspecified() || boot.BootFileName != ipxeScript ||
 		boot.ServerIPAddr.String() != "10.18.0.1" {
 		t.Errorf("proxy boot-port ACK: %s", boot.Summary())
 	}

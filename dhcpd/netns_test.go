@@ -98,6 +98,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	out  *apptest.SyncBuffer
 	done chan error
+	root string // netbootd's tftp_root (lab.server)
 }
 
 // start runs argv in ns; the process is killed when the test ends.
@@ -194,6 +195,7 @@ func (l *lab) server(ns string, cfg Config, stateDir string, nodes ...inventory.
 	bin := filepath.Join(apptest.Binaries(l.t), "netbootd")
 	p := l.start(ns, nil, bin, "--config", path, "--log-level", "debug")
 	p.waitFor(l.t, "dhcp server listening", 10*time.Second)
+	p.root = dir
 	return p
 }
 
@@ -253,9 +255,9 @@ done
 
 // udhcpc runs busybox udhcpc on ifname in ns until it gets a lease, for
 // a minute at most, and returns what it got (nil when it got none).
-func (l *lab) udhcpc(ns, ifname string) map[string]string {
+func (l *lab) udhcpc(ns, ifname string, extra ...string) map[string]string {
 	l.t.Helper()
-	return l.runUdhcpc(ns, ifname, "-t", "20", "-T", "3")
+	return l.runUdhcpc(ns, ifname, append([]string{"-t", "20", "-T", "3"}, extra...)...)
 }
 
 // udhcpcNone is udhcpc for a client that must get no lease: it tries

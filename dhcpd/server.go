@@ -61,10 +61,17 @@ type Sightings interface {
 // EventSink receives the boot events of known nodes, one per DHCP exchange
 // (What: DHCPOFFER, DHCPACK, DHCPNAK, DHCPREQUEST (to another server),
 // DHCPRELEASE, DHCPDECLINE; Source "dhcp"; Detail key=value pairs such as
-// "ip=10.18.1.2 state=selecting file=pxelinux.0 arch=0 ipxe=yes"), in
+// "ip=10.18.1.2 state=selecting file=pxelinux.0 arch=0 loader=bios ipxe=yes"), in
 // batches, off the reply path.
 type EventSink interface {
 	AddEvents(ctx context.Context, events []store.Event) error
+}
+
+// Links is the boot-link lookup of the UEFI HTTP Boot path: LinkByHex
+// returns the node's active link, or an error wrapping store.ErrNotFound.
+// It is asked only for HTTP Boot clients in the inventory.
+type Links interface {
+	LinkByHex(ctx context.Context, hex string, now time.Time) (store.BootLink, error)
 }
 
 // Backend is what the server reads and writes, one role each. netbootd
@@ -74,6 +81,7 @@ type Backend struct {
 	Leases     Leases    // required
 	Discovered Sightings // required
 	Events     EventSink // nil records no boot events
+	Links      Links     // nil: UEFI HTTP Boot clients get no boot file
 }
 
 var (
@@ -82,6 +90,7 @@ var (
 	_ Leases    = (*store.Store)(nil)
 	_ Sightings = (*store.Store)(nil)
 	_ EventSink = (*store.Store)(nil)
+	_ Links     = (*store.Store)(nil)
 )
 
 // Stats counts what the server did since it was made.
@@ -107,6 +116,7 @@ type Server struct {
 	cfg        Config
 	nodes      Nodes
 	leases     Leases
+	links      Links // nil: no HTTP Boot URLs
 	log        *slog.Logger
 	ports      ports
 	chain      []step
@@ -156,6 +166,7 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 		cfg:        cfg,
 		nodes:      b.Nodes,
 		leases:     b.Leases,
+		links:      b.Links,
 		log:        log,
 		ports:      p,
 		rec:        newRecorder(b.Events, b.Discovered, log),

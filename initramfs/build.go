@@ -80,7 +80,9 @@ type File struct {
 type Result struct {
 	Initramfs     File
 	Kernel        File
-	Config        File
+	Config        File     // pxelinux.cfg/<Name>
+	GrubConfig    File     // grub/<Name>.cfg
+	IPXEEntry     File     // ipxe/<Name>.ipxe
 	Version       string   // from the name: orbit-2.0.0 -> 2.0.0
 	KernelVersion string   // 6.1.0-56-amd64
 	Modules       []string // in load order, as in /lib/modules/load.order
@@ -127,7 +129,8 @@ func KernelFile(kernelVersion string) string { return "linux-orbit-pxe-" + kerne
 var ModTime = time.Unix(0, 0)
 
 // Build builds the image and writes it into opts.OutDir: the initramfs, the
-// kernel and pxelinux.cfg/<Name>. Each file is written under a temporary name
+// kernel, pxelinux.cfg/<Name>, grub/<Name>.cfg and ipxe/<Name>.ipxe (one
+// BootEntry rendered for each loader). Each file is written under a temporary name
 // and renamed, so a TFTP server never serves half a file.
 func Build(ctx context.Context, opts Options) (Result, error) {
 	start := time.Now()
@@ -208,13 +211,28 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	if res.Kernel, err = copyAtomic(kernel, filepath.Join(opts.OutDir, kname)); err != nil {
 		return Result{}, err
 	}
-	cfg := PXEConfig{Kernel: kname, Initrd: initrd, Append: append(append([]string{}, DefaultAppend...), opts.Append...)}
-	res.Config, err = writeAtomic(filepath.Join(opts.OutDir, "pxelinux.cfg", opts.Name), func(w io.Writer) error {
-		_, err := io.WriteString(w, cfg.Text())
-		return err
-	})
-	if err != nil {
-		return Result{}, err
+	entry := BootEntry{Kernel: kname, Initrd: initrd, Append: append(append([]string{}, DefaultAppend...), opts.Append...)}
+	// The GRUB config and iPXE entry first: a pxelinux config is what
+	// makes an image linkable, and by then its other loaders' files exist.
+	for _, f := range []struct {
+		rel  string
+		text string
+		res  *File
+	}{
+		{imagename.GrubConfig(opts.Name), entry.GRUB(), &res.GrubConfig},
+		{imagename.IPXEScript(opts.Name), entry.IPXE(), &res.IPXEEntry},
+		{"pxelinux.cfg/" + opts.Name, entry.Text(), &res.Config},
+	} {
+		p := filepath.Join(opts.OutDir, filepath.FromSlash(f.rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return Result{}, err
+		}
+		if *f.res, err = writeAtomic(p, func(w io.Writer) error {
+			_, err := io.WriteString(w, f.text)
+			return err
+		}); err != nil {
+			return Result{}, err
+		}
 	}
 	res.Duration = time.Since(start)
 	log.Info("image build: done", "initramfs", res.Initramfs.Path, "size", res.Initramfs.Size,

@@ -19,8 +19,8 @@ import (
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
-func TestPXEConfigText(t *testing.T) {
-	c := PXEConfig{
+func TestBootEntry(t *testing.T) {
+	c := BootEntry{
 		Kernel: "linux-orbit-pxe-6.1.0-56-amd64",
 		Initrd: "initramfs-orbit-pxe-2.0.0.gz",
 		Append: append(append([]string{}, DefaultAppend...), "orbit.am=http://10.18.0.1:5054"),
@@ -34,7 +34,24 @@ LABEL orbit
   IPAPPEND 3
 `
 	if diff := cmp.Diff(want, c.Text()); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+		t.Errorf("pxelinux (-want +got):\n%s", diff)
+	}
+	wantGRUB := `set timeout=0
+set default=orbit
+menuentry orbit --id orbit {
+  linux /linux-orbit-pxe-6.1.0-56-amd64 console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${net_default_mac} ip=${net_default_ip}:${net_default_server}:0.0.0.0:0.0.0.0
+  initrd /initramfs-orbit-pxe-2.0.0.gz
+}
+`
+	if diff := cmp.Diff(wantGRUB, c.GRUB()); diff != "" {
+		t.Errorf("GRUB (-want +got):\n%s", diff)
+	}
+	wantIPXE := `kernel ${base}linux-orbit-pxe-6.1.0-56-amd64 initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${netX/mac:hexhyp} ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}
+initrd ${base}initramfs-orbit-pxe-2.0.0.gz
+boot
+`
+	if diff := cmp.Diff(wantIPXE, c.IPXE()); diff != "" {
+		t.Errorf("iPXE (-want +got):\n%s", diff)
 	}
 }
 
@@ -199,7 +216,8 @@ func TestBuildReproducible(t *testing.T) {
 	}
 
 	out := filepath.Dir(a.Initramfs.Path)
-	wantFiles := []string{"initramfs-orbit-pxe-2.0.0.gz", "linux-orbit-pxe-6.1.0-99-amd64", "pxelinux.cfg", "pxelinux.cfg/orbit-2.0.0"}
+	wantFiles := []string{"grub", "grub/orbit-2.0.0.cfg", "initramfs-orbit-pxe-2.0.0.gz", "ipxe", "ipxe/orbit-2.0.0.ipxe",
+		"linux-orbit-pxe-6.1.0-99-amd64", "pxelinux.cfg", "pxelinux.cfg/orbit-2.0.0"}
 	var files []string
 	must(t, filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
 		if err == nil && p != out {
@@ -219,6 +237,17 @@ func TestBuildReproducible(t *testing.T) {
 	if !strings.Contains(string(cfg), "KERNEL linux-orbit-pxe-6.1.0-99-amd64\n") ||
 		!strings.Contains(string(cfg), "APPEND initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054\n") {
 		t.Errorf("config:\n%s", cfg)
+	}
+	// The three loaders' files come from one entry: each names the same
+	// kernel, initramfs and arguments.
+	for _, f := range []File{a.GrubConfig, a.IPXEEntry} {
+		b, err := os.ReadFile(f.Path)
+		must(t, err)
+		for _, s := range []string{"linux-orbit-pxe-6.1.0-99-amd64 ", "initramfs-orbit-pxe-2.0.0.gz\n", " console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-"} {
+			if !strings.Contains(string(b), s) {
+				t.Errorf("%s lacks %q:\n%s", f.Path, s, b)
+			}
+		}
 	}
 	if diff := cmp.Diff([]string{"e1000", "failover", "net_failover", "virtio_ring", "virtio", "virtio_net",
 		"virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci"}, a.Modules); diff != "" {

@@ -2,22 +2,25 @@ package initramfs
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
-// DefaultAppend is the kernel command line the image's pxelinux config gives,
+// DefaultAppend is the kernel command line the image's boot configs give,
 // before Options.Append: the serial console last, so that it is /dev/console
 // (the init's and the RC's output) while the kernel also logs to the screen.
 var DefaultAppend = []string{"console=tty0", "console=ttyS0,115200"}
 
-// PXEConfig is the pxelinux config file of an image.
-type PXEConfig struct {
+// BootEntry is the one description of how an image boots: kernel, initrd
+// and command line. Each boot loader's config is rendered from it (Text
+// for pxelinux, GRUB, IPXE), so they cannot drift apart.
+type BootEntry struct {
 	Kernel string   // file name relative to the TFTP root: linux-orbit-pxe-6.1.0-56-amd64
 	Initrd string   // file name relative to the TFTP root: initramfs-orbit-pxe-2.0.0.gz
 	Append []string // kernel arguments after initrd=
 }
 
-// Text renders the config in the seed's form (pxelinux.cfg/orbit-2.0.0 of
+// Text renders the pxelinux config:  the config in the seed's form (pxelinux.cfg/orbit-2.0.0 of
 // the OMF PXE Aggregate Manager) without its DISPLAY line (no message.txt is
 // served) and with IPAPPEND 3, which makes pxelinux add BOOTIF=01-<mac> (2),
 // so that the init knows the interface the node booted from, and
@@ -29,7 +32,7 @@ type PXEConfig struct {
 // does its own DHCP. PROMPT 0 boots at once.
 // The seed's "rw init=/sbin/init" is not needed: the kernel runs /init of the
 // initramfs (and /sbin/init links to it).
-func (c PXEConfig) Text() string {
+func (c BootEntry) Text() string {
 	args := append([]string{"initrd=" + c.Initrd}, c.Append...)
 	var b strings.Builder
 	fmt.Fprintf(&b, "DEFAULT orbit\n")
@@ -54,4 +57,45 @@ func checkAppend(args []string) error {
 		}
 	}
 	return nil
+}
+
+// GRUB renders the image's GRUB config (grub/<image>.cfg, the template of
+// the nodes' grub/grub.cfg-<HEX> links), for Debian's signed network GRUB:
+// paths from the TFTP root it was loaded from, no initrd= (GRUB hands the
+// initrd over itself; the kernel's EFI stub would look for that file on a
+// disk). GRUB has no IPAPPEND, so the equivalents are written from its
+// network variables: BOOTIF=01-<mac> (colons, which the init accepts) and
+// ip=<client>:<boot server>:0.0.0.0:0.0.0.0, whose boot server is the
+// TFTP server GRUB loaded this file from, as with pxelinux (GRUB knows no
+// gateway or netmask; the RC reads only the boot server).
+func (c BootEntry) GRUB() string {
+	args := append(append([]string{}, c.Append...),
+		"BOOTIF=01-${net_default_mac}", "ip=${net_default_ip}:${net_default_server}:0.0.0.0:0.0.0.0")
+	var b strings.Builder
+	fmt.Fprintf(&b, "set timeout=0\n")
+	fmt.Fprintf(&b, "set default=orbit\n")
+	fmt.Fprintf(&b, "menuentry orbit --id orbit {\n")
+	fmt.Fprintf(&b, "  linux /%s %s\n", c.Kernel, strings.Join(args, " "))
+	fmt.Fprintf(&b, "  initrd /%s\n", c.Initrd)
+	fmt.Fprintf(&b, "}\n")
+	return b.String()
+}
+
+// IPXE renders the image's iPXE entry (ipxe/<image>.ipxe): the body of
+// the script the AM serves a linked node, after its "#!ipxe" and a "set
+// base" naming where tftp_root is over HTTP, so kernel and initramfs come
+// over HTTP. initrd= names the initrd as iPXE does (by its file name) for
+// EFI kernels; BOOTIF= and ip= are pxelinux's IPAPPEND 3 from iPXE's
+// settings. The boot server is ${appliance}, which the AM's script sets to
+// the address iPXE fetched it from: ${next-server} would be the site's
+// DHCP server's in proxy mode. The gateway is left 0.0.0.0 (the RC reads
+// only the boot server, and iPXE may have none to give).
+func (c BootEntry) IPXE() string {
+	args := append([]string{"initrd=" + path.Base(c.Initrd)}, c.Append...)
+	args = append(args, "BOOTIF=01-${netX/mac:hexhyp}", "ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}")
+	var b strings.Builder
+	fmt.Fprintf(&b, "kernel ${base}%s %s\n", c.Kernel, strings.Join(args, " "))
+	fmt.Fprintf(&b, "initrd ${base}%s\n", c.Initrd)
+	fmt.Fprintf(&b, "boot\n")
+	return b.String()
 }

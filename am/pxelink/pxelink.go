@@ -1,7 +1,9 @@
-// Package pxelink points pxelinux at a node's boot image: it keeps
-// <cfg_dir>/<IP in hex> symlinks in step with the boot links recorded in the
-// database, expires them as OMF's PXE AM did, and repairs the directory
-// after a restart.
+// Package pxelink points pxelinux and GRUB at a node's boot image: it keeps
+// <cfg_dir>/<IP in hex> symlinks, and grub/grub.cfg-<IP in hex> beside them,
+// in step with the boot links recorded in the database, expires them as
+// OMF's PXE AM did, and repairs both directories after a restart. The link
+// is the one truth every loader boots from: pxelinux and GRUB read these
+// files, and the iPXE and UEFI HTTP Boot paths ask Lookup.
 package pxelink
 
 import (
@@ -20,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -37,6 +40,7 @@ type Store interface {
 	ClearLinks(ctx context.Context, hrns []string) error
 	LinkNames(ctx context.Context, hrns []string) (map[string]string, error)
 	Links(ctx context.Context, now time.Time) ([]store.BootLink, error)
+	LinkByHex(ctx context.Context, hex string, now time.Time) (store.BootLink, error)
 	ExpireLinks(ctx context.Context, now time.Time) ([]store.BootLink, error)
 }
 
@@ -49,7 +53,11 @@ type Target struct {
 
 // Config configures a Manager.
 type Config struct {
-	Dir      string        // absolute path of cfg_dir
+	Dir string // absolute path of cfg_dir
+	// GrubDir is the absolute path of tftp_root/grub, where the nodes'
+	// grub.cfg-<HEX> links go beside the images' <image>.cfg templates;
+	// "" keeps no GRUB links.
+	GrubDir  string
 	Lifetime time.Duration // default link lifetime
 	Interval time.Duration // how often expiry runs; 1s if zero
 	Now      func() time.Time
@@ -81,8 +89,13 @@ func New(cfg Config, st Store, log *slog.Logger) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("pxelink: %w", err)
+	for _, d := range []string{cfg.Dir, cfg.GrubDir} {
+		if d == "" {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("pxelink: %w", err)
+		}
 	}
 	return &Manager{cfg: cfg, store: st, log: log}, nil
 }
@@ -140,7 +153,7 @@ func (m *Manager) Set(ctx context.Context, targets []Target, lifetime time.Durat
 	now := m.cfg.Now()
 	var undo undoLog
 	for _, l := range links {
-		if err := undo.point(m.cfg.Dir, l.Hex, l.Image); err != nil {
+		if err := m.pointAll(&undo, l.Hex, l.Image); err != nil {
 			undo.rollback(m.log)
 			return nil, fmt.Errorf("pxelink: set %s: %w", l.HRN, err)
 		}
@@ -185,7 +198,7 @@ func (m *Manager) Clear(ctx context.Context, targets []Target) error {
 	var undo undoLog
 	for _, hrn := range hrns {
 		for _, h := range names[hrn] {
-			if err := undo.remove(m.cfg.Dir, h); err != nil {
+			if err := m.removeAll(&undo, h); err != nil {
 				undo.rollback(m.log)
 				return fmt.Errorf("pxelink: clear %s: %w", hrn, err)
 			}
@@ -233,7 +246,8 @@ func (m *Manager) expireLocked(ctx context.Context) error {
 		return fmt.Errorf("pxelink: expire: %w", err)
 	}
 	for _, l := range gone {
-		if err := os.Remove(filepath.Join(m.cfg.Dir, l.Hex)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		var undo undoLog // an expired link is gone from the database: no way back
+		if err := m.removeAll(&undo, l.Hex); err != nil {
 			m.log.Error("removing expired boot link", "hrn", l.HRN, "hex", l.Hex, "err", err)
 			continue
 		}
@@ -288,6 +302,163 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("pxelink: reconcile %s: %w", l.HRN, err)
 		}
 		m.log.Info("reconcile: restored boot link", "hrn", l.HRN, "hex", l.Hex, "image", l.Image)
+	}
+	return m.reconcileGrub(links)
+}
+
+// reconcileGrub does for GrubDir what Reconcile does for cfg_dir: a node
+// has grub.cfg-<HEX> exactly while it has a link and its image has a GRUB
+// template; stale temporary files go, regular files stay.
+func (m *Manager) reconcileGrub(links []store.BootLink) error {
+	if m.cfg.GrubDir == "" {
+		return nil
+	}
+	want := map[string]string{}
+	for _, l := range links {
+		if m.hasGrub(l.Image) {
+			want[grubName(l.Hex)] = "./" + grubTemplate(l.Image)
+		}
+	}
+	entries, err := os.ReadDir(m.cfg.GrubDir)
+	if err != nil {
+		return fmt.Errorf("pxelink: reconcile grub: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		isLink := e.Type()&fs.ModeSymlink != 0
+		switch {
+		case strings.HasPrefix(name, tmpPrefix):
+		case isLink && grubHexName.MatchString(name) && want[name] == "":
+		default:
+			continue
+		}
+		if err := os.Remove(filepath.Join(m.cfg.GrubDir, name)); err != nil {
+			return fmt.Errorf("pxelink: reconcile grub: %w", err)
+		}
+		m.log.Info("reconcile: removed stale GRUB entry", "name", name)
+	}
+	for _, l := range links {
+		name := grubName(l.Hex)
+		if want[name] == "" {
+			continue
+		}
+		if target, err := os.Readlink(filepath.Join(m.cfg.GrubDir, name)); err == nil && target == want[name] {
+			continue
+		}
+		var u undoLog
+		if err := u.point(m.cfg.GrubDir, name, grubTemplate(l.Image)); err != nil {
+			return fmt.Errorf("pxelink: reconcile grub %s: %w", l.HRN, err)
+		}
+		m.log.Info("reconcile: restored GRUB link", "hrn", l.HRN, "name", name, "image", l.Image)
+	}
+	return nil
+}
+
+// grubHexName matches the per-node names GRUB looks up by IPv4 address.
+var grubHexName = regexp.MustCompile(`^grub\.cfg-[0-9A-F]{8}$`)
+
+// grubName is a node's GRUB config, by its hex IP.
+func grubName(hex string) string { return "grub.cfg-" + hex }
+
+// grubTemplate is an image's GRUB config in GrubDir, written by nbctl
+// image build (imagename.GrubConfig, without the directory).
+func grubTemplate(image string) string {
+	return strings.TrimPrefix(imagename.GrubConfig(image), imagename.GrubDir+"/")
+}
+
+// hasGrub reports whether image has a GRUB config to link nodes to. An
+// image built before GRUB configs existed has none: its nodes get no GRUB
+// link (GRUB then leaves netboot), never a dangling one.
+func (m *Manager) hasGrub(image string) bool {
+	if m.cfg.GrubDir == "" {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(m.cfg.GrubDir, grubTemplate(image)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// pointAll points a node's loader files at image: pxelinux's, and GRUB's
+// where the image has a GRUB config (else any old GRUB link goes, so that
+// GRUB never boots another image than pxelinux would).
+func (m *Manager) pointAll(undo *undoLog, hex, image string) error {
+	if err := undo.point(m.cfg.Dir, hex, image); err != nil {
+		return err
+	}
+	switch {
+	case m.cfg.GrubDir == "":
+		return nil
+	case m.hasGrub(image):
+		return undo.point(m.cfg.GrubDir, grubName(hex), grubTemplate(image))
+	default:
+		return undo.remove(m.cfg.GrubDir, grubName(hex))
+	}
+}
+
+// removeAll removes a node's loader files.
+func (m *Manager) removeAll(undo *undoLog, hex string) error {
+	if err := undo.remove(m.cfg.Dir, hex); err != nil {
+		return err
+	}
+	if m.cfg.GrubDir == "" {
+		return nil
+	}
+	return undo.remove(m.cfg.GrubDir, grubName(hex))
+}
+
+// Lookup returns the active link of the node with this hex IP; ok is
+// false when it has none. The boot paths without a file of their own (the
+// iPXE script, UEFI HTTP Boot) ask it.
+func (m *Manager) Lookup(ctx context.Context, hex string) (l store.BootLink, ok bool, err error) {
+	l, err = m.store.LinkByHex(ctx, hex, m.cfg.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.BootLink{}, false, nil
+	case err != nil:
+		return store.BootLink{}, false, fmt.Errorf("pxelink: %w", err)
+	}
+	return l, true, nil
+}
+
+// GrubRootConfig is our grub/grub.cfg, the one file Debian's network GRUB
+// reads by itself. Its first pass calls normal again, which makes GRUB
+// look for grub.cfg-01-<mac>, then grub.cfg-<HEX> (the node's link), then
+// this file once more; that second pass, and any node without a link,
+// exits GRUB, so the firmware tries its next boot entry (the local disk).
+// The exported variable is what tells the passes apart.
+const GrubRootConfig = grubMarker + `
+# A node with a boot link has grub.cfg-<IP in hex> beside this file; GRUB
+# finds it through the lookup "normal" does. Without one: back to the firmware.
+if [ -z "$netboot_pass" ]; then
+  set netboot_pass=1
+  export netboot_pass
+  normal
+fi
+exit
+`
+
+// grubMarker starts every grub.cfg netbootd writes: a file that starts
+// with it is ours to rewrite; any other is the operator's.
+const grubMarker = "# netbootd: this file is written by netbootd at start; remove this line to keep your own."
+
+// EnsureGrubRoot writes GrubDir/grub.cfg if it is absent or ours (so an
+// upgrade rewrites it); an operator's file is left alone.
+func (m *Manager) EnsureGrubRoot() error {
+	if m.cfg.GrubDir == "" {
+		return nil
+	}
+	path := filepath.Join(m.cfg.GrubDir, "grub.cfg")
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil && string(old) == GrubRootConfig:
+		return nil
+	case err == nil && !strings.HasPrefix(string(old), grubMarker):
+		m.log.Info("grub/grub.cfg is the operator's: GRUB nodes boot what it says, not their links", "path", path)
+		return nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("pxelink: grub.cfg: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, []byte(GrubRootConfig), 0o644); err != nil {
+		return fmt.Errorf("pxelink: grub.cfg: %w", err)
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	if err != nil {
 		return err
 	}
-	for _, f := range []initramfs.File{res.Config, res.Kernel, res.Initramfs} {
+	for _, f := range []initramfs.File{res.Config, res.GrubConfig, res.IPXEEntry, res.Kernel, res.Initramfs} {
 		fmt.Fprintf(k.out, "%-60s %9d  sha256:%s\n", f.Path, f.Size, f.SHA256)
 	}
 	fmt.Fprintf(k.out, "modules (load order): %s\nbuilt in %s\n", strings.Join(res.Modules, " "), res.Duration.Round(1e6))

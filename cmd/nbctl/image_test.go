@@ -42,7 +42,7 @@ func TestImageBuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("image build: %v\n%s", err, out)
 	}
-	for _, want := range []string{"pxelinux.cfg/orbit-9.9.9", "initramfs-orbit-pxe-9.9.9.gz", "linux-orbit-pxe-", "virtio_net", "registered orbit-9.9.9"} {
+	for _, want := range []string{"pxelinux.cfg/orbit-9.9.9", "grub/orbit-9.9.9.cfg", "ipxe/orbit-9.9.9.ipxe", "initramfs-orbit-pxe-9.9.9.gz", "linux-orbit-pxe-", "virtio_net", "registered orbit-9.9.9"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -56,6 +56,12 @@ func TestImageBuild(t *testing.T) {
 	}
 	if out, err := a.Nbctl("boot", "set", "--image", "orbit-9.9.9", "a.sb8"); err != nil {
 		t.Errorf("boot set to the built image: %v\n%s", err, out)
+	}
+	// The link reaches GRUB too: the node's GRUB file is the image's GRUB
+	// config, which names the kernel and initramfs pxelinux's does.
+	grub, err := os.ReadFile(filepath.Join(a.TFTPRoot, "grub", "grub.cfg-0A120101"))
+	if err != nil || !strings.Contains(string(grub), "initrd /initramfs-orbit-pxe-9.9.9.gz\n") {
+		t.Errorf("GRUB link of a.sb8: %v\n%s", err, grub)
 	}
 }
 

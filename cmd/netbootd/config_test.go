@@ -29,7 +29,8 @@ func TestDHCPConfig(t *testing.T) {
 		Subnets: []dhcpd.Subnet{{Prefix: netip.MustParsePrefix("10.19.0.0/16"), Router: netip.MustParseAddr("10.19.0.1"),
 			Pool: iprange.Range{First: netip.MustParseAddr("10.19.9.1"), Last: netip.MustParseAddr("10.19.9.3")}}},
 		DNS: []netip.Addr{netip.MustParseAddr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour,
-		Bootfile: "pxelinux.0", BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: dhcpd.ModeServer, Workers: 8,
+		Bootfile: "pxelinux.0", BootfileEFI: "shimx64.efi", BootfileIPXEEFI: "snponly.efi", UEFILoader: "shim", BootfileAA64: "shimaa64.efi",
+		IPXEFast: true, Mode: dhcpd.ModeServer, Workers: 8,
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -38,5 +39,26 @@ func TestDHCPConfig(t *testing.T) {
 	overlapping := strings.Replace(dhcp, "] }", ", { subnet: 10.18.1.0/24 } ] }", 1)
 	if _, err := config.Parse([]byte(overlapping)); err == nil || !strings.Contains(err.Error(), "overlaps") {
 		t.Errorf("overlapping subnets: %v", err)
+	}
+}
+
+// TestBootURLs: the URLs DHCP gives iPXE and UEFI HTTP Boot clients are on
+// the AM's port at the DHCP server address; none with HTTP boot files off.
+func TestBootURLs(t *testing.T) {
+	for _, tt := range []struct {
+		yaml, script, boot string
+	}{
+		{"", "http://10.18.0.1:5054/ipxe/", "http://10.18.0.1:5054/boot/"},
+		{"http: { listen: \"127.0.0.1:8054\" }\nhttp_boot: { prefix: /files/ }\ndhcp: { server_ip: 10.30.0.1 }\n", "http://10.30.0.1:8054/ipxe/", "http://10.30.0.1:8054/files/"},
+		{"http_boot: { prefix: \"\" }\n", "", ""},
+		{"dhcp: { ipxe_script: false }\n", "", "http://10.18.0.1:5054/boot/"},
+	} {
+		c, err := config.Parse([]byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if script, boot := bootURLs(c); script != tt.script || boot != tt.boot {
+			t.Errorf("%q: bootURLs = %q, %q; want %q, %q", tt.yaml, script, boot, tt.script, tt.boot)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/config"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/logging"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -92,11 +94,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := writableDir("pxe.cfg_dir", cfgDir, 0o755); err != nil {
 		return err
 	}
-	links, err := pxelink.New(pxelink.Config{Dir: cfgDir, Lifetime: cfg.PXE.LinkLifetime}, st, log.With("svc", "pxe"))
+	// GRUB's per-node links and our grub.cfg: GRUB's prefix is fixed at
+	// <tftp_root>/grub.
+	grubDir := filepath.Join(cfg.TFTPRoot, imagename.GrubDir)
+	if err := writableDir("tftp_root/grub", grubDir, 0o755); err != nil {
+		return err
+	}
+	links, err := pxelink.New(pxelink.Config{Dir: cfgDir, GrubDir: grubDir, Lifetime: cfg.PXE.LinkLifetime}, st, log.With("svc", "pxe"))
 	if err != nil {
 		return err
 	}
 	if err := links.EnsureDefault(); err != nil {
+		return err
+	}
+	if err := links.EnsureGrubRoot(); err != nil {
 		return err
 	}
 	// Before TFTP and the AM serve: a node that boots, or an EC that asks,
@@ -114,7 +125,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	amCfg := am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb, BootFiles: bootFiles, InventoryFile: cfg.Inventory.File}
+	amCfg := am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb, BootFiles: bootFiles,
+		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File}
 	amSrv := am.New(amCfg, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	// Before anything serves: nodes boot and ECs ask by the file's
 	// inventory. A bad file stops netbootd here, saying which lines.
@@ -136,8 +148,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("dhcpd: %w", err)
 		}
 		defer nodes.Close()
-		b := dhcpd.Backend{Nodes: nodes, Leases: st, Discovered: st, Events: st}
-		if dhcpSrv, err = dhcpd.New(dhcpConfig(cfg.DHCP), b, log.With("svc", "dhcp")); err != nil {
+		b := dhcpd.Backend{Nodes: nodes, Leases: st, Discovered: st, Events: st, Links: st}
+		dc := dhcpConfig(cfg.DHCP)
+		dc.IPXEScript, dc.HTTPBoot = bootURLs(cfg)
+		if dc.BootfileAA64 != "" {
+			if _, err := os.Stat(filepath.Join(cfg.TFTPRoot, dc.BootfileAA64)); err != nil {
+				log.Info("no arm64 boot loader in tftp_root: arm64 UEFI clients get no boot file", "bootfile_aa64", dc.BootfileAA64)
+				dc.BootfileAA64 = ""
+			}
+		}
+		if dhcpSrv, err = dhcpd.New(dc, b, log.With("svc", "dhcp")); err != nil {
 			return err
 		}
 	}
@@ -167,22 +187,44 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // checked by config.Load.
 func dhcpConfig(c config.DHCP) dhcpd.Config {
 	out := dhcpd.Config{
-		Interface:   c.Interface,
-		ServerIP:    c.ServerIP,
-		Subnet:      dhcpd.Subnet{Prefix: c.Subnet, Router: c.Router, Pool: c.Pool},
-		DNS:         c.DNS,
-		Domain:      c.Domain,
-		LeaseTime:   c.LeaseTime,
-		Bootfile:    c.Bootfile,
-		BootfileEFI: c.BootfileEFI,
-		IPXEFast:    c.IPXEFast,
-		Mode:        dhcpd.Mode(c.Mode),
-		Workers:     c.Workers,
+		Interface:       c.Interface,
+		ServerIP:        c.ServerIP,
+		Subnet:          dhcpd.Subnet{Prefix: c.Subnet, Router: c.Router, Pool: c.Pool},
+		DNS:             c.DNS,
+		Domain:          c.Domain,
+		LeaseTime:       c.LeaseTime,
+		Bootfile:        c.Bootfile,
+		BootfileEFI:     c.BootfileEFI,
+		IPXEFast:        c.IPXEFast,
+		UEFILoader:      c.UEFILoader,
+		BootfileAA64:    c.BootfileAA64,
+		BootfileIPXEEFI: c.BootfileIPXEEFI,
+		Mode:            dhcpd.Mode(c.Mode),
+		Workers:         c.Workers,
 	}
 	for _, sn := range c.Subnets {
 		out.Subnets = append(out.Subnets, dhcpd.Subnet{Prefix: sn.Subnet, Router: sn.Router, Pool: sn.Pool})
 	}
 	return out
+}
+
+// bootURLs are the URLs DHCP hands out for the HTTP boot paths: the
+// per-node iPXE scripts and tftp_root over HTTP, on the AM's port at the
+// DHCP server address; none when http_boot is off, and no script URL with
+// dhcp.ipxe_script off.
+func bootURLs(cfg config.Config) (ipxeScript, httpBoot string) {
+	if cfg.HTTPBoot.Prefix == "" {
+		return "", ""
+	}
+	_, port, err := net.SplitHostPort(cfg.HTTP.Listen)
+	if err != nil || port == "" {
+		port = "80"
+	}
+	base := "http://" + net.JoinHostPort(cfg.DHCP.ServerIP.String(), port)
+	if cfg.DHCP.IPXEScript {
+		ipxeScript = base + am.IPXEPath
+	}
+	return ipxeScript, base + cfg.HTTPBoot.Prefix
 }
 
 // readyAddrs is what --ready-file holds.

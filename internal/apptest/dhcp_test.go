@@ -21,9 +21,9 @@ func TestDHCPYAML(t *testing.T) {
 		t.Fatalf("%v\n%s", err, d.YAML())
 	}
 	want := config.DHCP{Enabled: true, Interface: "p1", ServerIP: server, Subnet: subnet, Router: server, DNS: []netip.Addr{server},
-		Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0", IPXEFast: true}
+		Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0", IPXEFast: true, IPXEScript: false}
 	// The rest is config's defaults, not this section's business.
-	ignore := cmpopts.IgnoreFields(config.DHCP{}, "BootfileEFI", "Pool", "Mode", "Workers", "Subnets")
+	ignore := cmpopts.IgnoreFields(config.DHCP{}, "BootfileEFI", "BootfileIPXEEFI", "UEFILoader", "BootfileAA64", "Pool", "Mode", "Workers", "Subnets")
 	if diff := cmp.Diff(want, cfg.DHCP, ignore, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

@@ -61,12 +61,23 @@ type DHCP struct {
 	Domain    string
 	LeaseTime time.Duration
 	Bootfile  string
-	// BootfileEFI is the boot file for UEFI clients (option 93 = 6, 7 or
-	// 9); Bootfile is for BIOS clients (93 = 0) and all others.
+	// BootfileEFI is the boot file for UEFI PXE clients (option 93 = 6, 7
+	// or 9): shim; Bootfile is for BIOS clients (93 = 0) and all others.
 	BootfileEFI string
+	// BootfileIPXEEFI is for UEFI x86-64 PXE clients when UEFILoader is
+	// "ipxe": snponly.efi.
+	BootfileIPXEEFI string
+	// UEFILoader is "shim" (Secure Boot chain) or "ipxe".
+	UEFILoader string
+	// BootfileAA64 is for UEFI arm64 clients (option 93 = 11, 19), used
+	// only if tftp_root has it.
+	BootfileAA64 string
 	// Pool is a range inside Subnet from which MACs that are not in the
 	// inventory get leases; the zero Range ignores unknown MACs.
 	Pool iprange.Range
+	// IPXEScript sends iPXE clients their per-node script over HTTP (with
+	// http_boot on); false: the file for their architecture.
+	IPXEScript bool
 	// IPXEFast sends iPXE option 175.176 = 1 (skip the ProxyDHCP wait) and
 	// answers IPv6 router solicitations on Interface (ends iPXE's IPv6 wait).
 	IPXEFast bool
@@ -141,8 +152,12 @@ type dhcpFile struct {
 	LeaseTime   time.Duration    `yaml:"lease_time"`
 	Bootfile    string           `yaml:"bootfile"`
 	BootfileEFI string           `yaml:"bootfile_efi"`
+	BootfileIPX string           `yaml:"bootfile_ipxe_efi"`
+	UEFILoader  string           `yaml:"uefi_loader"`
+	BootfileA64 string           `yaml:"bootfile_aa64"`
 	Pool        string           `yaml:"pool"` // "FIRST-LAST" or ""
 	IPXEFast    bool             `yaml:"ipxe_fast"`
+	IPXEScript  bool             `yaml:"ipxe_script"`
 	Mode        string           `yaml:"mode"`
 	Workers     int              `yaml:"workers"`
 	Subnets     []dhcpSubnetFile `yaml:"subnets"`
@@ -172,8 +187,12 @@ func defaults() file {
 			Domain:      "orbit-lab.org",
 			LeaseTime:   time.Hour,
 			Bootfile:    "pxelinux.0",
-			BootfileEFI: "syslinux.efi",
+			BootfileEFI: "shimx64.efi",
+			BootfileIPX: "snponly.efi",
+			UEFILoader:  "shim",
+			BootfileA64: "shimaa64.efi",
 			IPXEFast:    true,
+			IPXEScript:  true,
 			Mode:        "server",
 			Workers:     8,
 		},
@@ -324,6 +343,15 @@ func (d dhcpFile) parse() (DHCP, []error) {
 	out := DHCP{
 		Enabled: d.Enabled, Interface: d.Interface, Domain: d.Domain, LeaseTime: d.LeaseTime,
 		Bootfile: d.Bootfile, BootfileEFI: d.BootfileEFI, IPXEFast: d.IPXEFast, Mode: d.Mode, Workers: d.Workers,
+		BootfileIPXEEFI: d.BootfileIPX, UEFILoader: d.UEFILoader, BootfileAA64: d.BootfileA64, IPXEScript: d.IPXEScript,
+	}
+	switch d.UEFILoader {
+	case "shim", "ipxe":
+	default:
+		errs = append(errs, fmt.Errorf("dhcp.uefi_loader: %q: want shim or ipxe", d.UEFILoader))
+	}
+	if d.UEFILoader == "ipxe" && d.BootfileIPX == "" {
+		errs = append(errs, errors.New("dhcp.bootfile_ipxe_efi: must not be empty with uefi_loader: ipxe"))
 	}
 	if d.LeaseTime <= 0 {
 		errs = append(errs, fmt.Errorf("dhcp.lease_time: %v: must be positive", d.LeaseTime))

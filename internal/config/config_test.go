@@ -30,7 +30,8 @@ var wantDefaults = Config{
 	TFTP:     TFTP{Listen: ":69"},
 	DHCP: DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
 		DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
-		BootfileEFI: "syslinux.efi", IPXEFast: true, Mode: "server", Workers: 8},
+		BootfileEFI: "shimx64.efi", BootfileIPXEEFI: "snponly.efi", UEFILoader: "shim", BootfileAA64: "shimaa64.efi",
+		IPXEFast: true, IPXEScript: true, Mode: "server", Workers: 8},
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
 	Inventory: Inventory{File: "/etc/netboot/inventory.yaml"},
 }
@@ -75,8 +76,9 @@ http_boot: { prefix: /files/boot/ }
 tftp:  { listen: "10.30.0.1:1069" }
 dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0.0/16,
          router: 10.30.0.254, dns: [10.30.0.53, 10.30.0.54], domain: lab.example, lease_time: 45m,
-         bootfile: lpxelinux.0, bootfile_efi: ipxe.efi, pool: 10.30.9.1-10.30.9.99,
-         ipxe_fast: false, mode: proxy, workers: 3,
+         bootfile: lpxelinux.0, bootfile_efi: ipxe.efi, bootfile_ipxe_efi: ipxe/snp.efi, uefi_loader: ipxe, bootfile_aa64: aa/shim.efi,
+         pool: 10.30.9.1-10.30.9.99,
+         ipxe_fast: false, ipxe_script: false, mode: proxy, workers: 3,
          subnets: [ { subnet: 10.31.0.0/24, router: 10.31.0.1, pool: 10.31.0.100-10.31.0.199 } ] }
 pxe:   { cfg_dir: cfg, default_image: orbit-3.1.4, link_lifetime: 90s }
 inventory: { seed: /srv/netboot/nodes.yaml }
@@ -90,6 +92,7 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 				DHCP: DHCP{Enabled: true, Interface: "br-ctl", ServerIP: addr("10.30.0.1"), Subnet: prefix("10.30.0.0/16"),
 					Router: addr("10.30.0.254"), DNS: []netip.Addr{addr("10.30.0.53"), addr("10.30.0.54")}, Domain: "lab.example",
 					LeaseTime: 45 * time.Minute, Bootfile: "lpxelinux.0", BootfileEFI: "ipxe.efi",
+					BootfileIPXEEFI: "ipxe/snp.efi", UEFILoader: "ipxe", BootfileAA64: "aa/shim.efi",
 					Pool: iprange.Range{First: addr("10.30.9.1"), Last: addr("10.30.9.99")}, IPXEFast: false, Mode: "proxy", Workers: 3,
 					Subnets: []DHCPSubnet{{Subnet: prefix("10.31.0.0/24"), Router: addr("10.31.0.1"),
 						Pool: iprange.Range{First: addr("10.31.0.100"), Last: addr("10.31.0.199")}}}},
@@ -136,7 +139,8 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 `, check: func(t *testing.T, c Config) {
 			want := DHCP{Interface: "eth1", ServerIP: addr("10.18.0.1"), Subnet: prefix("10.18.0.0/16"), Router: addr("10.18.0.1"),
 				DNS: []netip.Addr{addr("10.18.0.1")}, Domain: "orbit-lab.org", LeaseTime: time.Hour, Bootfile: "pxelinux.0",
-				BootfileEFI: "ipxe.efi", Pool: iprange.Range{First: addr("10.18.200.1"), Last: addr("10.18.200.254")}, IPXEFast: false, Mode: "proxy", Workers: 4,
+				BootfileEFI: "ipxe.efi", BootfileIPXEEFI: "snponly.efi", UEFILoader: "shim", BootfileAA64: "shimaa64.efi", IPXEScript: true,
+				Pool: iprange.Range{First: addr("10.18.200.1"), Last: addr("10.18.200.254")}, IPXEFast: false, Mode: "proxy", Workers: 4,
 				Subnets: []DHCPSubnet{{Subnet: prefix("10.19.0.0/16"), Router: addr("10.19.0.1"),
 					Pool: iprange.Range{First: addr("10.19.9.1"), Last: addr("10.19.9.9")}}, {Subnet: prefix("10.20.0.0/24")}}}
 			if diff := cmp.Diff(want, c.DHCP, cmpNetip...); diff != "" {
@@ -147,6 +151,8 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 		{name: "pool backwards", yaml: "dhcp: { pool: 10.18.0.10-10.18.0.9 }\n", wantErr: "dhcp.pool: \"10.18.0.10-10.18.0.9\": 10.18.0.10 comes after 10.18.0.9"},
 		{name: "pool not a range", yaml: "dhcp: { pool: 10.18.0.10 }\n", wantErr: "dhcp.pool: \"10.18.0.10\": want FIRST-LAST"},
 		{name: "pool ipv6", yaml: "dhcp: { pool: fd00::1-fd00::2 }\n", wantErr: "want FIRST-LAST, two IPv4 addresses"},
+		{name: "bad uefi_loader", yaml: "dhcp: { uefi_loader: grub }\n", wantErr: `dhcp.uefi_loader: "grub": want shim or ipxe`},
+		{name: "uefi_loader ipxe without its file", yaml: "dhcp: { uefi_loader: ipxe, bootfile_ipxe_efi: \"\" }\n", wantErr: "dhcp.bootfile_ipxe_efi: must not be empty"},
 		{name: "bad mode", yaml: "dhcp: { mode: relay }\n", wantErr: `dhcp.mode: "relay": want server or proxy`},
 		{name: "zero workers", yaml: "dhcp: { workers: 0 }\n", wantErr: "dhcp.workers: 0: want 1 to 1024"},
 		{name: "ipv6 router", yaml: "dhcp: { router: \"fd00::1\" }\n", wantErr: `dhcp.router: "fd00::1" is not an IPv4 address`},

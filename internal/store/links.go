@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -159,4 +160,24 @@ func (s *Store) ExpireLinks(ctx context.Context, now time.Time) ([]BootLink, err
 		return nil
 	})
 	return gone, err
+}
+
+// LinkByHex returns the active link named hex (pxelinux's name for an
+// IPv4 address), or ErrNotFound: none, or expired at now and not yet
+// removed. The boot paths that have no file of their own (iPXE scripts,
+// UEFI HTTP Boot URLs) ask it on each boot.
+func (s *Store) LinkByHex(ctx context.Context, hex string, now time.Time) (BootLink, error) {
+	var l BootLink
+	var set, exp int64
+	err := s.db.QueryRowContext(ctx, `SELECT hrn, control_ip, hex, image, set_at, expires_at
+		FROM boot_links WHERE hex = ? AND expires_at > ?`, hex, now.UnixNano()).
+		Scan(&l.HRN, &l.ControlIP, &l.Hex, &l.Image, &set, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BootLink{}, fmt.Errorf("store: link %s: %w", hex, ErrNotFound)
+	}
+	if err != nil {
+		return BootLink{}, fmt.Errorf("store: link %s: %w", hex, err)
+	}
+	l.SetAt, l.ExpiresAt = time.Unix(0, set).UTC(), time.Unix(0, exp).UTC()
+	return l, nil
 }

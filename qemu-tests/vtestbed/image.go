@@ -19,8 +19,11 @@ type Image struct {
 	Name string
 	Dir  string // the TFTP root it is in
 	// Config, Kernel and Initrd are relative to Dir:
-	// pxelinux.cfg/<Name>, linux-orbit-pxe-<kver>, initramfs-orbit-pxe-<ver>.gz.
+	// pxelinux.cfg/<Name>, linux-orbit-pxe-<kver>, initramfs-orbit-pxe-<ver>.gz;
+	// Grub and IPXE are the image's other loaders' configs: grub/<Name>.cfg,
+	// ipxe/<Name>.ipxe.
 	Config, Kernel, Initrd string
+	Grub, IPXE             string
 	Took                   time.Duration // the build
 }
 
@@ -53,7 +56,8 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 		return Image{}, fmt.Errorf("nbctl image build: %w\n%s", err, output)
 	}
 	img := Image{Name: name, Dir: out, Took: time.Since(start)}
-	// One line per file: "<path> <size>  sha256:<hex>": config, kernel, initramfs.
+	// One line per file: "<path> <size>  sha256:<hex>": the pxelinux, GRUB
+	// and iPXE configs, kernel, initramfs.
 	var files []string
 	for _, line := range strings.Split(string(output), "\n") {
 		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], "sha256:") {
@@ -67,17 +71,17 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 			files = append(files, filepath.ToSlash(rel))
 		}
 	}
-	if len(files) != 3 {
-		return Image{}, fmt.Errorf("nbctl image build: want 3 files in its output, got %d:\n%s", len(files), output)
+	if len(files) != 5 {
+		return Image{}, fmt.Errorf("nbctl image build: want 5 files in its output, got %d:\n%s", len(files), output)
 	}
-	img.Config, img.Kernel, img.Initrd = files[0], files[1], files[2]
+	img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd = files[0], files[1], files[2], files[3], files[4]
 	t.Logf("image %s built in %v: %s, %s, %s", name, img.Took.Round(time.Millisecond), img.Config, img.Kernel, img.Initrd)
 	return img, nil
 }
 
-// CopyTo copies the image's three files into another TFTP root.
+// CopyTo copies the image's files into another TFTP root.
 func (img Image) CopyTo(root string) (Image, error) {
-	for _, f := range []string{img.Config, img.Kernel, img.Initrd} {
+	for _, f := range []string{img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd} {
 		dst := filepath.Join(root, filepath.FromSlash(f))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return Image{}, err

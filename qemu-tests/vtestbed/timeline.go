@@ -58,6 +58,21 @@ func NetbootSteps(n Node, img Image) []Step {
 	}
 }
 
+// IPXEScriptSteps are the steps of an iPXE node booting an image through
+// its per-node script: DHCP, the script, kernel and initramfs over HTTP,
+// then the init's own DHCP.
+func IPXEScriptSteps(img Image) []Step {
+	q := regexp.QuoteMeta
+	return []Step{
+		{"DHCP offer", "dhcp", regexp.MustCompile(`^DHCPOFFER$`)},
+		{"DHCP ack", "dhcp", regexp.MustCompile(`^DHCPACK$`)},
+		{"iPXE script", "http", regexp.MustCompile(`^IPXE$`)},
+		{"kernel", "http", regexp.MustCompile(`^` + q(img.Kernel) + `$`)},
+		{"initramfs", "http", regexp.MustCompile(`^` + q(img.Initrd) + `$`)},
+		{"init's DHCP ack", "dhcp", regexp.MustCompile(`^DHCPACK$`)},
+	}
+}
+
 // LocalbootSteps are the steps of a node with no boot link: DHCP,
 // pxelinux.0, ldlinux.c32 and pxelinux.cfg/default (LOCALBOOT 0).
 func LocalbootSteps() []Step {

@@ -177,6 +177,10 @@ type Options struct {
 	// QMPDir is where the machines' QMP sockets go (QMPSocket); default
 	// the testbed's directory. It must exist.
 	QMPDir string
+	// IPXEScript lets netbootd send iPXE clients (QEMU's NIC ROMs) their
+	// per-node iPXE script (kernel and initramfs over HTTP) instead of
+	// pxelinux.0.
+	IPXEScript bool
 }
 
 // Testbed is a running virtual testbed.
@@ -455,7 +459,7 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	tftp, dhcp := `""`, "dhcp: { enabled: false }\n"
 	if boot {
 		tftp = `":69"`
-		d := apptest.DHCP{Interface: Bridge, Server: ServerIP, Subnet: Prefix}
+		d := apptest.DHCP{Interface: Bridge, Server: ServerIP, Subnet: Prefix, IPXEScript: o.IPXEScript}
 		if tb.Server == NetbootdProxy {
 			d.Mode = "proxy"
 		}

@@ -1,0 +1,196 @@
+package dhcpd
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/orbit-lab/netboot/internal/store"
+)
+
+// loaderConfig is testConfig with every loader path configured, as
+// netbootd configures them by default (aa64 present).
+func loaderConfig() Config {
+	c := testConfig()
+	c.BootfileEFI = "shimx64.efi"
+	c.BootfileIPXEEFI = "snponly.efi"
+	c.BootfileAA64 = "shimaa64.efi"
+	c.UEFILoader = UEFILoaderShim
+	c.IPXEScript = "http://10.18.0.1:5054/ipxe/"
+	c.HTTPBoot = "http://10.18.0.1:5054/boot/"
+	return c
+}
+
+func TestChooseLoader(t *testing.T) {
+	bios := clientInfo{arch: 0, pxe: true}
+	none := clientInfo{arch: -1}
+	ia32 := clientInfo{arch: 6, pxe: true}
+	efi7 := clientInfo{arch: 7, pxe: true}
+	efi9 := clientInfo{arch: 9, pxe: true}
+	arm := clientInfo{arch: 11, pxe: true}
+	http16 := clientInfo{arch: 16, http: true}
+	http19 := clientInfo{arch: 19, http: true}
+	ipxeBIOS := clientInfo{arch: 0, pxe: true, ipxe: true}
+	ipxeEFI := clientInfo{arch: 7, pxe: true, ipxe: true}
+	ipxeHTTP := clientInfo{arch: 16, http: true, ipxe: true}
+
+	ipxeLoader := func(c *Config) { c.UEFILoader = UEFILoaderIPXE }
+	noAA64 := func(c *Config) { c.BootfileAA64 = "" }
+	noScript := func(c *Config) { c.IPXEScript = "" }
+	noHTTP := func(c *Config) { c.HTTPBoot = "" }
+	const hex, img = "0A120102", "efi/orbit-2.0.0.img"
+	tests := []struct {
+		name   string
+		edit   func(*Config)
+		req    loaderRequest
+		file   string
+		http   bool
+		kindIs string
+	}{
+		{"BIOS", nil, loaderRequest{client: bios, hex: hex}, "pxelinux.0", false, "bios"},
+		{"no option 93", nil, loaderRequest{client: none, hex: hex}, "pxelinux.0", false, "bios"},
+		{"unknown arch", nil, loaderRequest{client: clientInfo{arch: 2}}, "pxelinux.0", false, "bios"},
+		{"UEFI IA32: the UEFI file, as before", nil, loaderRequest{client: ia32}, "shimx64.efi", false, "shim"},
+		{"UEFI x86-64 (7)", nil, loaderRequest{client: efi7, hex: hex}, "shimx64.efi", false, "shim"},
+		{"UEFI x86-64 (9)", nil, loaderRequest{client: efi9, hex: hex}, "shimx64.efi", false, "shim"},
+		{"UEFI x86-64 (7), uefi_loader ipxe", ipxeLoader, loaderRequest{client: efi7}, "snponly.efi", false, "ipxe-efi"},
+		{"UEFI x86-64 (9), uefi_loader ipxe", ipxeLoader, loaderRequest{client: efi9}, "snponly.efi", false, "ipxe-efi"},
+		{"UEFI IA32, uefi_loader ipxe: snponly.efi is x86-64 only", ipxeLoader, loaderRequest{client: ia32}, "shimx64.efi", false, "shim"},
+		{"BIOS, uefi_loader ipxe: unchanged", ipxeLoader, loaderRequest{client: bios}, "pxelinux.0", false, "bios"},
+		{"arm64 PXE", nil, loaderRequest{client: arm}, "shimaa64.efi", false, "aa64"},
+		{"arm64 PXE, no aa64 file: nothing", noAA64, loaderRequest{client: arm}, "", false, "aa64"},
+		{"HTTP Boot with a link", nil, loaderRequest{client: http16, hex: hex, httpFile: img}, "http://10.18.0.1:5054/boot/" + img, true, "http"},
+		{"HTTP Boot without a link: no file, 60 still echoed", nil, loaderRequest{client: http16, hex: hex}, "", true, "http"},
+		{"HTTP Boot, HTTP boot files off", noHTTP, loaderRequest{client: http16, hex: hex, httpFile: img}, "", true, "http"},
+		{"HTTP Boot by vendor class only (no 93)", nil, loaderRequest{client: clientInfo{arch: -1, http: true}, httpFile: img}, "http://10.18.0.1:5054/boot/" + img, true, "http"},
+		{"arm64 HTTP Boot with a link", nil, loaderRequest{client: http19, httpFile: img}, "http://10.18.0.1:5054/boot/shimaa64.efi", true, "http"},
+		{"arm64 HTTP Boot without a link", nil, loaderRequest{client: http19}, "", true, "http"},
+		{"arm64 HTTP Boot, no aa64 file", noAA64, loaderRequest{client: http19, httpFile: img}, "", true, "http"},
+		{"iPXE on BIOS: the node's script", nil, loaderRequest{client: ipxeBIOS, hex: hex}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
+		{"iPXE on UEFI: the node's script", nil, loaderRequest{client: ipxeEFI, hex: hex}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
+		{"iPXE over HTTP Boot: the script", nil, loaderRequest{client: ipxeHTTP, hex: hex, httpFile: img}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
+		{"iPXE, uefi_loader ipxe: the script, not snponly again", ipxeLoader, loaderRequest{client: ipxeEFI, hex: hex}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
+		{"iPXE, no script URL: the arch's file", noScript, loaderRequest{client: ipxeBIOS, hex: hex}, "pxelinux.0", false, "bios"},
+		{"iPXE, address unknown: the arch's file", nil, loaderRequest{client: ipxeEFI}, "shimx64.efi", false, "shim"},
+		{"override wins over BIOS", nil, loaderRequest{client: bios, override: "x/own.0"}, "x/own.0", false, "override"},
+		{"override wins over UEFI", ipxeLoader, loaderRequest{client: efi7, override: "x/own.efi"}, "x/own.efi", false, "override"},
+		{"override wins over iPXE", nil, loaderRequest{client: ipxeBIOS, hex: hex, override: "x/own.0"}, "x/own.0", false, "override"},
+		{"override wins over HTTP Boot, 60 echoed", nil, loaderRequest{client: http16, hex: hex, override: "x/own.efi"}, "x/own.efi", true, "override"},
+		{"override wins over arm64", noAA64, loaderRequest{client: arm, override: "x/own.efi"}, "x/own.efi", false, "override"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := loaderConfig()
+			if tt.edit != nil {
+				tt.edit(&c)
+			}
+			got := c.chooseLoader(tt.req)
+			want := loaderChoice{file: tt.file, httpClient: tt.http, kind: tt.kindIs}
+			if got != want {
+				t.Errorf("chooseLoader = %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestIsHTTPClient(t *testing.T) {
+	for _, tt := range []struct {
+		arch   int
+		vendor string
+		want   bool
+	}{
+		{16, "HTTPClient:Arch:00016:UNDI:003000", true},
+		{19, "", true},
+		{-1, "HTTPClient", true},
+		{7, "PXEClient:Arch:00007:UNDI:003000", false},
+		{0, "PXEClient", false},
+		{-1, "httpclient", false},
+	} {
+		if got := isHTTPClient(tt.arch, tt.vendor); got != tt.want {
+			t.Errorf("isHTTPClient(%d, %q) = %v", tt.arch, tt.vendor, got)
+		}
+	}
+}
+
+// fakeLinks is a Links with one linked hex name.
+type fakeLinks map[string]string // hex -> image
+
+func (f fakeLinks) LinkByHex(_ context.Context, hex string, _ time.Time) (store.BootLink, error) {
+	img, ok := f[hex]
+	if !ok {
+		return store.BootLink{}, fmt.Errorf("fake: %w", store.ErrNotFound)
+	}
+	return store.BootLink{Hex: hex, Image: img}, nil
+}
+
+// TestLoaderOnTheWire: the whole path, request bytes to reply bytes, in
+// both modes: each kind of client gets the same boot file from the address
+// server and the proxy, in the BOOTP file field and option 67, option 60
+// "HTTPClient" for HTTP Boot, and the link decides HTTP Boot (no link: no
+// file from the server, no reply at all from the proxy).
+func TestLoaderOnTheWire(t *testing.T) {
+	vendor := func(v string) reqOpt { return withOpt(60, []byte(v)) }
+	plain := without(77, 175) // not iPXE: the firmware's own PXE or HTTP stack
+	tests := []struct {
+		name   string
+		opts   []reqOpt
+		linked bool
+		file   string // "" no boot file
+		vc60   string // option 60 in the reply
+	}{
+		{"BIOS PXE", []reqOpt{plain}, true, "pxelinux.0", `"PXEClient"`},
+		{"UEFI PXE (7)", []reqOpt{plain, withArch(7), vendor("PXEClient:Arch:00007:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`},
+		{"UEFI PXE (9)", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, false, "shimx64.efi", `"PXEClient"`},
+		{"arm64 PXE", []reqOpt{plain, withArch(11), vendor("PXEClient:Arch:00011:UNDI:003000")}, true, "shimaa64.efi", `"PXEClient"`},
+		{"iPXE BIOS", nil, false, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`},
+		{"iPXE UEFI", []reqOpt{withArch(7)}, true, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`},
+		{"UEFI HTTP Boot, linked", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, true,
+			"http://10.18.0.1:5054/boot/efi/orbit-2.0.0.img", `"HTTPClient"`},
+		{"UEFI HTTP Boot, no link", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, false, "", `"HTTPClient"`},
+	}
+	for _, mode := range []Mode{ModeServer, ModeProxy} {
+		for _, tt := range tests {
+			t.Run(string(mode)+"/"+tt.name, func(t *testing.T) {
+				cfg := loaderConfig()
+				cfg.Mode = mode
+				b := backend(newFakeStore(testNodes...), &fakeEvents{})
+				links := fakeLinks{}
+				if tt.linked {
+					links["0A120102"] = "orbit-2.0.0"
+				}
+				b.Links = links
+				s, err := New(cfg, b, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, dst := s.handle(context.Background(), pxeRequest(dhcpv4.MessageTypeDiscover, knownMAC, tt.opts...).ToBytes(), clientSrc, 67)
+				got := summarize(t, out, dst)
+				if mode == ModeProxy && tt.file == "" {
+					if got != nil {
+						t.Fatalf("proxy answered a client it has no boot file for: %+v", got)
+					}
+					return
+				}
+				if got == nil {
+					t.Fatal("no reply")
+				}
+				wantOpt67 := ""
+				if tt.file != "" {
+					wantOpt67 = fmt.Sprintf("%q", tt.file)
+				}
+				if got.File != tt.file || got.Opts[67] != wantOpt67 {
+					t.Errorf("file %q, option 67 %s; want %q", got.File, got.Opts[67], tt.file)
+				}
+				if got.Opts[60] != tt.vc60 && (mode == ModeProxy || tt.vc60 == `"HTTPClient"`) {
+					t.Errorf("option 60 = %s, want %s", got.Opts[60], tt.vc60)
+				}
+				if mode == ModeServer && tt.vc60 != `"HTTPClient"` && got.Opts[60] != "" {
+					t.Errorf("address server: option 60 = %s, want none", got.Opts[60])
+				}
+			})
+		}
+	}
+}
