@@ -28,6 +28,7 @@ import (
 type Inventory interface {
 	Nodes(ctx context.Context, domain string) ([]inventory.Node, error)
 	Node(ctx context.Context, hrn string) (inventory.Node, error)
+	NodeByIP(ctx context.Context, ip string) (inventory.Node, error)
 	LookupNode(ctx context.Context, domain, name string) (inventory.Node, error)
 	LookupNodes(ctx context.Context, domain string, names []string) ([]inventory.Node, []string, error)
 	PutNode(ctx context.Context, n inventory.Node) (bool, error)

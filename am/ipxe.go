@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,17 +67,37 @@ func (s *Server) ipxeScript(c *gin.Context) {
 		c.String(http.StatusInternalServerError, "internal error\n")
 		return
 	}
-	if l.HRN != "" {
-		detail := "image=" + l.Image
-		if script == ipxeExit {
-			detail += " script=exit"
-		}
-		if err := s.inv.AddEvent(context.WithoutCancel(ctx), store.Event{HRN: l.HRN, At: time.Now().UTC(), Source: "http", What: "IPXE", Detail: detail}); err != nil {
-			s.log.Warn("iPXE script: timeline event not written", "hrn", l.HRN, "err", err)
+	// A script asked without a link is on the timeline too: it is how a
+	// node that was just imaged shows it has gone past netboot to its disk.
+	hrn, detail := l.HRN, "image="+l.Image
+	if hrn == "" {
+		hrn, detail = s.nodeAt(ctx, hex), "no link"
+	}
+	if script == ipxeExit {
+		detail += " script=exit"
+	}
+	if hrn != "" {
+		if err := s.inv.AddEvent(context.WithoutCancel(ctx), store.Event{HRN: hrn, At: time.Now().UTC(), Source: "http", What: "IPXE", Detail: detail}); err != nil {
+			s.log.Warn("iPXE script: timeline event not written", "hrn", hrn, "err", err)
 		}
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(script))
+}
+
+// nodeAt is the HRN of the node whose control IP hex (8 hex digits, as
+// in the script's path) is, "" if none.
+func (s *Server) nodeAt(ctx context.Context, hex string) string {
+	v, err := strconv.ParseUint(hex, 16, 32)
+	if err != nil {
+		return ""
+	}
+	ip := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	n, err := s.inv.NodeByIP(ctx, ip.String())
+	if err != nil {
+		return ""
+	}
+	return n.HRN
 }
 
 // renderIPXE is the script for hex, and the link it follows (zero: none).

@@ -636,7 +636,7 @@ func TestRestoreLinks(t *testing.T) {
 			log: append(loaded[:5:5], restored), image: "orbit-exp", note: "boot link .*: restored$"},
 		{name: "a node that boots without reading its PXE configuration: not restored", prior: time.Hour,
 			setup: func(f *fakeAM, j *Job, _ func()) { f.noPXE[aNode] = true; j.BootTimeout = 50 * time.Millisecond },
-			log:   loaded, note: "boot link to orbit-exp until .*: NOT restored: the node read no PXE configuration .* within 50ms of its reboot.*; to restore it: nbctl boot set --image orbit-exp --lifetime DURATION " + aNode},
+			log:   loaded, note: "boot link to orbit-exp until .*: NOT restored: the node read no boot configuration .* within 50ms of its reboot.*; to restore it: nbctl boot set --image orbit-exp --lifetime DURATION " + aNode},
 		{name: "interrupted before the node read its PXE configuration: not restored", prior: time.Hour,
 			setup: func(f *fakeAM, _ *Job, cancel func()) {
 				f.noPXE[aNode] = true
@@ -704,5 +704,33 @@ func TestRestoreLinks(t *testing.T) {
 				t.Errorf("%s had no link, yet: %+v", another, res[1])
 			}
 		})
+	}
+}
+
+// After a reboot into the written disk, the link comes back once the
+// node's boot loader has read what the link decides, whichever loader.
+func TestReadBootConfig(t *testing.T) {
+	for _, tc := range []struct {
+		source, what string
+		want         bool
+	}{
+		{"tftp", "pxelinux.cfg/0A120101", true},
+		{"tftp", "pxelinux.cfg/default", true},
+		{"http", "pxelinux.cfg/0A120101", true},
+		{"tftp", "grub/grub.cfg", true},
+		{"tftp", "grub/grub.cfg-0A120101", true},
+		{"http", "grub/grub.cfg-0A120101", true},
+		{"http", "IPXE", true},
+		{"tftp", "IPXE", false},
+		{"tftp", "pxelinux.0", false},
+		{"tftp", "linux-orbit-pxe-6.1.0-57-amd64", false},
+		{"tftp", "grub/orbit-2.0.0.cfg", false},
+		{"http", "shimx64.efi", false},
+		{"dhcp", "pxelinux.cfg/0A120101", false},
+		{"rc", "enrolled", false},
+	} {
+		if got := readBootConfig(apiv1.Event{Source: tc.source, What: tc.what}); got != tc.want {
+			t.Errorf("readBootConfig(%s %s) = %v, want %v", tc.source, tc.what, got, tc.want)
+		}
 	}
 }

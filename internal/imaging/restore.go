@@ -14,15 +14,27 @@ import (
 // link clears that too. So the job notes every link before it begins and
 // puts each back as it was, image and expiry, when the node is through:
 // at once if the node was not rebooted into its disk (it failed before,
-// or NoReboot); after a reboot, only once the node has read its PXE
-// configuration (a TFTP read of pxelinux.cfg/... on its timeline), since
-// the link read during that reboot must be none, or the node would not
+// or NoReboot); after a reboot, only once the node has read its boot
+// configuration (readBootConfig: pxelinux's, GRUB's or iPXE's, on its
+// timeline), since the link read during that reboot must be none, or the
+// node would not
 // boot the disk just written. Its references come back as one, the
 // latest: they only decide when the link goes.
 
-// pxeConfig is what pxelinux reads its configuration under: once a node
-// has read a file there, its boot no longer depends on its link.
-const pxeConfig = "pxelinux.cfg/"
+// readBootConfig reports whether e is a node's boot loader reading what
+// its link decides: pxelinux's pxelinux.cfg/..., GRUB's grub/grub.cfg...
+// (over TFTP or HTTP), or iPXE's script. Once a node has read one, its
+// boot no longer depends on its link.
+func readBootConfig(e apiv1.Event) bool {
+	switch e.Source {
+	case "tftp", "http":
+		if strings.HasPrefix(e.What, "pxelinux.cfg/") || strings.HasPrefix(e.What, "grub/grub.cfg") {
+			return true
+		}
+		return e.Source == "http" && e.What == "IPXE"
+	}
+	return false
+}
 
 // linksBefore lists the boot links before the job touches any.
 func linksBefore(ctx context.Context, am AM) (map[string]apiv1.BootLink, error) {
@@ -133,7 +145,7 @@ func (r *runner) waitPXE(ctx context.Context, hrn string, mark int64) error {
 			return false, nil // the appliance may be restarting: ask again
 		}
 		for _, e := range evs {
-			if e.ID > mark && e.Source == "tftp" && strings.Contains(e.What, pxeConfig) {
+			if e.ID > mark && readBootConfig(e) {
 				return true, nil
 			}
 		}
@@ -145,7 +157,7 @@ func (r *runner) waitPXE(ctx context.Context, hrn string, mark int64) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("the job ended before the node read its PXE configuration after its reboot: %w", ctx.Err())
 	}
-	return fmt.Errorf("the node read no PXE configuration (TFTP %s...) within %v of its reboot, and might boot it instead of its disk", pxeConfig, r.job.BootTimeout)
+	return fmt.Errorf("the node read no boot configuration (pxelinux.cfg/, grub/grub.cfg or its iPXE script) within %v of its reboot, and might boot it instead of its disk", r.job.BootTimeout)
 }
 
 // notRestored says why a link was not put back, and how to.
