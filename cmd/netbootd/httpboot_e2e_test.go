@@ -18,18 +18,26 @@ import (
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
+// loopbackNode is a netbootd (not started) with HTTP boot files under
+// /boot/ and one node, node1-1.sb8, whose control IP is 127.0.0.1: what
+// curl fetches lands on its timeline.
+func loopbackNode(t *testing.T) *apptest.Appliance {
+	t.Helper()
+	testenv.Programs(t, "Debian: curl; make test installs it", "curl")
+	return apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Extra: "http_boot: { prefix: /boot/ }\n", Inventory: `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01", pxe_image: orbit-2.0.0 }
+`})
+}
+
 // TestHTTPBootFiles runs netbootd and fetches boot files from its AM
 // listener with curl, as iPXE and UEFI HTTP Boot would: the node's link
 // (a hard link of the image's symlink) through a doubled slash, a RAM-disk
 // image whole, its headers, a range of it; escapes refused. The node's
 // control IP is 127.0.0.1, so the fetches land on its timeline.
 func TestHTTPBootFiles(t *testing.T) {
-	testenv.Programs(t, "Debian: curl; make test installs it", "curl")
-	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Extra: "http_boot: { prefix: /boot/ }\n", Inventory: `testbeds:
-  - domain: sb8
-    nodes:
-      - { hrn: node1-1.sb8, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01", pxe_image: orbit-2.0.0 }
-`})
+	a := loopbackNode(t)
 	img := boottree.RandomBytes(14, 30<<20) // the size of a UEFI RAM-disk image
 	shim := []byte("MZ not really shim")
 	for name, data := range map[string][]byte{"orbit-2.0.0.img": img, "shimx64.efi": shim} {

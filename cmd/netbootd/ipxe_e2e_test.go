@@ -14,7 +14,6 @@ import (
 	"github.com/orbit-lab/netboot/initramfs"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/imagename"
-	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestLoaderLinks runs netbootd and follows one node's boot link through
@@ -24,12 +23,7 @@ import (
 // TFTP). Without a link: iPXE exits and there is no GRUB file; with one:
 // the image's entries, rendered from one BootEntry; cleared: back.
 func TestLoaderLinks(t *testing.T) {
-	testenv.Programs(t, "Debian: curl; make test installs it", "curl")
-	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Extra: "http_boot: { prefix: /boot/ }\n", Inventory: `testbeds:
-  - domain: sb8
-    nodes:
-      - { hrn: node1-1.sb8, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01", pxe_image: orbit-2.0.0 }
-`})
+	a := loopbackNode(t)
 	entry := initramfs.BootEntry{Kernel: "linux-orbit-pxe-6.1.0-57-amd64", Initrd: "initramfs-orbit-pxe-2.0.0.gz", Append: initramfs.DefaultAppend}
 	kernel := []byte("not really a kernel")
 	for name, data := range map[string][]byte{
