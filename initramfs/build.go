@@ -99,9 +99,11 @@ var ErrBadName = imagename.ErrBadPXE
 // QEMU (e1000, virtio-net), and the disks that LOAD_IMAGE and SAVE_IMAGE
 // write and read (SATA through ahci and IDE through ata_piix, both as
 // /dev/sd*; virtio-blk as /dev/vd*). An image without a node's disk
-// driver boots and enrolls, and then cannot image the disk.
+// driver boots and enrolls, and then cannot image the disk. efivarfs (a
+// module in Debian's kernel, CONFIG_EFIVAR_FS=m) lets the RC of a UEFI
+// node read and report its SecureBoot variable.
 func DefaultModules() []string {
-	return []string{"e1000", "virtio_net", "virtio_pci", "virtio_blk", "ahci", "ata_piix", "sd_mod"}
+	return []string{"e1000", "virtio_net", "virtio_pci", "virtio_blk", "ahci", "ata_piix", "sd_mod", "efivarfs"}
 }
 
 // CheckName reports whether name can be an image name (the PXE image rule,

@@ -174,10 +174,12 @@ func startNode(t *testing.T, amURL string) *node {
 	dir := t.TempDir()
 	n := &node{t: t, dir: dir, state: filepath.Join(dir, "state"), out: &apptest.SyncBuffer{}}
 	testenv.WriteFile(t, filepath.Join(dir, "orbit_image"), []byte(ramImage+"\n"))
+	// A UEFI node with Secure Boot on, as efivarfs shows it.
+	testenv.WriteFile(t, filepath.Join(dir, "efi", "efivars", "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"), "\x06\x00\x00\x00\x01")
 	n.args = []string{
 		"--am", amURL, "--mac", node1MAC, "--hostname", "node1-1", "--cmdline", "/dev/null",
 		"--image-file", filepath.Join(dir, "orbit_image"), "--state-dir", n.state,
-		"--disk-allow", filepath.Join(dir, "disk*"),
+		"--disk-allow", filepath.Join(dir, "disk*"), "--efi-dir", filepath.Join(dir, "efi"),
 		"--poll-wait", "5s", "--max-backoff", "1s",
 		"--reboot-cmd", "touch " + filepath.Join(dir, "rebooted"),
 		"--poweroff-cmd", "touch " + filepath.Join(dir, "powered-off"),
@@ -349,13 +351,14 @@ func scenarios(t *testing.T, app backend) {
 
 	t.Run("enroll", func(t *testing.T) {
 		enr = waitEnrolled(ctx, t, c, node1, time.Time{}, diag)
-		if enr.Image != ramImage || enr.Hostname != "node1-1" || len(enr.MACs) != 1 || enr.MACs[0] != node1MAC || enr.Version == "" || enr.BootID == "" {
+		if enr.Image != ramImage || enr.Hostname != "node1-1" || len(enr.MACs) != 1 || enr.MACs[0] != node1MAC || enr.Version == "" || enr.BootID == "" ||
+			enr.Firmware != proto.FirmwareUEFI || enr.SecureBoot == nil || !*enr.SecureBoot {
 			t.Errorf("status = %+v", enr)
 		}
 		if evs, ok := waitTimeline(t, app, node1, func(e store.Event) bool {
-			return e.Source == "rc" && e.What == "enrolled" && e.Detail == ramImage
+			return e.Source == "rc" && e.What == "enrolled" && e.Detail == ramImage+" firmware=uefi secure_boot=on"
 		}); !ok {
-			t.Errorf("timeline = %+v, want it to end with rc enrolled %s", evs, ramImage)
+			t.Errorf("timeline = %+v, want it to end with rc enrolled %s firmware=uefi secure_boot=on", evs, ramImage)
 		}
 		all, err := c.RCs(ctx)
 		if err != nil || len(all) != 1 || all[0].HRN != node1 {

@@ -58,6 +58,7 @@ type Config struct {
 	Mounts     string // default /proc/mounts
 	BootIDFile string // default /proc/sys/kernel/random/boot_id
 	KernelFile string // default /proc/sys/kernel/osrelease
+	EFIDir     string // default /sys/firmware/efi
 
 	PollWait    time.Duration // how long a poll may wait (default 25s; the appliance may cap it)
 	MinBackoff  time.Duration // first wait after a failure (default 1s)
@@ -87,6 +88,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Mounts, "/proc/mounts")
 	def(&c.BootIDFile, "/proc/sys/kernel/random/boot_id")
 	def(&c.KernelFile, "/proc/sys/kernel/osrelease")
+	def(&c.EFIDir, "/sys/firmware/efi")
 	if c.DiskAllow == nil {
 		c.DiskAllow = DefaultDiskAllow
 	}
@@ -227,7 +229,7 @@ func (r *rc) facts() proto.EnrollRequest {
 	if image == "" {
 		image = cfg.ImageName
 	}
-	return proto.EnrollRequest{
+	f := proto.EnrollRequest{
 		MACs:      macs,
 		Hostname:  host,
 		Image:     image,
@@ -237,6 +239,8 @@ func (r *rc) facts() proto.EnrollRequest {
 		Disks:     localDisks(cfg.SysBlock),
 		Version:   Version,
 	}
+	f.Firmware, f.SecureBoot = localFirmware(cfg.EFIDir)
+	return f
 }
 
 func (r *rc) enroll(ctx context.Context) error {

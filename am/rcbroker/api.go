@@ -79,6 +79,8 @@ func (b *Broker) rcStatus(e store.RCEnrollment) proto.RCStatus {
 		BootID:     e.BootID,
 		Disks:      e.Info.Disks,
 		Version:    e.Info.Version,
+		Firmware:   e.Firmware,
+		SecureBoot: e.SecureBoot,
 	}
 }
 

@@ -91,6 +91,7 @@ func enroll(t *testing.T, a *rcbrokertest.Appliance, macs ...string) proto.Enrol
 
 func TestEnrollChecks(t *testing.T) {
 	a := start(t, rcbroker.Config{})
+	on := true
 	for _, tc := range []struct {
 		name string
 		body any
@@ -101,6 +102,8 @@ func TestEnrollChecks(t *testing.T) {
 		{"not JSON", "{", http.StatusBadRequest},
 		{"unknown", proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01"}}, http.StatusNotFound},
 		{"two nodes", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01", "00:03:1d:0c:01:02"}}, http.StatusConflict},
+		{"unknown firmware", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}, Firmware: "coreboot"}, http.StatusBadRequest},
+		{"secure boot on bios", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}, Firmware: proto.FirmwareBIOS, SecureBoot: &on}, http.StatusBadRequest},
 		{"upper case, unknown first", proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01", "00:03:1D:0C:01:02"}}, http.StatusOK},
 	} {
 		if ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", tc.body); ans.code != tc.want {
@@ -110,6 +113,62 @@ func TestEnrollChecks(t *testing.T) {
 	s, err := amclient.New(a.URL).RCStatus(context.Background(), "n2.sb8")
 	if err != nil || !s.Enrolled || s.MACs[1] != "00:03:1d:0c:01:02" {
 		t.Errorf("n2 = %+v, %v", s, err)
+	}
+	if s, err := amclient.New(a.URL).RCStatus(context.Background(), "n1.sb8"); err != nil || s.Enrolled {
+		t.Errorf("n1 = %+v, %v: a refused enrollment enrolled it", s, err)
+	}
+}
+
+// TestEnrollFirmware: how the node booted, as its RC said, is in its RC
+// status and on its timeline; an RC that did not say is unknown.
+func TestEnrollFirmware(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	on, off := true, false
+	for _, tc := range []struct {
+		name     string
+		firmware string
+		sb       *bool
+		detail   string
+	}{
+		{"older RC", "", nil, "orbit-2.0.0"},
+		{"bios", proto.FirmwareBIOS, &off, "orbit-2.0.0 firmware=bios secure_boot=off"},
+		{"uefi, efivarfs unreadable", proto.FirmwareUEFI, nil, "orbit-2.0.0 firmware=uefi"},
+		{"uefi", proto.FirmwareUEFI, &off, "orbit-2.0.0 firmware=uefi secure_boot=off"},
+		{"uefi secure boot", proto.FirmwareUEFI, &on, "orbit-2.0.0 firmware=uefi secure_boot=on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{
+				MACs: []string{"00:03:1d:0c:01:01"}, Image: "orbit-2.0.0", BootID: tc.name, Firmware: tc.firmware, SecureBoot: tc.sb})
+			if ans.code != http.StatusOK {
+				t.Fatalf("enroll: %d %s", ans.code, ans.body)
+			}
+			for _, path := range []string{"/api/v1/nodes/n1.sb8/rc", "/api/v1/rc"} {
+				ans := req(t, http.MethodGet, a.URL+path, "", nil)
+				var one proto.RCStatus
+				var all []proto.RCStatus
+				if path == "/api/v1/rc" {
+					if err := json.Unmarshal([]byte(ans.body), &all); err != nil || len(all) != 1 {
+						t.Fatalf("GET %s: %d %s", path, ans.code, ans.body)
+					}
+					one = all[0]
+				} else if err := json.Unmarshal([]byte(ans.body), &one); err != nil {
+					t.Fatalf("GET %s: %d %s", path, ans.code, ans.body)
+				}
+				if one.Firmware != tc.firmware || (one.SecureBoot == nil) != (tc.sb == nil) || (tc.sb != nil && *one.SecureBoot != *tc.sb) {
+					t.Errorf("GET %s: %s; want firmware %q secure_boot %v", path, ans.body, tc.firmware, tc.sb)
+				}
+				if tc.sb == nil && strings.Contains(ans.body, "secure_boot") {
+					t.Errorf("GET %s: %s: an unknown secure_boot must be absent", path, ans.body)
+				}
+			}
+			evs, err := a.Store().Events(context.Background(), "n1.sb8")
+			if err != nil || len(evs) == 0 {
+				t.Fatalf("events: %v, %v", evs, err)
+			}
+			if last := evs[len(evs)-1]; last.What != "enrolled" || last.Detail != tc.detail {
+				t.Errorf("last event %+v; want enrolled %q", last, tc.detail)
+			}
+		})
 	}
 }
 

@@ -80,6 +80,15 @@ func checkEnroll(r *proto.EnrollRequest) error {
 		}
 	}
 	r.MACs = macs
+	switch r.Firmware {
+	case "", proto.FirmwareUEFI:
+	case proto.FirmwareBIOS:
+		if r.SecureBoot != nil && *r.SecureBoot {
+			return apierr.BadRequest("enroll: secure_boot on with firmware %s: Secure Boot is UEFI's", r.Firmware)
+		}
+	default:
+		return apierr.BadRequest("enroll: firmware %q: want %s or %s", clip(r.Firmware), proto.FirmwareBIOS, proto.FirmwareUEFI)
+	}
 	for i, a := range r.Addresses {
 		r.Addresses[i] = clip(a)
 	}
@@ -143,18 +152,31 @@ func (b *Broker) enroll(c *gin.Context) {
 	now := time.Now()
 	e, err := b.st.PutRCEnrollment(ctx, store.RCEnrollment{
 		HRN: hrns[0], Secret: secret, BootID: req.BootID, Image: req.Image, Hostname: req.Hostname,
-		Info: req, EnrolledAt: now, LastSeen: now,
+		Info: req, Firmware: req.Firmware, SecureBoot: req.SecureBoot, EnrolledAt: now, LastSeen: now,
 	})
 	if err != nil {
 		b.apiError(c, err)
 		return
 	}
-	if err := b.st.AddEvent(ctx, store.Event{HRN: e.HRN, At: now, Source: "rc", What: "enrolled", Detail: req.Image}); err != nil {
+	if err := b.st.AddEvent(ctx, store.Event{HRN: e.HRN, At: now, Source: "rc", What: "enrolled", Detail: enrolledDetail(req)}); err != nil {
 		b.log.Error("rc: timeline", "hrn", e.HRN, "err", err)
 	}
 	b.log.Info("rc enrolled", "hrn", e.HRN, "enrollment", e.ID, "image", req.Image, "hostname", req.Hostname, "client", c.ClientIP())
 	b.wake.notify(e.HRN) // commands moved to this enrollment, and old polls to end
 	c.JSON(http.StatusOK, proto.EnrollResponse{HRN: e.HRN, Enrollment: e.ID, Secret: secret, PollWait: b.cfg.PollWait.String()})
+}
+
+// enrolledDetail is the enrollment event's detail: the image, then how
+// the node booted when its RC said (an older RC does not).
+func enrolledDetail(req proto.EnrollRequest) string {
+	d := req.Image
+	if req.Firmware != "" {
+		d += " firmware=" + req.Firmware
+	}
+	if req.SecureBoot != nil {
+		d += " secure_boot=" + map[bool]string{true: "on", false: "off"}[*req.SecureBoot]
+	}
+	return d
 }
 
 // parseIDs parses "3,4,5".

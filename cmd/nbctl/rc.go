@@ -32,9 +32,9 @@ func (k *cli) rcStatus(ctx context.Context, args []string) error {
 	case fs.NArg() == 0 && given(fs, "domain"):
 		return fmt.Errorf("--domain names the testbed of NODE: %w", errUsage)
 	case fs.NArg() == 0:
-		return listTable(ctx, k, k.c.RCs, *asJSON, "NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tENROLLED\tLAST_SEEN", func(s proto.RCStatus) []string {
+		return listTable(ctx, k, k.c.RCs, *asJSON, "NODE\tSTATE\tIMAGE\tHOSTNAME\tADDRESSES\tFIRMWARE\tENROLLED\tLAST_SEEN", func(s proto.RCStatus) []string {
 			return []string{s.HRN, onlineWord(s), s.Image, s.Hostname, strings.Join(s.Addresses, ","),
-				clock(s.EnrolledAt), clock(s.LastSeen)}
+				firmwareWord(s), clock(s.EnrolledAt), clock(s.LastSeen)}
 		})
 	}
 	c := client()
@@ -55,7 +55,7 @@ func (k *cli) rcStatus(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(k.out, "%s: %s, enrollment %d at %s, last seen %s\n", s.HRN, onlineWord(s), s.Enrollment, clock(s.EnrolledAt), clock(s.LastSeen))
 		rows := [][]string{
-			{"image", s.Image}, {"hostname", s.Hostname}, {"kernel", s.Kernel}, {"rc", s.Version},
+			{"image", s.Image}, {"hostname", s.Hostname}, {"kernel", s.Kernel}, {"firmware", firmwareWord(s)}, {"rc", s.Version},
 			{"macs", strings.Join(s.MACs, " ")}, {"addresses", strings.Join(s.Addresses, " ")},
 		}
 		for _, d := range s.Disks {
@@ -76,6 +76,23 @@ func (k *cli) rcStatus(ctx context.Context, args []string) error {
 		k.table("ID\tTYPE\tSTATE\tREPLY\tEXIT\tQUEUED\tDETAIL", rows)
 	}
 	return nil
+}
+
+// firmwareWord is how the node booted: bios, uefi, or uefi+sb with Secure
+// Boot on; "uefi?" when its RC could not read the SecureBoot variable, "-"
+// when its RC did not say (an older RC).
+func firmwareWord(s proto.RCStatus) string {
+	switch {
+	case s.Firmware == "":
+		return "-"
+	case s.Firmware != proto.FirmwareUEFI:
+		return s.Firmware
+	case s.SecureBoot == nil:
+		return "uefi?"
+	case *s.SecureBoot:
+		return "uefi+sb"
+	}
+	return "uefi"
 }
 
 func onlineWord(s proto.RCStatus) string {

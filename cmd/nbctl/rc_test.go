@@ -13,6 +13,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
@@ -38,8 +39,11 @@ func TestRCAndDiskCommands(t *testing.T) {
 	defer a.Stop()
 	dir := t.TempDir()
 	ctx := context.Background()
+	// A UEFI node with Secure Boot on, as efivarfs shows it.
+	testenv.WriteFile(t, filepath.Join(dir, "efi", "efivars", "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"), "\x06\x00\x00\x00\x01")
 	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
-		ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second})
+		ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second,
+		EFIDir: filepath.Join(dir, "efi")})
 	defer stopRC()
 
 	var out, errs bytes.Buffer
@@ -56,6 +60,15 @@ func TestRCAndDiskCommands(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	if err := k.rcStatus(ctx, nil); err != nil || !apptest.HasLine(out.String(), node, "online", "uefi+sb") || !strings.Contains(out.String(), "FIRMWARE") {
+		t.Errorf("rc status: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := k.rcStatus(ctx, []string{node}); err != nil || !apptest.HasLine(out.String(), "firmware", "uefi+sb") {
+		t.Errorf("rc status %s: %v\n%s", node, err, out.String())
+	}
+	out.Reset()
 
 	err = k.rcExec(ctx, []string{"--shell", node, "--", "echo", "hi;", "echo", "oops", ">&2;", "exit", "3"})
 	if err == nil || !strings.Contains(err.Error(), "exited with code 3") || out.String() != "hi\n" || !strings.Contains(errs.String(), "oops\n") {

@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		maxBackoff  = fs.Duration("max-backoff", 30*time.Second, "longest wait between reconnection attempts")
 		rebootCmd   = fs.String("reboot-cmd", "", "shell command for REBOOT (default: sync, then SIGTERM to PID 1)")
 		poweroffCmd = fs.String("poweroff-cmd", "", "shell command for POWEROFF (default: sync, then SIGUSR2 to PID 1)")
+		efiDir      = fs.String("efi-dir", "/sys/firmware/efi", "the kernel's UEFI directory: reported firmware and Secure Boot come from it")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	)
@@ -109,6 +110,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		ImageName:  os.Getenv(layout.EnvImage),
 		PollWait:   *pollWait,
 		MaxBackoff: *maxBackoff,
+		EFIDir:     *efiDir,
 		Log:        log,
 	}
 	if *rebootCmd != "" || *poweroffCmd != "" {

@@ -63,6 +63,7 @@ func (n *Node) Steps() []Step {
 		// background while the modules load.
 		Step{"entropy wait started", n.startEntropy},
 		Step{"kernel modules", n.loadModules},
+		Step{"efivarfs", n.mountEFIVars}, // after its module
 		Step{"links up", n.linksUp},
 		Step{"control interface", n.chooseControl},
 		Step{"entropy", n.waitEntropy},
@@ -135,6 +136,22 @@ func (n *Node) loadModules(context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// mountEFIVars mounts efivarfs where the RC reads the SecureBoot
+// variable, on a UEFI node.
+func (n *Node) mountEFIVars(context.Context) error {
+	ok, err := mountEFIVars(EFIDir, func(target string) error {
+		err := unix.Mount("efivarfs", target, "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		if errors.Is(err, unix.EBUSY) { // mounted already
+			return nil
+		}
+		return err
+	})
+	if err == nil && !ok {
+		n.Log.Info("no UEFI: efivarfs not mounted", "dir", EFIDir)
+	}
+	return err
 }
 
 func loadModule(p string) error {

@@ -24,6 +24,8 @@ type RCEnrollment struct {
 	Image      string
 	Hostname   string
 	Info       proto.EnrollRequest // what the RC reported, as it reported it
+	Firmware   string              // proto.FirmwareBIOS or FirmwareUEFI; "" unknown
+	SecureBoot *bool               // nil unknown
 	EnrolledAt time.Time
 	LastSeen   time.Time
 	// Down is REBOOT or POWEROFF once the RC has acknowledged one (done),
@@ -59,7 +61,7 @@ func secretHash(secret string) string {
 const downFrom = ` FROM rc_commands c WHERE c.enrollment = rc_enrollments.id AND c.state = '` + proto.StateDone +
 	`' AND c.type IN ('` + proto.Reboot + `', '` + proto.Poweroff + `') ORDER BY c.id DESC LIMIT 1)`
 
-const enrollmentColumns = `id, hrn, secret, boot_id, image, hostname, info, enrolled_at, last_seen, ` +
+const enrollmentColumns = `id, hrn, secret, boot_id, image, hostname, info, enrolled_at, last_seen, firmware, secure_boot, ` +
 	`(SELECT c.type` + downFrom + `, (SELECT c.finished_at` + downFrom
 
 func scanEnrollment(r scanner) (RCEnrollment, error) {
@@ -68,8 +70,12 @@ func scanEnrollment(r scanner) (RCEnrollment, error) {
 	var at, seen int64
 	var down sql.NullString
 	var downAt sql.NullInt64
-	if err := r.Scan(&e.ID, &e.HRN, &e.Secret, &e.BootID, &e.Image, &e.Hostname, &info, &at, &seen, &down, &downAt); err != nil {
+	var sb sql.NullBool
+	if err := r.Scan(&e.ID, &e.HRN, &e.Secret, &e.BootID, &e.Image, &e.Hostname, &info, &at, &seen, &e.Firmware, &sb, &down, &downAt); err != nil {
 		return e, err
+	}
+	if sb.Valid {
+		e.SecureBoot = &sb.Bool
 	}
 	if down.Valid && downAt.Valid {
 		e.Down, e.DownAt = down.String, time.Unix(0, downAt.Int64).UTC()
@@ -101,9 +107,13 @@ func (s *Store) PutRCEnrollment(ctx context.Context, e RCEnrollment) (RCEnrollme
 		if _, err := tx.ExecContext(ctx, `DELETE FROM rc_enrollments WHERE hrn = ?`, e.HRN); err != nil {
 			return fmt.Errorf("store: enroll %q: %w", e.HRN, err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO rc_enrollments(hrn, secret, secret_hash, boot_id, image, hostname, info, enrolled_at, last_seen)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.HRN, e.Secret, secretHash(e.Secret), e.BootID, e.Image, e.Hostname, string(info),
-			e.EnrolledAt.UnixNano(), e.LastSeen.UnixNano())
+		var sb sql.NullBool
+		if e.SecureBoot != nil {
+			sb = sql.NullBool{Bool: *e.SecureBoot, Valid: true}
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO rc_enrollments(hrn, secret, secret_hash, boot_id, image, hostname, info, enrolled_at, last_seen, firmware, secure_boot)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.HRN, e.Secret, secretHash(e.Secret), e.BootID, e.Image, e.Hostname, string(info),
+			e.EnrolledAt.UnixNano(), e.LastSeen.UnixNano(), e.Firmware, sb)
 		if err != nil {
 			return fmt.Errorf("store: enroll %q: %w", e.HRN, err)
 		}

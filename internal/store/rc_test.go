@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +208,55 @@ func TestRCCommandsBoundedAndKeptOverReopen(t *testing.T) {
 	if err != nil || len(cmds) != RCCommandsPerNode {
 		t.Errorf("commands kept = %d, %v; want %d", len(cmds), err, RCCommandsPerNode)
 	}
+}
+
+// TestRCEnrollmentFirmware: how the node booted is kept with its
+// enrollment, over a reopen, and an RC that did not say is unknown, not
+// BIOS or Secure Boot off.
+func TestRCEnrollmentFirmware(t *testing.T) {
+	on, off := true, false
+	tests := []struct {
+		name     string
+		firmware string
+		sb       *bool
+	}{
+		{"unknown (an older RC)", "", nil},
+		{"bios", proto.FirmwareBIOS, &off},
+		{"uefi, secure boot unknown", proto.FirmwareUEFI, nil},
+		{"uefi, secure boot off", proto.FirmwareUEFI, &off},
+		{"uefi, secure boot on", proto.FirmwareUEFI, &on},
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	at := time.Unix(1000, 0).UTC()
+	for i, tt := range tests {
+		e, err := s.PutRCEnrollment(ctx, RCEnrollment{
+			HRN: "node1-" + string(rune('1'+i)) + ".sb8", Secret: "aa1" + string(rune('1'+i)), Image: "orbit-2.0.0",
+			Firmware: tt.firmware, SecureBoot: tt.sb, EnrolledAt: at, LastSeen: at,
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got, err := s.RCEnrollment(ctx, e.HRN); err != nil || !cmp.Equal(e, got) {
+			t.Errorf("%s: read back %+v, %v; want %+v", tt.name, got, err, e)
+		}
+	}
+	s = reopen(t, s, dir)
+	all, err := s.RCEnrollments(ctx)
+	if err != nil || len(all) != len(tests) {
+		t.Fatalf("enrollments = %+v, %v", all, err)
+	}
+	for i, tt := range tests {
+		if got := all[i]; got.Firmware != tt.firmware || !cmp.Equal(got.SecureBoot, tt.sb) {
+			t.Errorf("%s: after reopen firmware %q secure boot %v; want %q %v", tt.name, got.Firmware, fmtBool(got.SecureBoot), tt.firmware, fmtBool(tt.sb))
+		}
+	}
+}
+
+func fmtBool(b *bool) string {
+	if b == nil {
+		return "unknown"
+	}
+	return strconv.FormatBool(*b)
 }

@@ -171,6 +171,10 @@ var migrations = []string{
 	`ALTER TABLE nodes ADD COLUMN bootfile TEXT NOT NULL DEFAULT '';`,
 	// 5: the node's power driver (cmc service).
 	`ALTER TABLE nodes ADD COLUMN power TEXT NOT NULL DEFAULT '';`,
+	// 6: how an enrolled node booted: firmware bios or uefi ('' unknown),
+	// Secure Boot 1 or 0 (NULL unknown).
+	`ALTER TABLE rc_enrollments ADD COLUMN firmware TEXT NOT NULL DEFAULT '';
+	ALTER TABLE rc_enrollments ADD COLUMN secure_boot INTEGER;`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema

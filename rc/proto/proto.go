@@ -149,7 +149,19 @@ type EnrollRequest struct {
 	BootID    string   `json:"boot_id"`           // a new one means the node rebooted
 	Disks     []Disk   `json:"disks"`             // from /sys/block
 	Version   string   `json:"version,omitempty"` // the RC's version
+	// Firmware is FirmwareBIOS or FirmwareUEFI, as the node booted; ""
+	// (an RC from before it was reported) is unknown.
+	Firmware string `json:"firmware,omitempty"`
+	// SecureBoot is the firmware's SecureBoot variable; nil is unknown
+	// (an older RC, or efivarfs could not be read). Always false on BIOS.
+	SecureBoot *bool `json:"secure_boot,omitempty"`
 }
+
+// Firmware kinds in EnrollRequest.Firmware and RCStatus.Firmware.
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
 
 // EnrollResponse is the appliance's answer to an enrollment.
 type EnrollResponse struct {
@@ -324,6 +336,8 @@ type RCStatus struct {
 	BootID     string     `json:"boot_id,omitempty"`
 	Disks      []Disk     `json:"disks,omitempty"`
 	Version    string     `json:"version,omitempty"`
+	Firmware   string     `json:"firmware,omitempty"`    // as in EnrollRequest: "" is unknown
+	SecureBoot *bool      `json:"secure_boot,omitempty"` // as in EnrollRequest: nil is unknown
 }
 
 // DiskImage is a disk image stored on the appliance.
