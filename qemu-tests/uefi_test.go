@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -64,8 +65,11 @@ func TestUEFISecureBootNetboot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
 	}
-	if st.Firmware != "uefi" || st.SecureBoot == nil || !*st.SecureBoot {
-		t.Errorf("RC status: firmware %q, secure_boot %v; want uefi, on\nserial:\n%s", st.Firmware, st.SecureBoot, vm.Console.Text())
+	if sb := "unknown"; st.Firmware != "uefi" || st.SecureBoot == nil || !*st.SecureBoot {
+		if st.SecureBoot != nil {
+			sb = strconv.FormatBool(*st.SecureBoot)
+		}
+		t.Errorf("RC status: firmware %q, secure_boot %s; want uefi, true\nserial:\n%s", st.Firmware, sb, vm.Console.Text())
 	}
 	evs, err := tb.Events(ctx, node.HRN)
 	if err != nil {
