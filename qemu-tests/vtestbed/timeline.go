@@ -73,6 +73,23 @@ func IPXEScriptSteps(img Image) []Step {
 	}
 }
 
+// UEFIShimSteps are the steps of a UEFI node netbooting an image through
+// Debian's signed chain: DHCP, shim, its GRUB (grubx64.efi), the node's
+// hex-named GRUB config, the kernel and the initramfs over TFTP (GRUB under
+// Secure Boot cannot use HTTP), then the init's own DHCP.
+func UEFIShimSteps(n Node, img Image) []Step {
+	q := regexp.QuoteMeta
+	return []Step{
+		{"DHCP ack", "dhcp", regexp.MustCompile(`^DHCPACK$`)},
+		{"shim", "tftp", regexp.MustCompile(`^shimx64\.efi$`)},
+		{"GRUB", "tftp", regexp.MustCompile(`^grubx64\.efi$`)},
+		{"GRUB config " + n.Hex(), "tftp", regexp.MustCompile(`^grub/grub\.cfg-` + n.Hex() + `$`)},
+		{"kernel", "tftp", regexp.MustCompile(`^` + q(img.Kernel) + `$`)},
+		{"initramfs", "tftp", regexp.MustCompile(`^` + q(img.Initrd) + `$`)},
+		{"init's DHCP ack", "dhcp", regexp.MustCompile(`^DHCPACK$`)},
+	}
+}
+
 // LocalbootSteps are the steps of a node with no boot link: DHCP,
 // pxelinux.0, ldlinux.c32 and pxelinux.cfg/default (LOCALBOOT 0).
 func LocalbootSteps() []Step {

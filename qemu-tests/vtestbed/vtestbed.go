@@ -639,6 +639,8 @@ type RCStatus struct {
 	EnrolledAt *time.Time `json:"enrolled_at"`
 	Image      string     `json:"image"`
 	Hostname   string     `json:"hostname"`
+	Firmware   string     `json:"firmware"`    // bios, uefi; "" unknown
+	SecureBoot *bool      `json:"secure_boot"` // nil unknown
 }
 
 // RCStatus returns the state of a node's RC.
