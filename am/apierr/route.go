@@ -7,6 +7,9 @@ type Route struct {
 	Method  string
 	Path    string
 	Handler gin.HandlerFunc
+	// Role is what the route asks of its caller (see Role); every route
+	// declares one.
+	Role Role
 }
 
 // Register adds routes to g, in order.
