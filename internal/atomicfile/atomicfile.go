@@ -18,6 +18,12 @@ const tempMark = ".tmp-"
 // mode perm, synced, then renamed into place. If fill fails, nothing
 // replaces path and the temporary file is removed.
 func Write(path string, perm fs.FileMode, fill func(io.Writer) error) error {
+	return WriteOSFile(path, perm, func(f *os.File) error { return fill(f) })
+}
+
+// WriteOSFile is Write for a fill that needs the temporary file itself:
+// a file system image written at offsets and read back while it is made.
+func WriteOSFile(path string, perm fs.FileMode, fill func(*os.File) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+tempMark+"*")
 	if err != nil {
 		return err
