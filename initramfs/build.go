@@ -4,7 +4,8 @@
 // modules the node's NICs need, and the pxelinux config that boots them.
 //
 // Builds are reproducible: the same sources, kernel, modules, name and Go
-// toolchain give byte-identical files.
+// toolchain give byte-identical files (the UEFI RAM disk given
+// $SOURCE_DATE_EPOCH, the time of its volume label).
 package initramfs
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/orbit-lab/netboot/initramfs/layout"
 	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/digest"
+	"github.com/orbit-lab/netboot/internal/fatimg"
 	"github.com/orbit-lab/netboot/internal/imagename"
 )
 
@@ -67,7 +69,37 @@ type Options struct {
 	GOARCH string
 	// Log receives progress; default: discard.
 	Log *slog.Logger
+	// EFIImg, when set, also makes the image's UEFI HTTP Boot RAM disk,
+	// efi/<Name>.img, with these loaders.
+	EFIImg *EFILoaders
 }
+
+// EFILoaders are the signed UEFI loaders of a RAM-disk image: shim, and
+// the GRUB it loads from its own directory.
+type EFILoaders struct {
+	Shim string // default DebianShim
+	Grub string // default DebianGrub
+}
+
+// Debian's signed loaders (packages shim-signed, grub-efi-amd64-signed).
+// The RAM disk needs the GRUB that reads its config from the disk it was
+// loaded from (prefix /EFI/debian), not grubnetx64, whose prefix is the
+// TFTP server's /grub.
+const (
+	DebianShim = "/usr/lib/shim/shimx64.efi.signed"
+	DebianGrub = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+)
+
+// The RAM disk's layout: shim where the firmware looks on removable media,
+// its GRUB beside it (shim asks for grubx64.efi in its own directory), the
+// GRUB config where Debian's GRUB looks (its prefix); the kernel and the
+// initramfs at the root under their TFTP root names, as the config names
+// them.
+const (
+	ramDiskShim = "EFI/BOOT/BOOTX64.EFI"
+	ramDiskGrub = "EFI/BOOT/grubx64.efi"
+	ramDiskCfg  = "EFI/debian/grub.cfg"
+)
 
 // File is a written file.
 type File struct {
@@ -83,6 +115,7 @@ type Result struct {
 	Config        File     // pxelinux.cfg/<Name>
 	GrubConfig    File     // grub/<Name>.cfg
 	IPXEEntry     File     // ipxe/<Name>.ipxe
+	EFIImg        File     // efi/<Name>.img, with Options.EFIImg
 	Version       string   // from the name: orbit-2.0.0 -> 2.0.0
 	KernelVersion string   // 6.1.0-56-amd64
 	Modules       []string // in load order, as in /lib/modules/load.order
@@ -131,8 +164,8 @@ func KernelFile(kernelVersion string) string { return "linux-orbit-pxe-" + kerne
 var ModTime = time.Unix(0, 0)
 
 // Build builds the image and writes it into opts.OutDir: the initramfs, the
-// kernel, pxelinux.cfg/<Name>, grub/<Name>.cfg and ipxe/<Name>.ipxe (one
-// BootEntry rendered for each loader). Each file is written under a temporary name
+// kernel, pxelinux.cfg/<Name>, grub/<Name>.cfg, ipxe/<Name>.ipxe and, with
+// EFIImg, efi/<Name>.img (one BootEntry rendered for each loader). Each file is written under a temporary name
 // and renamed, so a TFTP server never serves half a file.
 func Build(ctx context.Context, opts Options) (Result, error) {
 	start := time.Now()
@@ -214,6 +247,11 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	entry := BootEntry{Kernel: kname, Initrd: initrd, Append: append(append([]string{}, DefaultAppend...), opts.Append...)}
+	if opts.EFIImg != nil {
+		if res.EFIImg, err = writeEFIImg(filepath.Join(opts.OutDir, filepath.FromSlash(imagename.HTTPBootImage(opts.Name))), *opts.EFIImg, entry, res); err != nil {
+			return Result{}, err
+		}
+	}
 	// The GRUB config and iPXE entry first: a pxelinux config is what
 	// makes an image linkable, and by then its other loaders' files exist.
 	for _, f := range []struct {
@@ -486,6 +524,37 @@ func writeAtomic(dst string, fill func(io.Writer) error) (File, error) {
 		return File{}, err
 	}
 	return File{Path: abs, Size: size, SHA256: h.Hex()}, nil
+}
+
+// writeEFIImg writes the UEFI HTTP Boot RAM disk: a FAT image of the
+// loaders, the entry's RAM-disk GRUB config and the kernel and initramfs
+// just written.
+func writeEFIImg(dst string, l EFILoaders, entry BootEntry, res Result) (File, error) {
+	if l.Shim == "" {
+		l.Shim = DebianShim
+	}
+	if l.Grub == "" {
+		l.Grub = DebianGrub
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return File{}, err
+	}
+	err := fatimg.Write(dst, []fatimg.File{
+		{Path: ramDiskShim, Src: l.Shim},
+		{Path: ramDiskGrub, Src: l.Grub},
+		{Path: ramDiskCfg, Data: []byte(entry.RAMDiskGRUB())},
+		{Path: entry.Kernel, Src: res.Kernel.Path},
+		{Path: entry.Initrd, Src: res.Initramfs.Path},
+	})
+	if err != nil {
+		return File{}, fmt.Errorf("image build: UEFI RAM disk: %w", err)
+	}
+	sum, size, err := digest.File(dst)
+	if err != nil {
+		return File{}, err
+	}
+	abs, err := filepath.Abs(dst)
+	return File{Path: abs, Size: size, SHA256: sum}, err
 }
 
 // copyAtomic copies src to dst with writeAtomic, unless dst already has the

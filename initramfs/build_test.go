@@ -16,6 +16,7 @@ import (
 	"github.com/cavaliergopher/cpio"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orbit-lab/netboot/internal/fatimg"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -45,6 +46,16 @@ menuentry orbit --id orbit {
 `
 	if diff := cmp.Diff(wantGRUB, c.GRUB()); diff != "" {
 		t.Errorf("GRUB (-want +got):\n%s", diff)
+	}
+	wantRAMDisk := `set timeout=0
+set default=orbit
+menuentry orbit --id orbit {
+  linux /linux-orbit-pxe-6.1.0-56-amd64 console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054
+  initrd /initramfs-orbit-pxe-2.0.0.gz
+}
+`
+	if diff := cmp.Diff(wantRAMDisk, c.RAMDiskGRUB()); diff != "" {
+		t.Errorf("RAM-disk GRUB (-want +got):\n%s", diff)
 	}
 	wantIPXE := `kernel ${base}linux-orbit-pxe-6.1.0-56-amd64 initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${netX/mac:hexhyp} ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}
 initrd ${base}initramfs-orbit-pxe-2.0.0.gz
@@ -197,7 +208,11 @@ func TestBuildReproducible(t *testing.T) {
 	opts := Options{
 		Name: "orbit-2.0.0", KernelDir: kdir, Modules: []string{"e1000", "virtio_net", "virtio_pci"},
 		SSHKeyFile: key, ModuleRoot: "..", Append: []string{"orbit.am=http://10.18.0.1:5054"},
+		EFIImg: &EFILoaders{Shim: filepath.Join(t.TempDir(), "shim"), Grub: filepath.Join(t.TempDir(), "grub")},
 	}
+	testenv.WriteFile(t, opts.EFIImg.Shim, []byte("MZ shim"))
+	testenv.WriteFile(t, opts.EFIImg.Grub, []byte("MZ grub"))
+	t.Setenv("SOURCE_DATE_EPOCH", "1704067200") // the RAM disk's volume label time
 	var results []Result
 	for range 2 {
 		opts.OutDir = t.TempDir()
@@ -211,12 +226,15 @@ func TestBuildReproducible(t *testing.T) {
 	if a.Initramfs.SHA256 != b.Initramfs.SHA256 || a.Initramfs.Size != b.Initramfs.Size {
 		t.Fatalf("two builds differ: %s (%d) vs %s (%d)", a.Initramfs.SHA256, a.Initramfs.Size, b.Initramfs.SHA256, b.Initramfs.Size)
 	}
+	if a.EFIImg.SHA256 != b.EFIImg.SHA256 || a.EFIImg.SHA256 != sha(t, a.EFIImg.Path) {
+		t.Errorf("two RAM-disk images differ, or differ from their Result: %s, %s", a.EFIImg.SHA256, b.EFIImg.SHA256)
+	}
 	if got := sha(t, a.Initramfs.Path); got != a.Initramfs.SHA256 {
 		t.Errorf("Result sha256 %s, file %s", a.Initramfs.SHA256, got)
 	}
 
 	out := filepath.Dir(a.Initramfs.Path)
-	wantFiles := []string{"grub", "grub/orbit-2.0.0.cfg", "initramfs-orbit-pxe-2.0.0.gz", "ipxe", "ipxe/orbit-2.0.0.ipxe",
+	wantFiles := []string{"efi", "efi/orbit-2.0.0.img", "grub", "grub/orbit-2.0.0.cfg", "initramfs-orbit-pxe-2.0.0.gz", "ipxe", "ipxe/orbit-2.0.0.ipxe",
 		"linux-orbit-pxe-6.1.0-99-amd64", "pxelinux.cfg", "pxelinux.cfg/orbit-2.0.0"}
 	var files []string
 	must(t, filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
@@ -247,6 +265,27 @@ func TestBuildReproducible(t *testing.T) {
 			if !strings.Contains(string(b), s) {
 				t.Errorf("%s lacks %q:\n%s", f.Path, s, b)
 			}
+		}
+	}
+	// The RAM disk holds the loaders, the kernel and initramfs just
+	// written, and the entry rendered for GRUB on a RAM disk.
+	for p, want := range map[string]string{
+		"EFI/BOOT/BOOTX64.EFI":           "MZ shim",
+		"EFI/BOOT/grubx64.efi":           "MZ grub",
+		"EFI/debian/grub.cfg":            "  linux /linux-orbit-pxe-6.1.0-99-amd64 console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054\n",
+		"linux-orbit-pxe-6.1.0-99-amd64": a.Kernel.SHA256,
+		"initramfs-orbit-pxe-2.0.0.gz":   a.Initramfs.SHA256,
+	} {
+		got, err := fatimg.ReadFile(a.EFIImg.Path, p)
+		switch {
+		case err != nil:
+			t.Errorf("RAM disk: %s: %v", p, err)
+		case strings.HasSuffix(p, ".gz") || strings.HasPrefix(p, "linux-"):
+			if s := sha256.Sum256(got); hex.EncodeToString(s[:]) != want {
+				t.Errorf("RAM disk: %s differs from the file in OutDir", p)
+			}
+		case !strings.Contains(string(got), want):
+			t.Errorf("RAM disk: %s = %q, want it to hold %q", p, got, want)
 		}
 	}
 	if diff := cmp.Diff([]string{"e1000", "failover", "net_failover", "virtio_ring", "virtio", "virtio_net",

@@ -69,8 +69,13 @@ func checkAppend(args []string) error {
 // TFTP server GRUB loaded this file from, as with pxelinux (GRUB knows no
 // gateway or netmask; the RC reads only the boot server).
 func (c BootEntry) GRUB() string {
-	args := append(append([]string{}, c.Append...),
-		"BOOTIF=01-${net_default_mac}", "ip=${net_default_ip}:${net_default_server}:0.0.0.0:0.0.0.0")
+	return c.grubMenu(append(append([]string{}, c.Append...),
+		"BOOTIF=01-${net_default_mac}", "ip=${net_default_ip}:${net_default_server}:0.0.0.0:0.0.0.0"))
+}
+
+// grubMenu is the one GRUB menu entry, with these kernel arguments,
+// booted at once; paths are from GRUB's root.
+func (c BootEntry) grubMenu(args []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "set timeout=0\n")
 	fmt.Fprintf(&b, "set default=orbit\n")
@@ -80,6 +85,16 @@ func (c BootEntry) GRUB() string {
 	fmt.Fprintf(&b, "}\n")
 	return b.String()
 }
+
+// RAMDiskGRUB renders the GRUB config of the image's UEFI HTTP Boot RAM
+// disk (EFI/debian/grub.cfg inside efi/<image>.img). Debian's signed
+// grubx64.efi, loaded by shim from the RAM disk, takes that disk as its
+// root and /EFI/debian as its prefix, so the kernel and initramfs are
+// files of the disk. GRUB did no network configuration of its own there,
+// so its network variables are empty: no BOOTIF= and no ip= (the init
+// then picks the interface with carrier, and the RC finds the appliance
+// from orbit.am= or the DHCP next-server).
+func (c BootEntry) RAMDiskGRUB() string { return c.grubMenu(c.Append) }
 
 // IPXE renders the image's iPXE entry (ipxe/<image>.ipxe): the body of
 // the script the AM serves a linked node, after its "#!ipxe" and a "set

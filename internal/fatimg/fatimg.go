@@ -31,8 +31,9 @@ type File struct {
 // ErrBadPath is returned (wrapped) for a path that cannot be in the image.
 var ErrBadPath = errors.New("fatimg: bad path")
 
-// ModTime is every file's and directory's time: the same inputs give the
-// same image bytes.
+// ModTime is every file's and directory's time, so that the same inputs
+// give the same image bytes; the volume label's entry alone has
+// go-diskfs's time: $SOURCE_DATE_EPOCH, else the clock.
 var ModTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Label is the image's volume label.
@@ -139,7 +140,12 @@ func fill(fs *fat16.FileSystem, files []File) error {
 			return fmt.Errorf("%s: %w", f.Path, err)
 		}
 	}
-	for _, p := range append(sorted, paths(files)...) {
+	// A directory's "." and ".." entries carry the time it was made.
+	times := append([]string{}, sorted...)
+	for _, d := range sorted {
+		times = append(times, d+"/.", d+"/..")
+	}
+	for _, p := range append(times, paths(files)...) {
 		if err := fs.Chtimes("/"+p, ModTime, ModTime, ModTime); err != nil {
 			return fmt.Errorf("times of %s: %w", p, err)
 		}
@@ -174,4 +180,26 @@ func copyIn(fs *fat16.FileSystem, f File) error {
 		return err
 	}
 	return out.Close()
+}
+
+// ReadFile reads one file (a path as in File.Path) from an image.
+func ReadFile(img, name string) ([]byte, error) {
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, fmt.Errorf("fatimg: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("fatimg: %w", err)
+	}
+	fs, err := fat16.Read(file.New(f, true), fi.Size(), 0, 512)
+	if err != nil {
+		return nil, fmt.Errorf("fatimg %s: not a FAT16 image: %w", img, err)
+	}
+	b, err := fs.ReadFile("/" + name)
+	if err != nil {
+		return nil, fmt.Errorf("fatimg %s: %s: %w", img, name, err)
+	}
+	return b, nil
 }
