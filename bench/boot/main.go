@@ -136,7 +136,7 @@ func bench(o options) error {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err = vtestbed.BuildImage(t, imageName, fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort), dir)
+		img, err = vtestbed.BuildImage(t, imageName, fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort), dir, vtestbed.ImageOptions{})
 		if err != nil {
 			os.RemoveAll(dir)
 			t.Fatal(err)

@@ -28,6 +28,9 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 	appendArgs := fs.String("append", "", "extra kernel arguments, e.g. orbit.am=http://10.18.0.1:5054")
 	description := fs.String("description", "orbit-pxe RAM image", "description registered with --server")
 	root := fs.String("module-root", "", "source tree to compile orbit-init and orbit-rc from, with Go, instead of the programs embedded in nbctl (default without them: the tree holding the current directory)")
+	efiImg := fs.Bool("efi-img", false, "also write efi/<name>.img, the UEFI HTTP Boot RAM disk (shim, GRUB, kernel, initramfs) that DHCP hands linked UEFI HTTP Boot nodes")
+	shim := fs.String("shim", initramfs.DebianShim, "signed shim for --efi-img (Debian: shim-signed)")
+	grub := fs.String("grub-efi", initramfs.DebianGrub, "signed GRUB for --efi-img, loaded by shim from the RAM disk (Debian: grub-efi-amd64-signed)")
 	register := fs.Bool("register", false, "register the image in the appliance's inventory (implied by --server)")
 	fs.StringVar(&server, "server", server, "appliance URL to register the image with")
 	if err := parseFlags(fs, args, 0, 0); err != nil {
@@ -47,15 +50,26 @@ func (k *cli) imageBuild(ctx context.Context, args []string, server string, serv
 			mods = append(mods, m)
 		}
 	}
+	var loaders *initramfs.EFILoaders
+	if *efiImg {
+		loaders = &initramfs.EFILoaders{Shim: *shim, Grub: *grub}
+	} else if given(fs, "shim") || given(fs, "grub-efi") {
+		return fmt.Errorf("--shim and --grub-efi go with --efi-img: %w", errUsage)
+	}
 	res, err := initramfs.Build(ctx, initramfs.Options{
 		Name: *name, KernelDir: *kernelDir, Modules: mods, OutDir: *out, SSHKeyFile: *sshKey,
 		Append: strings.Fields(*appendArgs), ModuleRoot: progs.root, Programs: progs.embedded,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		EFIImg: loaders,
+		Log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return err
 	}
-	for _, f := range []initramfs.File{res.Config, res.GrubConfig, res.IPXEEntry, res.Kernel, res.Initramfs} {
+	files := []initramfs.File{res.Config, res.GrubConfig, res.IPXEEntry, res.Kernel, res.Initramfs}
+	if *efiImg {
+		files = append(files, res.EFIImg)
+	}
+	for _, f := range files {
 		fmt.Fprintf(k.out, "%-60s %9d  sha256:%s\n", f.Path, f.Size, f.SHA256)
 	}
 	fmt.Fprintf(k.out, "modules (load order): %s\nbuilt in %s\n", strings.Join(res.Modules, " "), res.Duration.Round(1e6))

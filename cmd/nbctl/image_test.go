@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,12 +21,14 @@ import (
 
 	"github.com/orbit-lab/netboot/initramfs/nodebin"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/fatimg"
 	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 // TestImageBuild builds the orbit-pxe image from the kernel cache (make
-// kernel) with nbctl, registers it, and points a node at it.
+// kernel) with nbctl, with its UEFI HTTP Boot RAM disk, registers it, and
+// points a node at it.
 func TestImageBuild(t *testing.T) {
 	root, kernel := testenv.SourceTree(t), testenv.Kernel(t)
 	a := apptest.New(t, apptest.Options{Inventory: `testbeds:
@@ -37,12 +40,18 @@ func TestImageBuild(t *testing.T) {
 	// A cold build cache compiles the node's binaries: minutes on 2 cores.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Stand-ins for the signed loaders: the layout is tested here, the
+	// signatures by qemu-tests' TestUEFIHTTPBoot.
+	shim, grubEFI := filepath.Join(t.TempDir(), "shim.efi"), filepath.Join(t.TempDir(), "grub.efi")
+	testenv.WriteFile(t, shim, []byte("MZ shim"))
+	testenv.WriteFile(t, grubEFI, []byte("MZ grub"))
 	out, err := a.NbctlContext(ctx, "image", "build", "--name", "orbit-9.9.9", "--kernel-dir", kernel,
-		"--modules", "e1000,virtio_net,virtio_pci", "--out", a.TFTPRoot, "--module-root", root, "--register")
+		"--modules", "e1000,virtio_net,virtio_pci", "--out", a.TFTPRoot, "--module-root", root, "--register",
+		"--efi-img", "--shim", shim, "--grub-efi", grubEFI)
 	if err != nil {
 		t.Fatalf("image build: %v\n%s", err, out)
 	}
-	for _, want := range []string{"pxelinux.cfg/orbit-9.9.9", "grub/orbit-9.9.9.cfg", "ipxe/orbit-9.9.9.ipxe", "initramfs-orbit-pxe-9.9.9.gz", "linux-orbit-pxe-", "virtio_net", "registered orbit-9.9.9"} {
+	for _, want := range []string{"pxelinux.cfg/orbit-9.9.9", "grub/orbit-9.9.9.cfg", "ipxe/orbit-9.9.9.ipxe", "initramfs-orbit-pxe-9.9.9.gz", "linux-orbit-pxe-", "efi/orbit-9.9.9.img", "virtio_net", "registered orbit-9.9.9"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -62,6 +71,26 @@ func TestImageBuild(t *testing.T) {
 	grub, err := os.ReadFile(filepath.Join(a.TFTPRoot, "grub", "grub.cfg-0A120101"))
 	if err != nil || !strings.Contains(string(grub), "initrd /initramfs-orbit-pxe-9.9.9.gz\n") {
 		t.Errorf("GRUB link of a.sb8: %v\n%s", err, grub)
+	}
+	// The RAM disk's GRUB config boots what the network GRUB's does, with
+	// the same arguments less the network ones GRUB has only when it
+	// netbooted; the appliance serves the disk as a UEFI RAM disk.
+	img := filepath.Join(a.TFTPRoot, "efi", "orbit-9.9.9.img")
+	ramCfg, err := fatimg.ReadFile(img, "EFI/debian/grub.cfg")
+	linux, _, _ := strings.Cut(string(grub), " BOOTIF=")
+	if err != nil || !strings.HasPrefix(string(ramCfg), linux+"\n  initrd /initramfs-orbit-pxe-9.9.9.gz\n") {
+		t.Errorf("RAM disk's GRUB config: %v\n%s\nwant it to start as the network one:\n%s", err, ramCfg, grub)
+	}
+	if b, err := fatimg.ReadFile(img, "EFI/BOOT/BOOTX64.EFI"); err != nil || string(b) != "MZ shim" {
+		t.Errorf("RAM disk's shim: %q, %v", b, err)
+	}
+	resp, err := http.Head(a.URL + "/boot/efi/orbit-9.9.9.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "application/vnd.efi-img" {
+		t.Errorf("HEAD the RAM disk: %s, Content-Type %q; want 200, application/vnd.efi-img", resp.Status, ct)
 	}
 }
 

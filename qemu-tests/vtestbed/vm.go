@@ -30,6 +30,9 @@ type BootOptions struct {
 	DiskSize int64
 	// Extra are more QEMU arguments, e.g. -cpu max.
 	Extra []string
+	// UEFI, when set, starts OVMF instead of SeaBIOS, with a variable
+	// store of the machine's own.
+	UEFI *UEFI
 	// AMPower hands the machine to netbootd's power service (cmc, the
 	// qemu driver named in the node's inventory entry): Boot starts it
 	// paused and leaves it so, with its QMP socket free for netbootd
@@ -127,6 +130,13 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	logf, err := os.Create(vm.QEMULog)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.UEFI != nil {
+		vars := filepath.Join(tb.Dir, n.Hostname+".vars.fd")
+		if err := copyFile(o.UEFI.varsTemplate(), vars); err != nil {
+			t.Fatal(err)
+		}
+		o.Extra = append(o.UEFI.args(vars), o.Extra...)
 	}
 	vm.Args = QEMUArgs(n, o, vm.Serial, qmpPath, vm.Disk)
 	vm.cmd = tb.Netns.Command(context.Background(), "qemu-system-x86_64", vm.Args...)

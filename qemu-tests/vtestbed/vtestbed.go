@@ -165,6 +165,8 @@ type Options struct {
 	// Image, when set, is built with `nbctl image build --name Image` into
 	// the TFTP root, unless BuiltImage is given.
 	Image string
+	// ImageOptions are Image's build options.
+	ImageOptions ImageOptions
 	// BuiltImage is an image built before (BuildImage), copied into the
 	// TFTP root instead of building one.
 	BuiltImage *Image
@@ -500,7 +502,7 @@ func (tb *Testbed) installBootFiles(o Options) {
 		if tb.Server == NetbootdProxy {
 			amURL = "" // the RC finds the appliance by itself
 		}
-		img, err := BuildImage(t, o.Image, amURL, tb.TFTPRoot)
+		img, err := BuildImage(t, o.Image, amURL, tb.TFTPRoot, o.ImageOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
