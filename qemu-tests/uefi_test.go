@@ -23,7 +23,7 @@ import (
 // read from the SecureBoot variable through efivarfs.
 func TestUEFISecureBootNetboot(t *testing.T) {
 	node, tb := uefiTestbed(t, vtestbed.ImageOptions{})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute) // TCG on a loaded machine: minutes
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func enrolledSecure(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, vm 
 // disk's fetch and no TFTP at all.
 func TestUEFIHTTPBoot(t *testing.T) {
 	node, tb := uefiTestbed(t, vtestbed.ImageOptions{EFIImg: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute) // TCG on a loaded machine: minutes
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestUEFISecureBootRefusesUnsignedKernel(t *testing.T) {
 	if err := os.Rename(unsigned, kernel); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute) // TCG on a loaded machine: minutes
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
@@ -144,8 +144,8 @@ func TestUEFISecureBootRefusesUnsignedKernel(t *testing.T) {
 	}
 	t.Logf("refused %s after power-on: %s", vm.Since(refused.At).Round(10*time.Millisecond), refused.Text)
 	// A chain that went on would run the init within seconds of loading
-	// the kernel (~3 s under TCG); give it ten times that.
-	waitCtx, waitCancel := context.WithTimeout(ctx, 30*time.Second)
+	// the kernel (~3 s under TCG, a minute on a loaded machine).
+	waitCtx, waitCancel := context.WithTimeout(ctx, 90*time.Second)
 	defer waitCancel()
 	if l, err := vm.Wait(waitCtx, runInit); err == nil {
 		t.Fatalf("the unsigned kernel ran: %s\nserial:\n%s", l.Text, vm.Console.Text())
