@@ -355,6 +355,15 @@ func List() []Mutation {
 			Why:  "the GRUB config drops BOOTIF=: a UEFI node's init cannot tell which NIC it booted from",
 		},
 		{
+			Name: "ramdisk-grub-network-args",
+			File: "initramfs/pxelinux.go",
+			Old:  "func (c BootEntry) RAMDiskGRUB() string { return c.grubMenu(c.Append) }",
+			New:  "func (c BootEntry) RAMDiskGRUB() string { return c.GRUB() }",
+			Pkgs: []string{"./initramfs"},
+			Run:  "^TestBootEntry",
+			Why:  "the UEFI RAM disk's GRUB config passes BOOTIF= and ip= from GRUB's network variables, empty when GRUB booted from a disk: BOOTIF=01- and an ip= with no boot server",
+		},
+		{
 			Name: "pxelink-links-default",
 			File: "internal/imagename/imagename.go",
 			Old:  "case name == \"default\", hexRE.MatchString(name), macRE.MatchString(name):",
