@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -42,6 +43,10 @@ type guarded struct {
 }
 
 func newGuarded(t *testing.T) *guarded {
+	return newGuardedWith(t, guard.Config{OMFAllow: guard.DefaultOMFAllow})
+}
+
+func newGuardedWith(t *testing.T, gc guard.Config) *guarded {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -81,7 +86,7 @@ func newGuarded(t *testing.T) *guarded {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.guard = guard.New(guard.Config{OMFAllow: guard.DefaultOMFAllow}, st)
+	g.guard = guard.New(gc, st)
 	gin.SetMode(gin.ReleaseMode)
 	g.srv = New(Config{DefaultImage: "orbit-2.0.0", Guard: g.guard, RC: rcb, BootFiles: boot,
 		IPXE: IPXEConfig{Root: root, Prefix: "/boot/"}}, st, links, log)
@@ -289,5 +294,66 @@ func TestMutatingRoutesRefuse(t *testing.T) {
 	}
 	if tested < 10 {
 		t.Errorf("%d mutating routes tested: the table lost some", tested)
+	}
+}
+
+// TestOMFAccess: the OMF services admit omf.allow, the read-only calls
+// omf.allow_read too, and a token by its role; each refusal is the
+// service's own XML with the reason. The source is the TCP peer, never a
+// header.
+func TestOMFAccess(t *testing.T) {
+	g := newGuardedWith(t, guard.Config{
+		OMFAllow:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16")},
+		OMFAllowRead: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")},
+	})
+	const (
+		read  = "/inventory/getControlIP?hrn=node1-1&domain=sb8"
+		set   = "/pxe/setBootImage?node=node1-1.sb8.orbit-lab.org&image=orbit-2.0.0"
+		power = "/cmc/status?hrn=node1-1&domain=sb8"
+	)
+	tests := []struct {
+		name, from, path, token, header string
+		want                            int
+		wantBody                        string // a substring
+	}{
+		{"loopback reads", "127.0.0.1", read, "", "", 200, "<CONTROL_IP>10.18.1.1</CONTROL_IP>"},
+		{"loopback sets", "127.0.0.9", set, "", "", 200, "status='OK'"},
+		{"allow sets", "10.1.3.4", set, "", "", 200, "status='OK'"},
+		{"allow_read reads", "10.2.3.4", read, "", "", 200, "<CONTROL_IP>"},
+		{"allow_read may not set", "10.2.3.4", set, "", "", 403, "<response status='ERROR'><action service='pxe' name='setBootImage'>setBootImage: source 10.2.3.4 is not in omf.allow"},
+		{"allow_read may not power", "10.2.3.4", power, "", "", 403, "<ERROR>status: source 10.2.3.4 is not in omf.allow"},
+		{"other may not read", "10.3.0.1", read, "", "", 403, "<CONTROL_IP><ERROR>getControlIP: source 10.3.0.1 is not in omf.allow or omf.allow_read"},
+		{"other may not list", "10.3.0.1", "/", "", "", 403, "<ERROR>describe: source 10.3.0.1"},
+		{"a forwarded header is not the source", "10.3.0.1", set, "", "127.0.0.1", 403, "source 10.3.0.1"},
+		{"IPv6 outside", "[2001:db8::1]", read, "", "", 403, "source 2001:db8::1"},
+		{"viewer token reads", "10.3.0.1", read, g.tokens[apierr.RoleViewer], "", 200, "<CONTROL_IP>"},
+		{"viewer token may not set", "10.3.0.1", set, g.tokens[apierr.RoleViewer], "", 403, `token "t-viewer" has role viewer; this call needs operator`},
+		{"operator token sets", "10.3.0.1", set, g.tokens[apierr.RoleOperator], "", 200, "status='OK'"},
+		{"bad token, even from loopback", "127.0.0.1", read, apitoken.Prefix + "x", "", 401, "<CONTROL_IP><ERROR>getControlIP: unknown token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := g.state(t)
+			req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+			req.RemoteAddr = tt.from + ":40000"
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			if tt.header != "" {
+				req.Header.Set("X-Forwarded-For", tt.header)
+				req.Header.Set("X-Real-IP", tt.header)
+			}
+			rec := httptest.NewRecorder()
+			g.srv.Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.want || !strings.Contains(rec.Body.String(), tt.wantBody) {
+				t.Errorf("%d %q, want %d with %q", rec.Code, rec.Body.String(), tt.want, tt.wantBody)
+			}
+			if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") {
+				t.Errorf("Content-Type %q, want text/xml", ct)
+			}
+			if after := g.state(t); tt.want != 200 && after != before {
+				t.Errorf("a refused call changed the state:\n%s", cmp.Diff(before, after))
+			}
+		})
 	}
 }
