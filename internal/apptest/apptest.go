@@ -101,6 +101,8 @@ type Appliance struct {
 	// Token is the admin token netbootd made at its first start
 	// (state_dir/admin.token), set by Start: Nbctl, Call and Client send it.
 	Token string
+	// TokenFile holds Token: nbctl --token-file.
+	TokenFile string
 	Log       *SyncBuffer
 	args      []string
 	netns     string
@@ -228,7 +230,8 @@ func (a *Appliance) Start() {
 	a.URL = "http://" + a.Addr
 	// A config of the test's own may name another state_dir: the token is
 	// where netbootd logged it.
-	if tok, err := os.ReadFile(a.adminTokenPath(text)); err == nil {
+	a.TokenFile = a.adminTokenPath(text)
+	if tok, err := os.ReadFile(a.TokenFile); err == nil {
 		a.Token = strings.TrimSpace(string(tok))
 	} else {
 		a.t.Fatalf("netbootd's admin token: %v\n%s", err, a.Log)
