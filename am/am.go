@@ -93,6 +93,10 @@ const maxHeaderBytes = 16 << 20
 
 // New builds the AM's router.
 func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *Server {
+	if cfg.Guard == nil {
+		// Every route is registered behind it: without one none could be.
+		panic("am: Config.Guard is not set")
+	}
 	s := &Server{cfg: cfg, inv: inv, links: links, log: log, ready: make(chan struct{})}
 	s.fileStatus = apiv1.InventoryStatus{Source: apiv1.InventoryFromAPI}
 	if cfg.InventoryFile != "" {
