@@ -129,7 +129,7 @@ testbeds:
 	nbctl := func(args ...string) (string, error) {
 		t.Helper()
 		cmd := tb.Netns.Command(ctx, nbctlBin, append([]string{"--server", tb.AMURL}, args...)...)
-		cmd.Dir, cmd.Env = "/", append(noGo, "NBCTL_TOKEN="+tb.Token)
+		cmd.Dir, cmd.Env = "/", append([]string{"NBCTL_TOKEN=" + tb.Token}, noGo...)
 		out, err := cmd.CombinedOutput()
 		t.Logf("$ nbctl %s\n%s", strings.Join(args, " "), out)
 		return string(out), err

@@ -145,7 +145,8 @@ func (g *Guard) OMF(c *gin.Context, readOnly bool) error {
 		return nil
 	}
 	addr, _ := netip.ParseAddr(who.Addr)
-	if !inAny(g.cfg.OMFAllow, addr) && !(readOnly && inAny(g.cfg.OMFAllowRead, addr)) {
+	admitted := inAny(g.cfg.OMFAllow, addr) || (readOnly && inAny(g.cfg.OMFAllowRead, addr))
+	if !admitted {
 		key := "omf.allow"
 		if readOnly {
 			key = "omf.allow or omf.allow_read"
