@@ -195,6 +195,9 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 	for _, node := range fs.Args() {
 		l, err := c.SetBoot(ctx, node, *image, *lifetime)
 		if err != nil {
+			if refused(err) {
+				return err // the same for every node: no token, or too low a role
+			}
 			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue
@@ -217,6 +220,9 @@ func (k *cli) bootClear(ctx context.Context, args []string) error {
 	var failed int
 	for _, node := range args {
 		if err := c.ClearBoot(ctx, node); err != nil {
+			if refused(err) {
+				return err // the same for every node: no token, or too low a role
+			}
 			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue

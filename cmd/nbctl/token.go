@@ -50,16 +50,22 @@ func loadToken(flagFile string) (string, error) {
 	return strings.TrimSpace(string(data)), nil
 }
 
+// refused says whether err is the server's refusal of the token, or of
+// its absence.
+func refused(err error) bool {
+	var e *amclient.Error
+	return errors.As(err, &e) && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
+}
+
 // authHint follows a refusal of the token, or of its absence, with how to
 // give nbctl one.
 func authHint(err error) error {
-	var e *amclient.Error
-	if !errors.As(err, &e) || (e.Status != http.StatusUnauthorized && e.Status != http.StatusForbidden) {
+	if !refused(err) {
 		return err
 	}
 	hint := "set NBCTL_TOKEN, --token-file FILE or " + tokenFile() + " to a token of that role " +
 		"(nbctl token create by an admin; the first admin token is state_dir/admin.token on the appliance)"
-	if e.Status == http.StatusForbidden {
+	if e := (*amclient.Error)(nil); errors.As(err, &e) && e.Status == http.StatusForbidden {
 		hint = "ask an admin for a token of that role (nbctl token create --role ...)"
 	}
 	return fmt.Errorf("%w\n%s", err, hint)
