@@ -86,7 +86,7 @@ func newOMFFixture(tb testing.TB) *omfFixture {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode)
-	fx := &omfFixture{srv: New(Config{DefaultImage: fuzzDefaultImage, Guard: guard.New(guard.Config{OMFAllow: guard.DefaultOMFAllow}, st)}, st, links, log), st: st, links: links, dir: dir, nodes: map[string]inventory.Node{}}
+	fx := &omfFixture{srv: New(Config{DefaultImage: fuzzDefaultImage, Guard: guard.New(guard.Config{OMFAllow: guard.DefaultOMFAllow()}, st)}, st, links, log), st: st, links: links, dir: dir, nodes: map[string]inventory.Node{}}
 	all, err := st.Nodes(ctx, "")
 	if err != nil {
 		tb.Fatal(err)

@@ -43,7 +43,7 @@ type guarded struct {
 }
 
 func newGuarded(t *testing.T) *guarded {
-	return newGuardedWith(t, guard.Config{OMFAllow: guard.DefaultOMFAllow})
+	return newGuardedWith(t, guard.Config{OMFAllow: guard.DefaultOMFAllow()})
 }
 
 func newGuardedWith(t *testing.T, gc guard.Config) *guarded {

@@ -38,8 +38,10 @@ type Config struct {
 	OMFAllowRead []netip.Prefix
 }
 
-// DefaultOMFAllow is omf.allow when the config names none: this host.
-var DefaultOMFAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+// DefaultOMFAllow is omf.allow's default (config's): this host.
+func DefaultOMFAllow() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
 
 // Guard is the AM's admission check, one per server.
 type Guard struct {

@@ -173,16 +173,13 @@ func (s *Server) Register(r *gin.RouterGroup, guard apierr.Guard) {
 		return
 	}
 	var routes []apierr.Route
-	for _, m := range anyMethods {
+	for _, m := range []string{
+		http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodHead,
+		http.MethodOptions, http.MethodDelete, http.MethodConnect, http.MethodTrace,
+	} {
 		routes = append(routes, apierr.Route{Method: m, Path: s.cfg.Prefix + "*name", Handler: s.serve, Role: apierr.RolePublic})
 	}
 	apierr.Register(r, guard, routes)
-}
-
-// anyMethods are the methods gin's Any routes.
-var anyMethods = []string{
-	http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodHead,
-	http.MethodOptions, http.MethodDelete, http.MethodConnect, http.MethodTrace,
 }
 
 func (s *Server) serve(c *gin.Context) {
