@@ -3,7 +3,6 @@ package am
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +24,7 @@ import (
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/internal/apitoken"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -109,23 +109,12 @@ func newGuardedWith(t *testing.T, gc guard.Config) *guarded {
 // call sends one request with token as the bearer ("" for none).
 func (g *guarded) call(t *testing.T, method, path, body, token string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, g.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
+	r := apptest.Call(t, method, g.url+path, body, h)
+	return r.Status, r.Header, r.Body
 }
 
 // state is everything a refused call must leave as it was: the inventory,
