@@ -58,6 +58,7 @@ type backend interface {
 	events(t *testing.T, hrn string) []store.Event
 	log() string
 	imageDir() string // where the broker keeps the disk images
+	token() string    // an operator's API token; "" where none is asked for
 }
 
 type inproc struct {
@@ -66,6 +67,7 @@ type inproc struct {
 }
 
 func (b *inproc) url() string      { return b.a.URL }
+func (b *inproc) token() string    { return "" }
 func (b *inproc) log() string      { return b.buf.String() }
 func (b *inproc) imageDir() string { return filepath.Join(b.a.Dir, "images") }
 func (b *inproc) restart(t *testing.T, wipe bool) {
@@ -85,6 +87,7 @@ func (b *inproc) events(t *testing.T, hrn string) []store.Event {
 type netbootd struct{ a *apptest.Appliance }
 
 func (b *netbootd) url() string      { return b.a.URL }
+func (b *netbootd) token() string    { return b.a.Token }
 func (b *netbootd) log() string      { return b.a.Log.String() }
 func (b *netbootd) imageDir() string { return filepath.Join(b.a.Dir, "state", "images") }
 func (b *netbootd) restart(t *testing.T, wipe bool) {
@@ -100,7 +103,7 @@ func (b *netbootd) restart(t *testing.T, wipe bool) {
 	b.a.Start()
 }
 func (b *netbootd) events(t *testing.T, hrn string) []store.Event {
-	evs, err := amclient.New(b.a.URL).Events(context.Background(), hrn, 0)
+	evs, err := amclient.New(b.a.URL).WithToken(b.a.Token).Events(context.Background(), hrn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +346,7 @@ func call(t *testing.T, method, url, bearer string, body any) (int, string) {
 }
 
 func scenarios(t *testing.T, app backend) {
-	c := amclient.New(app.url())
+	c := amclient.New(app.url()).WithToken(app.token())
 	ctx := context.Background()
 	n := startNode(t, app.url())
 	diag := func() string { return "--- orbit-rc:\n" + n.out.String() + "\n--- appliance:\n" + app.log() }

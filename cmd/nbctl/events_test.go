@@ -74,7 +74,7 @@ func TestEventsFollow(t *testing.T) {
 	out, errs := newSyncWatch(), newSyncWatch()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--server", a.URL, "nodes", "events", "--follow", "--domain", "sb8", "n11"}, out, errs)
+		done <- run(ctx, []string{"--server", a.URL, "--token-file", a.TokenFile, "nodes", "events", "--follow", "--domain", "sb8", "n11"}, out, errs)
 	}()
 	// Once the timeline so far is printed, nbctl follows it.
 	out.waitFor(t, "rc", "enrolled", "before-1")

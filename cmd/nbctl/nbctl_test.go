@@ -202,7 +202,7 @@ func TestNodesAndTestbeds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			out, errs, err := nbctl(t.Context(), a.URL, tc.args...)
+			out, errs, err := nbctl(t.Context(), a, tc.args...)
 			switch {
 			case tc.err != "":
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -250,7 +250,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 	stopRC12 := runRC(t, rc.Config{AM: a.URL, MACs: []string{node12.ControlMAC}, Hostname: "n12", ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second, Shell: noShell})
 	defer stopRC12()
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	deadline := time.Now().Add(30 * time.Second)
 	for _, hrn := range []string{node11.HRN, node12.HRN} {
 		for {
@@ -296,7 +296,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		// command at least once more after printing it.
 		out := &watchWriter{want: "a\n", then: func() { testenv.WriteFile(t, goOn, "") }}
 		var errs bytes.Buffer
-		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--shell", "--timeout", "60s", node11.HRN, "--",
+		err := run(ctx, []string{"--server", a.URL, "--token-file", a.TokenFile, "rc", "exec", "--shell", "--timeout", "60s", node11.HRN, "--",
 			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)
 		if err != nil {
 			t.Errorf("error %v\n%s", err, errs.String())
@@ -307,7 +307,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errs, err := nbctl(ctx, a.URL, append([]string{"rc", "exec"}, tc.args...)...)
+			out, errs, err := nbctl(ctx, a, append([]string{"rc", "exec"}, tc.args...)...)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Errorf("error %v\n%s", err, errs)
@@ -396,7 +396,7 @@ func TestNodeNames(t *testing.T) {
 	for _, c := range commands {
 		for _, n := range names {
 			t.Run(c.cmd+" "+strings.Join(append(n.flags, n.node), " "), func(t *testing.T) {
-				out, errs, err := nbctl(t.Context(), a.URL, c.args(n.flags, n.node)...)
+				out, errs, err := nbctl(t.Context(), a, c.args(n.flags, n.node)...)
 				said := out + errs + fmt.Sprint(err)
 				if n.found == "" {
 					if err == nil {

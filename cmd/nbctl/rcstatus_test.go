@@ -23,7 +23,7 @@ func TestRCStatusAfterReboot(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Inventory: "testbeds:\n  - domain: sb8\n    nodes:\n" +
 		"      - { hrn: " + hrn + ", hostname: node1-1, control_ip: 10.18.1.1, control_mac: \"" + mac + "\" }\n"})
 	a.Start()
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	ctx := t.Context()
 	dir := t.TempDir()
 	// boot starts the node's RC; each boot has a boot ID of its own.
@@ -40,7 +40,7 @@ func TestRCStatusAfterReboot(t *testing.T) {
 		t.Helper()
 		var out string
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			out = nbctlOK(ctx, t, a.URL, "rc", "status")
+			out = nbctlOK(ctx, t, a, "rc", "status")
 			if apptest.HasLine(out, hrn, " "+want+" ") {
 				return
 			}
@@ -62,10 +62,10 @@ func TestRCStatusAfterReboot(t *testing.T) {
 	}
 	<-rebooted
 	// No wait: the acknowledgement itself makes it so.
-	if out := nbctlOK(ctx, t, a.URL, "rc", "status"); !apptest.HasLine(out, hrn, " rebooting ") {
+	if out := nbctlOK(ctx, t, a, "rc", "status"); !apptest.HasLine(out, hrn, " rebooting ") {
 		t.Errorf("rc status right after REBOOT:\n%s", out)
 	}
-	if out := nbctlOK(ctx, t, a.URL, "rc", "status", hrn); !strings.HasPrefix(out, hrn+": rebooting, enrollment") {
+	if out := nbctlOK(ctx, t, a, "rc", "status", hrn); !strings.HasPrefix(out, hrn+": rebooting, enrollment") {
 		t.Errorf("rc status %s right after REBOOT:\n%s", hrn, out)
 	}
 	first.Stop() // the node went down

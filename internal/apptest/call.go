@@ -29,6 +29,27 @@ func Call(t testing.TB, method, url, body string, header http.Header) Response {
 	return Do(t, req)
 }
 
+// Call is apptest.Call to this appliance with its admin token, unless
+// header has an Authorization of its own: path is the URL's path and
+// query ("/api/v1/nodes").
+func (a *Appliance) Call(t testing.TB, method, path, body string, header http.Header) Response {
+	t.Helper()
+	return Call(t, method, a.URL+path, body, a.Authorized(header))
+}
+
+// Authorized is header (nil for none) with the admin token, unless it has
+// an Authorization of its own.
+func (a *Appliance) Authorized(header http.Header) http.Header {
+	h := header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if h.Get("Authorization") == "" {
+		h.Set("Authorization", "Bearer "+a.Token)
+	}
+	return h
+}
+
 // Do sends req, for a request Call cannot make (a streamed body), and
 // returns the whole answer; a request that cannot be sent or read fails t.
 func Do(t testing.TB, req *http.Request) Response {
