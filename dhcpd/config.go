@@ -52,6 +52,12 @@ type Config struct {
 	// Boot clients with a boot link get it followed by their image's
 	// imagename.HTTPBootImage. "": they get no boot file.
 	HTTPBoot string
+	// BootRoot is tftp_root on disk: when set, an HTTP Boot client is
+	// handed its linked image's RAM disk only if the image has one (built
+	// with nbctl image build --efi-img), so that a node linked to an image
+	// without it moves on to its next boot entry at once, with the reason
+	// on its timeline, rather than after a 404. "": not checked.
+	BootRoot string
 	IPXEFast bool // option 175.176 = 1 to iPXE clients, and the RA responder
 	Mode     Mode // "" means ModeServer
 	Workers  int  // requests handled at once; 0 means DefaultWorkers

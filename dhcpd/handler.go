@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -447,6 +449,12 @@ func (s *Server) bootOptions(ctx context.Context, x *exchange) (bool, error) {
 		img, err := s.linkedImage(ctx, lr.hex, x.now)
 		if err != nil {
 			return true, err
+		}
+		if img != "" && s.cfg.BootRoot != "" {
+			if _, err := os.Stat(filepath.Join(s.cfg.BootRoot, filepath.FromSlash(img))); err != nil {
+				x.note("missing", img)
+				img = ""
+			}
 		}
 		lr.httpFile = img
 	}

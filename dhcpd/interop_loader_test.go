@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,8 +24,17 @@ func TestInteropLoaders(t *testing.T) {
 	l.ip("-n", cli, "link", "set", "cli0", "up")
 	cfg := labConfig("srv0")
 	cfg.BootfileEFI = "shimx64.efi"
-	p := l.server(srv, cfg, "", labNodes...)
+	state := t.TempDir()
+	p := l.server(srv, cfg, state, labNodes...)
 	if err := os.WriteFile(filepath.Join(p.root, "pxelinux.cfg", "orbit-2.0.0"), []byte("DEFAULT orbit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The image's UEFI RAM disk: netbootd hands HTTP Boot clients only
+	// one that is there.
+	if err := os.MkdirAll(filepath.Join(p.root, "efi"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.root, "efi", "orbit-2.0.0.img"), []byte("FAT"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	udhcpc := func(extra ...string) map[string]string {
@@ -35,7 +45,13 @@ func TestInteropLoaders(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// The admin token netbootd made at its first start.
+		tok, err := os.ReadFile(filepath.Join(state, "admin.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		args := []string{"netns", "exec", srv, "curl", "-sS", "--fail-with-body", "-X", method,
+			"-H", "Authorization: Bearer " + strings.TrimSpace(string(tok)),
 			"http://127.0.0.1:5054/api/v1/nodes/node1-2.sb8.orbit-lab.org/boot"}
 		if body != "" {
 			args = append(args, "-H", "Content-Type: application/json", "-d", body)

@@ -3,6 +3,9 @@ package dhcpd
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,5 +195,47 @@ func TestLoaderOnTheWire(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHTTPBootNeedsRAMDisk: with BootRoot set (netbootd sets tftp_root),
+// a linked HTTP Boot client gets its image's RAM-disk URL only once the
+// image has one; before, no boot file, and its event says what is missing.
+func TestHTTPBootNeedsRAMDisk(t *testing.T) {
+	cfg := loaderConfig()
+	cfg.BootRoot = t.TempDir()
+	b := backend(newFakeStore(testNodes...), &fakeEvents{})
+	b.Links = fakeLinks{"0A120102": "orbit-2.0.0"}
+	s, err := New(cfg, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func() (file, event string) {
+		t.Helper()
+		req := pxeRequest(dhcpv4.MessageTypeDiscover, knownMAC, without(77, 175), withArch(16), withOpt(60, []byte("HTTPClient:Arch:00016:UNDI:003000")))
+		out, dst := s.handle(context.Background(), req.ToBytes(), clientSrc, 67)
+		got := summarize(t, out, dst)
+		if got == nil {
+			t.Fatal("no reply")
+		}
+		select {
+		case e := <-s.rec.events:
+			event = e.Detail
+		default:
+		}
+		return got.File, event
+	}
+	if file, ev := ask(); file != "" || !strings.Contains(ev, "missing=efi/orbit-2.0.0.img") {
+		t.Errorf("image without a RAM disk: file %q, event %q; want none, saying missing=efi/orbit-2.0.0.img", file, ev)
+	}
+	img := filepath.Join(cfg.BootRoot, "efi", "orbit-2.0.0.img")
+	if err := os.MkdirAll(filepath.Dir(img), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, []byte("FAT"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if file, ev := ask(); file != "http://10.18.0.1:5054/boot/efi/orbit-2.0.0.img" || strings.Contains(ev, "missing") {
+		t.Errorf("image with a RAM disk: file %q, event %q; want its URL", file, ev)
 	}
 }

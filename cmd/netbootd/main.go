@@ -156,6 +156,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		b := dhcpd.Backend{Nodes: nodes, Leases: st, Discovered: st, Events: st, Links: st}
 		dc := dhcpConfig(cfg.DHCP)
 		dc.IPXEScript, dc.HTTPBoot = bootURLs(cfg)
+		dc.BootRoot = cfg.TFTPRoot
 		if dc.BootfileAA64 != "" {
 			if _, err := os.Stat(filepath.Join(cfg.TFTPRoot, dc.BootfileAA64)); err != nil {
 				log.Info("no arm64 boot loader in tftp_root: arm64 UEFI clients get no boot file", "bootfile_aa64", dc.BootfileAA64)
