@@ -30,6 +30,7 @@ import (
 type Store interface {
 	LookupNode(ctx context.Context, domain, name string) (inventory.Node, error)
 	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
+	LeaseByMAC(ctx context.Context, mac string) (store.Lease, error)
 	AddEvent(ctx context.Context, e store.Event) error
 
 	PutRCEnrollment(ctx context.Context, e store.RCEnrollment) (store.RCEnrollment, error)
@@ -42,6 +43,7 @@ type Store interface {
 	RCCommand(ctx context.Context, id int64) (store.RCCommand, error)
 	RCCommands(ctx context.Context, hrn string, limit int) ([]store.RCCommand, error)
 	TakeRCCommand(ctx context.Context, enrollment int64, at time.Time) (store.RCCommand, error)
+	RunningRCCommand(ctx context.Context, enrollment int64, typ, image string) (store.RCCommand, error)
 	ReportRCCommand(ctx context.Context, id, enrollment int64, r proto.Report, maxOutput int, at time.Time) error
 	FailLostRCCommands(ctx context.Context, enrollment int64, keep []int64, at time.Time) (int64, error)
 	FailSilentRCCommands(ctx context.Context, before, at time.Time) ([]int64, error)
@@ -114,7 +116,7 @@ func (b *Broker) Register(g *gin.RouterGroup) {
 	// This table is where each of the broker's routes is declared.
 	apierr.Register(g, []apierr.Route{
 		// The RC's calls.
-		{Method: http.MethodPost, Path: "/rc/enroll", Handler: b.enroll},
+		{Method: http.MethodPost, Path: "/rc/enroll", Handler: b.enroll, Role: apierr.RoleNode},
 		{Method: http.MethodGet, Path: "/rc/poll", Handler: b.poll},
 		{Method: http.MethodPost, Path: "/rc/commands/:id/report", Handler: b.report},
 		// The operators'.
@@ -123,11 +125,12 @@ func (b *Broker) Register(g *gin.RouterGroup) {
 		{Method: http.MethodPost, Path: "/nodes/:hrn/commands", Handler: b.addCommand},
 		{Method: http.MethodGet, Path: "/nodes/:hrn/commands", Handler: b.nodeCommands},
 		{Method: http.MethodGet, Path: "/commands/:id", Handler: b.command},
-		// Both.
-		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages},
-		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage},
-		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage},
-		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage},
+		// Both: an RC reaches an image only while its LOAD_IMAGE or
+		// SAVE_IMAGE of it runs (imageAccess), an operator always.
+		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
+		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
+		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage, Role: apierr.RoleNode},
 		{Method: http.MethodDelete, Path: "/disk-images/:name", Handler: b.deleteImage},
 	})
 }
