@@ -65,7 +65,7 @@ type vnode struct {
 func newVnode(t *testing.T, i int) *vnode {
 	t.Helper()
 	n := &vnode{t: t, hrn: fmt.Sprintf("node1-%d.vtb", i), mac: fmt.Sprintf("00:03:1d:0c:01:%02x", i),
-		ip: fmt.Sprintf("10.18.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
+		ip: fmt.Sprintf("127.0.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
 	for _, d := range []string{"disk0", "disk1"} {
 		n.writeDisk(d, nil)
 	}
@@ -116,6 +116,7 @@ func (n *vnode) boot() (stop func()) {
 	}
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,
+		HTTP: apptest.ClientFrom(n.ip), // an RC enrolls only from its node's address
 		Reboot: func(context.Context) error {
 			n.note("rc-reboot")
 			n.power()
@@ -219,14 +220,24 @@ func diskData(name string) []byte {
 	return bytes.Repeat([]byte(fmt.Sprintf("%-16s", name)), 64<<10/16)
 }
 
-// storedImage is a stored disk image, decompressed.
-func storedImage(ctx context.Context, t *testing.T, url, name string) []byte {
+// storedImage is a disk image stored by netbootd a, decompressed. It is
+// read from a's image directory: netbootd has no operator tokens yet, and
+// a transfer outside a node's LOAD or SAVE needs one.
+func storedImage(t *testing.T, a *apptest.Appliance, name string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	if _, err := amclient.New(url).GetDiskImage(ctx, name, &buf); err != nil {
-		t.Fatalf("disk get %s: %v", name, err)
+	f, err := os.Open(filepath.Join(a.Dir, "state", "images", name+".zst"))
+	if err != nil {
+		t.Fatalf("disk image %s: %v", name, err)
 	}
-	return zstdtest.Decompress(t, &buf)
+	defer f.Close()
+	return zstdtest.Decompress(t, f)
+}
+
+// putImage stores data as disk image name of netbootd a, by hand (see
+// storedImage).
+func putImage(t *testing.T, a *apptest.Appliance, name string, data []byte) {
+	t.Helper()
+	testenv.WriteFile(t, filepath.Join(a.Dir, "state", "images", name+".zst"), zstdtest.Compress(t, data))
 }
 
 // TestLoadSaveFlags: nbctl load and save against netbootd, with nodes
@@ -249,9 +260,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	c := amclient.New(a.URL)
 	ctx := t.Context()
 	for _, img := range []string{"base", "old"} {
-		f := filepath.Join(t.TempDir(), img+".zst")
-		testenv.WriteFile(t, f, zstdtest.Compress(t, diskData(img)))
-		nbctlOK(ctx, t, a.URL, "disk", "put", img, f)
+		putImage(t, a, img, diskData(img))
 	}
 	fast := []string{"--poll", "50ms"}
 
@@ -287,7 +296,7 @@ func TestLoadSaveFlags(t *testing.T) {
 		n.writeDisk("disk0", diskData("disk0"))
 		n.writeDisk("disk1", diskData("disk1"))
 		nbctlOK(ctx, t, a.URL, append([]string{"save", "--node", n.hrn, "--image", "from-disk1", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
-		if !bytes.Equal(storedImage(ctx, t, a.URL, "from-disk1"), diskData("disk1")) {
+		if !bytes.Equal(storedImage(t, a, "from-disk1"), diskData("disk1")) {
 			t.Errorf("image from-disk1 is not disk1")
 		}
 		n.wantCommands(ctx, t, c, "ENROLL", "SAVE_IMAGE disk1", "REBOOT")
@@ -303,7 +312,7 @@ func TestLoadSaveFlags(t *testing.T) {
 		if got := n.steps(); len(got) != 0 {
 			t.Errorf("the node was touched: %q", got)
 		}
-		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("old")) {
+		if !bytes.Equal(storedImage(t, a, "old"), diskData("old")) {
 			t.Errorf("image old changed")
 		}
 	})
@@ -311,7 +320,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	t.Run("save --replace overwrites a stored image", func(t *testing.T) {
 		n := nodes[2]
 		nbctlOK(ctx, t, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
-		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("disk0")) {
+		if !bytes.Equal(storedImage(t, a, "old"), diskData("disk0")) {
 			t.Errorf("image old is not the node's disk0")
 		}
 	})

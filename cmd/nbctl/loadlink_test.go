@@ -15,8 +15,6 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
-	"github.com/orbit-lab/netboot/internal/testenv"
-	"github.com/orbit-lab/netboot/internal/zstdtest"
 )
 
 // pxe reads the node's PXE configuration as pxelinux does: its own file
@@ -106,9 +104,7 @@ func TestLoadRestoresEarlierLink(t *testing.T) {
 	}
 	c := amclient.New(a.URL)
 	ctx := t.Context()
-	img := filepath.Join(t.TempDir(), "base.zst")
-	testenv.WriteFile(t, img, zstdtest.Compress(t, diskData("base")))
-	nbctlOK(ctx, t, a.URL, "disk", "put", "base", img)
+	putImage(t, a, "base", diskData("base"))
 	load := func(n *vnode) string {
 		return nbctlOK(ctx, t, a.URL, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
 	}
