@@ -60,5 +60,8 @@ func DoWith(t testing.TB, c *http.Client, req *http.Request) Response {
 // speaks from its own.
 func ClientFrom(ip string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
+	// The buffers are orbit-rc's own (rc.newHTTPClient): image transfers
+	// through this client run at the real RC's pace.
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second,
+		ReadBufferSize: 1 << 20, WriteBufferSize: 1 << 20}}
 }
