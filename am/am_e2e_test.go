@@ -65,9 +65,7 @@ func enrollFrom(t *testing.T, a *apptest.Appliance, mac string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := apptest.ClientFrom(rcIP[mac])
-	defer c.CloseIdleConnections()
-	if r := apptest.DoWith(t, c, req); r.Status != http.StatusOK {
+	if r := apptest.DoFrom(t, rcIP[mac], req); r.Status != http.StatusOK {
 		t.Fatalf("enroll %s from %s: %d %s", mac, rcIP[mac], r.Status, r.Body)
 	}
 }

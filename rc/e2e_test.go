@@ -372,12 +372,7 @@ func callFrom(t *testing.T, from, method, url, bearer string, body any) (int, st
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	client := http.DefaultClient
-	if from != "" {
-		client = apptest.ClientFrom(from)
-		defer client.CloseIdleConnections()
-	}
-	r := apptest.DoWith(t, client, req)
+	r := apptest.DoFrom(t, from, req)
 	return r.Status, r.Body
 }
 

@@ -103,12 +103,7 @@ func do(t *testing.T, rq *http.Request) answer {
 
 func doFrom(t *testing.T, from string, rq *http.Request) answer {
 	t.Helper()
-	c := http.DefaultClient
-	if from != "" {
-		c = apptest.ClientFrom(from)
-		defer c.CloseIdleConnections()
-	}
-	r := apptest.DoWith(t, c, rq)
+	r := apptest.DoFrom(t, from, rq)
 	return answer{r.Status, r.Body, r.Header}
 }
 

@@ -53,6 +53,17 @@ func DoWith(t testing.TB, c *http.Client, req *http.Request) Response {
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 }
 
+// DoFrom is Do from source address from (ClientFrom); "" is any.
+func DoFrom(t testing.TB, from string, req *http.Request) Response {
+	t.Helper()
+	if from == "" {
+		return Do(t, req)
+	}
+	c := ClientFrom(from)
+	defer c.CloseIdleConnections()
+	return DoWith(t, c, req)
+}
+
 // ClientFrom is an HTTP client whose connections leave from address ip. The
 // appliance admits an RC only from its node's own address (its inventory
 // control IP); Linux routes all of 127.0.0.0/8 to lo, so a simulated node
