@@ -31,8 +31,9 @@ type Appliance struct {
 	URL  string // http://Addr
 	Log  io.Writer
 
-	cfg       rcbroker.Config
-	inventory string
+	cfg        rcbroker.Config
+	inventory  string
+	middleware []gin.HandlerFunc
 
 	mu     sync.Mutex
 	st     *store.Store
@@ -48,6 +49,10 @@ type Options struct {
 	Inventory string          // YAML imported at each start into an empty database
 	Config    rcbroker.Config // ImageDir defaults to Dir/images
 	Log       io.Writer       // default: discard
+	// Middleware runs before the broker's routes: a test's stand-in for
+	// the AM's token guard (apierr.SetCaller), until one comes with the
+	// broker.
+	Middleware []gin.HandlerFunc
 }
 
 // Start starts an appliance with its state in dir.
@@ -62,7 +67,7 @@ func Start(dir string, o Options) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Appliance{Dir: dir, Addr: ln.Addr().String(), Log: o.Log, cfg: o.Config, inventory: o.Inventory}
+	a := &Appliance{Dir: dir, Addr: ln.Addr().String(), Log: o.Log, cfg: o.Config, inventory: o.Inventory, middleware: o.Middleware}
 	a.URL = "http://" + a.Addr
 	if err := a.start(ln); err != nil {
 		ln.Close()
@@ -105,6 +110,7 @@ func (a *Appliance) start(ln net.Listener) error {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	r.Use(a.middleware...)
 	b.Register(r.Group("/api/v1"), openGuard{})
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	done := make(chan struct{})
