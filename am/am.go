@@ -6,6 +6,7 @@ package am
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,11 @@ type Inventory interface {
 
 // Config configures the AM.
 type Config struct {
-	Listen       string // HTTP listen address, e.g. ":5054"
+	Listen       string // plain HTTP listen address, e.g. ":5054"; "" for none
+	// TLSListen, if set, is an HTTPS listener of the same handler, with
+	// TLS as its config (its certificate).
+	TLSListen string
+	TLS       *tls.Config
 	DefaultImage string // PXE image for nodes whose inventory names none
 	// RC, if set, adds the Resource Controller broker's routes under /api/v1.
 	RC interface{ Register(*gin.RouterGroup) }
@@ -68,8 +73,9 @@ type Server struct {
 	links *pxelink.Manager
 	log   *slog.Logger
 	h     http.Handler
-	ready chan struct{} // closed once Serve has bound its socket, or failed to
-	addr  net.Addr      // the bound address, set before ready is closed
+	ready chan struct{} // closed once Serve has bound its sockets, or failed to
+	// The bound addresses, set before ready is closed.
+	addr, tlsAddr net.Addr
 
 	fileMu     sync.Mutex // one reading of InventoryFile at a time
 	statusMu   sync.Mutex // guards fileStatus, read while a reading runs
@@ -109,12 +115,13 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 // Handler returns the AM's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.h }
 
-// Ready is closed once Serve has bound its socket (Addr is then valid), or
-// failed to.
+// Ready is closed once Serve has bound its sockets (Addr and TLSAddr are
+// then valid), or failed to.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Addr is the bound address once Ready is closed: with a listen address
-// of port 0, the port the system chose. Nil before, or if the bind failed.
+// Addr is the plain listener's bound address once Ready is closed: with a
+// listen address of port 0, the port the system chose. Nil before, if the
+// bind failed, or with no plain listener.
 func (s *Server) Addr() net.Addr {
 	select {
 	case <-s.ready:
@@ -124,28 +131,77 @@ func (s *Server) Addr() net.Addr {
 	}
 }
 
-// Serve serves on cfg.Listen until ctx is done, then shuts down gracefully.
-// A listen error (port in use) is returned at once. Serve may be called
-// once.
-func (s *Server) Serve(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		close(s.ready)
-		return fmt.Errorf("am: http listen %s: %w", s.cfg.Listen, err)
+// TLSAddr is Addr for the TLS listener.
+func (s *Server) TLSAddr() net.Addr {
+	select {
+	case <-s.ready:
+		return s.tlsAddr
+	default:
+		return nil
 	}
-	s.addr = ln.Addr()
+}
+
+// Serve serves on cfg.Listen and cfg.TLSListen (each if set) until ctx is
+// done, then shuts both down gracefully. A listen error (port in use) is
+// returned at once. Serve may be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.cfg.TLSListen != "" && s.cfg.TLS == nil {
+		close(s.ready)
+		return errors.New("am: TLSListen without a TLS config")
+	}
+	var plain, secure net.Listener
+	var err error
+	if s.cfg.Listen != "" {
+		if plain, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			close(s.ready)
+			return fmt.Errorf("am: http listen %s: %w", s.cfg.Listen, err)
+		}
+		s.addr = plain.Addr()
+	}
+	if s.cfg.TLSListen != "" {
+		if secure, err = net.Listen("tcp", s.cfg.TLSListen); err != nil {
+			if plain != nil {
+				plain.Close()
+			}
+			s.addr = nil
+			close(s.ready)
+			return fmt.Errorf("am: https listen %s: %w", s.cfg.TLSListen, err)
+		}
+		s.tlsAddr = secure.Addr()
+	}
 	close(s.ready)
+	// One server for both listeners: one handler, and one Shutdown that
+	// drains them both.
 	srv := &http.Server{
 		Handler:           s.h,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		TLSConfig:         s.cfg.TLS,
+		// Its own errors are mostly handshakes a client broke off (an
+		// nbctl that did not trust the certificate, plain HTTP on the TLS
+		// port), which any client can cause at will: debug, not warn.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.log.Info("AM listening", "addr", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, 2)
+	serving := 0
+	if plain != nil {
+		s.log.Info("AM listening", "addr", plain.Addr().String())
+		serving++
+		go func() { errc <- srv.Serve(plain) }()
+	}
+	if secure != nil {
+		s.log.Info("AM listening", "addr", secure.Addr().String(), "tls", true)
+		serving++
+		go func() { errc <- srv.ServeTLS(secure, "", "") }()
+	}
 	select {
 	case err := <-errc:
+		serving--
+		_ = srv.Close()
+		for ; serving > 0; serving-- {
+			<-errc
+		}
 		return fmt.Errorf("am: serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -156,8 +212,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("am: shutdown: %w", err)
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("am: serve: %w", err)
+	for ; serving > 0; serving-- {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("am: serve: %w", err)
+		}
 	}
 	return nil
 }

@@ -128,7 +128,7 @@ func (h httpFile) parse() (HTTP, []error) {
 			"or {cert: FILE, key: FILE}", h.TLSListen))
 	case h.TLSListen == "" && t.Enabled():
 		errs = append(errs, errors.New(`http.tls: set, but http.tls_listen is empty: set where HTTPS listens, e.g. ":5443"`))
-	case h.Listen == h.TLSListen:
+	case h.Listen == h.TLSListen && !strings.HasSuffix(h.Listen, ":0"): // port 0: two ports the system picks
 		errs = append(errs, fmt.Errorf("http.listen and http.tls_listen: both %q: they are two listeners", h.Listen))
 	}
 	return HTTP{Listen: h.Listen, TLSListen: h.TLSListen, TLS: t}, errs

@@ -228,6 +228,8 @@ func TestParseHTTPTLS(t *testing.T) {
 		{name: "no listener", yaml: "http: { listen: \"\" }\n", wantErr: "http.listen and http.tls_listen: both empty"},
 		{name: "one address for both", yaml: "http: { listen: \":5054\", tls_listen: \":5054\", tls: auto }\n",
 			wantErr: `both ":5054": they are two listeners`},
+		{name: "port 0 for both: two free ports", yaml: "http: { listen: \"127.0.0.1:0\", tls_listen: \"127.0.0.1:0\", tls: auto }\n",
+			want: HTTP{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLS: TLS{Auto: true}}},
 		{name: "cert without key", yaml: "http: { tls_listen: \":5443\", tls: { cert: c.pem } }\n", wantErr: "http.tls: set both cert and key"},
 		{name: "key without cert", yaml: "http: { tls_listen: \":5443\", tls: { key: k.pem } }\n", wantErr: "http.tls: set both cert and key"},
 		{name: "another word", yaml: "http: { tls_listen: \":5443\", tls: yes }\n", wantErr: `line 1: http.tls: "yes": want auto or {cert: FILE, key: FILE}`},
