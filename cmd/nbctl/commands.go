@@ -63,6 +63,7 @@ func (k *cli) commands() []spec {
 			"netboot the nodes into the RAM image, write disk image\nNAME onto their disks, reboot them into it (omf load)", k.load},
 		{"save", "--node A --image NAME [--replace] [same flags as load]",
 			"netboot the node, store its disk as disk image NAME,\nreboot it (omf save)", k.save},
+		{"tls fingerprint", "", "print the SHA-256 fingerprint of the certificate the https\n--server presents, unverified: compare it with netbootd's\nlog before pinning it with --fingerprint", noArgs(k.tlsFingerprint)},
 		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},
@@ -74,7 +75,9 @@ const usageNotes = `NODE, A and B name a node as OMF's calls do: its HRN, or a h
 is unique in the inventory, or in testbed D with --domain D.
 COMMAND --help (or -h) prints the command's usage; after rc exec's --,
 --help goes to the program.
---server defaults to $NBCTL_SERVER, else http://localhost:5054.
+--server defaults to $NBCTL_SERVER, else http://localhost:5054. An https
+server's certificate is checked against the system's CAs, or --ca FILE, or
+only by its pinned SHA-256 --fingerprint ($NBCTL_CA, $NBCTL_FINGERPRINT).
 `
 
 // usage is the whole usage text.

@@ -35,6 +35,12 @@ import (
 // prints the same).
 func Fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
+	return FormatSum(sum[:])
+}
+
+// FormatSum writes a digest as Fingerprint does, for one ParseFingerprint
+// read.
+func FormatSum(sum []byte) string {
 	pairs := make([]string, len(sum))
 	for i, b := range sum {
 		pairs[i] = fmt.Sprintf("%02X", b)
