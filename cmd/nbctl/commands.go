@@ -83,7 +83,7 @@ only by its pinned SHA-256 --fingerprint ($NBCTL_CA, $NBCTL_FINGERPRINT).
 // usage is the whole usage text.
 func usage(specs []spec) string {
 	var b strings.Builder
-	b.WriteString("usage: nbctl [--server URL] COMMAND [ARGS]\n\n")
+	b.WriteString("usage: nbctl [--server URL] [--ca FILE | --fingerprint SHA256] COMMAND [ARGS]\n\n")
 	writeEntries(&b, specs)
 	b.WriteString("\n" + usageNotes)
 	return b.String()
