@@ -47,11 +47,11 @@ type Inventory interface {
 
 // Config configures the AM.
 type Config struct {
-	Listen       string // plain HTTP listen address, e.g. ":5054"; "" for none
+	Listen string // plain HTTP listen address, e.g. ":5054"; "" for none
 	// TLSListen, if set, is an HTTPS listener of the same handler, with
 	// TLS as its config (its certificate).
-	TLSListen string
-	TLS       *tls.Config
+	TLSListen    string
+	TLS          *tls.Config
 	DefaultImage string // PXE image for nodes whose inventory names none
 	// RC, if set, adds the Resource Controller broker's routes under /api/v1.
 	RC interface{ Register(*gin.RouterGroup) }
@@ -197,10 +197,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	select {
 	case err := <-errc:
+		// One listener failed: the other stops too.
 		serving--
 		_ = srv.Close()
 		for ; serving > 0; serving-- {
-			<-errc
+			if other := <-errc; !errors.Is(other, http.ErrServerClosed) {
+				err = errors.Join(err, other)
+			}
 		}
 		return fmt.Errorf("am: serve: %w", err)
 	case <-ctx.Done():
