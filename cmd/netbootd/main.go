@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfgPath := fset.String("config", "", "YAML configuration file (default: built-in defaults)")
 	logFormat := fset.String("log-format", "text", "log format: text or json")
 	logLevel := fset.String("log-level", "info", "log level: debug, info, warn, error")
-	readyFile := fset.String("ready-file", "", "once serving, write the bound HTTP and TFTP addresses to this file as JSON\n"+
+	readyFile := fset.String("ready-file", "", "once serving, write the bound HTTP, HTTPS and TFTP addresses to this file as JSON\n"+
 		"(for a supervisor, or a test that listens on port 0); removed at exit")
 	if err := fset.Parse(args); err != nil {
 		return err
@@ -80,6 +80,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("tftp_root: %w", err)
 	}
 	if err := writableDir("state_dir", cfg.StateDir, 0o750); err != nil {
+		return err
+	}
+	// Before the database and the links: a certificate that cannot serve
+	// stops netbootd having changed nothing.
+	tlsCfg, err := serverTLS(cfg, log)
+	if err != nil {
 		return err
 	}
 
@@ -127,10 +133,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	events := timeline.New(st, log.With("svc", "timeline"))
 	bootFiles, err := httpboot.New(httpboot.Config{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, log.With("svc", "httpboot"), events)
-	if err != nil {
-		return err
-	}
-	tlsCfg, err := serverTLS(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func fingerprintLogged(t *testing.T, a *apptest.Appliance) string {
 // unverifiable certificate; curl --cacert is served too; a restart keeps
 // the certificate.
 func TestTLSAuto(t *testing.T) {
-	a := apptest.New(t, apptest.Options{Inventory: tlsSeed, TLS: "auto"})
+	a := apptest.New(t, apptest.Options{Inventory: tlsSeed, TLS: "auto", Args: []string{"--log-level", "debug"}})
 	a.Start()
 	fp := fingerprintLogged(t, a)
 	if !apptest.HasLine(a.Log.String(), "TLS: made a self-signed certificate", "127.0.0.1", "localhost") {
@@ -128,7 +128,7 @@ func TestTLSAuto(t *testing.T) {
 	testenv.Programs(t, "apt-get install curl openssl", "curl", "openssl")
 	out, err := exec.Command("curl", "-sS", "--fail", "--cacert", certFile, a.TLSURL+"/api/v1/testbeds").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"sb8"`) {
-		t.Errorf("curl --cacert: %v\n%s", err, out)
+		t.Errorf("curl --cacert: %v\n%s\n--- netbootd:\n%s", err, out, a.Log)
 	}
 	out, err = exec.Command("curl", "-sS", a.TLSURL+"/api/v1/testbeds").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "self-signed certificate") {
@@ -274,6 +274,10 @@ func TestTLSRefusesBadConfig(t *testing.T) {
 		{"tls without tls_listen", base + "http: { tls: auto }\n", "http.tls: set, but http.tls_listen is empty"},
 		{"no listener", base + `http: { listen: "" }` + "\n", "http.listen and http.tls_listen: both empty"},
 	})
+	// Refused before the database was opened.
+	if _, err := os.Stat(filepath.Join(dir, "state", "netboot.db")); err == nil {
+		t.Error("a refused start created the database")
+	}
 	// A made certificate whose key was replaced is not silently made anew:
 	// operators pinned it.
 	state := filepath.Join(dir, "state2")
