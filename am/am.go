@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,10 +179,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		TLSConfig:         s.cfg.TLS,
-		// Its own errors are mostly handshakes a client broke off (an
-		// nbctl that did not trust the certificate, plain HTTP on the TLS
-		// port), which any client can cause at will: debug, not warn.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          log.New(serverErrors{s.log}, "", 0),
 	}
 	errc := make(chan error, 2)
 	serving := 0
@@ -221,6 +219,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// serverErrors is net/http's error log: a TLS handshake a client broke
+// off (an nbctl that does not trust the certificate, plain HTTP on the TLS
+// port), which any client can cause at will, at debug; the rest at warn.
+type serverErrors struct{ log *slog.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 func (s *Server) logRequests(c *gin.Context) {

@@ -120,3 +120,22 @@ func TestServeListeners(t *testing.T) {
 		}
 	})
 }
+
+// TestServerErrors: handshakes any client can break off are debug lines;
+// net/http's other complaints stay visible.
+func TestServerErrors(t *testing.T) {
+	var b strings.Builder
+	w := serverErrors{slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, line := range []string{
+		"http: TLS handshake error from 127.0.0.1:5: remote error: tls: bad certificate\n",
+		"http: superfluous response.WriteHeader call\n",
+	} {
+		if n, err := w.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+	}
+	got := b.String()
+	if !strings.Contains(got, `level=DEBUG msg="http: TLS handshake error`) || !strings.Contains(got, `level=WARN msg="http: superfluous`) {
+		t.Errorf("log:\n%s", got)
+	}
+}
