@@ -171,6 +171,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.tlsAddr = secure.Addr()
 	}
 	close(s.ready)
+	if secure != nil {
+		cfg := s.cfg.TLS.Clone()
+		// Both listeners go through Serve, which sets HTTP/2 up once per
+		// server, the same whichever comes first; the TLS one offers it
+		// here. (ServeTLS beside Serve would offer h2 without setting it
+		// up whenever the plain Serve came first, and cut off every
+		// HTTP/2 client: curl, nbctl.)
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		secure = tls.NewListener(secure, cfg)
+	}
 	// One server for both listeners: one handler, and one Shutdown that
 	// drains them both.
 	srv := &http.Server{
@@ -178,7 +190,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		TLSConfig:         s.cfg.TLS,
 		ErrorLog:          log.New(serverErrors{s.log}, "", 0),
 	}
 	errc := make(chan error, 2)
@@ -191,7 +202,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if secure != nil {
 		s.log.Info("AM listening", "addr", secure.Addr().String(), "tls", true)
 		serving++
-		go func() { errc <- srv.ServeTLS(secure, "", "") }()
+		go func() { errc <- srv.Serve(secure) }()
 	}
 	select {
 	case err := <-errc:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -27,7 +28,8 @@ func TestServeListeners(t *testing.T) {
 	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert.Leaf)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}}
 	log := slog.New(slog.DiscardHandler)
 
 	get := func(t *testing.T, url string) string {
@@ -38,7 +40,7 @@ func TestServeListeners(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return string(b)
+		return fmt.Sprintf("%s HTTP/%d", b, resp.ProtoMajor)
 	}
 	tests := []struct {
 		name          string
@@ -46,7 +48,14 @@ func TestServeListeners(t *testing.T) {
 	}{
 		{"plain", true, false},
 		{"TLS", false, true},
-		{"both", true, true},
+	}
+	// Both, several times: which listener starts first is up to the
+	// scheduler, and HTTP/2 must be served over TLS either way.
+	for range 10 {
+		tests = append(tests, struct {
+			name          string
+			plain, secure bool
+		}{"both", true, true})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,15 +78,16 @@ func TestServeListeners(t *testing.T) {
 				t.Fatalf("Addr %v, TLSAddr %v", s.Addr(), s.TLSAddr())
 			}
 			if tt.plain {
-				if got := get(t, "http://"+s.Addr().String()+"/"); got != "tls=no" {
+				if got := get(t, "http://"+s.Addr().String()+"/"); got != "tls=no HTTP/1" {
 					t.Errorf("plain: %q", got)
 				}
 			}
 			if tt.secure {
-				if got := get(t, "https://"+s.TLSAddr().String()+"/"); got != "tls=yes" {
+				if got := get(t, "https://"+s.TLSAddr().String()+"/"); got != "tls=yes HTTP/2" {
 					t.Errorf("TLS: %q", got)
 				}
 			}
+			client.CloseIdleConnections()
 			cancel()
 			select {
 			case err := <-done:

@@ -84,7 +84,7 @@ func TestTLSAuto(t *testing.T) {
 	lowerBare := strings.ToLower(strings.ReplaceAll(fp, ":", ""))
 	for _, pin := range []string{fp, lowerBare} {
 		if out, err := nbctl("--fingerprint", pin, "nodes"); err != nil || !strings.Contains(out, "node1-1.sb8") {
-			t.Errorf("nbctl --fingerprint %s nodes: %v\n%s", pin, err, out)
+			t.Errorf("nbctl --fingerprint %s nodes: %v\n%s\n--- netbootd:\n%s", pin, err, out, a.Log)
 		}
 	}
 	if out, err := nbctl("--ca", certFile, "nodes"); err != nil || !strings.Contains(out, "node1-1.sb8") {
@@ -92,7 +92,7 @@ func TestTLSAuto(t *testing.T) {
 	}
 	// The environment, as an operator's shell profile sets it.
 	cmd := a.NbctlCommand(context.Background(), append(tlsServer, "nodes")...)
-	cmd.Env = append(os.Environ(), "NBCTL_FINGERPRINT="+fp)
+	cmd.Env = append(cmd.Environ(), "NBCTL_FINGERPRINT="+fp)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "node1-1.sb8") {
 		t.Errorf("NBCTL_FINGERPRINT nbctl nodes: %v\n%s", err, out)
 	}
@@ -124,13 +124,15 @@ func TestTLSAuto(t *testing.T) {
 		}
 	}
 
-	// A real client of another TLS stack.
+	// A real client of another TLS stack, fetching a boot file (a path
+	// that needs no credentials).
 	testenv.Programs(t, "apt-get install curl openssl", "curl", "openssl")
-	out, err := exec.Command("curl", "-sS", "--fail", "--cacert", certFile, a.TLSURL+"/api/v1/testbeds").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"sb8"`) {
+	testenv.WriteFile(t, filepath.Join(a.TFTPRoot, "hello.txt"), "boot file over TLS\n")
+	out, err := exec.Command("curl", "-sS", "--fail", "--cacert", certFile, a.TLSURL+"/boot/hello.txt").CombinedOutput()
+	if err != nil || string(out) != "boot file over TLS\n" {
 		t.Errorf("curl --cacert: %v\n%s\n--- netbootd:\n%s", err, out, a.Log)
 	}
-	out, err = exec.Command("curl", "-sS", a.TLSURL+"/api/v1/testbeds").CombinedOutput()
+	out, err = exec.Command("curl", "-sS", a.TLSURL+"/boot/hello.txt").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "self-signed certificate") {
 		t.Errorf("curl without the certificate: %v\n%s: want it refused", err, out)
 	}
@@ -151,7 +153,7 @@ func TestTLSAuto(t *testing.T) {
 		t.Errorf("a restart made a new certificate:\n%s", a.Log)
 	}
 	if out, err := nbctl("--fingerprint", fp, "nodes"); err != nil {
-		t.Errorf("after a restart, nbctl with the pin: %v\n%s", err, out)
+		t.Errorf("after a restart, nbctl with the pin: %v\n%s\n--- netbootd:\n%s", err, out, a.Log)
 	}
 }
 
