@@ -66,10 +66,9 @@ func TestServeListeners(t *testing.T) {
 			if tt.secure {
 				cfg.TLSListen, cfg.TLS = "127.0.0.1:0", tlsCfg
 			}
-			s := New(cfg, nil, nil, log)
-			s.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s := newServing(cfg, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.WriteString(w, "tls="+map[bool]string{true: "yes", false: "no"}[r.TLS != nil])
-			})
+			}))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- s.Serve(ctx) }()
@@ -114,7 +113,7 @@ func TestServeListeners(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer busy.Close()
-		s := New(Config{Listen: "127.0.0.1:0", TLSListen: busy.Addr().String(), TLS: tlsCfg}, nil, nil, log)
+		s := newServing(Config{Listen: "127.0.0.1:0", TLSListen: busy.Addr().String(), TLS: tlsCfg}, log, http.NotFoundHandler())
 		err = s.Serve(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "am: https listen "+busy.Addr().String()) {
 			t.Fatalf("Serve: %v", err)
@@ -124,11 +123,17 @@ func TestServeListeners(t *testing.T) {
 		}
 	})
 	t.Run("TLS listener without a config", func(t *testing.T) {
-		s := New(Config{TLSListen: "127.0.0.1:0"}, nil, nil, log)
+		s := newServing(Config{TLSListen: "127.0.0.1:0"}, log, http.NotFoundHandler())
 		if err := s.Serve(context.Background()); err == nil {
 			t.Fatal("Serve without a TLS config succeeded")
 		}
 	})
+}
+
+// newServing is a Server with handler h in place of the AM's routes:
+// Serve's listeners are under test, not what they serve.
+func newServing(cfg Config, log *slog.Logger, h http.Handler) *Server {
+	return &Server{cfg: cfg, log: log, h: h, ready: make(chan struct{})}
 }
 
 // TestServerErrors: handshakes any client can break off are debug lines;

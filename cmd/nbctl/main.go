@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var tlsOpt amclient.TLS
 	top.StringVar(&tlsOpt.CAFile, "ca", os.Getenv("NBCTL_CA"), "PEM file of the CA (or the self-signed certificate) an https appliance's certificate must chain to")
 	top.StringVar(&tlsOpt.Fingerprint, "fingerprint", os.Getenv("NBCTL_FINGERPRINT"), "SHA-256 fingerprint of an https appliance's certificate: the only check made")
+	tokFile := top.String("token-file", "", "file holding the API token (default: $NBCTL_TOKEN, else the config dir's netboot/token)")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage(specs))
@@ -69,13 +70,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage(specs))
 		return errors.New("no command")
 	}
+	token, err := loadToken(*tokFile)
+	if err != nil {
+		return err
+	}
 	k.server, k.serverSet = server, serverSet
-	c, err := amclient.New(server).WithTLS(tlsOpt)
+	c, err := amclient.New(server).WithToken(token).WithTLS(tlsOpt)
 	if err != nil {
 		return err
 	}
 	k.c = c
-	return tlsHint(dispatch(ctx, specs, args, stdout, stderr))
+	return tlsHint(authHint(dispatch(ctx, specs, args, stdout, stderr)))
 }
 
 // tlsHint adds to a certificate nbctl could not check how to make it
@@ -215,6 +220,9 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 	for _, node := range fs.Args() {
 		l, err := c.SetBoot(ctx, node, *image, *lifetime)
 		if err != nil {
+			if refused(err) {
+				return err // the same for every node: no token, or too low a role
+			}
 			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue
@@ -237,6 +245,9 @@ func (k *cli) bootClear(ctx context.Context, args []string) error {
 	var failed int
 	for _, node := range args {
 		if err := c.ClearBoot(ctx, node); err != nil {
+			if refused(err) {
+				return err // the same for every node: no token, or too low a role
+			}
 			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue
