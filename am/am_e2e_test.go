@@ -43,10 +43,39 @@ testbeds:
 
 func start(t *testing.T, images ...string) *apptest.Appliance {
 	t.Helper()
+	return startInventory(t, inventoryYAML, images...)
+}
+
+// startRC starts an appliance whose inventory gives the nodes that tests
+// enroll RCs for loopback control IPs: an RC enrolls only from its node's
+// address (enrollFrom).
+func startRC(t *testing.T) *apptest.Appliance {
+	t.Helper()
+	return startInventory(t, strings.NewReplacer("control_ip: 10.18.1.2,", "control_ip: "+rcIP["00:03:1d:0c:01:02"]+",",
+		"control_ip: 10.10.1.1,", "control_ip: "+rcIP["00:03:1d:0a:01:01"]+",").Replace(inventoryYAML))
+}
+
+// rcIP is the control IP, in startRC's inventory, of the node of a MAC.
+var rcIP = map[string]string{"00:03:1d:0c:01:02": "127.0.0.12", "00:03:1d:0a:01:01": "127.0.0.13"}
+
+// enrollFrom enrolls an RC for mac from its node's address.
+func enrollFrom(t *testing.T, a *apptest.Appliance, mac string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, a.URL+"/api/v1/rc/enroll", strings.NewReader(`{"macs":["`+mac+`"],"image":"orbit-2.0.0"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := apptest.DoFrom(t, rcIP[mac], req); r.Status != http.StatusOK {
+		t.Fatalf("enroll %s from %s: %d %s", mac, rcIP[mac], r.Status, r.Body)
+	}
+}
+
+func startInventory(t *testing.T, inventory string, images ...string) *apptest.Appliance {
+	t.Helper()
 	if len(images) == 0 {
 		images = []string{"orbit-2.0.0", "orbit-2.0.1", "default-image"}
 	}
-	a := apptest.New(t, apptest.Options{Inventory: inventoryYAML, Images: images, Extra: "pxe: { default_image: default-image }\n"})
+	a := apptest.New(t, apptest.Options{Inventory: inventory, Images: images, Extra: "pxe: { default_image: default-image }\n"})
 	a.Start()
 	return a
 }

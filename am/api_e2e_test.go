@@ -121,7 +121,7 @@ func TestImportProblems(t *testing.T) {
 // found nowhere (or not in the domain named) a 404. inventoryYAML has
 // node1-1 in sb8 and in grid.
 func TestNodeNames(t *testing.T) {
-	a := start(t)
+	a := startRC(t)
 	const (
 		sb8  = "node1-2.sb8.orbit-lab.org"
 		grid = "node1-1.grid.orbit-lab.org"
@@ -129,9 +129,7 @@ func TestNodeNames(t *testing.T) {
 	// Enrolled RCs give the nodes an event each and let them take
 	// commands: every route's answer then names the node it found.
 	for _, mac := range []string{"00:03:1d:0c:01:02", "00:03:1d:0a:01:01"} {
-		if status, body := send(t, a, "POST", "/api/v1/rc/enroll", `{"macs":["`+mac+`"],"image":"orbit-2.0.0"}`); status != 200 {
-			t.Fatalf("enroll %s: %d %s", mac, status, body)
-		}
+		enrollFrom(t, a, mac)
 	}
 	routes := []struct {
 		method, tail, body string
@@ -191,12 +189,10 @@ func TestNodeNames(t *testing.T) {
 // after that one, for a follower (nbctl nodes events --follow); a cursor
 // that is no event ID is a 400.
 func TestEventsAfter(t *testing.T) {
-	a := start(t)
+	a := startRC(t)
 	const hrn = "node1-2.sb8.orbit-lab.org"
 	for range 3 { // an RC enrolling is an event on the node's timeline
-		if status, body := send(t, a, "POST", "/api/v1/rc/enroll", `{"macs":["00:03:1d:0c:01:02"],"image":"orbit-2.0.0"}`); status != 200 {
-			t.Fatalf("enroll: %d %s", status, body)
-		}
+		enrollFrom(t, a, "00:03:1d:0c:01:02")
 	}
 	events := func(query string) []store.Event {
 		t.Helper()

@@ -24,8 +24,7 @@ func TestInteropLoaders(t *testing.T) {
 	l.ip("-n", cli, "link", "set", "cli0", "up")
 	cfg := labConfig("srv0")
 	cfg.BootfileEFI = "shimx64.efi"
-	state := t.TempDir()
-	p := l.server(srv, cfg, state, labNodes...)
+	p := l.server(srv, cfg, "", labNodes...)
 	if err := os.WriteFile(filepath.Join(p.root, "pxelinux.cfg", "orbit-2.0.0"), []byte("DEFAULT orbit\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -45,13 +44,12 @@ func TestInteropLoaders(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		// The admin token netbootd made at its first start.
-		tok, err := os.ReadFile(filepath.Join(state, "admin.token"))
+		token, err := os.ReadFile(filepath.Join(p.state, "admin.token"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		args := []string{"netns", "exec", srv, "curl", "-sS", "--fail-with-body", "-X", method,
-			"-H", "Authorization: Bearer " + strings.TrimSpace(string(tok)),
+			"-H", "Authorization: Bearer " + strings.TrimSpace(string(token)),
 			"http://127.0.0.1:5054/api/v1/nodes/node1-2.sb8.orbit-lab.org/boot"}
 		if body != "" {
 			args = append(args, "-H", "Content-Type: application/json", "-d", body)

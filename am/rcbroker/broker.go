@@ -30,6 +30,7 @@ import (
 type Store interface {
 	LookupNode(ctx context.Context, domain, name string) (inventory.Node, error)
 	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
+	LeaseByMAC(ctx context.Context, mac string) (store.Lease, error)
 	AddEvent(ctx context.Context, e store.Event) error
 
 	PutRCEnrollment(ctx context.Context, e store.RCEnrollment) (store.RCEnrollment, error)
@@ -42,6 +43,7 @@ type Store interface {
 	RCCommand(ctx context.Context, id int64) (store.RCCommand, error)
 	RCCommands(ctx context.Context, hrn string, limit int) ([]store.RCCommand, error)
 	TakeRCCommand(ctx context.Context, enrollment int64, at time.Time) (store.RCCommand, error)
+	RunningRCCommand(ctx context.Context, enrollment int64, typ, image string) (store.RCCommand, error)
 	ReportRCCommand(ctx context.Context, id, enrollment int64, r proto.Report, maxOutput int, at time.Time) error
 	FailLostRCCommands(ctx context.Context, enrollment int64, keep []int64, at time.Time) (int64, error)
 	FailSilentRCCommands(ctx context.Context, before, at time.Time) ([]int64, error)

@@ -65,7 +65,7 @@ type vnode struct {
 func newVnode(t *testing.T, i int) *vnode {
 	t.Helper()
 	n := &vnode{t: t, hrn: fmt.Sprintf("node1-%d.vtb", i), mac: fmt.Sprintf("00:03:1d:0c:01:%02x", i),
-		ip: fmt.Sprintf("10.18.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
+		ip: fmt.Sprintf("127.0.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
 	for _, d := range []string{"disk0", "disk1"} {
 		n.writeDisk(d, nil)
 	}
@@ -116,6 +116,7 @@ func (n *vnode) boot() (stop func()) {
 	}
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,
+		HTTP: apptest.ClientFrom(n.ip), // an RC enrolls only from its node's address
 		Reboot: func(context.Context) error {
 			n.note("rc-reboot")
 			n.power()

@@ -154,6 +154,15 @@ var (
 	node21 = inventory.Node{HRN: "node2-1.sb9", Domain: "sb9", Hostname: "n21", ControlIP: "10.19.2.1", ControlMAC: "00:03:1d:0d:02:01", CmcIP: "10.1.2.1", X: 2, Y: 1, Z: 3, Disk: "/dev/nvme0n1", PXEImage: "orbit-2.0.0"}
 )
 
+// rcInventory is nodesInventory with loopback control IPs (rcIP) for the
+// tests that run RCs: an RC enrolls only from its node's address, and a
+// simulated one speaks from 127.0.0.N (apptest.ClientFrom).
+var (
+	rcIP        = map[string]string{node11.HRN: "127.0.0.11", node12.HRN: "127.0.0.12"}
+	rcInventory = strings.NewReplacer("control_ip: "+node11.ControlIP+",", "control_ip: "+rcIP[node11.HRN]+",",
+		"control_ip: "+node12.ControlIP+",", "control_ip: "+rcIP[node12.HRN]+",").Replace(nodesInventory)
+)
+
 // fields splits a table nbctl printed into its rows' columns.
 func fields(out string) [][]string {
 	var rows [][]string
@@ -239,15 +248,15 @@ func TestNodesAndTestbeds(t *testing.T) {
 // TestRCExecAgainstNetbootd: nbctl rc exec through netbootd to an RC:
 // the command's output on stdout and stderr, its exit code, --timeout.
 func TestRCExecAgainstNetbootd(t *testing.T) {
-	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: nodesInventory})
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: rcInventory})
 	a.Start()
 	ctx := t.Context()
-	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
+	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom(rcIP[node11.HRN]),
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
 	defer stopRC()
 	// node12's RAM image has no shell, as the default image has none.
 	noShell := filepath.Join(t.TempDir(), "sh")
-	stopRC12 := runRC(t, rc.Config{AM: a.URL, MACs: []string{node12.ControlMAC}, Hostname: "n12", ImageName: "orbit-2.0.0",
+	stopRC12 := runRC(t, rc.Config{AM: a.URL, MACs: []string{node12.ControlMAC}, Hostname: "n12", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom(rcIP[node12.HRN]),
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second, Shell: noShell})
 	defer stopRC12()
 	c := amclient.New(a.URL).WithToken(a.Token)

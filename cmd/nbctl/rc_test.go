@@ -31,7 +31,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: `testbeds:
   - domain: sb8
     nodes:
-      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01" }
+      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 127.0.0.11, control_mac: "00:03:1d:0c:01:01" }
 `})
 	if err != nil {
 		t.Fatal(err)
@@ -41,13 +41,13 @@ func TestRCAndDiskCommands(t *testing.T) {
 	ctx := context.Background()
 	// A UEFI node with Secure Boot on, as efivarfs shows it.
 	testenv.WriteFile(t, filepath.Join(dir, "efi", "efivars", "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"), "\x06\x00\x00\x00\x01")
-	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom("127.0.0.11"),
 		ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second,
 		EFIDir: filepath.Join(dir, "efi")})
 	defer stopRC()
 
 	var out, errs bytes.Buffer
-	k := &cli{c: amclient.New(a.URL), out: &out, errOut: &errs}
+	k := &cli{c: amclient.New(a.URL).WithToken(rcbrokertest.OperatorToken), out: &out, errOut: &errs}
 	node := "node1-1.sb8.orbit-lab.org"
 	deadline := time.Now().Add(30 * time.Second)
 	for {

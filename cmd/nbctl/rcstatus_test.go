@@ -21,7 +21,7 @@ import (
 func TestRCStatusAfterReboot(t *testing.T) {
 	const hrn, mac = "node1-1.sb8", "00:03:1d:0c:01:01"
 	a := apptest.New(t, apptest.Options{Inventory: "testbeds:\n  - domain: sb8\n    nodes:\n" +
-		"      - { hrn: " + hrn + ", hostname: node1-1, control_ip: 10.18.1.1, control_mac: \"" + mac + "\" }\n"})
+		"      - { hrn: " + hrn + ", hostname: node1-1, control_ip: 127.0.0.11, control_mac: \"" + mac + "\" }\n"})
 	a.Start()
 	c := amclient.New(a.URL).WithToken(a.Token)
 	ctx := t.Context()
@@ -30,7 +30,7 @@ func TestRCStatusAfterReboot(t *testing.T) {
 	boot := func(id string, rebooted chan<- struct{}) *testenv.Served {
 		bootID := filepath.Join(dir, "boot_id-"+id)
 		testenv.WriteFile(t, bootID, id+"\n")
-		cfg := rc.Config{AM: a.URL, MACs: []string{mac}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+		cfg := rc.Config{AM: a.URL, MACs: []string{mac}, Hostname: "node1-1", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom("127.0.0.11"),
 			ImageFile: filepath.Join(dir, "none"), BootIDFile: bootID, PollWait: 20 * time.Second,
 			Reboot: func(context.Context) error { close(rebooted); return nil }}
 		return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) })

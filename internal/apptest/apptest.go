@@ -36,7 +36,7 @@ var (
 )
 
 // Binaries builds cmd/... once per test process and returns the directory
-// holding netbootd and nbctl: .cache/apptest-bin in the source tree, so
+// holding netbootd, nbctl and orbit-rc: .cache/apptest-bin in the source tree, so
 // that test runs do not leave a copy each in /tmp. Test binaries of several
 // packages build at once: each builds into a directory of its own and
 // renames the binaries into place, which is atomic, and a binary replaced
@@ -59,13 +59,13 @@ func Binaries(t testing.TB) string {
 			return
 		}
 		defer os.RemoveAll(tmp)
-		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/netbootd", "./cmd/nbctl")
+		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/netbootd", "./cmd/nbctl", "./cmd/orbit-rc")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 			return
 		}
-		for _, name := range []string{"netbootd", "nbctl"} {
+		for _, name := range []string{"netbootd", "nbctl", "orbit-rc"} {
 			if err := os.Rename(filepath.Join(tmp, name), filepath.Join(binDir, name)); err != nil {
 				buildErr = err
 				return
@@ -96,6 +96,11 @@ type Appliance struct {
 	URL      string
 	Addr     string
 	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP (as Addr)
+	// TLSAddr is where the AM's TLS listener is, with Options.TLS (as
+	// Addr); TLSURL is https://TLSAddr, set by Start.
+	TLSAddr string
+	TLSURL  string
+	tls     string
 	// ReadyFile is netbootd's --ready-file: its bound addresses, as JSON.
 	ReadyFile string
 	// Token is the admin token netbootd made at its first start
@@ -120,6 +125,9 @@ type Options struct {
 	TFTP       bool     // serve TFTP on a free loopback port
 	Netns      string   // run netbootd (and Nbctl) inside this network namespace
 	HTTPHost   string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
+	// TLS, if set, is http.tls as YAML (auto, or {cert: F, key: F}): the
+	// AM listens for HTTPS too, on a free port at the same host.
+	TLS string
 }
 
 // New writes a config and directories for an appliance; Start runs it.
@@ -150,6 +158,9 @@ func New(t testing.TB, o Options) *Appliance {
 		host = o.HTTPHost
 	}
 	a.Addr = net.JoinHostPort(host, "0")
+	if o.TLS != "" {
+		a.TLSAddr, a.tls = net.JoinHostPort(host, "0"), o.TLS
+	}
 	if o.TFTP {
 		a.TFTPAddr = "127.0.0.1:0"
 	}
@@ -158,7 +169,7 @@ func New(t testing.TB, o Options) *Appliance {
 		invKey = "file"
 	}
 	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\n%s\n%s\ninventory: { %s: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, listenYAML("http", a.Addr), listenYAML("tftp", a.TFTPAddr), invKey, seed, o.Extra)
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.httpYAML(), listenYAML("tftp", a.TFTPAddr), invKey, seed, o.Extra)
 	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -168,6 +179,14 @@ func New(t testing.TB, o Options) *Appliance {
 
 func listenYAML(service, addr string) string {
 	return fmt.Sprintf("%s: { listen: %q }", service, addr)
+}
+
+// httpYAML is the config's http line for the appliance's addresses.
+func (a *Appliance) httpYAML() string {
+	if a.tls == "" {
+		return listenYAML("http", a.Addr)
+	}
+	return fmt.Sprintf("http: { listen: %q, tls_listen: %q, tls: %s }", a.Addr, a.TLSAddr, a.tls)
 }
 
 // Start runs netbootd and waits until it serves: until it has written its
@@ -193,7 +212,7 @@ func (a *Appliance) Start() {
 			a.Kill()
 		}
 	})
-	var bound struct{ HTTP, TFTP string }
+	var bound struct{ HTTP, HTTPS, TFTP string }
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-a.done:
@@ -219,15 +238,22 @@ func (a *Appliance) Start() {
 		a.t.Fatal(err)
 	}
 	text := string(cfg)
+	oldHTTP := a.httpYAML()
 	if _, port, _ := net.SplitHostPort(a.Addr); port == "0" {
-		text = strings.Replace(text, listenYAML("http", a.Addr), listenYAML("http", bound.HTTP), 1)
 		a.Addr = bound.HTTP
 	}
+	if _, port, _ := net.SplitHostPort(a.TLSAddr); port == "0" {
+		a.TLSAddr = bound.HTTPS
+	}
+	text = strings.Replace(text, oldHTTP, a.httpYAML(), 1)
 	if _, port, _ := net.SplitHostPort(a.TFTPAddr); port == "0" {
 		text = strings.Replace(text, listenYAML("tftp", a.TFTPAddr), listenYAML("tftp", bound.TFTP), 1)
 		a.TFTPAddr = bound.TFTP
 	}
 	a.URL = "http://" + a.Addr
+	if a.TLSAddr != "" {
+		a.TLSURL = "https://" + a.TLSAddr
+	}
 	// A config of the test's own may name another state_dir: the token is
 	// where netbootd logged it.
 	a.TokenFile = a.adminTokenPath(text)
