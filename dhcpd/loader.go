@@ -29,18 +29,31 @@ type loaderRequest struct {
 	override string // the node's inventory bootfile; wins over all
 	hex      string // the client's address as pxelinux names it; "" if unknown
 	httpFile string // for HTTP Boot: the file of tftp_root the node's link boots; "" no link
+	// unlinked: the client is a node of the inventory and has no boot
+	// link (asked for UEFI PXE and HTTP Boot clients only).
+	unlinked bool
 }
 
 // loaderChoice is the boot file and how to send it.
 type loaderChoice struct {
 	file       string // "" is no boot file
 	httpClient bool   // echo option 60 "HTTPClient" (UEFI HTTP Boot)
-	kind       string // for the event: bios, shim, ipxe-efi, ipxe-script, http, aa64, override
+	kind       string // for the event: bios, shim, ipxe-efi, ipxe-script, http, aa64, override, localboot
 }
 
 // chooseLoader is the whole boot-loader decision, first match wins:
 // the inventory's per-node file, iPXE's script, UEFI HTTP Boot (a URL
-// while the node has a link), UEFI PXE by architecture, else BIOS.
+// while the node has a link), UEFI PXE by architecture (no file for a node
+// without a link), else BIOS.
+//
+// A UEFI PXE node without a link gets no boot file (kind localboot) so
+// that its firmware's PXE entry fails and the firmware goes on to its next
+// boot entry, the disk. Handing it shim all the same would not do: GRUB can
+// only leave netboot with "exit", and Debian's GRUB 2.06 exits with
+// EFI_SUCCESS whatever the code, which a UEFI boot manager takes as "the
+// boot option ran" (UEFI 2.10, 3.1.1): OVMF then opens its setup menu and
+// stays there instead of booting the disk. BIOS nodes need none of this:
+// pxelinux's LOCALBOOT hands back to the BIOS.
 func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 	c := r.client
 	switch {
@@ -59,6 +72,12 @@ func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 		return loaderChoice{file: file, httpClient: true, kind: "http"}
 	}
 	switch c.arch {
+	case archEFIx8664, archEFIBC, archEFIIA32, archEFIARM64:
+		if r.unlinked {
+			return loaderChoice{kind: "localboot"}
+		}
+	}
+	switch c.arch {
 	case archEFIx8664, archEFIBC, archEFIIA32:
 		if l.UEFILoader == UEFILoaderIPXE && c.arch != archEFIIA32 {
 			return loaderChoice{file: l.BootfileIPXEEFI, kind: "ipxe-efi"}
@@ -68,6 +87,16 @@ func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 		return loaderChoice{file: l.BootfileAA64, kind: "aa64"}
 	}
 	return loaderChoice{file: l.Bootfile, kind: "bios"}
+}
+
+// isUEFIPXE says whether option 93 names a UEFI PXE client (the firmware's
+// own PXE, not HTTP Boot).
+func isUEFIPXE(arch int) bool {
+	switch arch {
+	case archEFIIA32, archEFIBC, archEFIx8664, archEFIARM64:
+		return true
+	}
+	return false
 }
 
 // isHTTPClient says whether a request is UEFI HTTP Boot: option 93 names

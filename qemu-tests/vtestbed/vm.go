@@ -30,6 +30,14 @@ type BootOptions struct {
 	DiskSize int64
 	// Extra are more QEMU arguments, e.g. -cpu max.
 	Extra []string
+	// UEFI boots the machine with OVMF on q35 with Secure Boot enforced
+	// (Microsoft's keys enrolled, SMM), from a copy of the firmware's
+	// variables of its own (<host>.vars.fd beside the disk). The boot order
+	// is the firmware's: the NIC (bootindex 1; a virtio-net NIC without its
+	// iPXE option ROM, so that the firmware's own PXE runs, Secure Boot
+	// checked), then the disk (bootindex 2); Order is not used. Memory
+	// defaults to 512 MiB.
+	UEFI bool
 	// AMPower hands the machine to netbootd's power service (cmc, the
 	// qemu driver named in the node's inventory entry): Boot starts it
 	// paused and leaves it so, with its QMP socket free for netbootd
@@ -68,7 +76,7 @@ func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
 	if o.AMPower {
 		lifecycle = "-no-shutdown"
 	}
-	return append([]string{
+	args := []string{
 		"-name", n.Hostname,
 		"-m", fmt.Sprint(o.Memory),
 		"-display", "none", "-monitor", "none",
@@ -76,10 +84,34 @@ func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
 		"-serial", "file:" + serial,
 		"-qmp", "unix:" + qmp + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
-		"-device", string(n.NIC) + ",netdev=n0,mac=" + n.MAC,
-		"-drive", "file=" + disk + ",format=raw,if=ide,index=0,media=disk",
-		"-boot", "order=" + o.Order + ",reboot-timeout=1000",
-	}, o.Extra...)
+	}
+	if !o.UEFI {
+		args = append(args,
+			"-device", string(n.NIC)+",netdev=n0,mac="+n.MAC,
+			"-drive", "file="+disk+",format=raw,if=ide,index=0,media=disk",
+			"-boot", "order="+o.Order+",reboot-timeout=1000")
+		return append(args, o.Extra...)
+	}
+	nic := string(n.NIC)
+	if n.NIC == VirtioNet {
+		nic += ",romfile="
+	}
+	args = append(args,
+		"-machine", "q35,smm=on",
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
+		"-global", "ICH9-LPC.disable_s3=1",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+		"-drive", "if=pflash,format=raw,unit=1,file="+uefiVars(n, disk),
+		"-device", nic+",netdev=n0,mac="+n.MAC+",bootindex=1",
+		"-drive", "file="+disk+",format=raw,if=none,id=disk0",
+		"-device", "ide-hd,drive=disk0,bootindex=2")
+	return append(args, o.Extra...)
+}
+
+// uefiVars is where a UEFI machine's copy of the firmware variables is:
+// beside its disk.
+func uefiVars(n Node, disk string) string {
+	return filepath.Join(filepath.Dir(disk), n.Hostname+".vars.fd")
 }
 
 // Boot makes the node's disk, starts its machine paused inside the
@@ -97,10 +129,16 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	if o.Order == "" {
 		o.Order = "n"
 	}
-	if o.Memory == 0 {
+	switch {
+	case o.Memory == 0 && o.UEFI:
+		o.Memory = 512
+	case o.Memory == 0:
 		o.Memory = 256
 	}
-	if o.DiskSize == 0 {
+	switch {
+	case o.DiskSize == 0 && o.UEFI:
+		o.DiskSize = UEFIDiskSize
+	case o.DiskSize == 0:
 		o.DiskSize = 1 << 20
 	}
 	vm := &VM{
@@ -112,15 +150,13 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	}
 	qmpPath := tb.QMPSocket(n)
 	vm.QMPSocket = qmpPath
-	var sector []byte
-	if n.DiskMarker != "" {
-		var err error
-		if sector, err = BootSector(n.DiskMarker); err != nil {
+	if err := writeNodeDisk(vm.Disk, n, o); err != nil {
+		t.Fatal(err)
+	}
+	if o.UEFI {
+		if err := copyFile(OVMFVars, uefiVars(n, vm.Disk)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := WriteDisk(vm.Disk, o.DiskSize, sector); err != nil {
-		t.Fatal(err)
 	}
 	os.Remove(vm.Serial)
 	os.Remove(qmpPath)
@@ -184,6 +220,38 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	}
 	vm.PoweredOn = time.Now()
 	return vm
+}
+
+// UEFIDiskSize is a UEFI machine's default disk: room for an EFI system
+// partition with shim and GRUB (ESPMarkerFiles).
+const UEFIDiskSize = 8 << 20
+
+// writeNodeDisk writes the node's disk for a boot: blank, or with
+// n.DiskMarker a boot sector printing it (BIOS) or an EFI system partition
+// whose GRUB prints it (UEFI).
+func writeNodeDisk(path string, n Node, o BootOptions) error {
+	switch {
+	case n.DiskMarker == "":
+		return WriteDisk(path, o.DiskSize, nil)
+	case !o.UEFI:
+		sector, err := BootSector(n.DiskMarker)
+		if err != nil {
+			return err
+		}
+		return WriteDisk(path, o.DiskSize, sector)
+	}
+	if err := UEFIMissing(); err != nil {
+		return err
+	}
+	files, err := ESPMarkerFiles(n.DiskMarker)
+	if err != nil {
+		return err
+	}
+	disk, err := ESPDisk(o.DiskSize, files)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, disk, 0o644)
 }
 
 // QMPStatus is QEMU's run state (prelaunch, running, shutdown, ...) over

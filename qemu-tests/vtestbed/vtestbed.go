@@ -103,8 +103,10 @@ type Node struct {
 	MAC      string // 52:54:00:18:01:01
 	NIC      NIC
 	// DiskMarker, when set, makes the node's disk bootable: its boot
-	// sector prints DiskMarker on the serial port and powers off. Without
-	// it the disk is blank (SeaBIOS: "No bootable device.").
+	// sector prints DiskMarker on the serial port and powers off; on a
+	// UEFI machine (BootOptions.UEFI) its EFI system partition does the
+	// same through shim and GRUB (ESPMarkerFiles). Without it the disk is
+	// blank (SeaBIOS: "No bootable device.").
 	DiskMarker string
 	// Tap is the node's tap in the bridge (set by New).
 	Tap string
@@ -181,6 +183,10 @@ type Options struct {
 	// per-node iPXE script (kernel and initramfs over HTTP) instead of
 	// pxelinux.0.
 	IPXEScript bool
+	// UEFI puts Debian's signed first stages into the TFTP root too, by
+	// the names UEFI nodes ask for: shim as shimx64.efi and the network
+	// GRUB as grubx64.efi (shim asks for it beside itself).
+	UEFI bool
 }
 
 // Testbed is a running virtual testbed.
@@ -480,12 +486,23 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	tb.App = a
 }
 
-// installBootFiles puts pxelinux and the image into the TFTP root.
+// installBootFiles puts pxelinux, with UEFI shim and GRUB, and the image
+// into the TFTP root.
 func (tb *Testbed) installBootFiles(o Options) {
 	t := tb.t
 	for _, f := range []string{PXELinux, LDLinux} {
 		if err := copyFile(f, filepath.Join(tb.TFTPRoot, filepath.Base(f))); err != nil {
 			t.Fatal(err)
+		}
+	}
+	if o.UEFI {
+		if err := UEFIMissing(); err != nil {
+			t.Fatal(err)
+		}
+		for src, name := range map[string]string{Shim: "shimx64.efi", GrubNet: "grubx64.efi"} {
+			if err := copyFile(src, filepath.Join(tb.TFTPRoot, name)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	switch {
