@@ -60,8 +60,8 @@ func TestInteropLoaders(t *testing.T) {
 	}
 	check("BIOS PXE", "pxelinux.0", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
 	efi7 := []string{"-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007"}
-	check("UEFI x86-64 PXE (7), no link: no file (the firmware's next entry)", "", efi7...)
-	check("UEFI x86-64 PXE (9), no link", "", "-V", "PXEClient:Arch:00009:UNDI:003000", "-x", "0x5d:0009")
+	check("UEFI x86-64 PXE (7), no link: a file that is not there (the firmware's next entry)", NoLinkFile, efi7...)
+	check("UEFI x86-64 PXE (9), no link", NoLinkFile, "-V", "PXEClient:Arch:00009:UNDI:003000", "-x", "0x5d:0009")
 	check("iPXE", "http://10.18.0.1:5054/ipxe/0A120102", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", "-x", "0x4d:69505845")
 	check("UEFI HTTP Boot, no link", "", "-V", http16, "-x", "0x5d:0010")
 	am("PUT", `{"image":"orbit-2.0.0"}`)
@@ -71,5 +71,5 @@ func TestInteropLoaders(t *testing.T) {
 	check("BIOS PXE, linked: the same", "pxelinux.0", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
 	am("DELETE", "")
 	check("UEFI HTTP Boot, link cleared", "", "-V", http16, "-x", "0x5d:0010")
-	check("UEFI x86-64 PXE (7), link cleared", "", efi7...)
+	check("UEFI x86-64 PXE (7), link cleared", NoLinkFile, efi7...)
 }

@@ -14,6 +14,11 @@ const (
 	archEFIARM64HTTP = 19
 )
 
+// NoLinkFile is the boot file of a UEFI PXE node without a boot link: a
+// name that is never in tftp_root, so that the firmware's TFTP read fails
+// at once (see chooseLoader).
+const NoLinkFile = "no-boot-link.efi"
+
 // Values of Config.UEFILoader, and the vendor class of UEFI HTTP Boot.
 const (
 	UEFILoaderShim   = "shim"
@@ -46,14 +51,16 @@ type loaderChoice struct {
 // while the node has a link), UEFI PXE by architecture (no file for a node
 // without a link), else BIOS.
 //
-// A UEFI PXE node without a link gets no boot file (kind localboot) so
-// that its firmware's PXE entry fails and the firmware goes on to its next
-// boot entry, the disk. Handing it shim all the same would not do: GRUB can
-// only leave netboot with "exit", and Debian's GRUB 2.06 exits with
-// EFI_SUCCESS whatever the code, which a UEFI boot manager takes as "the
-// boot option ran" (UEFI 2.10, 3.1.1): OVMF then opens its setup menu and
-// stays there instead of booting the disk. BIOS nodes need none of this:
-// pxelinux's LOCALBOOT hands back to the BIOS.
+// A UEFI PXE node of the inventory without a link gets NoLinkFile (kind
+// localboot), which is not in tftp_root: the firmware's PXE entry fails at
+// its first TFTP read and the firmware goes on to its next boot entry, the
+// disk. Shim would not do: GRUB can only leave netboot with "exit", and
+// Debian's GRUB 2.06 exits with EFI_SUCCESS whatever the code, which a UEFI
+// boot manager takes as "the boot option ran" (UEFI 2.10, 3.1.1): OVMF
+// then opens its menu and stays there. No boot file at all would do, but
+// slowly: EDK2 retries DHCP four times for an offer with a file (74 s
+// under TCG) before it gives up. BIOS nodes need none of this: pxelinux's
+// LOCALBOOT hands back to the BIOS.
 func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 	c := r.client
 	switch {
@@ -74,7 +81,7 @@ func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 	switch c.arch {
 	case archEFIx8664, archEFIBC, archEFIIA32, archEFIARM64:
 		if r.unlinked {
-			return loaderChoice{kind: "localboot"}
+			return loaderChoice{file: NoLinkFile, kind: "localboot"}
 		}
 	}
 	switch c.arch {

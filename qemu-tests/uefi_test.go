@@ -2,25 +2,27 @@ package qemutests
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
 
-// Debian's Secure Boot parts (packages ovmf, shim-signed,
-// grub-efi-amd64-signed) and the names the node asks for them by.
-const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" // Microsoft's keys enrolled: Secure Boot on
-	shimFile = "/usr/lib/shim/shimx64.efi.signed"
-	grubFile = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
-)
+// requireUEFI skips t, with one line saying why, where a UEFI Secure Boot
+// node cannot run.
+func requireUEFI(t *testing.T) {
+	t.Helper()
+	vtestbed.Require(t, vtestbed.Netbootd)
+	if err := vtestbed.UEFIMissing(); err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+}
 
 // TestUEFISecureBootNetboot: a UEFI node with Secure Boot enforced (OVMF
 // with Microsoft's keys, virtio-net without an option ROM so that the
@@ -29,35 +31,15 @@ const (
 // initramfs; its RC enrolls and reports firmware uefi with Secure Boot on,
 // read from the SecureBoot variable through efivarfs.
 func TestUEFISecureBootNetboot(t *testing.T) {
-	vtestbed.Require(t, vtestbed.Netbootd)
-	for _, f := range []string{ovmfCode, ovmfVars, shimFile, grubFile} {
-		if _, err := os.Stat(f); err != nil {
-			testenv.Missing(t, "Debian: ovmf, shim-signed, grub-efi-amd64-signed (%v)", err)
-		}
-	}
-	node := vtestbed.NewNode(1, vtestbed.NIC("virtio-net-pci,romfile="))
-	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Image: image})
-	cp := func(src, dst string) {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		testenv.WriteFile(t, dst, b)
-	}
-	cp(shimFile, filepath.Join(tb.TFTPRoot, "shimx64.efi"))
-	cp(grubFile, filepath.Join(tb.TFTPRoot, "grubx64.efi")) // shim asks for this name beside itself
-	vars := filepath.Join(t.TempDir(), "vars.fd")           // the firmware writes its variables
-	cp(ovmfVars, vars)
+	requireUEFI(t)
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Image: image, UEFI: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Memory: 512, Extra: []string{
-		"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on", "-global", "ICH9-LPC.disable_s3=1",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-	}})
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: true})
 	if _, err := vm.Wait(ctx, regexp.MustCompile(`Secure boot enabled`)); err != nil {
 		t.Fatalf("the kernel did not say Secure Boot is on: %v\nserial:\n%s", err, vm.Console.Text())
 	}
@@ -84,3 +66,80 @@ func TestUEFISecureBootNetboot(t *testing.T) {
 	}
 	t.Logf("timeline:\n%s", timeline(evs))
 }
+
+// TestUEFILocalBoot is scenario 5d: a UEFI node (Secure Boot on) without a
+// boot link leaves netboot for its next boot entry, its disk. netbootd
+// sends it a boot file that is not in tftp_root (dhcpd.NoLinkFile), so
+// that the firmware's PXE entry fails at once (GRUB's exit would return
+// success, and OVMF would open its menu instead); the serial line shows
+// OVMF failing that entry and starting the disk's, whose EFI system
+// partition boots with Secure Boot checked (shim, then Debian's signed
+// GRUB): its grub.cfg prints a marker, then powers off.
+//
+// OVMF's network entries come in a fixed order, PXEv4, PXEv6, HTTPv4,
+// HTTPv6, all before the disk. The firmware's IPv6 stack is off
+// (opt/org.tianocore/IPv6Support), as on a testbed that netboots over IPv4
+// only; HTTPv4 cannot be turned off in OVMF, and without a link netbootd
+// gives an HTTP Boot client no URL, so the firmware spends its DHCP
+// retries there (~75 s under TCG) before the disk: on real nodes HTTP
+// Boot is off unless they boot that way.
+func TestUEFILocalBoot(t *testing.T) {
+	requireUEFI(t)
+	start := time.Now()
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	node.DiskMarker = "UEFI-DISK-BOOTED " + node.Hostname
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, UEFI: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: true, Extra: noIPv6Boot})
+	// GRUB's console output carries terminal colour sequences.
+	marker, err := vm.Wait(ctx, regexp.MustCompile(regexp.QuoteMeta(node.DiskMarker)+`\s*$`))
+	if err != nil {
+		t.Fatalf("the disk's GRUB did not print its marker: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	// The firmware's own account: the PXE entry failed, the disk's started.
+	nbp := regexp.MustCompile(`NBP filename is ` + regexp.QuoteMeta(dhcpd.NoLinkFile) + `$`)
+	tftpError := regexp.MustCompile(`PXE-E23: Client received TFTP error from server`)
+	pxeFailed := regexp.MustCompile(`^BdsDxe: failed to load Boot[0-9A-F]{4} "UEFI PXEv4 \(MAC:` + strings.ReplaceAll(node.MAC, ":", "") + `\)"`)
+	diskStarted := regexp.MustCompile(`^BdsDxe: starting Boot[0-9A-F]{4} "UEFI QEMU HARDDISK`)
+	var at []string
+	for _, re := range []*regexp.Regexp{nbp, tftpError, pxeFailed, diskStarted} {
+		l, ok := vm.Console.Find(re)
+		if !ok || !l.At.Before(marker.At) {
+			t.Errorf("the serial line lacks %q before the marker", re)
+			continue
+		}
+		at = append(at, fmt.Sprintf("%.1fs", vm.Since(l.At).Seconds()))
+	}
+	t.Logf("after power-on: NBP %s named, TFTP error, PXEv4 entry failed, disk entry started %v; the disk's GRUB printed its marker %.1fs",
+		dhcpd.NoLinkFile,
+		at, vm.Since(marker.At).Seconds())
+	if err := vm.WaitExit(ctx); err != nil {
+		t.Errorf("QEMU did not exit after GRUB's halt: %v", err)
+	}
+	t.Logf("serial:\n%s", vm.Console.Text())
+
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []vtestbed.Step{
+		{Name: "DHCP ack", Source: "dhcp", What: regexp.MustCompile(`^DHCPACK$`)},
+		{Name: "refused boot file", Source: "tftp", What: regexp.MustCompile(`^` + regexp.QuoteMeta(dhcpd.NoLinkFile) + `$`)},
+	}
+	if found, err := vtestbed.InOrder(evs, steps[0]); err != nil || !strings.Contains(found[0].Detail, "file="+dhcpd.NoLinkFile+" arch=7 loader=localboot") {
+		t.Errorf("no DHCP ack with file=%s arch=7 loader=localboot: %v\ntimeline:\n%s", dhcpd.NoLinkFile, err, timeline(evs))
+	}
+	for _, e := range evs {
+		if e.Source == "tftp" || e.Source == "http" {
+			t.Errorf("a UEFI node without a boot link fetched a file: %s", e)
+		}
+	}
+	t.Logf("timeline:\n%s", timeline(evs))
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// noIPv6Boot turns the firmware's IPv6 network stack off: no PXEv6 and
+// HTTPv6 boot entries.
+var noIPv6Boot = []string{"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n"}
