@@ -14,9 +14,9 @@ const (
 	archEFIARM64HTTP = 19
 )
 
-// NoLinkFile is the boot file of a UEFI PXE node without a boot link: a
-// name that is never in tftp_root, so that the firmware's TFTP read fails
-// at once (see chooseLoader).
+// NoLinkFile is the boot file of a UEFI node without a boot link: a name
+// that is never in tftp_root, so that the firmware's TFTP or HTTP read
+// fails at once (see chooseLoader).
 const NoLinkFile = "no-boot-link.efi"
 
 // Values of Config.UEFILoader, and the vendor class of UEFI HTTP Boot.
@@ -47,19 +47,19 @@ type loaderChoice struct {
 }
 
 // chooseLoader is the whole boot-loader decision, first match wins:
-// the inventory's per-node file, iPXE's script, UEFI HTTP Boot (a URL
-// while the node has a link), UEFI PXE by architecture (no file for a node
-// without a link), else BIOS.
+// the inventory's per-node file, iPXE's script, UEFI HTTP Boot (the
+// linked image's URL), UEFI PXE by architecture, else BIOS; UEFI nodes
+// without a link get NoLinkFile.
 //
-// A UEFI PXE node of the inventory without a link gets NoLinkFile (kind
-// localboot), which is not in tftp_root: the firmware's PXE entry fails at
-// its first TFTP read and the firmware goes on to its next boot entry, the
-// disk. Shim would not do: GRUB can only leave netboot with "exit", and
+// A UEFI PXE or HTTP Boot node of the inventory without a link gets
+// NoLinkFile (kind localboot; over HTTP, its URL), which is not in
+// tftp_root: the firmware's boot entry fails at its first read and the
+// firmware goes on to its next one, the disk. Shim would not do: GRUB can only leave netboot with "exit", and
 // Debian's GRUB 2.06 exits with EFI_SUCCESS whatever the code, which a UEFI
 // boot manager takes as "the boot option ran" (UEFI 2.10, 3.1.1): OVMF
 // then opens its menu and stays there. No boot file at all would do, but
 // slowly: EDK2 retries DHCP four times for an offer with a file (74 s
-// under TCG) before it gives up. BIOS nodes need none of this: pxelinux's
+// under TCG) before it gives up, and its HTTP Boot as long. BIOS nodes need none of this: pxelinux's
 // LOCALBOOT hands back to the BIOS.
 func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 	c := r.client
@@ -68,6 +68,8 @@ func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 		return loaderChoice{file: r.override, kind: "override", httpClient: c.http}
 	case c.ipxe && l.IPXEScript != "" && r.hex != "":
 		return loaderChoice{file: l.IPXEScript + r.hex, kind: "ipxe-script"}
+	case c.http && r.unlinked && l.HTTPBoot != "":
+		return loaderChoice{file: l.HTTPBoot + NoLinkFile, httpClient: true, kind: "localboot"}
 	case c.http:
 		file := ""
 		switch {

@@ -77,12 +77,11 @@ func TestUEFISecureBootNetboot(t *testing.T) {
 // GRUB): its grub.cfg prints a marker, then powers off.
 //
 // OVMF's network entries come in a fixed order, PXEv4, PXEv6, HTTPv4,
-// HTTPv6, all before the disk. The firmware's IPv6 stack is off
-// (opt/org.tianocore/IPv6Support), as on a testbed that netboots over IPv4
-// only; HTTPv4 cannot be turned off in OVMF, and without a link netbootd
-// gives an HTTP Boot client no URL, so the firmware spends its DHCP
-// retries there (~75 s under TCG) before the disk: on real nodes HTTP
-// Boot is off unless they boot that way.
+// HTTPv6, all before the disk. HTTPv4 cannot be turned off in OVMF: it
+// fails at once too, on the URL of NoLinkFile. The firmware's IPv6 stack
+// is off (opt/org.tianocore/IPv6Support), as on a testbed that netboots
+// over IPv4 only: netbootd has no DHCPv6, and each IPv6 entry would wait a
+// minute for it under TCG.
 func TestUEFILocalBoot(t *testing.T) {
 	requireUEFI(t)
 	start := time.Now()
