@@ -32,16 +32,27 @@ const diskSize = 4 << 20
 func imagingTestbed(t *testing.T, nodes []vtestbed.Node, orders ...string) (*vtestbed.Testbed, []*vtestbed.VM) {
 	t.Helper()
 	vtestbed.Require(t, vtestbed.Netbootd)
+	return newImagingTestbed(t, nodes, false, orders)
+}
+
+// newImagingTestbed is imagingTestbed, with uefi for UEFI Secure Boot
+// machines (BootOptions.UEFI, disks of vtestbed.UEFIDiskSize whose EFI
+// system partition prints oldMarker(node)).
+func newImagingTestbed(t *testing.T, nodes []vtestbed.Node, uefi bool, orders []string) (*vtestbed.Testbed, []*vtestbed.VM) {
+	t.Helper()
 	start := time.Now()
 	for i := range nodes {
 		nodes[i].DiskMarker = oldMarker(nodes[i])
 	}
-	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image})
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image, UEFI: uefi})
 	// Runs before the testbed's teardown.
 	t.Cleanup(func() { t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond)) })
 	var vms []*vtestbed.VM
 	for i, n := range nodes {
-		o := vtestbed.BootOptions{AMPower: true, DiskSize: diskSize, Order: "nc"}
+		o := vtestbed.BootOptions{AMPower: true, DiskSize: diskSize, Order: "nc", UEFI: uefi}
+		if uefi {
+			o.DiskSize, o.Extra = vtestbed.UEFIDiskSize, noIPv6Boot
+		}
 		if i < len(orders) && orders[i] != "" {
 			o.Order = orders[i]
 		}

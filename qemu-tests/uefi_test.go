@@ -1,8 +1,10 @@
 package qemutests
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/dhcpd"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
@@ -142,3 +145,74 @@ func TestUEFILocalBoot(t *testing.T) {
 // noIPv6Boot turns the firmware's IPv6 network stack off: no PXEv6 and
 // HTTPv6 boot entries.
 var noIPv6Boot = []string{"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n"}
+
+// TestUEFILoad is scenario 5e: `nbctl load` onto a UEFI node with Secure
+// Boot on, of a disk image whose GPT carries an EFI system partition
+// (shim as EFI/BOOT/BOOTX64.EFI, Debian's signed GRUB beside it, a
+// grub.cfg that prints a marker). The appliance resets the node, which
+// netboots through shim and GRUB, its RC writes the image, and after the
+// reboot the node has no link: its firmware fails the network entries at
+// once and boots the written disk, Secure Boot checked, whose GRUB prints
+// the new marker, not the old disk's.
+func TestUEFILoad(t *testing.T) {
+	requireUEFI(t)
+	node := vtestbed.NewNode(7, vtestbed.VirtioNet)
+	tb, vms := newImagingTestbed(t, []vtestbed.Node{node}, true, nil)
+	vm := vms[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	const newMarker = "NEW-ESP-LOADED by nbctl load"
+	files, err := vtestbed.ESPMarkerFiles(newMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := vtestbed.ESPDisk(vtestbed.UEFIDiskSize, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putDiskImage(ctx, t, tb, "esp-1", raw)
+
+	loadStart := time.Now()
+	out, err := nbctl(ctx, t, tb, "load", "--nodes", node.HRN, "--image", "esp-1",
+		"--boot-timeout", "4m", "--timeout", "6m", "--poll", "200ms")
+	if err != nil {
+		t.Fatalf("nbctl load: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	if !apptest.HasLine(out, node.HRN, "loaded", "/dev/sda", "8.0 MiB") {
+		t.Errorf("the summary has no line saying %s was loaded onto /dev/sda with 8.0 MiB", node.HRN)
+	}
+	// GRUB's console output carries terminal colour sequences.
+	line, err := vm.Wait(ctx, regexp.MustCompile(regexp.QuoteMeta(newMarker)+`\s*$`))
+	if err != nil {
+		t.Fatalf("%s did not boot the loaded disk: %v\nserial:\n%s", node.Hostname, err, vm.Console.Text())
+	}
+	if old, ok := vm.Console.Find(regexp.MustCompile(regexp.QuoteMeta(oldMarker(node)))); ok {
+		t.Errorf("%s booted its old disk at %s", node.Hostname, old.At.Format("15:04:05.000"))
+	}
+	disk, err := os.ReadFile(vm.Disk)
+	if err != nil || !bytes.Equal(disk, raw) {
+		t.Errorf("%s: the disk is not the image byte for byte (%v)", node.Hostname, err)
+	}
+	t.Logf("%s booted the loaded disk's ESP %.1fs after nbctl load started", node.Hostname, line.At.Sub(loadStart).Seconds())
+	noLinksLeft(ctx, t, tb, "after the load", node)
+
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []vtestbed.Step{{Name: "reset", Source: "power", What: regexp.MustCompile(`^reset$`)}}
+	steps = append(steps, vtestbed.UEFIShimSteps(node, *tb.Image)...)
+	steps = append(steps, vtestbed.EnrolledStep,
+		vtestbed.Step{Name: "image loaded", Source: "rc", What: regexp.MustCompile(`^image load done$`)},
+		vtestbed.Step{Name: "reboot", Source: "rc", What: regexp.MustCompile(`^reboot done$`)},
+		vtestbed.Step{Name: "no link: " + dhcpd.NoLinkFile, Source: "dhcp", What: regexp.MustCompile(`^DHCPACK$`)})
+	found, err := vtestbed.InOrder(evs, steps...)
+	if err != nil {
+		t.Fatalf("%v\ntimeline:\n%s", err, timeline(evs))
+	}
+	if last := found[len(found)-1]; !strings.Contains(last.Detail, "file="+dhcpd.NoLinkFile) {
+		t.Errorf("after the reboot the node was sent %q, want %s\ntimeline:\n%s", last.Detail, dhcpd.NoLinkFile, timeline(evs))
+	}
+	t.Logf("timeline:\n%s", timeline(evs))
+}
