@@ -51,7 +51,7 @@ func newImagingTestbed(t *testing.T, nodes []vtestbed.Node, uefi bool, orders []
 	for i, n := range nodes {
 		o := vtestbed.BootOptions{AMPower: true, DiskSize: diskSize, Order: "nc", UEFI: uefi}
 		if uefi {
-			o.DiskSize, o.Extra = vtestbed.UEFIDiskSize, noIPv6Boot
+			o.DiskSize = vtestbed.UEFIDiskSize
 		}
 		if i < len(orders) && orders[i] != "" {
 			o.Order = orders[i]

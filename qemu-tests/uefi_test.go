@@ -81,10 +81,9 @@ func TestUEFISecureBootNetboot(t *testing.T) {
 //
 // OVMF's network entries come in a fixed order, PXEv4, PXEv6, HTTPv4,
 // HTTPv6, all before the disk. HTTPv4 cannot be turned off in OVMF: it
-// fails at once too, on the URL of NoLinkFile. The firmware's IPv6 stack
-// is off (opt/org.tianocore/IPv6Support), as on a testbed that netboots
-// over IPv4 only: netbootd has no DHCPv6, and each IPv6 entry would wait a
-// minute for it under TCG.
+// fails at once too, on the URL of NoLinkFile. The IPv6 ones are off
+// (vtestbed.BootOptions.UEFI), as on a testbed that netboots over IPv4
+// only: netbootd has no DHCPv6, and each would wait a minute for it.
 func TestUEFILocalBoot(t *testing.T) {
 	requireUEFI(t)
 	start := time.Now()
@@ -94,7 +93,7 @@ func TestUEFILocalBoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: true, Extra: noIPv6Boot})
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: true})
 	// GRUB's console output carries terminal colour sequences.
 	marker, err := vm.Wait(ctx, regexp.MustCompile(regexp.QuoteMeta(node.DiskMarker)+`\s*$`))
 	if err != nil {
@@ -141,10 +140,6 @@ func TestUEFILocalBoot(t *testing.T) {
 	t.Logf("timeline:\n%s", timeline(evs))
 	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }
-
-// noIPv6Boot turns the firmware's IPv6 network stack off: no PXEv6 and
-// HTTPv6 boot entries.
-var noIPv6Boot = []string{"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n"}
 
 // TestUEFILoad is scenario 5e: `nbctl load` onto a UEFI node with Secure
 // Boot on, of a disk image whose GPT carries an EFI system partition

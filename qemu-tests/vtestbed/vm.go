@@ -35,7 +35,10 @@ type BootOptions struct {
 	// variables of its own (<host>.vars.fd beside the disk). The boot order
 	// is the firmware's: the NIC (bootindex 1; a virtio-net NIC without its
 	// iPXE option ROM, so that the firmware's own PXE runs, Secure Boot
-	// checked), then the disk (bootindex 2); Order is not used. Memory
+	// checked), then the disk (bootindex 2); Order is not used. The
+	// firmware's IPv6 stack is off (opt/org.tianocore/IPv6Support): the
+	// testbed netboots over IPv4 and has no DHCPv6, for which the PXEv6
+	// and HTTPv6 entries would each wait a minute before the disk. Memory
 	// defaults to 512 MiB.
 	UEFI bool
 	// AMPower hands the machine to netbootd's power service (cmc, the
@@ -104,7 +107,8 @@ func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
 		"-drive", "if=pflash,format=raw,unit=1,file="+uefiVars(n, disk),
 		"-device", nic+",netdev=n0,mac="+n.MAC+",bootindex=1",
 		"-drive", "file="+disk+",format=raw,if=none,id=disk0",
-		"-device", "ide-hd,drive=disk0,bootindex=2")
+		"-device", "ide-hd,drive=disk0,bootindex=2",
+		"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n")
 	return append(args, o.Extra...)
 }
 

@@ -105,6 +105,23 @@ func TestQEMUArgs(t *testing.T) {
 	if strings.Contains(got, "enable-kvm") || strings.Contains(got, "accel=kvm") {
 		t.Errorf("QEMU args ask for KVM: %s", got)
 	}
+	// A UEFI machine: OVMF with Secure Boot, the NIC without its option
+	// ROM first in the firmware's boot order, then the disk, IPv6 off.
+	uefi := strings.Join(QEMUArgs(n, BootOptions{UEFI: true, Memory: 512, Order: "nc"}, "/s.log", "/q.sock", "/d/node1-2.disk.raw"), " ")
+	for _, want := range []string{
+		"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+		"-drive if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "-drive if=pflash,format=raw,unit=1,file=/d/node1-2.vars.fd",
+		"-device virtio-net-pci,romfile=,netdev=n0,mac=52:54:00:18:01:02,bootindex=1",
+		"-drive file=/d/node1-2.disk.raw,format=raw,if=none,id=disk0 -device ide-hd,drive=disk0,bootindex=2",
+		"-fw_cfg name=opt/org.tianocore/IPv6Support,string=n",
+	} {
+		if !strings.Contains(uefi, want) {
+			t.Errorf("UEFI QEMU args lack %q:\n%s", want, uefi)
+		}
+	}
+	if strings.Contains(uefi, "-boot ") {
+		t.Errorf("UEFI QEMU args have a -boot order (the firmware's is bootindex): %s", uefi)
+	}
 	// A machine whose power is the AM's reboots, and stays after a power-off.
 	am := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, AMPower: true}, "/s.log", "/q.sock", "/d.raw"), " ")
 	if !strings.Contains(am, "-no-shutdown -S") || strings.Contains(am, "-no-reboot") {
