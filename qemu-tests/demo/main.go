@@ -70,7 +70,7 @@ func demo(t testing.TB) {
 	}
 	nbctl("nodes")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	step("The EC points the nodes at %s with OMF setBootImageNS", image)
 	reply, err := tb.SetBootImageNS(ctx, image, nodes...)
