@@ -1,10 +1,8 @@
 package qemutests
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -177,18 +175,7 @@ func TestUEFILoad(t *testing.T) {
 	if !apptest.HasLine(out, node.HRN, "loaded", "/dev/sda", "8.0 MiB") {
 		t.Errorf("the summary has no line saying %s was loaded onto /dev/sda with 8.0 MiB", node.HRN)
 	}
-	// GRUB's console output carries terminal colour sequences.
-	line, err := vm.Wait(ctx, regexp.MustCompile(regexp.QuoteMeta(newMarker)+`\s*$`))
-	if err != nil {
-		t.Fatalf("%s did not boot the loaded disk: %v\nserial:\n%s", node.Hostname, err, vm.Console.Text())
-	}
-	if old, ok := vm.Console.Find(regexp.MustCompile(regexp.QuoteMeta(oldMarker(node)))); ok {
-		t.Errorf("%s booted its old disk at %s", node.Hostname, old.At.Format("15:04:05.000"))
-	}
-	disk, err := os.ReadFile(vm.Disk)
-	if err != nil || !bytes.Equal(disk, raw) {
-		t.Errorf("%s: the disk is not the image byte for byte (%v)", node.Hostname, err)
-	}
+	line := bootedLoadedDisk(ctx, t, vm, newMarker, raw)
 	t.Logf("%s booted the loaded disk's ESP %.1fs after nbctl load started", node.Hostname, line.At.Sub(loadStart).Seconds())
 	noLinksLeft(ctx, t, tb, "after the load", node)
 
@@ -196,11 +183,7 @@ func TestUEFILoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := []vtestbed.Step{{Name: "reset", Source: "power", What: regexp.MustCompile(`^reset$`)}}
-	steps = append(steps, vtestbed.UEFIShimSteps(node, *tb.Image)...)
-	steps = append(steps, vtestbed.EnrolledStep,
-		vtestbed.Step{Name: "image loaded", Source: "rc", What: regexp.MustCompile(`^image load done$`)},
-		vtestbed.Step{Name: "reboot", Source: "rc", What: regexp.MustCompile(`^reboot done$`)},
+	steps := loadSteps(vtestbed.UEFIShimSteps(node, *tb.Image),
 		vtestbed.Step{Name: "no link: " + dhcpd.NoLinkFile, Source: "dhcp", What: regexp.MustCompile(`^DHCPACK$`)})
 	found, err := vtestbed.InOrder(evs, steps...)
 	if err != nil {
