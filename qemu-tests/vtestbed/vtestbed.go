@@ -164,8 +164,9 @@ const (
 type Options struct {
 	Nodes  []Node
 	Server Server // default Netbootd
-	// Image, when set, is built with `nbctl image build --name Image` into
-	// the TFTP root, unless BuiltImage is given.
+	// Image, when set, is built with `nbctl image build --name Image`
+	// (once per test process: SharedImage) and copied into the TFTP root,
+	// unless BuiltImage is given.
 	Image string
 	// BuiltImage is an image built before (BuildImage), copied into the
 	// TFTP root instead of building one.
@@ -517,7 +518,11 @@ func (tb *Testbed) installBootFiles(o Options) {
 		if tb.Server == NetbootdProxy {
 			amURL = "" // the RC finds the appliance by itself
 		}
-		img, err := BuildImage(t, o.Image, amURL, tb.TFTPRoot)
+		built, err := SharedImage(t, o.Image, amURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := built.CopyTo(tb.TFTPRoot)
 		if err != nil {
 			t.Fatal(err)
 		}
