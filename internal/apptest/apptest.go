@@ -98,6 +98,11 @@ type Appliance struct {
 	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP (as Addr)
 	// ReadyFile is netbootd's --ready-file: its bound addresses, as JSON.
 	ReadyFile string
+	// Token is the admin token netbootd made at its first start
+	// (state_dir/admin.token), set by Start: Nbctl, Call and Client send it.
+	Token string
+	// TokenFile holds Token: nbctl --token-file.
+	TokenFile string
 	Log       *SyncBuffer
 	args      []string
 	netns     string
@@ -223,11 +228,30 @@ func (a *Appliance) Start() {
 		a.TFTPAddr = bound.TFTP
 	}
 	a.URL = "http://" + a.Addr
+	// A config of the test's own may name another state_dir: the token is
+	// where netbootd logged it.
+	a.TokenFile = a.adminTokenPath(text)
+	if tok, err := os.ReadFile(a.TokenFile); err == nil {
+		a.Token = strings.TrimSpace(string(tok))
+	} else {
+		a.t.Fatalf("netbootd's admin token: %v\n%s", err, a.Log)
+	}
 	if text != string(cfg) {
 		if err := os.WriteFile(a.Config, []byte(text), 0o644); err != nil {
 			a.t.Fatal(err)
 		}
 	}
+}
+
+// adminTokenPath is state_dir/admin.token of the config text.
+func (a *Appliance) adminTokenPath(cfg string) string {
+	state := filepath.Join(a.Dir, "state")
+	for _, l := range strings.Split(cfg, "\n") {
+		if v, ok := strings.CutPrefix(l, "state_dir:"); ok {
+			state = strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	return filepath.Join(state, "admin.token")
 }
 
 // Stop sends SIGTERM and returns netbootd's exit error.
@@ -307,7 +331,9 @@ func (a *Appliance) NbctlContext(ctx context.Context, args ...string) (string, e
 // so the process is nbctl's).
 func (a *Appliance) NbctlCommand(ctx context.Context, args ...string) *exec.Cmd {
 	name, argv := a.argv(filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...))
-	return exec.CommandContext(ctx, name, argv...)
+	cmd := exec.CommandContext(ctx, name, argv...)
+	cmd.Env = append(os.Environ(), "NBCTL_TOKEN="+a.Token)
+	return cmd
 }
 
 // command runs name in the appliance's network namespace, if it has one.
