@@ -54,12 +54,13 @@ type loaderChoice struct {
 // A UEFI PXE or HTTP Boot node of the inventory without a link gets
 // NoLinkFile (kind localboot; over HTTP, its URL), which is not in
 // tftp_root: the firmware's boot entry fails at its first read and the
-// firmware goes on to its next one, the disk. Shim would not do: GRUB can only leave netboot with "exit", and
-// Debian's GRUB 2.06 exits with EFI_SUCCESS whatever the code, which a UEFI
-// boot manager takes as "the boot option ran" (UEFI 2.10, 3.1.1): OVMF
-// then opens its menu and stays there. No boot file at all would do, but
-// slowly: EDK2 retries DHCP four times for an offer with a file (74 s
-// under TCG) before it gives up, and its HTTP Boot as long. BIOS nodes need none of this: pxelinux's
+// firmware goes on to its next one, the disk. Shim would not do: GRUB can
+// only leave netboot with "exit", and Debian's GRUB 2.06 exits with
+// EFI_SUCCESS whatever the code, which a UEFI boot manager takes as "the
+// boot option ran" (UEFI 2.10, 3.1.1): OVMF then opens its menu and stays
+// there. No boot file at all would do, but slowly: EDK2 retries DHCP four
+// times for an offer with a file (74 s under TCG) before it gives up, and
+// as long again for HTTP Boot. BIOS nodes need none of this: pxelinux's
 // LOCALBOOT hands back to the BIOS.
 func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 	c := r.client
@@ -80,11 +81,8 @@ func (l Config) chooseLoader(r loaderRequest) loaderChoice {
 		}
 		return loaderChoice{file: file, httpClient: true, kind: "http"}
 	}
-	switch c.arch {
-	case archEFIx8664, archEFIBC, archEFIIA32, archEFIARM64:
-		if r.unlinked {
-			return loaderChoice{file: NoLinkFile, kind: "localboot"}
-		}
+	if r.unlinked && isUEFIPXE(c.arch) {
+		return loaderChoice{file: NoLinkFile, kind: "localboot"}
 	}
 	switch c.arch {
 	case archEFIx8664, archEFIBC, archEFIIA32:

@@ -102,8 +102,8 @@ func List() []Mutation {
 		{
 			Name: "dhcp-uefi-no-link-gets-shim",
 			File: "dhcpd/loader.go",
-			Old:  "\t\tif r.unlinked {",
-			New:  "\t\tif false && r.unlinked {",
+			Old:  "if r.unlinked && isUEFIPXE(c.arch) {",
+			New:  "if false && r.unlinked && isUEFIPXE(c.arch) {",
 			Pkgs: []string{"./dhcpd"},
 			Run:  "^(TestChooseLoader|TestLoaderOnTheWire|TestInteropLoaders)",
 			Why:  "a UEFI PXE node without a boot link gets shim: its GRUB exits with EFI_SUCCESS and OVMF opens its menu instead of booting the disk",
