@@ -445,18 +445,19 @@ func (s *Server) bootOptions(ctx context.Context, x *exchange) (bool, error) {
 	if x.node != nil {
 		lr.override = x.node.Bootfile
 	}
-	if x.client.http && x.node != nil && lr.hex != "" {
-		img, err := s.linkedImage(ctx, lr.hex, x.now)
+	if (x.client.http || isUEFIPXE(x.client.arch)) && x.node != nil && lr.hex != "" && s.links != nil {
+		img, linked, err := s.linkedImage(ctx, lr.hex, x.now)
 		if err != nil {
 			return true, err
 		}
-		if img != "" && s.cfg.BootRoot != "" {
+		// Only HTTP Boot clients fetch efi/<image>.img.
+		if x.client.http && img != "" && s.cfg.BootRoot != "" {
 			if _, err := os.Stat(filepath.Join(s.cfg.BootRoot, filepath.FromSlash(img))); err != nil {
 				x.note("missing", img)
 				img = ""
 			}
 		}
-		lr.httpFile = img
+		lr.httpFile, lr.unlinked = img, !linked
 	}
 	lc := s.cfg.chooseLoader(lr)
 	r := x.resp
@@ -489,20 +490,18 @@ func (s *Server) bootOptions(ctx context.Context, x *exchange) (bool, error) {
 	return false, nil
 }
 
-// linkedImage is the file of tftp_root an HTTP Boot client with this hex
-// IP boots: its linked image's RAM-disk image, or "" when it has no link.
-func (s *Server) linkedImage(ctx context.Context, hex string, now time.Time) (string, error) {
-	if s.links == nil {
-		return "", nil
-	}
+// linkedImage says whether the node with this hex IP has a boot link and,
+// if so, the file of tftp_root an HTTP Boot client boots: its linked
+// image's RAM-disk image. s.links must not be nil.
+func (s *Server) linkedImage(ctx context.Context, hex string, now time.Time) (string, bool, error) {
 	l, err := s.links.LinkByHex(ctx, hex, now)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return "", nil
+		return "", false, nil
 	case err != nil:
-		return "", fmt.Errorf("boot link: %w", err)
+		return "", false, fmt.Errorf("boot link: %w", err)
 	}
-	return imagename.HTTPBootImage(l.Image), nil
+	return imagename.HTTPBootImage(l.Image), true, nil
 }
 
 // clientAddr is the client's address as far as this exchange knows it:

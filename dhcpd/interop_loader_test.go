@@ -13,8 +13,10 @@ import (
 // TestInteropLoaders: busybox udhcpc, sending the options each kind of
 // firmware sends (93 client architecture, 60 vendor class, 77 user class),
 // against a real netbootd: each gets its boot loader in the BOOTP file
-// field and option 67, and UEFI HTTP Boot gets a URL only while the node
-// has a boot link, set and cleared through the AM as an operator would.
+// field and option 67, and UEFI HTTP Boot gets its image's URL, UEFI PXE
+// shim, only while the node has a boot link, set and cleared through the
+// AM as an operator would; without one, NoLinkFile, so that the firmware
+// goes on to its next entry at once.
 func TestInteropLoaders(t *testing.T) {
 	l := newLab(t)
 	srv, cli := l.netns("srv"), l.netns("cli")
@@ -46,7 +48,7 @@ func TestInteropLoaders(t *testing.T) {
 		defer cancel()
 		token, err := os.ReadFile(filepath.Join(p.state, "admin.token"))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("netbootd's admin token: %v", err)
 		}
 		args := []string{"netns", "exec", srv, "curl", "-sS", "--fail-with-body", "-X", method,
 			"-H", "Authorization: Bearer " + strings.TrimSpace(string(token)),
@@ -72,13 +74,17 @@ func TestInteropLoaders(t *testing.T) {
 		}
 	}
 	check("BIOS PXE", "pxelinux.0", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
-	check("UEFI x86-64 PXE (7)", "shimx64.efi", "-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007")
-	check("UEFI x86-64 PXE (9)", "shimx64.efi", "-V", "PXEClient:Arch:00009:UNDI:003000", "-x", "0x5d:0009")
+	efi7 := []string{"-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007"}
+	check("UEFI x86-64 PXE (7), no link: a file that is not there (the firmware's next entry)", NoLinkFile, efi7...)
+	check("UEFI x86-64 PXE (9), no link", NoLinkFile, "-V", "PXEClient:Arch:00009:UNDI:003000", "-x", "0x5d:0009")
 	check("iPXE", "http://10.18.0.1:5054/ipxe/0A120102", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", "-x", "0x4d:69505845")
-	check("UEFI HTTP Boot, no link", "", "-V", http16, "-x", "0x5d:0010")
+	check("UEFI HTTP Boot, no link: a URL that is not there", "http://10.18.0.1:5054/boot/"+NoLinkFile, "-V", http16, "-x", "0x5d:0010")
 	am("PUT", `{"image":"orbit-2.0.0"}`)
 	check("UEFI HTTP Boot, linked", "http://10.18.0.1:5054/boot/efi/orbit-2.0.0.img", "-V", http16, "-x", "0x5d:0010")
+	check("UEFI x86-64 PXE (7), linked", "shimx64.efi", efi7...)
+	check("UEFI x86-64 PXE (9), linked", "shimx64.efi", "-V", "PXEClient:Arch:00009:UNDI:003000", "-x", "0x5d:0009")
 	check("BIOS PXE, linked: the same", "pxelinux.0", "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
 	am("DELETE", "")
-	check("UEFI HTTP Boot, link cleared", "", "-V", http16, "-x", "0x5d:0010")
+	check("UEFI HTTP Boot, link cleared", "http://10.18.0.1:5054/boot/"+NoLinkFile, "-V", http16, "-x", "0x5d:0010")
+	check("UEFI x86-64 PXE (7), link cleared", NoLinkFile, efi7...)
 }

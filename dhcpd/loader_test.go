@@ -65,12 +65,24 @@ func TestChooseLoader(t *testing.T) {
 		{"BIOS, uefi_loader ipxe: unchanged", ipxeLoader, loaderRequest{client: bios}, "pxelinux.0", false, "bios"},
 		{"arm64 PXE", nil, loaderRequest{client: arm}, "shimaa64.efi", false, "aa64"},
 		{"arm64 PXE, no aa64 file: nothing", noAA64, loaderRequest{client: arm}, "", false, "aa64"},
+		{"UEFI x86-64 (7), no link: a file that is not there (the firmware's next entry)", nil, loaderRequest{client: efi7, hex: hex, unlinked: true}, NoLinkFile, false, "localboot"},
+		{"UEFI x86-64 (9), no link", nil, loaderRequest{client: efi9, hex: hex, unlinked: true}, NoLinkFile, false, "localboot"},
+		{"UEFI IA32, no link", nil, loaderRequest{client: ia32, hex: hex, unlinked: true}, NoLinkFile, false, "localboot"},
+		{"UEFI x86-64, uefi_loader ipxe, no link", ipxeLoader, loaderRequest{client: efi9, hex: hex, unlinked: true}, NoLinkFile, false, "localboot"},
+		{"arm64 PXE, no link", nil, loaderRequest{client: arm, hex: hex, unlinked: true}, NoLinkFile, false, "localboot"},
+		{"BIOS, no link: pxelinux (LOCALBOOT)", nil, loaderRequest{client: bios, hex: hex, unlinked: true}, "pxelinux.0", false, "bios"},
+		{"iPXE on UEFI, no link: its script (which exits)", nil, loaderRequest{client: ipxeEFI, hex: hex, unlinked: true}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
+		{"override wins over no link", nil, loaderRequest{client: efi7, hex: hex, unlinked: true, override: "x/own.efi"}, "x/own.efi", false, "override"},
 		{"HTTP Boot with a link", nil, loaderRequest{client: http16, hex: hex, httpFile: img}, "http://10.18.0.1:5054/boot/" + img, true, "http"},
-		{"HTTP Boot without a link: no file, 60 still echoed", nil, loaderRequest{client: http16, hex: hex}, "", true, "http"},
+		{"HTTP Boot, link not known: no file, 60 still echoed", nil, loaderRequest{client: http16, hex: hex}, "", true, "http"},
+		{"HTTP Boot without a link: a URL that is not there", nil, loaderRequest{client: http16, hex: hex, unlinked: true}, "http://10.18.0.1:5054/boot/" + NoLinkFile, true, "localboot"},
+		{"arm64 HTTP Boot without a link: a URL that is not there", nil, loaderRequest{client: http19, hex: hex, unlinked: true}, "http://10.18.0.1:5054/boot/" + NoLinkFile, true, "localboot"},
+		{"HTTP Boot without a link, HTTP boot files off: no file", noHTTP, loaderRequest{client: http16, hex: hex, unlinked: true}, "", true, "http"},
+		{"iPXE over HTTP Boot without a link: the script", nil, loaderRequest{client: ipxeHTTP, hex: hex, unlinked: true}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
 		{"HTTP Boot, HTTP boot files off", noHTTP, loaderRequest{client: http16, hex: hex, httpFile: img}, "", true, "http"},
 		{"HTTP Boot by vendor class only (no 93)", nil, loaderRequest{client: clientInfo{arch: -1, http: true}, httpFile: img}, "http://10.18.0.1:5054/boot/" + img, true, "http"},
 		{"arm64 HTTP Boot with a link", nil, loaderRequest{client: http19, httpFile: img}, "http://10.18.0.1:5054/boot/shimaa64.efi", true, "http"},
-		{"arm64 HTTP Boot without a link", nil, loaderRequest{client: http19}, "", true, "http"},
+		{"arm64 HTTP Boot, link not known", nil, loaderRequest{client: http19}, "", true, "http"},
 		{"arm64 HTTP Boot, no aa64 file", noAA64, loaderRequest{client: http19, httpFile: img}, "", true, "http"},
 		{"iPXE on BIOS: the node's script", nil, loaderRequest{client: ipxeBIOS, hex: hex}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
 		{"iPXE on UEFI: the node's script", nil, loaderRequest{client: ipxeEFI, hex: hex}, "http://10.18.0.1:5054/ipxe/" + hex, false, "ipxe-script"},
@@ -132,8 +144,8 @@ func (f fakeLinks) LinkByHex(_ context.Context, hex string, _ time.Time) (store.
 // TestLoaderOnTheWire: the whole path, request bytes to reply bytes, in
 // both modes: each kind of client gets the same boot file from the address
 // server and the proxy, in the BOOTP file field and option 67, option 60
-// "HTTPClient" for HTTP Boot, and the link decides HTTP Boot (no link: no
-// file from the server, no reply at all from the proxy).
+// "HTTPClient" for HTTP Boot, and the link decides UEFI PXE and HTTP Boot
+// (no link: NoLinkFile, which the firmware fails to read at once).
 func TestLoaderOnTheWire(t *testing.T) {
 	vendor := func(v string) reqOpt { return withOpt(60, []byte(v)) }
 	plain := without(77, 175) // not iPXE: the firmware's own PXE or HTTP stack
@@ -146,13 +158,16 @@ func TestLoaderOnTheWire(t *testing.T) {
 	}{
 		{"BIOS PXE", []reqOpt{plain}, true, "pxelinux.0", `"PXEClient"`},
 		{"UEFI PXE (7)", []reqOpt{plain, withArch(7), vendor("PXEClient:Arch:00007:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`},
-		{"UEFI PXE (9)", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, false, "shimx64.efi", `"PXEClient"`},
+		{"UEFI PXE (9), no link: a file that is not there, the firmware goes on to the disk", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, false, NoLinkFile, `"PXEClient"`},
+		{"UEFI PXE (9), linked", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`},
+		{"BIOS PXE, no link: pxelinux all the same (LOCALBOOT)", []reqOpt{plain}, false, "pxelinux.0", `"PXEClient"`},
 		{"arm64 PXE", []reqOpt{plain, withArch(11), vendor("PXEClient:Arch:00011:UNDI:003000")}, true, "shimaa64.efi", `"PXEClient"`},
 		{"iPXE BIOS", nil, false, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`},
 		{"iPXE UEFI", []reqOpt{withArch(7)}, true, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`},
 		{"UEFI HTTP Boot, linked", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, true,
 			"http://10.18.0.1:5054/boot/efi/orbit-2.0.0.img", `"HTTPClient"`},
-		{"UEFI HTTP Boot, no link", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, false, "", `"HTTPClient"`},
+		{"UEFI HTTP Boot, no link: a URL that is not there", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, false,
+			"http://10.18.0.1:5054/boot/" + NoLinkFile, `"HTTPClient"`},
 	}
 	for _, mode := range []Mode{ModeServer, ModeProxy} {
 		for _, tt := range tests {

@@ -32,16 +32,35 @@ const diskSize = 4 << 20
 func imagingTestbed(t *testing.T, nodes []vtestbed.Node, orders ...string) (*vtestbed.Testbed, []*vtestbed.VM) {
 	t.Helper()
 	vtestbed.Require(t, vtestbed.Netbootd)
+	return newImagingTestbed(t, nodes, nil, orders)
+}
+
+// newImagingTestbed is imagingTestbed, with uefi for UEFI machines
+// (disks of vtestbed.UEFIDiskSize whose EFI system partition prints
+// oldMarker(node); shim and GRUB in the TFTP root).
+func newImagingTestbed(t *testing.T, nodes []vtestbed.Node, uefi *vtestbed.UEFI, orders []string) (*vtestbed.Testbed, []*vtestbed.VM) {
+	t.Helper()
+	if uefi != nil {
+		vtestbed.RequireUEFI(t)
+	}
 	start := time.Now()
 	for i := range nodes {
 		nodes[i].DiskMarker = oldMarker(nodes[i])
 	}
 	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image})
+	if uefi != nil {
+		if err := tb.InstallUEFILoaders(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Runs before the testbed's teardown.
 	t.Cleanup(func() { t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond)) })
 	var vms []*vtestbed.VM
 	for i, n := range nodes {
-		o := vtestbed.BootOptions{AMPower: true, DiskSize: diskSize, Order: "nc"}
+		o := vtestbed.BootOptions{AMPower: true, DiskSize: diskSize, Order: "nc", UEFI: uefi}
+		if uefi != nil {
+			o.DiskSize = vtestbed.UEFIDiskSize
+		}
 		if i < len(orders) && orders[i] != "" {
 			o.Order = orders[i]
 		}
@@ -144,18 +163,7 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	for i, n := range nodes {
-		vm := vms[i]
-		line, err := vm.Console.WaitLine(ctx, newMarker)
-		if err != nil {
-			t.Fatalf("%s did not boot the loaded disk: %v\nserial:\n%s", n.Hostname, err, vm.Console.Text())
-		}
-		if old, ok := vm.Console.Find(regexpQuote(oldMarker(n))); ok {
-			t.Errorf("%s booted its old disk at %s", n.Hostname, old.At.Format("15:04:05.000"))
-		}
-		disk, err := os.ReadFile(vm.Disk)
-		if err != nil || !bytes.Equal(disk, raw) {
-			t.Errorf("%s: the disk is not the image byte for byte (%v)", n.Hostname, err)
-		}
+		line := bootedLoadedDisk(ctx, t, vms[i], newMarker, raw)
 		t.Logf("%s (%s) booted the loaded disk %.1fs after nbctl load started", n.Hostname, n.NIC, line.At.Sub(loadStart).Seconds())
 	}
 	noLinksLeft(ctx, t, tb, "after the load", nodes[1])
@@ -171,16 +179,43 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		steps := []vtestbed.Step{{Name: "reset", Source: "power", What: regexp.MustCompile(`^reset$`)}}
-		steps = append(steps, vtestbed.NetbootSteps(n, *tb.Image)...)
-		steps = append(steps, vtestbed.EnrolledStep,
-			vtestbed.Step{Name: "image loaded", Source: "rc", What: regexp.MustCompile(`^image load done$`)},
-			vtestbed.Step{Name: "reboot", Source: "rc", What: regexp.MustCompile(`^reboot done$`)})
-		steps = append(steps, vtestbed.LocalbootSteps()...)
+		steps := loadSteps(vtestbed.NetbootSteps(n, *tb.Image), vtestbed.LocalbootSteps()...)
 		if _, err := vtestbed.InOrder(evs, steps...); err != nil {
 			t.Errorf("%s: %v\ntimeline:\n%s", n.Hostname, err, timeline(evs))
 		}
 	}
+}
+
+// bootedLoadedDisk waits for vm's node to print marker from the disk
+// nbctl load wrote (GRUB's colour sequences may come before it) and fails
+// t if it printed its old disk's marker, or if the disk is not raw byte
+// for byte. It returns the marker's line.
+func bootedLoadedDisk(ctx context.Context, t *testing.T, vm *vtestbed.VM, marker string, raw []byte) vtestbed.Line {
+	t.Helper()
+	n := vm.Node
+	line, err := vm.Wait(ctx, regexp.MustCompile(regexp.QuoteMeta(marker)+`\s*$`))
+	if err != nil {
+		t.Fatalf("%s did not boot the loaded disk: %v\nserial:\n%s", n.Hostname, err, vm.Console.Text())
+	}
+	if old, ok := vm.Console.Find(regexpQuote(oldMarker(n))); ok {
+		t.Errorf("%s booted its old disk at %s", n.Hostname, old.At.Format("15:04:05.000"))
+	}
+	disk, err := os.ReadFile(vm.Disk)
+	if err != nil || !bytes.Equal(disk, raw) {
+		t.Errorf("%s: the disk is not the image byte for byte (%v)", n.Hostname, err)
+	}
+	return line
+}
+
+// loadSteps are the steps of nbctl load on a node's timeline: the reset,
+// its netboot, the enrollment, the image loaded, the reboot, then after.
+func loadSteps(netboot []vtestbed.Step, after ...vtestbed.Step) []vtestbed.Step {
+	steps := []vtestbed.Step{{Name: "reset", Source: "power", What: regexp.MustCompile(`^reset$`)}}
+	steps = append(steps, netboot...)
+	steps = append(steps, vtestbed.EnrolledStep,
+		vtestbed.Step{Name: "image loaded", Source: "rc", What: regexp.MustCompile(`^image load done$`)},
+		vtestbed.Step{Name: "reboot", Source: "rc", What: regexp.MustCompile(`^reboot done$`)})
+	return append(steps, after...)
 }
 
 // TestSave is scenario d: `nbctl save` of a node's disk gives an image

@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/dhcpd"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
@@ -22,13 +25,14 @@ import (
 // initramfs; its RC enrolls and reports firmware uefi with Secure Boot on,
 // read from the SecureBoot variable through efivarfs.
 func TestUEFISecureBootNetboot(t *testing.T) {
-	node, tb := uefiTestbed(t, vtestbed.ImageOptions{})
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	tb := uefiTestbed(t, node, vtestbed.Options{Image: image})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute) // TCG on a loaded machine: minutes
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Memory: 512, UEFI: &vtestbed.UEFI{SecureBoot: true}})
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: &vtestbed.UEFI{SecureBoot: true}})
 	enrolledSecure(ctx, t, tb, vm)
 	evs, err := tb.Events(ctx, node.HRN)
 	if err != nil {
@@ -44,19 +48,19 @@ func TestUEFISecureBootNetboot(t *testing.T) {
 	t.Logf("timeline:\n%s", timeline(evs))
 }
 
-// uefiTestbed is a testbed with one UEFI node (virtio-net without option
-// ROM, so that the firmware's own network stack runs) and Debian's signed
-// shim and network GRUB in the TFTP root, installed as an operator does.
-func uefiTestbed(t *testing.T, io vtestbed.ImageOptions) (vtestbed.Node, *vtestbed.Testbed) {
+// uefiTestbed is a testbed of o with node alone, a UEFI machine, and
+// Debian's signed shim and network GRUB in the TFTP root, installed as an
+// operator does. It skips t where a UEFI testbed cannot run.
+func uefiTestbed(t *testing.T, node vtestbed.Node, o vtestbed.Options) *vtestbed.Testbed {
 	t.Helper()
 	vtestbed.Require(t, vtestbed.Netbootd)
 	vtestbed.RequireUEFI(t)
-	node := vtestbed.NewNode(1, vtestbed.NIC("virtio-net-pci,romfile="))
-	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Image: image, ImageOptions: io})
+	o.Nodes = []vtestbed.Node{node}
+	tb := vtestbed.New(t, o)
 	if err := tb.InstallUEFILoaders(); err != nil {
 		t.Fatal(err)
 	}
-	return node, tb
+	return tb
 }
 
 // enrolledSecure waits for the kernel to say Secure Boot is on and for the
@@ -87,13 +91,14 @@ func enrolledSecure(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, vm 
 // enrolls reporting Secure Boot on, and the node's timeline has the RAM
 // disk's fetch and no TFTP at all.
 func TestUEFIHTTPBoot(t *testing.T) {
-	node, tb := uefiTestbed(t, vtestbed.ImageOptions{EFIImg: true})
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	tb := uefiTestbed(t, node, vtestbed.Options{Image: image, ImageOptions: vtestbed.ImageOptions{EFIImg: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute) // TCG on a loaded machine: minutes
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Memory: 512, UEFI: &vtestbed.UEFI{SecureBoot: true, HTTPBoot: true}})
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: &vtestbed.UEFI{SecureBoot: true, HTTPBoot: true}})
 	enrolledSecure(ctx, t, tb, vm)
 	evs, err := tb.Events(ctx, node.HRN)
 	if err != nil {
@@ -123,7 +128,8 @@ func TestUEFISecureBootRefusesUnsignedKernel(t *testing.T) {
 	if _, err := exec.LookPath("osslsigncode"); err != nil {
 		testenv.Missing(t, "needs osslsigncode (apt-get install osslsigncode)")
 	}
-	node, tb := uefiTestbed(t, vtestbed.ImageOptions{})
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	tb := uefiTestbed(t, node, vtestbed.Options{Image: image})
 	kernel := filepath.Join(tb.TFTPRoot, tb.Image.Kernel)
 	unsigned := kernel + ".unsigned"
 	if out, err := exec.Command("osslsigncode", "remove-signature", "-in", kernel, "-out", unsigned).CombinedOutput(); err != nil {
@@ -137,7 +143,7 @@ func TestUEFISecureBootRefusesUnsignedKernel(t *testing.T) {
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Memory: 512, UEFI: &vtestbed.UEFI{SecureBoot: true}})
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: &vtestbed.UEFI{SecureBoot: true}})
 	refused, err := vm.Wait(ctx, regexp.MustCompile(`bad shim signature|Security Violation|Access Denied`))
 	if err != nil {
 		t.Fatalf("no refusal on the serial line: %v\nserial:\n%s", err, vm.Console.Text())
@@ -165,4 +171,130 @@ func TestUEFISecureBootRefusesUnsignedKernel(t *testing.T) {
 	if _, err := vtestbed.InOrder(evs, vtestbed.UEFIShimSteps(node, *tb.Image)[:5]...); err != nil {
 		t.Errorf("%v\ntimeline:\n%s", err, timeline(evs))
 	}
+}
+
+// TestUEFILocalBoot is scenario 5d: a UEFI node (Secure Boot on) without a
+// boot link leaves netboot for its next boot entry, its disk. netbootd
+// sends it a boot file that is not in tftp_root (dhcpd.NoLinkFile), so
+// that the firmware's PXE entry fails at once (GRUB's exit would return
+// success, and OVMF would open its menu instead); the serial line shows
+// OVMF failing that entry and starting the disk's, whose EFI system
+// partition boots with Secure Boot checked (shim, then Debian's signed
+// GRUB): its grub.cfg prints a marker, then powers off.
+//
+// OVMF's network entries come in a fixed order, PXEv4, PXEv6, HTTPv4,
+// HTTPv6, all before the disk. HTTPv4 cannot be turned off in OVMF: it
+// fails at once too, on the URL of NoLinkFile. The IPv6 ones are off
+// (vtestbed.UEFI), as on a testbed that netboots over IPv4
+// only: netbootd has no DHCPv6, and each would wait a minute for it.
+func TestUEFILocalBoot(t *testing.T) {
+	start := time.Now()
+	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
+	node.DiskMarker = "UEFI-DISK-BOOTED " + node.Hostname
+	tb := uefiTestbed(t, node, vtestbed.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	vm := tb.Boot(t, node, vtestbed.BootOptions{UEFI: &vtestbed.UEFI{SecureBoot: true}})
+	// GRUB's console output carries terminal colour sequences.
+	marker, err := vm.Wait(ctx, regexp.MustCompile(regexp.QuoteMeta(node.DiskMarker)+`\s*$`))
+	if err != nil {
+		t.Fatalf("the disk's GRUB did not print its marker: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	// The firmware's own account: the PXE entry failed, the disk's started.
+	nbp := regexp.MustCompile(`NBP filename is ` + regexp.QuoteMeta(dhcpd.NoLinkFile) + `$`)
+	tftpError := regexp.MustCompile(`PXE-E23: Client received TFTP error from server`)
+	pxeFailed := regexp.MustCompile(`^BdsDxe: failed to load Boot[0-9A-F]{4} "UEFI PXEv4 \(MAC:` + strings.ReplaceAll(node.MAC, ":", "") + `\)"`)
+	diskStarted := regexp.MustCompile(`^BdsDxe: starting Boot[0-9A-F]{4} "UEFI QEMU HARDDISK`)
+	var at []string
+	for _, re := range []*regexp.Regexp{nbp, tftpError, pxeFailed, diskStarted} {
+		l, ok := vm.Console.Find(re)
+		if !ok || !l.At.Before(marker.At) {
+			t.Errorf("the serial line lacks %q before the marker", re)
+			continue
+		}
+		at = append(at, fmt.Sprintf("%.1fs", vm.Since(l.At).Seconds()))
+	}
+	t.Logf("after power-on: NBP %s named, TFTP error, PXEv4 entry failed, disk entry started %v; the disk's GRUB printed its marker %.1fs",
+		dhcpd.NoLinkFile,
+		at, vm.Since(marker.At).Seconds())
+	if err := vm.WaitExit(ctx); err != nil {
+		t.Errorf("QEMU did not exit after GRUB's halt: %v", err)
+	}
+	t.Logf("serial:\n%s", vm.Console.Text())
+
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []vtestbed.Step{
+		{Name: "DHCP ack", Source: "dhcp", What: regexp.MustCompile(`^DHCPACK$`)},
+		{Name: "refused boot file", Source: "tftp", What: regexp.MustCompile(`^` + regexp.QuoteMeta(dhcpd.NoLinkFile) + `$`)},
+	}
+	if found, err := vtestbed.InOrder(evs, steps[0]); err != nil || !strings.Contains(found[0].Detail, "file="+dhcpd.NoLinkFile+" arch=7 loader=localboot") {
+		t.Errorf("no DHCP ack with file=%s arch=7 loader=localboot: %v\ntimeline:\n%s", dhcpd.NoLinkFile, err, timeline(evs))
+	}
+	for _, e := range evs {
+		if e.Source == "tftp" || e.Source == "http" {
+			t.Errorf("a UEFI node without a boot link fetched a file: %s", e)
+		}
+	}
+	t.Logf("timeline:\n%s", timeline(evs))
+	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestUEFILoad is scenario 5e: `nbctl load` onto a UEFI node with Secure
+// Boot on, of a disk image whose GPT carries an EFI system partition
+// (shim as EFI/BOOT/BOOTX64.EFI, Debian's signed GRUB beside it, a
+// grub.cfg that prints a marker). The appliance resets the node, which
+// netboots through shim and GRUB, its RC writes the image, and after the
+// reboot the node has no link: its firmware fails the network entries at
+// once and boots the written disk, Secure Boot checked, whose GRUB prints
+// the new marker, not the old disk's.
+func TestUEFILoad(t *testing.T) {
+	vtestbed.Require(t, vtestbed.Netbootd)
+	node := vtestbed.NewNode(7, vtestbed.VirtioNet)
+	tb, vms := newImagingTestbed(t, []vtestbed.Node{node}, &vtestbed.UEFI{SecureBoot: true}, nil)
+	vm := vms[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	const newMarker = "NEW-ESP-LOADED by nbctl load"
+	files, err := vtestbed.ESPMarkerFiles(newMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := vtestbed.ESPDisk(vtestbed.UEFIDiskSize, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putDiskImage(ctx, t, tb, "esp-1", raw)
+
+	loadStart := time.Now()
+	out, err := nbctl(ctx, t, tb, "load", "--nodes", node.HRN, "--image", "esp-1",
+		"--boot-timeout", "4m", "--timeout", "6m", "--poll", "200ms")
+	if err != nil {
+		t.Fatalf("nbctl load: %v\nserial:\n%s", err, vm.Console.Text())
+	}
+	if !apptest.HasLine(out, node.HRN, "loaded", "/dev/sda", "8.0 MiB") {
+		t.Errorf("the summary has no line saying %s was loaded onto /dev/sda with 8.0 MiB", node.HRN)
+	}
+	line := bootedLoadedDisk(ctx, t, vm, newMarker, raw)
+	t.Logf("%s booted the loaded disk's ESP %.1fs after nbctl load started", node.Hostname, line.At.Sub(loadStart).Seconds())
+	noLinksLeft(ctx, t, tb, "after the load", node)
+
+	evs, err := tb.Events(ctx, node.HRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := loadSteps(vtestbed.UEFIShimSteps(node, *tb.Image),
+		vtestbed.Step{Name: "no link: " + dhcpd.NoLinkFile, Source: "dhcp", What: regexp.MustCompile(`^DHCPACK$`)})
+	found, err := vtestbed.InOrder(evs, steps...)
+	if err != nil {
+		t.Fatalf("%v\ntimeline:\n%s", err, timeline(evs))
+	}
+	if last := found[len(found)-1]; !strings.Contains(last.Detail, "file="+dhcpd.NoLinkFile) {
+		t.Errorf("after the reboot the node was sent %q, want %s\ntimeline:\n%s", last.Detail, dhcpd.NoLinkFile, timeline(evs))
+	}
+	t.Logf("timeline:\n%s", timeline(evs))
 }

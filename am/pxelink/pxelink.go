@@ -423,7 +423,10 @@ func (m *Manager) Lookup(ctx context.Context, hex string) (l store.BootLink, ok 
 // reads by itself. Its first pass calls normal again, which makes GRUB
 // look for grub.cfg-01-<mac>, then grub.cfg-<HEX> (the node's link), then
 // this file once more; that second pass, and any node without a link,
-// exits GRUB, so the firmware tries its next boot entry (the local disk).
+// exits GRUB. Nodes without a link rarely get here (dhcpd sends UEFI nodes
+// without one a boot file that is not there, so that their firmware goes
+// on to the disk): Debian's GRUB 2.06 exits with EFI_SUCCESS, on which
+// OVMF opens its menu rather than trying the next entry.
 // The exported variable is what tells the passes apart.
 const GrubRootConfig = grubMarker + `
 # A node with a boot link has grub.cfg-<IP in hex> beside this file; GRUB

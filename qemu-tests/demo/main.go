@@ -1,10 +1,12 @@
 // Command demo is `make demo`: the virtual testbed the QEMU tests use
 // (package vtestbed), driven the way an Experiment Controller and an
 // operator would. netbootd runs in a network namespace of its own with DHCP
-// on a bridge; two QEMU nodes (virtio-net and e1000) are pointed at the
-// orbit-pxe image with the OMF call, powered on through the AM's power
-// service (OMF /cmc/on, netbootd's qemu driver), netboot, and their
-// Resource Controllers enroll; the demo prints what nbctl shows of them,
+// on a bridge; three QEMU nodes (two BIOS ones, virtio-net and e1000,
+// through pxelinux, and a UEFI one with Secure Boot enforced, through
+// Debian's signed shim and GRUB) are pointed at the orbit-pxe image with
+// the OMF call, powered on through the AM's power service (OMF /cmc/on,
+// netbootd's qemu driver), netboot, and their Resource Controllers enroll;
+// the demo prints, per node, how it booted and what nbctl shows of it,
 // then `nbctl load` writes a disk image onto one node, which reboots into
 // it, and the demo stays up until Ctrl-C (DEMO_ONCE=1: it exits at the end).
 //
@@ -20,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -48,9 +51,20 @@ func step(format string, args ...any) {
 func demo(t testing.TB) {
 	vtestbed.Require(t, vtestbed.Netbootd)
 	start := time.Now()
-	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.VirtioNet), vtestbed.NewNode(2, vtestbed.E1000)}
-	step("Building the virtual testbed: a namespace, a bridge, netbootd (DHCP, TFTP, AM), the orbit-pxe image")
+	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.VirtioNet), vtestbed.NewNode(2, vtestbed.E1000), vtestbed.NewNode(3, vtestbed.VirtioNet)}
+	uefi := nodes[2] // OVMF, Secure Boot enforced
+	firmware := func(n vtestbed.Node) string {
+		if n.HRN == uefi.HRN {
+			return "UEFI, Secure Boot"
+		}
+		return "BIOS"
+	}
+	step("Building the virtual testbed: a namespace, a bridge, netbootd (DHCP, TFTP, AM), the orbit-pxe image, shim and GRUB")
+	vtestbed.RequireUEFI(t)
 	tb := vtestbed.New(t, vtestbed.Options{Nodes: nodes, Image: image})
+	if err := tb.InstallUEFILoaders(); err != nil {
+		t.Fatal(err)
+	}
 	nbctl := func(args ...string) {
 		out, err := tb.App.Nbctl(args...)
 		fmt.Printf("$ nbctl %v\n%s", args, out)
@@ -60,9 +74,9 @@ func demo(t testing.TB) {
 	}
 	nbctl("nodes")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	step("The EC points both nodes at %s with OMF setBootImageNS", image)
+	step("The EC points the nodes at %s with OMF setBootImageNS", image)
 	reply, err := tb.SetBootImageNS(ctx, image, nodes...)
 	if err != nil {
 		t.Fatal(err)
@@ -70,24 +84,54 @@ func demo(t testing.TB) {
 	fmt.Println(reply)
 	nbctl("boot", "list")
 
-	step("Power on through the AM's power service (OMF /cmc/on): both nodes netboot (TCG, so ~12-20 s)")
+	step("Power on through the AM's power service (OMF /cmc/on): the nodes netboot (TCG: BIOS ~20 s, UEFI ~60 s)")
 	vms := map[string]*vtestbed.VM{}
 	for _, n := range nodes {
 		// Paused until the AM's cmc (its qemu driver) powers it on; "nc":
-		// with no boot link, pxelinux's LOCALBOOT boots the disk.
-		vms[n.HRN] = tb.Boot(t, n, vtestbed.BootOptions{Order: "nc", AMPower: true, DiskSize: 4 << 20})
+		// with no boot link, pxelinux's LOCALBOOT boots the disk. The UEFI
+		// node's firmware has the NIC first, then the disk.
+		o := vtestbed.BootOptions{Order: "nc", AMPower: true, DiskSize: 4 << 20}
+		if n.HRN == uefi.HRN {
+			o = vtestbed.BootOptions{UEFI: &vtestbed.UEFI{SecureBoot: true}, AMPower: true}
+		}
+		vms[n.HRN] = tb.Boot(t, n, o)
 	}
+	onAt := map[string]time.Time{}
 	for _, n := range nodes {
+		onAt[n.HRN] = time.Now()
 		if err := tb.CMC(ctx, "on", n); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Printf("GET /cmc/on?hrn=%s&domain=%s: OK\n", n.HRN, vtestbed.Domain)
 	}
 	for _, n := range nodes {
-		if _, _, err := tb.WaitEnrolled(ctx, n.HRN); err != nil {
+		st, _, err := tb.WaitEnrolled(ctx, n.HRN)
+		if err != nil {
 			t.Fatalf("%s: %v", n.HRN, err)
 		}
-		fmt.Printf("%s (%s): RC enrolled %.1f s after start\n", n.HRN, n.NIC, time.Since(start).Seconds())
+		sb, at := "unknown", time.Now()
+		if st.SecureBoot != nil {
+			sb = fmt.Sprint(*st.SecureBoot)
+		}
+		if st.EnrolledAt != nil {
+			at = *st.EnrolledAt
+		}
+		fmt.Printf("%s (%s, %s): RC enrolled %.1f s after the demo started, %.1f s after power-on; it reports firmware %s, Secure Boot %s\n",
+			n.HRN, firmware(n), n.NIC, at.Sub(start).Seconds(), at.Sub(onAt[n.HRN]).Seconds(), st.Firmware, sb)
+	}
+	step("How each node booted (its timeline: DHCP, the loader and files it fetched, the enrollment)")
+	for _, n := range nodes {
+		evs, err := tb.Events(ctx, n.HRN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var files []string
+		for _, e := range evs {
+			if e.Source == "tftp" && !strings.HasPrefix(e.Detail, "failed") {
+				files = append(files, e.What)
+			}
+		}
+		fmt.Printf("%s (%s): %s\n", n.Hostname, firmware(n), strings.Join(files, " -> "))
 	}
 	step("What the operator sees")
 	nbctl("rc", "status")

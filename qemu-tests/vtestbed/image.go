@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,4 +119,72 @@ func (img Image) CopyTo(root string) (Image, error) {
 	}
 	img.Dir = root
 	return img, nil
+}
+
+// sharedImages are the images testbeds of this process asked for, by name,
+// AM URL and options, built once each into a directory of the process's own
+// (<module root>/.cache/vtestbed-images/<pid>): a testbed copies one
+// instead of building it again (15-25 s each). The sources the image is
+// built from do not change while a test binary runs; across runs nothing
+// is reused.
+var sharedImages struct {
+	mu   sync.Mutex
+	dir  string
+	imgs map[sharedKey]Image
+}
+
+type sharedKey struct {
+	name, amURL string
+	o           ImageOptions
+}
+
+// SharedImage returns the image name built with amURL and o (see
+// BuildImage), from this process's cache: built the first time it is asked
+// for.
+func SharedImage(t testing.TB, name, amURL string, o ImageOptions) (Image, error) {
+	t.Helper()
+	sharedImages.mu.Lock()
+	defer sharedImages.mu.Unlock()
+	key := sharedKey{name, amURL, o}
+	if img, ok := sharedImages.imgs[key]; ok {
+		return img, nil
+	}
+	if sharedImages.dir == "" {
+		root, err := modroot.Find()
+		if err != nil {
+			return Image{}, err
+		}
+		base := filepath.Join(root, ".cache", "vtestbed-images")
+		pruneImageDirs(base)
+		dir := filepath.Join(base, strconv.Itoa(os.Getpid()))
+		if err := os.RemoveAll(dir); err != nil {
+			return Image{}, err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return Image{}, err
+		}
+		sharedImages.dir, sharedImages.imgs = dir, map[sharedKey]Image{}
+	}
+	out := filepath.Join(sharedImages.dir, strconv.Itoa(len(sharedImages.imgs)))
+	img, err := BuildImage(t, name, amURL, out, o)
+	if err != nil {
+		return Image{}, err
+	}
+	sharedImages.imgs[key] = img
+	return img, nil
+}
+
+// pruneImageDirs removes the image caches of processes that are gone.
+func pruneImageDirs(base string) {
+	entries, _ := os.ReadDir(base)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/proc", e.Name())); err == nil && pid != os.Getpid() {
+			continue // still running
+		}
+		os.RemoveAll(filepath.Join(base, e.Name()))
+	}
 }

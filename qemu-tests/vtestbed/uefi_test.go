@@ -19,9 +19,9 @@ func TestUEFIArgs(t *testing.T) {
 		wantNone string
 	}{
 		{"Secure Boot, PXE", UEFI{SecureBoot: true}, OVMFVarsMS,
-			[]string{"-machine q35,smm=on", "file=" + OVMFCode, "unit=1,file=/v.fd"}, "PXESupport"},
+			[]string{"-machine q35,smm=on", "file=" + OVMFCode, "unit=1,file=/v.fd", "-fw_cfg name=opt/org.tianocore/IPv6Support,string=n"}, "PXESupport"},
 		{"no Secure Boot, HTTP Boot only", UEFI{HTTPBoot: true}, OVMFVars,
-			[]string{"file=" + OVMFCode, "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n", "-fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=n"}, "ms.fd"},
+			[]string{"file=" + OVMFCode, "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n", "-fw_cfg name=opt/org.tianocore/IPv6Support,string=n"}, "ms.fd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.u.varsTemplate(); got != tc.vars {

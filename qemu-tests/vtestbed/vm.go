@@ -30,8 +30,7 @@ type BootOptions struct {
 	DiskSize int64
 	// Extra are more QEMU arguments, e.g. -cpu max.
 	Extra []string
-	// UEFI, when set, starts OVMF instead of SeaBIOS, with a variable
-	// store of the machine's own.
+	// UEFI, when set, starts OVMF instead of SeaBIOS (see UEFI).
 	UEFI *UEFI
 	// AMPower hands the machine to netbootd's power service (cmc, the
 	// qemu driver named in the node's inventory entry): Boot starts it
@@ -71,7 +70,7 @@ func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
 	if o.AMPower {
 		lifecycle = "-no-shutdown"
 	}
-	return append([]string{
+	args := []string{
 		"-name", n.Hostname,
 		"-m", fmt.Sprint(o.Memory),
 		"-display", "none", "-monitor", "none",
@@ -79,10 +78,30 @@ func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
 		"-serial", "file:" + serial,
 		"-qmp", "unix:" + qmp + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
-		"-device", string(n.NIC) + ",netdev=n0,mac=" + n.MAC,
-		"-drive", "file=" + disk + ",format=raw,if=ide,index=0,media=disk",
-		"-boot", "order=" + o.Order + ",reboot-timeout=1000",
-	}, o.Extra...)
+	}
+	if o.UEFI == nil {
+		args = append(args,
+			"-device", string(n.NIC)+",netdev=n0,mac="+n.MAC,
+			"-drive", "file="+disk+",format=raw,if=ide,index=0,media=disk",
+			"-boot", "order="+o.Order+",reboot-timeout=1000")
+		return append(args, o.Extra...)
+	}
+	nic := string(n.NIC)
+	if strings.HasPrefix(nic, string(VirtioNet)) && !strings.Contains(nic, "romfile=") {
+		nic += ",romfile="
+	}
+	args = append(args, o.UEFI.args(uefiVars(n, disk))...)
+	args = append(args,
+		"-device", nic+",netdev=n0,mac="+n.MAC+",bootindex=1",
+		"-drive", "file="+disk+",format=raw,if=none,id=disk0",
+		"-device", "ide-hd,drive=disk0,bootindex=2")
+	return append(args, o.Extra...)
+}
+
+// uefiVars is where a UEFI machine's copy of the firmware variables is:
+// beside its disk.
+func uefiVars(n Node, disk string) string {
+	return filepath.Join(filepath.Dir(disk), n.Hostname+".vars.fd")
 }
 
 // Boot makes the node's disk, starts its machine paused inside the
@@ -100,10 +119,16 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	if o.Order == "" {
 		o.Order = "n"
 	}
-	if o.Memory == 0 {
+	switch {
+	case o.Memory == 0 && o.UEFI != nil:
+		o.Memory = 512
+	case o.Memory == 0:
 		o.Memory = 256
 	}
-	if o.DiskSize == 0 {
+	switch {
+	case o.DiskSize == 0 && o.UEFI != nil:
+		o.DiskSize = UEFIDiskSize
+	case o.DiskSize == 0:
 		o.DiskSize = 1 << 20
 	}
 	vm := &VM{
@@ -115,28 +140,19 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	}
 	qmpPath := tb.QMPSocket(n)
 	vm.QMPSocket = qmpPath
-	var sector []byte
-	if n.DiskMarker != "" {
-		var err error
-		if sector, err = BootSector(n.DiskMarker); err != nil {
+	if err := writeNodeDisk(vm.Disk, n, o); err != nil {
+		t.Fatal(err)
+	}
+	if o.UEFI != nil {
+		if err := copyFile(o.UEFI.varsTemplate(), uefiVars(n, vm.Disk)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := WriteDisk(vm.Disk, o.DiskSize, sector); err != nil {
-		t.Fatal(err)
 	}
 	os.Remove(vm.Serial)
 	os.Remove(qmpPath)
 	logf, err := os.Create(vm.QEMULog)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if o.UEFI != nil {
-		vars := filepath.Join(tb.Dir, n.Hostname+".vars.fd")
-		if err := copyFile(o.UEFI.varsTemplate(), vars); err != nil {
-			t.Fatal(err)
-		}
-		o.Extra = append(o.UEFI.args(vars), o.Extra...)
 	}
 	vm.Args = QEMUArgs(n, o, vm.Serial, qmpPath, vm.Disk)
 	vm.cmd = tb.Netns.Command(context.Background(), "qemu-system-x86_64", vm.Args...)
@@ -194,6 +210,38 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	}
 	vm.PoweredOn = time.Now()
 	return vm
+}
+
+// UEFIDiskSize is a UEFI machine's default disk: room for an EFI system
+// partition with shim and GRUB (ESPMarkerFiles).
+const UEFIDiskSize = 8 << 20
+
+// writeNodeDisk writes the node's disk for a boot: blank, or with
+// n.DiskMarker a boot sector printing it (BIOS) or an EFI system partition
+// whose GRUB prints it (UEFI).
+func writeNodeDisk(path string, n Node, o BootOptions) error {
+	switch {
+	case n.DiskMarker == "":
+		return WriteDisk(path, o.DiskSize, nil)
+	case o.UEFI == nil:
+		sector, err := BootSector(n.DiskMarker)
+		if err != nil {
+			return err
+		}
+		return WriteDisk(path, o.DiskSize, sector)
+	}
+	if err := uefiMissing(); err != nil {
+		return err
+	}
+	files, err := ESPMarkerFiles(n.DiskMarker)
+	if err != nil {
+		return err
+	}
+	disk, err := ESPDisk(o.DiskSize, files)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, disk, 0o644)
 }
 
 // QMPStatus is QEMU's run state (prelaunch, running, shutdown, ...) over

@@ -103,8 +103,10 @@ type Node struct {
 	MAC      string // 52:54:00:18:01:01
 	NIC      NIC
 	// DiskMarker, when set, makes the node's disk bootable: its boot
-	// sector prints DiskMarker on the serial port and powers off. Without
-	// it the disk is blank (SeaBIOS: "No bootable device.").
+	// sector prints DiskMarker on the serial port and powers off; on a
+	// UEFI machine (BootOptions.UEFI) its EFI system partition does the
+	// same through shim and GRUB (ESPMarkerFiles). Without it the disk is
+	// blank (SeaBIOS: "No bootable device.").
 	DiskMarker string
 	// Tap is the node's tap in the bridge (set by New).
 	Tap string
@@ -162,8 +164,9 @@ const (
 type Options struct {
 	Nodes  []Node
 	Server Server // default Netbootd
-	// Image, when set, is built with `nbctl image build --name Image` into
-	// the TFTP root, unless BuiltImage is given.
+	// Image, when set, is built with `nbctl image build --name Image`
+	// (once per test process: SharedImage) and copied into the TFTP root,
+	// unless BuiltImage is given.
 	Image string
 	// ImageOptions are Image's build options.
 	ImageOptions ImageOptions
@@ -491,7 +494,8 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	tb.App = a
 }
 
-// installBootFiles puts pxelinux and the image into the TFTP root.
+// installBootFiles puts pxelinux and the image into the TFTP root (UEFI
+// loaders: InstallUEFILoaders).
 func (tb *Testbed) installBootFiles(o Options) {
 	t := tb.t
 	for _, f := range []string{PXELinux, LDLinux} {
@@ -511,7 +515,11 @@ func (tb *Testbed) installBootFiles(o Options) {
 		if tb.Server == NetbootdProxy {
 			amURL = "" // the RC finds the appliance by itself
 		}
-		img, err := BuildImage(t, o.Image, amURL, tb.TFTPRoot, o.ImageOptions)
+		built, err := SharedImage(t, o.Image, amURL, o.ImageOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := built.CopyTo(tb.TFTPRoot)
 		if err != nil {
 			t.Fatal(err)
 		}

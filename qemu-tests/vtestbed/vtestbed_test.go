@@ -1,12 +1,15 @@
 package vtestbed
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 func TestBootSector(t *testing.T) {
@@ -104,6 +109,23 @@ func TestQEMUArgs(t *testing.T) {
 	}
 	if strings.Contains(got, "enable-kvm") || strings.Contains(got, "accel=kvm") {
 		t.Errorf("QEMU args ask for KVM: %s", got)
+	}
+	// A UEFI machine: OVMF with Secure Boot, the NIC without its option
+	// ROM first in the firmware's boot order, then the disk, IPv6 off.
+	uefi := strings.Join(QEMUArgs(n, BootOptions{UEFI: &UEFI{SecureBoot: true}, Memory: 512, Order: "nc"}, "/s.log", "/q.sock", "/d/node1-2.disk.raw"), " ")
+	for _, want := range []string{
+		"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+		"-drive if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "-drive if=pflash,format=raw,unit=1,file=/d/node1-2.vars.fd",
+		"-device virtio-net-pci,romfile=,netdev=n0,mac=52:54:00:18:01:02,bootindex=1",
+		"-drive file=/d/node1-2.disk.raw,format=raw,if=none,id=disk0 -device ide-hd,drive=disk0,bootindex=2",
+		"-fw_cfg name=opt/org.tianocore/IPv6Support,string=n",
+	} {
+		if !strings.Contains(uefi, want) {
+			t.Errorf("UEFI QEMU args lack %q:\n%s", want, uefi)
+		}
+	}
+	if strings.Contains(uefi, "-boot ") {
+		t.Errorf("UEFI QEMU args have a -boot order (the firmware's is bootindex): %s", uefi)
 	}
 	// A machine whose power is the AM's reboots, and stays after a power-off.
 	am := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, AMPower: true}, "/s.log", "/q.sock", "/d.raw"), " ")
@@ -307,5 +329,67 @@ func TestArtifactsPath(t *testing.T) {
 	t.Setenv(ArtifactsEnv, "")
 	if got, want := artifactsPath(t, "/r"), "/r/.cache/qemu-artifacts/TestArtifactsPath"; got != want {
 		t.Errorf("artifactsPath = %s, want %s", got, want)
+	}
+}
+
+func TestESPDisk(t *testing.T) {
+	for _, tool := range []string{"mformat", "mtype"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, "needs %s (apt-get install mtools)", tool)
+		}
+	}
+	files := map[string][]byte{"EFI/BOOT/BOOTX64.EFI": []byte("MZ not really"), "EFI/debian/grub.cfg": []byte("echo hi\n")}
+	const size = 8 << 20
+	disk, err := ESPDisk(size, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(disk) != size {
+		t.Fatalf("%d bytes, want %d", len(disk), size)
+	}
+	if disk[446+4] != 0xEE || disk[510] != 0x55 || disk[511] != 0xAA {
+		t.Errorf("no protective MBR: type %#x, signature %#x %#x", disk[446+4], disk[510], disk[511])
+	}
+	last := int64(size/gptSector - 1)
+	for _, h := range []struct {
+		name        string
+		lba, tbl    int64
+		other       int64
+		headerBytes []byte
+	}{
+		{"primary", 1, 2, last, disk[gptSector : 2*gptSector]},
+		{"backup", last, last - 32, 1, disk[last*gptSector:]},
+	} {
+		b := h.headerBytes[:92]
+		if string(b[:8]) != "EFI PART" {
+			t.Fatalf("%s GPT header: signature %q", h.name, b[:8])
+		}
+		crc := binary.LittleEndian.Uint32(b[16:])
+		c := slices.Clone(b)
+		binary.LittleEndian.PutUint32(c[16:], 0)
+		if crc32.ChecksumIEEE(c) != crc {
+			t.Errorf("%s GPT header: bad CRC", h.name)
+		}
+		if self, other, tbl := int64(binary.LittleEndian.Uint64(b[24:])), int64(binary.LittleEndian.Uint64(b[32:])), int64(binary.LittleEndian.Uint64(b[72:])); self != h.lba || other != h.other || tbl != h.tbl {
+			t.Errorf("%s GPT header: LBAs self %d other %d table %d; want %d %d %d", h.name, self, other, tbl, h.lba, h.other, h.tbl)
+		}
+		table := disk[h.tbl*gptSector : h.tbl*gptSector+128*128]
+		if crc32.ChecksumIEEE(table) != binary.LittleEndian.Uint32(b[88:]) {
+			t.Errorf("%s partition table: bad CRC", h.name)
+		}
+		if !bytes.Equal(table[:16], espType[:]) || binary.LittleEndian.Uint64(table[32:]) != espStart/gptSector {
+			t.Errorf("%s partition table: first entry is not the ESP at 1 MiB", h.name)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, disk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mtype", "-i", img+"@@1M", "::EFI/debian/grub.cfg").CombinedOutput()
+	if err != nil || string(out) != "echo hi\n" {
+		t.Errorf("mtype EFI/debian/grub.cfg from the partition: %q, %v", out, err)
+	}
+	if _, err := ESPDisk(3<<20, files); err == nil {
+		t.Error("a 3 MiB ESP disk was made")
 	}
 }
