@@ -175,6 +175,21 @@ var migrations = []string{
 	// Secure Boot 1 or 0 (NULL unknown).
 	`ALTER TABLE rc_enrollments ADD COLUMN firmware TEXT NOT NULL DEFAULT '';
 	ALTER TABLE rc_enrollments ADD COLUMN secure_boot INTEGER;`,
+	// 7 (audit): every mutation of the API and the OMF services, refused
+	// ones included (see audit.go).
+	`CREATE TABLE audit (
+		id     INTEGER PRIMARY KEY,
+		at     INTEGER NOT NULL,            -- unix ns
+		who    TEXT NOT NULL,               -- token name, else source address
+		role   TEXT NOT NULL DEFAULT '',
+		addr   TEXT NOT NULL,               -- source address
+		method TEXT NOT NULL,
+		route  TEXT NOT NULL,               -- gin's route pattern
+		target TEXT NOT NULL DEFAULT '',    -- HRN, image or token name, OMF node set
+		status INTEGER NOT NULL,
+		detail TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_at ON audit(at);`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema
