@@ -32,6 +32,28 @@ type Config struct {
 	DHCP      DHCP
 	PXE       PXE
 	Inventory Inventory
+	Audit     Audit
+	Limits    Limits
+}
+
+// Audit configures the audit log of mutations.
+type Audit struct {
+	// Retention is how long an entry is kept.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Limits are the per-source abuse limits of the AM.
+type Limits struct {
+	Enroll   Limit `yaml:"enroll"`    // RC enrollments
+	AuthFail Limit `yaml:"auth_fail"` // requests answered 401
+	OMF      Limit `yaml:"omf"`       // OMF calls (/pxe, /inventory, /cmc)
+}
+
+// Limit is a per-source rate: PerMinute on average, Burst at once; a
+// PerMinute of 0 turns the limit off.
+type Limit struct {
+	PerMinute float64 `yaml:"per_minute"`
+	Burst     int     `yaml:"burst"`
 }
 
 // HTTPBoot configures the boot files served over HTTP on the AM's
@@ -131,6 +153,8 @@ type file struct {
 	DHCP      dhcpFile      `yaml:"dhcp"`
 	PXE       PXE           `yaml:"pxe"`
 	Inventory inventoryFile `yaml:"inventory"`
+	Audit     Audit         `yaml:"audit"`
+	Limits    Limits        `yaml:"limits"`
 }
 
 // inventoryFile is the inventory section as written: a key that is given,
@@ -201,6 +225,16 @@ func defaults() file {
 			DefaultImage: "orbit-2.0.0",
 			LinkLifetime: 300 * time.Second,
 		},
+		Audit: Audit{Retention: 90 * 24 * time.Hour},
+		// Per source: each node enrolls from its own address, once a boot
+		// (a few times when it retries), so a whole grid booting at once
+		// stays far below the enrollment limit. An EC drives a grid from
+		// one address: a burst of one call per node (400) and more.
+		Limits: Limits{
+			Enroll:   Limit{PerMinute: 30, Burst: 20},
+			AuthFail: Limit{PerMinute: 60, Burst: 100},
+			OMF:      Limit{PerMinute: 1200, Burst: 1000},
+		},
 	}
 }
 
@@ -256,6 +290,20 @@ func (f file) parse() (Config, error) {
 	if f.PXE.LinkLifetime <= 0 {
 		errs = append(errs, fmt.Errorf("pxe.link_lifetime: %v: must be positive", f.PXE.LinkLifetime))
 	}
+	if f.Audit.Retention <= 0 {
+		errs = append(errs, fmt.Errorf("audit.retention: %v: must be positive", f.Audit.Retention))
+	}
+	for _, l := range []struct {
+		key string
+		l   Limit
+	}{{"limits.enroll", f.Limits.Enroll}, {"limits.auth_fail", f.Limits.AuthFail}, {"limits.omf", f.Limits.OMF}} {
+		switch {
+		case l.l.PerMinute < 0:
+			errs = append(errs, fmt.Errorf("%s.per_minute: %v: must not be negative (0 turns the limit off)", l.key, l.l.PerMinute))
+		case l.l.PerMinute > 0 && l.l.Burst < 1:
+			errs = append(errs, fmt.Errorf("%s.burst: %d: must be at least 1", l.key, l.l.Burst))
+		}
+	}
 	inv, err := f.Inventory.parse()
 	if err != nil {
 		errs = append(errs, err)
@@ -266,7 +314,7 @@ func (f file) parse() (Config, error) {
 	}
 	return Config{
 		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
-		DHCP: dhcp, PXE: f.PXE, Inventory: inv,
+		DHCP: dhcp, PXE: f.PXE, Inventory: inv, Audit: f.Audit, Limits: f.Limits,
 	}, nil
 }
 

@@ -34,6 +34,9 @@ var wantDefaults = Config{
 		IPXEFast: true, IPXEScript: true, Mode: "server", Workers: 8},
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
 	Inventory: Inventory{File: "/etc/netboot/inventory.yaml"},
+	Audit:     Audit{Retention: 2160 * time.Hour},
+	Limits: Limits{Enroll: Limit{PerMinute: 30, Burst: 20}, AuthFail: Limit{PerMinute: 60, Burst: 100},
+		OMF: Limit{PerMinute: 1200, Burst: 1000}},
 }
 
 // TestExampleFile: the shipped example says its values are the defaults.
@@ -82,6 +85,8 @@ dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0
          subnets: [ { subnet: 10.31.0.0/24, router: 10.31.0.1, pool: 10.31.0.100-10.31.0.199 } ] }
 pxe:   { cfg_dir: cfg, default_image: orbit-3.1.4, link_lifetime: 90s }
 inventory: { seed: /srv/netboot/nodes.yaml }
+audit: { retention: 168h }
+limits: { enroll: { per_minute: 10, burst: 5 }, auth_fail: { per_minute: 0 }, omf: { per_minute: 600, burst: 400 } }
 `, check: func(t *testing.T, c Config) {
 			want := Config{
 				StateDir: "/srv/netboot/state",
@@ -98,6 +103,9 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 						Pool: iprange.Range{First: addr("10.31.0.100"), Last: addr("10.31.0.199")}}}},
 				PXE:       PXE{CfgDir: "cfg", DefaultImage: "orbit-3.1.4", LinkLifetime: 90 * time.Second},
 				Inventory: Inventory{Seed: "/srv/netboot/nodes.yaml"},
+				Audit:     Audit{Retention: 168 * time.Hour},
+				Limits: Limits{Enroll: Limit{PerMinute: 10, Burst: 5}, AuthFail: Limit{PerMinute: 0, Burst: 100},
+					OMF: Limit{PerMinute: 600, Burst: 400}},
 			}
 			if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 				t.Errorf("parsed (-want +got):\n%s", diff)
@@ -180,6 +188,16 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 				t.Errorf("prefix %q", c.HTTPBoot.Prefix)
 			}
 		}},
+		{name: "audit and limits", yaml: "audit: { retention: 720h }\nlimits: { omf: { per_minute: 0 }, enroll: { per_minute: 6, burst: 2 } }\n", check: func(t *testing.T, c Config) {
+			want := Limits{Enroll: Limit{PerMinute: 6, Burst: 2}, AuthFail: Limit{PerMinute: 60, Burst: 100}, OMF: Limit{PerMinute: 0, Burst: 1000}}
+			if diff := cmp.Diff(want, c.Limits); diff != "" || c.Audit.Retention != 720*time.Hour {
+				t.Errorf("retention %v; limits (-want +got):\n%s", c.Audit.Retention, diff)
+			}
+		}},
+		{name: "zero retention", yaml: "audit: { retention: 0s }\n", wantErr: "audit.retention: 0s: must be positive"},
+		{name: "negative limit", yaml: "limits: { auth_fail: { per_minute: -1 } }\n", wantErr: "limits.auth_fail.per_minute: -1: must not be negative"},
+		{name: "limit without burst", yaml: "limits: { enroll: { burst: 0 } }\n", wantErr: "limits.enroll.burst: 0: must be at least 1"},
+		{name: "unknown limit", yaml: "limits: { polls: { burst: 1 } }\n", wantErr: "field polls not found"},
 		{name: "unknown dhcp subnet key", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, gateway: 10.19.0.1 } ] }\n", wantErr: "field gateway not found"},
 	}
 	for _, tt := range tests {
