@@ -44,6 +44,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 		{Method: http.MethodGet, Path: "/inventory", Handler: s.apiExport},
 		{Method: http.MethodPost, Path: "/inventory", Handler: s.apiImport},
 		{Method: http.MethodGet, Path: "/inventory/status", Handler: s.apiInventoryStatus},
+		{Method: http.MethodGet, Path: "/audit", Handler: s.apiAudit, Role: apierr.RoleAdmin},
 	})
 }
 
@@ -56,6 +57,7 @@ func (s *Server) nodeParam(c *gin.Context) (inventory.Node, bool) {
 		apierr.Write(c, err)
 		return inventory.Node{}, false
 	}
+	apierr.SetTarget(c, n.HRN)
 	return n, true
 }
 
@@ -248,6 +250,7 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 		apierr.Write(c, err)
 		return
 	}
+	apierr.SetTarget(c, targets[0].HRN)
 	links, err := s.links.Set(c.Request.Context(), targets, lifetime)
 	if err != nil {
 		apierr.Write(c, err)
@@ -263,6 +266,7 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 	}
 	targets, err := s.lookup(c.Request.Context(), domain, names)
 	if err == nil {
+		setTargets(c, targets)
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
 	writeDone(c, err)

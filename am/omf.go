@@ -33,7 +33,10 @@ func (a omfArg) required() bool { return !strings.HasPrefix(a.value, "[") }
 // omfMethod is one OMF call. Its handler answers a success itself and
 // returns a failure, which its group's fail answers.
 type omfMethod struct {
-	name   string
+	name string
+	// read says the call changes nothing: the audit records every other
+	// call, and the guard may open reads apart (omf.allow_read).
+	read   bool
 	info   string
 	args   []omfArg
 	reply  string // what OMF named its answer: the inventory's root element, the PXE service's action
@@ -82,21 +85,21 @@ func (s *Server) omfGroups() []omfGroup {
 			}, reply: "clearBootImage", handle: s.omfClearBootImage},
 		}},
 		{name: "inventory", info: "Service to retrieve information about nodes or testbeds from the Inventory Database", fail: invFail, methods: []omfMethod{
-			{name: "getControlIP", info: "Get the Control IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CONTROL_IP", handle: s.invNodeValue(
+			{name: "getControlIP", read: true, info: "Get the Control IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CONTROL_IP", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.ControlIP }, "Inventory has no control IP for HRN '%s' (domain: %s)")},
-			{name: "getPXEImage", info: "Get the PXE image of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "PXE_IMAGE", handle: s.invNodeValue(
+			{name: "getPXEImage", read: true, info: "Get the PXE image of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "PXE_IMAGE", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.PXEImage }, "Inventory has no PXE Image info for node %s (domain: %s)")},
-			{name: "getCmcIP", info: "Get the CMC IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CMC_IP", handle: s.invNodeValue(
+			{name: "getCmcIP", read: true, info: "Get the CMC IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CMC_IP", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.CmcIP }, "Inventory has no CMC IP for HRN '%s' (domain: %s)")},
-			{name: "getDefaultDisk", info: "Get the default disk for a certain HRN on a given domain", args: []omfArg{{name: "hrn", value: "hrn", info: "hrn of the node"}, argTbDom}, reply: "disk", handle: s.invNodeValue(
+			{name: "getDefaultDisk", read: true, info: "Get the default disk for a certain HRN on a given domain", args: []omfArg{{name: "hrn", value: "hrn", info: "hrn of the node"}, argTbDom}, reply: "disk", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.Disk }, "Inventory has no default disk for HRN '%s' (domain: %s)")},
-			{name: "getHRN", info: "Get the HRN for a certain hostname on a given domain", args: []omfArg{{name: "hrn", value: "hostname", info: "hostname of the node"}, argTbDom}, reply: "HRN", handle: s.invNodeValue(
+			{name: "getHRN", read: true, info: "Get the HRN for a certain hostname on a given domain", args: []omfArg{{name: "hrn", value: "hostname", info: "hostname of the node"}, argTbDom}, reply: "HRN", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.HRN }, "Inventory has no HRN for host '%s' (domain: %s)")},
-			{name: "getMacAddress", info: "Get the MAC address of a given interface on a given node for a given domain", args: []omfArg{argHRN,
+			{name: "getMacAddress", read: true, info: "Get the MAC address of a given interface on a given node for a given domain", args: []omfArg{argHRN,
 				{name: "ifname", value: "[interfaceName]", info: "name of the interface (the inventory knows the control interface: control or eth1)"}, argTbDom}, reply: "MAC_Address", handle: s.invMacAddress},
-			{name: "getListOfResources", info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, reply: "RESOURCES", handle: s.invListOfResources},
-			{name: "getAllNodes", info: "Get detailed list of nodes defined in the inventory", reply: "ALLNODES", handle: s.invAllNodes},
-			{name: "getAllTestbeds", info: "Get list of testbeds defined in the inventory", reply: "ALLTESTBEDS", handle: s.invAllTestbeds},
+			{name: "getListOfResources", read: true, info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, reply: "RESOURCES", handle: s.invListOfResources},
+			{name: "getAllNodes", read: true, info: "Get detailed list of nodes defined in the inventory", reply: "ALLNODES", handle: s.invAllNodes},
+			{name: "getAllTestbeds", read: true, info: "Get list of testbeds defined in the inventory", reply: "ALLTESTBEDS", handle: s.invAllTestbeds},
 		}},
 		{name: "cmc", info: "Service to switch nodes on and off (Chassis Manager Controller)", fail: cmcFail, methods: []omfMethod{
 			{name: "on", info: "Switch on a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.On)},
@@ -104,7 +107,7 @@ func (s *Server) omfGroups() []omfGroup {
 			{name: "offSoft", info: "Ask a node's OS to shut down (soft power off)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.OffSoft)},
 			{name: "reboot", info: "Reboot a node (power cycle)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Reboot)},
 			{name: "reset", info: "Reset a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Reset)},
-			{name: "status", info: "Get the power state of a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Status)},
+			{name: "status", read: true, info: "Get the power state of a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Status)},
 		}},
 	}
 }
@@ -130,6 +133,7 @@ func (s *Server) omfRoutes(r *gin.Engine) {
 					err = m.handle(c, &m, p)
 				}
 				if err != nil {
+					apierr.SetDetail(c, err.Error())
 					g.fail(c, &m, err)
 				}
 			})
@@ -282,6 +286,7 @@ func (s *Server) omfSet(c *gin.Context, m *omfMethod, domain, ns, image string) 
 	if err != nil {
 		return err
 	}
+	setTargets(c, targets)
 	links, err := s.links.Set(c.Request.Context(), targets, 0)
 	if err != nil {
 		return err
@@ -320,6 +325,7 @@ func (s *Server) omfClear(c *gin.Context, m *omfMethod, domain, ns string) error
 	}
 	targets, err := s.lookup(c.Request.Context(), domain, names)
 	if err == nil {
+		setTargets(c, targets)
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
 	if err != nil {

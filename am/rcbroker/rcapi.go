@@ -120,6 +120,7 @@ func (b *Broker) enroll(c *gin.Context) {
 		b.apiError(c, err)
 		return
 	}
+	apierr.SetTarget(c, strings.Join(req.MACs, ",")) // until a node is found
 	var hrns []string
 	for _, mac := range req.MACs {
 		n, err := b.st.NodeByMAC(ctx, mac)
@@ -140,6 +141,7 @@ func (b *Broker) enroll(c *gin.Context) {
 		b.apiError(c, fmt.Errorf("enroll: no inventory node has MAC %s: %w", strings.Join(req.MACs, ", "), store.ErrNotFound))
 		return
 	case 1:
+		apierr.SetTarget(c, hrns[0])
 	default:
 		b.apiError(c, apierr.New(http.StatusConflict, "enroll: the MACs %s belong to several nodes: %s", strings.Join(req.MACs, ", "), strings.Join(hrns, ", ")))
 		return
