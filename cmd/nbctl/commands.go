@@ -63,6 +63,7 @@ func (k *cli) commands() []spec {
 			"netboot the nodes into the RAM image, write disk image\nNAME onto their disks, reboot them into it (omf load)", k.load},
 		{"save", "--node A --image NAME [--replace] [same flags as load]",
 			"netboot the node, store its disk as disk image NAME,\nreboot it (omf save)", k.save},
+		{"audit", "[--since 24h|TIME] [--node HRN] [--limit N] [--json]", "who changed what, refusals included (admin)", k.audit},
 		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},
