@@ -141,11 +141,11 @@ func (b *Broker) enroll(c *gin.Context) {
 		b.apiError(c, fmt.Errorf("enroll: no inventory node has MAC %s: %w", strings.Join(req.MACs, ", "), store.ErrNotFound))
 		return
 	case 1:
-		apierr.SetTarget(c, hrns[0])
 	default:
 		b.apiError(c, apierr.New(http.StatusConflict, "enroll: the MACs %s belong to several nodes: %s", strings.Join(req.MACs, ", "), strings.Join(hrns, ", ")))
 		return
 	}
+	apierr.SetTarget(c, hrns[0])
 	secret, err := newSecret()
 	if err != nil {
 		b.apiError(c, err)
