@@ -186,7 +186,7 @@ func (s *Server) KeepAudit(ctx context.Context) error {
 	if keep <= 0 {
 		keep = DefaultAuditRetention
 	}
-	t := time.NewTicker(min(keep/10, time.Hour))
+	t := time.NewTicker(max(min(keep/10, time.Hour), time.Second))
 	defer t.Stop()
 	for {
 		n, err := s.cfg.Audit.PruneAudit(ctx, time.Now().Add(-keep))

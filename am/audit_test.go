@@ -1,6 +1,7 @@
 package am
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -289,5 +290,32 @@ func TestClip(t *testing.T) {
 		if got := clip(tc.in, tc.n); got != tc.want {
 			t.Errorf("clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestKeepAudit: entries past the retention go at start; the rest stay.
+func TestKeepAudit(t *testing.T) {
+	fx := newOMFFixture(t)
+	s := New(Config{Audit: fx.st, AuditRetention: time.Hour}, fx.st, fx.links, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	for _, at := range []time.Time{now.Add(-2 * time.Hour), now.Add(-59 * time.Minute), now} {
+		if err := fx.st.AddAudit(t.Context(), store.AuditEntry{At: at, Who: "x", Addr: "x", Method: "PUT", Route: "/r", Status: 200}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.KeepAudit(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(auditEntries(t, fx.st)) != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("KeepAudit = %v, want nil once its context is done", err)
+	}
+	got := auditEntries(t, fx.st)
+	if len(got) != 2 || got[0].ID != 2 {
+		t.Errorf("after pruning to 1h: %+v, want entries 2 and 3", got)
 	}
 }
