@@ -73,3 +73,13 @@ func TestAudit(t *testing.T) {
 		t.Errorf("after prune (-want +got):\n%s", diff)
 	}
 }
+
+func BenchmarkAddAudit(b *testing.B) {
+	s := openTest(b)
+	e := AuditEntry{At: time.Now(), Who: "127.0.0.1", Addr: "127.0.0.1", Method: "PUT", Route: "/api/v1/nodes/:hrn/boot", Target: "node1-1.grid", Status: 200}
+	for b.Loop() {
+		if err := s.AddAudit(b.Context(), e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
