@@ -2,8 +2,6 @@ package am_test
 
 import (
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -13,33 +11,10 @@ import (
 	"github.com/orbit-lab/netboot/internal/apptest"
 )
 
-// from is an HTTP client whose connections come from ip, one of
-// loopback's many addresses: a source apart from 127.0.0.1.
-func from(ip string) *http.Client {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
-}
-
 // call sends a request from ip and returns the whole answer.
 func call(t *testing.T, ip, method, url, body string, header http.Header) apptest.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	resp, err := from(ip).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apptest.Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	return apptest.CallWith(t, apptest.ClientFrom(ip), method, url, body, header)
 }
 
 // TestAuditAndLimits drives a real netbootd with small limits: mutations
