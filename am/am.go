@@ -82,8 +82,9 @@ type Server struct {
 	statusMu   sync.Mutex // guards fileStatus, read while a reading runs
 	fileStatus apiv1.InventoryStatus
 
-	omf    map[string]omfCall // the OMF methods by route, for the audit and the limits
-	limits *limiters
+	omf        map[string]omfCall // the OMF methods by route, for the audit and the limits
+	limits     *limiters
+	auditBatch auditBatcher
 }
 
 // maxHeaderBytes lets an oversized query reach our handlers, which answer

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -18,7 +19,7 @@ import (
 
 // AuditLog is where the AM records mutations (the store's audit table).
 type AuditLog interface {
-	AddAudit(ctx context.Context, e store.AuditEntry) error
+	AddAudits(ctx context.Context, entries []store.AuditEntry) error
 	Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error)
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 }
@@ -89,9 +90,63 @@ func (s *Server) audit(c *gin.Context) {
 		Target: clip(s.auditTarget(c, route), maxAuditTarget), Status: c.Writer.Status(), Detail: clip(apierr.DetailOf(c), maxAuditDetail),
 	}
 	// The request is answered: its end (a client gone) must not lose it.
-	if err := s.cfg.Audit.AddAudit(context.WithoutCancel(c.Request.Context()), e); err != nil {
+	if err := s.auditBatch.add(context.WithoutCancel(c.Request.Context()), s.cfg.Audit, e); err != nil {
 		s.log.Error("audit: cannot record", "method", e.Method, "route", route, "who", e.Who, "status", e.Status, "err", err)
 	}
+}
+
+// auditBatcher commits the entries of requests answered at once in one
+// transaction (group commit): each request still waits until its entry is
+// on disk, but a burst of mutations costs one commit, not one each. The
+// first request to find no write going on writes every entry pending,
+// its own included; requests arriving meanwhile wait, and the first of
+// them writes the next batch.
+type auditBatcher struct {
+	mu      sync.Mutex
+	writing bool
+	pending []store.AuditEntry
+	waiters []chan auditTurn // one per pending entry
+}
+
+// auditTurn ends a request's wait: its batch's outcome, or its turn to
+// write the next batch.
+type auditTurn struct {
+	err  error
+	lead bool
+}
+
+// add records e through log once a batch holding it is committed.
+func (b *auditBatcher) add(ctx context.Context, log AuditLog, e store.AuditEntry) error {
+	me := make(chan auditTurn, 1)
+	b.mu.Lock()
+	b.pending = append(b.pending, e)
+	b.waiters = append(b.waiters, me)
+	lead := !b.writing
+	b.writing = true
+	b.mu.Unlock()
+	if !lead {
+		if t := <-me; !t.lead {
+			return t.err
+		}
+	}
+	b.mu.Lock()
+	batch, waiters := b.pending, b.waiters
+	b.pending, b.waiters = nil, nil
+	b.mu.Unlock()
+	err := log.AddAudits(ctx, batch)
+	b.mu.Lock()
+	if len(b.waiters) > 0 {
+		b.waiters[0] <- auditTurn{lead: true} // still writing: the next batch is theirs
+	} else {
+		b.writing = false
+	}
+	b.mu.Unlock()
+	for _, w := range waiters {
+		if w != me {
+			w <- auditTurn{err: err}
+		}
+	}
+	return err
 }
 
 // auditTarget is what the request acted on: what its handler noted,

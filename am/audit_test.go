@@ -2,6 +2,8 @@ package am
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -317,5 +319,64 @@ func TestKeepAudit(t *testing.T) {
 	got := auditEntries(t, fx.st)
 	if len(got) != 2 || got[0].ID != 2 {
 		t.Errorf("after pruning to 1h: %+v, want entries 2 and 3", got)
+	}
+}
+
+// batchLog is an AuditLog that records its batches and holds each write
+// until the test releases it.
+type batchLog struct {
+	AuditLog
+	entered chan int   // a batch's size, as its write starts
+	release chan error // what the write returns
+}
+
+func (l *batchLog) AddAudits(_ context.Context, entries []store.AuditEntry) error {
+	l.entered <- len(entries)
+	return <-l.release
+}
+
+// TestAuditBatcher: entries that come while a write runs wait for it and
+// go together in the next one; each request learns its own batch's outcome.
+func TestAuditBatcher(t *testing.T) {
+	var b auditBatcher
+	log := &batchLog{entered: make(chan int), release: make(chan error)}
+	results := make(chan error, 6)
+	add := func(who string) {
+		go func() { results <- b.add(t.Context(), log, store.AuditEntry{Who: who}) }()
+	}
+	add("first")
+	if n := <-log.entered; n != 1 {
+		t.Fatalf("first batch of %d, want 1", n)
+	}
+	for i := range 5 {
+		add(fmt.Sprint(i))
+	}
+	for { // all five queued behind the running write
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n == 5 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	failed := errors.New("disk full")
+	log.release <- failed
+	if err := <-results; !errors.Is(err, failed) {
+		t.Errorf("first add = %v, want its batch's error", err)
+	}
+	if n := <-log.entered; n != 5 {
+		t.Errorf("second batch of %d, want the 5 that waited", n)
+	}
+	log.release <- nil
+	for range 5 {
+		if err := <-results; err != nil {
+			t.Errorf("add in the second batch = %v, want nil", err)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.writing || len(b.pending) != 0 {
+		t.Errorf("after all writes: writing %v, %d pending", b.writing, len(b.pending))
 	}
 }

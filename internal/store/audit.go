@@ -23,22 +23,25 @@ type AuditQuery struct {
 // MaxAuditLimit bounds one answer; a Limit of 0 or above it means this.
 const MaxAuditLimit = 10000
 
-// AddAudit records one entry, a transaction of its own (SQLite's
-// autocommit: one statement, no BEGIN and COMMIT round trips): the request
-// it describes has been answered, and nothing else waits on this write.
+// AddAudit records one entry.
 func (s *Store) AddAudit(ctx context.Context, e AuditEntry) error {
-	const q = `INSERT INTO audit(at, who, role, addr, method, route, target, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	args := []any{e.At.UnixNano(), e.Who, e.Role, e.Addr, e.Method, e.Route, e.Target, e.Status, e.Detail}
-	var err error
-	if st := s.prepared(ctx, q); st != nil {
-		_, err = st.ExecContext(ctx, args...)
-	} else {
-		_, err = s.db.ExecContext(ctx, q, args...)
-	}
-	if err != nil {
-		return fmt.Errorf("store: add audit entry: %w", err)
-	}
-	return nil
+	return s.AddAudits(ctx, []AuditEntry{e})
+}
+
+// AddAudits records entries in one transaction: requests answered at once
+// share one commit (see am's audit).
+func (s *Store) AddAudits(ctx context.Context, entries []AuditEntry) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, e := range entries {
+			_, err := s.exec(ctx, tx, `INSERT INTO audit(at, who, role, addr, method, route, target, status, detail)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				e.At.UnixNano(), e.Who, e.Role, e.Addr, e.Method, e.Route, e.Target, e.Status, e.Detail)
+			if err != nil {
+				return fmt.Errorf("store: add audit entry: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // Audit returns the entries q selects, oldest first. A node matches an

@@ -83,3 +83,23 @@ func BenchmarkAddAudit(b *testing.B) {
 		}
 	}
 }
+
+func TestAddAudits(t *testing.T) {
+	s := openTest(t)
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	batch := []AuditEntry{
+		{At: at, Who: "a", Addr: "a", Method: "PUT", Route: "/r", Status: 200},
+		{At: at, Who: "b", Addr: "b", Method: "DELETE", Route: "/r", Status: 404, Detail: "gone"},
+	}
+	if err := s.AddAudits(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Audit(t.Context(), AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch[0].ID, batch[1].ID = 1, 2
+	if diff := cmp.Diff(batch, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
