@@ -380,3 +380,28 @@ func TestAuditBatcher(t *testing.T) {
 		t.Errorf("after all writes: writing %v, %d pending", b.writing, len(b.pending))
 	}
 }
+
+// BenchmarkAuditCost: a boot link set and cleared through the AM's router
+// by parallel clients, without and with the audit, to measure what the
+// audit adds to a mutation.
+func BenchmarkAuditCost(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			fx := newOMFFixture(b)
+			cfg := Config{DefaultImage: fuzzDefaultImage}
+			if on {
+				cfg.Audit = fx.st
+			}
+			h := New(cfg, fx.st, fx.links, slog.New(slog.DiscardHandler)).Handler()
+			hdr := http.Header{"Content-Type": {"application/json"}}
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if w := serve(h, "PUT", "/api/v1/nodes/node1-1.sb8.orbit-lab.org/boot", "192.0.2.1:1", `{"image":"orbit-2.0.0"}`, hdr); w.Code != 200 {
+						b.Fatalf("set = %d %s", w.Code, w.Body)
+					}
+				}
+			})
+		})
+	}
+}
