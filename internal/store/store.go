@@ -184,6 +184,21 @@ var migrations = []string{
 		expires_at INTEGER,                  -- unix ns; NULL never
 		revoked_at INTEGER                   -- unix ns; NULL while valid
 	);`,
+	// 8 (audit): every mutation of the API and the OMF services, refused
+	// ones included (see audit.go).
+	`CREATE TABLE audit (
+		id     INTEGER PRIMARY KEY,
+		at     INTEGER NOT NULL,            -- unix ns
+		who    TEXT NOT NULL,               -- token name, else source address
+		role   TEXT NOT NULL DEFAULT '',
+		addr   TEXT NOT NULL,               -- source address
+		method TEXT NOT NULL,
+		route  TEXT NOT NULL,               -- gin's route pattern
+		target TEXT NOT NULL DEFAULT '',    -- HRN, image or token name, OMF node set
+		status INTEGER NOT NULL,
+		detail TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_at ON audit(at);`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema
