@@ -47,7 +47,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 		{Method: http.MethodPost, Path: "/tokens", Handler: s.apiCreateToken, Role: apierr.RoleAdmin},
 		{Method: http.MethodGet, Path: "/tokens", Handler: s.apiTokens, Role: apierr.RoleAdmin},
 		{Method: http.MethodDelete, Path: "/tokens/:name", Handler: s.apiRevokeToken, Role: apierr.RoleAdmin},
-		{Method: http.MethodGet, Path: "/audit", Handler: s.apiAudit, Role: apierr.RoleAdmin},
+		{Method: http.MethodGet, Path: "/audit", Handler: s.apiAudit, Role: apierr.RoleViewer},
 	})
 }
 

@@ -23,7 +23,10 @@ func call(t *testing.T, ip, method, url, body string, header http.Header) apptes
 // one source are refused with 429 and Retry-After while other sources go
 // on; each limited source is logged once, not per request.
 func TestAuditAndLimits(t *testing.T) {
-	a := apptest.New(t, apptest.Options{Inventory: inventoryYAML, Images: []string{"orbit-2.0.0", "default-image"},
+	// The nodes' control IPs are loopback addresses, so that this test's
+	// RCs enroll from them (an RC enrolls only from its node's address).
+	inv := strings.NewReplacer("control_ip: 10.18.1.1,", "control_ip: 127.0.0.4,", "control_ip: 10.18.1.2,", "control_ip: 127.0.0.5,").Replace(inventoryYAML)
+	a := apptest.New(t, apptest.Options{Inventory: inv, Images: []string{"orbit-2.0.0", "default-image"},
 		Extra: "pxe: { default_image: default-image }\n" +
 			"limits: { enroll: { per_minute: 6, burst: 3 }, auth_fail: { per_minute: 6, burst: 3 }, omf: { per_minute: 6, burst: 4 } }\n"})
 	a.Start()
@@ -31,7 +34,7 @@ func TestAuditAndLimits(t *testing.T) {
 	const hrn = "node1-1.sb8.orbit-lab.org"
 
 	// Mutations from 127.0.0.1, and reads that are not.
-	if r := apptest.Call(t, "PUT", a.URL+"/api/v1/nodes/node1-1/boot?domain=sb8", `{"image":"orbit-2.0.0"}`, jsonHdr); r.Status != 200 {
+	if r := a.Call(t, "PUT", "/api/v1/nodes/node1-1/boot?domain=sb8", `{"image":"orbit-2.0.0"}`, jsonHdr); r.Status != 200 {
 		t.Fatalf("boot set = %d %s", r.Status, r.Body)
 	}
 	if r := apptest.Call(t, "GET", a.URL+"/pxe/clearBootImageNS?domain=sb8&ns=node1-1,node1-2", "", nil); r.Status != 200 {
@@ -152,7 +155,7 @@ func TestAuditAndLimits(t *testing.T) {
 	})
 
 	t.Run("curl", func(t *testing.T) {
-		out, err := exec.Command("curl", "-sS", "--fail-with-body", a.URL+"/api/v1/audit?since=1h&node="+hrn+"&limit=2").CombinedOutput()
+		out, err := exec.Command("curl", "-sS", "--fail-with-body", "-H", "Authorization: Bearer "+a.Token, a.URL+"/api/v1/audit?since=1h&node="+hrn+"&limit=2").CombinedOutput()
 		if err != nil {
 			t.Fatalf("curl: %v\n%s", err, out)
 		}
@@ -164,7 +167,7 @@ func TestAuditAndLimits(t *testing.T) {
 		if len(entries) != 2 || entries[0].Target != hrn || entries[1].Route != "/api/v1/rc/enroll" || entries[1].Status != 200 {
 			t.Errorf("curl audit?node=%s&limit=2 = %+v", hrn, entries)
 		}
-		out, _ = exec.Command("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", a.URL+"/api/v1/audit?limit=-1").CombinedOutput()
+		out, _ = exec.Command("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer "+a.Token, a.URL+"/api/v1/audit?limit=-1").CombinedOutput()
 		if string(out) != "400" {
 			t.Errorf("curl audit?limit=-1 = %s, want 400", out)
 		}

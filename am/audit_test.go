@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,16 +17,26 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/am/guard"
+	"github.com/orbit-lab/netboot/internal/apitoken"
 	"github.com/orbit-lab/netboot/internal/sourcelimit"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
+// auditAdmin is the admin token auditServer's store holds.
+const auditAdmin = "nbt_audit-test-admin"
+
 // auditServer is an AM on the OMF fixture's store and links, with the
-// audit on and limits.
+// audit on, limits, and the token guard: the store holds an admin token
+// (auditAdmin), and OMF calls are admitted from 192.0.2.0/24.
 func auditServer(t *testing.T, limits Limits) (*Server, *store.Store) {
 	t.Helper()
 	fx := newOMFFixture(t)
-	srv := New(Config{DefaultImage: fuzzDefaultImage, Audit: fx.st, Limits: limits}, fx.st, fx.links, slog.New(slog.DiscardHandler))
+	if err := fx.st.CreateToken(t.Context(), store.Token{Name: "adm", Role: string(apierr.RoleAdmin), Created: time.Now()}, apitoken.Hash(auditAdmin)); err != nil {
+		t.Fatal(err)
+	}
+	gd := guard.New(guard.Config{OMFAllow: append(guard.DefaultOMFAllow(), netip.MustParsePrefix("192.0.2.0/24"))}, fx.st)
+	srv := New(Config{DefaultImage: fuzzDefaultImage, Audit: fx.st, Limits: limits, Guard: gd}, fx.st, fx.links, slog.New(slog.DiscardHandler))
 	return srv, fx.st
 }
 
@@ -104,6 +115,7 @@ func TestAuditRecords(t *testing.T) {
 	s, st := auditServer(t, Limits{})
 	h := s.Handler()
 	json := http.Header{"Content-Type": {"application/json"}}
+	admin := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + auditAdmin}}
 	for _, r := range []struct {
 		method, target, body string
 		status               int
@@ -117,20 +129,24 @@ func TestAuditRecords(t *testing.T) {
 		{"GET", "/cmc/status?hrn=node1-1&domain=sb8", "", 0},
 		{"DELETE", "/api/v1/nodes/nosuch.sb8", "", 404},
 	} {
-		w := serve(h, r.method, r.target, "192.0.2.7:4000", r.body, json)
+		hdr := json // OMF calls: admitted by their source address
+		if strings.HasPrefix(r.target, "/api/") {
+			hdr = admin
+		}
+		w := serve(h, r.method, r.target, "192.0.2.7:4000", r.body, hdr)
 		if r.status != 0 && w.Code != r.status {
 			t.Fatalf("%s %s = %d %s, want %d", r.method, r.target, w.Code, w.Body, r.status)
 		}
 	}
 	want := []store.AuditEntry{
-		{Who: "192.0.2.7", Addr: "192.0.2.7", Method: "PUT", Route: "/api/v1/nodes/:hrn/boot", Target: "node1-2.sb8.orbit-lab.org", Status: 200},
-		{Who: "192.0.2.7", Addr: "192.0.2.7", Method: "PUT", Route: "/api/v1/nodes/:hrn/boot", Target: "node1-2", Status: 400,
+		{Who: "adm", Role: "admin", Addr: "192.0.2.7", Method: "PUT", Route: "/api/v1/nodes/:hrn/boot", Target: "node1-2.sb8.orbit-lab.org", Status: 200},
+		{Who: "adm", Role: "admin", Addr: "192.0.2.7", Method: "PUT", Route: "/api/v1/nodes/:hrn/boot", Target: "node1-2", Status: 400,
 			Detail: "request body: unexpected EOF"},
 		{Who: "192.0.2.7", Addr: "192.0.2.7", Method: "GET", Route: "/pxe/setBootImageNS",
 			Target: "node1-1.sb8.orbit-lab.org,node1-2.sb8.orbit-lab.org", Status: 200},
 		{Who: "192.0.2.7", Addr: "192.0.2.7", Method: "GET", Route: "/pxe/clearBootImageNS", Target: "node1-1,nosuch", Status: 404,
 			Detail: `unknown node(s) in domain "sb8": nosuch: not found`},
-		{Who: "192.0.2.7", Addr: "192.0.2.7", Method: "DELETE", Route: "/api/v1/nodes/:hrn", Target: "nosuch.sb8", Status: 404,
+		{Who: "adm", Role: "admin", Addr: "192.0.2.7", Method: "DELETE", Route: "/api/v1/nodes/:hrn", Target: "nosuch.sb8", Status: 404,
 			Detail: `node "nosuch.sb8": not found`},
 	}
 	got := auditEntries(t, st)
@@ -298,7 +314,7 @@ func TestClip(t *testing.T) {
 // TestKeepAudit: entries past the retention go at start; the rest stay.
 func TestKeepAudit(t *testing.T) {
 	fx := newOMFFixture(t)
-	s := New(Config{Audit: fx.st, AuditRetention: time.Hour}, fx.st, fx.links, slog.New(slog.DiscardHandler))
+	s := New(Config{Audit: fx.st, AuditRetention: time.Hour, Guard: guard.New(guard.Config{}, fx.st)}, fx.st, fx.links, slog.New(slog.DiscardHandler))
 	now := time.Now()
 	for _, at := range []time.Time{now.Add(-2 * time.Hour), now.Add(-59 * time.Minute), now} {
 		if err := fx.st.AddAudit(t.Context(), store.AuditEntry{At: at, Who: "x", Addr: "x", Method: "PUT", Route: "/r", Status: 200}); err != nil {
