@@ -33,7 +33,7 @@ const inventoryYAML = `testbeds:
       - { hrn: n2.sb8, hostname: n2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", disk: /dev/hda }
 `
 
-func start(t *testing.T, cfg rcbroker.Config) *rcbrokertest.Appliance {
+func start(t testing.TB, cfg rcbroker.Config) *rcbrokertest.Appliance {
 	t.Helper()
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg})
 	if err != nil {
@@ -49,7 +49,7 @@ type answer struct {
 	header http.Header
 }
 
-func req(t *testing.T, method, url, bearer string, body any, hdr ...string) answer {
+func req(t testing.TB, method, url, bearer string, body any, hdr ...string) answer {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -73,13 +73,13 @@ func req(t *testing.T, method, url, bearer string, body any, hdr ...string) answ
 }
 
 // do sends rq and reads the whole answer.
-func do(t *testing.T, rq *http.Request) answer {
+func do(t testing.TB, rq *http.Request) answer {
 	t.Helper()
 	r := apptest.Do(t, rq)
 	return answer{r.Status, r.Body, r.Header}
 }
 
-func enroll(t *testing.T, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {
+func enroll(t testing.TB, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {
 	t.Helper()
 	ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: macs, Image: "orbit-2.0.0", BootID: "b1"})
 	var e proto.EnrollResponse
