@@ -2,13 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
@@ -107,5 +115,185 @@ func TestSaveDiskFull(t *testing.T) {
 	nbctlOK(ctx, t, a.URL, "save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk1"), "--poll", "50ms")
 	if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("small")) {
 		t.Errorf("image old is not the disk saved after")
+	}
+}
+
+// signalWriter collects what is written through it and closes hit the
+// first time the text holds want.
+type signalWriter struct {
+	want string
+	hit  chan struct{}
+	once sync.Once
+	buf  apptest.SyncBuffer
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	n, err := w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.hit) })
+	}
+	return n, err
+}
+
+// linksAgree checks that the boot links in cfg_dir are the ones the
+// database holds, and returns those (HRN -> image).
+func linksAgree(ctx context.Context, t *testing.T, a *apptest.Appliance) map[string]string {
+	t.Helper()
+	links, err := amclient.New(a.URL).Boot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, byHex := map[string]string{}, map[string]string{}
+	for _, l := range links {
+		db[l.HRN] = l.Image
+		byHex[l.Hex] = l.Image
+	}
+	entries, err := os.ReadDir(a.CfgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := map[string]string{}
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join(a.CfgDir, e.Name()))
+		if err != nil {
+			continue // an image's file
+		}
+		onDisk[e.Name()] = strings.TrimPrefix(target, "./")
+	}
+	if diff := cmp.Diff(byHex, onDisk); diff != "" {
+		t.Errorf("cfg_dir and the database disagree (-database +cfg_dir):\n%s", diff)
+	}
+	return db
+}
+
+// TestLoadKilled: kill -9 of netbootd in the middle of nbctl load onto two
+// nodes, while they netboot (their links set) and while they load (the
+// RCs downloading the image), then netbootd started again at once: the
+// load finishes or fails naming each failed node; either way no boot link
+// of it is left, in the database or in cfg_dir, the stored image is whole
+// and no upload or temp file is left beside it, and the next load
+// finishes.
+func TestLoadKilled(t *testing.T) {
+	var nodes []*vnode
+	inv := "testbeds:\n  - domain: vtb\n    nodes:\n"
+	for i := 1; i <= 2; i++ {
+		n := newVnode(t, i)
+		nodes = append(nodes, n)
+		inv += n.inventory()
+	}
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: inv})
+	a.Start()
+	for _, n := range nodes {
+		n.run(a.URL)
+	}
+	ctx := t.Context()
+	// Big enough that the RCs are still downloading it when the load
+	// says they load (it polls every 50 ms).
+	data := randomData(3, 48<<20)
+	img := filepath.Join(t.TempDir(), "base.zst")
+	testenv.WriteFile(t, img, zstdtest.Compress(t, data))
+	nbctlOK(ctx, t, a.URL, "disk", "put", "base", img)
+
+	for _, tc := range []struct{ name, when string }{
+		{"while netbooting", "netbooting"},
+		{"while loading", "  loading"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, n := range nodes {
+				n.writeDisk("disk0", nil)
+			}
+			w := &signalWriter{want: tc.when, hit: make(chan struct{})}
+			type result struct {
+				out string
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				out, err := loadDisk0(ctx, a.URL, nodes, w)
+				done <- result{out, err}
+			}()
+			select {
+			case <-w.hit:
+			case r := <-done:
+				t.Fatalf("the load ended before it was %s: %v\n%s%s", tc.when, r.err, r.out, w.buf.String())
+			}
+			a.Kill()
+			a.Start()
+			r := <-done
+			t.Logf("nbctl load, netbootd killed %s: %v\n%s%s", tc.name, r.err, r.out, w.buf.String())
+			checkAfterKill(ctx, t, a, data)
+			for _, n := range nodes {
+				loaded := bytes.Equal(n.readDisk("disk0"), data)
+				switch {
+				case r.err == nil && !loaded:
+					t.Errorf("%s: the load succeeded, yet its disk does not hold the image", n.hrn)
+				case r.err != nil && !loaded && !apptest.HasLine(r.out, n.hrn, "FAILED"):
+					t.Errorf("%s: not loaded, yet the summary does not say it failed:\n%s", n.hrn, r.out)
+				}
+				t.Logf("%s: disk loaded after the kill: %v", n.hrn, loaded)
+			}
+
+			// The next attempt finishes.
+			for _, n := range nodes {
+				n.writeDisk("disk0", nil)
+			}
+			var errs apptest.SyncBuffer
+			out, err := loadDisk0(ctx, a.URL, nodes, &errs)
+			if err != nil {
+				t.Fatalf("the next load: %v\n%s%s", err, out, errs.String())
+			}
+			for _, n := range nodes {
+				if !bytes.Equal(n.readDisk("disk0"), data) {
+					t.Errorf("%s: the next load did not write the image", n.hrn)
+				}
+			}
+			checkAfterKill(ctx, t, a, data)
+		})
+	}
+}
+
+// loadDisk0 runs nbctl load of image base onto each node's disk0 file,
+// with bounds short enough for a test, writing its progress to stderr.
+func loadDisk0(ctx context.Context, url string, nodes []*vnode, stderr io.Writer) (string, error) {
+	// One --disk for all: the nodes' directories differ, so each node is
+	// loaded by a job of its own, at once.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		out  strings.Builder
+		errs []error
+	)
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b bytes.Buffer
+			err := run(ctx, []string{"--server", url, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"),
+				"--poll", "50ms", "--boot-timeout", "30s", "--timeout", "2m"}, &b, stderr)
+			mu.Lock()
+			defer mu.Unlock()
+			out.WriteString(b.String())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", n.hrn, err))
+			}
+		}()
+	}
+	wg.Wait()
+	return out.String(), errors.Join(errs...)
+}
+
+// checkAfterKill: no boot link is left (the nodes had none before the
+// load), cfg_dir agrees with the database, the stored image is whole and
+// nothing else is in the image directory.
+func checkAfterKill(ctx context.Context, t *testing.T, a *apptest.Appliance, data []byte) {
+	t.Helper()
+	if links := linksAgree(ctx, t, a); len(links) > 0 {
+		t.Errorf("boot links left: %v", links)
+	}
+	if !bytes.Equal(storedImage(ctx, t, a.URL, "base"), data) {
+		t.Errorf("the stored image base changed")
+	}
+	if left := leftovers(t, filepath.Join(a.Dir, "state", "images")); len(left) > 0 {
+		t.Errorf("left in the image directory: %q", left)
 	}
 }
