@@ -227,8 +227,10 @@ func TestLoadKilled(t *testing.T) {
 				switch {
 				case r.err == nil && !loaded:
 					t.Errorf("%s: the load succeeded, yet its disk does not hold the image", n.hrn)
-				case r.err != nil && !loaded && !apptest.HasLine(r.out, n.hrn, "FAILED"):
-					t.Errorf("%s: not loaded, yet the summary does not say it failed:\n%s", n.hrn, r.out)
+				case !loaded && !apptest.HasLine(r.out, n.hrn, "FAILED") && !strings.Contains(fmt.Sprint(r.err), "of "+n.hrn+": "):
+					// Failed in the summary, or refused before any node was
+					// touched with an error that names it.
+					t.Errorf("%s: not loaded, yet neither the summary nor the error says it failed: %v\n%s", n.hrn, r.err, r.out)
 				}
 				t.Logf("%s: disk loaded after the kill: %v", n.hrn, loaded)
 			}
