@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,20 +33,29 @@ func TestNetbootLossy(t *testing.T) {
 
 	// The node's frames reach netbootd (on the bridge itself) through the
 	// bridge's input hook and come back through its output hook.
-	nft := func(args ...string) string {
-		t.Helper()
+	nft := func(args ...string) (string, error) {
 		out, err := tb.Netns.Command(ctx, "nft", args...).CombinedOutput()
 		if err != nil {
-			testenv.Missing(t, "nft %s: %v: %s", strings.Join(args, " "), err, out)
+			err = fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, out)
 		}
-		return string(out)
+		return string(out), err
 	}
-	nft("add", "table", "bridge", "loss")
+	if _, err := nft("add", "table", "bridge", "loss"); err != nil {
+		testenv.Missing(t, "no nftables bridge filter in this kernel: %v", err)
+	}
+	mustNft := func(args ...string) string {
+		t.Helper()
+		out, err := nft(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
 	for _, c := range []struct{ chain, hook, dir string }{
-		{"in", "input", "iifname"}, {"out", "output", "oifname"}, {"fwd", "forward", "iifname"},
+		{"from_node", "input", "iifname"}, {"to_node", "output", "oifname"}, {"through", "forward", "iifname"},
 	} {
-		nft("add", "chain", "bridge", "loss", c.chain, "{ type filter hook "+c.hook+" priority 0; }")
-		nft("add", "rule", "bridge", "loss", c.chain, c.dir, node.Tap, "counter", "numgen", "random", "mod", "100", "<", strconv.Itoa(lossPercent), "counter", "drop")
+		mustNft("add", "chain", "bridge", "loss", c.chain, "{ type filter hook "+c.hook+" priority 0; }")
+		mustNft("add", "rule", "bridge", "loss", c.chain, c.dir, node.Tap, "counter", "numgen", "random", "mod", "100", "<", strconv.Itoa(lossPercent), "counter", "drop")
 	}
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
@@ -55,7 +65,7 @@ func TestNetbootLossy(t *testing.T) {
 	// Each rule counts the frames it saw, then the ones it dropped.
 	counters := regexp.MustCompile(`counter packets (\d+) bytes \d+ .*counter packets (\d+) bytes \d+ drop`)
 	var seen, dropped int
-	for _, m := range counters.FindAllStringSubmatch(nft("list", "table", "bridge", "loss"), -1) {
+	for _, m := range counters.FindAllStringSubmatch(mustNft("list", "table", "bridge", "loss"), -1) {
 		s, _ := strconv.Atoi(m[1])
 		d, _ := strconv.Atoi(m[2])
 		seen, dropped = seen+s, dropped+d

@@ -64,7 +64,9 @@ func leftovers(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".zst") || strings.HasSuffix(n, ".gz") || strings.HasSuffix(n, ".sha256")) {
+		n := e.Name()
+		stored := strings.HasSuffix(n, ".zst") || strings.HasSuffix(n, ".gz") || strings.HasSuffix(n, ".sha256")
+		if strings.HasPrefix(n, ".") || !stored {
 			out = append(out, n)
 		}
 	}
