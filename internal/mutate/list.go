@@ -715,5 +715,23 @@ func List() []Mutation {
 			Pkgs: []string{"./internal/imaging"},
 			Why:  "a node that answers WRONG_IMAGE is given up at once instead of reset again (OMF's rule)",
 		},
+		{
+			Name: "imaging-no-wait-for-restart",
+			File: "internal/imaging/restart.go",
+			Old:  "\t\tif err == nil || !retryable(err) || time.Now().After(deadline) {",
+			New:  "\t\tif err == nil || !retryable(err) || !deadline.IsZero() {",
+			Pkgs: []string{"./internal/imaging"},
+			Run:  "^TestApplianceRestart$",
+			Why:  "a call refused while netbootd restarts fails the node at once, and the links it set stay behind",
+		},
+		{
+			Name: "rcbroker-full-disk-is-client-error",
+			File: "am/rcbroker/images.go",
+			Old:  "\tcase errors.Is(werr, syscall.ENOSPC), errors.Is(werr, syscall.EDQUOT):",
+			New:  "\tcase errors.Is(werr, syscall.ENOSPC) && false:",
+			Pkgs: []string{"./am/rcbroker"},
+			Run:  "^TestUploadError$",
+			Why:  "an upload onto a full image directory is answered as if the uploader had cut it short, not as the appliance's full disk",
+		},
 	}
 }
