@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -196,15 +197,32 @@ func TestLoadKilled(t *testing.T) {
 	testenv.WriteFile(t, img, zstdtest.Compress(t, data))
 	nbctlOK(ctx, t, a.URL, "disk", "put", "base", img)
 
-	for _, tc := range []struct{ name, when string }{
-		{"while netbooting", "netbooting"},
-		{"while loading", "  loading"},
+	for _, tc := range []struct {
+		name string
+		// when: nbctl's progress says it (netbooting: the links are
+		// set), or netbootd's log does (the RC was handed LOAD_IMAGE and
+		// is downloading the image)
+		when, log string
+	}{
+		{name: "while netbooting", when: "netbooting"},
+		{name: "while the RC downloads the image", log: "type=LOAD_IMAGE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, n := range nodes {
 				n.writeDisk("disk0", nil)
 			}
 			w := &signalWriter{want: tc.when, hit: make(chan struct{})}
+			if tc.log != "" {
+				w.want = "\x00never"
+				go func() {
+					for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+						if apptest.HasLine(a.Log.String(), "rc: command sent", tc.log) {
+							w.once.Do(func() { close(w.hit) })
+							return
+						}
+					}
+				}()
+			}
 			type result struct {
 				out string
 				err error
@@ -217,7 +235,7 @@ func TestLoadKilled(t *testing.T) {
 			select {
 			case <-w.hit:
 			case r := <-done:
-				t.Fatalf("the load ended before it was %s: %v\n%s%s", tc.when, r.err, r.out, w.buf.String())
+				t.Fatalf("the load ended before it was %s: %v\n%s%s", tc.name, r.err, r.out, w.buf.String())
 			}
 			a.Kill()
 			a.Start()
