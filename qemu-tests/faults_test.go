@@ -64,7 +64,7 @@ func TestNetbootLossy(t *testing.T) {
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"}) //nolint:contextcheck // Boot's cleanup outlives ctx
+	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"})
 	_, enrolledAt, err := tb.WaitEnrolled(ctx, node.HRN)
 	if err != nil {
 		t.Fatalf("%v\nserial:\n%s", err, vm.Console.Text())
