@@ -85,6 +85,7 @@ func TestSaveDiskFull(t *testing.T) {
 	state := filepath.Join(a.Dir, "state")
 	mountTmpfs(t, state, "6m")
 	a.Start()
+	n.rcBin = filepath.Join(a.Bin, "orbit-rc")
 	n.run(a.URL)
 	ctx := t.Context()
 
@@ -187,8 +188,18 @@ func TestLoadKilled(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: inv})
 	a.Start()
 	for _, n := range nodes {
+		n.rcBin = filepath.Join(a.Bin, "orbit-rc") // the node's RC as the node runs it
 		n.run(a.URL)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				n.mu.Lock()
+				t.Logf("%s: its orbit-rc processes said:\n%s", n.hrn, strings.Join(n.rcLogs, "\n---\n"))
+				n.mu.Unlock()
+			}
+		}
+	})
 	ctx := t.Context()
 	// Big enough that the RCs are still downloading it when the load
 	// says they load (it polls every 50 ms).
@@ -319,5 +330,50 @@ func checkAfterKill(ctx context.Context, t *testing.T, a *apptest.Appliance, dat
 	}
 	if left := leftovers(t, filepath.Join(a.Dir, "state", "images")); len(left) > 0 {
 		t.Errorf("left in the image directory: %q", left)
+	}
+}
+
+// bootProcess runs the node's RC as an orbit-rc process, as the node's
+// init would: its REBOOT touches a file, which the node takes for a
+// reboot (the process ends and the node boots again). It returns what
+// kills the process, as a reset would.
+func (n *vnode) bootProcess() (stop func()) {
+	image := filepath.Join(n.dir, "orbit_image")
+	rebooted := filepath.Join(n.dir, "rebooted")
+	testenv.WriteFile(n.t, image, "orbit-2.0.0\n")
+	cmd := exec.Command(n.rcBin, "--am", n.amURL, "--mac", n.mac, "--hostname", strings.Split(n.hrn, ".")[0],
+		"--image-file", image, "--state-dir", "", "--disk-allow", filepath.Join(n.dir, "disk*"), "--cmdline", os.DevNull,
+		"--efi-dir", filepath.Join(n.dir, "no-efi"), "--poll-wait", "2s", "--max-backoff", "2s",
+		"--reboot-cmd", "touch "+rebooted, "--poweroff-cmd", "true", "--log-level", "debug")
+	var log apptest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		n.t.Errorf("%s: orbit-rc: %v", n.hrn, err)
+		return func() {}
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	quit := make(chan struct{})
+	go func() { // the reboot hook's file: the node reboots
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if err := os.Remove(rebooted); err == nil {
+				n.note("rc-reboot")
+				n.power()
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		_ = cmd.Process.Kill()
+		<-exited
+		n.mu.Lock()
+		n.rcLogs = append(n.rcLogs, log.String())
+		n.mu.Unlock()
 	}
 }

@@ -55,11 +55,16 @@ type vnode struct {
 	tftp string
 	// hold, if set, holds the boot after a REBOOT until it is closed.
 	hold chan struct{}
+	// rcBin, if set, is an orbit-rc binary: each boot runs it as a
+	// process (bootProcess) instead of an RC in this one.
+	rcBin string
 
 	amURL string
 	kick  chan struct{} // a reset or a reboot: the running RC ends, a new one starts
 	mu    sync.Mutex
 	log   []string // system_reset, rc-reboot, in order
+	// rcLogs is what each orbit-rc process of the node printed (rcBin).
+	rcLogs []string
 }
 
 func newVnode(t *testing.T, i int) *vnode {
@@ -113,6 +118,9 @@ func (n *vnode) boot() (stop func()) {
 	}
 	if n.noBoot || (n.tftp != "" && !n.pxe()) {
 		return func() {}
+	}
+	if n.rcBin != "" {
+		return n.bootProcess()
 	}
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,

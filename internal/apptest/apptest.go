@@ -36,7 +36,7 @@ var (
 )
 
 // Binaries builds cmd/... once per test process and returns the directory
-// holding netbootd and nbctl: .cache/apptest-bin in the source tree, so
+// holding netbootd, nbctl and orbit-rc: .cache/apptest-bin in the source tree, so
 // that test runs do not leave a copy each in /tmp. Test binaries of several
 // packages build at once: each builds into a directory of its own and
 // renames the binaries into place, which is atomic, and a binary replaced
@@ -59,13 +59,13 @@ func Binaries(t testing.TB) string {
 			return
 		}
 		defer os.RemoveAll(tmp)
-		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/netbootd", "./cmd/nbctl")
+		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/netbootd", "./cmd/nbctl", "./cmd/orbit-rc")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 			return
 		}
-		for _, name := range []string{"netbootd", "nbctl"} {
+		for _, name := range []string{"netbootd", "nbctl", "orbit-rc"} {
 			if err := os.Rename(filepath.Join(tmp, name), filepath.Join(binDir, name)); err != nil {
 				buildErr = err
 				return
