@@ -18,7 +18,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/am/guard"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -42,17 +44,26 @@ type Inventory interface {
 	EventsAfter(ctx context.Context, hrn string, after int64) ([]store.Event, error)
 	AddEvent(ctx context.Context, e store.Event) error
 	Discovered(ctx context.Context) ([]store.Discovered, error)
+	CreateToken(ctx context.Context, t store.Token, hash string) error
+	Tokens(ctx context.Context) ([]store.Token, error)
+	RevokeToken(ctx context.Context, name string, at time.Time) error
 }
 
 // Config configures the AM.
 type Config struct {
 	Listen       string // HTTP listen address, e.g. ":5054"
 	DefaultImage string // PXE image for nodes whose inventory names none
+	// Guard admits each route's callers by its role; it must be set.
+	Guard *guard.Guard
 	// RC, if set, adds the Resource Controller broker's routes under /api/v1.
-	RC interface{ Register(*gin.RouterGroup) }
+	RC interface {
+		Register(*gin.RouterGroup, apierr.Guard)
+	}
 	// BootFiles, if set, adds the boot-file routes (am/httpboot) at the
 	// root, under their own prefix.
-	BootFiles interface{ Register(gin.IRouter) }
+	BootFiles interface {
+		Register(*gin.RouterGroup, apierr.Guard)
+	}
 	// InventoryFile, if set, is the inventory's source of truth
 	// (inventory.file): LoadInventoryFile reads it, and the API refuses to
 	// change nodes.
@@ -82,26 +93,34 @@ const maxHeaderBytes = 16 << 20
 
 // New builds the AM's router.
 func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *Server {
+	if cfg.Guard == nil {
+		// Every route is registered behind it: without one none could be.
+		panic("am: Config.Guard is not set")
+	}
 	s := &Server{cfg: cfg, inv: inv, links: links, log: log, ready: make(chan struct{})}
 	s.fileStatus = apiv1.InventoryStatus{Source: apiv1.InventoryFromAPI}
 	if cfg.InventoryFile != "" {
 		s.fileStatus = apiv1.InventoryStatus{Source: apiv1.InventoryFromFile, File: cfg.InventoryFile}
 	}
 	r := gin.New()
+	// The peer is the client: a header naming another (X-Forwarded-For)
+	// must not pass for it in the logs, the audit or omf.allow.
+	_ = r.SetTrustedProxies(nil)
 	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
 		s.log.Error("panic in handler", "path", c.Request.URL.Path, "err", err)
 		c.String(http.StatusInternalServerError, "internal error\n")
 	}))
-	s.omfRoutes(r)
+	root := r.Group("/")
+	s.omfRoutes(root)
 	api := r.Group("/api/v1")
 	s.apiRoutes(api)
 	if cfg.RC != nil {
-		cfg.RC.Register(api)
+		cfg.RC.Register(api, cfg.Guard)
 	}
 	if cfg.BootFiles != nil {
-		cfg.BootFiles.Register(r)
+		cfg.BootFiles.Register(root, cfg.Guard)
 	}
-	s.ipxeRoutes(r)
+	s.ipxeRoutes(root)
 	s.h = r
 	return s
 }

@@ -43,24 +43,54 @@ testbeds:
 
 func start(t *testing.T, images ...string) *apptest.Appliance {
 	t.Helper()
+	return startInventory(t, inventoryYAML, images...)
+}
+
+// startRC starts an appliance whose inventory gives the nodes that tests
+// enroll RCs for loopback control IPs: an RC enrolls only from its node's
+// address (enrollFrom).
+func startRC(t *testing.T) *apptest.Appliance {
+	t.Helper()
+	return startInventory(t, strings.NewReplacer("control_ip: 10.18.1.2,", "control_ip: "+rcIP["00:03:1d:0c:01:02"]+",",
+		"control_ip: 10.10.1.1,", "control_ip: "+rcIP["00:03:1d:0a:01:01"]+",").Replace(inventoryYAML))
+}
+
+// rcIP is the control IP, in startRC's inventory, of the node of a MAC.
+var rcIP = map[string]string{"00:03:1d:0c:01:02": "127.0.0.12", "00:03:1d:0a:01:01": "127.0.0.13"}
+
+// enrollFrom enrolls an RC for mac from its node's address.
+func enrollFrom(t *testing.T, a *apptest.Appliance, mac string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, a.URL+"/api/v1/rc/enroll", strings.NewReader(`{"macs":["`+mac+`"],"image":"orbit-2.0.0"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := apptest.DoFrom(t, rcIP[mac], req); r.Status != http.StatusOK {
+		t.Fatalf("enroll %s from %s: %d %s", mac, rcIP[mac], r.Status, r.Body)
+	}
+}
+
+func startInventory(t *testing.T, inventory string, images ...string) *apptest.Appliance {
+	t.Helper()
 	if len(images) == 0 {
 		images = []string{"orbit-2.0.0", "orbit-2.0.1", "default-image"}
 	}
-	a := apptest.New(t, apptest.Options{Inventory: inventoryYAML, Images: images, Extra: "pxe: { default_image: default-image }\n"})
+	a := apptest.New(t, apptest.Options{Inventory: inventory, Images: images, Extra: "pxe: { default_image: default-image }\n"})
 	a.Start()
 	return a
 }
 
-func get(t *testing.T, u string) (int, string) {
+// get asks a for path with its admin token.
+func get(t *testing.T, a *apptest.Appliance, path string) (int, string) {
 	t.Helper()
-	r := apptest.Call(t, http.MethodGet, u, "", nil)
+	r := a.Call(t, http.MethodGet, path, "", nil)
 	return r.Status, r.Body
 }
 
-// send sends body as JSON.
-func send(t *testing.T, method, u, body string) (int, string) {
+// send sends body as JSON, with a's admin token.
+func send(t *testing.T, a *apptest.Appliance, method, path, body string) (int, string) {
 	t.Helper()
-	r := apptest.Call(t, method, u, body, http.Header{"Content-Type": {"application/json"}})
+	r := a.Call(t, method, path, body, http.Header{"Content-Type": {"application/json"}})
 	return r.Status, r.Body
 }
 
@@ -185,7 +215,7 @@ type omfGet struct {
 
 func (g omfGet) check(t *testing.T, a *apptest.Appliance) {
 	t.Helper()
-	status, body := get(t, a.URL+g.path)
+	status, body := get(t, a, g.path)
 	if status != g.wantStatus {
 		t.Errorf("GET %s: status %d, want %d; body %q", g.path, status, g.wantStatus, body)
 	}
@@ -199,7 +229,7 @@ func (g omfGet) check(t *testing.T, a *apptest.Appliance) {
 
 func TestOMFServiceListing(t *testing.T) {
 	a := start(t)
-	_, root := get(t, a.URL+"/")
+	_, root := get(t, a, "/")
 	want := "<?xml version='1.0'?>\n<serviceGroups>" +
 		"<serviceGroup path='pxe' name='pxe'><info>Service to facilitate PXE to boot into specific image</info></serviceGroup>" +
 		"<serviceGroup path='inventory' name='inventory'><info>Service to retrieve information about nodes or testbeds from the Inventory Database</info></serviceGroup>" +
@@ -208,7 +238,7 @@ func TestOMFServiceListing(t *testing.T) {
 	if root != want {
 		t.Errorf("GET /:\n got %q\nwant %q", root, want)
 	}
-	_, pxe := get(t, a.URL+"/pxe")
+	_, pxe := get(t, a, "/pxe")
 	for _, frag := range []string{
 		"<services><serviceGroup name='pxe' prefix='/pxe'>",
 		"<service name='setBootImageNS'><info>Get PXE to boot all nodes in 'nodeSet' into their respective PXE image.</info><args>" +
@@ -225,7 +255,7 @@ func TestOMFServiceListing(t *testing.T) {
 	if i, j := strings.Index(pxe, "name='clearBootImageNS'"), strings.Index(pxe, "name='setBootImageNS'"); i < 0 || j < i {
 		t.Errorf("methods not sorted: %s", pxe)
 	}
-	_, inv := get(t, a.URL+"/inventory")
+	_, inv := get(t, a, "/inventory")
 	if !strings.Contains(inv, "<service name='getAllNodes'><info>Get detailed list of nodes defined in the inventory</info></service>") {
 		t.Errorf("GET /inventory: %s", inv)
 	}
@@ -263,7 +293,7 @@ func TestOMFInventoryService(t *testing.T) {
 
 func TestJSONAPI(t *testing.T) {
 	a := start(t)
-	status, body := get(t, a.URL+"/api/v1/nodes/node1-2.sb8.orbit-lab.org")
+	status, body := get(t, a, "/api/v1/nodes/node1-2.sb8.orbit-lab.org")
 	if status != 200 || !strings.Contains(body, `"control_ip":"10.18.1.2"`) || !strings.Contains(body, `"domain":"sb8"`) {
 		t.Fatalf("GET node = %d %s", status, body)
 	}
@@ -294,7 +324,7 @@ func TestJSONAPI(t *testing.T) {
 		{"DELETE", "/api/v1/nodes/node1-1.sb8.orbit-lab.org/boot", "", 204, ``},
 	}
 	for _, s := range steps {
-		status, body := send(t, s.method, a.URL+s.path, s.body)
+		status, body := send(t, a, s.method, s.path, s.body)
 		if status != s.wantStatus || !strings.Contains(body, s.wantInBody) {
 			t.Errorf("%s %s %s = %d %s\n want %d containing %s", s.method, s.path, s.body, status, body, s.wantStatus, s.wantInBody)
 		}
@@ -303,7 +333,7 @@ func TestJSONAPI(t *testing.T) {
 		t.Errorf("links left after the node was deleted: %v", l)
 	}
 	// A link set with a short lifetime disappears by itself.
-	if status, body := send(t, "PUT", a.URL+"/api/v1/nodes/node1-1.sb8.orbit-lab.org/boot", `{"lifetime":"1s"}`); status != 200 {
+	if status, body := send(t, a, "PUT", "/api/v1/nodes/node1-1.sb8.orbit-lab.org/boot", `{"lifetime":"1s"}`); status != 200 {
 		t.Fatalf("set = %d %s", status, body)
 	}
 	if _, ok := links(t, a.CfgDir)["0A120101"]; !ok {
@@ -316,7 +346,7 @@ func TestJSONAPI(t *testing.T) {
 	if l := links(t, a.CfgDir); len(l) != 0 {
 		t.Errorf("link did not expire: %v", l)
 	}
-	if _, body := get(t, a.URL+"/api/v1/boot"); body != "[]" {
+	if _, body := get(t, a, "/api/v1/boot"); body != "[]" {
 		t.Errorf("expired link still listed: %s", body)
 	}
 }
@@ -364,7 +394,7 @@ func TestBadInputTouchesNothing(t *testing.T) {
 			if strings.HasPrefix(tt.query, "/api/") {
 				method = "PUT"
 			}
-			status, body := send(t, method, a.URL+tt.query, "")
+			status, body := send(t, a, method, tt.query, "")
 			if status != 400 && (status != 404 || !strings.HasPrefix(tt.query, "/api/")) {
 				t.Errorf("status %d, want 400; body %.200q", status, body)
 			}
@@ -456,7 +486,7 @@ func TestConcurrentSetClear(t *testing.T) {
 	var db []struct {
 		HRN, Hex, Image string
 	}
-	_, body := get(t, a.URL+"/api/v1/boot")
+	_, body := get(t, a, "/api/v1/boot")
 	if err := json.Unmarshal([]byte(body), &db); err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +598,7 @@ func TestPowerService(t *testing.T) {
 		{"GET", "/cmc/on?hrn=vm1.sb8", "", 400, ""},
 	}
 	for _, st := range steps {
-		status, body := send(t, st.method, a.URL+st.path, st.body)
+		status, body := send(t, a, st.method, st.path, st.body)
 		if status != st.wantStatus || (st.wantBody != "" && body != st.wantBody) {
 			t.Errorf("%s %s %s = %d %q; want %d %q", st.method, st.path, st.body, status, body, st.wantStatus, st.wantBody)
 		}
@@ -577,7 +607,7 @@ func TestPowerService(t *testing.T) {
 		}
 	}
 	// The actions, not the status reads, are on the node's timeline.
-	status, body := send(t, "GET", a.URL+"/api/v1/nodes/vm1.sb8/events", "")
+	status, body := send(t, a, "GET", "/api/v1/nodes/vm1.sb8/events", "")
 	var evs []store.Event
 	if err := json.Unmarshal([]byte(body), &evs); status != 200 || err != nil {
 		t.Fatalf("events: %d %v %s", status, err, body)
@@ -590,7 +620,7 @@ func TestPowerService(t *testing.T) {
 		t.Errorf("timeline (-want +got):\n%s", diff)
 	}
 	// A malformed driver is refused when the node is written, not on the first call.
-	status, body = send(t, "PUT", a.URL+"/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
+	status, body = send(t, a, "PUT", "/api/v1/nodes/bad.sb8", `{"domain":"sb8","control_ip":"10.18.1.3","control_mac":"00:03:1d:0c:01:03","power":"qemu:relative.sock"}`)
 	if status != 400 || !strings.Contains(body, "power") {
 		t.Errorf("bad power spec: %d %s", status, body)
 	}

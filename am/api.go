@@ -24,26 +24,29 @@ const maxBody = 16 << 20
 
 func (s *Server) apiRoutes(g *gin.RouterGroup) {
 	// This table is where each of the AM's /api/v1 routes is declared.
-	apierr.Register(g, []apierr.Route{
-		{Method: http.MethodGet, Path: "/nodes", Handler: s.apiNodes},
+	apierr.Register(g, s.cfg.Guard, []apierr.Route{
+		{Method: http.MethodGet, Path: "/nodes", Handler: s.apiNodes, Role: apierr.RoleViewer},
 		// A :hrn is the node's HRN, or a host name unique in the inventory
 		// or in ?domain= (apierr.NodeRef), except for the PUT and DELETE of
 		// the node itself, which take its HRN.
-		{Method: http.MethodGet, Path: "/nodes/:hrn", Handler: s.apiNode},
-		{Method: http.MethodPut, Path: "/nodes/:hrn", Handler: s.apiPutNode},
-		{Method: http.MethodDelete, Path: "/nodes/:hrn", Handler: s.apiDeleteNode},
-		{Method: http.MethodGet, Path: "/nodes/:hrn/events", Handler: s.apiEvents},
-		{Method: http.MethodPut, Path: "/nodes/:hrn/boot", Handler: s.apiSetBoot},
-		{Method: http.MethodPost, Path: "/nodes/:hrn/power", Handler: s.apiPower},
-		{Method: http.MethodDelete, Path: "/nodes/:hrn/boot", Handler: s.apiClearBoot},
-		{Method: http.MethodGet, Path: "/boot", Handler: s.apiBoot},
-		{Method: http.MethodGet, Path: "/discovered", Handler: s.apiDiscovered},
-		{Method: http.MethodGet, Path: "/testbeds", Handler: s.apiTestbeds},
-		{Method: http.MethodGet, Path: "/images", Handler: s.apiImages},
-		{Method: http.MethodPut, Path: "/images/:name", Handler: s.apiPutImage},
-		{Method: http.MethodGet, Path: "/inventory", Handler: s.apiExport},
-		{Method: http.MethodPost, Path: "/inventory", Handler: s.apiImport},
-		{Method: http.MethodGet, Path: "/inventory/status", Handler: s.apiInventoryStatus},
+		{Method: http.MethodGet, Path: "/nodes/:hrn", Handler: s.apiNode, Role: apierr.RoleViewer},
+		{Method: http.MethodPut, Path: "/nodes/:hrn", Handler: s.apiPutNode, Role: apierr.RoleAdmin},
+		{Method: http.MethodDelete, Path: "/nodes/:hrn", Handler: s.apiDeleteNode, Role: apierr.RoleAdmin},
+		{Method: http.MethodGet, Path: "/nodes/:hrn/events", Handler: s.apiEvents, Role: apierr.RoleViewer},
+		{Method: http.MethodPut, Path: "/nodes/:hrn/boot", Handler: s.apiSetBoot, Role: apierr.RoleOperator},
+		{Method: http.MethodPost, Path: "/nodes/:hrn/power", Handler: s.apiPower, Role: apierr.RoleOperator},
+		{Method: http.MethodDelete, Path: "/nodes/:hrn/boot", Handler: s.apiClearBoot, Role: apierr.RoleOperator},
+		{Method: http.MethodGet, Path: "/boot", Handler: s.apiBoot, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/discovered", Handler: s.apiDiscovered, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/testbeds", Handler: s.apiTestbeds, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/images", Handler: s.apiImages, Role: apierr.RoleViewer},
+		{Method: http.MethodPut, Path: "/images/:name", Handler: s.apiPutImage, Role: apierr.RoleAdmin},
+		{Method: http.MethodGet, Path: "/inventory", Handler: s.apiExport, Role: apierr.RoleViewer},
+		{Method: http.MethodPost, Path: "/inventory", Handler: s.apiImport, Role: apierr.RoleAdmin},
+		{Method: http.MethodGet, Path: "/inventory/status", Handler: s.apiInventoryStatus, Role: apierr.RoleViewer},
+		{Method: http.MethodPost, Path: "/tokens", Handler: s.apiCreateToken, Role: apierr.RoleAdmin},
+		{Method: http.MethodGet, Path: "/tokens", Handler: s.apiTokens, Role: apierr.RoleAdmin},
+		{Method: http.MethodDelete, Path: "/tokens/:name", Handler: s.apiRevokeToken, Role: apierr.RoleAdmin},
 	})
 }
 

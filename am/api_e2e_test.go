@@ -29,7 +29,7 @@ func TestBodyLimit(t *testing.T) {
 	a := start(t)
 	const node = `{"domain":"sb8","control_ip":"10.18.7.1","control_mac":"00:03:1d:0c:07:01"}`
 	const doc = "testbeds:\n  - domain: sb8\n    nodes:\n      - { hrn: big.sb8, control_ip: 10.18.7.2, control_mac: \"00:03:1d:0c:07:02\" }\n"
-	_, inventoryBefore := get(t, a.URL+"/api/v1/inventory")
+	_, inventoryBefore := get(t, a, "/api/v1/inventory")
 	linksBefore := dirState(t, a.CfgDir)
 	for _, tt := range []struct{ method, path, body string }{
 		{"PUT", "/api/v1/nodes/n7.sb8", padJSON(node, maxBody+1)},
@@ -37,26 +37,26 @@ func TestBodyLimit(t *testing.T) {
 		{"POST", "/api/v1/nodes/node1-1.sb8.orbit-lab.org/power", padJSON(`{"action":"status"}`, maxBody+1)},
 		{"POST", "/api/v1/inventory", padYAML(doc, maxBody+1)},
 	} {
-		status, body := send(t, tt.method, a.URL+tt.path, tt.body)
+		status, body := send(t, a, tt.method, tt.path, tt.body)
 		if status != 413 || body != `{"error":"request body: larger than 16777216 bytes"}` {
 			t.Errorf("%s %s with %d bytes = %d %.300q; want 413 and the limit", tt.method, tt.path, len(tt.body), status, body)
 		}
 	}
-	if _, after := get(t, a.URL+"/api/v1/inventory"); after != inventoryBefore {
+	if _, after := get(t, a, "/api/v1/inventory"); after != inventoryBefore {
 		t.Errorf("inventory changed by refused bodies:\n%s", cmp.Diff(inventoryBefore, after))
 	}
 	if diff := cmp.Diff(linksBefore, dirState(t, a.CfgDir)); diff != "" {
 		t.Errorf("cfg_dir changed by refused bodies (-before +after):\n%s", diff)
 	}
 
-	if status, body := send(t, "PUT", a.URL+"/api/v1/nodes/n7.sb8", padJSON(node, maxBody)); status != 201 {
+	if status, body := send(t, a, "PUT", "/api/v1/nodes/n7.sb8", padJSON(node, maxBody)); status != 201 {
 		t.Errorf("PUT with a body of exactly the limit = %d %.300q, want 201", status, body)
 	}
-	if status, body := send(t, "POST", a.URL+"/api/v1/inventory", padYAML(doc, maxBody)); status != 200 {
+	if status, body := send(t, a, "POST", "/api/v1/inventory", padYAML(doc, maxBody)); status != 200 {
 		t.Errorf("import of exactly the limit = %d %.300q, want 200", status, body)
 	}
 	for _, hrn := range []string{"n7.sb8", "big.sb8"} {
-		if status, _ := get(t, a.URL+"/api/v1/nodes/"+hrn); status != 200 {
+		if status, _ := get(t, a, "/api/v1/nodes/"+hrn); status != 200 {
 			t.Errorf("%s not stored from a body of exactly the limit: %d", hrn, status)
 		}
 	}
@@ -67,7 +67,7 @@ func TestBodyLimit(t *testing.T) {
 // even the good entries of the same file.
 func TestImportProblems(t *testing.T) {
 	a := start(t)
-	_, before := get(t, a.URL+"/api/v1/inventory")
+	_, before := get(t, a, "/api/v1/inventory")
 	doc := `testbeds:
   - domain: sb8
     nodes:
@@ -79,7 +79,7 @@ func TestImportProblems(t *testing.T) {
       - { hrn: twice.sb8, control_ip: 10.18.9.6, control_mac: "00:03:1d:0c:09:06" }
       - { hrn: same-ip.sb8, control_ip: 10.18.9.1, control_mac: "00:03:1d:0c:09:07" }
 `
-	status, body := send(t, "POST", a.URL+"/api/v1/inventory", doc)
+	status, body := send(t, a, "POST", "/api/v1/inventory", doc)
 	var got struct {
 		Error    string   `json:"error"`
 		Problems []string `json:"problems"`
@@ -110,7 +110,7 @@ func TestImportProblems(t *testing.T) {
 	if want := "inventory rejected, nothing changed: 5 problem(s)"; got.Error != want {
 		t.Errorf("error = %q, want %q", got.Error, want)
 	}
-	if _, after := get(t, a.URL+"/api/v1/inventory"); after != before {
+	if _, after := get(t, a, "/api/v1/inventory"); after != before {
 		t.Errorf("a rejected import changed the inventory:\n%s", cmp.Diff(before, after))
 	}
 }
@@ -121,7 +121,7 @@ func TestImportProblems(t *testing.T) {
 // found nowhere (or not in the domain named) a 404. inventoryYAML has
 // node1-1 in sb8 and in grid.
 func TestNodeNames(t *testing.T) {
-	a := start(t)
+	a := startRC(t)
 	const (
 		sb8  = "node1-2.sb8.orbit-lab.org"
 		grid = "node1-1.grid.orbit-lab.org"
@@ -129,9 +129,7 @@ func TestNodeNames(t *testing.T) {
 	// Enrolled RCs give the nodes an event each and let them take
 	// commands: every route's answer then names the node it found.
 	for _, mac := range []string{"00:03:1d:0c:01:02", "00:03:1d:0a:01:01"} {
-		if status, body := send(t, "POST", a.URL+"/api/v1/rc/enroll", `{"macs":["`+mac+`"],"image":"orbit-2.0.0"}`); status != 200 {
-			t.Fatalf("enroll %s: %d %s", mac, status, body)
-		}
+		enrollFrom(t, a, mac)
 	}
 	routes := []struct {
 		method, tail, body string
@@ -166,7 +164,7 @@ func TestNodeNames(t *testing.T) {
 	for _, r := range routes {
 		for _, n := range names {
 			t.Run(r.method+" "+r.tail+" "+n.name+n.query, func(t *testing.T) {
-				status, body := send(t, r.method, a.URL+"/api/v1/nodes/"+n.name+r.tail+n.query, r.body)
+				status, body := send(t, a, r.method, "/api/v1/nodes/"+n.name+r.tail+n.query, r.body)
 				want, says := n.status, n.want
 				if n.found != "" {
 					want, says = r.ok, nil
@@ -191,16 +189,14 @@ func TestNodeNames(t *testing.T) {
 // after that one, for a follower (nbctl nodes events --follow); a cursor
 // that is no event ID is a 400.
 func TestEventsAfter(t *testing.T) {
-	a := start(t)
+	a := startRC(t)
 	const hrn = "node1-2.sb8.orbit-lab.org"
 	for range 3 { // an RC enrolling is an event on the node's timeline
-		if status, body := send(t, "POST", a.URL+"/api/v1/rc/enroll", `{"macs":["00:03:1d:0c:01:02"],"image":"orbit-2.0.0"}`); status != 200 {
-			t.Fatalf("enroll: %d %s", status, body)
-		}
+		enrollFrom(t, a, "00:03:1d:0c:01:02")
 	}
 	events := func(query string) []store.Event {
 		t.Helper()
-		status, body := get(t, a.URL+"/api/v1/nodes/node1-2/events"+query)
+		status, body := get(t, a, "/api/v1/nodes/node1-2/events"+query)
 		var evs []store.Event
 		if err := json.Unmarshal([]byte(body), &evs); status != 200 || err != nil {
 			t.Fatalf("events%s = %d %s, %v", query, status, body, err)
@@ -224,7 +220,7 @@ func TestEventsAfter(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"-1", "x", ""} {
-		if status, body := get(t, a.URL+"/api/v1/nodes/"+hrn+"/events?after="+bad); status != 400 || !strings.Contains(body, "not an event id") {
+		if status, body := get(t, a, "/api/v1/nodes/"+hrn+"/events?after="+bad); status != 400 || !strings.Contains(body, "not an event id") {
 			t.Errorf("after=%q: %d %s, want 400", bad, status, body)
 		}
 	}

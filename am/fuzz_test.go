@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/am/guard"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -85,7 +86,7 @@ func newOMFFixture(tb testing.TB) *omfFixture {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode)
-	fx := &omfFixture{srv: New(Config{DefaultImage: fuzzDefaultImage}, st, links, log), st: st, links: links, dir: dir, nodes: map[string]inventory.Node{}}
+	fx := &omfFixture{srv: New(Config{DefaultImage: fuzzDefaultImage, Guard: guard.New(guard.Config{OMFAllow: guard.DefaultOMFAllow()}, st)}, st, links, log), st: st, links: links, dir: dir, nodes: map[string]inventory.Node{}}
 	all, err := st.Nodes(ctx, "")
 	if err != nil {
 		tb.Fatal(err)
@@ -231,6 +232,7 @@ func FuzzOMFQuery(f *testing.F) {
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
 		req.URL = &url.URL{Path: path, RawQuery: query}
 		req.RequestURI = req.URL.RequestURI()
+		req.RemoteAddr = "127.0.0.1:40000" // an EC on this host: omf.allow's default
 		rec := httptest.NewRecorder()
 		fx.srv.Handler().ServeHTTP(rec, req)
 		after := fx.linkState(t)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -40,12 +41,15 @@ const ipxeExit = "#!ipxe\nexit\n"
 var ipxeHex = regexp.MustCompile(`^[0-9A-F]{8}$`)
 
 // ipxeRoutes adds GET (and HEAD) IPXEPath:hex.
-func (s *Server) ipxeRoutes(r gin.IRouter) {
+// Firmware asks with no credentials: they are public.
+func (s *Server) ipxeRoutes(r *gin.RouterGroup) {
 	if s.cfg.IPXE.Prefix == "" {
 		return
 	}
-	r.GET(IPXEPath+":hex", s.ipxeScript)
-	r.HEAD(IPXEPath+":hex", s.ipxeScript)
+	apierr.Register(r, s.cfg.Guard, []apierr.Route{
+		{Method: http.MethodGet, Path: IPXEPath + ":hex", Handler: s.ipxeScript, Role: apierr.RolePublic},
+		{Method: http.MethodHead, Path: IPXEPath + ":hex", Handler: s.ipxeScript, Role: apierr.RolePublic},
+	})
 }
 
 // ipxeScript renders a node's iPXE script from its boot link: the base URL

@@ -38,6 +38,9 @@ type omfMethod struct {
 	args   []omfArg
 	reply  string // what OMF named its answer: the inventory's root element, the PXE service's action
 	handle func(c *gin.Context, m *omfMethod, p map[string]string) error
+	// readOnly: the call changes nothing, so a viewer token or a source in
+	// omf.allow_read may make it (guard.OMF).
+	readOnly bool
 }
 
 type omfGroup struct {
@@ -82,21 +85,21 @@ func (s *Server) omfGroups() []omfGroup {
 			}, reply: "clearBootImage", handle: s.omfClearBootImage},
 		}},
 		{name: "inventory", info: "Service to retrieve information about nodes or testbeds from the Inventory Database", fail: invFail, methods: []omfMethod{
-			{name: "getControlIP", info: "Get the Control IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CONTROL_IP", handle: s.invNodeValue(
+			{name: "getControlIP", info: "Get the Control IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, readOnly: true, reply: "CONTROL_IP", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.ControlIP }, "Inventory has no control IP for HRN '%s' (domain: %s)")},
-			{name: "getPXEImage", info: "Get the PXE image of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "PXE_IMAGE", handle: s.invNodeValue(
+			{name: "getPXEImage", info: "Get the PXE image of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, readOnly: true, reply: "PXE_IMAGE", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.PXEImage }, "Inventory has no PXE Image info for node %s (domain: %s)")},
-			{name: "getCmcIP", info: "Get the CMC IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, reply: "CMC_IP", handle: s.invNodeValue(
+			{name: "getCmcIP", info: "Get the CMC IP address of a given resource for a given domain", args: []omfArg{argHRN, argTbDom}, readOnly: true, reply: "CMC_IP", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.CmcIP }, "Inventory has no CMC IP for HRN '%s' (domain: %s)")},
-			{name: "getDefaultDisk", info: "Get the default disk for a certain HRN on a given domain", args: []omfArg{{name: "hrn", value: "hrn", info: "hrn of the node"}, argTbDom}, reply: "disk", handle: s.invNodeValue(
+			{name: "getDefaultDisk", info: "Get the default disk for a certain HRN on a given domain", args: []omfArg{{name: "hrn", value: "hrn", info: "hrn of the node"}, argTbDom}, readOnly: true, reply: "disk", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.Disk }, "Inventory has no default disk for HRN '%s' (domain: %s)")},
-			{name: "getHRN", info: "Get the HRN for a certain hostname on a given domain", args: []omfArg{{name: "hrn", value: "hostname", info: "hostname of the node"}, argTbDom}, reply: "HRN", handle: s.invNodeValue(
+			{name: "getHRN", info: "Get the HRN for a certain hostname on a given domain", args: []omfArg{{name: "hrn", value: "hostname", info: "hostname of the node"}, argTbDom}, readOnly: true, reply: "HRN", handle: s.invNodeValue(
 				func(n inventory.Node) string { return n.HRN }, "Inventory has no HRN for host '%s' (domain: %s)")},
 			{name: "getMacAddress", info: "Get the MAC address of a given interface on a given node for a given domain", args: []omfArg{argHRN,
-				{name: "ifname", value: "[interfaceName]", info: "name of the interface (the inventory knows the control interface: control or eth1)"}, argTbDom}, reply: "MAC_Address", handle: s.invMacAddress},
-			{name: "getListOfResources", info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, reply: "RESOURCES", handle: s.invListOfResources},
-			{name: "getAllNodes", info: "Get detailed list of nodes defined in the inventory", reply: "ALLNODES", handle: s.invAllNodes},
-			{name: "getAllTestbeds", info: "Get list of testbeds defined in the inventory", reply: "ALLTESTBEDS", handle: s.invAllTestbeds},
+				{name: "ifname", value: "[interfaceName]", info: "name of the interface (the inventory knows the control interface: control or eth1)"}, argTbDom}, readOnly: true, reply: "MAC_Address", handle: s.invMacAddress},
+			{name: "getListOfResources", info: "Get a list of the HRNs of all available resources on a given domain", args: []omfArg{{name: "domain", value: "domain", info: "testbed/domain for this query"}}, readOnly: true, reply: "RESOURCES", handle: s.invListOfResources},
+			{name: "getAllNodes", info: "Get detailed list of nodes defined in the inventory", readOnly: true, reply: "ALLNODES", handle: s.invAllNodes},
+			{name: "getAllTestbeds", info: "Get list of testbeds defined in the inventory", readOnly: true, reply: "ALLTESTBEDS", handle: s.invAllTestbeds},
 		}},
 		{name: "cmc", info: "Service to switch nodes on and off (Chassis Manager Controller)", fail: cmcFail, methods: []omfMethod{
 			{name: "on", info: "Switch on a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.On)},
@@ -109,9 +112,15 @@ func (s *Server) omfGroups() []omfGroup {
 	}
 }
 
-func (s *Server) omfRoutes(r *gin.Engine) {
+func (s *Server) omfRoutes(r *gin.RouterGroup) {
 	groups := s.omfGroups()
-	r.GET("/", func(c *gin.Context) {
+	// The descriptions are reads, refused as the CMC refuses: <ERROR>.
+	describeFail := &omfMethod{name: "describe", readOnly: true}
+	routes := []apierr.Route{{Method: http.MethodGet, Path: "/", Role: apierr.RoleOMF, Handler: func(c *gin.Context) {
+		if err := s.cfg.Guard.OMF(c, true); err != nil {
+			cmcFail(c, describeFail, err)
+			return
+		}
 		var b strings.Builder
 		b.WriteString("<?xml version='1.0'?>\n<serviceGroups>")
 		for _, g := range groups {
@@ -119,22 +128,33 @@ func (s *Server) omfRoutes(r *gin.Engine) {
 		}
 		b.WriteString("</serviceGroups>")
 		c.Data(http.StatusOK, "text/xml", []byte(b.String()))
-	})
+	}}}
 	for _, g := range groups {
 		desc := describe(g)
-		r.GET("/"+g.name, func(c *gin.Context) { c.Data(http.StatusOK, "text/xml", desc) })
+		routes = append(routes, apierr.Route{Method: http.MethodGet, Path: "/" + g.name, Role: apierr.RoleOMF, Handler: func(c *gin.Context) {
+			if err := s.cfg.Guard.OMF(c, true); err != nil {
+				cmcFail(c, describeFail, err)
+				return
+			}
+			c.Data(http.StatusOK, "text/xml", desc)
+		}})
 		for _, m := range g.methods {
-			r.GET("/"+g.name+"/"+m.name, func(c *gin.Context) {
-				p, err := omfParams(c.Request.URL.RawQuery, m.args)
+			routes = append(routes, apierr.Route{Method: http.MethodGet, Path: "/" + g.name + "/" + m.name, Role: apierr.RoleOMF, Handler: func(c *gin.Context) {
+				err := s.cfg.Guard.OMF(c, m.readOnly)
+				var p map[string]string
+				if err == nil {
+					p, err = omfParams(c.Request.URL.RawQuery, m.args)
+				}
 				if err == nil {
 					err = m.handle(c, &m, p)
 				}
 				if err != nil {
 					g.fail(c, &m, err)
 				}
-			})
+			}})
 		}
 	}
+	apierr.Register(r, s.cfg.Guard, routes)
 }
 
 // describe renders a service group's methods, sorted by name, with their

@@ -79,7 +79,7 @@ func (f *fakeIpmitool) setFail(t *testing.T, fail bool) {
 // timeline returns the node's events as "source what detail", oldest first.
 func timeline(t *testing.T, a *apptest.Appliance, hrn string) []string {
 	t.Helper()
-	status, body := get(t, a.URL+"/api/v1/nodes/"+hrn+"/events")
+	status, body := get(t, a, "/api/v1/nodes/"+hrn+"/events")
 	var evs []store.Event
 	if err := json.Unmarshal([]byte(body), &evs); status != 200 || err != nil {
 		t.Fatalf("events of %s: %d %v %s", hrn, status, err, body)
@@ -148,7 +148,7 @@ func TestPowerActions(t *testing.T) {
 	for _, st := range steps {
 		ipmi.setPower(t, st.power)
 		ipmi.setFail(t, st.fail)
-		resp := apptest.Call(t, st.method, a.URL+st.path, st.body, nil)
+		resp := a.Call(t, st.method, st.path, st.body, nil)
 		body := resp.Body
 		if resp.Status != st.wantStatus {
 			t.Errorf("%s: status %d, want %d; body %q", st.name, resp.Status, st.wantStatus, body)
@@ -198,10 +198,10 @@ func TestPowerStatusUnknown(t *testing.T) {
       - { hrn: vm1.sb8, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", power: "qemu:` + sock + `" }
 `})
 	a.Start()
-	if status, body := get(t, a.URL+"/cmc/status?hrn=vm1.sb8&domain=sb8"); status != 200 || body != "<NODE_STATUS><STATUS>UNKNOWN</STATUS></NODE_STATUS>" {
+	if status, body := get(t, a, "/cmc/status?hrn=vm1.sb8&domain=sb8"); status != 200 || body != "<NODE_STATUS><STATUS>UNKNOWN</STATUS></NODE_STATUS>" {
 		t.Errorf("/cmc/status = %d %q, want UNKNOWN", status, body)
 	}
-	if status, body := send(t, "POST", a.URL+"/api/v1/nodes/vm1.sb8/power", `{"action":"status"}`); status != 200 || body != `{"hrn":"vm1.sb8","action":"status","state":"unknown"}` {
+	if status, body := send(t, a, "POST", "/api/v1/nodes/vm1.sb8/power", `{"action":"status"}`); status != 200 || body != `{"hrn":"vm1.sb8","action":"status","state":"unknown"}` {
 		t.Errorf("JSON status = %d %q, want state unknown", status, body)
 	}
 }
@@ -210,7 +210,7 @@ func TestPowerStatusUnknown(t *testing.T) {
 // methods sorted by name, each with its two required arguments.
 func TestOMFCmcListing(t *testing.T) {
 	a := start(t)
-	status, body := get(t, a.URL+"/cmc")
+	status, body := get(t, a, "/cmc")
 	args := "<args><arg name='hrn' value='hrn' isRequired='true'><info>HRN of the resource</info></arg>" +
 		"<arg name='domain' value='domain' isRequired='true'><info>testbed/domain for this given node</info></arg></args>"
 	want := "<?xml version='1.0'?>\n<services><serviceGroup name='cmc' prefix='/cmc'><info>Service to switch nodes on and off (Chassis Manager Controller)</info>" +

@@ -92,6 +92,9 @@ func TestDeploy(t *testing.T) {
 	for old, repl := range map[string]string{
 		"tftp_root: /tftpboot":             "tftp_root: /srv/tftp",
 		"enabled: false, interface: eth1,": "enabled: true, interface: " + vtestbed.Bridge + ",",
+		// The EC runs on the appliance host: its address joins omf.allow,
+		// as the README says.
+		`omf:   { allow: [127.0.0.0/8, "::1/128"]`: `omf:   { allow: [127.0.0.0/8, "::1/128", ` + vtestbed.ServerIP.String() + `/32]`,
 	} {
 		if !strings.Contains(conf, old) {
 			t.Fatalf("the installed netbootd.yaml has no %q to edit:\n%s", old, conf)
@@ -120,15 +123,21 @@ testbeds:
 	unit := startAsUnit(t, tb, dest, testenv.ReadFile(t, at("/etc/systemd/system/netbootd.service")))
 	log := unit.log
 	tb.AMURL = fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort)
+	// The first start's admin token, which nbctl and the testbed's own
+	// calls send; in the state_dir overlay's upper directory.
+	tokenFile := at("/var/lib/netboot/admin.token")
 	nbctl := func(args ...string) (string, error) {
 		t.Helper()
 		cmd := tb.Netns.Command(ctx, nbctlBin, append([]string{"--server", tb.AMURL}, args...)...)
-		cmd.Dir, cmd.Env = "/", noGo
+		cmd.Dir, cmd.Env = "/", append([]string{"NBCTL_TOKEN=" + tb.Token}, noGo...)
 		out, err := cmd.CombinedOutput()
 		t.Logf("$ nbctl %s\n%s", strings.Join(args, " "), out)
 		return string(out), err
 	}
 	for {
+		if tok, err := os.ReadFile(tokenFile); err == nil && tb.Token == "" {
+			tb.Token = strings.TrimSpace(string(tok))
+		}
 		if _, err := tb.RCStatus(ctx, node.HRN); err == nil {
 			break
 		} else if ctx.Err() != nil {

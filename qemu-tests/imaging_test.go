@@ -327,6 +327,7 @@ func TestLoadWrongImage(t *testing.T) {
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, tb.AMURL+"/api/v1/images/orbit-3.0.0", strings.NewReader(`{"description": "mislabelled"}`))
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tb.App.Token)
 	resp, err := tb.HTTP.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("register orbit-3.0.0: %v %v", resp, err)

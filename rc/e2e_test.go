@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
@@ -42,13 +45,18 @@ const (
 	ramImage = "orbit-2.0.0"
 )
 
+// An RC enrolls only from its node's address: the real orbit-rc runs as
+// node1, whose control IP is the loopback address it speaks from; node2's
+// simulated RC speaks from node2IP (apptest.ClientFrom).
+const node2IP = "127.0.0.12"
+
 const inventoryYAML = `images:
   - { name: orbit-2.0.0, description: ORBIT RAM image for imaging }
 testbeds:
   - domain: sb8
     nodes:
-      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", x: 1, y: 1, disk: /dev/sda }
-      - { hrn: node1-2.sb8.orbit-lab.org, hostname: node1-2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", x: 1, y: 2, disk: /dev/sda }
+      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01", x: 1, y: 1, disk: /dev/sda }
+      - { hrn: node1-2.sb8.orbit-lab.org, hostname: node1-2, control_ip: 127.0.0.12, control_mac: "00:03:1d:0c:01:02", x: 1, y: 2, disk: /dev/sda }
 `
 
 // backend is an appliance the tests drive.
@@ -58,6 +66,7 @@ type backend interface {
 	events(t *testing.T, hrn string) []store.Event
 	log() string
 	imageDir() string // where the broker keeps the disk images
+	token() string    // an operator's API token; "" where none is asked for
 }
 
 type inproc struct {
@@ -66,6 +75,7 @@ type inproc struct {
 }
 
 func (b *inproc) url() string      { return b.a.URL }
+func (b *inproc) token() string    { return "" }
 func (b *inproc) log() string      { return b.buf.String() }
 func (b *inproc) imageDir() string { return filepath.Join(b.a.Dir, "images") }
 func (b *inproc) restart(t *testing.T, wipe bool) {
@@ -85,6 +95,7 @@ func (b *inproc) events(t *testing.T, hrn string) []store.Event {
 type netbootd struct{ a *apptest.Appliance }
 
 func (b *netbootd) url() string      { return b.a.URL }
+func (b *netbootd) token() string    { return b.a.Token }
 func (b *netbootd) log() string      { return b.a.Log.String() }
 func (b *netbootd) imageDir() string { return filepath.Join(b.a.Dir, "state", "images") }
 func (b *netbootd) restart(t *testing.T, wipe bool) {
@@ -100,7 +111,7 @@ func (b *netbootd) restart(t *testing.T, wipe bool) {
 	b.a.Start()
 }
 func (b *netbootd) events(t *testing.T, hrn string) []store.Event {
-	evs, err := amclient.New(b.a.URL).Events(context.Background(), hrn, 0)
+	evs, err := amclient.New(b.a.URL).WithToken(b.a.Token).Events(context.Background(), hrn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +120,14 @@ func (b *netbootd) events(t *testing.T, hrn string) []store.Event {
 
 func TestRCAgainstInProcessBroker(t *testing.T) {
 	buf := &apptest.SyncBuffer{}
-	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Log: buf})
+	// In place of the AM's token guard: a call with no bearer is an
+	// operator's (amclient's), one with a bearer an RC's.
+	asOperator := func(c *gin.Context) {
+		if c.GetHeader("Authorization") == "" {
+			apierr.SetCaller(c, apierr.Caller{Name: "test", Role: apierr.RoleOperator, Addr: c.ClientIP()})
+		}
+	}
+	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Log: buf, Middleware: []gin.HandlerFunc{asOperator}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +345,12 @@ func sum(b []byte) string {
 // RC's secret.
 func call(t *testing.T, method, url, bearer string, body any) (int, string) {
 	t.Helper()
+	return callFrom(t, "", method, url, bearer, body)
+}
+
+// callFrom is call from source address from ("" for any).
+func callFrom(t *testing.T, from, method, url, bearer string, body any) (int, string) {
+	t.Helper()
 	var data []byte
 	if body != nil {
 		var err error
@@ -338,12 +362,19 @@ func call(t *testing.T, method, url, bearer string, body any) (int, string) {
 	if bearer != "" {
 		h = http.Header{"Authorization": {"Bearer " + bearer}}
 	}
-	r := apptest.Call(t, method, url, string(data), h)
+	req, err := http.NewRequest(method, url, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	r := apptest.DoFrom(t, from, req)
 	return r.Status, r.Body
 }
 
 func scenarios(t *testing.T, app backend) {
-	c := amclient.New(app.url())
+	c := amclient.New(app.url()).WithToken(app.token())
 	ctx := context.Background()
 	n := startNode(t, app.url())
 	diag := func() string { return "--- orbit-rc:\n" + n.out.String() + "\n--- appliance:\n" + app.log() }
@@ -414,8 +445,12 @@ func scenarios(t *testing.T, app backend) {
 		if code, _ := call(t, http.MethodPost, fmt.Sprintf("%s/api/v1/rc/commands/%d/report", app.url(), st.ID), "", proto.Report{Seq: 99, State: proto.StateDone}); code != http.StatusUnauthorized {
 			t.Errorf("report without a secret: %d", code)
 		}
+		// node1's MAC from another address gets nothing.
+		if code, body := callFrom(t, node2IP, http.MethodPost, app.url()+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: []string{node1MAC}, Image: ramImage}); code != http.StatusForbidden || strings.Contains(body, "secret") {
+			t.Errorf("enroll as node1 from %s: %d %s, want 403", node2IP, code, body)
+		}
 		// Another node enrolls: its secret opens nothing of node1's.
-		code, body := call(t, http.MethodPost, app.url()+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: []string{node2MAC}, Image: ramImage})
+		code, body := callFrom(t, node2IP, http.MethodPost, app.url()+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: []string{node2MAC}, Image: ramImage})
 		var other proto.EnrollResponse
 		if code != http.StatusOK || json.Unmarshal([]byte(body), &other) != nil || other.HRN != node2 {
 			t.Fatalf("enroll node2: %d %s", code, body)
@@ -445,7 +480,7 @@ func scenarios(t *testing.T, app backend) {
 			{"test-gz-multi", gzipped(t, raw, 3)},
 			{"test-zst", zstdtest.Compress(t, raw)},
 		} {
-			img, err := c.PutDiskImage(ctx, tc.name, bytes.NewReader(tc.data), sum(tc.data))
+			img, err := putImage(ctx, c, tc.name, tc.data)
 			if err != nil || img.SHA256 != sum(tc.data) || img.Size != int64(len(tc.data)) {
 				t.Fatalf("upload %s: %+v, %v", tc.name, img, err)
 			}
@@ -538,7 +573,7 @@ func scenarios(t *testing.T, app backend) {
 			t.Fatalf("SAVE_IMAGE = %+v", st)
 		}
 		var stored bytes.Buffer
-		s, err := c.GetDiskImage(ctx, "saved", &stored)
+		s, err := getImage(ctx, c, "saved", &stored)
 		if err != nil || s != st.SHA256 || sum(stored.Bytes()) != s {
 			t.Fatalf("saved image: sha %s, %v; the RC said %s", s, err, st.SHA256)
 		}
@@ -631,4 +666,15 @@ func (c *cutReader) Read(p []byte) (int, error) {
 	k, err := c.r.Read(p)
 	c.n -= k
 	return k, err
+}
+
+// putImage stores a disk image as an operator does, through the API.
+func putImage(ctx context.Context, c *amclient.Client, name string, data []byte) (proto.DiskImage, error) {
+	return c.PutDiskImage(ctx, name, bytes.NewReader(data), sum(data))
+}
+
+// getImage reads a stored disk image as an operator does into w, and
+// returns its checksum.
+func getImage(ctx context.Context, c *amclient.Client, name string, w io.Writer) (string, error) {
+	return c.GetDiskImage(ctx, name, w)
 }

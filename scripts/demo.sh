@@ -51,6 +51,10 @@ while [ $SECONDS -lt $deadline ]; do
 done
 [ -n "$addr" ] || { cat "$demo/netbootd.log" >&2; fail "netbootd did not serve within 60 s"; }
 export NBCTL_SERVER=http://$addr
+# netbootd made an admin token at its first start; nbctl reads it from
+# NBCTL_TOKEN (the OMF calls below come from loopback, which omf.allow admits).
+NBCTL_TOKEN=$(cat "$demo/state/admin.token") || fail "no admin token in $demo/state"
+export NBCTL_TOKEN
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run()  { printf '$ %s\n' "$*"; "$@" || fail "$* (exit status $?)"; }
@@ -111,9 +115,18 @@ has "node1-3.grid.orbit-lab.org" bin/nbctl boot list
 run ls -l "$cfgdir/"
 step "The inventory, exported in its seed format"
 has "hrn: node2-1.sb8.orbit-lab.org" bin/nbctl inventory export
+step "Each API call needs a token of its role: a viewer's reads, and is refused a change"
+printf '$ bin/nbctl token create --name demo-viewer --role viewer\n'
+viewer=$(bin/nbctl token create --name demo-viewer --role viewer) || fail "token create"
+has "demo-viewer" bin/nbctl token list
+printf '$ NBCTL_TOKEN=<the viewer token> bin/nbctl boot clear node1-3.grid.orbit-lab.org\n'
+out=$(NBCTL_TOKEN=$viewer bin/nbctl boot clear node1-3.grid.orbit-lab.org 2>&1) && fail "a viewer cleared a boot link"
+printf '%s\n' "$out"
+grep -qF "needs operator" <<< "$out" || fail "the refusal does not say which role: $out"
+link 0A0A0103 ./orbit-2.0.1-test
 if [ "${DEMO_ONCE:-}" = 1 ]; then
   step "Done (DEMO_ONCE=1): every call answered and every change checked."
   exit 0
 fi
-step "netbootd keeps running at $NBCTL_SERVER (log: $demo/netbootd.log). Try: NBCTL_SERVER=$NBCTL_SERVER bin/nbctl boot list. Ctrl-C stops it."
+step "netbootd keeps running at $NBCTL_SERVER (log: $demo/netbootd.log). Try: NBCTL_SERVER=$NBCTL_SERVER NBCTL_TOKEN=\$(cat $demo/state/admin.token) bin/nbctl boot list. Ctrl-C stops it."
 wait $pid

@@ -158,6 +158,30 @@ type InventoryStatus struct {
 	Problems []string  `json:"problems,omitzero"`
 }
 
+// TokenRequest is the body of POST /tokens. Role is viewer, operator or
+// admin; Expires, if set, is when the token stops working.
+type TokenRequest struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// Token is an operator API token as GET /tokens lists it: never the
+// token itself.
+type Token struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires,omitzero"`
+	Revoked time.Time `json:"revoked,omitzero"`
+}
+
+// TokenCreated answers POST /tokens: the token, shown this once.
+type TokenCreated struct {
+	Token
+	Secret string `json:"token"`
+}
+
 // ErrorBody is every non-2xx answer of /api/v1: the message, and for a
 // rejected inventory document each of its problems.
 type ErrorBody struct {

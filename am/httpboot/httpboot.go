@@ -167,11 +167,19 @@ func New(cfg Config, log *slog.Logger, sink Sink) (*Server, error) {
 
 // Register adds the server's route to r: every method under Prefix, so
 // that a write is answered 405 rather than gin's bare 404.
-func (s *Server) Register(r gin.IRouter) {
+// Firmware fetches the files with no credentials: the routes are public.
+func (s *Server) Register(r *gin.RouterGroup, guard apierr.Guard) {
 	if s.cfg.Prefix == "" {
 		return
 	}
-	r.Any(s.cfg.Prefix+"*name", s.serve)
+	var routes []apierr.Route
+	for _, m := range []string{
+		http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodHead,
+		http.MethodOptions, http.MethodDelete, http.MethodConnect, http.MethodTrace,
+	} {
+		routes = append(routes, apierr.Route{Method: m, Path: s.cfg.Prefix + "*name", Handler: s.serve, Role: apierr.RolePublic})
+	}
+	apierr.Register(r, guard, routes)
 }
 
 func (s *Server) serve(c *gin.Context) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/orbit-lab/netboot/am/guard"
 	"github.com/orbit-lab/netboot/internal/bootpath"
 	"github.com/orbit-lab/netboot/internal/bootpath/boottree"
 )
@@ -64,7 +65,7 @@ func start(t *testing.T, large map[string]int) *testServer {
 		t.Fatal(err)
 	}
 	r := gin.New()
-	s.Register(r)
+	s.Register(r.Group("/"), guard.New(guard.Config{}, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	hs := httptest.NewUnstartedServer(r)
 	hs.Config.BaseContext = func(net.Listener) context.Context { return ctx }
@@ -489,7 +490,7 @@ func TestDisabled(t *testing.T) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	s.Register(r)
+	s.Register(r.Group("/"), guard.New(guard.Config{}, nil))
 	for _, p := range []string{"/boot/pxelinux.0", "/pxelinux.0"} {
 		w := httptest.NewRecorder()
 		r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, p, nil))

@@ -30,6 +30,7 @@ import (
 type Store interface {
 	LookupNode(ctx context.Context, domain, name string) (inventory.Node, error)
 	NodeByMAC(ctx context.Context, mac string) (inventory.Node, error)
+	LeaseByMAC(ctx context.Context, mac string) (store.Lease, error)
 	AddEvent(ctx context.Context, e store.Event) error
 
 	PutRCEnrollment(ctx context.Context, e store.RCEnrollment) (store.RCEnrollment, error)
@@ -42,6 +43,7 @@ type Store interface {
 	RCCommand(ctx context.Context, id int64) (store.RCCommand, error)
 	RCCommands(ctx context.Context, hrn string, limit int) ([]store.RCCommand, error)
 	TakeRCCommand(ctx context.Context, enrollment int64, at time.Time) (store.RCCommand, error)
+	RunningRCCommand(ctx context.Context, enrollment int64, typ, image string) (store.RCCommand, error)
 	ReportRCCommand(ctx context.Context, id, enrollment int64, r proto.Report, maxOutput int, at time.Time) error
 	FailLostRCCommands(ctx context.Context, enrollment int64, keep []int64, at time.Time) (int64, error)
 	FailSilentRCCommands(ctx context.Context, before, at time.Time) ([]int64, error)
@@ -110,25 +112,25 @@ func New(cfg Config, st Store, log *slog.Logger) (*Broker, error) {
 }
 
 // Register adds the broker's routes to the AM's /api/v1 group.
-func (b *Broker) Register(g *gin.RouterGroup) {
+func (b *Broker) Register(g *gin.RouterGroup, guard apierr.Guard) {
 	// This table is where each of the broker's routes is declared.
-	apierr.Register(g, []apierr.Route{
+	apierr.Register(g, guard, []apierr.Route{
 		// The RC's calls.
-		{Method: http.MethodPost, Path: "/rc/enroll", Handler: b.enroll},
-		{Method: http.MethodGet, Path: "/rc/poll", Handler: b.poll},
-		{Method: http.MethodPost, Path: "/rc/commands/:id/report", Handler: b.report},
+		{Method: http.MethodPost, Path: "/rc/enroll", Handler: b.enroll, Role: apierr.RoleNode},
+		{Method: http.MethodGet, Path: "/rc/poll", Handler: b.poll, Role: apierr.RoleNode},
+		{Method: http.MethodPost, Path: "/rc/commands/:id/report", Handler: b.report, Role: apierr.RoleNode},
 		// The operators'.
-		{Method: http.MethodGet, Path: "/rc", Handler: b.statusAll},
-		{Method: http.MethodGet, Path: "/nodes/:hrn/rc", Handler: b.status},
-		{Method: http.MethodPost, Path: "/nodes/:hrn/commands", Handler: b.addCommand},
-		{Method: http.MethodGet, Path: "/nodes/:hrn/commands", Handler: b.nodeCommands},
-		{Method: http.MethodGet, Path: "/commands/:id", Handler: b.command},
+		{Method: http.MethodGet, Path: "/rc", Handler: b.statusAll, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/nodes/:hrn/rc", Handler: b.status, Role: apierr.RoleViewer},
+		{Method: http.MethodPost, Path: "/nodes/:hrn/commands", Handler: b.addCommand, Role: apierr.RoleOperator},
+		{Method: http.MethodGet, Path: "/nodes/:hrn/commands", Handler: b.nodeCommands, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/commands/:id", Handler: b.command, Role: apierr.RoleViewer},
 		// Both.
-		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages},
-		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage},
-		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage},
-		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage},
-		{Method: http.MethodDelete, Path: "/disk-images/:name", Handler: b.deleteImage},
+		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
+		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
+		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage, Role: apierr.RoleNode},
+		{Method: http.MethodDelete, Path: "/disk-images/:name", Handler: b.deleteImage, Role: apierr.RoleOperator},
 	})
 }
 

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
@@ -29,13 +32,27 @@ import (
 const inventoryYAML = `testbeds:
   - domain: sb8
     nodes:
-      - { hrn: n1.sb8, hostname: n1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01", disk: /dev/sda }
-      - { hrn: n2.sb8, hostname: n2, control_ip: 10.18.1.2, control_mac: "00:03:1d:0c:01:02", disk: /dev/hda }
+      - { hrn: n1.sb8, hostname: n1, control_ip: 127.0.0.11, control_mac: "00:03:1d:0c:01:01", disk: /dev/sda }
+      - { hrn: n2.sb8, hostname: n2, control_ip: 127.0.0.12, control_mac: "00:03:1d:0c:01:02", disk: /dev/hda }
 `
+
+// The simulated nodes speak from their control IPs (apptest.ClientFrom);
+// req's default source, 127.0.0.1, is no node's.
+var nodeIP = map[string]string{"00:03:1d:0c:01:01": "127.0.0.11", "00:03:1d:0c:01:02": "127.0.0.12"}
+
+// operatorToken stands for an operator's token: asOperator, in place of
+// the AM's token guard, records its bearer as an operator.
+const operatorToken = "operator-token"
+
+func asOperator(c *gin.Context) {
+	if c.GetHeader("Authorization") == "Bearer "+operatorToken {
+		apierr.SetCaller(c, apierr.Caller{Name: "op", Role: apierr.RoleOperator, Addr: c.ClientIP()})
+	}
+}
 
 func start(t testing.TB, cfg rcbroker.Config) *rcbrokertest.Appliance {
 	t.Helper()
-	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg})
+	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg, Middleware: []gin.HandlerFunc{asOperator}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +67,12 @@ type answer struct {
 }
 
 func req(t testing.TB, method, url, bearer string, body any, hdr ...string) answer {
+	t.Helper()
+	return reqFrom(t, "", method, url, bearer, body, hdr...)
+}
+
+// reqFrom is req from source address from ("" for any).
+func reqFrom(t testing.TB, from, method, url, bearer string, body any, hdr ...string) answer {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -69,19 +92,25 @@ func req(t testing.TB, method, url, bearer string, body any, hdr ...string) answ
 	for i := 0; i+1 < len(hdr); i += 2 {
 		rq.Header.Set(hdr[i], hdr[i+1])
 	}
-	return do(t, rq)
+	return doFrom(t, from, rq)
 }
 
 // do sends rq and reads the whole answer.
 func do(t testing.TB, rq *http.Request) answer {
 	t.Helper()
-	r := apptest.Do(t, rq)
+	return doFrom(t, "", rq)
+}
+
+func doFrom(t testing.TB, from string, rq *http.Request) answer {
+	t.Helper()
+	r := apptest.DoFrom(t, from, rq)
 	return answer{r.Status, r.Body, r.Header}
 }
 
+// enroll enrolls the node of macs[0] from its control IP.
 func enroll(t testing.TB, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {
 	t.Helper()
-	ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: macs, Image: "orbit-2.0.0", BootID: "b1"})
+	ans := reqFrom(t, nodeIP[macs[0]], http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: macs, Image: "orbit-2.0.0", BootID: "b1"})
 	var e proto.EnrollResponse
 	if ans.code != http.StatusOK || json.Unmarshal([]byte(ans.body), &e) != nil {
 		t.Fatalf("enroll %v: %d %s", macs, ans.code, ans.body)
@@ -92,22 +121,34 @@ func enroll(t testing.TB, a *rcbrokertest.Appliance, macs ...string) proto.Enrol
 func TestEnrollChecks(t *testing.T) {
 	a := start(t, rcbroker.Config{})
 	on := true
+	n1, n2 := nodeIP["00:03:1d:0c:01:01"], nodeIP["00:03:1d:0c:01:02"]
 	for _, tc := range []struct {
 		name string
+		from string
 		body any
+		hdr  []string
 		want int
 	}{
-		{"no MACs", proto.EnrollRequest{}, http.StatusBadRequest},
-		{"bad MAC", proto.EnrollRequest{MACs: []string{"00:03:1d"}}, http.StatusBadRequest},
-		{"not JSON", "{", http.StatusBadRequest},
-		{"unknown", proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01"}}, http.StatusNotFound},
-		{"two nodes", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01", "00:03:1d:0c:01:02"}}, http.StatusConflict},
-		{"unknown firmware", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}, Firmware: "coreboot"}, http.StatusBadRequest},
-		{"secure boot on bios", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}, Firmware: proto.FirmwareBIOS, SecureBoot: &on}, http.StatusBadRequest},
-		{"upper case, unknown first", proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01", "00:03:1D:0C:01:02"}}, http.StatusOK},
+		{"no MACs", n1, proto.EnrollRequest{}, nil, http.StatusBadRequest},
+		{"bad MAC", n1, proto.EnrollRequest{MACs: []string{"00:03:1d"}}, nil, http.StatusBadRequest},
+		{"not JSON", n1, "{", nil, http.StatusBadRequest},
+		{"unknown", n1, proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01"}}, nil, http.StatusNotFound},
+		{"two nodes", n1, proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01", "00:03:1d:0c:01:02"}}, nil, http.StatusConflict},
+		{"unknown firmware", n1, proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}, Firmware: "coreboot"}, nil, http.StatusBadRequest},
+		{"secure boot on bios", n1, proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}, Firmware: proto.FirmwareBIOS, SecureBoot: &on}, nil, http.StatusBadRequest},
+		// MACs are not secret: n1's from another address is not n1.
+		{"n1 from n2's address", n2, proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}}, nil, http.StatusForbidden},
+		{"n1 from no node's address", "127.0.0.1", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}}, nil, http.StatusForbidden},
+		{"n1 from elsewhere, forwarded for n1", "127.0.0.1", proto.EnrollRequest{MACs: []string{"00:03:1d:0c:01:01"}},
+			[]string{"X-Forwarded-For", n1, "X-Real-IP", n1}, http.StatusForbidden},
+		{"upper case, unknown first", n2, proto.EnrollRequest{MACs: []string{"02:00:00:00:00:01", "00:03:1D:0C:01:02"}}, nil, http.StatusOK},
 	} {
-		if ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", tc.body); ans.code != tc.want {
+		ans := reqFrom(t, tc.from, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", tc.body, tc.hdr...)
+		if ans.code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, ans.code, ans.body, tc.want)
+		}
+		if tc.want == http.StatusForbidden && (strings.Contains(ans.body, "secret") || !strings.Contains(ans.body, "enrolls from its control IP 127.0.0.11")) {
+			t.Errorf("%s: %s; want a refusal that names the node's address, and no secret", tc.name, ans.body)
 		}
 	}
 	s, err := amclient.New(a.URL).RCStatus(context.Background(), "n2.sb8")
@@ -137,7 +178,7 @@ func TestEnrollFirmware(t *testing.T) {
 		{"uefi secure boot", proto.FirmwareUEFI, &on, "orbit-2.0.0 firmware=uefi secure_boot=on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ans := req(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{
+			ans := reqFrom(t, nodeIP["00:03:1d:0c:01:01"], http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{
 				MACs: []string{"00:03:1d:0c:01:01"}, Image: "orbit-2.0.0", BootID: tc.name, Firmware: tc.firmware, SecureBoot: tc.sb})
 			if ans.code != http.StatusOK {
 				t.Fatalf("enroll: %d %s", ans.code, ans.body)
@@ -351,6 +392,7 @@ func TestDiskImageStore(t *testing.T) {
 		pr, pw := io.Pipe()
 		rq, _ := http.NewRequest(http.MethodPut, u+name, pr)
 		rq.ContentLength = -1
+		rq.Header.Set("Authorization", "Bearer "+operatorToken)
 		rq.Trailer = http.Header{proto.HeaderSHA256: nil}
 		go func() {
 			_, err := pw.Write(data) // fails only if the request ended early: do says why
@@ -365,14 +407,14 @@ func TestDiskImageStore(t *testing.T) {
 	if ans := upload("t1", img[:len(img)-10], sum(img)); ans.code != http.StatusBadRequest || !strings.Contains(ans.body, "checksum mismatch") {
 		t.Errorf("short upload with the full sum in the trailer: %d %s", ans.code, ans.body)
 	}
-	get := req(t, http.MethodGet, u+"t1", "", nil)
+	get := req(t, http.MethodGet, u+"t1", operatorToken, nil)
 	if get.code != 200 || get.body != string(img) || get.header.Get(proto.HeaderSHA256) != sum(img) || get.header.Get(proto.HeaderFormat) != "zstd" {
 		t.Errorf("GET t1: %d, %d bytes, %v", get.code, len(get.body), get.header)
 	}
-	if r := req(t, http.MethodGet, u+"t1", "", nil, "Range", "bytes=4-9"); r.code != http.StatusPartialContent || r.body != string(img[4:10]) {
+	if r := req(t, http.MethodGet, u+"t1", operatorToken, nil, "Range", "bytes=4-9"); r.code != http.StatusPartialContent || r.body != string(img[4:10]) {
 		t.Errorf("range: %d %q", r.code, r.body)
 	}
-	if r := req(t, http.MethodHead, u+"t1", "", nil); r.code != 200 || r.header.Get("Content-Length") != fmt.Sprint(len(img)) {
+	if r := req(t, http.MethodHead, u+"t1", operatorToken, nil); r.code != 200 || r.header.Get("Content-Length") != fmt.Sprint(len(img)) {
 		t.Errorf("HEAD: %d %v", r.code, r.header)
 	}
 	// An operator drops a gzip image in by hand: its checksum is computed.
@@ -391,24 +433,24 @@ func TestDiskImageStore(t *testing.T) {
 		t.Errorf("the computed checksum was not kept: %v", err)
 	}
 	// Replacing it with a zstd image leaves one file for the name.
-	if ans := req(t, http.MethodPut, u+"byhand", "", img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
+	if ans := req(t, http.MethodPut, u+"byhand", operatorToken, img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
 		t.Fatalf("replace: %d %s", ans.code, ans.body)
 	}
 	if _, err := os.Stat(filepath.Join(a.Dir, "images", "byhand.gz")); err == nil {
 		t.Errorf("the gzip file of a name now stored as zstd is still there")
 	}
 	for _, name := range []string{"%2e%2e", "..%2fstate%2fnetboot.db", ".upload-x", "a..b"} {
-		if r := req(t, http.MethodGet, u+name, "", nil); r.code == http.StatusOK {
+		if r := req(t, http.MethodGet, u+name, operatorToken, nil); r.code == http.StatusOK {
 			t.Errorf("GET %s: 200", name)
 		}
-		if r := req(t, http.MethodPut, u+name, "", img, proto.HeaderSHA256, sum(img)); r.code == http.StatusCreated {
+		if r := req(t, http.MethodPut, u+name, operatorToken, img, proto.HeaderSHA256, sum(img)); r.code == http.StatusCreated {
 			t.Errorf("PUT %s: 201", name)
 		}
 	}
-	if r := req(t, http.MethodDelete, u+"t1", "", nil); r.code != http.StatusNoContent {
+	if r := req(t, http.MethodDelete, u+"t1", operatorToken, nil); r.code != http.StatusNoContent {
 		t.Errorf("DELETE: %d %s", r.code, r.body)
 	}
-	if r := req(t, http.MethodGet, u+"t1", "", nil); r.code != http.StatusNotFound {
+	if r := req(t, http.MethodGet, u+"t1", operatorToken, nil); r.code != http.StatusNotFound {
 		t.Errorf("GET after DELETE: %d", r.code)
 	}
 	entries, _ := os.ReadDir(filepath.Join(a.Dir, "images"))
@@ -444,7 +486,7 @@ func TestLeftoverUploadsRemovedAtStart(t *testing.T) {
 func TestStopCutsStalledDownload(t *testing.T) {
 	a := start(t, rcbroker.Config{})
 	img := append([]byte{0x28, 0xb5, 0x2f, 0xfd}, make([]byte, 256<<20)...)
-	if ans := req(t, http.MethodPut, a.URL+"/api/v1/disk-images/big", "", img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
+	if ans := req(t, http.MethodPut, a.URL+"/api/v1/disk-images/big", operatorToken, img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
 		t.Fatalf("upload: %d %s", ans.code, ans.body)
 	}
 	var conn net.Conn
@@ -453,7 +495,9 @@ func TestStopCutsStalledDownload(t *testing.T) {
 		conn = c
 		return c, err
 	}}}
-	resp, err := client.Get(a.URL + "/api/v1/disk-images/big")
+	get, _ := http.NewRequest(http.MethodGet, a.URL+"/api/v1/disk-images/big", nil)
+	get.Header.Set("Authorization", "Bearer "+operatorToken)
+	resp, err := client.Do(get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,6 +582,7 @@ func TestStopCutsStalledUpload(t *testing.T) {
 	defer pw.Close()
 	rq, _ := http.NewRequest(http.MethodPut, a.URL+"/api/v1/disk-images/slow", pr)
 	rq.Header.Set(proto.HeaderSHA256, strings.Repeat("0", 64))
+	rq.Header.Set("Authorization", "Bearer "+operatorToken)
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(rq)
@@ -572,5 +617,96 @@ func TestStopCutsStalledUpload(t *testing.T) {
 		t.Logf("the upload ended: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Errorf("the upload still goes on 60s after the stop")
+	}
+}
+
+// TestDiskImageAccess: an RC reaches a disk image only with its bearer and
+// while its node runs a LOAD_IMAGE (download) or SAVE_IMAGE (upload) of
+// that image; an operator always.
+func TestDiskImageAccess(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	u := a.URL + "/api/v1/disk-images/"
+	img := zstdtest.Compress(t, bytes.Repeat([]byte("disk "), 1000))
+	img2 := zstdtest.Compress(t, bytes.Repeat([]byte("node "), 1000)) // what the RCs upload
+	for _, name := range []string{"base", "other"} {
+		if ans := req(t, http.MethodPut, u+name, operatorToken, img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
+			t.Fatalf("operator upload of %s: %d %s", name, ans.code, ans.body)
+		}
+	}
+	e1, e2 := enroll(t, a, "00:03:1d:0c:01:01"), enroll(t, a, "00:03:1d:0c:01:02")
+	ctx := context.Background()
+	c := amclient.New(a.URL)
+	// run queues a command for n1 and has its RC take it: it runs.
+	run := func(req proto.CommandRequest) proto.CommandStatus {
+		t.Helper()
+		st, err := c.SendCommand(ctx, "n1.sb8", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans := reqFrom(t, "", http.MethodGet, a.URL+"/api/v1/rc/poll?wait=0s", e1.Secret, nil); ans.code != http.StatusOK {
+			t.Fatalf("poll: %d %s", ans.code, ans.body)
+		}
+		return st
+	}
+	finish := func(st proto.CommandStatus) {
+		t.Helper()
+		if ans := req(t, http.MethodPost, fmt.Sprintf("%s/api/v1/rc/commands/%d/report", a.URL, st.ID), e1.Secret, proto.Report{Seq: 1, State: proto.StateDone}); ans.code != http.StatusNoContent {
+			t.Fatalf("report: %d %s", ans.code, ans.body)
+		}
+	}
+	type check struct {
+		method, name, bearer string
+		want                 int
+	}
+	try := func(when string, checks ...check) {
+		t.Helper()
+		for _, ck := range checks {
+			var body any
+			var hdr []string
+			if ck.method == http.MethodPut {
+				body, hdr = img2, []string{proto.HeaderSHA256, sum(img2)}
+			}
+			if ans := req(t, ck.method, u+ck.name, ck.bearer, body, hdr...); ans.code != ck.want {
+				t.Errorf("%s: %s %s with bearer %.8s: %d %s, want %d", when, ck.method, ck.name, ck.bearer, ans.code, ans.body, ck.want)
+			}
+		}
+	}
+	try("nothing runs",
+		check{http.MethodGet, "base", "", http.StatusUnauthorized},
+		check{http.MethodHead, "base", "", http.StatusUnauthorized},
+		check{http.MethodPut, "base", "", http.StatusUnauthorized},
+		check{http.MethodGet, "base", "not-a-secret", http.StatusUnauthorized},
+		check{http.MethodGet, "base", e1.Secret, http.StatusForbidden},
+		check{http.MethodHead, "base", e1.Secret, http.StatusForbidden},
+		check{http.MethodPut, "base", e1.Secret, http.StatusForbidden},
+		check{http.MethodGet, "base", operatorToken, http.StatusOK},
+		check{http.MethodHead, "base", operatorToken, http.StatusOK},
+	)
+	if ans := req(t, http.MethodGet, a.URL+"/api/v1/disk-images", "", nil); ans.code != http.StatusOK {
+		t.Errorf("list: %d %s", ans.code, ans.body)
+	}
+	load := run(proto.CommandRequest{Type: proto.LoadImage, Image: "base"})
+	try("n1 loads base",
+		check{http.MethodGet, "base", e1.Secret, http.StatusOK},
+		check{http.MethodHead, "base", e1.Secret, http.StatusOK},
+		check{http.MethodGet, "other", e1.Secret, http.StatusForbidden}, // not the image it loads
+		check{http.MethodPut, "base", e1.Secret, http.StatusForbidden},  // a load is no save
+		check{http.MethodGet, "base", e2.Secret, http.StatusForbidden},  // not n2's command
+	)
+	finish(load)
+	try("n1's load is over", check{http.MethodGet, "base", e1.Secret, http.StatusForbidden})
+
+	save := run(proto.CommandRequest{Type: proto.SaveImage, Image: "saved"})
+	try("n1 saves saved",
+		check{http.MethodPut, "other", e1.Secret, http.StatusForbidden},
+		check{http.MethodPut, "saved", e2.Secret, http.StatusForbidden},
+		check{http.MethodGet, "saved", e1.Secret, http.StatusForbidden}, // a save is no load
+		check{http.MethodPut, "saved", e1.Secret, http.StatusCreated},
+	)
+	finish(save)
+	try("n1's save is over", check{http.MethodPut, "saved", e1.Secret, http.StatusForbidden})
+	// The refused uploads changed nothing: "other" is the operator's.
+	if got := req(t, http.MethodGet, u+"other", operatorToken, nil); got.code != http.StatusOK || got.body != string(img) {
+		t.Errorf("other after refused uploads: %d, %d bytes", got.code, len(got.body))
 	}
 }

@@ -124,7 +124,7 @@ type status struct {
 
 func commandStatus(t *testing.T, url string, id int64) status {
 	t.Helper()
-	ans := req(t, http.MethodGet, fmt.Sprintf("%s/api/v1/commands/%d", url, id), "", nil)
+	ans := req(t, http.MethodGet, fmt.Sprintf("%s/api/v1/commands/%d", url, id), operatorToken, nil)
 	var s status
 	if ans.code != http.StatusOK {
 		t.Fatalf("command %d: %d %s", id, ans.code, ans.body)
@@ -140,7 +140,7 @@ func commandStatus(t *testing.T, url string, id int64) status {
 // the command taken before is reported lost (the poll names none running).
 func runningCommand(t *testing.T, url, secret string) int64 {
 	t.Helper()
-	ans := req(t, http.MethodPost, url+"/api/v1/nodes/n1.sb8/commands", "", proto.CommandRequest{Type: proto.Execute, Command: "uname -a"})
+	ans := req(t, http.MethodPost, url+"/api/v1/nodes/n1.sb8/commands", operatorToken, proto.CommandRequest{Type: proto.Execute, Command: "uname -a"})
 	if ans.code != http.StatusAccepted {
 		t.Fatalf("queue: %d %s", ans.code, ans.body)
 	}

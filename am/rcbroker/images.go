@@ -348,6 +348,9 @@ var contentType = map[string]string{proto.FormatZstd: "application/zstd", proto.
 
 func (b *Broker) getImage(c *gin.Context) {
 	name := c.Param("name")
+	if !b.imageAccess(c, name, proto.LoadImage) {
+		return
+	}
 	f, format, err := b.images.find(name)
 	if err != nil {
 		b.apiError(c, err)
@@ -391,6 +394,9 @@ func (b *Broker) putImage(c *gin.Context) {
 	name := c.Param("name")
 	if err := checkImageName(name); err != nil {
 		b.apiError(c, err)
+		return
+	}
+	if !b.imageAccess(c, name, proto.SaveImage) {
 		return
 	}
 	start := time.Now()

@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -121,6 +122,7 @@ func (b *Broker) enroll(c *gin.Context) {
 		return
 	}
 	var hrns []string
+	var node inventory.Node
 	for _, mac := range req.MACs {
 		n, err := b.st.NodeByMAC(ctx, mac)
 		if errors.Is(err, store.ErrNotFound) {
@@ -131,7 +133,7 @@ func (b *Broker) enroll(c *gin.Context) {
 			return
 		}
 		if !slices.Contains(hrns, n.HRN) {
-			hrns = append(hrns, n.HRN)
+			hrns, node = append(hrns, n.HRN), n
 		}
 	}
 	switch len(hrns) {
@@ -144,12 +146,17 @@ func (b *Broker) enroll(c *gin.Context) {
 		b.apiError(c, apierr.New(http.StatusConflict, "enroll: the MACs %s belong to several nodes: %s", strings.Join(req.MACs, ", "), strings.Join(hrns, ", ")))
 		return
 	}
+	now := time.Now()
+	if err := b.checkSource(ctx, node, sourceAddr(c.Request), now); err != nil {
+		b.log.Warn("rc: enrollment refused", "hrn", node.HRN, "macs", req.MACs, "client", addrText(sourceAddr(c.Request)), "err", err)
+		b.apiError(c, err)
+		return
+	}
 	secret, err := newSecret()
 	if err != nil {
 		b.apiError(c, err)
 		return
 	}
-	now := time.Now()
 	e, err := b.st.PutRCEnrollment(ctx, store.RCEnrollment{
 		HRN: hrns[0], Secret: secret, BootID: req.BootID, Image: req.Image, Hostname: req.Hostname,
 		Info: req, Firmware: req.Firmware, SecureBoot: req.SecureBoot, EnrolledAt: now, LastSeen: now,
@@ -161,7 +168,7 @@ func (b *Broker) enroll(c *gin.Context) {
 	if err := b.st.AddEvent(ctx, store.Event{HRN: e.HRN, At: now, Source: "rc", What: "enrolled", Detail: enrolledDetail(req)}); err != nil {
 		b.log.Error("rc: timeline", "hrn", e.HRN, "err", err)
 	}
-	b.log.Info("rc enrolled", "hrn", e.HRN, "enrollment", e.ID, "image", req.Image, "hostname", req.Hostname, "client", c.ClientIP())
+	b.log.Info("rc enrolled", "hrn", e.HRN, "enrollment", e.ID, "image", req.Image, "hostname", req.Hostname, "client", addrText(sourceAddr(c.Request)))
 	b.wake.notify(e.HRN) // commands moved to this enrollment, and old polls to end
 	c.JSON(http.StatusOK, proto.EnrollResponse{HRN: e.HRN, Enrollment: e.ID, Secret: secret, PollWait: b.cfg.PollWait.String()})
 }

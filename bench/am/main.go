@@ -279,6 +279,10 @@ type server struct {
 	logPath string
 	base    string // http://127.0.0.1:port
 	cfgDir  string // <tftp_root>/pxelinux.cfg
+	// tokenFile is the admin token netbootd makes at its first start;
+	// token, read by waitReady, goes with every JSON API call.
+	tokenFile string
+	token     string
 }
 
 func startServer(ctx context.Context, bin, dir string, nodes []node, client *http.Client, logf func(string, ...any)) (*server, error) {
@@ -313,6 +317,7 @@ func startServer(ctx context.Context, bin, dir string, nodes []node, client *htt
 		if err != nil {
 			return nil, err
 		}
+		s.tokenFile = filepath.Join(dir, fmt.Sprintf("state%d", attempt), "admin.token")
 		logf("started %s (pid %d) on %s, log %s", bin, s.cmd.Process.Pid, s.base, s.logPath)
 		lastErr = s.waitReady(ctx, client)
 		if lastErr == nil {
@@ -374,7 +379,13 @@ func (s *server) waitReady(ctx context.Context, client *http.Client) error {
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
-		status, body, _, err := do(ctx, client, http.MethodGet, s.base+"/api/v1/testbeds", nil)
+		tok, err := os.ReadFile(s.tokenFile)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		s.token = strings.TrimSpace(string(tok))
+		status, body, _, err := do(ctx, client, s.token, http.MethodGet, s.base+"/api/v1/testbeds", nil)
 		if err != nil {
 			last = err.Error()
 			continue
@@ -427,8 +438,10 @@ func (s *server) dumpLog(w io.Writer, n int) {
 	}
 }
 
-// do sends one request and reads the whole answer; dur covers both.
-func do(ctx context.Context, client *http.Client, method, u string, body []byte) (status int, respBody []byte, dur time.Duration, err error) {
+// do sends one request, with token as its bearer unless "" (the OMF
+// calls come from loopback, in omf.allow), and reads the whole answer;
+// dur covers both.
+func do(ctx context.Context, client *http.Client, token, method, u string, body []byte) (status int, respBody []byte, dur time.Duration, err error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -439,6 +452,9 @@ func do(ctx context.Context, client *http.Client, method, u string, body []byte)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	start := time.Now()
 	resp, err := client.Do(req)
@@ -503,7 +519,7 @@ func (b *bench) runBulk(ctx context.Context) (bulkResult, error) {
 		}
 		res.total++
 		c0 := b.cpuNow()
-		status, body, dur, err := do(ctx, b.client, http.MethodGet, setURL, nil)
+		status, body, dur, err := do(ctx, b.client, "", http.MethodGet, setURL, nil)
 		c1 := b.cpuNow()
 		switch {
 		case err != nil:
@@ -521,7 +537,7 @@ func (b *bench) runBulk(ctx context.Context) (bulkResult, error) {
 			errs.add("run %d: after set: %s", i+1, msg)
 		}
 		// Clear (not timed), so every run sets 400 links from none.
-		status, body, _, err = do(ctx, b.client, http.MethodGet, clearURL, nil)
+		status, body, _, err = do(ctx, b.client, "", http.MethodGet, clearURL, nil)
 		switch {
 		case err != nil:
 			errs.add("run %d: clearBootImageNS: %v", i+1, err)
@@ -597,6 +613,7 @@ func (b *bench) runLoad(ctx context.Context, omf bool, pace time.Duration) (load
 	var res loadResult
 	var errs errLog
 	type reqSpec struct {
+		token       string
 		method, url string
 		body        []byte
 		want        int
@@ -604,15 +621,15 @@ func (b *bench) runLoad(ctx context.Context, omf bool, pace time.Duration) (load
 	specs := func(nd node) (set, clear reqSpec) {
 		if omf {
 			q := "?domain=" + url.QueryEscape(domain) + "&ns=" + url.QueryEscape(nd.hrn)
-			return reqSpec{http.MethodGet, b.srv.base + "/pxe/setBootImageNS" + q, nil, http.StatusOK},
-				reqSpec{http.MethodGet, b.srv.base + "/pxe/clearBootImageNS" + q, nil, http.StatusOK}
+			return reqSpec{"", http.MethodGet, b.srv.base + "/pxe/setBootImageNS" + q, nil, http.StatusOK},
+				reqSpec{"", http.MethodGet, b.srv.base + "/pxe/clearBootImageNS" + q, nil, http.StatusOK}
 		}
 		u := b.srv.base + "/api/v1/nodes/" + url.PathEscape(nd.hrn) + "/boot"
-		return reqSpec{http.MethodPut, u, []byte(`{"image":"` + image + `"}`), http.StatusOK},
-			reqSpec{http.MethodDelete, u, nil, http.StatusNoContent}
+		return reqSpec{b.srv.token, http.MethodPut, u, []byte(`{"image":"` + image + `"}`), http.StatusOK},
+			reqSpec{b.srv.token, http.MethodDelete, u, nil, http.StatusNoContent}
 	}
 	call := func(r reqSpec, what string) time.Duration {
-		status, body, dur, err := do(ctx, b.client, r.method, r.url, r.body)
+		status, body, dur, err := do(ctx, b.client, r.token, r.method, r.url, r.body)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {

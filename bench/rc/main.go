@@ -55,13 +55,15 @@ import (
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/bench/internal/benchproc"
 	"github.com/orbit-lab/netboot/internal/amclient"
+	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/rc"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
 const (
-	node = "bench1.bench"
-	mac  = "02:00:00:be:0c:01"
+	node   = "bench1.bench"
+	mac    = "02:00:00:be:0c:01"
+	nodeIP = "127.0.0.2" // the RC speaks from its node's control IP, as the appliance asks
 )
 
 func main() {
@@ -138,7 +140,7 @@ func run() (err error) {
 		zsize>>20, 100*float64(zsize)/float64(size), gsize>>20, 100*float64(gsize)/float64(size))
 
 	a, err := rcbrokertest.Start(filepath.Join(dir, "appliance"), rcbrokertest.Options{
-		Inventory: fmt.Sprintf("testbeds:\n  - domain: bench\n    nodes:\n      - { hrn: %s, control_ip: 10.99.0.1, control_mac: %q }\n", node, mac),
+		Inventory: fmt.Sprintf("testbeds:\n  - domain: bench\n    nodes:\n      - { hrn: %s, control_ip: %s, control_mac: %q }\n", node, nodeIP, mac),
 		Config:    rcbroker.Config{ImageDir: images},
 	})
 	if err != nil {
@@ -153,7 +155,7 @@ func run() (err error) {
 	done := make(chan error, 1)
 	go func() {
 		done <- rc.Run(ctx, rc.Config{AM: a.URL, MACs: []string{mac}, ImageName: "bench", DiskAllow: []string{target},
-			Log: rcLog})
+			HTTP: apptest.ClientFrom(nodeIP), Log: rcLog})
 	}()
 	defer func() {
 		cancel()

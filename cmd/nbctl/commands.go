@@ -63,6 +63,9 @@ func (k *cli) commands() []spec {
 			"netboot the nodes into the RAM image, write disk image\nNAME onto their disks, reboot them into it (omf load)", k.load},
 		{"save", "--node A --image NAME [--replace] [same flags as load]",
 			"netboot the node, store its disk as disk image NAME,\nreboot it (omf save)", k.save},
+		{"token create", "--name N --role viewer|operator|admin [--expires 90d]", "make an API token; it is printed this once", k.tokenCreate},
+		{"token list", "[--json]", "list API tokens (never their secrets)", k.tokenList},
+		{"token revoke", "NAME", "revoke an API token", k.tokenRevoke},
 		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},
@@ -75,12 +78,16 @@ is unique in the inventory, or in testbed D with --domain D.
 COMMAND --help (or -h) prints the command's usage; after rc exec's --,
 --help goes to the program.
 --server defaults to $NBCTL_SERVER, else http://localhost:5054.
+The API token is read from --token-file, else $NBCTL_TOKEN, else
+$XDG_CONFIG_HOME/netboot/token (~/.config/netboot/token); reads need the
+viewer role, boot, power, commands and disk images operator, inventory
+changes and tokens admin.
 `
 
 // usage is the whole usage text.
 func usage(specs []spec) string {
 	var b strings.Builder
-	b.WriteString("usage: nbctl [--server URL] COMMAND [ARGS]\n\n")
+	b.WriteString("usage: nbctl [--server URL] [--token-file FILE] COMMAND [ARGS]\n\n")
 	writeEntries(&b, specs)
 	b.WriteString("\n" + usageNotes)
 	return b.String()

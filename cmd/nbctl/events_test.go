@@ -57,12 +57,18 @@ func (w *syncWatch) waitFor(t *testing.T, parts ...string) {
 // event netbootd records after it started, once, across a restart of
 // netbootd, and ends without an error when its context ends (Ctrl-C).
 func TestEventsFollow(t *testing.T) {
-	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: nodesInventory})
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: rcInventory})
 	a.Start()
 	// An RC enrolling is an event on its node's timeline.
+	rcClient := apptest.ClientFrom(rcIP[node11.HRN])
+	defer rcClient.CloseIdleConnections()
 	enroll := func(image string) {
 		t.Helper()
-		r := apptest.Call(t, http.MethodPost, a.URL+"/api/v1/rc/enroll", `{"macs":["`+node11.ControlMAC+`"],"image":"`+image+`"}`, nil)
+		req, err := http.NewRequest(http.MethodPost, a.URL+"/api/v1/rc/enroll", strings.NewReader(`{"macs":["`+node11.ControlMAC+`"],"image":"`+image+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := apptest.DoWith(t, rcClient, req)
 		if r.Status != http.StatusOK {
 			t.Fatalf("enroll: %d %s", r.Status, r.Body)
 		}
@@ -74,7 +80,7 @@ func TestEventsFollow(t *testing.T) {
 	out, errs := newSyncWatch(), newSyncWatch()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--server", a.URL, "nodes", "events", "--follow", "--domain", "sb8", "n11"}, out, errs)
+		done <- run(ctx, []string{"--server", a.URL, "--token-file", a.TokenFile, "nodes", "events", "--follow", "--domain", "sb8", "n11"}, out, errs)
 	}()
 	// Once the timeline so far is printed, nbctl follows it.
 	out.waitFor(t, "rc", "enrolled", "before-1")

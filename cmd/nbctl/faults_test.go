@@ -85,17 +85,16 @@ func TestSaveDiskFull(t *testing.T) {
 	state := filepath.Join(a.Dir, "state")
 	mountTmpfs(t, state, "6m")
 	a.Start()
-	n.rcBin = filepath.Join(a.Bin, "orbit-rc")
 	n.run(a.URL)
 	ctx := t.Context()
 
 	old := randomData(1, 1<<20)
 	img := filepath.Join(t.TempDir(), "old.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, old))
-	nbctlOK(ctx, t, a.URL, "disk", "put", "old", img)
+	nbctlOK(ctx, t, a, "disk", "put", "old", img)
 
 	n.writeDisk("disk0", randomData(2, 12<<20)) // compressed, still twice the tmpfs
-	out, errs, err := nbctl(ctx, a.URL, "save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
+	out, errs, err := nbctl(ctx, a, "save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
 	t.Logf("nbctl save onto a full disk: %v\n%s%s", err, out, errs)
 	if err == nil {
 		t.Fatalf("nbctl save of 12 MiB into a 6 MiB state_dir succeeded")
@@ -107,7 +106,7 @@ func TestSaveDiskFull(t *testing.T) {
 	if !apptest.HasLine(a.Log.String(), "disk image upload refused", "no space left on device") {
 		t.Errorf("netbootd does not log the refusal with its cause:\n%s", a.Log)
 	}
-	if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), old) {
+	if !bytes.Equal(storedImage(ctx, t, a, "old"), old) {
 		t.Errorf("image old changed")
 	}
 	if left := leftovers(t, filepath.Join(state, "images")); len(left) > 0 {
@@ -116,8 +115,8 @@ func TestSaveDiskFull(t *testing.T) {
 
 	// The appliance goes on: a disk that fits is stored.
 	n.writeDisk("disk1", diskData("small"))
-	nbctlOK(ctx, t, a.URL, "save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk1"), "--poll", "50ms")
-	if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("small")) {
+	nbctlOK(ctx, t, a, "save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk1"), "--poll", "50ms")
+	if !bytes.Equal(storedImage(ctx, t, a, "old"), diskData("small")) {
 		t.Errorf("image old is not the disk saved after")
 	}
 }
@@ -143,7 +142,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 // database holds, and returns those (HRN -> image).
 func linksAgree(ctx context.Context, t *testing.T, a *apptest.Appliance) map[string]string {
 	t.Helper()
-	links, err := amclient.New(a.URL).Boot(ctx)
+	links, err := amclient.New(a.URL).WithToken(a.Token).Boot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,25 +187,15 @@ func TestLoadKilled(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: inv})
 	a.Start()
 	for _, n := range nodes {
-		n.rcBin = filepath.Join(a.Bin, "orbit-rc") // the node's RC as the node runs it
 		n.run(a.URL)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range nodes {
-				n.mu.Lock()
-				t.Logf("%s: its orbit-rc processes said:\n%s", n.hrn, strings.Join(n.rcLogs, "\n---\n"))
-				n.mu.Unlock()
-			}
-		}
-	})
 	ctx := t.Context()
 	// Big enough that the RCs are still downloading it when the load
 	// says they load (it polls every 50 ms).
 	data := randomData(3, 48<<20)
 	img := filepath.Join(t.TempDir(), "base.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, data))
-	nbctlOK(ctx, t, a.URL, "disk", "put", "base", img)
+	nbctlOK(ctx, t, a, "disk", "put", "base", img)
 
 	for _, tc := range []struct {
 		name string
@@ -241,7 +230,7 @@ func TestLoadKilled(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				out, errs := loadDisk0(ctx, a.URL, nodes, w)
+				out, errs := loadDisk0(ctx, a, nodes, w)
 				done <- result{out, errs}
 			}()
 			select {
@@ -273,7 +262,7 @@ func TestLoadKilled(t *testing.T) {
 				n.writeDisk("disk0", nil)
 			}
 			var errs apptest.SyncBuffer
-			out, failed := loadDisk0(ctx, a.URL, nodes, &errs)
+			out, failed := loadDisk0(ctx, a, nodes, &errs)
 			if len(failed) > 0 {
 				t.Fatalf("the next load: %v\n%s%s", failed, out, errs.String())
 			}
@@ -291,7 +280,7 @@ func TestLoadKilled(t *testing.T) {
 // one job per node (their disk files differ) at once, with bounds short
 // enough for a test, writing their progress to stderr. It returns their
 // summaries and each failed node's error.
-func loadDisk0(ctx context.Context, url string, nodes []*vnode, stderr io.Writer) (string, map[string]error) {
+func loadDisk0(ctx context.Context, a *apptest.Appliance, nodes []*vnode, stderr io.Writer) (string, map[string]error) {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -303,7 +292,7 @@ func loadDisk0(ctx context.Context, url string, nodes []*vnode, stderr io.Writer
 		go func() {
 			defer wg.Done()
 			var b bytes.Buffer
-			err := run(ctx, []string{"--server", url, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"),
+			err := run(ctx, []string{"--server", a.URL, "--token-file", a.TokenFile, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"),
 				"--poll", "50ms", "--boot-timeout", "30s", "--timeout", "2m"}, &b, stderr)
 			mu.Lock()
 			defer mu.Unlock()
@@ -325,55 +314,10 @@ func checkAfterKill(ctx context.Context, t *testing.T, a *apptest.Appliance, dat
 	if links := linksAgree(ctx, t, a); len(links) > 0 {
 		t.Errorf("boot links left: %v", links)
 	}
-	if !bytes.Equal(storedImage(ctx, t, a.URL, "base"), data) {
+	if !bytes.Equal(storedImage(ctx, t, a, "base"), data) {
 		t.Errorf("the stored image base changed")
 	}
 	if left := leftovers(t, filepath.Join(a.Dir, "state", "images")); len(left) > 0 {
 		t.Errorf("left in the image directory: %q", left)
-	}
-}
-
-// bootProcess runs the node's RC as an orbit-rc process, as the node's
-// init would: its REBOOT touches a file, which the node takes for a
-// reboot (the process ends and the node boots again). It returns what
-// kills the process, as a reset would.
-func (n *vnode) bootProcess() (stop func()) {
-	image := filepath.Join(n.dir, "orbit_image")
-	rebooted := filepath.Join(n.dir, "rebooted")
-	testenv.WriteFile(n.t, image, "orbit-2.0.0\n")
-	cmd := exec.Command(n.rcBin, "--am", n.amURL, "--mac", n.mac, "--hostname", strings.Split(n.hrn, ".")[0],
-		"--image-file", image, "--state-dir", "", "--disk-allow", filepath.Join(n.dir, "disk*"), "--cmdline", os.DevNull,
-		"--efi-dir", filepath.Join(n.dir, "no-efi"), "--poll-wait", "2s", "--max-backoff", "2s",
-		"--reboot-cmd", "touch "+rebooted, "--poweroff-cmd", "true", "--log-level", "debug")
-	var log apptest.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		n.t.Errorf("%s: orbit-rc: %v", n.hrn, err)
-		return func() {}
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	quit := make(chan struct{})
-	go func() { // the reboot hook's file: the node reboots
-		for {
-			select {
-			case <-quit:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if err := os.Remove(rebooted); err == nil {
-				n.note("rc-reboot")
-				n.power()
-				return
-			}
-		}
-	}()
-	return func() {
-		close(quit)
-		_ = cmd.Process.Kill()
-		<-exited
-		n.mu.Lock()
-		n.rcLogs = append(n.rcLogs, log.String())
-		n.mu.Unlock()
 	}
 }

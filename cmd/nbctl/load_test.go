@@ -25,11 +25,11 @@ import (
 // what it printed on stdout and on stderr, and its error. In process, so
 // that a test sees the nbctl of this tree, not a shared binary. Every
 // command here ends well within 90 s: reaching that means it hung.
-func nbctl(ctx context.Context, url string, args ...string) (stdout, stderr string, err error) {
+func nbctl(ctx context.Context, a *apptest.Appliance, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	var out, errs bytes.Buffer
-	err = run(ctx, append([]string{"--server", url}, args...), &out, &errs)
+	err = run(ctx, append([]string{"--server", a.URL, "--token-file", a.TokenFile}, args...), &out, &errs)
 	return out.String(), errs.String(), err
 }
 
@@ -55,22 +55,17 @@ type vnode struct {
 	tftp string
 	// hold, if set, holds the boot after a REBOOT until it is closed.
 	hold chan struct{}
-	// rcBin, if set, is an orbit-rc binary: each boot runs it as a
-	// process (bootProcess) instead of an RC in this one.
-	rcBin string
 
 	amURL string
 	kick  chan struct{} // a reset or a reboot: the running RC ends, a new one starts
 	mu    sync.Mutex
 	log   []string // system_reset, rc-reboot, in order
-	// rcLogs is what each orbit-rc process of the node printed (rcBin).
-	rcLogs []string
 }
 
 func newVnode(t *testing.T, i int) *vnode {
 	t.Helper()
 	n := &vnode{t: t, hrn: fmt.Sprintf("node1-%d.vtb", i), mac: fmt.Sprintf("00:03:1d:0c:01:%02x", i),
-		ip: fmt.Sprintf("10.18.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
+		ip: fmt.Sprintf("127.0.1.%d", i), dir: t.TempDir(), kick: make(chan struct{}, 1)}
 	for _, d := range []string{"disk0", "disk1"} {
 		n.writeDisk(d, nil)
 	}
@@ -119,11 +114,9 @@ func (n *vnode) boot() (stop func()) {
 	if n.noBoot || (n.tftp != "" && !n.pxe()) {
 		return func() {}
 	}
-	if n.rcBin != "" {
-		return n.bootProcess()
-	}
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,
+		HTTP: apptest.ClientFrom(n.ip), // an RC enrolls only from its node's address
 		// An appliance restarted under a test is back within a second or two.
 		MaxBackoff: 2 * time.Second,
 		Reboot: func(context.Context) error {
@@ -215,9 +208,9 @@ func (n *vnode) wantCommands(ctx context.Context, t *testing.T, c *amclient.Clie
 
 // nbctlOK runs nbctl and fails the test if it fails; it returns the
 // standard output.
-func nbctlOK(ctx context.Context, t *testing.T, url string, args ...string) string {
+func nbctlOK(ctx context.Context, t *testing.T, a *apptest.Appliance, args ...string) string {
 	t.Helper()
-	out, errs, err := nbctl(ctx, url, args...)
+	out, errs, err := nbctl(ctx, a, args...)
 	if err != nil {
 		t.Fatalf("nbctl %s: %v\n%s%s", strings.Join(args, " "), err, out, errs)
 	}
@@ -230,10 +223,10 @@ func diskData(name string) []byte {
 }
 
 // storedImage is a stored disk image, decompressed.
-func storedImage(ctx context.Context, t *testing.T, url, name string) []byte {
+func storedImage(ctx context.Context, t *testing.T, a *apptest.Appliance, name string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := amclient.New(url).GetDiskImage(ctx, name, &buf); err != nil {
+	if _, err := amclient.New(a.URL).WithToken(a.Token).GetDiskImage(ctx, name, &buf); err != nil {
 		t.Fatalf("disk get %s: %v", name, err)
 	}
 	return zstdtest.Decompress(t, &buf)
@@ -256,18 +249,18 @@ func TestLoadSaveFlags(t *testing.T) {
 	for _, n := range nodes {
 		n.run(a.URL)
 	}
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	ctx := t.Context()
 	for _, img := range []string{"base", "old"} {
 		f := filepath.Join(t.TempDir(), img+".zst")
 		testenv.WriteFile(t, f, zstdtest.Compress(t, diskData(img)))
-		nbctlOK(ctx, t, a.URL, "disk", "put", img, f)
+		nbctlOK(ctx, t, a, "disk", "put", img, f)
 	}
 	fast := []string{"--poll", "50ms"}
 
 	t.Run("load --disk writes the disk named, not the inventory's", func(t *testing.T) {
 		n := nodes[0]
-		out := nbctlOK(ctx, t, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
+		out := nbctlOK(ctx, t, a, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
 		if !bytes.Equal(n.readDisk("disk1"), diskData("base")) {
 			t.Errorf("disk1 does not hold the image")
 		}
@@ -282,7 +275,7 @@ func TestLoadSaveFlags(t *testing.T) {
 
 	t.Run("load --nodes takes a host name, in the testbed --domain names", func(t *testing.T) {
 		n := nodes[5]
-		out := nbctlOK(ctx, t, a.URL, append([]string{"load", "--domain", "vtb", "--nodes", "node1-6", "--image", "base", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
+		out := nbctlOK(ctx, t, a, append([]string{"load", "--domain", "vtb", "--nodes", "node1-6", "--image", "base", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
 		if !bytes.Equal(n.readDisk("disk0"), diskData("base")) {
 			t.Errorf("disk0 does not hold the image")
 		}
@@ -296,8 +289,8 @@ func TestLoadSaveFlags(t *testing.T) {
 		n := nodes[1]
 		n.writeDisk("disk0", diskData("disk0"))
 		n.writeDisk("disk1", diskData("disk1"))
-		nbctlOK(ctx, t, a.URL, append([]string{"save", "--node", n.hrn, "--image", "from-disk1", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
-		if !bytes.Equal(storedImage(ctx, t, a.URL, "from-disk1"), diskData("disk1")) {
+		nbctlOK(ctx, t, a, append([]string{"save", "--node", n.hrn, "--image", "from-disk1", "--disk", filepath.Join(n.dir, "disk1")}, fast...)...)
+		if !bytes.Equal(storedImage(ctx, t, a, "from-disk1"), diskData("disk1")) {
 			t.Errorf("image from-disk1 is not disk1")
 		}
 		n.wantCommands(ctx, t, c, "ENROLL", "SAVE_IMAGE disk1", "REBOOT")
@@ -306,22 +299,22 @@ func TestLoadSaveFlags(t *testing.T) {
 	t.Run("save onto a stored image without --replace is refused, nothing done", func(t *testing.T) {
 		n := nodes[2]
 		n.writeDisk("disk0", diskData("disk0"))
-		out, errs, err := nbctl(ctx, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old"}, fast...)...)
+		out, errs, err := nbctl(ctx, a, append([]string{"save", "--node", n.hrn, "--image", "old"}, fast...)...)
 		if err == nil || !strings.Contains(err.Error(), `disk image "old" exists already (--replace overwrites it)`) {
 			t.Errorf("save: %v; want a refusal naming --replace\n%s%s", err, out, errs)
 		}
 		if got := n.steps(); len(got) != 0 {
 			t.Errorf("the node was touched: %q", got)
 		}
-		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("old")) {
+		if !bytes.Equal(storedImage(ctx, t, a, "old"), diskData("old")) {
 			t.Errorf("image old changed")
 		}
 	})
 
 	t.Run("save --replace overwrites a stored image", func(t *testing.T) {
 		n := nodes[2]
-		nbctlOK(ctx, t, a.URL, append([]string{"save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
-		if !bytes.Equal(storedImage(ctx, t, a.URL, "old"), diskData("disk0")) {
+		nbctlOK(ctx, t, a, append([]string{"save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
+		if !bytes.Equal(storedImage(ctx, t, a, "old"), diskData("disk0")) {
 			t.Errorf("image old is not the node's disk0")
 		}
 	})
@@ -329,7 +322,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	t.Run("--timeout ends a load whose node never comes up, naming it", func(t *testing.T) {
 		n := nodes[3] // noBoot
 		// Only --timeout can end this before nbctl's 90 s.
-		out, errs, err := nbctl(ctx, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--timeout", "5s", "--boot-timeout", "1h"}, fast...)...)
+		out, errs, err := nbctl(ctx, a, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--timeout", "5s", "--boot-timeout", "1h"}, fast...)...)
 		if err == nil || err.Error() != "load: 1 of 1 nodes failed" {
 			t.Errorf("load: %v, want the node failed\n%s%s", err, out, errs)
 		}
@@ -346,7 +339,7 @@ func TestLoadSaveFlags(t *testing.T) {
 
 	t.Run("--no-reboot sends no REBOOT and resets nothing, with an RC that would not answer it", func(t *testing.T) {
 		n := nodes[4] // hangReboot
-		nbctlOK(ctx, t, a.URL, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--no-reboot", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
+		nbctlOK(ctx, t, a, append([]string{"load", "--nodes", n.hrn, "--image", "base", "--no-reboot", "--disk", filepath.Join(n.dir, "disk0")}, fast...)...)
 		if !bytes.Equal(n.readDisk("disk0"), diskData("base")) {
 			t.Errorf("disk0 does not hold the image")
 		}

@@ -104,13 +104,13 @@ func TestLoadRestoresEarlierLink(t *testing.T) {
 		n.tftp = a.TFTPAddr
 		n.run(a.URL)
 	}
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	ctx := t.Context()
 	img := filepath.Join(t.TempDir(), "base.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, diskData("base")))
-	nbctlOK(ctx, t, a.URL, "disk", "put", "base", img)
+	nbctlOK(ctx, t, a, "disk", "put", "base", img)
 	load := func(n *vnode) string {
-		return nbctlOK(ctx, t, a.URL, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
+		return nbctlOK(ctx, t, a, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
 	}
 
 	t.Run("a link set before is back after the load", func(t *testing.T) {
@@ -129,7 +129,7 @@ func TestLoadRestoresEarlierLink(t *testing.T) {
 		t.Cleanup(release)
 		loaded := make(chan string, 1)
 		go func() {
-			out, errs, err := nbctl(ctx, a.URL, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
+			out, errs, err := nbctl(ctx, a, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
 			if err != nil {
 				t.Errorf("nbctl load: %v\n%s%s", err, out, errs)
 			}

@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	top := flag.NewFlagSet("nbctl", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	top.StringVar(&server, "server", server, "appliance URL")
+	tokFile := top.String("token-file", "", "file holding the API token (default: $NBCTL_TOKEN, else the config dir's netboot/token)")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage(specs))
@@ -65,8 +66,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage(specs))
 		return errors.New("no command")
 	}
-	k.c, k.server, k.serverSet = amclient.New(server), server, serverSet
-	return dispatch(ctx, specs, args, stdout, stderr)
+	token, err := loadToken(*tokFile)
+	if err != nil {
+		return err
+	}
+	k.c, k.server, k.serverSet = amclient.New(server).WithToken(token), server, serverSet
+	return authHint(dispatch(ctx, specs, args, stdout, stderr))
 }
 
 // listTable fetches a list and prints it as JSON, or as a table of a row
@@ -190,6 +195,9 @@ func (k *cli) bootSet(ctx context.Context, args []string) error {
 	for _, node := range fs.Args() {
 		l, err := c.SetBoot(ctx, node, *image, *lifetime)
 		if err != nil {
+			if refused(err) {
+				return err // the same for every node: no token, or too low a role
+			}
 			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue
@@ -212,6 +220,9 @@ func (k *cli) bootClear(ctx context.Context, args []string) error {
 	var failed int
 	for _, node := range args {
 		if err := c.ClearBoot(ctx, node); err != nil {
+			if refused(err) {
+				return err // the same for every node: no token, or too low a role
+			}
 			fmt.Fprintf(k.out, "%s: %v\n", node, err)
 			failed++
 			continue

@@ -154,6 +154,15 @@ var (
 	node21 = inventory.Node{HRN: "node2-1.sb9", Domain: "sb9", Hostname: "n21", ControlIP: "10.19.2.1", ControlMAC: "00:03:1d:0d:02:01", CmcIP: "10.1.2.1", X: 2, Y: 1, Z: 3, Disk: "/dev/nvme0n1", PXEImage: "orbit-2.0.0"}
 )
 
+// rcInventory is nodesInventory with loopback control IPs (rcIP) for the
+// tests that run RCs: an RC enrolls only from its node's address, and a
+// simulated one speaks from 127.0.0.N (apptest.ClientFrom).
+var (
+	rcIP        = map[string]string{node11.HRN: "127.0.0.11", node12.HRN: "127.0.0.12"}
+	rcInventory = strings.NewReplacer("control_ip: "+node11.ControlIP+",", "control_ip: "+rcIP[node11.HRN]+",",
+		"control_ip: "+node12.ControlIP+",", "control_ip: "+rcIP[node12.HRN]+",").Replace(nodesInventory)
+)
+
 // fields splits a table nbctl printed into its rows' columns.
 func fields(out string) [][]string {
 	var rows [][]string
@@ -202,7 +211,7 @@ func TestNodesAndTestbeds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			out, errs, err := nbctl(t.Context(), a.URL, tc.args...)
+			out, errs, err := nbctl(t.Context(), a, tc.args...)
 			switch {
 			case tc.err != "":
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -239,18 +248,18 @@ func TestNodesAndTestbeds(t *testing.T) {
 // TestRCExecAgainstNetbootd: nbctl rc exec through netbootd to an RC:
 // the command's output on stdout and stderr, its exit code, --timeout.
 func TestRCExecAgainstNetbootd(t *testing.T) {
-	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: nodesInventory})
+	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0", "other"}, Inventory: rcInventory})
 	a.Start()
 	ctx := t.Context()
-	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0",
+	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{node11.ControlMAC}, Hostname: "n11", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom(rcIP[node11.HRN]),
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second})
 	defer stopRC()
 	// node12's RAM image has no shell, as the default image has none.
 	noShell := filepath.Join(t.TempDir(), "sh")
-	stopRC12 := runRC(t, rc.Config{AM: a.URL, MACs: []string{node12.ControlMAC}, Hostname: "n12", ImageName: "orbit-2.0.0",
+	stopRC12 := runRC(t, rc.Config{AM: a.URL, MACs: []string{node12.ControlMAC}, Hostname: "n12", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom(rcIP[node12.HRN]),
 		ImageFile: filepath.Join(t.TempDir(), "none"), PollWait: 2 * time.Second, Shell: noShell})
 	defer stopRC12()
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	deadline := time.Now().Add(30 * time.Second)
 	for _, hrn := range []string{node11.HRN, node12.HRN} {
 		for {
@@ -296,7 +305,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 		// command at least once more after printing it.
 		out := &watchWriter{want: "a\n", then: func() { testenv.WriteFile(t, goOn, "") }}
 		var errs bytes.Buffer
-		err := run(ctx, []string{"--server", a.URL, "rc", "exec", "--shell", "--timeout", "60s", node11.HRN, "--",
+		err := run(ctx, []string{"--server", a.URL, "--token-file", a.TokenFile, "rc", "exec", "--shell", "--timeout", "60s", node11.HRN, "--",
 			"echo a; while [ ! -e " + goOn + " ]; do sleep 0.05; done; echo b"}, out, &errs)
 		if err != nil {
 			t.Errorf("error %v\n%s", err, errs.String())
@@ -307,7 +316,7 @@ func TestRCExecAgainstNetbootd(t *testing.T) {
 	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errs, err := nbctl(ctx, a.URL, append([]string{"rc", "exec"}, tc.args...)...)
+			out, errs, err := nbctl(ctx, a, append([]string{"rc", "exec"}, tc.args...)...)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Errorf("error %v\n%s", err, errs)
@@ -396,7 +405,7 @@ func TestNodeNames(t *testing.T) {
 	for _, c := range commands {
 		for _, n := range names {
 			t.Run(c.cmd+" "+strings.Join(append(n.flags, n.node), " "), func(t *testing.T) {
-				out, errs, err := nbctl(t.Context(), a.URL, c.args(n.flags, n.node)...)
+				out, errs, err := nbctl(t.Context(), a, c.args(n.flags, n.node)...)
 				said := out + errs + fmt.Sprint(err)
 				if n.found == "" {
 					if err == nil {

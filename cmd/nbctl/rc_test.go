@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
+	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
@@ -27,12 +30,20 @@ func runRC(t *testing.T, cfg rc.Config) (stop func()) {
 	return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) }).Stop
 }
 
+// asOperator stands in for the AM's token guard: nbctl's calls (no
+// bearer) are an operator's, the RC's (its enrollment's bearer) a node's.
+func asOperator(c *gin.Context) {
+	if c.GetHeader("Authorization") == "" {
+		apierr.SetCaller(c, apierr.Caller{Name: "test", Role: apierr.RoleOperator, Addr: c.ClientIP()})
+	}
+}
+
 func TestRCAndDiskCommands(t *testing.T) {
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: `testbeds:
   - domain: sb8
     nodes:
-      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 10.18.1.1, control_mac: "00:03:1d:0c:01:01" }
-`})
+      - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 127.0.0.11, control_mac: "00:03:1d:0c:01:01" }
+`, Middleware: []gin.HandlerFunc{asOperator}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +52,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	ctx := context.Background()
 	// A UEFI node with Secure Boot on, as efivarfs shows it.
 	testenv.WriteFile(t, filepath.Join(dir, "efi", "efivars", "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"), "\x06\x00\x00\x00\x01")
-	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+	stopRC := runRC(t, rc.Config{AM: a.URL, MACs: []string{"00:03:1d:0c:01:01"}, Hostname: "node1-1", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom("127.0.0.11"),
 		ImageFile: filepath.Join(dir, "none"), DiskAllow: []string{filepath.Join(dir, "disk*")}, PollWait: 2 * time.Second,
 		EFIDir: filepath.Join(dir, "efi")})
 	defer stopRC()

@@ -21,16 +21,16 @@ import (
 func TestRCStatusAfterReboot(t *testing.T) {
 	const hrn, mac = "node1-1.sb8", "00:03:1d:0c:01:01"
 	a := apptest.New(t, apptest.Options{Inventory: "testbeds:\n  - domain: sb8\n    nodes:\n" +
-		"      - { hrn: " + hrn + ", hostname: node1-1, control_ip: 10.18.1.1, control_mac: \"" + mac + "\" }\n"})
+		"      - { hrn: " + hrn + ", hostname: node1-1, control_ip: 127.0.0.11, control_mac: \"" + mac + "\" }\n"})
 	a.Start()
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	ctx := t.Context()
 	dir := t.TempDir()
 	// boot starts the node's RC; each boot has a boot ID of its own.
 	boot := func(id string, rebooted chan<- struct{}) *testenv.Served {
 		bootID := filepath.Join(dir, "boot_id-"+id)
 		testenv.WriteFile(t, bootID, id+"\n")
-		cfg := rc.Config{AM: a.URL, MACs: []string{mac}, Hostname: "node1-1", ImageName: "orbit-2.0.0",
+		cfg := rc.Config{AM: a.URL, MACs: []string{mac}, Hostname: "node1-1", ImageName: "orbit-2.0.0", HTTP: apptest.ClientFrom("127.0.0.11"),
 			ImageFile: filepath.Join(dir, "none"), BootIDFile: bootID, PollWait: 20 * time.Second,
 			Reboot: func(context.Context) error { close(rebooted); return nil }}
 		return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) })
@@ -40,7 +40,7 @@ func TestRCStatusAfterReboot(t *testing.T) {
 		t.Helper()
 		var out string
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			out = nbctlOK(ctx, t, a.URL, "rc", "status")
+			out = nbctlOK(ctx, t, a, "rc", "status")
 			if apptest.HasLine(out, hrn, " "+want+" ") {
 				return
 			}
@@ -62,10 +62,10 @@ func TestRCStatusAfterReboot(t *testing.T) {
 	}
 	<-rebooted
 	// No wait: the acknowledgement itself makes it so.
-	if out := nbctlOK(ctx, t, a.URL, "rc", "status"); !apptest.HasLine(out, hrn, " rebooting ") {
+	if out := nbctlOK(ctx, t, a, "rc", "status"); !apptest.HasLine(out, hrn, " rebooting ") {
 		t.Errorf("rc status right after REBOOT:\n%s", out)
 	}
-	if out := nbctlOK(ctx, t, a.URL, "rc", "status", hrn); !strings.HasPrefix(out, hrn+": rebooting, enrollment") {
+	if out := nbctlOK(ctx, t, a, "rc", "status", hrn); !strings.HasPrefix(out, hrn+": rebooting, enrollment") {
 		t.Errorf("rc status %s right after REBOOT:\n%s", hrn, out)
 	}
 	first.Stop() // the node went down

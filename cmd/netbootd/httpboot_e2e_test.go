@@ -133,7 +133,7 @@ func TestHTTPBootFiles(t *testing.T) {
 	}
 	var got []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got = httpEvents(t, a.URL, "node1-1.sb8")
+		got = httpEvents(t, a, "node1-1.sb8")
 		if len(got) >= len(want) || time.Now().After(deadline) {
 			break
 		}
@@ -153,9 +153,9 @@ func TestHTTPBootFiles(t *testing.T) {
 
 // httpEvents is the node's timeline's http events, as "source what:
 // detail".
-func httpEvents(t *testing.T, server, node string) []string {
+func httpEvents(t *testing.T, a *apptest.Appliance, node string) []string {
 	t.Helper()
-	evs, err := amclient.New(server).Events(context.Background(), node, 0)
+	evs, err := amclient.New(a.URL).WithToken(a.Token).Events(context.Background(), node, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestInventoryFileFollowed(t *testing.T) {
 	a := apptest.New(t, apptest.Options{FollowFile: true, Images: []string{"orbit-2.0.0"},
 		Inventory: invHead + invNode(1, "") + invNode(2, "") + invNode(3, "")})
 	a.Start()
-	c := amclient.New(a.URL)
+	c := amclient.New(a.URL).WithToken(a.Token)
 	ctx := t.Context()
 	nodes := func() map[string]apiv1.Node {
 		t.Helper()
@@ -68,8 +68,7 @@ func TestInventoryFileFollowed(t *testing.T) {
 		{http.MethodDelete, "/api/v1/nodes/node1-1.sb8", ""},
 		{http.MethodPost, "/api/v1/inventory", invHead + invNode(9, "")},
 	} {
-		req, _ := http.NewRequest(tc.method, a.URL+tc.path, strings.NewReader(tc.body))
-		r := apptest.Do(t, req)
+		r := a.Call(t, tc.method, tc.path, tc.body, nil)
 		if r.Status != http.StatusConflict || !strings.Contains(r.Body, "the inventory follows "+a.Seed) || !strings.Contains(r.Body, "reload netbootd") {
 			t.Errorf("%s %s: %d %s, want 409 naming the file", tc.method, tc.path, r.Status, r.Body)
 		}

@@ -97,7 +97,7 @@ func TestLoaderLinks(t *testing.T) {
 	wantEvs := []string{"http IPXE: image=orbit-2.0.0", "http IPXE: no link script=exit"}
 	var evs []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		evs = httpEvents(t, a.URL, "node1-1.sb8")
+		evs = httpEvents(t, a, "node1-1.sb8")
 		if slices.Contains(evs, wantEvs[1]) || time.Now().After(deadline) {
 			break
 		}

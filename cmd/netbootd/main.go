@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orbit-lab/netboot/am"
+	"github.com/orbit-lab/netboot/am/guard"
 	"github.com/orbit-lab/netboot/am/httpboot"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
@@ -86,6 +87,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := seedInventory(ctx, st, cfg.Inventory.Seed, log); err != nil {
 		return err
 	}
+	if err := ensureAdminToken(ctx, st, cfg.StateDir, log); err != nil {
+		return err
+	}
 
 	cfgDir := cfg.PXE.CfgDir
 	if !filepath.IsAbs(cfgDir) {
@@ -125,7 +129,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	amCfg := am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, RC: rcb, BootFiles: bootFiles,
+	gd := guard.New(guard.Config{OMFAllow: cfg.OMF.Allow, OMFAllowRead: cfg.OMF.AllowRead}, st)
+	amCfg := am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, Guard: gd, RC: rcb, BootFiles: bootFiles,
 		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File}
 	amSrv := am.New(amCfg, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	// Before anything serves: nodes boot and ECs ask by the file's

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -103,10 +102,8 @@ func TestCleanShutdown(t *testing.T) {
 			if err := json.Unmarshal(ready, &bound); err != nil || strings.HasSuffix(bound.HTTP, ":0") || strings.HasSuffix(bound.TFTP, ":0") {
 				t.Fatalf("ready file %q: %v", ready, err)
 			}
-			if resp, err := http.Get("http://" + bound.HTTP + "/api/v1/testbeds"); err != nil || resp.StatusCode != http.StatusOK {
-				t.Errorf("the AM at the ready file's %s: %v", bound.HTTP, err)
-			} else {
-				resp.Body.Close()
+			if r := apptest.Call(t, http.MethodGet, "http://"+bound.HTTP+"/api/v1/testbeds", "", a.Authorized(nil)); r.Status != http.StatusOK {
+				t.Errorf("the AM at the ready file's %s: %d %s", bound.HTTP, r.Status, r.Body)
 			}
 			if c, err := net.ListenPacket("udp4", bound.TFTP); err == nil {
 				c.Close()
@@ -237,14 +234,8 @@ func TestLogLevel(t *testing.T) {
 				{"PUT", "/api/v1/nodes/node1-1.sb8/boot", "{}", 200},
 				{"POST", "/api/v1/nodes/node1-1.sb8/power", `{"action":"on"}`, 502},
 			} {
-				req, _ := http.NewRequest(c.method, a.URL+c.path, strings.NewReader(c.body))
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != c.want {
-					t.Fatalf("%s %s = %d, want %d", c.method, c.path, resp.StatusCode, c.want)
+				if r := a.Call(t, c.method, c.path, c.body, nil); r.Status != c.want {
+					t.Fatalf("%s %s = %d, want %d", c.method, c.path, r.Status, c.want)
 				}
 			}
 			if err := a.Stop(); err != nil {
@@ -290,6 +281,7 @@ func TestAbsoluteCfgDir(t *testing.T) {
 	a := apptest.New(t, apptest.Options{Inventory: seed, Extra: "pxe: { cfg_dir: " + dir + " }\n"})
 	a.Start()
 	req, _ := http.NewRequest("PUT", a.URL+"/api/v1/nodes/node1-1.sb8/boot", strings.NewReader(`{"image":"orbit-2.0.0"}`))
+	req.Header = a.Authorized(nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -335,6 +327,7 @@ func TestNoReseed(t *testing.T) {
 		t.Fatalf("first start did not seed:\n%s", a.Log)
 	}
 	req, _ := http.NewRequest("DELETE", a.URL+"/api/v1/nodes/node1-3.sb8", nil)
+	req.Header = a.Authorized(nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -366,14 +359,9 @@ func TestNoReseed(t *testing.T) {
 
 func export(t *testing.T, a *apptest.Appliance) string {
 	t.Helper()
-	resp, err := http.Get(a.URL + "/api/v1/inventory")
-	if err != nil {
-		t.Fatal(err)
+	r := a.Call(t, http.MethodGet, "/api/v1/inventory", "", nil)
+	if r.Status != 200 {
+		t.Fatalf("export = %d %s", r.Status, r.Body)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("export = %d %v", resp.StatusCode, err)
-	}
-	return string(body)
+	return r.Body
 }

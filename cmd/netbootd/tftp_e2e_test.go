@@ -76,7 +76,7 @@ func TestTFTPBootTimeline(t *testing.T) {
 		}
 	}
 
-	evs, err := amclient.New(a.URL).Events(context.Background(), "node1-1.sb8", 0)
+	evs, err := amclient.New(a.URL).WithToken(a.Token).Events(context.Background(), "node1-1.sb8", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,11 +24,28 @@ type Client struct {
 	base   string
 	http   *http.Client
 	domain string // the testbed node names are looked up in; "" for all
+	token  string // the operator API token sent as the bearer; "" for none
 }
 
 // New returns a client of the AM at base (e.g. http://localhost:5054).
 func New(base string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// WithToken is a client that sends token (nbctl token create, or the
+// appliance's state_dir/admin.token) with every call.
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
+}
+
+// send is every call's one way out: it adds the token.
+func (c *Client) send(hc *http.Client, req *http.Request) (*http.Response, error) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return hc.Do(req)
 }
 
 // Error is a non-2xx answer, with the server's message.
@@ -60,7 +77,7 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body io.Rea
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(c.http, req)
 	if err != nil {
 		return fmt.Errorf("amclient: %w", err)
 	}
@@ -235,4 +252,21 @@ func (c *Client) Power(ctx context.Context, node, action string) (string, error)
 	var out apiv1.PowerReply
 	err := c.sendJSON(ctx, http.MethodPost, c.nodePath(node, "/power", nil), apiv1.PowerRequest{Action: action}, &out)
 	return out.State, err
+}
+
+// CreateToken makes a token; the answer holds it, the one time it is shown.
+func (c *Client) CreateToken(ctx context.Context, req apiv1.TokenRequest) (apiv1.TokenCreated, error) {
+	var out apiv1.TokenCreated
+	return out, c.sendJSON(ctx, http.MethodPost, "/api/v1/tokens", req, &out)
+}
+
+// Tokens lists the tokens, without their secrets.
+func (c *Client) Tokens(ctx context.Context) ([]apiv1.Token, error) {
+	var out []apiv1.Token
+	return out, c.getJSON(ctx, "/api/v1/tokens", &out)
+}
+
+// RevokeToken revokes the named token.
+func (c *Client) RevokeToken(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(name), "", nil, nil)
 }

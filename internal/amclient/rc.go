@@ -110,7 +110,7 @@ func (c *Client) GetDiskImage(ctx context.Context, name string, w io.Writer) (su
 // if not nil, gets the answer's header.
 func (c *Client) stream(req *http.Request, out any, hdr *http.Header) error {
 	hc := &http.Client{Transport: c.http.Transport}
-	resp, err := hc.Do(req)
+	resp, err := c.send(hc, req)
 	if err != nil {
 		return fmt.Errorf("amclient: %w", err)
 	}

@@ -96,8 +96,18 @@ type Appliance struct {
 	URL      string
 	Addr     string
 	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP (as Addr)
+	// TLSAddr is where the AM's TLS listener is, with Options.TLS (as
+	// Addr); TLSURL is https://TLSAddr, set by Start.
+	TLSAddr string
+	TLSURL  string
+	tls     string
 	// ReadyFile is netbootd's --ready-file: its bound addresses, as JSON.
 	ReadyFile string
+	// Token is the admin token netbootd made at its first start
+	// (state_dir/admin.token), set by Start: Nbctl, Call and Client send it.
+	Token string
+	// TokenFile holds Token: nbctl --token-file.
+	TokenFile string
 	Log       *SyncBuffer
 	args      []string
 	netns     string
@@ -115,6 +125,9 @@ type Options struct {
 	TFTP       bool     // serve TFTP on a free loopback port
 	Netns      string   // run netbootd (and Nbctl) inside this network namespace
 	HTTPHost   string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
+	// TLS, if set, is http.tls as YAML (auto, or {cert: F, key: F}): the
+	// AM listens for HTTPS too, on a free port at the same host.
+	TLS string
 }
 
 // New writes a config and directories for an appliance; Start runs it.
@@ -145,6 +158,9 @@ func New(t testing.TB, o Options) *Appliance {
 		host = o.HTTPHost
 	}
 	a.Addr = net.JoinHostPort(host, "0")
+	if o.TLS != "" {
+		a.TLSAddr, a.tls = net.JoinHostPort(host, "0"), o.TLS
+	}
 	if o.TFTP {
 		a.TFTPAddr = "127.0.0.1:0"
 	}
@@ -153,7 +169,7 @@ func New(t testing.TB, o Options) *Appliance {
 		invKey = "file"
 	}
 	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\n%s\n%s\ninventory: { %s: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, listenYAML("http", a.Addr), listenYAML("tftp", a.TFTPAddr), invKey, seed, o.Extra)
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.httpYAML(), listenYAML("tftp", a.TFTPAddr), invKey, seed, o.Extra)
 	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -163,6 +179,14 @@ func New(t testing.TB, o Options) *Appliance {
 
 func listenYAML(service, addr string) string {
 	return fmt.Sprintf("%s: { listen: %q }", service, addr)
+}
+
+// httpYAML is the config's http line for the appliance's addresses.
+func (a *Appliance) httpYAML() string {
+	if a.tls == "" {
+		return listenYAML("http", a.Addr)
+	}
+	return fmt.Sprintf("http: { listen: %q, tls_listen: %q, tls: %s }", a.Addr, a.TLSAddr, a.tls)
 }
 
 // Start runs netbootd and waits until it serves: until it has written its
@@ -188,7 +212,7 @@ func (a *Appliance) Start() {
 			a.Kill()
 		}
 	})
-	var bound struct{ HTTP, TFTP string }
+	var bound struct{ HTTP, HTTPS, TFTP string }
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-a.done:
@@ -214,20 +238,46 @@ func (a *Appliance) Start() {
 		a.t.Fatal(err)
 	}
 	text := string(cfg)
+	oldHTTP := a.httpYAML()
 	if _, port, _ := net.SplitHostPort(a.Addr); port == "0" {
-		text = strings.Replace(text, listenYAML("http", a.Addr), listenYAML("http", bound.HTTP), 1)
 		a.Addr = bound.HTTP
 	}
+	if _, port, _ := net.SplitHostPort(a.TLSAddr); port == "0" {
+		a.TLSAddr = bound.HTTPS
+	}
+	text = strings.Replace(text, oldHTTP, a.httpYAML(), 1)
 	if _, port, _ := net.SplitHostPort(a.TFTPAddr); port == "0" {
 		text = strings.Replace(text, listenYAML("tftp", a.TFTPAddr), listenYAML("tftp", bound.TFTP), 1)
 		a.TFTPAddr = bound.TFTP
 	}
 	a.URL = "http://" + a.Addr
+	if a.TLSAddr != "" {
+		a.TLSURL = "https://" + a.TLSAddr
+	}
+	// A config of the test's own may name another state_dir: the token is
+	// where netbootd logged it.
+	a.TokenFile = a.adminTokenPath(text)
+	if tok, err := os.ReadFile(a.TokenFile); err == nil {
+		a.Token = strings.TrimSpace(string(tok))
+	} else {
+		a.t.Fatalf("netbootd's admin token: %v\n%s", err, a.Log)
+	}
 	if text != string(cfg) {
 		if err := os.WriteFile(a.Config, []byte(text), 0o644); err != nil {
 			a.t.Fatal(err)
 		}
 	}
+}
+
+// adminTokenPath is state_dir/admin.token of the config text.
+func (a *Appliance) adminTokenPath(cfg string) string {
+	state := filepath.Join(a.Dir, "state")
+	for _, l := range strings.Split(cfg, "\n") {
+		if v, ok := strings.CutPrefix(l, "state_dir:"); ok {
+			state = strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	return filepath.Join(state, "admin.token")
 }
 
 // Stop sends SIGTERM and returns netbootd's exit error.
@@ -307,7 +357,9 @@ func (a *Appliance) NbctlContext(ctx context.Context, args ...string) (string, e
 // so the process is nbctl's).
 func (a *Appliance) NbctlCommand(ctx context.Context, args ...string) *exec.Cmd {
 	name, argv := a.argv(filepath.Join(a.Bin, "nbctl"), append([]string{"--server", a.URL}, args...))
-	return exec.CommandContext(ctx, name, argv...)
+	cmd := exec.CommandContext(ctx, name, argv...)
+	cmd.Env = append(os.Environ(), "NBCTL_TOKEN="+a.Token)
+	return cmd
 }
 
 // command runs name in the appliance's network namespace, if it has one.

@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -29,6 +30,22 @@ func TestCall(t *testing.T) {
 		r := Call(t, tc.method, srv.URL+"/p", tc.body, tc.header)
 		if r.Status != http.StatusTeapot || r.Body != tc.wantBody || r.Header.Get("X-Echo") != tc.wantEcho {
 			t.Errorf("%s: %+v, want 418 %q, X-Echo %q", tc.method, r, tc.wantBody, tc.wantEcho)
+		}
+	}
+}
+
+// TestDoFrom: the server sees the connection come from the address asked
+// for, on loopback's 127.0.0.0/8, as the simulated nodes need.
+func TestDoFrom(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		_, _ = io.WriteString(w, host)
+	}))
+	defer srv.Close()
+	for _, from := range []string{"127.0.0.1", "127.0.0.11", "127.0.1.7"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if r := DoFrom(t, from, req); r.Body != from {
+			t.Errorf("from %s: the server saw %q", from, r.Body)
 		}
 	}
 }

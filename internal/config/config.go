@@ -32,6 +32,14 @@ type Config struct {
 	DHCP      DHCP
 	PXE       PXE
 	Inventory Inventory
+	OMF       OMF
+}
+
+// OMF says who may call the OMF services (/pxe, /inventory, /cmc) with no
+// token: a stock EC sends no header, so its host's address admits it.
+type OMF struct {
+	Allow     []netip.Prefix // every call (omf.allow); default: loopback only
+	AllowRead []netip.Prefix // the read-only calls too (omf.allow_read); default: none
 }
 
 // HTTPBoot configures the boot files served over HTTP on the AM's
@@ -131,6 +139,13 @@ type file struct {
 	DHCP      dhcpFile      `yaml:"dhcp"`
 	PXE       PXE           `yaml:"pxe"`
 	Inventory inventoryFile `yaml:"inventory"`
+	OMF       omfFile       `yaml:"omf"`
+}
+
+// omfFile is the omf section as written: CIDRs, or single addresses.
+type omfFile struct {
+	Allow     []string `yaml:"allow"`
+	AllowRead []string `yaml:"allow_read"`
 }
 
 // inventoryFile is the inventory section as written: a key that is given,
@@ -201,6 +216,7 @@ func defaults() file {
 			DefaultImage: "orbit-2.0.0",
 			LinkLifetime: 300 * time.Second,
 		},
+		OMF: omfFile{Allow: []string{"127.0.0.0/8", "::1/128"}},
 	}
 }
 
@@ -260,14 +276,40 @@ func (f file) parse() (Config, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	var omf OMF
+	omf.Allow, err = parsePrefixes("omf.allow", f.OMF.Allow)
+	errs = append(errs, err)
+	omf.AllowRead, err = parsePrefixes("omf.allow_read", f.OMF.AllowRead)
+	errs = append(errs, err)
 	dhcp, dhcpErrs := f.DHCP.parse()
 	if err := errors.Join(append(errs, dhcpErrs...)...); err != nil {
 		return Config{}, err
 	}
 	return Config{
 		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
-		DHCP: dhcp, PXE: f.PXE, Inventory: inv,
+		DHCP: dhcp, PXE: f.PXE, Inventory: inv, OMF: omf,
 	}, nil
+}
+
+// parsePrefixes reads a list of CIDRs (10.18.0.0/24) or addresses
+// (10.18.0.5, one host), IPv4 or IPv6, each masked; the problems are
+// joined under key.
+func parsePrefixes(key string, vs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, v := range vs {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("%s: %q: want a CIDR such as 10.18.0.0/24, or an address", key, v))
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, errors.Join(errs...)
 }
 
 // amPaths are the first path segments the AM's own routes use: a boot

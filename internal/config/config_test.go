@@ -34,6 +34,7 @@ var wantDefaults = Config{
 		IPXEFast: true, IPXEScript: true, Mode: "server", Workers: 8},
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
 	Inventory: Inventory{File: "/etc/netboot/inventory.yaml"},
+	OMF:       OMF{Allow: []netip.Prefix{prefix("127.0.0.0/8"), prefix("::1/128")}},
 }
 
 // TestExampleFile: the shipped example says its values are the defaults.
@@ -82,6 +83,7 @@ dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0
          subnets: [ { subnet: 10.31.0.0/24, router: 10.31.0.1, pool: 10.31.0.100-10.31.0.199 } ] }
 pxe:   { cfg_dir: cfg, default_image: orbit-3.1.4, link_lifetime: 90s }
 inventory: { seed: /srv/netboot/nodes.yaml }
+omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 `, check: func(t *testing.T, c Config) {
 			want := Config{
 				StateDir: "/srv/netboot/state",
@@ -98,9 +100,16 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 						Pool: iprange.Range{First: addr("10.31.0.100"), Last: addr("10.31.0.199")}}}},
 				PXE:       PXE{CfgDir: "cfg", DefaultImage: "orbit-3.1.4", LinkLifetime: 90 * time.Second},
 				Inventory: Inventory{Seed: "/srv/netboot/nodes.yaml"},
+				OMF:       OMF{Allow: []netip.Prefix{prefix("10.10.0.5/32"), prefix("10.10.1.0/24")}, AllowRead: []netip.Prefix{prefix("10.20.0.0/16")}},
 			}
 			if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 				t.Errorf("parsed (-want +got):\n%s", diff)
+			}
+		}},
+		{name: "omf.allow: not a CIDR", yaml: "omf: { allow: [10.0.0.0/33], allow_read: [ec-host] }\n", wantErr: "omf.allow_read: \"ec-host\""},
+		{name: "omf.allow: empty, nobody without a token", yaml: "omf: { allow: [] }\n", check: func(t *testing.T, c Config) {
+			if len(c.OMF.Allow) != 0 {
+				t.Errorf("omf.allow %v: want none", c.OMF.Allow)
 			}
 		}},
 		{name: "inventory: seed, the older model", yaml: "inventory: { seed: /srv/nodes.yaml }\n", check: func(t *testing.T, c Config) {

@@ -293,6 +293,14 @@ func (s *Store) TakeRCCommand(ctx context.Context, enrollment int64, at time.Tim
 	return c, err
 }
 
+// RunningRCCommand returns enrollment's running command of type typ that
+// names image: what admits its RC to that disk image. ErrNotFound if none.
+func (s *Store) RunningRCCommand(ctx context.Context, enrollment int64, typ, image string) (RCCommand, error) {
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+commandColumns+` FROM rc_commands
+		WHERE enrollment = ? AND state = ? AND type = ? AND image = ? ORDER BY id LIMIT 1`,
+		enrollment, proto.StateRunning, typ, image), scanCommand, fmt.Sprintf("running %s of %q for enrollment %d", typ, image, enrollment))
+}
+
 // ReportRCCommand applies an RC's report on command id, which must be of
 // enrollment (else ErrNotFound). A report whose Seq was applied already is
 // a retry and changes nothing; one for a command that is over is

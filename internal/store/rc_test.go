@@ -260,3 +260,59 @@ func fmtBool(b *bool) string {
 	}
 	return strconv.FormatBool(*b)
 }
+
+// TestRunningRCCommand: only a running command of the enrollment, of the
+// type and naming the image, is found: what admits an RC to a disk image.
+func TestRunningRCCommand(t *testing.T) {
+	ctx := context.Background()
+	at := time.Unix(1000, 0)
+	s, e, other := twoRCs(t, at)
+	add := func(en RCEnrollment, typ, image string) RCCommand {
+		t.Helper()
+		c, err := s.AddRCCommand(ctx, RCCommand{CommandStatus: proto.CommandStatus{HRN: en.HRN, Type: typ, Image: image, CreatedAt: at}, Enrollment: en.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	load := add(e, proto.LoadImage, "base")
+	add(other, proto.SaveImage, "saved")
+	found := func(en RCEnrollment, typ, image string) bool {
+		t.Helper()
+		_, err := s.RunningRCCommand(ctx, en.ID, typ, image)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	if found(e, proto.LoadImage, "base") {
+		t.Errorf("a queued LOAD_IMAGE counts as running")
+	}
+	for _, en := range []RCEnrollment{e, other} { // each RC takes its command
+		if _, err := s.TakeRCCommand(ctx, en.ID, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		en         RCEnrollment
+		typ, image string
+		want       bool
+	}{
+		{"its running load", e, proto.LoadImage, "base", true},
+		{"another image", e, proto.LoadImage, "other", false},
+		{"a save of it", e, proto.SaveImage, "base", false},
+		{"another RC's", other, proto.LoadImage, "base", false},
+		{"the other RC's save", other, proto.SaveImage, "saved", true},
+	} {
+		if got := found(tc.en, tc.typ, tc.image); got != tc.want {
+			t.Errorf("%s: found %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if err := s.ReportRCCommand(ctx, load.ID, e.ID, proto.Report{Seq: 1, State: proto.StateDone}, 1<<20, at); err != nil {
+		t.Fatal(err)
+	}
+	if found(e, proto.LoadImage, "base") {
+		t.Errorf("a finished LOAD_IMAGE still counts as running")
+	}
+}

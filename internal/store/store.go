@@ -176,6 +176,15 @@ var migrations = []string{
 	// Secure Boot 1 or 0 (NULL unknown).
 	`ALTER TABLE rc_enrollments ADD COLUMN firmware TEXT NOT NULL DEFAULT '';
 	ALTER TABLE rc_enrollments ADD COLUMN secure_boot INTEGER;`,
+	// 7: api_tokens: the operator API's tokens, kept as hashes (tokens.go).
+	`CREATE TABLE api_tokens (
+		name       TEXT PRIMARY KEY,
+		role       TEXT NOT NULL,            -- viewer, operator, admin
+		hash       TEXT NOT NULL UNIQUE,     -- hex sha256 of the token
+		created_at INTEGER NOT NULL,         -- unix ns
+		expires_at INTEGER,                  -- unix ns; NULL never
+		revoked_at INTEGER                   -- unix ns; NULL while valid
+	);`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema

@@ -198,7 +198,10 @@ type Testbed struct {
 	App      *apptest.Appliance // netbootd, for Netbootd
 	AMURL    string             // http://10.18.0.1:5054, for Netbootd
 	HTTP     *http.Client       // connects inside the namespace
-	started  time.Time
+	// Token is the API token the testbed's own calls send; "" for App's
+	// admin token.
+	Token   string
+	started time.Time
 
 	dnsmasq *dnsmasq
 
@@ -465,8 +468,14 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 		}
 		dhcp = d.YAML()
 	}
-	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: \":%d\" }\ntftp: { listen: %s }\n%sinventory: { seed: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, AMPort, tftp, dhcp, filepath.Join(a.Dir, "inventory.yaml"), o.Extra)
+	// The testbed's OMF calls come from the server's own address, as an
+	// EC's on the appliance host would: omf.allow names it.
+	omf := fmt.Sprintf("omf: { allow: [127.0.0.0/8, %s/32] }\n", ServerIP)
+	if strings.Contains(o.Extra, "omf:") {
+		omf = ""
+	}
+	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\nhttp: { listen: \":%d\" }\ntftp: { listen: %s }\n%sinventory: { seed: %s }\n%s%s",
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, AMPort, tftp, dhcp, filepath.Join(a.Dir, "inventory.yaml"), omf, o.Extra)
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		tb.t.Fatal(err)
 	}
@@ -552,6 +561,11 @@ func (tb *Testbed) get(ctx context.Context, path string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// The API wants a token; the OMF calls come, as an EC's on the
+	// appliance would, from an address in omf.allow.
+	if tok := tb.apiToken(); tok != "" && strings.HasPrefix(path, "/api/") {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := tb.HTTP.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -559,6 +573,14 @@ func (tb *Testbed) get(ctx context.Context, path string) (int, []byte, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, body, err
+}
+
+// apiToken is Token, else the admin token of the testbed's netbootd.
+func (tb *Testbed) apiToken() string {
+	if tb.Token == "" && tb.App != nil {
+		return tb.App.Token
+	}
+	return tb.Token
 }
 
 // omfOK matches OMF's success reply.
