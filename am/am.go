@@ -6,9 +6,11 @@ package am
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,7 +53,11 @@ type Inventory interface {
 
 // Config configures the AM.
 type Config struct {
-	Listen       string // HTTP listen address, e.g. ":5054"
+	Listen string // plain HTTP listen address, e.g. ":5054"; "" for none
+	// TLSListen, if set, is an HTTPS listener of the same handler, with
+	// TLS as its config (its certificate).
+	TLSListen    string
+	TLS          *tls.Config
 	DefaultImage string // PXE image for nodes whose inventory names none
 	// Guard admits each route's callers by its role; it must be set.
 	Guard *guard.Guard
@@ -79,8 +85,9 @@ type Server struct {
 	links *pxelink.Manager
 	log   *slog.Logger
 	h     http.Handler
-	ready chan struct{} // closed once Serve has bound its socket, or failed to
-	addr  net.Addr      // the bound address, set before ready is closed
+	ready chan struct{} // closed once Serve has bound its sockets, or failed to
+	// The bound addresses, set before ready is closed.
+	addr, tlsAddr net.Addr
 
 	fileMu     sync.Mutex // one reading of InventoryFile at a time
 	statusMu   sync.Mutex // guards fileStatus, read while a reading runs
@@ -128,12 +135,13 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 // Handler returns the AM's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.h }
 
-// Ready is closed once Serve has bound its socket (Addr is then valid), or
-// failed to.
+// Ready is closed once Serve has bound its sockets (Addr and TLSAddr are
+// then valid), or failed to.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Addr is the bound address once Ready is closed: with a listen address
-// of port 0, the port the system chose. Nil before, or if the bind failed.
+// Addr is the plain listener's bound address once Ready is closed: with a
+// listen address of port 0, the port the system chose. Nil before, if the
+// bind failed, or with no plain listener.
 func (s *Server) Addr() net.Addr {
 	select {
 	case <-s.ready:
@@ -143,28 +151,88 @@ func (s *Server) Addr() net.Addr {
 	}
 }
 
-// Serve serves on cfg.Listen until ctx is done, then shuts down gracefully.
-// A listen error (port in use) is returned at once. Serve may be called
-// once.
-func (s *Server) Serve(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		close(s.ready)
-		return fmt.Errorf("am: http listen %s: %w", s.cfg.Listen, err)
+// TLSAddr is Addr for the TLS listener.
+func (s *Server) TLSAddr() net.Addr {
+	select {
+	case <-s.ready:
+		return s.tlsAddr
+	default:
+		return nil
 	}
-	s.addr = ln.Addr()
+}
+
+// Serve serves on cfg.Listen and cfg.TLSListen (each if set) until ctx is
+// done, then shuts both down gracefully. A listen error (port in use) is
+// returned at once. Serve may be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.cfg.TLSListen != "" && s.cfg.TLS == nil {
+		close(s.ready)
+		return errors.New("am: TLSListen without a TLS config")
+	}
+	var plain, secure net.Listener
+	var err error
+	if s.cfg.Listen != "" {
+		if plain, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			close(s.ready)
+			return fmt.Errorf("am: http listen %s: %w", s.cfg.Listen, err)
+		}
+		s.addr = plain.Addr()
+	}
+	if s.cfg.TLSListen != "" {
+		if secure, err = net.Listen("tcp", s.cfg.TLSListen); err != nil {
+			if plain != nil {
+				plain.Close()
+			}
+			s.addr = nil
+			close(s.ready)
+			return fmt.Errorf("am: https listen %s: %w", s.cfg.TLSListen, err)
+		}
+		s.tlsAddr = secure.Addr()
+	}
 	close(s.ready)
+	if secure != nil {
+		cfg := s.cfg.TLS.Clone()
+		// Both listeners go through Serve, which sets HTTP/2 up once per
+		// server, the same whichever comes first; the TLS one offers it
+		// here. (ServeTLS beside Serve would offer h2 without setting it
+		// up whenever the plain Serve came first, and cut off every
+		// HTTP/2 client: curl, nbctl.)
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		secure = tls.NewListener(secure, cfg)
+	}
+	// One server for both listeners: one handler, and one Shutdown that
+	// drains them both.
 	srv := &http.Server{
 		Handler:           s.h,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          log.New(serverErrors{s.log}, "", 0),
 	}
-	s.log.Info("AM listening", "addr", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, 2)
+	serving := 0
+	if plain != nil {
+		s.log.Info("AM listening", "addr", plain.Addr().String())
+		serving++
+		go func() { errc <- srv.Serve(plain) }()
+	}
+	if secure != nil {
+		s.log.Info("AM listening", "addr", secure.Addr().String(), "tls", true)
+		serving++
+		go func() { errc <- srv.Serve(secure) }()
+	}
 	select {
 	case err := <-errc:
+		// One listener failed: the other stops too.
+		serving--
+		_ = srv.Close()
+		for ; serving > 0; serving-- {
+			if other := <-errc; !errors.Is(other, http.ErrServerClosed) {
+				err = errors.Join(err, other)
+			}
+		}
 		return fmt.Errorf("am: serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -175,10 +243,27 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("am: shutdown: %w", err)
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("am: serve: %w", err)
+	for ; serving > 0; serving-- {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("am: serve: %w", err)
+		}
 	}
 	return nil
+}
+
+// serverErrors is net/http's error log: a TLS handshake a client broke
+// off (an nbctl that does not trust the certificate, plain HTTP on the TLS
+// port), which any client can cause at will, at debug; the rest at warn.
+type serverErrors struct{ log *slog.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 func (s *Server) logRequests(c *gin.Context) {

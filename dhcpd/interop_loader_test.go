@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,7 +36,12 @@ func TestInteropLoaders(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		token, err := os.ReadFile(filepath.Join(p.state, "admin.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		args := []string{"netns", "exec", srv, "curl", "-sS", "--fail-with-body", "-X", method,
+			"-H", "Authorization: Bearer " + strings.TrimSpace(string(token)),
 			"http://127.0.0.1:5054/api/v1/nodes/node1-2.sb8.orbit-lab.org/boot"}
 		if body != "" {
 			args = append(args, "-H", "Content-Type: application/json", "-d", body)

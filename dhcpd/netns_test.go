@@ -95,10 +95,11 @@ func (l *lab) addr(ns, ifname, cidr string) {
 
 // proc is a program running in a namespace, its output collected.
 type proc struct {
-	cmd  *exec.Cmd
-	out  *apptest.SyncBuffer
-	done chan error
-	root string // netbootd's tftp_root (lab.server)
+	cmd   *exec.Cmd
+	out   *apptest.SyncBuffer
+	done  chan error
+	root  string // netbootd's tftp_root (lab.server)
+	state string // netbootd's state_dir (lab.server): admin.token is there
 }
 
 // start runs argv in ns; the process is killed when the test ends.
@@ -195,7 +196,7 @@ func (l *lab) server(ns string, cfg Config, stateDir string, nodes ...inventory.
 	bin := filepath.Join(apptest.Binaries(l.t), "netbootd")
 	p := l.start(ns, nil, bin, "--config", path, "--log-level", "debug")
 	p.waitFor(l.t, "dhcp server listening", 10*time.Second)
-	p.root = dir
+	p.root, p.state = dir, stateDir
 	return p
 }
 

@@ -19,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
-	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
@@ -66,7 +63,7 @@ type backend interface {
 	events(t *testing.T, hrn string) []store.Event
 	log() string
 	imageDir() string // where the broker keeps the disk images
-	token() string    // an operator's API token; "" where none is asked for
+	token() string    // an operator's API token
 }
 
 type inproc struct {
@@ -75,7 +72,7 @@ type inproc struct {
 }
 
 func (b *inproc) url() string      { return b.a.URL }
-func (b *inproc) token() string    { return "" }
+func (b *inproc) token() string    { return rcbrokertest.OperatorToken }
 func (b *inproc) log() string      { return b.buf.String() }
 func (b *inproc) imageDir() string { return filepath.Join(b.a.Dir, "images") }
 func (b *inproc) restart(t *testing.T, wipe bool) {
@@ -120,14 +117,7 @@ func (b *netbootd) events(t *testing.T, hrn string) []store.Event {
 
 func TestRCAgainstInProcessBroker(t *testing.T) {
 	buf := &apptest.SyncBuffer{}
-	// In place of the AM's token guard: a call with no bearer is an
-	// operator's (amclient's), one with a bearer an RC's.
-	asOperator := func(c *gin.Context) {
-		if c.GetHeader("Authorization") == "" {
-			apierr.SetCaller(c, apierr.Caller{Name: "test", Role: apierr.RoleOperator, Addr: c.ClientIP()})
-		}
-	}
-	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Log: buf, Middleware: []gin.HandlerFunc{asOperator}})
+	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Log: buf})
 	if err != nil {
 		t.Fatal(err)
 	}

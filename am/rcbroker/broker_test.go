@@ -18,9 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
-	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
@@ -40,19 +37,11 @@ const inventoryYAML = `testbeds:
 // req's default source, 127.0.0.1, is no node's.
 var nodeIP = map[string]string{"00:03:1d:0c:01:01": "127.0.0.11", "00:03:1d:0c:01:02": "127.0.0.12"}
 
-// operatorToken stands for an operator's token: asOperator, in place of
-// the AM's token guard, records its bearer as an operator.
-const operatorToken = "operator-token"
-
-func asOperator(c *gin.Context) {
-	if c.GetHeader("Authorization") == "Bearer "+operatorToken {
-		apierr.SetCaller(c, apierr.Caller{Name: "op", Role: apierr.RoleOperator, Addr: c.ClientIP()})
-	}
-}
+const operatorToken = rcbrokertest.OperatorToken
 
 func start(t testing.TB, cfg rcbroker.Config) *rcbrokertest.Appliance {
 	t.Helper()
-	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg, Middleware: []gin.HandlerFunc{asOperator}})
+	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,7 @@ func (k *cli) commands() []spec {
 		{"token create", "--name N --role viewer|operator|admin [--expires 90d]", "make an API token; it is printed this once", k.tokenCreate},
 		{"token list", "[--json]", "list API tokens (never their secrets)", k.tokenList},
 		{"token revoke", "NAME", "revoke an API token", k.tokenRevoke},
+		{"tls fingerprint", "", "print the SHA-256 fingerprint of the certificate the https\n--server presents, unverified: compare it with netbootd's\nlog before pinning it with --fingerprint", noArgs(k.tlsFingerprint)},
 		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},
@@ -77,7 +78,9 @@ const usageNotes = `NODE, A and B name a node as OMF's calls do: its HRN, or a h
 is unique in the inventory, or in testbed D with --domain D.
 COMMAND --help (or -h) prints the command's usage; after rc exec's --,
 --help goes to the program.
---server defaults to $NBCTL_SERVER, else http://localhost:5054.
+--server defaults to $NBCTL_SERVER, else http://localhost:5054. An https
+server's certificate is checked against the system's CAs, or --ca FILE, or
+only by its pinned SHA-256 --fingerprint ($NBCTL_CA, $NBCTL_FINGERPRINT).
 The API token is read from --token-file, else $NBCTL_TOKEN, else
 $XDG_CONFIG_HOME/netboot/token (~/.config/netboot/token); reads need the
 viewer role, boot, power, commands and disk images operator, inventory
@@ -87,7 +90,7 @@ changes and tokens admin.
 // usage is the whole usage text.
 func usage(specs []spec) string {
 	var b strings.Builder
-	b.WriteString("usage: nbctl [--server URL] [--token-file FILE] COMMAND [ARGS]\n\n")
+	b.WriteString("usage: nbctl [--server URL] [--ca FILE | --fingerprint SHA256] [--token-file FILE] COMMAND [ARGS]\n\n")
 	writeEntries(&b, specs)
 	b.WriteString("\n" + usageNotes)
 	return b.String()

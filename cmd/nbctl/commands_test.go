@@ -57,7 +57,7 @@ func TestHelp(t *testing.T) {
 		tests = append(tests, tcase{append(words[:len(words):len(words)], "node1-1", "--help"), want},
 			tcase{append(words[:len(words):len(words)], "--domain", "sb8", "-h"), want})
 	}
-	usageWant := []string{"usage: nbctl [--server URL] [--token-file FILE] COMMAND [ARGS]", "token create", "nodes events [--domain D] [--follow] NODE", "rc exec", "image build", "--server defaults"}
+	usageWant := []string{"usage: nbctl [--server URL] [--ca FILE | --fingerprint SHA256] [--token-file FILE] COMMAND [ARGS]", "token create", "nodes events [--domain D] [--follow] NODE", "rc exec", "image build", "--server defaults"}
 	tests = append(tests,
 		tcase{[]string{"--help"}, usageWant},
 		tcase{[]string{"-h"}, usageWant},

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	top := flag.NewFlagSet("nbctl", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	top.StringVar(&server, "server", server, "appliance URL")
+	var tlsOpt amclient.TLS
+	top.StringVar(&tlsOpt.CAFile, "ca", os.Getenv("NBCTL_CA"), "PEM file of the CA (or the self-signed certificate) an https appliance's certificate must chain to")
+	top.StringVar(&tlsOpt.Fingerprint, "fingerprint", os.Getenv("NBCTL_FINGERPRINT"), "SHA-256 fingerprint of an https appliance's certificate: the only check made")
 	tokFile := top.String("token-file", "", "file holding the API token (default: $NBCTL_TOKEN, else the config dir's netboot/token)")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -70,8 +74,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	k.c, k.server, k.serverSet = amclient.New(server).WithToken(token), server, serverSet
-	return authHint(dispatch(ctx, specs, args, stdout, stderr))
+	k.server, k.serverSet = server, serverSet
+	c, err := amclient.New(server).WithToken(token).WithTLS(tlsOpt)
+	if err != nil {
+		return err
+	}
+	k.c = c
+	return tlsHint(authHint(dispatch(ctx, specs, args, stdout, stderr)))
+}
+
+// tlsHint adds to a certificate nbctl could not check how to make it
+// checkable: the commonest first failure against an appliance with a
+// self-signed certificate.
+func tlsHint(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%w\n(the appliance's certificate is not signed by a CA this machine trusts: give --ca FILE, "+
+			"or --fingerprint SHA256 with the fingerprint netbootd logs at start; nbctl tls fingerprint shows the server's)", err)
+	case errors.As(err, &host):
+		return fmt.Errorf("%w\n(use a --server name or address the certificate names, or --fingerprint)", err)
+	}
+	return err
 }
 
 // listTable fetches a list and prints it as JSON, or as a table of a row

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
-	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
@@ -30,20 +27,12 @@ func runRC(t *testing.T, cfg rc.Config) (stop func()) {
 	return testenv.Serve(t, "rc.Run", 30*time.Second, func(ctx context.Context) error { return rc.Run(ctx, cfg) }).Stop
 }
 
-// asOperator stands in for the AM's token guard: nbctl's calls (no
-// bearer) are an operator's, the RC's (its enrollment's bearer) a node's.
-func asOperator(c *gin.Context) {
-	if c.GetHeader("Authorization") == "" {
-		apierr.SetCaller(c, apierr.Caller{Name: "test", Role: apierr.RoleOperator, Addr: c.ClientIP()})
-	}
-}
-
 func TestRCAndDiskCommands(t *testing.T) {
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: `testbeds:
   - domain: sb8
     nodes:
       - { hrn: node1-1.sb8.orbit-lab.org, hostname: node1-1, control_ip: 127.0.0.11, control_mac: "00:03:1d:0c:01:01" }
-`, Middleware: []gin.HandlerFunc{asOperator}})
+`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +47,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 	defer stopRC()
 
 	var out, errs bytes.Buffer
-	k := &cli{c: amclient.New(a.URL), out: &out, errOut: &errs}
+	k := &cli{c: amclient.New(a.URL).WithToken(rcbrokertest.OperatorToken), out: &out, errOut: &errs}
 	node := "node1-1.sb8.orbit-lab.org"
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,10 +15,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/sync/errgroup"
@@ -35,6 +39,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/logging"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/tlscert"
 	"github.com/orbit-lab/netboot/tftpd"
 )
 
@@ -59,7 +64,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfgPath := fset.String("config", "", "YAML configuration file (default: built-in defaults)")
 	logFormat := fset.String("log-format", "text", "log format: text or json")
 	logLevel := fset.String("log-level", "info", "log level: debug, info, warn, error")
-	readyFile := fset.String("ready-file", "", "once serving, write the bound HTTP and TFTP addresses to this file as JSON\n"+
+	readyFile := fset.String("ready-file", "", "once serving, write the bound HTTP, HTTPS and TFTP addresses to this file as JSON\n"+
 		"(for a supervisor, or a test that listens on port 0); removed at exit")
 	if err := fset.Parse(args); err != nil {
 		return err
@@ -76,6 +81,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("tftp_root: %w", err)
 	}
 	if err := writableDir("state_dir", cfg.StateDir, 0o750); err != nil {
+		return err
+	}
+	// Before the database and the links: a certificate that cannot serve
+	// stops netbootd having changed nothing.
+	tlsCfg, err := serverTLS(cfg, log)
+	if err != nil {
 		return err
 	}
 
@@ -130,7 +141,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gd := guard.New(guard.Config{OMFAllow: cfg.OMF.Allow, OMFAllowRead: cfg.OMF.AllowRead}, st)
-	amCfg := am.Config{Listen: cfg.HTTP.Listen, DefaultImage: cfg.PXE.DefaultImage, Guard: gd, RC: rcb, BootFiles: bootFiles,
+	amCfg := am.Config{Listen: cfg.HTTP.Listen, TLSListen: cfg.HTTP.TLSListen, TLS: tlsCfg, DefaultImage: cfg.PXE.DefaultImage, Guard: gd, RC: rcb, BootFiles: bootFiles,
 		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File}
 	amSrv := am.New(amCfg, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	// Before anything serves: nodes boot and ECs ask by the file's
@@ -179,7 +190,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g.Go(func() error { return reloadOnHUP(gctx, hup, amSrv, cfg.Inventory, log) })
 	if *readyFile != "" {
 		defer os.Remove(*readyFile)
-		g.Go(func() error { return writeReady(gctx, *readyFile, amSrv, tftpSrv, cfg.TFTP.Listen != "") })
+		g.Go(func() error { return writeReady(gctx, *readyFile, amSrv, tftpSrv, cfg) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -214,11 +225,12 @@ func dhcpConfig(c config.DHCP) dhcpd.Config {
 }
 
 // bootURLs are the URLs DHCP hands out for the HTTP boot paths: the
-// per-node iPXE scripts and tftp_root over HTTP, on the AM's port at the
-// DHCP server address; none when http_boot is off, and no script URL with
-// dhcp.ipxe_script off.
+// per-node iPXE scripts and tftp_root over HTTP, on the AM's plain port at
+// the DHCP server address; none when http_boot is off or there is no plain
+// listener (firmware does not know our certificate), and no script URL
+// with dhcp.ipxe_script off.
 func bootURLs(cfg config.Config) (ipxeScript, httpBoot string) {
-	if cfg.HTTPBoot.Prefix == "" {
+	if cfg.HTTPBoot.Prefix == "" || cfg.HTTP.Listen == "" {
 		return "", ""
 	}
 	_, port, err := net.SplitHostPort(cfg.HTTP.Listen)
@@ -234,14 +246,15 @@ func bootURLs(cfg config.Config) (ipxeScript, httpBoot string) {
 
 // readyAddrs is what --ready-file holds.
 type readyAddrs struct {
-	HTTP string `json:"http"`
-	TFTP string `json:"tftp,omitempty"`
+	HTTP  string `json:"http,omitempty"`
+	HTTPS string `json:"https,omitempty"`
+	TFTP  string `json:"tftp,omitempty"`
 }
 
 // writeReady writes the bound addresses to path once the AM and TFTP
 // servers have bound their sockets; nothing if one of them failed to (its
 // Serve says why).
-func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tftpd.Server, tftp bool) error {
+func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tftpd.Server, cfg config.Config) error {
 	for _, ready := range []<-chan struct{}{amSrv.Ready(), tftpSrv.Ready()} {
 		select {
 		case <-ready:
@@ -249,12 +262,24 @@ func writeReady(ctx context.Context, path string, amSrv *am.Server, tftpSrv *tft
 			return nil
 		}
 	}
-	if amSrv.Addr() == nil || (tftp && tftpSrv.Addr() == nil) {
-		return nil
+	var r readyAddrs
+	bound := []struct {
+		set  bool
+		addr net.Addr
+		out  *string
+	}{
+		{cfg.HTTP.Listen != "", amSrv.Addr(), &r.HTTP},
+		{cfg.HTTP.TLSListen != "", amSrv.TLSAddr(), &r.HTTPS},
+		{cfg.TFTP.Listen != "", tftpSrv.Addr(), &r.TFTP},
 	}
-	r := readyAddrs{HTTP: amSrv.Addr().String()}
-	if tftp {
-		r.TFTP = tftpSrv.Addr().String()
+	for _, b := range bound {
+		if !b.set {
+			continue
+		}
+		if b.addr == nil {
+			return nil
+		}
+		*b.out = b.addr.String()
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
@@ -314,4 +339,53 @@ func seedInventory(ctx context.Context, st *store.Store, path string, log *slog.
 	}
 	log.Info("inventory seeded", "seed", path)
 	return nil
+}
+
+// serverTLS is the TLS listener's config, nil without one: the
+// certificate given as files, or the one http.tls: auto keeps in
+// state_dir/tls (made on the first start). Its fingerprint is logged,
+// for operators to pin (nbctl --fingerprint) and to compare with what
+// nbctl tls fingerprint shows.
+func serverTLS(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
+	t := cfg.HTTP.TLS
+	if !t.Enabled() {
+		return nil, nil
+	}
+	var cert tls.Certificate
+	var err error
+	source := "files"
+	if t.Auto {
+		source = "auto"
+		hostname, _ := os.Hostname()
+		var extra []netip.Addr
+		if cfg.DHCP.Enabled {
+			extra = append(extra, cfg.DHCP.ServerIP)
+		}
+		hosts := tlscert.Hosts(hostname, []string{cfg.HTTP.Listen, cfg.HTTP.TLSListen}, extra)
+		var made bool
+		dir := filepath.Join(cfg.StateDir, "tls")
+		if cert, made, err = tlscert.Auto(dir, hosts, time.Now()); err != nil {
+			return nil, err
+		}
+		if made {
+			log.Info("TLS: made a self-signed certificate", "dir", dir, "hosts", strings.Join(hosts, ","))
+		} else if missing := tlscert.Missing(cert.Leaf, hosts); len(missing) > 0 {
+			// Kept as it is: operators pinned it. A client that checks
+			// names (--ca, curl) must use one the certificate has.
+			log.Warn("TLS: the kept certificate does not name some of this machine's names and addresses "+
+				"(nbctl --fingerprint works; for --ca, remove the two files in dir to make a new one)",
+				"dir", dir, "missing", strings.Join(missing, ","))
+		}
+	} else if cert, err = tlscert.LoadFiles(t.Cert, t.Key); err != nil {
+		return nil, err
+	}
+	if cert.Leaf == nil {
+		return nil, errors.New("http.tls: no certificate")
+	}
+	log.Info("TLS certificate", "sha256", tlscert.Fingerprint(cert.Leaf.Raw), "source", source,
+		"subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	if time.Now().After(cert.Leaf.NotAfter) {
+		log.Warn("TLS: the certificate has expired: clients will refuse it", "not_after", cert.Leaf.NotAfter)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

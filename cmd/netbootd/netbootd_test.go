@@ -52,7 +52,7 @@ func TestRefusesBadConfig(t *testing.T) {
 	}
 	defer busy.Close()
 	base := "state_dir: " + filepath.Join(dir, "state") + "\ntftp_root: " + dir + "\ntftp: { listen: \"\" }\ninventory: { seed: \"\" }\n"
-	tests := []struct{ name, cfg, want string }{
+	tests := []refusal{
 		{"unknown key", base + "htttp: { listen: \":1\" }\n", "line 5: field htttp not found"},
 		{"unknown nested key", base + "pxe:\n  cfg_dir: x\n  lifetime: 3s\n", "line 7: field lifetime not found"},
 		{"bad CIDR", base + "dhcp: { subnet: 10.18.0.0/40 }\n", `dhcp.subnet: "10.18.0.0/40" is not a CIDR prefix`},
@@ -63,6 +63,14 @@ func TestRefusesBadConfig(t *testing.T) {
 		{"inventory file and seed", strings.Replace(base, `seed: ""`, "seed: /a.yaml, file: /b.yaml", 1), "inventory: file and seed are both set"},
 		{"broken seed", strings.Replace(base, `seed: ""`, "seed: "+writeFile(t, "testbeds: [{domain: x, nodes: [{hrn: a, control_ip: 1.2.3, control_mac: zz}]}]"), 1), `control_ip "1.2.3"`},
 	}
+	checkRefusals(t, bin, tests)
+}
+
+// refusal is a config netbootd must refuse at start, and what it says.
+type refusal struct{ name, cfg, want string }
+
+func checkRefusals(t *testing.T, bin string, tests []refusal) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := runToExit(t, bin, tt.cfg)

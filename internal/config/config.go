@@ -48,9 +48,98 @@ type HTTPBoot struct {
 	Prefix string `yaml:"prefix"`
 }
 
-// HTTP configures the Aggregate Manager's HTTP server.
+// HTTP configures the Aggregate Manager's HTTP server: one handler on up
+// to two listeners, at least one of them set.
 type HTTP struct {
-	Listen string `yaml:"listen"`
+	// Listen is the plain-HTTP listener, for nodes (boot files, iPXE
+	// scripts, the RCs' calls with their per-enrollment HMAC) and OMF ECs
+	// on the control network; "" disables it.
+	Listen string
+	// TLSListen is the HTTPS listener, for operators' tokens; "" for none.
+	// Set exactly when TLS is.
+	TLSListen string
+	TLS       TLS
+}
+
+// TLS is the certificate of the HTTPS listener: Auto, or Cert and Key.
+// The zero TLS is no TLS.
+type TLS struct {
+	// Auto: a self-signed certificate made once and kept in
+	// state_dir/tls, reused on every start.
+	Auto bool
+	Cert string // PEM certificate (chain) file
+	Key  string // PEM private key file
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.Auto || t.Cert != "" || t.Key != "" }
+
+// httpFile is the http section as written.
+type httpFile struct {
+	Listen    string  `yaml:"listen"`
+	TLSListen string  `yaml:"tls_listen"`
+	TLS       tlsFile `yaml:"tls"`
+}
+
+// tlsFile is http.tls as written: the word auto, or a mapping of cert
+// and key.
+type tlsFile struct{ TLS }
+
+// UnmarshalYAML reads `auto` or `{cert: FILE, key: FILE}`; a null or ""
+// is no TLS. The mapping's keys are checked here, as a custom decoder does
+// not inherit the file's KnownFields.
+func (t *tlsFile) UnmarshalYAML(n *yaml.Node) error {
+	const want = "want auto or {cert: FILE, key: FILE}"
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch {
+		case n.Value == "auto":
+			t.Auto = true
+		case n.Tag == "!!null" || n.Value == "":
+		default:
+			return fmt.Errorf("line %d: http.tls: %q: %s", n.Line, n.Value, want)
+		}
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: http.tls.%s: want a file name", v.Line, k.Value)
+			}
+			switch k.Value {
+			case "cert":
+				t.Cert = v.Value
+			case "key":
+				t.Key = v.Value
+			default:
+				return fmt.Errorf("line %d: http.tls: unknown key %q: %s", k.Line, k.Value, want)
+			}
+		}
+		return nil
+	default:
+		return fmt.Errorf("line %d: http.tls: %s", n.Line, want)
+	}
+}
+
+// parse checks the http section; the files are read when netbootd starts.
+func (h httpFile) parse() (HTTP, []error) {
+	var errs []error
+	t := h.TLS.TLS
+	if !t.Auto && (t.Cert == "") != (t.Key == "") {
+		errs = append(errs, errors.New("http.tls: set both cert and key (PEM files), or auto"))
+	}
+	switch {
+	case h.Listen == "" && h.TLSListen == "":
+		errs = append(errs, errors.New("http.listen and http.tls_listen: both empty: the AM would not listen"))
+	case h.TLSListen != "" && !t.Enabled():
+		errs = append(errs, fmt.Errorf("http.tls_listen: %q needs http.tls: auto (a self-signed certificate kept in state_dir) "+
+			"or {cert: FILE, key: FILE}", h.TLSListen))
+	case h.TLSListen == "" && t.Enabled():
+		errs = append(errs, errors.New(`http.tls: set, but http.tls_listen is empty: set where HTTPS listens, e.g. ":5443"`))
+	case h.Listen == h.TLSListen && !strings.HasSuffix(h.Listen, ":0"): // port 0: two ports the system picks
+		errs = append(errs, fmt.Errorf("http.listen and http.tls_listen: both %q: they are two listeners", h.Listen))
+	}
+	return HTTP{Listen: h.Listen, TLSListen: h.TLSListen, TLS: t}, errs
 }
 
 // TFTP configures the TFTP server; an empty Listen disables it.
@@ -133,7 +222,7 @@ const DefaultInventoryFile = "/etc/netboot/inventory.yaml"
 type file struct {
 	StateDir  string        `yaml:"state_dir"`
 	TFTPRoot  string        `yaml:"tftp_root"`
-	HTTP      HTTP          `yaml:"http"`
+	HTTP      httpFile      `yaml:"http"`
 	HTTPBoot  HTTPBoot      `yaml:"http_boot"`
 	TFTP      TFTP          `yaml:"tftp"`
 	DHCP      dhcpFile      `yaml:"dhcp"`
@@ -190,7 +279,7 @@ func defaults() file {
 	return file{
 		StateDir: "/var/lib/netboot",
 		TFTPRoot: "/tftpboot",
-		HTTP:     HTTP{Listen: ":5054"},
+		HTTP:     httpFile{Listen: ":5054"},
 		HTTPBoot: HTTPBoot{Prefix: "/boot/"},
 		TFTP:     TFTP{Listen: ":69"},
 		DHCP: dhcpFile{
@@ -260,9 +349,8 @@ func (f file) parse() (Config, error) {
 	if f.TFTPRoot == "" {
 		errs = append(errs, errors.New("tftp_root: must not be empty"))
 	}
-	if f.HTTP.Listen == "" {
-		errs = append(errs, errors.New("http.listen: must not be empty"))
-	}
+	http, httpErrs := f.HTTP.parse()
+	errs = append(errs, httpErrs...)
 	if err := checkBootPrefix(f.HTTPBoot.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("http_boot.prefix: %q: %w", f.HTTPBoot.Prefix, err))
 	}
@@ -286,7 +374,7 @@ func (f file) parse() (Config, error) {
 		return Config{}, err
 	}
 	return Config{
-		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: f.HTTP, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
+		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: http, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
 		DHCP: dhcp, PXE: f.PXE, Inventory: inv, OMF: omf,
 	}, nil
 }

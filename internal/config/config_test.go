@@ -72,7 +72,7 @@ func TestParse(t *testing.T) {
 		// Every key, none at its default, so a key the decoder drops shows.
 		{name: "full example", yaml: `state_dir: /srv/netboot/state
 tftp_root: /srv/tftp
-http:  { listen: "127.0.0.1:8054" }
+http:  { listen: "127.0.0.1:8054", tls_listen: "10.30.0.1:8443", tls: { cert: /etc/netboot/cert.pem, key: /etc/netboot/key.pem } }
 http_boot: { prefix: /files/boot/ }
 tftp:  { listen: "10.30.0.1:1069" }
 dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0.0/16,
@@ -88,7 +88,8 @@ omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 			want := Config{
 				StateDir: "/srv/netboot/state",
 				TFTPRoot: "/srv/tftp",
-				HTTP:     HTTP{Listen: "127.0.0.1:8054"},
+				HTTP: HTTP{Listen: "127.0.0.1:8054", TLSListen: "10.30.0.1:8443",
+					TLS: TLS{Cert: "/etc/netboot/cert.pem", Key: "/etc/netboot/key.pem"}},
 				HTTPBoot: HTTPBoot{Prefix: "/files/boot/"},
 				TFTP:     TFTP{Listen: "10.30.0.1:1069"},
 				DHCP: DHCP{Enabled: true, Interface: "br-ctl", ServerIP: addr("10.30.0.1"), Subnet: prefix("10.30.0.0/16"),
@@ -189,6 +190,34 @@ omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 				t.Errorf("prefix %q", c.HTTPBoot.Prefix)
 			}
 		}},
+		// http: the listeners and http.tls, in both forms; every combination
+		// that could not serve what it says is refused, by key.
+		{name: "plain only, the default", yaml: "", check: wantHTTP(HTTP{Listen: ":5054"})},
+		{name: "auto", yaml: "http: { tls_listen: \":5443\", tls: auto }\n",
+			check: wantHTTP(HTTP{Listen: ":5054", TLSListen: ":5443", TLS: TLS{Auto: true}})},
+		{name: "auto, block style", yaml: "http:\n  listen: \"10.18.0.1:5054\"\n  tls_listen: \":5443\"\n  tls: auto\n",
+			check: wantHTTP(HTTP{Listen: "10.18.0.1:5054", TLSListen: ":5443", TLS: TLS{Auto: true}})},
+		{name: "files", yaml: "http: { tls_listen: \":5443\", tls: { cert: c.pem, key: k.pem } }\n",
+			check: wantHTTP(HTTP{Listen: ":5054", TLSListen: ":5443", TLS: TLS{Cert: "c.pem", Key: "k.pem"}})},
+		{name: "TLS only, plain disabled", yaml: "http: { listen: \"\", tls_listen: \":5443\", tls: auto }\n",
+			check: wantHTTP(HTTP{TLSListen: ":5443", TLS: TLS{Auto: true}})},
+		{name: "tls null is none", yaml: "http: { tls: ~ }\n", check: wantHTTP(HTTP{Listen: ":5054"})},
+		{name: "tls empty is none", yaml: "http: { tls: \"\" }\n", check: wantHTTP(HTTP{Listen: ":5054"})},
+		{name: "tls_listen without tls", yaml: "http: { tls_listen: \":5443\" }\n",
+			wantErr: `http.tls_listen: ":5443" needs http.tls: auto`},
+		{name: "tls without tls_listen", yaml: "http: { tls: auto }\n", wantErr: "http.tls: set, but http.tls_listen is empty"},
+		{name: "no listener", yaml: "http: { listen: \"\" }\n", wantErr: "http.listen and http.tls_listen: both empty"},
+		{name: "one address for both", yaml: "http: { listen: \":5054\", tls_listen: \":5054\", tls: auto }\n",
+			wantErr: `both ":5054": they are two listeners`},
+		{name: "port 0 for both: two free ports", yaml: "http: { listen: \"127.0.0.1:0\", tls_listen: \"127.0.0.1:0\", tls: auto }\n",
+			check: wantHTTP(HTTP{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLS: TLS{Auto: true}})},
+		{name: "cert without key", yaml: "http: { tls_listen: \":5443\", tls: { cert: c.pem } }\n", wantErr: "http.tls: set both cert and key"},
+		{name: "key without cert", yaml: "http: { tls_listen: \":5443\", tls: { key: k.pem } }\n", wantErr: "http.tls: set both cert and key"},
+		{name: "another word", yaml: "http: { tls_listen: \":5443\", tls: yes }\n", wantErr: `line 1: http.tls: "yes": want auto or {cert: FILE, key: FILE}`},
+		{name: "unknown key in the mapping", yaml: "http:\n  tls_listen: \":5443\"\n  tls: { cert: c.pem, key: k.pem, ca: x.pem }\n",
+			wantErr: `line 3: http.tls: unknown key "ca"`},
+		{name: "a list", yaml: "http: { tls: [auto] }\n", wantErr: "http.tls: want auto or"},
+		{name: "a mapping as a file", yaml: "http: { tls_listen: \":5443\", tls: { cert: { x: 1 }, key: k.pem } }\n", wantErr: "http.tls.cert: want a file name"},
 		{name: "unknown dhcp subnet key", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, gateway: 10.19.0.1 } ] }\n", wantErr: "field gateway not found"},
 	}
 	for _, tt := range tests {
@@ -207,5 +236,15 @@ omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 				tt.check(t, c)
 			}
 		})
+	}
+}
+
+// wantHTTP checks the http section.
+func wantHTTP(want HTTP) func(*testing.T, Config) {
+	return func(t *testing.T, c Config) {
+		t.Helper()
+		if diff := cmp.Diff(want, c.HTTP); diff != "" {
+			t.Errorf("http (-want +got):\n%s", diff)
+		}
 	}
 }
