@@ -1,7 +1,9 @@
 package vtestbed
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
@@ -24,14 +27,33 @@ type Image struct {
 	// ipxe/<Name>.ipxe.
 	Config, Kernel, Initrd string
 	Grub, IPXE             string
-	Took                   time.Duration // the build
+	// EFIImg is the UEFI HTTP Boot RAM-disk image (efi/<Name>.img), when
+	// built with EFIImg; else "".
+	EFIImg string
+	Took                     time.Duration // the build
 }
+
+// ErrNoEFIImg is returned by BuildImageEFI when this tree's nbctl cannot
+// build the UEFI HTTP Boot RAM-disk image.
+var ErrNoEFIImg = errors.New("needs `nbctl image build --efi-img` (the UEFI HTTP Boot RAM-disk image), which this tree's nbctl lacks")
 
 // BuildImage builds the orbit-pxe image name from this source tree with
 // `nbctl image build --name NAME --kernel-dir K --out OUT --append
 // orbit.am=AMURL` (no --append when amURL is ""), where K is the Debian
 // kernel in <root>/.cache/kernel (fetched if missing).
 func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
+	t.Helper()
+	return buildImage(t, name, amURL, out, false)
+}
+
+// BuildImageEFI is BuildImage with --efi-img: the image also has its UEFI
+// HTTP Boot RAM-disk image (Image.EFIImg).
+func BuildImageEFI(t testing.TB, name, amURL, out string) (Image, error) {
+	t.Helper()
+	return buildImage(t, name, amURL, out, true)
+}
+
+func buildImage(t testing.TB, name, amURL, out string, efiImg bool) (Image, error) {
 	t.Helper()
 	root, err := modroot.Find()
 	if err != nil {
@@ -49,9 +71,15 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 	if amURL != "" {
 		args = append(args, "--append", "orbit.am="+amURL)
 	}
+	if efiImg {
+		args = append(args, "--efi-img")
+	}
 	cmd := exec.CommandContext(ctx, nbctl, args...)
 	cmd.Dir = root
 	output, err := cmd.CombinedOutput()
+	if err != nil && efiImg && bytes.Contains(output, []byte("efi-img")) && bytes.Contains(output, []byte("flag")) {
+		return Image{}, fmt.Errorf("nbctl image build: %w (%s)", ErrNoEFIImg, bytes.TrimSpace(output))
+	}
 	if err != nil {
 		return Image{}, fmt.Errorf("nbctl image build: %w\n%s", err, output)
 	}
@@ -68,8 +96,15 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 					return Image{}, fmt.Errorf("nbctl image build wrote %s outside %s", f[0], out)
 				}
 			}
-			files = append(files, filepath.ToSlash(rel))
+			if rel = filepath.ToSlash(rel); rel == imagename.HTTPBootImage(name) {
+				img.EFIImg = rel
+				continue
+			}
+			files = append(files, rel)
 		}
+	}
+	if efiImg && img.EFIImg == "" {
+		return Image{}, fmt.Errorf("nbctl image build --efi-img: no %s in its output:\n%s", imagename.HTTPBootImage(name), output)
 	}
 	if len(files) != 5 {
 		return Image{}, fmt.Errorf("nbctl image build: want 5 files in its output, got %d:\n%s", len(files), output)
@@ -81,7 +116,10 @@ func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
 
 // CopyTo copies the image's files into another TFTP root.
 func (img Image) CopyTo(root string) (Image, error) {
-	for _, f := range []string{img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd} {
+	for _, f := range []string{img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd, img.EFIImg} {
+		if f == "" {
+			continue
+		}
 		dst := filepath.Join(root, filepath.FromSlash(f))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return Image{}, err

@@ -92,7 +92,7 @@ func TestNewNode(t *testing.T) {
 func TestQEMUArgs(t *testing.T) {
 	n := NewNode(2, VirtioNet)
 	n.Tap = "tap1"
-	got := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, Extra: []string{"-cpu", "max"}}, "/s.log", "/q.sock", "/d.raw"), " ")
+	got := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, Extra: []string{"-cpu", "max"}}, "/s.log", "/q.sock", "/d.raw", ""), " ")
 	for _, want := range []string{
 		"-m 256", "-no-reboot -S", "-serial file:/s.log", "-qmp unix:/q.sock,server=on,wait=off",
 		"-netdev tap,id=n0,ifname=tap1,script=no,downscript=no", "-device virtio-net-pci,netdev=n0,mac=52:54:00:18:01:02",
@@ -106,29 +106,49 @@ func TestQEMUArgs(t *testing.T) {
 		t.Errorf("QEMU args ask for KVM: %s", got)
 	}
 	// A machine whose power is the AM's reboots, and stays after a power-off.
-	am := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, AMPower: true}, "/s.log", "/q.sock", "/d.raw"), " ")
+	am := strings.Join(QEMUArgs(n, BootOptions{Order: "nc", Memory: 256, AMPower: true}, "/s.log", "/q.sock", "/d.raw", ""), " ")
 	if !strings.Contains(am, "-no-shutdown -S") || strings.Contains(am, "-no-reboot") {
 		t.Errorf("AMPower QEMU args: want -no-shutdown and no -no-reboot:\n%s", am)
+	}
+	// OVMF: Secure Boot firmware, the machine's own variables, the NIC
+	// without option ROM; HTTPBootOnly turns PXE off.
+	uefi := strings.Join(QEMUArgs(n, BootOptions{Order: "n", Memory: 512, Firmware: OVMFSecureBoot, HTTPBootOnly: true}, "/s.log", "/q.sock", "/d.raw", "/v.fd"), " ")
+	for _, want := range []string{
+		"-machine q35,smm=on", "-drive if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "-drive if=pflash,format=raw,unit=1,file=/v.fd",
+		"-device virtio-net-pci,romfile=,netdev=n0", "IPv4PXESupport,string=n", "IPv6PXESupport,string=n",
+	} {
+		if !strings.Contains(uefi, want) {
+			t.Errorf("OVMF QEMU args lack %q:\n%s", want, uefi)
+		}
+	}
+	if bios := strings.Join(QEMUArgs(n, BootOptions{Order: "n", Memory: 256, HTTPBootOnly: true}, "/s.log", "/q.sock", "/d.raw", ""), " "); strings.Contains(bios, "pflash") || strings.Contains(bios, "romfile") || strings.Contains(bios, "fw_cfg") {
+		t.Errorf("SeaBIOS QEMU args have OVMF's: %s", bios)
 	}
 }
 
 func TestDnsmasqArgs(t *testing.T) {
 	nodes := []Node{NewNode(1, E1000), NewNode(2, VirtioNet)}
-	plain := strings.Join(DnsmasqArgs(nodes, "/tftp", "/state", false), " ")
+	plain := strings.Join(DnsmasqArgs(nodes, DnsmasqBoot{Root: "/tftp", State: "/state"}), " ")
 	for _, want := range []string{
-		"--interface=br0 --bind-interfaces", "--dhcp-range=10.18.0.0,static,255.255.0.0,1h", "--dhcp-boot=pxelinux.0",
-		"--enable-tftp --tftp-root=/tftp", "--dhcp-host=52:54:00:18:01:01,10.18.1.1,node1-1",
-		"--dhcp-host=52:54:00:18:01:02,10.18.1.2,node1-2", "--port=0",
+		"--interface=br0 --bind-interfaces", "--dhcp-range=10.18.0.0,static,255.255.0.0,1h",
+		"--dhcp-boot=tag:!efi64,tag:!efihttp,pxelinux.0", "--dhcp-boot=tag:efi64,tag:!efihttp,shimx64.efi",
+		"--enable-tftp --tftp-root=/tftp", "--dhcp-host=52:54:00:18:01:01,set:node1-1,10.18.1.1,node1-1",
+		"--dhcp-host=52:54:00:18:01:02,set:node1-2,10.18.1.2,node1-2", "--port=0",
 	} {
 		if !strings.Contains(plain, want) {
 			t.Errorf("dnsmasq args lack %q:\n%s", want, plain)
 		}
 	}
-	if strings.Contains(plain, "175") || strings.Contains(plain, "enable-ra") {
-		t.Errorf("plain dnsmasq has the iPXE options: %s", plain)
+	if strings.Contains(plain, "encap:175") || strings.Contains(plain, "enable-ra") || strings.Contains(plain, "http://") || strings.Contains(plain, ",60,") {
+		t.Errorf("plain dnsmasq has the iPXE or HTTP Boot options: %s", plain)
 	}
-	ipxe := strings.Join(DnsmasqArgs(nodes, "/tftp", "/state", true), " ")
-	for _, want := range []string{"--dhcp-option-force=encap:175,176,1b", "--enable-ra", "ra-only", "--ra-param=br0,60,0"} {
+	ipxe := strings.Join(DnsmasqArgs(nodes, DnsmasqBoot{Root: "/tftp", State: "/state", IPXEFast: true, IPXEScript: true, HTTPBoot: "efi/x.img"}), " ")
+	for _, want := range []string{
+		"--dhcp-option-force=encap:175,176,1b", "--enable-ra", "ra-only", "--ra-param=br0,60,0",
+		"--dhcp-boot=tag:!efi64,tag:!efihttp,tag:!ipxe,pxelinux.0",
+		"--dhcp-boot=tag:ipxe,tag:!efi64,tag:!efihttp,tag:node1-2,http://10.18.0.1/ipxe/0A120102",
+		"--dhcp-option-force=tag:efihttp,60,HTTPClient", "--dhcp-boot=tag:efihttp,http://10.18.0.1/efi/x.img",
+	} {
 		if !strings.Contains(ipxe, want) {
 			t.Errorf("dnsmasq-ipxe args lack %q:\n%s", want, ipxe)
 		}
