@@ -30,7 +30,7 @@ type Image struct {
 	// EFIImg is the UEFI HTTP Boot RAM-disk image (efi/<Name>.img), when
 	// built with EFIImg; else "".
 	EFIImg string
-	Took                     time.Duration // the build
+	Took   time.Duration // the build
 }
 
 // ErrNoEFIImg is returned by BuildImageEFI when this tree's nbctl cannot
