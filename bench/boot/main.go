@@ -604,7 +604,7 @@ func targets(w io.Writer, meds map[mode]map[vtestbed.Server]map[string]time.Dura
 			fmt.Fprintf(w, "  BIOS kernel+initramfs, netbootd HTTP %.2fs vs TFTP (fastest: %s) %.2fs: %.1fx faster, want >= %.0fx: %s\n",
 				http.Seconds(), bestS, best.Seconds(), x, httpFetchSpeedup, verdict(x >= httpFetchSpeedup))
 		}
-	} else {
+	} else if meds[biosTFTP] != nil || meds[biosIPXE] != nil {
 		fmt.Fprintln(w, "  BIOS kernel+initramfs HTTP vs TFTP: needs bios-tftp and bios-ipxe-http")
 	}
 	// 2. power-on -> enrolled, netbootd iPXE-HTTP vs tuned dnsmasq TFTP.
@@ -614,11 +614,14 @@ func targets(w io.Writer, meds map[mode]map[vtestbed.Server]map[string]time.Dura
 		r := http.Seconds() / tuned.Seconds()
 		fmt.Fprintf(w, "  BIOS power-on to enrolled, netbootd iPXE-HTTP %.2fs vs dnsmasq-ipxe TFTP %.2fs: ratio %.2f, want <= %.2f (25%% less time): %s\n",
 			http.Seconds(), tuned.Seconds(), r, ipxeEnrollRatio, verdict(r <= ipxeEnrollRatio))
-	} else {
+	} else if meds[biosTFTP] != nil || meds[biosIPXE] != nil {
 		fmt.Fprintln(w, "  BIOS power-on to enrolled iPXE-HTTP vs tuned dnsmasq TFTP: needs bios-tftp (with dnsmasq-ipxe) and bios-ipxe-http")
 	}
 	// 3. UEFI: no slower than dnsmasq serving the same signed chain.
 	for _, m := range []mode{uefiPXE, uefiHTTP} {
+		if meds[m] == nil {
+			continue // not run
+		}
 		for _, k := range []string{dEnroled, dFetch} {
 			nb, ok1 := get(m, vtestbed.Netbootd, k)
 			dm, ok2 := get(m, vtestbed.Dnsmasq, k)
