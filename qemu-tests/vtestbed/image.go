@@ -78,7 +78,8 @@ func buildImage(t testing.TB, name, amURL, out string, efiImg bool) (Image, erro
 	cmd.Dir = root
 	output, err := cmd.CombinedOutput()
 	if err != nil && efiImg && bytes.Contains(output, []byte("efi-img")) && bytes.Contains(output, []byte("flag")) {
-		return Image{}, fmt.Errorf("nbctl image build: %w (%s)", ErrNoEFIImg, bytes.TrimSpace(output))
+		first, _, _ := bytes.Cut(bytes.TrimSpace(output), []byte("\n"))
+		return Image{}, fmt.Errorf("nbctl image build: %w (%s)", ErrNoEFIImg, first)
 	}
 	if err != nil {
 		return Image{}, fmt.Errorf("nbctl image build: %w\n%s", err, output)
