@@ -2,6 +2,8 @@ package qemutests
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -9,6 +11,15 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
+)
+
+// Debian's Secure Boot parts (packages ovmf, shim-signed,
+// grub-efi-amd64-signed) and the names the node asks for them by.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" // Microsoft's keys enrolled: Secure Boot on
+	shimFile = "/usr/lib/shim/shimx64.efi.signed"
+	grubFile = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
 )
 
 // TestUEFISecureBootNetboot: a UEFI node with Secure Boot enforced (OVMF
@@ -19,17 +30,34 @@ import (
 // read from the SecureBoot variable through efivarfs.
 func TestUEFISecureBootNetboot(t *testing.T) {
 	vtestbed.Require(t, vtestbed.Netbootd)
-	if err := vtestbed.MissingUEFI(); err != nil {
-		testenv.Missing(t, "%v", err)
+	for _, f := range []string{ovmfCode, ovmfVars, shimFile, grubFile} {
+		if _, err := os.Stat(f); err != nil {
+			testenv.Missing(t, "Debian: ovmf, shim-signed, grub-efi-amd64-signed (%v)", err)
+		}
 	}
-	node := vtestbed.NewNode(1, vtestbed.VirtioNet)
-	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Image: image, SecureBoot: true})
+	node := vtestbed.NewNode(1, vtestbed.NIC("virtio-net-pci,romfile="))
+	tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Image: image})
+	cp := func(src, dst string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.WriteFile(t, dst, b)
+	}
+	cp(shimFile, filepath.Join(tb.TFTPRoot, "shimx64.efi"))
+	cp(grubFile, filepath.Join(tb.TFTPRoot, "grubx64.efi")) // shim asks for this name beside itself
+	vars := filepath.Join(t.TempDir(), "vars.fd")           // the firmware writes its variables
+	cp(ovmfVars, vars)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if _, err := tb.SetBootImageNS(ctx, image, node); err != nil {
 		t.Fatal(err)
 	}
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Firmware: vtestbed.OVMFSecureBoot})
+	vm := tb.Boot(t, node, vtestbed.BootOptions{Memory: 512, Extra: []string{
+		"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on", "-global", "ICH9-LPC.disable_s3=1",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+	}})
 	if _, err := vm.Wait(ctx, regexp.MustCompile(`Secure boot enabled`)); err != nil {
 		t.Fatalf("the kernel did not say Secure Boot is on: %v\nserial:\n%s", err, vm.Console.Text())
 	}

@@ -90,6 +90,10 @@ import (
 // imageName is the image the node boots.
 const imageName = "orbit-2.0.0"
 
+// uefiNIC is the UEFI node's NIC: virtio-net without QEMU's iPXE ROM, so
+// that OVMF's own PXE and HTTP Boot run.
+const uefiNIC = vtestbed.NIC("virtio-net-pci,romfile=")
+
 // mode is a boot path.
 type mode string
 
@@ -233,8 +237,10 @@ func bench(o options) error {
 			}
 		}
 		if m.uefi() {
-			if err := vtestbed.MissingUEFI(); err != nil {
-				return fmt.Errorf("%s: %w", m, err)
+			for _, f := range append([]string{vtestbed.OVMFCode, vtestbed.OVMFVarsMS}, vtestbed.UEFILoaders...) {
+				if _, err := os.Stat(f); err != nil {
+					return fmt.Errorf("%s: needs Debian's ovmf, shim-signed, grub-efi-amd64-signed: %w", m, err)
+				}
 			}
 		}
 	}
@@ -287,15 +293,15 @@ func bench(o options) error {
 	return errors.Join(errs...)
 }
 
+// errNoEFIImg: this tree's nbctl cannot build the RAM-disk image.
+var errNoEFIImg = errors.New("needs `nbctl image build --efi-img` (the UEFI HTTP Boot RAM-disk image), which this tree's nbctl lacks")
+
 // buildImage builds the image all runs boot, with its UEFI HTTP Boot
 // RAM-disk image when uefi-http is asked for. Without nbctl's --efi-img
 // that mode is skipped (and said so), the others run.
 func buildImage(o options) (vtestbed.Image, map[mode]error, error) {
 	skipped := map[mode]error{}
-	build := vtestbed.BuildImage
-	if slices.Contains(o.modes, uefiHTTP) {
-		build = vtestbed.BuildImageEFI
-	}
+	imgOpts := vtestbed.ImageOptions{EFIImg: slices.Contains(o.modes, uefiHTTP)}
 	for {
 		var img vtestbed.Image
 		var out bytes.Buffer
@@ -305,7 +311,7 @@ func buildImage(o options) (vtestbed.Image, map[mode]error, error) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, buildErr = build(t, imageName, fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort), dir)
+			img, buildErr = vtestbed.BuildImage(t, imageName, fmt.Sprintf("http://%s:%d", vtestbed.ServerIP, vtestbed.AMPort), dir, imgOpts)
 			if buildErr != nil {
 				os.RemoveAll(dir)
 			}
@@ -313,10 +319,10 @@ func buildImage(o options) (vtestbed.Image, map[mode]error, error) {
 		switch {
 		case err != nil:
 			return img, nil, fmt.Errorf("image build: %w\n%s", err, out.String())
-		case errors.Is(buildErr, vtestbed.ErrNoEFIImg):
-			skipped[uefiHTTP] = buildErr
-			fmt.Printf("uefi-http: SKIPPED: %v\n", buildErr)
-			build = vtestbed.BuildImage
+		case buildErr != nil && imgOpts.EFIImg && strings.Contains(buildErr.Error(), "flag provided but not defined: -efi-img"):
+			skipped[uefiHTTP] = errNoEFIImg
+			fmt.Printf("uefi-http: SKIPPED: %v\n", errNoEFIImg)
+			imgOpts.EFIImg = false
 			continue
 		case buildErr != nil:
 			return img, nil, fmt.Errorf("image build: %w\n%s", buildErr, out.String())
@@ -347,12 +353,17 @@ func boot(o options, m mode, server vtestbed.Server, n int, img vtestbed.Image) 
 	}
 	err := vtestbed.RunProgram(fmt.Sprintf("bench-boot/%s/%s/%d", m, server, n), w, func(t testing.TB) {
 		nic, bo := o.nic, vtestbed.BootOptions{Order: "n", Extra: o.qemu}
-		if m.uefi() {
-			nic, bo.Firmware, bo.HTTPBootOnly = vtestbed.VirtioNet, vtestbed.OVMFSecureBoot, m == uefiHTTP
+		if m.uefi() { // the firmware's own network stack, not QEMU's iPXE ROM
+			nic, bo.Memory = uefiNIC, 512
+			bo.UEFI = &vtestbed.UEFI{SecureBoot: true, HTTPBoot: m == uefiHTTP}
 		}
 		node := vtestbed.NewNode(1, nic)
-		tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Server: server, BuiltImage: &img, AM: true,
-			IPXEScript: m == biosIPXE, SecureBoot: m == uefiPXE})
+		tb := vtestbed.New(t, vtestbed.Options{Nodes: []vtestbed.Node{node}, Server: server, BuiltImage: &img, AM: true, IPXEScript: m == biosIPXE})
+		if m == uefiPXE {
+			if err := tb.InstallUEFILoaders(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		defer cancel()
 		if server == vtestbed.Netbootd {

@@ -69,7 +69,7 @@ func DnsmasqArgs(nodes []Node, b DnsmasqBoot) []string {
 		"--dhcp-match=set:efi64,option:client-arch,9",
 		"--dhcp-match=set:efihttp,option:client-arch,16",
 		"--dhcp-match=set:ipxe,175",
-		"--dhcp-boot=tag:efi64,tag:!efihttp," + ShimFile,
+		"--dhcp-boot=tag:efi64,tag:!efihttp,shimx64.efi",
 		"--enable-tftp", "--tftp-root=" + b.Root,
 		"--log-facility=-",
 		"--dhcp-leasefile=" + filepath.Join(b.State, "dnsmasq.leases"),

@@ -1,9 +1,7 @@
 package vtestbed
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
-	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/modroot"
 )
 
@@ -27,33 +24,27 @@ type Image struct {
 	// ipxe/<Name>.ipxe.
 	Config, Kernel, Initrd string
 	Grub, IPXE             string
-	// EFIImg is the UEFI HTTP Boot RAM-disk image (efi/<Name>.img), when
-	// built with EFIImg; else "".
+	// EFIImg is the UEFI HTTP Boot RAM disk, efi/<Name>.img, when built
+	// with ImageOptions.EFIImg; else "".
 	EFIImg string
 	Took   time.Duration // the build
 }
 
-// ErrNoEFIImg is returned by BuildImageEFI when this tree's nbctl cannot
-// build the UEFI HTTP Boot RAM-disk image.
-var ErrNoEFIImg = errors.New("needs `nbctl image build --efi-img` (the UEFI HTTP Boot RAM-disk image), which this tree's nbctl lacks")
+// ImageOptions say what else an image build makes.
+type ImageOptions struct {
+	// EFIImg also makes the UEFI HTTP Boot RAM disk (nbctl image build
+	// --efi-img) with Debian's signed shim and GRUB; it takes longer (the
+	// FAT image is written whole) and needs shim-signed and
+	// grub-efi-amd64-signed.
+	EFIImg bool
+}
 
 // BuildImage builds the orbit-pxe image name from this source tree with
 // `nbctl image build --name NAME --kernel-dir K --out OUT --append
-// orbit.am=AMURL` (no --append when amURL is ""), where K is the Debian
-// kernel in <root>/.cache/kernel (fetched if missing).
-func BuildImage(t testing.TB, name, amURL, out string) (Image, error) {
-	t.Helper()
-	return buildImage(t, name, amURL, out, false)
-}
-
-// BuildImageEFI is BuildImage with --efi-img: the image also has its UEFI
-// HTTP Boot RAM-disk image (Image.EFIImg).
-func BuildImageEFI(t testing.TB, name, amURL, out string) (Image, error) {
-	t.Helper()
-	return buildImage(t, name, amURL, out, true)
-}
-
-func buildImage(t testing.TB, name, amURL, out string, efiImg bool) (Image, error) {
+// orbit.am=AMURL` (no --append when amURL is ""), plus --efi-img with
+// o.EFIImg, where K is the Debian kernel in <root>/.cache/kernel (fetched
+// if missing).
+func BuildImage(t testing.TB, name, amURL, out string, o ImageOptions) (Image, error) {
 	t.Helper()
 	root, err := modroot.Find()
 	if err != nil {
@@ -71,22 +62,20 @@ func buildImage(t testing.TB, name, amURL, out string, efiImg bool) (Image, erro
 	if amURL != "" {
 		args = append(args, "--append", "orbit.am="+amURL)
 	}
-	if efiImg {
+	want := 5
+	if o.EFIImg {
 		args = append(args, "--efi-img")
+		want = 6
 	}
 	cmd := exec.CommandContext(ctx, nbctl, args...)
 	cmd.Dir = root
 	output, err := cmd.CombinedOutput()
-	if err != nil && efiImg && bytes.Contains(output, []byte("efi-img")) && bytes.Contains(output, []byte("flag")) {
-		first, _, _ := bytes.Cut(bytes.TrimSpace(output), []byte("\n"))
-		return Image{}, fmt.Errorf("nbctl image build: %w (%s)", ErrNoEFIImg, first)
-	}
 	if err != nil {
 		return Image{}, fmt.Errorf("nbctl image build: %w\n%s", err, output)
 	}
 	img := Image{Name: name, Dir: out, Took: time.Since(start)}
 	// One line per file: "<path> <size>  sha256:<hex>": the pxelinux, GRUB
-	// and iPXE configs, kernel, initramfs.
+	// and iPXE configs, kernel, initramfs, and with --efi-img the RAM disk.
 	var files []string
 	for _, line := range strings.Split(string(output), "\n") {
 		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], "sha256:") {
@@ -97,30 +86,27 @@ func buildImage(t testing.TB, name, amURL, out string, efiImg bool) (Image, erro
 					return Image{}, fmt.Errorf("nbctl image build wrote %s outside %s", f[0], out)
 				}
 			}
-			if rel = filepath.ToSlash(rel); rel == imagename.HTTPBootImage(name) {
-				img.EFIImg = rel
-				continue
-			}
-			files = append(files, rel)
+			files = append(files, filepath.ToSlash(rel))
 		}
 	}
-	if efiImg && img.EFIImg == "" {
-		return Image{}, fmt.Errorf("nbctl image build --efi-img: no %s in its output:\n%s", imagename.HTTPBootImage(name), output)
-	}
-	if len(files) != 5 {
-		return Image{}, fmt.Errorf("nbctl image build: want 5 files in its output, got %d:\n%s", len(files), output)
+	if len(files) != want {
+		return Image{}, fmt.Errorf("nbctl image build: want %d files in its output, got %d:\n%s", want, len(files), output)
 	}
 	img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd = files[0], files[1], files[2], files[3], files[4]
+	if o.EFIImg {
+		img.EFIImg = files[5]
+	}
 	t.Logf("image %s built in %v: %s, %s, %s", name, img.Took.Round(time.Millisecond), img.Config, img.Kernel, img.Initrd)
 	return img, nil
 }
 
 // CopyTo copies the image's files into another TFTP root.
 func (img Image) CopyTo(root string) (Image, error) {
-	for _, f := range []string{img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd, img.EFIImg} {
-		if f == "" {
-			continue
-		}
+	files := []string{img.Config, img.Grub, img.IPXE, img.Kernel, img.Initrd}
+	if img.EFIImg != "" {
+		files = append(files, img.EFIImg)
+	}
+	for _, f := range files {
 		dst := filepath.Join(root, filepath.FromSlash(f))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return Image{}, err

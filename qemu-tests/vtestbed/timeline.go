@@ -90,6 +90,18 @@ func UEFIShimSteps(n Node, img Image) []Step {
 	}
 }
 
+// UEFIHTTPBootSteps are the steps of a UEFI HTTP Boot node booting an
+// image's RAM disk: DHCP, the RAM disk over HTTP (shim, GRUB, kernel and
+// initramfs are in it: nothing more over the network), then the init's
+// own DHCP.
+func UEFIHTTPBootSteps(img Image) []Step {
+	return []Step{
+		{"DHCP ack", "dhcp", regexp.MustCompile(`^DHCPACK$`)},
+		{"RAM disk", "http", regexp.MustCompile(`^` + regexp.QuoteMeta(img.EFIImg) + `$`)},
+		{"init's DHCP ack", "dhcp", regexp.MustCompile(`^DHCPACK$`)},
+	}
+}
+
 // LocalbootSteps are the steps of a node with no boot link: DHCP,
 // pxelinux.0, ldlinux.c32 and pxelinux.cfg/default (LOCALBOOT 0).
 func LocalbootSteps() []Step {

@@ -30,12 +30,9 @@ type BootOptions struct {
 	DiskSize int64
 	// Extra are more QEMU arguments, e.g. -cpu max.
 	Extra []string
-	// Firmware is the machine's firmware; default SeaBIOS.
-	Firmware Firmware
-	// HTTPBootOnly, with OVMF, turns the firmware's PXE off (both IP
-	// versions) so that it goes to UEFI HTTP Boot at once: a PXE attempt
-	// that gets no boot file costs two minutes.
-	HTTPBootOnly bool
+	// UEFI, when set, starts OVMF instead of SeaBIOS, with a variable
+	// store of the machine's own.
+	UEFI *UEFI
 	// AMPower hands the machine to netbootd's power service (cmc, the
 	// qemu driver named in the node's inventory entry): Boot starts it
 	// paused and leaves it so, with its QMP socket free for netbootd
@@ -45,72 +42,12 @@ type BootOptions struct {
 	AMPower bool
 }
 
-// Firmware is what a machine boots with.
-type Firmware string
-
-const (
-	// SeaBIOS is QEMU's default: legacy BIOS, and the NIC's option ROM
-	// (QEMU's iPXE) does the network boot.
-	SeaBIOS Firmware = ""
-	// OVMFSecureBoot is UEFI with Secure Boot enforced: OVMF with
-	// Microsoft's keys enrolled (a copy of its variables per machine), on
-	// q35 with SMM; the NIC gets no option ROM, so the firmware's own
-	// network stack boots (with QEMU's iPXE ROM, OVMF runs iPXE, which
-	// takes longer and breaks shim's verification of GRUB).
-	OVMFSecureBoot Firmware = "ovmf-secboot"
-)
-
-// Debian's UEFI and Secure Boot parts (packages ovmf, shim-signed,
-// grub-efi-amd64-signed).
-const (
-	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
-	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" // Microsoft's keys enrolled: Secure Boot on
-	// ShimSigned is served as shimx64.efi (ShimFile), GRUBSigned as
-	// grubx64.efi (GRUBFile): shim asks for that name in its own directory.
-	ShimSigned = "/usr/lib/shim/shimx64.efi.signed"
-	GRUBSigned = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
-	ShimFile   = "shimx64.efi"
-	GRUBFile   = "grubx64.efi"
-)
-
-// MissingUEFI says what a Secure Boot machine and its signed boot chain
-// lack on this machine, or nil.
-func MissingUEFI() error {
-	for _, f := range []string{OVMFCode, OVMFVars, ShimSigned, GRUBSigned} {
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("needs %s (apt-get install ovmf shim-signed grub-efi-amd64-signed)", f)
-		}
-	}
-	return nil
-}
-
-// firmwareArgs are QEMU's arguments for the firmware, with the machine's
-// copy of the UEFI variables at vars.
-func firmwareArgs(o BootOptions, vars string) []string {
-	if o.Firmware != OVMFSecureBoot {
-		return nil
-	}
-	args := []string{
-		"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
-		"-global", "ICH9-LPC.disable_s3=1",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-	}
-	if o.HTTPBootOnly {
-		args = append(args,
-			"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
-			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
-	}
-	return args
-}
-
 // VM is a node's QEMU machine.
 type VM struct {
 	Node      Node
 	Serial    string // the serial log (-serial file:)
 	QEMULog   string // QEMU's own stdout and stderr
 	Disk      string
-	Vars      string // the UEFI variables (OVMF), else ""
 	Console   *Console
 	QMPSocket string
 	QMP       *qmp.Client // nil once handed to netbootd (AMPower)
@@ -128,18 +65,13 @@ type VM struct {
 // serial port to a file, QMP on a unix socket, paused (-S) until "cont",
 // no reboot (a reboot or power-off ends QEMU; with AMPower, a power-off
 // leaves QEMU stopped instead and a reboot reboots), the NIC on the
-// node's tap, the raw disk on IDE; with OVMF, its firmware and variables
-// (vars) and a NIC without option ROM.
-func QEMUArgs(n Node, o BootOptions, serial, qmp, disk, vars string) []string {
+// node's tap, the raw disk on IDE.
+func QEMUArgs(n Node, o BootOptions, serial, qmp, disk string) []string {
 	lifecycle := "-no-reboot"
 	if o.AMPower {
 		lifecycle = "-no-shutdown"
 	}
-	nic := string(n.NIC)
-	if o.Firmware == OVMFSecureBoot && !strings.Contains(nic, "romfile=") {
-		nic += ",romfile="
-	}
-	args := append([]string{
+	return append([]string{
 		"-name", n.Hostname,
 		"-m", fmt.Sprint(o.Memory),
 		"-display", "none", "-monitor", "none",
@@ -147,11 +79,10 @@ func QEMUArgs(n Node, o BootOptions, serial, qmp, disk, vars string) []string {
 		"-serial", "file:" + serial,
 		"-qmp", "unix:" + qmp + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
-		"-device", nic + ",netdev=n0,mac=" + n.MAC,
+		"-device", string(n.NIC) + ",netdev=n0,mac=" + n.MAC,
 		"-drive", "file=" + disk + ",format=raw,if=ide,index=0,media=disk",
 		"-boot", "order=" + o.Order + ",reboot-timeout=1000",
-	}, firmwareArgs(o, vars)...)
-	return append(args, o.Extra...)
+	}, o.Extra...)
 }
 
 // Boot makes the node's disk, starts its machine paused inside the
@@ -171,9 +102,6 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	}
 	if o.Memory == 0 {
 		o.Memory = 256
-		if o.Firmware == OVMFSecureBoot {
-			o.Memory = 512 // OVMF, shim and GRUB hold kernel and initramfs in RAM
-		}
 	}
 	if o.DiskSize == 0 {
 		o.DiskSize = 1 << 20
@@ -197,19 +125,20 @@ func (tb *Testbed) Boot(t testing.TB, n Node, o BootOptions) *VM {
 	if err := WriteDisk(vm.Disk, o.DiskSize, sector); err != nil {
 		t.Fatal(err)
 	}
-	if o.Firmware == OVMFSecureBoot {
-		vm.Vars = filepath.Join(tb.Dir, n.Hostname+".vars.fd") // the firmware writes its variables
-		if err := copyFile(OVMFVars, vm.Vars); err != nil {
-			t.Fatal(err)
-		}
-	}
 	os.Remove(vm.Serial)
 	os.Remove(qmpPath)
 	logf, err := os.Create(vm.QEMULog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm.Args = QEMUArgs(n, o, vm.Serial, qmpPath, vm.Disk, vm.Vars)
+	if o.UEFI != nil {
+		vars := filepath.Join(tb.Dir, n.Hostname+".vars.fd")
+		if err := copyFile(o.UEFI.varsTemplate(), vars); err != nil {
+			t.Fatal(err)
+		}
+		o.Extra = append(o.UEFI.args(vars), o.Extra...)
+	}
+	vm.Args = QEMUArgs(n, o, vm.Serial, qmpPath, vm.Disk)
 	vm.cmd = tb.Netns.Command(context.Background(), "qemu-system-x86_64", vm.Args...)
 	vm.cmd.Stdout, vm.cmd.Stderr = logf, logf
 	// QEMU dies with us should the test binary be killed (go test -timeout).

@@ -168,6 +168,8 @@ type Options struct {
 	// Image, when set, is built with `nbctl image build --name Image` into
 	// the TFTP root, unless BuiltImage is given.
 	Image string
+	// ImageOptions are Image's build options.
+	ImageOptions ImageOptions
 	// BuiltImage is an image built before (BuildImage), copied into the
 	// TFTP root instead of building one.
 	BuiltImage *Image
@@ -185,12 +187,6 @@ type Options struct {
 	// pxelinux.0; with dnsmasq, dnsmasq sends them the URL of the same
 	// script on the site's HTTP server (DnsmasqBoot.IPXEScript).
 	IPXEScript bool
-	// SecureBoot puts Debian's signed shim and network GRUB into the TFTP
-	// root (ShimFile, GRUBFile), for UEFI nodes (BootOptions.Firmware).
-	SecureBoot bool
-	// EFIImg builds the image (Options.Image) with its UEFI HTTP Boot
-	// RAM-disk image too; a BuiltImage brings its own.
-	EFIImg bool
 }
 
 // Testbed is a running virtual testbed.
@@ -500,16 +496,11 @@ func (tb *Testbed) newAppliance(o Options, boot bool) {
 	tb.App = a
 }
 
-// installBootFiles puts pxelinux, with SecureBoot shim and GRUB, and the
-// image into the TFTP root.
+// installBootFiles puts pxelinux and the image into the TFTP root.
 func (tb *Testbed) installBootFiles(o Options) {
 	t := tb.t
-	files := map[string]string{PXELinux: filepath.Base(PXELinux), LDLinux: filepath.Base(LDLinux)}
-	if o.SecureBoot {
-		files[ShimSigned], files[GRUBSigned] = ShimFile, GRUBFile
-	}
-	for src, dst := range files {
-		if err := copyFile(src, filepath.Join(tb.TFTPRoot, dst)); err != nil {
+	for _, f := range []string{PXELinux, LDLinux} {
+		if err := copyFile(f, filepath.Join(tb.TFTPRoot, filepath.Base(f))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -525,11 +516,7 @@ func (tb *Testbed) installBootFiles(o Options) {
 		if tb.Server == NetbootdProxy {
 			amURL = "" // the RC finds the appliance by itself
 		}
-		build := BuildImage
-		if o.EFIImg {
-			build = BuildImageEFI
-		}
-		img, err := build(t, o.Image, amURL, tb.TFTPRoot)
+		img, err := BuildImage(t, o.Image, amURL, tb.TFTPRoot, o.ImageOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
