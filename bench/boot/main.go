@@ -146,8 +146,8 @@ var phases = []string{phOffer, phFirst, phKernelAsk, phKernel, phInitrd, phImage
 // Targets: the first of the boot path that was, then issue 14's.
 const (
 	enrollTarget     = 12 * time.Second // BIOS TFTP, netbootd: power-on -> enrolled
-	httpFetchSpeedup = 5.0  // BIOS kernel+initramfs over HTTP vs TFTP
-	ipxeEnrollRatio  = 0.75 // BIOS enrolled over iPXE-HTTP vs tuned dnsmasq over TFTP: 25% less time
+	httpFetchSpeedup = 5.0              // BIOS kernel+initramfs over HTTP vs TFTP
+	ipxeEnrollRatio  = 0.75             // BIOS enrolled over iPXE-HTTP vs tuned dnsmasq over TFTP: 25% less time
 )
 
 type run struct {
