@@ -375,7 +375,7 @@ func boot(o options, m mode, server vtestbed.Server, n int, img vtestbed.Image) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer capture.Stop()
+		defer func() { _, _ = capture.Stop() }() // when the boot failed; its packets are not needed then
 		vm := tb.Boot(t, node, bo)
 		since := vm.Since
 		for _, w := range []struct {
