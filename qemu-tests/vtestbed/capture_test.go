@@ -5,6 +5,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
 var (
@@ -114,5 +117,116 @@ func TestFetches(t *testing.T) {
 	}
 	if got := FirstDHCP(pkts, DHCPAck); !got.IsZero() {
 		t.Errorf("FirstDHCP(ack) = %v, want zero", got)
+	}
+}
+
+// TestCaptureOnTap: a capture on the node's interface (a veth standing in
+// for its tap, the server at the other end in a second namespace) sees
+// the node's TFTP read request and the server's reply on that flow, with
+// the kernel's time stamps, and nothing after Stop.
+func TestCaptureOnTap(t *testing.T) {
+	testenv.Root(t, "network namespace, AF_PACKET")
+	testenv.Programs(t, "Debian: iproute2", "ip")
+	nodeNS, err := NewNetns("vtbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := nodeNS.Delete(); err != nil {
+			t.Error(err)
+		}
+	}()
+	serverNS, err := NewNetns("vtbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := serverNS.Delete(); err != nil {
+			t.Error(err)
+		}
+	}()
+	node := NewNode(1, VirtioNet)
+	node.Tap = "tap0"
+	for _, st := range [][]string{
+		{"link", "add", "tap0", "address", node.MAC, "type", "veth", "peer", "name", "srv0", "netns", serverNS.Name},
+		{"addr", "add", node.IP.String() + "/16", "dev", "tap0"},
+		{"link", "set", "tap0", "up"},
+	} {
+		if err := nodeNS.IP(st...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, st := range [][]string{{"addr", "add", ServerIP.String() + "/16", "dev", "srv0"}, {"link", "set", "srv0", "up"}} {
+		if err := serverNS.IP(st...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb := &Testbed{Netns: nodeNS, Nodes: []Node{node}}
+	c, err := tb.Capture(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = c.Stop() }() // on a failure; the test's Stop is below
+
+	// The server answers from another port, as TFTP does.
+	var srv *net.UDPConn
+	if err := netns.Do(serverNS.Name, func() (err error) {
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: ServerIP.AsSlice(), Port: 69})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var cl *net.UDPConn
+	if err := netns.Do(nodeNS.Name, func() (err error) {
+		cl, err = net.ListenUDP("udp4", &net.UDPAddr{IP: node.IP.AsSlice()}) // unconnected: the reply comes from another port
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	before := time.Now()
+	if _, err := cl.WriteToUDP([]byte("\x00\x01pxelinux.0\x00octet\x00"), &net.UDPAddr{IP: ServerIP.AsSlice(), Port: 69}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	_, from, err := srv.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data *net.UDPConn
+	if err := netns.Do(serverNS.Name, func() (err error) {
+		data, err = net.DialUDP("udp4", &net.UDPAddr{IP: ServerIP.AsSlice()}, from)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	if _, err := data.Write(append([]byte{0, 3, 0, 1}, make([]byte, 100)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cl.ReadFromUDP(buf); err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, order := Fetches(pkts)
+	if len(order) != 1 || order[0] != "pxelinux.0" {
+		t.Fatalf("fetches %q, want [pxelinux.0]; packets %+v", order, pkts)
+	}
+	f := fs["pxelinux.0"]
+	if f.Requested.Before(before.Add(-time.Second)) || !f.Done.After(f.Requested) || time.Since(f.Done) > time.Minute {
+		t.Errorf("pxelinux.0 requested %v, done %v (test started %v)", f.Requested, f.Done, before)
+	}
+	if n := len(pkts); n < 2 {
+		t.Errorf("%d packets, want the request and the data", n)
 	}
 }
