@@ -94,6 +94,20 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (c *Capture) read() {
 	defer close(c.done)
 	defer unix.Close(c.fd)
+	// A packet the kernel dropped (the reader fell behind) could be a
+	// file's last: then the capture is no measure.
+	defer func() {
+		st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case c.err != nil:
+		case err != nil:
+			c.err = fmt.Errorf("capture statistics: %w", err)
+		case st.Drops > 0:
+			c.err = fmt.Errorf("capture: the kernel dropped %d of %d packets (the reader fell behind)", st.Drops, st.Packets)
+		}
+	}()
 	mac, _ := net.ParseMAC(c.node.MAC)
 	buf := make([]byte, captureSnap)
 	oob := make([]byte, 128)
@@ -135,7 +149,7 @@ func (c *Capture) read() {
 }
 
 // Stop ends the capture and returns its packets, or the error that ended
-// it early.
+// it early or the packets the kernel dropped.
 func (c *Capture) Stop() ([]Packet, error) {
 	select {
 	case <-c.stop:

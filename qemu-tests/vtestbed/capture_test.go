@@ -127,24 +127,7 @@ func TestFetches(t *testing.T) {
 func TestCaptureOnTap(t *testing.T) {
 	testenv.Root(t, "network namespace, AF_PACKET")
 	testenv.Programs(t, "Debian: iproute2", "ip")
-	nodeNS, err := NewNetns("vtbc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := nodeNS.Delete(); err != nil {
-			t.Error(err)
-		}
-	}()
-	serverNS, err := NewNetns("vtbc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := serverNS.Delete(); err != nil {
-			t.Error(err)
-		}
-	}()
+	nodeNS, serverNS := testNetns(t, "vtbc"), testNetns(t, "vtbc")
 	node := NewNode(1, VirtioNet)
 	node.Tap = "tap0"
 	for _, st := range [][]string{
