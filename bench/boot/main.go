@@ -128,7 +128,7 @@ func label(m mode, s vtestbed.Server) string {
 	return string(s)
 }
 
-// The phases, in order; fetchEnd is the last of the boot files.
+// The phases, in order (the package comment says where each comes from).
 const (
 	phOffer     = "DHCP offer"
 	phFirst     = "first file"
