@@ -231,8 +231,11 @@ func Missing(server Server) error {
 		return fmt.Errorf("needs /dev/net/tun: %w", err)
 	}
 	tools := []string{"ip", "qemu-system-x86_64"}
-	if server == Dnsmasq || server == DnsmasqIPXE || server == NetbootdProxy {
+	switch server {
+	case Dnsmasq, DnsmasqIPXE:
 		tools = append(tools, "dnsmasq", "busybox") // busybox httpd: the HTTP server beside dnsmasq
+	case NetbootdProxy:
+		tools = append(tools, "dnsmasq")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
