@@ -21,10 +21,11 @@ import (
 // differ (netbootd writes a TFTP event when a transfer ends, dnsmasq logs
 // it then, an HTTP server when it starts).
 type Capture struct {
-	fd   int
-	node Node
-	done chan struct{}
-	stop chan struct{}
+	fd     int
+	node   Node
+	done   chan struct{}
+	stop   chan struct{}
+	stopAt time.Time // set before stop is closed
 
 	mu   sync.Mutex
 	pkts []Packet
@@ -111,15 +112,21 @@ func (c *Capture) read() {
 	mac, _ := net.ParseMAC(c.node.MAC)
 	buf := make([]byte, captureSnap)
 	oob := make([]byte, 128)
+	flags := unix.MSG_TRUNC
 	for {
+		// After Stop, what the kernel has queued until then is still read:
+		// the last packets may have come just before.
 		select {
 		case <-c.stop:
-			return
+			flags |= unix.MSG_DONTWAIT
 		default:
 		}
-		n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, oob, unix.MSG_TRUNC)
+		n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, oob, flags)
+		if errors.Is(err, unix.EAGAIN) && flags&unix.MSG_DONTWAIT != 0 {
+			return // all read
+		}
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
+			continue // SO_RCVTIMEO: look at stop again
 		}
 		if err != nil {
 			c.mu.Lock()
@@ -136,6 +143,9 @@ func (c *Capture) read() {
 					at = time.Unix(sec, nsec)
 				}
 			}
+		}
+		if flags&unix.MSG_DONTWAIT != 0 && at.After(c.stopAt) {
+			return // came after Stop
 		}
 		p, ok := ParseFrame(buf[:min(n, len(buf))], mac)
 		if !ok {
@@ -154,6 +164,7 @@ func (c *Capture) Stop() ([]Packet, error) {
 	select {
 	case <-c.stop:
 	default:
+		c.stopAt = time.Now()
 		close(c.stop)
 	}
 	<-c.done
