@@ -76,6 +76,13 @@ type Config struct {
 	InventoryFile string
 	// IPXE, with a Prefix, adds the per-node iPXE scripts (IPXEPath).
 	IPXE IPXEConfig
+	// Audit, if set, records every mutation (see audit.go), kept for
+	// AuditRetention (0: DefaultAuditRetention) by KeepAudit.
+	Audit          AuditLog
+	AuditRetention time.Duration
+	// Limits are the per-source abuse limits (see limits.go); the zero
+	// value limits nothing.
+	Limits Limits
 }
 
 // Server is the AM's HTTP server.
@@ -92,6 +99,10 @@ type Server struct {
 	fileMu     sync.Mutex // one reading of InventoryFile at a time
 	statusMu   sync.Mutex // guards fileStatus, read while a reading runs
 	fileStatus apiv1.InventoryStatus
+
+	omf        map[string]omfCall // the OMF methods by route, for the audit and the limits
+	limits     *limiters
+	auditBatch auditBatcher
 }
 
 // maxHeaderBytes lets an oversized query reach our handlers, which answer
@@ -109,14 +120,20 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 	if cfg.InventoryFile != "" {
 		s.fileStatus = apiv1.InventoryStatus{Source: apiv1.InventoryFromFile, File: cfg.InventoryFile}
 	}
+	s.omf = omfCalls(s.omfGroups())
+	s.limits = newLimiters(cfg.Limits)
 	r := gin.New()
-	// The peer is the client: a header naming another (X-Forwarded-For)
-	// must not pass for it in the logs, the audit or omf.allow.
-	_ = r.SetTrustedProxies(nil)
-	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
+	// No proxy is trusted: the source a request is logged, audited and
+	// limited under is its peer's address, never a header it sent.
+	_ = r.SetTrustedProxies(nil) // fails only on a malformed proxy list
+	// The middleware, outermost first: the request log; the audit, which
+	// sees every answer, refusals and panics included; the recovery; the
+	// per-source limits, which answer 429 before any guard or handler
+	// runs; then the routes.
+	r.Use(s.logRequests, s.audit, gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
 		s.log.Error("panic in handler", "path", c.Request.URL.Path, "err", err)
 		c.String(http.StatusInternalServerError, "internal error\n")
-	}))
+	}), s.limit)
 	root := r.Group("/")
 	s.omfRoutes(root)
 	api := r.Group("/api/v1")

@@ -47,6 +47,7 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 		{Method: http.MethodPost, Path: "/tokens", Handler: s.apiCreateToken, Role: apierr.RoleAdmin},
 		{Method: http.MethodGet, Path: "/tokens", Handler: s.apiTokens, Role: apierr.RoleAdmin},
 		{Method: http.MethodDelete, Path: "/tokens/:name", Handler: s.apiRevokeToken, Role: apierr.RoleAdmin},
+		{Method: http.MethodGet, Path: "/audit", Handler: s.apiAudit, Role: apierr.RoleViewer},
 	})
 }
 
@@ -59,6 +60,7 @@ func (s *Server) nodeParam(c *gin.Context) (inventory.Node, bool) {
 		apierr.Write(c, err)
 		return inventory.Node{}, false
 	}
+	apierr.SetTarget(c, n.HRN)
 	return n, true
 }
 
@@ -251,6 +253,7 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 		apierr.Write(c, err)
 		return
 	}
+	apierr.SetTarget(c, targets[0].HRN)
 	links, err := s.links.Set(c.Request.Context(), targets, lifetime)
 	if err != nil {
 		apierr.Write(c, err)
@@ -266,6 +269,7 @@ func (s *Server) apiClearBoot(c *gin.Context) {
 	}
 	targets, err := s.lookup(c.Request.Context(), domain, names)
 	if err == nil {
+		setTargets(c, targets)
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
 	writeDone(c, err)

@@ -298,7 +298,7 @@ func TestOMFAccess(t *testing.T) {
 	const (
 		read  = "/inventory/getControlIP?hrn=node1-1&domain=sb8"
 		set   = "/pxe/setBootImage?node=node1-1.sb8.orbit-lab.org&image=orbit-2.0.0"
-		power = "/cmc/status?hrn=node1-1&domain=sb8"
+		power = "/cmc/on?hrn=node1-1&domain=sb8"
 	)
 	tests := []struct {
 		name, from, path, token, header string
@@ -310,7 +310,7 @@ func TestOMFAccess(t *testing.T) {
 		{"allow sets", "10.1.3.4", set, "", "", 200, "status='OK'"},
 		{"allow_read reads", "10.2.3.4", read, "", "", 200, "<CONTROL_IP>"},
 		{"allow_read may not set", "10.2.3.4", set, "", "", 403, "<response status='ERROR'><action service='pxe' name='setBootImage'>setBootImage: source 10.2.3.4 is not in omf.allow"},
-		{"allow_read may not power", "10.2.3.4", power, "", "", 403, "<ERROR>status: source 10.2.3.4 is not in omf.allow"},
+		{"allow_read may not power", "10.2.3.4", power, "", "", 403, "<ERROR>on: source 10.2.3.4 is not in omf.allow"},
 		{"other may not read", "10.3.0.1", read, "", "", 403, "<CONTROL_IP><ERROR>getControlIP: source 10.3.0.1 is not in omf.allow or omf.allow_read"},
 		{"other may not list", "10.3.0.1", "/", "", "", 403, "<ERROR>describe: source 10.3.0.1"},
 		{"a forwarded header is not the source", "10.3.0.1", set, "", "127.0.0.1", 403, "source 10.3.0.1"},

@@ -39,7 +39,8 @@ type omfMethod struct {
 	reply  string // what OMF named its answer: the inventory's root element, the PXE service's action
 	handle func(c *gin.Context, m *omfMethod, p map[string]string) error
 	// readOnly: the call changes nothing, so a viewer token or a source in
-	// omf.allow_read may make it (guard.OMF).
+	// omf.allow_read may make it (guard.OMF), and the audit does not
+	// record it.
 	readOnly bool
 }
 
@@ -107,7 +108,7 @@ func (s *Server) omfGroups() []omfGroup {
 			{name: "offSoft", info: "Ask a node's OS to shut down (soft power off)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.OffSoft)},
 			{name: "reboot", info: "Reboot a node (power cycle)", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Reboot)},
 			{name: "reset", info: "Reset a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Reset)},
-			{name: "status", info: "Get the power state of a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Status)},
+			{name: "status", readOnly: true, info: "Get the power state of a node", args: []omfArg{argHRN, argTbDom}, handle: s.omfPower(power.Status)},
 		}},
 	}
 }
@@ -149,6 +150,7 @@ func (s *Server) omfRoutes(r *gin.RouterGroup) {
 					err = m.handle(c, &m, p)
 				}
 				if err != nil {
+					apierr.SetDetail(c, err.Error())
 					g.fail(c, &m, err)
 				}
 			}})
@@ -302,6 +304,7 @@ func (s *Server) omfSet(c *gin.Context, m *omfMethod, domain, ns, image string) 
 	if err != nil {
 		return err
 	}
+	setTargets(c, targets)
 	links, err := s.links.Set(c.Request.Context(), targets, 0)
 	if err != nil {
 		return err
@@ -340,6 +343,7 @@ func (s *Server) omfClear(c *gin.Context, m *omfMethod, domain, ns string) error
 	}
 	targets, err := s.lookup(c.Request.Context(), domain, names)
 	if err == nil {
+		setTargets(c, targets)
 		err = s.links.Clear(c.Request.Context(), targets)
 	}
 	if err != nil {

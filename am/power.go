@@ -81,6 +81,7 @@ func (s *Server) omfPower(a power.Action) func(*gin.Context, *omfMethod, map[str
 		if err != nil {
 			return err
 		}
+		apierr.SetTarget(c, n.HRN)
 		st, err := s.powerDo(c.Request.Context(), n, a)
 		if err != nil {
 			return err

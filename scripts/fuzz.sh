@@ -16,6 +16,7 @@ targets="
 ./rc/proto             FuzzOpen
 ./rc/proto             FuzzSignOpen
 ./am                   FuzzOMFQuery
+./am/rcbroker          FuzzReport
 ./internal/inventory   FuzzParseFile
 ./internal/inventory   FuzzMarshal
 ./internal/store       FuzzImport

@@ -81,7 +81,9 @@ func Body(err error) apiv1.ErrorBody {
 // the caller that logs server-side failures.
 func Write(c *gin.Context, err error) int {
 	status := Status(err)
-	c.AbortWithStatusJSON(status, Body(err))
+	body := Body(err)
+	SetDetail(c, body.Error)
+	c.AbortWithStatusJSON(status, body)
 	return status
 }
 

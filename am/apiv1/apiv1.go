@@ -93,6 +93,21 @@ type Event struct {
 	Detail string    `json:"detail,omitzero"`
 }
 
+// AuditEntry is one recorded mutation (GET /audit): who asked, what, and
+// how it ended, refusals included.
+type AuditEntry struct {
+	ID     int64     `json:"id"`
+	At     time.Time `json:"at"`
+	Who    string    `json:"who"`             // the token's name, else the source address
+	Role   string    `json:"role,omitzero"`   // the token's role; "" without a token
+	Addr   string    `json:"addr"`            // the source address
+	Method string    `json:"method"`          // GET for the OMF calls
+	Route  string    `json:"route"`           // the route's pattern, e.g. /api/v1/nodes/:hrn/boot
+	Target string    `json:"target,omitzero"` // a node's HRN or name, an image or token name, an OMF node set
+	Status int       `json:"status"`
+	Detail string    `json:"detail,omitzero"` // why it failed, or what the handler noted
+}
+
 // PowerRequest is the body of POST /nodes/{hrn}/power.
 type PowerRequest struct {
 	Action string `json:"action"` // on, offHard, offSoft, reboot, reset, status

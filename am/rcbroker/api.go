@@ -39,6 +39,7 @@ func (b *Broker) node(c *gin.Context) (inventory.Node, bool) {
 		b.apiError(c, err)
 		return inventory.Node{}, false
 	}
+	apierr.SetTarget(c, n.HRN)
 	return n, true
 }
 

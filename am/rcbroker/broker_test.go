@@ -39,7 +39,7 @@ var nodeIP = map[string]string{"00:03:1d:0c:01:01": "127.0.0.11", "00:03:1d:0c:0
 
 const operatorToken = rcbrokertest.OperatorToken
 
-func start(t *testing.T, cfg rcbroker.Config) *rcbrokertest.Appliance {
+func start(t testing.TB, cfg rcbroker.Config) *rcbrokertest.Appliance {
 	t.Helper()
 	a, err := rcbrokertest.Start(t.TempDir(), rcbrokertest.Options{Inventory: inventoryYAML, Config: cfg})
 	if err != nil {
@@ -55,13 +55,13 @@ type answer struct {
 	header http.Header
 }
 
-func req(t *testing.T, method, url, bearer string, body any, hdr ...string) answer {
+func req(t testing.TB, method, url, bearer string, body any, hdr ...string) answer {
 	t.Helper()
 	return reqFrom(t, "", method, url, bearer, body, hdr...)
 }
 
 // reqFrom is req from source address from ("" for any).
-func reqFrom(t *testing.T, from, method, url, bearer string, body any, hdr ...string) answer {
+func reqFrom(t testing.TB, from, method, url, bearer string, body any, hdr ...string) answer {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -85,19 +85,19 @@ func reqFrom(t *testing.T, from, method, url, bearer string, body any, hdr ...st
 }
 
 // do sends rq and reads the whole answer.
-func do(t *testing.T, rq *http.Request) answer {
+func do(t testing.TB, rq *http.Request) answer {
 	t.Helper()
 	return doFrom(t, "", rq)
 }
 
-func doFrom(t *testing.T, from string, rq *http.Request) answer {
+func doFrom(t testing.TB, from string, rq *http.Request) answer {
 	t.Helper()
 	r := apptest.DoFrom(t, from, rq)
 	return answer{r.Status, r.Body, r.Header}
 }
 
 // enroll enrolls the node of macs[0] from its control IP.
-func enroll(t *testing.T, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {
+func enroll(t testing.TB, a *rcbrokertest.Appliance, macs ...string) proto.EnrollResponse {
 	t.Helper()
 	ans := reqFrom(t, nodeIP[macs[0]], http.MethodPost, a.URL+"/api/v1/rc/enroll", "", proto.EnrollRequest{MACs: macs, Image: "orbit-2.0.0", BootID: "b1"})
 	var e proto.EnrollResponse

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -189,9 +190,14 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 	}()
 	h := digest.New()
 	head := &headWriter{}
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, head), ctxio.Reader(ctx, r), make([]byte, copyBuffer))
+	file := &errWriter{w: tmp}
+	n, err := io.CopyBuffer(io.MultiWriter(file, h, head), ctxio.Reader(ctx, r), make([]byte, copyBuffer))
+	if err == nil {
+		err = tmp.Sync() // a file system may refuse the blocks only now
+		file.err = err
+	}
 	if err != nil {
-		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
+		return proto.DiskImage{}, uploadError(name, n, file.err, err)
 	}
 	got := h.Hex()
 	claim := strings.ToLower(strings.TrimSpace(want()))
@@ -208,11 +214,8 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 	if format == "" {
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: neither gzip nor zstd (it starts with % x)", name, head.b)
 	}
-	if err := tmp.Sync(); err != nil {
-		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
-	}
 	if err := tmp.Close(); err != nil {
-		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
+		return proto.DiskImage{}, uploadError(name, n, err, err)
 	}
 	final := filepath.Join(s.dir, name+extOf[format])
 	s.mu.Lock()
@@ -260,6 +263,35 @@ func (s *imageStore) remove(name string) error {
 	}
 	s.syncDir()
 	return nil
+}
+
+// uploadError says why an upload was not stored: the appliance's own disk
+// (full: 507, which the uploader cannot fix by sending again; other write
+// errors: 500), else the upload itself (400: it was cut short).
+func uploadError(name string, n int64, werr, err error) error {
+	switch {
+	case errors.Is(werr, syscall.ENOSPC), errors.Is(werr, syscall.EDQUOT):
+		return apierr.New(http.StatusInsufficientStorage, "upload of disk image %q: the appliance's disk image directory is full after %d bytes (%v); the stored image is unchanged",
+			name, n, werr)
+	case werr != nil:
+		return fmt.Errorf("rcbroker: upload %q: writing it after %d bytes: %w; the stored image is unchanged", name, n, werr)
+	}
+	return apierr.BadRequest("upload of disk image %q cut short after %d bytes: %v; the stored image is unchanged", name, n, err)
+}
+
+// errWriter keeps the error of the writer it wraps: a copy's error may
+// come from either side.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // headWriter keeps the first bytes written through it.

@@ -121,6 +121,7 @@ func (b *Broker) enroll(c *gin.Context) {
 		b.apiError(c, err)
 		return
 	}
+	apierr.SetTarget(c, strings.Join(req.MACs, ",")) // until a node is found
 	var hrns []string
 	var node inventory.Node
 	for _, mac := range req.MACs {
@@ -152,6 +153,7 @@ func (b *Broker) enroll(c *gin.Context) {
 		b.apiError(c, err)
 		return
 	}
+	apierr.SetTarget(c, node.HRN)
 	secret, err := newSecret()
 	if err != nil {
 		b.apiError(c, err)

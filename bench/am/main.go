@@ -71,6 +71,8 @@ type options struct {
 	quiet    bool
 	tmpdir   string
 	rate     float64 // set+clear calls per second per client in the paced phase
+	// extraConfig is appended to netbootd's config.
+	extraConfig string
 }
 
 func run() int {
@@ -82,6 +84,10 @@ func run() int {
 	flag.IntVar(&o.warmup, "warmup", 2, "unmeasured warm-up runs of the 400-node set")
 	flag.Float64Var(&o.rate, "client-rate", 10, "calls per second of each client in the paced phase (0 skips it): 50 ECs calling now and then, not flat out")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (config, database, server log) for inspection")
+	// Every client calls from 127.0.0.1, standing for as many ECs: as one
+	// source, they would be over netbootd's per-source OMF limit.
+	flag.StringVar(&o.extraConfig, "extra-config", "limits: { omf: { per_minute: 0 } }",
+		"YAML appended to netbootd's config (the default turns off the per-source OMF limit; \"\" for a netbootd older than the limits)")
 	flag.BoolVar(&o.quiet, "quiet", false, "no progress messages on stderr")
 	flag.StringVar(&o.tmpdir, "tmpdir", "", "parent of the temporary directory holding tftp_root and state_dir (default: $TMPDIR or /tmp); e.g. /dev/shm to take the disk's file system out of the measurement")
 	flag.Parse()
@@ -198,7 +204,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 	}
 	defer b.client.CloseIdleConnections()
 
-	b.srv, err = startServer(ctx, bin, dir, b.nodes, b.client, b.logf)
+	b.srv, err = startServer(ctx, bin, dir, b.opt.extraConfig, b.nodes, b.client, b.logf)
 	if err != nil {
 		return err
 	}
@@ -285,7 +291,7 @@ type server struct {
 	token     string
 }
 
-func startServer(ctx context.Context, bin, dir string, nodes []node, client *http.Client, logf func(string, ...any)) (*server, error) {
+func startServer(ctx context.Context, bin, dir, extra string, nodes []node, client *http.Client, logf func(string, ...any)) (*server, error) {
 	tftpRoot := filepath.Join(dir, "tftpboot")
 	cfgDir := filepath.Join(tftpRoot, "pxelinux.cfg")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
@@ -309,6 +315,7 @@ func startServer(ctx context.Context, bin, dir string, nodes []node, client *htt
 		}
 		cfg := fmt.Sprintf("state_dir: %q\ntftp_root: %q\nhttp: { listen: \"127.0.0.1:%d\" }\ntftp: { listen: \"\" }\ninventory: { seed: %q }\n",
 			filepath.Join(dir, fmt.Sprintf("state%d", attempt)), tftpRoot, port, seed)
+		cfg += extra + "\n"
 		cfgPath := filepath.Join(dir, fmt.Sprintf("netbootd%d.yaml", attempt))
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 			return nil, err

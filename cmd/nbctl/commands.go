@@ -67,6 +67,7 @@ func (k *cli) commands() []spec {
 		{"token list", "[--json]", "list API tokens (never their secrets)", k.tokenList},
 		{"token revoke", "NAME", "revoke an API token", k.tokenRevoke},
 		{"tls fingerprint", "", "print the SHA-256 fingerprint of the certificate the https\n--server presents, unverified: compare it with netbootd's\nlog before pinning it with --fingerprint", noArgs(k.tlsFingerprint)},
+		{"audit", "[--since 24h|TIME] [--node HRN] [--limit N] [--json]", "who changed what, refusals included", k.audit},
 		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR]\n[--efi-img [--shim F] [--grub-efi F]] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},

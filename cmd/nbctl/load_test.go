@@ -117,6 +117,8 @@ func (n *vnode) boot() (stop func()) {
 	cfg := rc.Config{AM: n.amURL, MACs: []string{n.mac}, Hostname: strings.Split(n.hrn, ".")[0], ImageName: "orbit-2.0.0",
 		ImageFile: filepath.Join(n.dir, "none"), DiskAllow: []string{filepath.Join(n.dir, "disk*")}, PollWait: 2 * time.Second,
 		HTTP: apptest.ClientFrom(n.ip), // an RC enrolls only from its node's address
+		// An appliance restarted under a test is back within a second or two.
+		MaxBackoff: 2 * time.Second,
 		Reboot: func(context.Context) error {
 			n.note("rc-reboot")
 			n.power()

@@ -38,6 +38,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/logging"
+	"github.com/orbit-lab/netboot/internal/sourcelimit"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/internal/tlscert"
 	"github.com/orbit-lab/netboot/tftpd"
@@ -142,7 +143,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	gd := guard.New(guard.Config{OMFAllow: cfg.OMF.Allow, OMFAllowRead: cfg.OMF.AllowRead}, st)
 	amCfg := am.Config{Listen: cfg.HTTP.Listen, TLSListen: cfg.HTTP.TLSListen, TLS: tlsCfg, DefaultImage: cfg.PXE.DefaultImage, Guard: gd, RC: rcb, BootFiles: bootFiles,
-		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File}
+		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File,
+		Audit: st, AuditRetention: cfg.Audit.Retention, Limits: am.Limits{
+			Enroll: sourcelimit.Limit(cfg.Limits.Enroll), AuthFail: sourcelimit.Limit(cfg.Limits.AuthFail), OMF: sourcelimit.Limit(cfg.Limits.OMF),
+		}}
 	amSrv := am.New(amCfg, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	// Before anything serves: nodes boot and ECs ask by the file's
 	// inventory. A bad file stops netbootd here, saying which lines.
@@ -183,6 +187,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return links.Run(gctx) })
 	g.Go(func() error { return amSrv.Serve(gctx) })
+	g.Go(func() error { return amSrv.KeepAudit(gctx) })
 	g.Go(func() error { return rcb.Run(gctx) })
 	g.Go(func() error { return tftpSrv.Serve(gctx) })
 	if dhcpSrv != nil {

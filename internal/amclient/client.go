@@ -270,3 +270,32 @@ func (c *Client) Tokens(ctx context.Context) ([]apiv1.Token, error) {
 func (c *Client) RevokeToken(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(name), "", nil, nil)
 }
+
+// AuditQuery selects audit entries: Since is an RFC 3339 time or a
+// duration back from now ("24h"), Node a node's HRN; empty and 0 are
+// unset.
+type AuditQuery struct {
+	Since string
+	Node  string
+	Limit int
+}
+
+// Audit lists the recorded mutations that q selects, oldest first.
+func (c *Client) Audit(ctx context.Context, q AuditQuery) ([]apiv1.AuditEntry, error) {
+	v := url.Values{}
+	if q.Since != "" {
+		v.Set("since", q.Since)
+	}
+	if q.Node != "" {
+		v.Set("node", q.Node)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	path := "/api/v1/audit"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out []apiv1.AuditEntry
+	return out, c.getJSON(ctx, path, &out)
+}

@@ -21,6 +21,12 @@ type Response struct {
 // or read fails t.
 func Call(t testing.TB, method, url, body string, header http.Header) Response {
 	t.Helper()
+	return CallWith(t, http.DefaultClient, method, url, body, header)
+}
+
+// CallWith is Call through client, e.g. one of ClientFrom.
+func CallWith(t testing.TB, client *http.Client, method, url, body string, header http.Header) Response {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +34,7 @@ func Call(t testing.TB, method, url, body string, header http.Header) Response {
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	return Do(t, req)
+	return DoWith(t, client, req)
 }
 
 // Call is apptest.Call to this appliance with its admin token, unless

@@ -33,6 +33,8 @@ type Config struct {
 	PXE       PXE
 	Inventory Inventory
 	OMF       OMF
+	Audit     Audit
+	Limits    Limits
 }
 
 // OMF says who may call the OMF services (/pxe, /inventory, /cmc) with no
@@ -40,6 +42,26 @@ type Config struct {
 type OMF struct {
 	Allow     []netip.Prefix // every call (omf.allow); default: loopback only
 	AllowRead []netip.Prefix // the read-only calls too (omf.allow_read); default: none
+}
+
+// Audit configures the audit log of mutations.
+type Audit struct {
+	// Retention is how long an entry is kept.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Limits are the per-source abuse limits of the AM.
+type Limits struct {
+	Enroll   Limit `yaml:"enroll"`    // RC enrollments
+	AuthFail Limit `yaml:"auth_fail"` // requests answered 401
+	OMF      Limit `yaml:"omf"`       // OMF calls (/pxe, /inventory, /cmc)
+}
+
+// Limit is a per-source rate: PerMinute on average, Burst at once; a
+// PerMinute of 0 turns the limit off.
+type Limit struct {
+	PerMinute float64 `yaml:"per_minute"`
+	Burst     int     `yaml:"burst"`
 }
 
 // HTTPBoot configures the boot files served over HTTP on the AM's
@@ -229,6 +251,8 @@ type file struct {
 	PXE       PXE           `yaml:"pxe"`
 	Inventory inventoryFile `yaml:"inventory"`
 	OMF       omfFile       `yaml:"omf"`
+	Audit     Audit         `yaml:"audit"`
+	Limits    Limits        `yaml:"limits"`
 }
 
 // omfFile is the omf section as written: CIDRs, or single addresses.
@@ -305,7 +329,17 @@ func defaults() file {
 			DefaultImage: "orbit-2.0.0",
 			LinkLifetime: 300 * time.Second,
 		},
-		OMF: omfFile{Allow: []string{"127.0.0.0/8", "::1/128"}},
+		OMF:   omfFile{Allow: []string{"127.0.0.0/8", "::1/128"}},
+		Audit: Audit{Retention: 90 * 24 * time.Hour},
+		// Per source: each node enrolls from its own address, once a boot
+		// (a few times when it retries), so a whole grid booting at once
+		// stays far below the enrollment limit. An EC drives a grid from
+		// one address: a burst of one call per node (400) and more.
+		Limits: Limits{
+			Enroll:   Limit{PerMinute: 30, Burst: 20},
+			AuthFail: Limit{PerMinute: 60, Burst: 100},
+			OMF:      Limit{PerMinute: 1200, Burst: 1000},
+		},
 	}
 }
 
@@ -360,6 +394,20 @@ func (f file) parse() (Config, error) {
 	if f.PXE.LinkLifetime <= 0 {
 		errs = append(errs, fmt.Errorf("pxe.link_lifetime: %v: must be positive", f.PXE.LinkLifetime))
 	}
+	if f.Audit.Retention <= 0 {
+		errs = append(errs, fmt.Errorf("audit.retention: %v: must be positive", f.Audit.Retention))
+	}
+	for _, l := range []struct {
+		key string
+		l   Limit
+	}{{"limits.enroll", f.Limits.Enroll}, {"limits.auth_fail", f.Limits.AuthFail}, {"limits.omf", f.Limits.OMF}} {
+		switch {
+		case l.l.PerMinute < 0:
+			errs = append(errs, fmt.Errorf("%s.per_minute: %v: must not be negative (0 turns the limit off)", l.key, l.l.PerMinute))
+		case l.l.PerMinute > 0 && l.l.Burst < 1:
+			errs = append(errs, fmt.Errorf("%s.burst: %d: must be at least 1", l.key, l.l.Burst))
+		}
+	}
 	inv, err := f.Inventory.parse()
 	if err != nil {
 		errs = append(errs, err)
@@ -375,7 +423,7 @@ func (f file) parse() (Config, error) {
 	}
 	return Config{
 		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: http, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
-		DHCP: dhcp, PXE: f.PXE, Inventory: inv, OMF: omf,
+		DHCP: dhcp, PXE: f.PXE, Inventory: inv, OMF: omf, Audit: f.Audit, Limits: f.Limits,
 	}, nil
 }
 

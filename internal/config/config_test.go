@@ -35,6 +35,9 @@ var wantDefaults = Config{
 	PXE:       PXE{CfgDir: "pxelinux.cfg", DefaultImage: "orbit-2.0.0", LinkLifetime: 300 * time.Second},
 	Inventory: Inventory{File: "/etc/netboot/inventory.yaml"},
 	OMF:       OMF{Allow: []netip.Prefix{prefix("127.0.0.0/8"), prefix("::1/128")}},
+	Audit:     Audit{Retention: 2160 * time.Hour},
+	Limits: Limits{Enroll: Limit{PerMinute: 30, Burst: 20}, AuthFail: Limit{PerMinute: 60, Burst: 100},
+		OMF: Limit{PerMinute: 1200, Burst: 1000}},
 }
 
 // TestExampleFile: the shipped example says its values are the defaults.
@@ -84,6 +87,8 @@ dhcp:  { enabled: true, interface: br-ctl, server_ip: 10.30.0.1, subnet: 10.30.0
 pxe:   { cfg_dir: cfg, default_image: orbit-3.1.4, link_lifetime: 90s }
 inventory: { seed: /srv/netboot/nodes.yaml }
 omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
+audit: { retention: 168h }
+limits: { enroll: { per_minute: 10, burst: 5 }, auth_fail: { per_minute: 0 }, omf: { per_minute: 600, burst: 400 } }
 `, check: func(t *testing.T, c Config) {
 			want := Config{
 				StateDir: "/srv/netboot/state",
@@ -102,6 +107,9 @@ omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 				PXE:       PXE{CfgDir: "cfg", DefaultImage: "orbit-3.1.4", LinkLifetime: 90 * time.Second},
 				Inventory: Inventory{Seed: "/srv/netboot/nodes.yaml"},
 				OMF:       OMF{Allow: []netip.Prefix{prefix("10.10.0.5/32"), prefix("10.10.1.0/24")}, AllowRead: []netip.Prefix{prefix("10.20.0.0/16")}},
+				Audit:     Audit{Retention: 168 * time.Hour},
+				Limits: Limits{Enroll: Limit{PerMinute: 10, Burst: 5}, AuthFail: Limit{PerMinute: 0, Burst: 100},
+					OMF: Limit{PerMinute: 600, Burst: 400}},
 			}
 			if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 				t.Errorf("parsed (-want +got):\n%s", diff)
@@ -218,6 +226,16 @@ omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 			wantErr: `line 3: http.tls: unknown key "ca"`},
 		{name: "a list", yaml: "http: { tls: [auto] }\n", wantErr: "http.tls: want auto or"},
 		{name: "a mapping as a file", yaml: "http: { tls_listen: \":5443\", tls: { cert: { x: 1 }, key: k.pem } }\n", wantErr: "http.tls.cert: want a file name"},
+		{name: "audit and limits", yaml: "audit: { retention: 720h }\nlimits: { omf: { per_minute: 0 }, enroll: { per_minute: 6, burst: 2 } }\n", check: func(t *testing.T, c Config) {
+			want := Limits{Enroll: Limit{PerMinute: 6, Burst: 2}, AuthFail: Limit{PerMinute: 60, Burst: 100}, OMF: Limit{PerMinute: 0, Burst: 1000}}
+			if diff := cmp.Diff(want, c.Limits); diff != "" || c.Audit.Retention != 720*time.Hour {
+				t.Errorf("retention %v; limits (-want +got):\n%s", c.Audit.Retention, diff)
+			}
+		}},
+		{name: "zero retention", yaml: "audit: { retention: 0s }\n", wantErr: "audit.retention: 0s: must be positive"},
+		{name: "negative limit", yaml: "limits: { auth_fail: { per_minute: -1 } }\n", wantErr: "limits.auth_fail.per_minute: -1: must not be negative"},
+		{name: "limit without burst", yaml: "limits: { enroll: { burst: 0 } }\n", wantErr: "limits.enroll.burst: 0: must be at least 1"},
+		{name: "unknown limit", yaml: "limits: { polls: { burst: 1 } }\n", wantErr: "field polls not found"},
 		{name: "unknown dhcp subnet key", yaml: "dhcp: { subnets: [ { subnet: 10.19.0.0/24, gateway: 10.19.0.1 } ] }\n", wantErr: "field gateway not found"},
 	}
 	for _, tt := range tests {

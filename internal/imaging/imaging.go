@@ -69,7 +69,7 @@ const (
 	rebootTimeout = time.Minute
 	// cleanupTimeout bounds clearing the links on the way out, which runs
 	// even when the job's context is done.
-	cleanupTimeout = 15 * time.Second
+	cleanupTimeout = restartWait
 )
 
 // Job says what to do.
@@ -324,7 +324,19 @@ func (r *runner) setLinks(ctx context.Context, nodes []apiv1.Node) ([]apiv1.Boot
 	r.linked, r.setAt = map[string]bool{}, map[string]setAt{}
 	var links []apiv1.BootLink
 	for _, n := range nodes {
-		l, err := r.am.SetBoot(ctx, n.HRN, r.job.PXEImage, lifetime)
+		var l apiv1.BootLink
+		err := r.again(ctx, unreached, func() (err error) {
+			l, err = r.am.SetBoot(ctx, n.HRN, r.job.PXEImage, lifetime)
+			return err
+		})
+		if _, had := r.before[n.HRN]; err != nil && cut(err) && !had {
+			// The appliance went away after it may have set the link:
+			// clear it too (one an EC had set stays as it was, for want
+			// of knowing).
+			r.linksMu.Lock()
+			r.linked[n.HRN] = true
+			r.linksMu.Unlock()
+		}
 		if err != nil {
 			r.clearLinks(ctx)
 			return nil, fmt.Errorf("%w: set the PXE link of %s: %w (links set before it cleared, no node touched)", ErrPreflight, n.HRN, err)
@@ -345,7 +357,7 @@ func (r *runner) clearLink(ctx context.Context, hrn string) error {
 	if !r.linked[hrn] {
 		return nil
 	}
-	if err := r.am.ClearBoot(ctx, hrn); err != nil {
+	if err := r.again(ctx, cut, func() error { return r.am.ClearBoot(ctx, hrn) }); err != nil {
 		return fmt.Errorf("clear its PXE link: %w", err)
 	}
 	delete(r.linked, hrn)
@@ -428,7 +440,10 @@ func (r *runner) steps(ctx context.Context, n apiv1.Node, link apiv1.BootLink, r
 	if _, ok := r.before[n.HRN]; ok {
 		// Where the reboot starts on the node's timeline: the earlier
 		// link goes back once the node has read its PXE configuration.
-		st.mark, st.markErr = r.lastEvent(ctx, n.HRN)
+		st.markErr = r.again(ctx, cut, func() (err error) {
+			st.mark, err = r.lastEvent(ctx, n.HRN)
+			return err
+		})
 	}
 	st.rebooted = true
 	return r.reboot(ctx, n)
@@ -442,7 +457,11 @@ var errBootTimeout = errors.New("no RC enrolled in time")
 func (r *runner) netboot(ctx context.Context, n apiv1.Node, image string, res *Result) error {
 	r.report(Update{Node: n.HRN, Phase: PhaseNetboot, Note: "netbooting " + image})
 	for attempt := 1; ; attempt++ {
-		before, err := r.am.RCStatus(ctx, n.HRN)
+		var before proto.RCStatus
+		err := r.again(ctx, cut, func() (err error) {
+			before, err = r.am.RCStatus(ctx, n.HRN)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("%s: RC status: %w", n.HRN, err)
 		}
@@ -474,7 +493,10 @@ func (r *runner) netboot(ctx context.Context, n apiv1.Node, image string, res *R
 // reset resets the node through its power driver, or switches it on if
 // it is off: many BMCs refuse to reset a node that is switched off.
 func (r *runner) reset(ctx context.Context, hrn string) error {
-	_, rerr := r.am.Power(ctx, hrn, "reset")
+	rerr := r.again(ctx, unreached, func() error {
+		_, err := r.am.Power(ctx, hrn, "reset")
+		return err
+	})
 	if rerr == nil {
 		return nil
 	}
@@ -584,7 +606,11 @@ func (r *runner) reboot(ctx context.Context, n apiv1.Node) error {
 
 // run queues a command and polls it until it is over.
 func (r *runner) run(ctx context.Context, hrn string, req proto.CommandRequest, seen func(proto.CommandStatus)) (proto.CommandStatus, error) {
-	st, err := r.am.SendCommand(ctx, hrn, req)
+	var st proto.CommandStatus
+	err := r.again(ctx, unreached, func() (err error) {
+		st, err = r.am.SendCommand(ctx, hrn, req)
+		return err
+	})
 	if err != nil {
 		return st, err
 	}

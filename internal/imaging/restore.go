@@ -100,7 +100,11 @@ func (r *runner) restore(ctx context.Context, n apiv1.Node, res *Result, st node
 			return
 		}
 	}
-	now, err := r.am.Boot(cleanup)
+	var now []apiv1.BootLink
+	err := r.again(cleanup, cut, func() (err error) {
+		now, err = r.am.Boot(cleanup)
+		return err
+	})
 	if err != nil {
 		res.Restore = notRestored(prior, "listing the boot links: "+err.Error())
 		return
@@ -118,7 +122,10 @@ func (r *runner) restore(ctx context.Context, n apiv1.Node, res *Result, st node
 		res.Restore = linkText(prior) + ": not restored: it expired meanwhile"
 		return
 	}
-	if _, err := r.am.SetBoot(cleanup, n.HRN, prior.Image, left); err != nil {
+	if err := r.again(cleanup, unreached, func() error {
+		_, err := r.am.SetBoot(cleanup, n.HRN, prior.Image, left)
+		return err
+	}); err != nil {
 		res.Restore = notRestored(prior, err.Error())
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -184,6 +185,21 @@ var migrations = []string{
 		expires_at INTEGER,                  -- unix ns; NULL never
 		revoked_at INTEGER                   -- unix ns; NULL while valid
 	);`,
+	// 8 (audit): every mutation of the API and the OMF services, refused
+	// ones included (see audit.go).
+	`CREATE TABLE audit (
+		id     INTEGER PRIMARY KEY,
+		at     INTEGER NOT NULL,            -- unix ns
+		who    TEXT NOT NULL,               -- token name, else source address
+		role   TEXT NOT NULL DEFAULT '',
+		addr   TEXT NOT NULL,               -- source address
+		method TEXT NOT NULL,
+		route  TEXT NOT NULL,               -- gin's route pattern
+		target TEXT NOT NULL DEFAULT '',    -- HRN, image or token name, OMF node set
+		status INTEGER NOT NULL,
+		detail TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_at ON audit(at);`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema
@@ -226,6 +242,48 @@ func (s *Store) Close() error {
 	s.stmts = map[string]*sql.Stmt{}
 	s.stmtMu.Unlock()
 	return s.db.Close()
+}
+
+// IntegrityCheck runs SQLite's PRAGMA integrity_check: nil if it says
+// ok, else an error wrapping ErrCorrupt with every problem it lists.
+func (s *Store) IntegrityCheck(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return corrupt(err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return corrupt(err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return corrupt(err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("store: integrity check: %w: %s", ErrCorrupt, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// ErrCorrupt is a database that fails SQLite's integrity check.
+var ErrCorrupt = errors.New("database corrupt")
+
+// corrupt is the integrity check's error err: ErrCorrupt too when SQLite
+// could not even read the pages it checks (SQLITE_CORRUPT, SQLITE_NOTADB).
+func corrupt(err error) error {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		if c := coded.Code() & 0xff; c == 11 || c == 26 {
+			return fmt.Errorf("store: integrity check: %w: %w", ErrCorrupt, err)
+		}
+	}
+	return fmt.Errorf("store: integrity check: %w", err)
 }
 
 // prepared returns the cached statement for query, preparing it on first

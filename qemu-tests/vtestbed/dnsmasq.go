@@ -26,26 +26,73 @@ type dnsmasq struct {
 	exitErr error
 }
 
+// DnsmasqBoot is what a dnsmasq site serves its nodes, configured by
+// hand for the same paths netbootd takes by itself.
+type DnsmasqBoot struct {
+	Root, State string // the TFTP root; where the lease and pid files go
+	// IPXEFast sends option 175.176 = 1 and router advertisements
+	// (fd99::/64, M=0, O=0, router lifetime 0), which end iPXE's ProxyDHCP
+	// and IPv6 waits as netbootd's ipxe_fast does.
+	IPXEFast bool
+	// IPXEScript sends iPXE clients (QEMU's NIC ROMs) the URL of their
+	// per-node script on the site's HTTP server (IPXEScriptURL) instead of
+	// pxelinux.0.
+	IPXEScript bool
+	// HTTPBoot is the file of Root UEFI HTTP Boot clients are sent to on
+	// the site's HTTP server, with option 60 HTTPClient; "" sends them
+	// nothing.
+	HTTPBoot string
+}
+
+// SiteHTTPURL is the site's HTTP server beside dnsmasq (SiteHTTP), which
+// serves the TFTP root.
+var SiteHTTPURL = "http://" + ServerIP.String() + "/"
+
+// IPXEScriptURL is where a dnsmasq site's iPXE clients find their script:
+// the site's HTTP server, ipxe/<HEX> (written by hand or a script of the
+// site's, from the image's iPXE entry).
+func IPXEScriptURL(n Node) string { return SiteHTTPURL + "ipxe/" + n.Hex() }
+
 // DnsmasqArgs returns dnsmasq's command line for a testbed: DHCP on the
-// bridge for the nodes' reservations only (a static range), pxelinux.0 as
-// the boot file, TFTP from root. With ipxe, also option 175.176 = 1 and
-// router advertisements (fd99::/64, M=0, O=0, router lifetime 0), which
-// end iPXE's ProxyDHCP and IPv6 waits as netbootd's ipxe_fast does.
-func DnsmasqArgs(nodes []Node, root, state string, ipxe bool) []string {
+// bridge for the nodes' reservations only (a static range), TFTP from
+// b.Root, and the boot file by client as netbootd chooses it: BIOS ->
+// pxelinux.0; UEFI x86-64 PXE (option 93 = 7, 9) -> shimx64.efi (dhcp-boot
+// sets the BOOTP file field, the only one shim reads); with b.HTTPBoot,
+// UEFI HTTP Boot (93 = 16) -> its URL and option 60 HTTPClient; with
+// b.IPXEScript, iPXE (it sends option 175) -> the node's script URL.
+func DnsmasqArgs(nodes []Node, b DnsmasqBoot) []string {
 	args := []string{
 		"--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
 		"--interface=" + Bridge, "--bind-interfaces",
 		fmt.Sprintf("--dhcp-range=%s,static,%s,1h", Prefix.Addr(), prefixMask(Prefix)),
-		"--dhcp-boot=pxelinux.0",
-		"--enable-tftp", "--tftp-root=" + root,
+		"--dhcp-match=set:efi64,option:client-arch,7",
+		"--dhcp-match=set:efi64,option:client-arch,9",
+		"--dhcp-match=set:efihttp,option:client-arch,16",
+		"--dhcp-match=set:ipxe,175",
+		"--dhcp-boot=tag:efi64,tag:!efihttp,shimx64.efi",
+		"--enable-tftp", "--tftp-root=" + b.Root,
 		"--log-facility=-",
-		"--dhcp-leasefile=" + filepath.Join(state, "dnsmasq.leases"),
-		"--pid-file=" + filepath.Join(state, "dnsmasq.pid"),
+		"--dhcp-leasefile=" + filepath.Join(b.State, "dnsmasq.leases"),
+		"--pid-file=" + filepath.Join(b.State, "dnsmasq.pid"),
+	}
+	// Exclusive tags: which of several matching dhcp-boot lines dnsmasq
+	// takes is not something to rely on.
+	if b.IPXEScript {
+		args = append(args, "--dhcp-boot=tag:!efi64,tag:!efihttp,tag:!ipxe,pxelinux.0")
+	} else {
+		args = append(args, "--dhcp-boot=tag:!efi64,tag:!efihttp,pxelinux.0")
+	}
+	if b.HTTPBoot != "" {
+		args = append(args, "--dhcp-option-force=tag:efihttp,60,HTTPClient",
+			"--dhcp-boot=tag:efihttp,"+SiteHTTPURL+b.HTTPBoot)
 	}
 	for _, n := range nodes {
-		args = append(args, fmt.Sprintf("--dhcp-host=%s,%s,%s", n.MAC, n.IP, n.Hostname))
+		args = append(args, fmt.Sprintf("--dhcp-host=%s,set:%s,%s,%s", n.MAC, n.Hostname, n.IP, n.Hostname))
+		if b.IPXEScript {
+			args = append(args, fmt.Sprintf("--dhcp-boot=tag:ipxe,tag:!efi64,tag:!efihttp,tag:%s,%s", n.Hostname, IPXEScriptURL(n)))
+		}
 	}
-	if ipxe {
+	if b.IPXEFast {
 		args = append(args,
 			"--dhcp-option-force=encap:175,176,1b",
 			"--enable-ra", "--dhcp-range=::,constructor:"+Bridge+",ra-only",

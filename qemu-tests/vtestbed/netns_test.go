@@ -15,6 +15,21 @@ import (
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
+// testNetns makes a namespace that t's cleanup deletes.
+func testNetns(t *testing.T, prefix string) *Netns {
+	t.Helper()
+	ns, err := NewNetns(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Delete(); err != nil {
+			t.Error(err)
+		}
+	})
+	return ns
+}
+
 // TestNetnsDial: a connection made with Dial is inside the namespace (the
 // host's loopback listener is not reachable from there, the namespace's
 // is), threads come back to the host's namespace, and a child started
@@ -27,15 +42,7 @@ func TestNetnsDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := NewNetns("vtbt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := ns.Delete(); err != nil {
-			t.Error(err)
-		}
-	}()
+	ns := testNetns(t, "vtbt")
 
 	// The child must outlive the dials' threads.
 	cat, err := childproctest.StartCat()

@@ -49,6 +49,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -56,7 +57,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/imagename"
 	"github.com/orbit-lab/netboot/internal/modroot"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
@@ -184,7 +187,8 @@ type Options struct {
 	QMPDir string
 	// IPXEScript lets netbootd send iPXE clients (QEMU's NIC ROMs) their
 	// per-node iPXE script (kernel and initramfs over HTTP) instead of
-	// pxelinux.0.
+	// pxelinux.0; with dnsmasq, dnsmasq sends them the URL of the same
+	// script on the site's HTTP server (DnsmasqBoot.IPXEScript).
 	IPXEScript bool
 }
 
@@ -209,6 +213,7 @@ type Testbed struct {
 	started time.Time
 
 	dnsmasq *dnsmasq
+	http    *siteHTTP // beside dnsmasq, for the files iPXE and UEFI HTTP Boot fetch
 
 	mu  sync.Mutex
 	vms []*VM
@@ -232,12 +237,15 @@ func Missing(server Server) error {
 		return fmt.Errorf("needs /dev/net/tun: %w", err)
 	}
 	tools := []string{"ip", "qemu-system-x86_64"}
-	if server == Dnsmasq || server == DnsmasqIPXE || server == NetbootdProxy {
+	switch server {
+	case Dnsmasq, DnsmasqIPXE:
+		tools = append(tools, "dnsmasq", "busybox") // busybox httpd: the HTTP server beside dnsmasq
+	case NetbootdProxy:
 		tools = append(tools, "dnsmasq")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("needs %s (apt-get install qemu-system-x86 ipxe-qemu pxelinux syslinux-common dnsmasq-base)", tool)
+			return fmt.Errorf("needs %s (apt-get install qemu-system-x86 ipxe-qemu pxelinux syslinux-common dnsmasq-base busybox)", tool)
 		}
 	}
 	for _, f := range []string{PXELinux, LDLinux} {
@@ -301,6 +309,9 @@ func New(t testing.TB, o Options) *Testbed {
 		if tb.dnsmasq != nil {
 			tb.dnsmasq.stop()
 		}
+		if tb.http != nil {
+			tb.http.stop()
+		}
 		if err := tb.Netns.Delete(); err != nil {
 			t.Errorf("teardown: %v", err)
 		}
@@ -354,18 +365,24 @@ func New(t testing.TB, o Options) *Testbed {
 			t.Fatal(err)
 		}
 		tb.installBootFiles(o)
+		b := DnsmasqBoot{Root: tb.TFTPRoot, State: tb.Dir, IPXEFast: o.Server == DnsmasqIPXE, IPXEScript: o.IPXEScript}
 		if tb.Image != nil {
-			if err := tb.linkDnsmasqConfigs(); err != nil {
+			if err := tb.linkDnsmasqConfigs(o.IPXEScript); err != nil {
 				t.Fatal(err)
 			}
+			b.HTTPBoot = tb.Image.EFIImg
 		}
-		ipxe := o.Server == DnsmasqIPXE
-		if ipxe { // the RA constructor needs an IPv6 prefix on the bridge
+		if b.IPXEFast { // the RA constructor needs an IPv6 prefix on the bridge
 			if err := tb.Netns.IP("addr", "add", "fd99::1/64", "dev", Bridge); err != nil {
 				t.Fatal(err)
 			}
 		}
-		tb.dnsmasq, err = startDnsmasq(tb.Netns, DnsmasqArgs(tb.Nodes, tb.TFTPRoot, tb.Dir, ipxe), "TFTP root is")
+		if b.IPXEScript || b.HTTPBoot != "" {
+			if tb.http, err = startSiteHTTP(tb.Netns, tb.TFTPRoot, tb.Dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tb.dnsmasq, err = startDnsmasq(tb.Netns, DnsmasqArgs(tb.Nodes, b), "TFTP root is")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -528,11 +545,40 @@ func (tb *Testbed) installBootFiles(o Options) {
 }
 
 // linkDnsmasqConfigs does for dnsmasq what the AM does for netbootd: each
-// node's pxelinux.cfg/<hex IP> points at the image.
-func (tb *Testbed) linkDnsmasqConfigs() error {
-	for _, n := range tb.Nodes {
-		if err := os.Symlink("./"+tb.Image.Name, filepath.Join(tb.TFTPRoot, "pxelinux.cfg", n.Hex())); err != nil {
+// node's pxelinux.cfg/<hex IP> and grub/grub.cfg-<hex IP> point at the
+// image's configs, GRUB gets netbootd's grub/grub.cfg (which makes it look
+// for the per-node file) and, with ipxe, ipxe/<hex IP> is the script
+// netbootd would render for the node, its files on the site's HTTP server.
+func (tb *Testbed) linkDnsmasqConfigs(ipxe bool) error {
+	img := tb.Image
+	if err := os.MkdirAll(filepath.Join(tb.TFTPRoot, imagename.GrubDir), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tb.TFTPRoot, imagename.GrubDir, "grub.cfg"), []byte(pxelink.GrubRootConfig), 0o644); err != nil {
+		return err
+	}
+	var entry []byte
+	if ipxe {
+		var err error
+		if entry, err = os.ReadFile(filepath.Join(tb.TFTPRoot, filepath.FromSlash(img.IPXE))); err != nil {
 			return err
+		}
+		if err := os.MkdirAll(filepath.Join(tb.TFTPRoot, "ipxe"), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, n := range tb.Nodes {
+		if err := os.Symlink("./"+img.Name, filepath.Join(tb.TFTPRoot, "pxelinux.cfg", n.Hex())); err != nil {
+			return err
+		}
+		if err := os.Symlink(path.Base(img.Grub), filepath.Join(tb.TFTPRoot, imagename.GrubDir, "grub.cfg-"+n.Hex())); err != nil {
+			return err
+		}
+		if ipxe {
+			script := fmt.Sprintf("#!ipxe\nset base %s\nset appliance %s\n%s", SiteHTTPURL, ServerIP, entry)
+			if err := os.WriteFile(filepath.Join(tb.TFTPRoot, "ipxe", n.Hex()), []byte(script), 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -136,21 +136,27 @@ func TestQEMUArgs(t *testing.T) {
 
 func TestDnsmasqArgs(t *testing.T) {
 	nodes := []Node{NewNode(1, E1000), NewNode(2, VirtioNet)}
-	plain := strings.Join(DnsmasqArgs(nodes, "/tftp", "/state", false), " ")
+	plain := strings.Join(DnsmasqArgs(nodes, DnsmasqBoot{Root: "/tftp", State: "/state"}), " ")
 	for _, want := range []string{
-		"--interface=br0 --bind-interfaces", "--dhcp-range=10.18.0.0,static,255.255.0.0,1h", "--dhcp-boot=pxelinux.0",
-		"--enable-tftp --tftp-root=/tftp", "--dhcp-host=52:54:00:18:01:01,10.18.1.1,node1-1",
-		"--dhcp-host=52:54:00:18:01:02,10.18.1.2,node1-2", "--port=0",
+		"--interface=br0 --bind-interfaces", "--dhcp-range=10.18.0.0,static,255.255.0.0,1h",
+		"--dhcp-boot=tag:!efi64,tag:!efihttp,pxelinux.0", "--dhcp-boot=tag:efi64,tag:!efihttp,shimx64.efi",
+		"--enable-tftp --tftp-root=/tftp", "--dhcp-host=52:54:00:18:01:01,set:node1-1,10.18.1.1,node1-1",
+		"--dhcp-host=52:54:00:18:01:02,set:node1-2,10.18.1.2,node1-2", "--port=0",
 	} {
 		if !strings.Contains(plain, want) {
 			t.Errorf("dnsmasq args lack %q:\n%s", want, plain)
 		}
 	}
-	if strings.Contains(plain, "175") || strings.Contains(plain, "enable-ra") {
-		t.Errorf("plain dnsmasq has the iPXE options: %s", plain)
+	if strings.Contains(plain, "encap:175") || strings.Contains(plain, "enable-ra") || strings.Contains(plain, "http://") || strings.Contains(plain, ",60,") {
+		t.Errorf("plain dnsmasq has the iPXE or HTTP Boot options: %s", plain)
 	}
-	ipxe := strings.Join(DnsmasqArgs(nodes, "/tftp", "/state", true), " ")
-	for _, want := range []string{"--dhcp-option-force=encap:175,176,1b", "--enable-ra", "ra-only", "--ra-param=br0,60,0"} {
+	ipxe := strings.Join(DnsmasqArgs(nodes, DnsmasqBoot{Root: "/tftp", State: "/state", IPXEFast: true, IPXEScript: true, HTTPBoot: "efi/x.img"}), " ")
+	for _, want := range []string{
+		"--dhcp-option-force=encap:175,176,1b", "--enable-ra", "ra-only", "--ra-param=br0,60,0",
+		"--dhcp-boot=tag:!efi64,tag:!efihttp,tag:!ipxe,pxelinux.0",
+		"--dhcp-boot=tag:ipxe,tag:!efi64,tag:!efihttp,tag:node1-2,http://10.18.0.1/ipxe/0A120102",
+		"--dhcp-option-force=tag:efihttp,60,HTTPClient", "--dhcp-boot=tag:efihttp,http://10.18.0.1/efi/x.img",
+	} {
 		if !strings.Contains(ipxe, want) {
 			t.Errorf("dnsmasq-ipxe args lack %q:\n%s", want, ipxe)
 		}
