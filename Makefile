@@ -40,7 +40,7 @@ test-deps:
 # Every test, including the end-to-end ones against real netbootd
 # processes and QEMU nodes; then both demos, once, as a user would run them.
 test: go-toolchain test-deps kernel lint
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 40m ./...
 	scripts/fuzz.sh $(TEST_FUZZTIME)
 	DEMO_ONCE=1 scripts/demo.sh > /dev/null
 	DEMO_ONCE=1 $(GO) run ./qemu-tests/demo > /dev/null
