@@ -346,3 +346,32 @@ func TestOMFAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestOMFRoutesAllRefuse: every route of role omf, whatever its
+// parameters, refuses a source outside omf.allow and omf.allow_read before
+// it does anything: the guard's check is in each OMF route, none left out.
+func TestOMFRoutesAllRefuse(t *testing.T) {
+	g := newGuardedWith(t, guard.Config{OMFAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	n := 0
+	for key, role := range g.guard.Roles() {
+		if role != apierr.RoleOMF {
+			continue
+		}
+		n++
+		method, path, _ := strings.Cut(key, " ")
+		before := g.state(t)
+		req := httptest.NewRequest(method, path+"?hrn=node1-1&domain=sb8&node=node1-1.sb8.orbit-lab.org&image=orbit-2.0.0", nil)
+		req.RemoteAddr = "10.3.0.1:40000"
+		rec := httptest.NewRecorder()
+		g.srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "source 10.3.0.1 is not in omf.allow") {
+			t.Errorf("%s from 10.3.0.1: %d %q, want 403 naming the source", key, rec.Code, rec.Body.String())
+		}
+		if after := g.state(t); after != before {
+			t.Errorf("%s: a refused call changed the state:\n%s", key, cmp.Diff(before, after))
+		}
+	}
+	if n < 20 {
+		t.Errorf("%d OMF routes, want the describe pages and every pxe, inventory and cmc call", n)
+	}
+}

@@ -68,5 +68,7 @@ func CallerOf(c *gin.Context) Caller {
 			return who
 		}
 	}
-	return Caller{Addr: c.ClientIP()}
+	// The peer, never a header it sent (ClientIP would believe
+	// X-Forwarded-For on an engine that trusts proxies).
+	return Caller{Addr: c.RemoteIP()}
 }

@@ -35,6 +35,7 @@ type Limiter struct {
 	mu       sync.Mutex
 	sources  map[netip.Addr]*source
 	overflow *rate.Limiter
+	pruned   time.Time // the last walk of a full table for idle sources
 }
 
 type source struct {
@@ -126,7 +127,11 @@ func (l *Limiter) bucket(src netip.Addr, now time.Time) *rate.Limiter {
 		s.last = now
 		return s.lim
 	}
-	if len(l.sources) >= l.max {
+	// A full table is walked at most once a second (or once an idle
+	// time, if shorter): a stream of new sources, each a miss, must not
+	// cost a walk of the whole table apiece under the lock.
+	if len(l.sources) >= l.max && now.Sub(l.pruned) >= min(l.idle, time.Second) {
+		l.pruned = now
 		for k, s := range l.sources {
 			if now.Sub(s.last) >= l.idle {
 				delete(l.sources, k)
