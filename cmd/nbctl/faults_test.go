@@ -177,13 +177,7 @@ func linksAgree(ctx context.Context, t *testing.T, a *apptest.Appliance) map[str
 // and no upload or temp file is left beside it, and the next load
 // finishes.
 func TestLoadKilled(t *testing.T) {
-	var nodes []*vnode
-	inv := "testbeds:\n  - domain: vtb\n    nodes:\n"
-	for i := 1; i <= 2; i++ {
-		n := newVnode(t, i)
-		nodes = append(nodes, n)
-		inv += n.inventory()
-	}
+	nodes, inv := newVnodes(t, 2)
 	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: inv})
 	a.Start()
 	for _, n := range nodes {

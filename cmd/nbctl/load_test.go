@@ -79,6 +79,19 @@ func newVnode(t *testing.T, i int) *vnode {
 const inventoryDisk = "/dev/vtb-no-such-disk"
 
 // inventory is the node's inventory entry.
+// newVnodes makes nodes 1..count and the inventory that lists them, in
+// domain vtb.
+func newVnodes(t *testing.T, count int) ([]*vnode, string) {
+	var nodes []*vnode
+	inv := "testbeds:\n  - domain: vtb\n    nodes:\n"
+	for i := 1; i <= count; i++ {
+		n := newVnode(t, i)
+		nodes = append(nodes, n)
+		inv += n.inventory()
+	}
+	return nodes, inv
+}
+
 func (n *vnode) inventory() string {
 	return fmt.Sprintf("      - { hrn: %s, hostname: %s, control_ip: %s, control_mac: %q, disk: %s, pxe_image: orbit-2.0.0, power: \"qemu:%s\" }\n",
 		n.hrn, strings.Split(n.hrn, ".")[0], n.ip, n.mac, inventoryDisk, n.sock)
@@ -235,13 +248,7 @@ func storedImage(ctx context.Context, t *testing.T, a *apptest.Appliance, name s
 // TestLoadSaveFlags: nbctl load and save against netbootd, with nodes
 // whose reset starts an RC, for what each flag of theirs promises.
 func TestLoadSaveFlags(t *testing.T) {
-	var nodes []*vnode
-	inv := "testbeds:\n  - domain: vtb\n    nodes:\n"
-	for i := 1; i <= 6; i++ {
-		n := newVnode(t, i)
-		nodes = append(nodes, n)
-		inv += n.inventory()
-	}
+	nodes, inv := newVnodes(t, 6)
 	a := apptest.New(t, apptest.Options{Images: []string{"orbit-2.0.0"}, Inventory: inv})
 	a.Start()
 	nodes[3].noBoot = true

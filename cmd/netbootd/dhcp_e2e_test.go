@@ -45,16 +45,7 @@ func sh(t *testing.T, args ...string) string {
 func TestDHCPEndToEnd(t *testing.T) {
 	testenv.Root(t, "network namespaces")
 	testenv.Programs(t, "make test installs them", "ip", "busybox")
-	var rnd [3]byte
-	rand.Read(rnd[:])
-	id := "nbt-" + hex.EncodeToString(rnd[:])
-	srv, cli := netns(t, id+"-s"), netns(t, id+"-c")
-	sh(t, "ip", "link", "add", "nbs0", "netns", srv, "type", "veth", "peer", "name", "nbc0", "netns", cli)
-	sh(t, "ip", "-n", srv, "addr", "add", "10.18.0.1/16", "dev", "nbs0")
-	sh(t, "ip", "-n", srv, "link", "set", "nbs0", "up")
-	sh(t, "ip", "-n", srv, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "address", "00:03:1d:0c:01:02")
-	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "up")
+	srv, cli := vethLab(t, "nbt", "00:03:1d:0c:01:02")
 
 	a := apptest.New(t, apptest.Options{Netns: srv, Images: []string{"orbit-2.0.0"}, Inventory: `testbeds:
   - domain: sb8
@@ -98,4 +89,22 @@ func TestDHCPEndToEnd(t *testing.T) {
 			t.Fatalf("nbctl nodes discovered: %v\n%s", err, disc)
 		}
 	}
+}
+
+// vethLab makes a server and a client namespace (names prefix-<random>-s,
+// -c) joined by a veth: the server's end nbs0 is 10.18.0.1/16, the
+// client's end nbc0 has MAC mac and no address. Both go when t ends.
+func vethLab(t *testing.T, prefix, mac string) (srv, cli string) {
+	t.Helper()
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	id := prefix + "-" + hex.EncodeToString(rnd[:])
+	srv, cli = netns(t, id+"-s"), netns(t, id+"-c")
+	sh(t, "ip", "link", "add", "nbs0", "netns", srv, "type", "veth", "peer", "name", "nbc0", "netns", cli)
+	sh(t, "ip", "-n", srv, "addr", "add", "10.18.0.1/16", "dev", "nbs0")
+	sh(t, "ip", "-n", srv, "link", "set", "nbs0", "up")
+	sh(t, "ip", "-n", srv, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "address", mac)
+	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "up")
+	return srv, cli
 }

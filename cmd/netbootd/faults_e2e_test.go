@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -34,16 +32,7 @@ import (
 func TestKillUnderLoad(t *testing.T) {
 	testenv.Root(t, "network namespaces")
 	testenv.Programs(t, "make test installs them", "ip", "busybox")
-	var rnd [3]byte
-	_, _ = crand.Read(rnd[:])
-	id := "nbk-" + hex.EncodeToString(rnd[:])
-	srv, cli := netns(t, id+"-s"), netns(t, id+"-c")
-	sh(t, "ip", "link", "add", "nbs0", "netns", srv, "type", "veth", "peer", "name", "nbc0", "netns", cli)
-	sh(t, "ip", "-n", srv, "addr", "add", "10.18.0.1/16", "dev", "nbs0")
-	sh(t, "ip", "-n", srv, "link", "set", "nbs0", "up")
-	sh(t, "ip", "-n", srv, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "address", "00:03:1d:0c:01:01")
-	sh(t, "ip", "-n", cli, "link", "set", "nbc0", "up")
+	srv, cli := vethLab(t, "nbk", "00:03:1d:0c:01:01")
 
 	const nodes = 6
 	inv := "testbeds:\n  - domain: sb8\n    nodes:\n"
