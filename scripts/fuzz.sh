@@ -20,6 +20,7 @@ targets="
 ./internal/inventory   FuzzParseFile
 ./internal/inventory   FuzzMarshal
 ./internal/store       FuzzImport
+./internal/chunkimg    FuzzCheck
 "
 
 # Go 1.26's fuzz coordinator can fail a run at the end of -fuzztime with a

@@ -106,20 +106,28 @@ const (
 	HeaderFormat = "X-Image-Format"
 )
 
-// Disk image formats, told apart by their magic bytes.
+// Disk image formats, told apart by their magic bytes: one zstd or gzip
+// stream of the whole disk, or a chunked image (internal/chunkimg: every
+// chunk verified on its own, zero chunks not stored).
 const (
-	FormatZstd = "zstd"
-	FormatGzip = "gzip"
+	FormatZstd    = "zstd"
+	FormatGzip    = "gzip"
+	FormatChunked = "chunked"
 )
 
-// FormatOf names the compression of data that starts with head ("" if it is
-// neither gzip nor zstd).
+// ChunkedMagic starts a chunked image.
+const ChunkedMagic = "NBCHUNK1"
+
+// FormatOf names the format of data that starts with head ("" if it is
+// none of them).
 func FormatOf(head []byte) string {
 	switch {
 	case len(head) >= 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd:
 		return FormatZstd
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
 		return FormatGzip
+	case len(head) >= len(ChunkedMagic) && string(head[:len(ChunkedMagic)]) == ChunkedMagic:
+		return FormatChunked
 	}
 	return ""
 }
