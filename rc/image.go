@@ -123,6 +123,17 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	if want == "" {
 		want = c.SHA256
 	}
+	// A chunked image is fetched by ranges instead (chunkload.go): its
+	// format is in the answer's header, else in its first bytes.
+	body := bufio.NewReaderSize(resp.Body, 16)
+	if resp.Header.Get(proto.HeaderFormat) == proto.FormatChunked {
+		resp.Body.Close()
+		return r.loadChunked(ctx, c, disk, fi, want, rep)
+	}
+	if head, _ := body.Peek(len(proto.ChunkedMagic)); proto.FormatOf(head) == proto.FormatChunked {
+		resp.Body.Close()
+		return r.loadChunked(ctx, c, disk, fi, want, rep)
+	}
 	total := resp.ContentLength
 	if total < 0 {
 		total = c.Size
@@ -138,10 +149,12 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	defer f.Close()
 
 	var read, written atomic.Int64
-	rep.watch(func() proto.Progress { return proto.Progress{Done: read.Load(), Total: total, Written: written.Load()} })
+	rep.watch(func() proto.Progress {
+		return proto.Progress{Done: read.Load(), Total: total, Written: written.Load(), Fetched: read.Load()}
+	})
 	rep.start(ctx)
 	h := digest.New()
-	src := bufio.NewReaderSize(io.TeeReader(countRead(ctxio.Reader(ctx, resp.Body), &read), h), ioBlock)
+	src := bufio.NewReaderSize(io.TeeReader(countRead(ctxio.Reader(ctx, body), &read), h), ioBlock)
 	head, _ := src.Peek(4)
 	var dec io.Reader
 	switch format := proto.FormatOf(head); format {
@@ -187,7 +200,7 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 			r.log.Warn("re-reading the partition table", "disk", disk, "err", err)
 		}
 	}
-	final := proto.Progress{Done: read.Load(), Total: total, Written: n}
+	final := proto.Progress{Done: read.Load(), Total: total, Written: n, Fetched: read.Load()}
 	return proto.Report{State: proto.StateDone, Reply: proto.ReplyOK, SHA256: got, Progress: &final}
 }
 

@@ -64,6 +64,10 @@ type Config struct {
 	MinBackoff  time.Duration // first wait after a failure (default 1s)
 	MaxBackoff  time.Duration // the wait doubles up to this (default 30s)
 	ReportEvery time.Duration // output and progress are sent at least this often (default 500ms)
+	// LoadRetry is how long a load of a chunked image waits for an
+	// appliance that fails or cannot be reached (restarting, say) before it
+	// fails (default DefaultLoadRetry); it resumes where it stopped.
+	LoadRetry time.Duration
 
 	// Reboot and Poweroff are called after the command's success has been
 	// reported (default: sync, then signal PID 1: SIGTERM to reboot,
@@ -100,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = max(30*time.Second, c.MinBackoff)
+	}
+	if c.LoadRetry <= 0 {
+		c.LoadRetry = DefaultLoadRetry
 	}
 	if c.ReportEvery <= 0 {
 		c.ReportEvery = 500 * time.Millisecond

@@ -251,13 +251,20 @@ func Open(e Envelope, secret string) (Command, error) {
 	return c, nil
 }
 
-// Progress counts the bytes of a transfer: LOAD_IMAGE counts the image's
-// (compressed) bytes read from the appliance against its size; SAVE_IMAGE
-// counts the disk's bytes read against the disk's size.
+// Progress counts the bytes of a transfer: LOAD_IMAGE of a single-stream
+// image counts the image's (compressed) bytes read from the appliance
+// against its size; LOAD_IMAGE of a chunked image counts the disk's bytes
+// settled (found already right, or written) against the disk's size;
+// SAVE_IMAGE counts the disk's bytes read against the disk's size.
 type Progress struct {
 	Done    int64 `json:"done"`
 	Total   int64 `json:"total"`             // 0 if unknown
 	Written int64 `json:"written,omitempty"` // LOAD_IMAGE: bytes written to the disk; SAVE_IMAGE: bytes sent
+	// LOAD_IMAGE: Skipped counts the disk's bytes left as they were, since
+	// they already held the image's chunks (a chunked image's delta or
+	// resumed load); Fetched the image's bytes received from the appliance.
+	Skipped int64 `json:"skipped,omitempty"`
+	Fetched int64 `json:"fetched,omitempty"`
 }
 
 // Report is what an RC tells the appliance about a command: the first
