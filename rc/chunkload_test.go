@@ -459,4 +459,3 @@ func TestChunkedLoadResumes(t *testing.T) {
 		}
 	})
 }
-

@@ -89,14 +89,25 @@ func (k *cli) summary(op imaging.Op, results []imaging.Result) {
 			outcome = "FAILED (" + string(r.Phase) + ")"
 			errs = append(errs, r.Err.Error())
 		}
-		disk, read, stored := "-", "-", "-"
-		if r.Bytes > 0 || r.Stored > 0 {
-			disk, read, stored = r.Disk, bytesize(r.Bytes), bytesize(r.Stored)
+		row := []string{r.Node, outcome, r.Took.Round(100 * time.Millisecond).String(), "-", "-", "-"}
+		if op == imaging.Load {
+			row = append(row, "-")
 		}
-		rows = append(rows, []string{r.Node, outcome, r.Took.Round(100 * time.Millisecond).String(), disk, read, stored,
-			fmt.Sprint(r.Resets), rate(r.Bytes, r.Transfer)})
+		if r.Bytes > 0 || r.Stored > 0 || r.Skipped > 0 {
+			row = append(row[:3], r.Disk, bytesize(r.Bytes))
+			if op == imaging.Load {
+				row = append(row, bytesize(r.Skipped))
+			}
+			row = append(row, bytesize(r.Stored))
+		}
+		// A load's rate counts the disk it settled: written, or found right.
+		rows = append(rows, append(row, fmt.Sprint(r.Resets), rate(r.Bytes+r.Skipped, r.Transfer)))
 	}
-	k.table("NODE\tOUTCOME\tTIME\tDISK\tDISK_BYTES\tIMAGE_BYTES\tRESETS\tDISK_RATE", rows)
+	header := "NODE\tOUTCOME\tTIME\tDISK\tDISK_BYTES\tIMAGE_BYTES\tRESETS\tDISK_RATE"
+	if op == imaging.Load {
+		header = "NODE\tOUTCOME\tTIME\tDISK\tWRITTEN\tSKIPPED\tFETCHED\tRESETS\tDISK_RATE"
+	}
+	k.table(header, rows)
 	for _, e := range errs {
 		fmt.Fprintln(k.out, "  "+e)
 	}

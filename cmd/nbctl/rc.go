@@ -269,8 +269,13 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 	}
 	p := st.Progress
 	if typ == proto.LoadImage {
-		fmt.Fprintf(k.out, "%s: loaded %s onto %s: %s written from %s in %s (%s), sha256 %s verified\n",
-			node, image, st.Disk, bytesize(p.Written), bytesize(p.Done), took.Round(100*time.Millisecond), rate(p.Written, took), st.SHA256)
+		fetched := p.Fetched
+		if fetched == 0 && p.Skipped == 0 {
+			fetched = p.Done // an RC that does not count it
+		}
+		fmt.Fprintf(k.out, "%s: loaded %s onto %s: %s written, %s skipped (already there), %s fetched in %s (%s), sha256 %s verified\n",
+			node, image, st.Disk, bytesize(p.Written), bytesize(p.Skipped), bytesize(fetched), took.Round(100*time.Millisecond),
+			rate(p.Written+p.Skipped, took), st.SHA256)
 	} else {
 		fmt.Fprintf(k.out, "%s: saved %s as %s: %s read, %s stored in %s (%s), sha256 %s\n",
 			node, st.Disk, image, bytesize(p.Done), bytesize(p.Written), took.Round(100*time.Millisecond), rate(p.Done, took), st.SHA256)
@@ -345,7 +350,7 @@ func (b *progressBar) show(p proto.Progress) {
 	if b.start.IsZero() {
 		b.start = time.Now()
 	}
-	fmt.Fprintf(b.w, "\r%-90s", barText(b.label, p, time.Since(b.start)))
+	fmt.Fprintf(b.w, "\r%-130s", barText(b.label, p, time.Since(b.start)))
 	b.drawn = true
 }
 
@@ -357,8 +362,12 @@ func barText(label string, p proto.Progress, took time.Duration) string {
 		pct = min(float64(p.Done)/float64(p.Total), 1)
 	}
 	fill := int(pct * width)
-	return fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s %s", label, strings.Repeat("#", fill), strings.Repeat("-", width-fill),
+	s := fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s %s", label, strings.Repeat("#", fill), strings.Repeat("-", width-fill),
 		pct*100, bytesize(p.Done), bytesize(p.Total), rate(p.Done, took))
+	if p.Skipped > 0 || p.Fetched > 0 { // a load: what became of the disk
+		s += fmt.Sprintf(" (written %s, skipped %s, fetched %s)", bytesize(p.Written), bytesize(p.Skipped), bytesize(p.Fetched))
+	}
+	return s
 }
 
 func (b *progressBar) end() {

@@ -138,7 +138,11 @@ type Result struct {
 	Disk   string
 	Bytes  int64
 	Stored int64
-	SHA256 string
+	// Skipped (a load of a chunked image) is how much of the disk already
+	// held the image and was left as it was; Fetched how much of the image
+	// came from the appliance (Stored, for a load).
+	Skipped, Fetched int64
+	SHA256           string
 	// Before is the boot link the node had when the job began (nil if
 	// none); Restored says whether the job put it back, and Restore what
 	// became of it, in words (why it was not put back, if it was not).
@@ -571,6 +575,12 @@ func (r *runner) transfer(ctx context.Context, n apiv1.Node, res *Result) error 
 	res.SHA256 = st.SHA256
 	if typ == proto.LoadImage {
 		res.Bytes, res.Stored = st.Progress.Written, st.Progress.Done
+		res.Skipped, res.Fetched = st.Progress.Skipped, st.Progress.Fetched
+		if res.Fetched > 0 || res.Skipped > 0 {
+			// An RC that counts what it fetched: for a chunked image Done
+			// counts the disk.
+			res.Stored = res.Fetched
+		}
 	} else {
 		res.Bytes, res.Stored = st.Progress.Done, st.Progress.Written
 	}

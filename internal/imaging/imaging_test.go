@@ -43,6 +43,7 @@ type fakeAM struct {
 	after    func(step string) // called with each log line as it is written, f.mu held
 	cleared  []string
 	setCalls int
+	loaded   *proto.Progress // what LOAD_IMAGE reports, if not the default
 }
 
 func newFake(nodes ...string) *fakeAM {
@@ -228,6 +229,9 @@ func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandR
 		}
 	case proto.LoadImage, proto.SaveImage:
 		st.Progress = proto.Progress{Done: 1000, Total: 1000, Written: 4000}
+		if f.loaded != nil && req.Type == proto.LoadImage {
+			st.Progress = *f.loaded
+		}
 		st.SHA256 = "abc"
 	}
 	if f.fail[req.Type] == hrn {
@@ -542,6 +546,21 @@ func TestSave(t *testing.T) {
 				t.Errorf("result %+v: want 1000 bytes read from %s, 4000 stored", r, tc.disk)
 			}
 		})
+	}
+}
+
+// TestChunkedLoadResult: the result of a chunked image's load counts the
+// disk's bytes written and skipped, and the image's fetched, from the RC's
+// progress (Done counts the disk there, not the image).
+func TestChunkedLoadResult(t *testing.T) {
+	f := newFake(aNode)
+	f.loaded = &proto.Progress{Done: 4000, Total: 4000, Written: 1000, Skipped: 3000, Fetched: 300}
+	res, err := Run(context.Background(), f, Job{Op: Load, Nodes: []string{aNode}, Image: "baseline", Poll: time.Millisecond})
+	if err != nil || len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if r := res[0]; r.Bytes != 1000 || r.Skipped != 3000 || r.Fetched != 300 || r.Stored != 300 {
+		t.Errorf("result %+v: want 1000 bytes written, 3000 skipped, 300 fetched and stored", r)
 	}
 }
 

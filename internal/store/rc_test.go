@@ -130,7 +130,7 @@ func TestRCReports(t *testing.T) {
 	}{
 		{proto.Report{Seq: 1, State: proto.StateRunning, Stdout: []byte("ab")}, nil},
 		{proto.Report{Seq: 1, State: proto.StateRunning, Stdout: []byte("ab")}, nil}, // a retry: ignored
-		{proto.Report{Seq: 2, Stdout: []byte("cdefghij"), Stderr: []byte("x\x00\xff"), Progress: &proto.Progress{Done: 5, Total: 10}}, nil},
+		{proto.Report{Seq: 2, Stdout: []byte("cdefghij"), Stderr: []byte("x\x00\xff"), Progress: &proto.Progress{Done: 5, Total: 10, Written: 2, Skipped: 3, Fetched: 1}}, nil},
 		{proto.Report{Seq: 3, State: "bogus"}, ErrInvalidReport},
 		{proto.Report{Seq: 3, State: proto.StateDone, Reply: proto.ReplyError, ExitCode: ptr(3)}, nil},
 		{proto.Report{Seq: 4, State: proto.StateRunning}, ErrConflict}, // over
@@ -149,7 +149,8 @@ func TestRCReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Stdout != "abcdefgh" || got.Stderr != "x\x00\xff" || !got.Truncated || got.State != proto.StateDone ||
-		got.ExitCode == nil || *got.ExitCode != 3 || got.Progress.Done != 5 || got.FinishedAt == nil || got.ReportSeq != 3 {
+		got.ExitCode == nil || *got.ExitCode != 3 || got.FinishedAt == nil || got.ReportSeq != 3 ||
+		got.Progress != (proto.Progress{Done: 5, Total: 10, Written: 2, Skipped: 3, Fetched: 1}) {
 		t.Errorf("after the reports: %+v", got)
 	}
 }
