@@ -111,6 +111,9 @@ func fitDisk(f *os.File, block bool, size int64) error {
 	return nil
 }
 
+// firstWindow is the span of the disk scanned before the first fetch.
+const firstWindow = 4 << 20
+
 // chunkWorkers is how many frames are decoded and written at once: more
 // than the CPUs, so that a write waiting on the disk leaves none idle.
 func chunkWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
@@ -207,7 +210,9 @@ func send[T any](ctx context.Context, out chan<- T, v T) error {
 // written with zeros) and sends the rest of each window to be fetched.
 func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 	n := len(l.m.Chunks)
-	window := int(max(1, maxRangeRequest/l.m.ChunkSize))
+	// The first windows are small, so that fetching starts soon; then
+	// each is as large as a request.
+	window := int(max(1, firstWindow/l.m.ChunkSize))
 	par := runtime.GOMAXPROCS(0)
 	bufs := make([][]byte, par)
 	for i := range bufs {
@@ -219,8 +224,8 @@ func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 		zerosOnce.Do(func() { zeros = make([]byte, l.m.ChunkSize) })
 		return zeros
 	}
-	for start := 0; start < n; start += window {
-		end := min(start+window, n)
+	for start, end := 0, 0; start < n; start, window = end, int(min(2*int64(window), max(1, maxRangeRequest/l.m.ChunkSize))) {
+		end = min(start+window, n)
 		var next atomic.Int64
 		next.Store(int64(start))
 		var g errgroup.Group

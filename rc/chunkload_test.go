@@ -228,7 +228,7 @@ func (f *fakeImages) die() {
 }
 
 // testRC is an RC for calling loadImage directly, its disks in dir.
-func testRC(t *testing.T, dir string, retry time.Duration) (*rc, *apptest.SyncBuffer) {
+func testRC(t testing.TB, dir string, retry time.Duration) (*rc, *apptest.SyncBuffer) {
 	logs := &apptest.SyncBuffer{}
 	cfg := Config{AM: "http://127.0.0.1:1", DiskAllow: []string{filepath.Join(dir, "disk*")}, MinBackoff: 10 * time.Millisecond,
 		MaxBackoff: 50 * time.Millisecond, LoadRetry: retry, ReportEvery: 10 * time.Millisecond, PowerCheck: func() error { return nil },
@@ -242,7 +242,7 @@ func testRC(t *testing.T, dir string, retry time.Duration) (*rc, *apptest.SyncBu
 }
 
 // load runs LOAD_IMAGE of the fake's image onto disk and returns its end.
-func load(t *testing.T, r *rc, url, disk, sum string) proto.Report {
+func load(t testing.TB, r *rc, url, disk, sum string) proto.Report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -395,15 +395,10 @@ func TestChunkedLoad(t *testing.T) {
 func TestChunkedLoadResumes(t *testing.T) {
 	img := makeChunkImage(t, testDisk(160))
 	m := img.m
-	cut := m.FrameBytes() / 3
-	// The first frame not whole in the first cut bytes of frames.
-	resumeAt := int64(-1)
-	for _, c := range m.Chunks {
-		if !c.Zero && c.Offset+c.Size > chunkimg.HeaderSize+cut {
-			resumeAt = c.Offset
-			break
-		}
-	}
+	// The appliance dies halfway through chunk 5's frame, in the first
+	// request: the load goes on from there.
+	c5 := m.Chunks[5]
+	cut, resumeAt := c5.Offset+c5.Size/2-chunkimg.HeaderSize, c5.Offset
 	t.Run("the appliance comes back", func(t *testing.T) {
 		dir := t.TempDir()
 		disk := filepath.Join(dir, "disk0")
@@ -424,8 +419,8 @@ func TestChunkedLoadResumes(t *testing.T) {
 		f.mu.Lock()
 		starts := f.starts
 		f.mu.Unlock()
-		if len(starts) != 2 || starts[0] != chunkimg.HeaderSize || starts[1] != resumeAt {
-			t.Errorf("ranges from %v, want from %d then %d", starts, chunkimg.HeaderSize, resumeAt)
+		if len(starts) < 2 || starts[0] != chunkimg.HeaderSize || starts[1] != resumeAt {
+			t.Errorf("ranges from %v, want from %d then %d, ...", starts, chunkimg.HeaderSize, resumeAt)
 		}
 		if !strings.Contains(logs.String(), "retrying") {
 			t.Errorf("no retry logged")
