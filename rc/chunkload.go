@@ -63,6 +63,8 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 		return failed("disk image %s: %v", c.Image, err)
 	}
 	defer dec.Close()
+	// Here a multicast source would go, for a command that names a
+	// session (with oneBatch).
 	l := &chunkLoad{
 		m: m, disk: f, dec: dec, log: log, state: make([]atomic.Int32, len(m.Chunks)),
 		src: &httpSource{c: rep.c, cfg: r.cfg, log: log, image: c.Image, digest: sum, m: m},
@@ -130,9 +132,13 @@ type chunkLoad struct {
 	log   *slog.Logger
 	state []atomic.Int32 // per chunk
 
+	// oneBatch: the scan asks the source for every chunk it needs in one
+	// Fetch, at its end, instead of a window at a time (a multicast
+	// source, which takes frames in any order, wants the whole list).
+	oneBatch bool
+
 	written, skipped, fetched atomic.Int64
-	bad                       atomic.Int64 // frames that failed verification
-	lastBad                   atomic.Value // the error of the last one
+	lastBad                   atomic.Value // the error of the last frame that failed verification
 }
 
 func (l *chunkLoad) progress() proto.Progress {
@@ -176,7 +182,8 @@ func (l *chunkLoad) run(ctx context.Context) error {
 func (l *chunkLoad) round(ctx context.Context, wanted func(context.Context, chan<- []int) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan []int, 2)
-	frames := make(chan Frame, 2*chunkWorkers())
+	// Frames wait for a worker up to about 64 MiB, whatever the chunk size.
+	frames := make(chan Frame, min(2*chunkWorkers(), int(max(2, maxRangeRequest/l.m.ChunkSize))))
 	g.Go(func() error {
 		defer close(batches)
 		return wanted(ctx, batches)
@@ -224,6 +231,7 @@ func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 		zerosOnce.Do(func() { zeros = make([]byte, l.m.ChunkSize) })
 		return zeros
 	}
+	var want []int
 	for start, end := 0, 0; start < n; start, window = end, int(min(2*int64(window), max(1, maxRangeRequest/l.m.ChunkSize))) {
 		end = min(start+window, n)
 		var next atomic.Int64
@@ -248,17 +256,20 @@ func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		var want []int
 		for i := start; i < end; i++ {
 			if l.state[i].Load() == chunkNeeded {
 				want = append(want, i)
 			}
 		}
-		if len(want) > 0 {
+		if len(want) > 0 && !l.oneBatch {
 			if err := send(ctx, out, want); err != nil {
 				return err
 			}
+			want = nil
 		}
+	}
+	if len(want) > 0 {
+		return send(ctx, out, want)
 	}
 	return nil
 }
@@ -302,7 +313,6 @@ func (l *chunkLoad) write(ctx context.Context, frames <-chan Frame) error {
 		raw, err := l.dec.Decode(l.m, f.Index, f.Data, buf)
 		if err != nil {
 			l.state[f.Index].Store(chunkNeeded)
-			l.bad.Add(1)
 			l.lastBad.Store(err)
 			l.log.Warn("a chunk failed verification; it will be fetched again", "chunk", f.Index, "err", err)
 			continue

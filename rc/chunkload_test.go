@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +92,8 @@ type fakeImages struct {
 	starts   []int64 // the start of every range asked for
 	dead     chan struct{}
 
+	noFormat bool // no X-Image-Format: the RC tells by the first bytes
+
 	addr string
 	hs   *http.Server
 }
@@ -142,7 +146,9 @@ func (f *fakeImages) stop() {
 // appliance dies.
 func (f *fakeImages) serveImage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(proto.HeaderSHA256, f.img.digest)
-	w.Header().Set(proto.HeaderFormat, proto.FormatChunked)
+	if !f.noFormat {
+		w.Header().Set(proto.HeaderFormat, proto.FormatChunked)
+	}
 	data := f.img.file
 	var start int64
 	if rg := r.Header.Get("Range"); rg != "" {
@@ -289,16 +295,19 @@ func TestChunkedLoad(t *testing.T) {
 	damaged := 9
 	tamperedManifest := bytes.Replace(img.manifest, []byte(m.Chunks[1].SHA256), []byte(strings.Repeat("0", 64)), 1)
 	cases := []struct {
-		name    string
-		before  []byte // the disk (nil: an empty file)
-		damage  map[int]int
-		serve   []byte // a manifest to serve instead of the image's
-		wantErr string
+		name   string
+		before []byte // the disk (nil: an empty file)
+		damage map[int]int
+		serve  []byte // a manifest to serve instead of the image's
+		// the appliance does not say the image is chunked
+		noFormat bool
+		wantErr  string
 		// the load's counts
 		written, skipped, fetched int64
 	}{
 		{name: "full load onto an empty file", written: dataBytes, skipped: zeroBytes, fetched: m.FrameBytes()},
 		{name: "full load over other data", before: garbage(), written: size, fetched: m.FrameBytes()},
+		{name: "a chunked image told by its first bytes", noFormat: true, before: garbage(), written: size, fetched: m.FrameBytes()},
 		{name: "reload of the same image", before: img.raw, skipped: size},
 		{
 			name: "reload after a change", before: func() []byte {
@@ -339,7 +348,7 @@ func TestChunkedLoad(t *testing.T) {
 			disk := filepath.Join(dir, "disk0")
 			testenv.WriteFile(t, disk, tc.before)
 			f := newFakeImages(t, img)
-			f.damage, f.manifest = tc.damage, tc.serve
+			f.damage, f.manifest, f.noFormat = tc.damage, tc.serve, tc.noFormat
 			if f.damage == nil {
 				f.damage = map[int]int{}
 			}
@@ -453,4 +462,72 @@ func TestChunkedLoadResumes(t *testing.T) {
 			t.Errorf("the second load skipped %d bytes, the first wrote %d", second.Progress.Skipped, first.Progress.Written)
 		}
 	})
+}
+
+// shuffledSource is a ChunkSource as multicast would be: it sends the
+// frames in any order, some twice, and notes what it was asked for.
+type shuffledSource struct {
+	img   chunkImage
+	mu    sync.Mutex
+	calls [][]int
+}
+
+func (s *shuffledSource) Fetch(ctx context.Context, want []int, out chan<- Frame) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, want)
+	s.mu.Unlock()
+	idx := append([]int(nil), want...)
+	idx = append(idx, want[:len(want)/2]...) // repeats
+	r := rand.New(rand.NewChaCha8([32]byte{3}))
+	r.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	for _, i := range idx {
+		c := s.img.m.Chunks[i]
+		if err := send(ctx, out, Frame{Index: i, Data: bytes.Clone(s.img.file[c.Offset : c.Offset+c.Size])}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestChunkedLoadTakesFramesInAnyOrder: the loader takes frames in any
+// order, drops repeats, and with oneBatch asks for all it needs at once.
+func TestChunkedLoadTakesFramesInAnyOrder(t *testing.T) {
+	img := makeChunkImage(t, testDisk(160))
+	m := img.m
+	disk := filepath.Join(t.TempDir(), "disk0")
+	before := bytes.Clone(img.raw)
+	var stale []int // chunks that differ on the disk
+	var staleBytes int64
+	for i, c := range m.Chunks {
+		if !c.Zero && i%3 == 0 {
+			span(m, before, i)[7] ^= 0x80
+			stale = append(stale, i)
+			staleBytes += int64(len(span(m, before, i)))
+		}
+	}
+	testenv.WriteFile(t, disk, before)
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec, err := chunkimg.NewDecoder(chunkWorkers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	src := &shuffledSource{img: img}
+	l := &chunkLoad{m: m, disk: f, dec: dec, src: src, oneBatch: true, log: slog.New(slog.DiscardHandler), state: make([]atomic.Int32, len(m.Chunks))}
+	if err := l.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(disk); !bytes.Equal(got, img.raw) {
+		t.Errorf("the disk differs from the image")
+	}
+	if len(src.calls) != 1 || !slices.Equal(src.calls[0], stale) {
+		t.Errorf("asked for %v, want one call for %v", src.calls, stale)
+	}
+	if p := l.progress(); p.Written != staleBytes || p.Skipped != m.DiskSize-staleBytes {
+		t.Errorf("progress %+v: want the %d stale chunks' %d bytes written, the rest skipped", p, len(stale), staleBytes)
+	}
 }
