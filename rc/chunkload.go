@@ -169,7 +169,7 @@ func (l *chunkLoad) run(ctx context.Context) error {
 		}
 		l.log.Warn("fetching chunks again that failed verification", "chunks", len(want), "first", want[0])
 		if err := l.round(ctx, func(ctx context.Context, out chan<- []int) error {
-			return send(ctx, out, want)
+			return sendOrDone(ctx, out, want)
 		}); err != nil {
 			return err
 		}
@@ -203,7 +203,7 @@ func (l *chunkLoad) round(ctx context.Context, wanted func(context.Context, chan
 	return g.Wait()
 }
 
-func send[T any](ctx context.Context, out chan<- T, v T) error {
+func sendOrDone[T any](ctx context.Context, out chan<- T, v T) error {
 	select {
 	case out <- v:
 		return nil
@@ -262,14 +262,14 @@ func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 			}
 		}
 		if len(want) > 0 && !l.oneBatch {
-			if err := send(ctx, out, want); err != nil {
+			if err := sendOrDone(ctx, out, want); err != nil {
 				return err
 			}
 			want = nil
 		}
 	}
 	if len(want) > 0 {
-		return send(ctx, out, want)
+		return sendOrDone(ctx, out, want)
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func BenchmarkChunkedLoad(b *testing.B) {
 	mux.HandleFunc("POST /api/v1/rc/commands/{id}/report", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	r, _ := testRC(b, dir, time.Minute)
+	r, _ := chunkTestRC(b, dir, time.Minute)
 	want, err := os.ReadFile(raw)
 	if err != nil {
 		b.Fatal(err)
@@ -93,7 +93,7 @@ func BenchmarkChunkedLoad(b *testing.B) {
 		}
 	}
 	rcLoad := func(b *testing.B) {
-		rep := load(b, r, srv.URL, target, digest)
+		rep := chunkTestLoad(b, r, srv.URL, target, digest)
 		if rep.State != proto.StateDone {
 			b.Fatalf("load: %s %s", rep.State, rep.Error)
 		}

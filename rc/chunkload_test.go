@@ -233,8 +233,8 @@ func (f *fakeImages) die() {
 	}()
 }
 
-// testRC is an RC for calling loadImage directly, its disks in dir.
-func testRC(t testing.TB, dir string, retry time.Duration) (*rc, *apptest.SyncBuffer) {
+// chunkTestRC is an RC for calling loadImage directly, its disks in dir.
+func chunkTestRC(t testing.TB, dir string, retry time.Duration) (*rc, *apptest.SyncBuffer) {
 	logs := &apptest.SyncBuffer{}
 	cfg := Config{AM: "http://127.0.0.1:1", DiskAllow: []string{filepath.Join(dir, "disk*")}, MinBackoff: 10 * time.Millisecond,
 		MaxBackoff: 50 * time.Millisecond, LoadRetry: retry, ReportEvery: 10 * time.Millisecond, PowerCheck: func() error { return nil },
@@ -247,8 +247,8 @@ func testRC(t testing.TB, dir string, retry time.Duration) (*rc, *apptest.SyncBu
 	return &rc{cfg: cfg, log: cfg.Log}, logs
 }
 
-// load runs LOAD_IMAGE of the fake's image onto disk and returns its end.
-func load(t testing.TB, r *rc, url, disk, sum string) proto.Report {
+// chunkTestLoad runs LOAD_IMAGE of the fake's image onto disk and returns its end.
+func chunkTestLoad(t testing.TB, r *rc, url, disk, sum string) proto.Report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -265,8 +265,8 @@ func load(t testing.TB, r *rc, url, disk, sum string) proto.Report {
 	return final
 }
 
-// span is chunk i's bytes of b.
-func span(m *chunkimg.Manifest, b []byte, i int) []byte {
+// chunkSpan is chunk i's bytes of b.
+func chunkSpan(m *chunkimg.Manifest, b []byte, i int) []byte {
 	off, n := m.Range(i)
 	return b[off : off+n]
 }
@@ -313,7 +313,7 @@ func TestChunkedLoad(t *testing.T) {
 			name: "reload after a change", before: func() []byte {
 				b := bytes.Clone(img.raw)
 				for _, i := range changed {
-					span(m, b, i)[100] ^= 1
+					chunkSpan(m, b, i)[100] ^= 1
 				}
 				return b
 			}(),
@@ -324,7 +324,7 @@ func TestChunkedLoad(t *testing.T) {
 				b, g := bytes.Clone(img.raw), garbage()
 				for i, c := range m.Chunks {
 					if c.Zero {
-						copy(span(m, b, i), span(m, g, i))
+						copy(chunkSpan(m, b, i), chunkSpan(m, g, i))
 					}
 				}
 				return b
@@ -352,8 +352,8 @@ func TestChunkedLoad(t *testing.T) {
 			if f.damage == nil {
 				f.damage = map[int]int{}
 			}
-			r, _ := testRC(t, dir, 10*time.Second)
-			rep := load(t, r, f.url(), disk, img.digest)
+			r, _ := chunkTestRC(t, dir, 10*time.Second)
+			rep := chunkTestLoad(t, r, f.url(), disk, img.digest)
 			got, err := os.ReadFile(disk)
 			if err != nil {
 				t.Fatal(err)
@@ -377,11 +377,11 @@ func TestChunkedLoad(t *testing.T) {
 				return
 			}
 			if tc.damage[damaged] < 0 {
-				if !bytes.Equal(span(m, got, damaged), span(m, tc.before, damaged)) {
+				if !bytes.Equal(chunkSpan(m, got, damaged), chunkSpan(m, tc.before, damaged)) {
 					t.Errorf("the span of the chunk that never verified was written")
 				}
 				for i := range m.Chunks {
-					if i != damaged && !bytes.Equal(span(m, got, i), span(m, img.raw, i)) {
+					if i != damaged && !bytes.Equal(chunkSpan(m, got, i), chunkSpan(m, img.raw, i)) {
 						t.Errorf("chunk %d was not loaded", i)
 					}
 				}
@@ -414,8 +414,8 @@ func TestChunkedLoadResumes(t *testing.T) {
 		testenv.WriteFile(t, disk, "")
 		f := newFakeImages(t, img)
 		f.dieAfter, f.comeBack = cut, 300*time.Millisecond
-		r, logs := testRC(t, dir, 20*time.Second)
-		rep := load(t, r, f.url(), disk, img.digest)
+		r, logs := chunkTestRC(t, dir, 20*time.Second)
+		rep := chunkTestLoad(t, r, f.url(), disk, img.digest)
 		if rep.State != proto.StateDone {
 			t.Fatalf("load: %s %s", rep.State, rep.Error)
 		}
@@ -441,13 +441,13 @@ func TestChunkedLoadResumes(t *testing.T) {
 		testenv.WriteFile(t, disk, "")
 		f := newFakeImages(t, img)
 		f.dieAfter = cut
-		r, _ := testRC(t, dir, 300*time.Millisecond)
-		first := load(t, r, f.url(), disk, img.digest)
+		r, _ := chunkTestRC(t, dir, 300*time.Millisecond)
+		first := chunkTestLoad(t, r, f.url(), disk, img.digest)
 		if first.State != proto.StateFailed || !strings.Contains(first.Error, "unreachable") {
 			t.Fatalf("first load: %s %q, want failed: unreachable", first.State, first.Error)
 		}
 		f.serve(f.addr)
-		second := load(t, r, f.url(), disk, img.digest)
+		second := chunkTestLoad(t, r, f.url(), disk, img.digest)
 		if second.State != proto.StateDone {
 			t.Fatalf("second load: %s %s", second.State, second.Error)
 		}
@@ -482,7 +482,7 @@ func (s *shuffledSource) Fetch(ctx context.Context, want []int, out chan<- Frame
 	r.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
 	for _, i := range idx {
 		c := s.img.m.Chunks[i]
-		if err := send(ctx, out, Frame{Index: i, Data: bytes.Clone(s.img.file[c.Offset : c.Offset+c.Size])}); err != nil {
+		if err := sendOrDone(ctx, out, Frame{Index: i, Data: bytes.Clone(s.img.file[c.Offset : c.Offset+c.Size])}); err != nil {
 			return err
 		}
 	}
@@ -500,9 +500,9 @@ func TestChunkedLoadTakesFramesInAnyOrder(t *testing.T) {
 	var staleBytes int64
 	for i, c := range m.Chunks {
 		if !c.Zero && i%3 == 0 {
-			span(m, before, i)[7] ^= 0x80
+			chunkSpan(m, before, i)[7] ^= 0x80
 			stale = append(stale, i)
-			staleBytes += int64(len(span(m, before, i)))
+			staleBytes += int64(len(chunkSpan(m, before, i)))
 		}
 	}
 	testenv.WriteFile(t, disk, before)
