@@ -138,7 +138,7 @@ type chunkLoad struct {
 	oneBatch bool
 
 	written, skipped, fetched atomic.Int64
-	lastBad                   atomic.Value // the error of the last frame that failed verification
+	lastBad                   atomic.Pointer[error] // that of the last frame that failed verification
 }
 
 func (l *chunkLoad) progress() proto.Progress {
@@ -163,7 +163,10 @@ func (l *chunkLoad) run(ctx context.Context) error {
 			return nil
 		}
 		if fetches == maxChunkFetches {
-			err, _ := l.lastBad.Load().(error)
+			var err error
+			if p := l.lastBad.Load(); p != nil {
+				err = *p
+			}
 			return fmt.Errorf("%d chunks (the first chunk %d) did not verify after %d fetches: the image on the appliance is damaged or the network corrupts data; nothing unverified was written: %w",
 				len(want), want[0], fetches, err)
 		}
@@ -313,7 +316,7 @@ func (l *chunkLoad) write(ctx context.Context, frames <-chan Frame) error {
 		raw, err := l.dec.Decode(l.m, f.Index, f.Data, buf)
 		if err != nil {
 			l.state[f.Index].Store(chunkNeeded)
-			l.lastBad.Store(err)
+			l.lastBad.Store(&err)
 			l.log.Warn("a chunk failed verification; it will be fetched again", "chunk", f.Index, "err", err)
 			continue
 		}

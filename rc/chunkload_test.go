@@ -531,3 +531,37 @@ func TestChunkedLoadTakesFramesInAnyOrder(t *testing.T) {
 		t.Errorf("progress %+v: want the %d stale chunks' %d bytes written, the rest skipped", p, len(stale), staleBytes)
 	}
 }
+
+// TestFitDisk: a file grows to the image's disk size; a block device too
+// small is refused, unchanged.
+func TestFitDisk(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		block    bool
+		size     int64
+		wantErr  bool
+		wantSize int64
+	}{
+		{"a file large enough", false, 50, false, 100},
+		{"a file grows", false, 200, false, 200},
+		{"a device large enough", true, 100, false, 100},
+		{"a device too small", true, 200, true, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "disk0")
+			testenv.WriteFile(t, path, bytes.Repeat([]byte{1}, 100))
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			err = fitDisk(f, tc.block, tc.size)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("fitDisk: %v, want an error: %v", err, tc.wantErr)
+			}
+			if fi, _ := os.Stat(path); fi.Size() != tc.wantSize {
+				t.Errorf("size %d, want %d", fi.Size(), tc.wantSize)
+			}
+		})
+	}
+}
