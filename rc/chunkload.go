@@ -65,9 +65,10 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 	defer dec.Close()
 	// Here a multicast source would go, for a command that names a
 	// session (with oneBatch).
+	bufs := &frameBufs{size: 2 * m.ChunkSize} // ParseManifest's bound on a frame
 	l := &chunkLoad{
-		m: m, disk: f, dec: dec, log: log, state: make([]atomic.Int32, len(m.Chunks)),
-		src: &httpSource{c: rep.c, cfg: r.cfg, log: log, image: c.Image, digest: sum, m: m},
+		m: m, disk: f, dec: dec, log: log, state: make([]atomic.Int32, len(m.Chunks)), bufs: bufs,
+		src: &httpSource{c: rep.c, cfg: r.cfg, log: log, image: c.Image, digest: sum, m: m, bufs: bufs},
 	}
 	rep.watch(l.progress)
 	rep.start(ctx)
@@ -128,6 +129,7 @@ type chunkLoad struct {
 		io.WriterAt
 	}
 	src   ChunkSource
+	bufs  *frameBufs // the frames' buffers go back there (nil: nowhere)
 	dec   *chunkimg.Decoder
 	log   *slog.Logger
 	state []atomic.Int32 // per chunk
@@ -311,9 +313,11 @@ func (l *chunkLoad) write(ctx context.Context, frames <-chan Frame) error {
 		}
 		l.fetched.Add(int64(len(f.Data)))
 		if f.Index < 0 || f.Index >= len(l.state) || !l.state[f.Index].CompareAndSwap(chunkNeeded, chunkWriting) {
+			l.bufs.put(f.Data)
 			continue // not wanted, or a repeat
 		}
 		raw, err := l.dec.Decode(l.m, f.Index, f.Data, buf)
+		l.bufs.put(f.Data)
 		if err != nil {
 			l.state[f.Index].Store(chunkNeeded)
 			l.lastBad.Store(&err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/chunkimg"
@@ -147,6 +148,33 @@ type httpSource struct {
 	image  string
 	digest string // the image's; an answer naming another means it was replaced
 	m      *chunkimg.Manifest
+	bufs   *frameBufs // where frame buffers come from (nil: new ones)
+}
+
+// frameBufs recycles frame buffers between a source and the loader, which
+// is done with a frame once it wrote its chunk: no buffer to clear and
+// collect for every chunk.
+type frameBufs struct {
+	p    sync.Pool
+	size int64 // every buffer's capacity: the largest frame
+}
+
+// get returns a buffer of n bytes.
+func (b *frameBufs) get(n int64) []byte {
+	if b == nil {
+		return make([]byte, n)
+	}
+	if v, ok := b.p.Get().(*[]byte); ok && int64(cap(*v)) >= n {
+		return (*v)[:n]
+	}
+	return make([]byte, n, max(n, b.size))
+}
+
+// put takes back a buffer that get returned.
+func (b *frameBufs) put(d []byte) {
+	if b != nil {
+		b.p.Put(&d)
+	}
 }
 
 // errReplaced: the image changed on the appliance during the load.
@@ -226,7 +254,7 @@ func (s *httpSource) fetchRun(ctx context.Context, run []int, out chan<- Frame) 
 	body := newStallReader(resp.Body, stallTimeout, cancel)
 	defer body.stop()
 	for n, i := range run {
-		f := Frame{Index: i, Data: make([]byte, s.m.Chunks[i].Size)}
+		f := Frame{Index: i, Data: s.bufs.get(s.m.Chunks[i].Size)}
 		_, err := io.ReadFull(body, f.Data)
 		body.stop()
 		if err != nil {
