@@ -192,7 +192,24 @@ type Command struct {
 	Disk       string    `json:"disk,omitempty"`    // LOAD_IMAGE, SAVE_IMAGE: a block device
 	SHA256     string    `json:"sha256,omitempty"`  // LOAD_IMAGE: the image's checksum when queued
 	Size       int64     `json:"size,omitempty"`    // LOAD_IMAGE: the image's size when queued
+	// Multicast: LOAD_IMAGE of a chunked image that the appliance sends to
+	// several nodes at once; nil: fetch it over HTTP.
+	Multicast *Multicast `json:"multicast,omitempty"`
 	IssuedAt   time.Time `json:"issued_at"`         // when the appliance handed it out
+}
+
+// Multicast is a LOAD_IMAGE's multicast session (rc/proto/mcast is its
+// wire format): the node takes the image's chunks from Group, reports what
+// it still misses to Sender, and drops every datagram that Key does not
+// authenticate. The key reaches the node only inside the signed command.
+type Multicast struct {
+	Group   string `json:"group"`   // "239.255.18.3:40003"
+	Sender  string `json:"sender"`  // "10.18.0.1:40003": the reports go there
+	Session uint64 `json:"session"` // in every datagram of the session
+	Key     string `json:"key"`     // hex: the datagrams' HMAC-SHA256 key
+	// Fallback (a Go duration): with no valid datagram for that long, the
+	// node fetches what it misses over HTTP.
+	Fallback string `json:"fallback"`
 }
 
 // Envelope is a signed command as sent to the RC: the payload (a JSON
