@@ -181,21 +181,21 @@ type EnrollResponse struct {
 
 // Command is the payload of a command as the appliance signs and sends it.
 type Command struct {
-	ID         int64     `json:"id"`
-	Enrollment int64     `json:"enrollment"` // must be the RC's own enrollment
-	HRN        string    `json:"hrn"`        // must be the RC's own node
-	Type       string    `json:"type"`
-	Command    string    `json:"command,omitempty"` // EXECUTE: run by /bin/sh -c
-	Args       []string  `json:"args,omitempty"`    // EXECUTE: run directly, when Command is ""
-	Timeout    string    `json:"timeout,omitempty"` // EXECUTE: Go duration, then killed; "" none
-	Image      string    `json:"image,omitempty"`   // ENROLL, LOAD_IMAGE, SAVE_IMAGE
-	Disk       string    `json:"disk,omitempty"`    // LOAD_IMAGE, SAVE_IMAGE: a block device
-	SHA256     string    `json:"sha256,omitempty"`  // LOAD_IMAGE: the image's checksum when queued
-	Size       int64     `json:"size,omitempty"`    // LOAD_IMAGE: the image's size when queued
+	ID         int64    `json:"id"`
+	Enrollment int64    `json:"enrollment"` // must be the RC's own enrollment
+	HRN        string   `json:"hrn"`        // must be the RC's own node
+	Type       string   `json:"type"`
+	Command    string   `json:"command,omitempty"` // EXECUTE: run by /bin/sh -c
+	Args       []string `json:"args,omitempty"`    // EXECUTE: run directly, when Command is ""
+	Timeout    string   `json:"timeout,omitempty"` // EXECUTE: Go duration, then killed; "" none
+	Image      string   `json:"image,omitempty"`   // ENROLL, LOAD_IMAGE, SAVE_IMAGE
+	Disk       string   `json:"disk,omitempty"`    // LOAD_IMAGE, SAVE_IMAGE: a block device
+	SHA256     string   `json:"sha256,omitempty"`  // LOAD_IMAGE: the image's checksum when queued
+	Size       int64    `json:"size,omitempty"`    // LOAD_IMAGE: the image's size when queued
 	// Multicast: LOAD_IMAGE of a chunked image that the appliance sends to
 	// several nodes at once; nil: fetch it over HTTP.
 	Multicast *Multicast `json:"multicast,omitempty"`
-	IssuedAt   time.Time `json:"issued_at"`         // when the appliance handed it out
+	IssuedAt  time.Time  `json:"issued_at"` // when the appliance handed it out
 }
 
 // Multicast is a LOAD_IMAGE's multicast session (rc/proto/mcast is its
