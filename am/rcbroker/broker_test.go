@@ -218,6 +218,8 @@ func TestCommandRequestChecks(t *testing.T) {
 		{`{"type": "EXECUTE", "command": "x", "timeout": "soon"}`, 400, "timeout"},
 		{`{"type": "EXECUTE", "command": "x", "disk": "/dev/sda"}`, 400, "takes no disk"},
 		{`{"type": "REBOOT", "image": "x"}`, 400, "takes no image"},
+		{`{"type": "SAVE_IMAGE", "image": "x", "disk": "/dev/sda", "multicast": true}`, 400, "takes no multicast"},
+		{`{"type": "EXECUTE", "command": "x", "multicast": true}`, 400, "takes no multicast"},
 		{`{"type": "ENROLL"}`, 400, "needs an image"},
 		{`{"type": "SAVE_IMAGE", "image": "../etc"}`, 400, "disk image name"},
 		{`{"type": "SAVE_IMAGE", "image": "ok", "disk": "dev/sda"}`, 400, "absolute"},

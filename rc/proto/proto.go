@@ -275,6 +275,10 @@ type Progress struct {
 	Done    int64 `json:"done"`
 	Total   int64 `json:"total"`             // 0 if unknown
 	Written int64 `json:"written,omitempty"` // LOAD_IMAGE: bytes written to the disk; SAVE_IMAGE: bytes sent
+	// A chunked LOAD_IMAGE: bytes of the disk that already held their
+	// chunk (not written), and bytes of frames received (HTTP or multicast).
+	Skipped int64 `json:"skipped,omitempty"`
+	Fetched int64 `json:"fetched,omitempty"`
 }
 
 // Report is what an RC tells the appliance about a command: the first
@@ -304,6 +308,9 @@ type CommandRequest struct {
 	Timeout string   `json:"timeout,omitempty"`
 	Image   string   `json:"image,omitempty"`
 	Disk    string   `json:"disk,omitempty"`
+	// Multicast (LOAD_IMAGE): the caller loads Image onto several nodes;
+	// the appliance sends a chunked image to them in one multicast session.
+	Multicast bool `json:"multicast,omitempty"`
 }
 
 // CommandStatus is a command and what became of it, as the appliance's
@@ -316,6 +323,7 @@ type CommandStatus struct {
 	Args       []string   `json:"args,omitempty"`
 	Image      string     `json:"image,omitempty"`
 	Disk       string     `json:"disk,omitempty"`
+	Multicast  bool       `json:"multicast,omitempty"` // LOAD_IMAGE: asked for a multicast session
 	State      string     `json:"state"`
 	Reply      string     `json:"reply,omitempty"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
