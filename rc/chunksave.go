@@ -48,7 +48,7 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		sum, err = chunk(countWriter{pw, &sent}, countRead(ctxio.Reader(ctx, f), &read))
+		_, sum, err = chunkimg.Copy(countWriter{pw, &sent}, countRead(ctxio.Reader(ctx, f), &read), chunkimg.DefaultChunkSize)
 		if err == nil {
 			trailer.Set(proto.HeaderSHA256, sum) // before EOF: the client sends it then
 		}
@@ -68,19 +68,4 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	}
 	final := proto.Progress{Done: read.Load(), Total: size, Written: sent.Load()}
 	return proto.Report{State: proto.StateDone, Reply: proto.ReplyOK, SHA256: sum, Progress: &final}
-}
-
-// chunk writes src to dst as a chunked image of the default chunk size and
-// returns its digest.
-func chunk(dst io.Writer, src io.Reader) (string, error) {
-	w, err := chunkimg.NewWriter(dst, chunkimg.DefaultChunkSize)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.CopyBuffer(w, src, make([]byte, ioBlock)); err != nil {
-		w.Close()
-		return "", err
-	}
-	_, sum, err := w.Close()
-	return sum, err
 }
