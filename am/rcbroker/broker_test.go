@@ -393,7 +393,9 @@ func TestDiskImageStore(t *testing.T) {
 	u := a.URL + "/api/v1/disk-images/"
 	img := zstdtest.Compress(t, bytes.Repeat([]byte("disk "), 100000))
 
-	upload := func(name string, data []byte, trailerSum string) answer { return putTrailer(t, u+name, data, trailerSum) }
+	upload := func(name string, data []byte, trailerSum string) answer {
+		return putTrailer(t, u+name, data, trailerSum)
+	}
 	if ans := upload("t1", img, sum(img)); ans.code != http.StatusCreated {
 		t.Fatalf("upload with a trailer: %d %s", ans.code, ans.body)
 	}

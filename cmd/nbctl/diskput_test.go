@@ -60,8 +60,9 @@ func TestDiskPut(t *testing.T) {
 	}
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
-	zw.Write(raw)
-	zw.Close()
+	if _, err := zw.Write(raw); err != nil || zw.Close() != nil {
+		t.Fatal(err)
+	}
 	chunked, chunkedDigest := zstdtest.Chunked(t, raw, 128<<10)
 	const zeros = 7 // chunks 1, 4, ... 19 of 64 KiB; in chunks of 128 KiB or more, none is all zeros
 	for _, tc := range []struct {
@@ -156,12 +157,15 @@ func TestDiskPut(t *testing.T) {
 	// nbctl saw the refusal: wait for it).
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var left []string
-		filepath.WalkDir(a.Dir, func(p string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(a.Dir, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && strings.HasPrefix(d.Name(), ".upload-") {
 				left = append(left, p)
 			}
-			return nil
+			return nil // a file removed meanwhile
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(left) == 0 {
 			break
 		}
