@@ -129,6 +129,7 @@ func (b *Broker) Register(g *gin.RouterGroup, guard apierr.Guard) {
 		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages, Role: apierr.RoleViewer},
 		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
 		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
+		{Method: http.MethodGet, Path: "/disk-images/:name/manifest", Handler: b.getImageManifest, Role: apierr.RoleNode},
 		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage, Role: apierr.RoleNode},
 		{Method: http.MethodDelete, Path: "/disk-images/:name", Handler: b.deleteImage, Role: apierr.RoleOperator},
 	})

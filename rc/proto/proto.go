@@ -15,7 +15,10 @@
 //	                               enroll again
 //	POST /rc/commands/{id}/report  Report, Bearer -> 204
 //	                               (409: the command is over; 404: not this RC's)
-//	GET  /disk-images/{name}       the stored image (gzip or zstd), HeaderSHA256 set
+//	GET  /disk-images/{name}       the stored image (gzip, zstd or chunked), HeaderSHA256 set
+//	GET  /disk-images/{name}/manifest
+//	                               a chunked image's manifest, as stored (409 if it
+//	                               is a single stream)
 //	PUT  /disk-images/{name}       an upload; HeaderSHA256 as a header or a trailer
 //
 // The operator's calls (nbctl, an Experiment Controller):
@@ -60,7 +63,7 @@ const (
 	Execute   = "EXECUTE"    // run a command, stream its output, report its exit code
 	Enroll    = "ENROLL"     // answer ENROLLED if the RAM image is Image, else WRONG_IMAGE
 	LoadImage = "LOAD_IMAGE" // stream disk image Image from the appliance onto Disk
-	SaveImage = "SAVE_IMAGE" // stream Disk to the appliance as disk image Image (zstd)
+	SaveImage = "SAVE_IMAGE" // stream Disk to the appliance as disk image Image (chunked)
 	Reboot    = "REBOOT"     // ask PID 1 to reboot the node
 	Poweroff  = "POWEROFF"   // ask PID 1 to power the node off
 )
@@ -97,12 +100,13 @@ func Terminal(s string) bool {
 // Headers.
 const (
 	// HeaderSHA256 carries the lower-case hex SHA-256 of a disk image's bytes
-	// as stored (compressed): on GET from the appliance, and on PUT from the
+	// as stored (compressed), or of a chunked image's manifest (its digest,
+	// which commits to every chunk): on GET from the appliance, and on PUT from the
 	// uploader, as a header or, when the uploader learns it only at the end
 	// (SAVE_IMAGE streams), as an HTTP trailer.
 	HeaderSHA256 = "X-Content-Sha256"
-	// HeaderFormat says how a stored image is compressed: FormatZstd or
-	// FormatGzip.
+	// HeaderFormat says how a stored image is compressed: FormatZstd,
+	// FormatGzip or FormatChunked.
 	HeaderFormat = "X-Image-Format"
 )
 
@@ -376,8 +380,14 @@ type RCStatus struct {
 // DiskImage is a disk image stored on the appliance.
 type DiskImage struct {
 	Name     string    `json:"name"`
-	Format   string    `json:"format"` // zstd or gzip
+	Format   string    `json:"format"` // zstd, gzip or chunked
 	Size     int64     `json:"size"`   // bytes as stored (compressed)
-	SHA256   string    `json:"sha256"` // of the bytes as stored
+	SHA256   string    `json:"sha256"` // of the bytes as stored; of a chunked image, its manifest's digest
 	Modified time.Time `json:"modified"`
+	// A chunked image's manifest, summed up (all 0 for a single stream,
+	// whose disk size is known only by decompressing it).
+	DiskSize   int64 `json:"disk_size,omitempty"`
+	ChunkSize  int64 `json:"chunk_size,omitempty"`
+	Chunks     int   `json:"chunks,omitempty"`
+	ZeroChunks int   `json:"zero_chunks,omitempty"`
 }
