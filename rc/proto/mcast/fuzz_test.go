@@ -2,8 +2,8 @@ package mcast
 
 import (
 	"bytes"
-	"encoding/binary"
 	"cmp"
+	"encoding/binary"
 	"maps"
 	"slices"
 	"testing"

@@ -28,7 +28,7 @@ const (
 	controlSize = headerSize + 16 + MACSize
 	statusFixed = headerSize + 22
 	// MaxPayload is the most frame bytes one DATA datagram carries.
-	MaxPayload = MaxDatagram - dataHeader - MACSize
+	MaxPayload  = MaxDatagram - dataHeader - MACSize
 	minDatagram = headerSize + MACSize
 )
 
