@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,18 +311,8 @@ func (s *Session) Receivers() []ReceiverState {
 		}
 		out = append(out, st)
 	}
-	slices.SortFunc(out, func(a, b ReceiverState) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b ReceiverState) int { return strings.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // state is r's state at now; s.mu is held.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"runtime"
 	"slices"
@@ -77,6 +78,7 @@ type Stats struct {
 	Malformed  uint64 // valid MAC, body refused (or not fitting this session)
 	Unneeded   uint64 // fragments of chunks not needed (any more)
 	Duplicates uint64 // fragments already held
+	Deferred   uint64 // fragments of new frames dropped for MaxPartial or MaxFrame
 	Delivered  uint64 // frames deliver accepted
 	Refused    uint64 // frames deliver refused (stay missing)
 	Reports    uint64 // reports sent (each of one or more datagrams)
@@ -128,7 +130,7 @@ type receiver struct {
 	seq     uint32
 	seenEnd uint32 // the last round whose end arrived
 
-	datagrams, bytes, forged, foreign, malformed, unneeded, dups, delivered, refused, reports, rounds atomic.Uint64
+	datagrams, bytes, forged, foreign, malformed, unneeded, dups, deferred, delivered, refused, reports, rounds atomic.Uint64
 }
 
 // partial is a frame held in part.
@@ -263,7 +265,7 @@ func (r *receiver) worker() {
 func (r *receiver) stats() Stats {
 	return Stats{
 		Datagrams: r.datagrams.Load(), Bytes: r.bytes.Load(), Forged: r.forged.Load(), Foreign: r.foreign.Load(),
-		Malformed: r.malformed.Load(), Unneeded: r.unneeded.Load(), Duplicates: r.dups.Load(),
+		Malformed: r.malformed.Load(), Unneeded: r.unneeded.Load(), Duplicates: r.dups.Load(), Deferred: r.deferred.Load(),
 		Delivered: r.delivered.Load(), Refused: r.refused.Load(), Reports: r.reports.Load(), Rounds: r.rounds.Load(),
 	}
 }
@@ -393,7 +395,7 @@ func (r *receiver) take(ctx context.Context, d *mcast.Data) error {
 	if p == nil {
 		if int(d.FrameSize) > r.cfg.MaxFrame || r.held+int(d.FrameSize) > r.cfg.MaxPartial {
 			r.mu.Unlock()
-			r.malformed.Add(1)
+			r.deferred.Add(1)
 			return nil
 		}
 		nfrag := mcast.Fragments(int(d.FrameSize), int(d.FragSize))
@@ -439,7 +441,7 @@ func (r *receiver) missing() (mcast.Report, int) {
 	var rep mcast.Report
 	whole := mcast.NewSet(r.cfg.Chunks)
 	whole.AddSet(r.need)
-	for _, chunk := range slices.Sorted(mapKeys(r.partial)) {
+	for _, chunk := range slices.Sorted(maps.Keys(r.partial)) {
 		whole.Remove(chunk)
 		p := r.partial[chunk]
 		lack := mcast.FullSet(p.got.Len())
@@ -450,16 +452,6 @@ func (r *receiver) missing() (mcast.Report, int) {
 	}
 	rep.Whole = whole.Ranges()
 	return rep, r.need.Count()
-}
-
-func mapKeys(m map[int]*partial) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // report sends what is missing to the sender; with leave set, only that
