@@ -28,7 +28,7 @@ type pkg struct {
 
 // wire holds the packages every side may import: the wire types of the two
 // protocols (the RC's and the operator API's).
-var wire = []string{"rc/proto", "am/apiv1"}
+var wire = []string{"rc/proto", "rc/proto/mcast", "am/apiv1"}
 
 // services are the trees of the long-lived services; a package belongs to
 // the first whose path it is or lies below.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
@@ -125,7 +126,7 @@ func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name 
 	if err := os.WriteFile(file, gz.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := nbctl(ctx, t, tb, "disk", "put", name, file); err != nil {
+	if out, err := nbctl(ctx, t, tb, "disk", "put", "--as-is", name, file); err != nil {
 		t.Fatalf("nbctl disk put: %v\n%s", err, out)
 	}
 }
@@ -251,16 +252,11 @@ func TestSave(t *testing.T) {
 	if !apptest.HasLine(out, node.HRN, "saved", "/dev/sda", "4.0 MiB") {
 		t.Errorf("the summary has no line saying %s's /dev/sda was saved, 4.0 MiB", node.HRN)
 	}
-	file := filepath.Join(t.TempDir(), "saved-1.zst")
+	file := filepath.Join(t.TempDir(), "saved-1.nbi")
 	if out, err := nbctl(ctx, t, tb, "disk", "get", "saved-1", file); err != nil {
 		t.Fatalf("nbctl disk get: %v\n%s", err, out)
 	}
-	zf, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zf.Close()
-	if got := zstdtest.Decompress(t, zf); !bytes.Equal(got, want) {
+	if got := zstdtest.Disk(t, []byte(testenv.ReadFile(t, file))); !bytes.Equal(got, want) {
 		t.Fatalf("the saved image (%d bytes) is not the disk (%d bytes) byte for byte", len(got), len(want))
 	}
 	// The reboot at the end boots the disk, which the save left alone.

@@ -188,7 +188,7 @@ func (c *client) putImage(ctx context.Context, name string, body io.Reader, trai
 	}
 	req.ContentLength = -1 // chunked, so that a trailer can follow
 	req.Trailer = trailer
-	req.Header.Set("Content-Type", "application/zstd")
+	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return proto.DiskImage{}, err

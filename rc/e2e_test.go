@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
@@ -556,26 +558,72 @@ func scenarios(t *testing.T, app backend) {
 		}
 	})
 
-	t.Run("save image round trip", func(t *testing.T) {
-		src := n.disk("disk-src", raw)
+	t.Run("save image as a chunked image", func(t *testing.T) {
+		// The disk: raw with 3 MiB of zeros inside, whole chunks of them.
+		disk := slices.Concat(raw[:2<<20], make([]byte, 3<<20), raw[2<<20:])
+		src := n.disk("disk-src", disk)
 		st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.SaveImage, Image: "saved", Disk: src}, diag)
-		if st.State != proto.StateDone || st.Progress.Done != int64(len(raw)) || st.Progress.Total != int64(len(raw)) {
+		if st.State != proto.StateDone || st.Progress.Done != int64(len(disk)) || st.Progress.Total != int64(len(disk)) {
 			t.Fatalf("SAVE_IMAGE = %+v", st)
 		}
 		var stored bytes.Buffer
 		s, err := getImage(ctx, c, "saved", &stored)
-		if err != nil || s != st.SHA256 || sum(stored.Bytes()) != s {
-			t.Fatalf("saved image: sha %s, %v; the RC said %s", s, err, st.SHA256)
+		if err != nil || s != st.SHA256 || st.Progress.Written != int64(stored.Len()) {
+			t.Fatalf("saved image: sha %s, %v; the RC said %s, %d bytes sent of %d stored", s, err, st.SHA256, st.Progress.Written, stored.Len())
 		}
-		if proto.FormatOf(stored.Bytes()) != proto.FormatZstd || !bytes.Equal(zstdtest.Decompress(t, bytes.NewReader(stored.Bytes())), raw) {
-			t.Errorf("the saved image does not decompress to the disk")
+		m, mb, err := chunkimg.ReadManifest(bytes.NewReader(stored.Bytes()), int64(stored.Len()))
+		if err != nil || chunkimg.Digest(mb) != s {
+			t.Fatalf("saved image: %v; its manifest's digest is not the sha256 %s", err, s)
 		}
-		dst := n.disk("disk-dst", nil)
-		if st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "saved", Disk: dst}, diag); st.State != proto.StateDone {
-			t.Fatalf("LOAD_IMAGE saved = %+v", st)
+		if !bytes.Equal(zstdtest.Disk(t, stored.Bytes()), disk) {
+			t.Errorf("the saved image's chunks are not the disk")
 		}
-		if got, _ := os.ReadFile(dst); !bytes.Equal(got, raw) {
-			t.Errorf("save then load is not byte-exact")
+		if m.ZeroChunks() < 3 {
+			t.Errorf("%d zero chunks for 3 MiB of zeros in chunks of %d: zeros were stored", m.ZeroChunks(), m.ChunkSize)
+		}
+	})
+
+	// The saved image loads onto an empty disk; loaded again, it writes
+	// and fetches nothing; with one chunk changed, that chunk only.
+	t.Run("load a chunked image, again by delta", func(t *testing.T) {
+		want := slices.Concat(raw[:2<<20], make([]byte, 3<<20), raw[2<<20:]) // as saved above
+		imgs, err := c.DiskImages(ctx)
+		i := slices.IndexFunc(imgs, func(d proto.DiskImage) bool { return d.Name == "saved" })
+		if err != nil || i < 0 || imgs[i].Format != proto.FormatChunked {
+			t.Fatalf("disk images = %+v, %v; want the chunked image saved", imgs, err)
+		}
+		img := imgs[i]
+		chunk := img.ChunkSize
+		disk := n.disk("disk-chunked", nil)
+		for _, step := range []struct {
+			name                      string
+			change                    func()
+			written, skipped, fetched int64 // fetched -1: some, less than stored
+		}{
+			{"onto an empty disk", func() {}, int64(len(want)) - 3<<20, 3 << 20, -1},
+			{"again", func() {}, 0, int64(len(want)), 0},
+			{"with one chunk changed", func() {
+				f, err := os.OpenFile(disk, os.O_WRONLY, 0)
+				if err == nil {
+					_, err = f.WriteAt([]byte{^want[chunk+5]}, chunk+5)
+					f.Close()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}, chunk, int64(len(want)) - chunk, -1},
+		} {
+			step.change()
+			st := do(ctx, t, c, node1, proto.CommandRequest{Type: proto.LoadImage, Image: "saved", Disk: disk}, diag)
+			p := st.Progress
+			if st.State != proto.StateDone || st.SHA256 != img.SHA256 || p.Written != step.written || p.Skipped != step.skipped ||
+				p.Done != int64(len(want)) || p.Total != int64(len(want)) ||
+				(step.fetched >= 0 && p.Fetched != step.fetched) || (step.fetched < 0 && (p.Fetched <= 0 || p.Fetched >= img.Size)) {
+				t.Errorf("LOAD_IMAGE %s = %+v; want %d written, %d skipped", step.name, st, step.written, step.skipped)
+			}
+			if got, _ := os.ReadFile(disk); !bytes.Equal(got, want) {
+				t.Errorf("LOAD_IMAGE %s: the disk differs from the image", step.name)
+			}
 		}
 	})
 

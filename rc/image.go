@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -255,75 +253,6 @@ func writeAll(dst io.Writer, src io.Reader, written *atomic.Int64) (int64, error
 		free <- c.b[:cap(c.b)]
 	}
 	return total, nil
-}
-
-// saveImage streams the disk to the appliance, zstd-compressed, as disk
-// image c.Image; the checksum of what was sent follows in a trailer, and
-// the appliance keeps the upload only if it matches.
-func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) proto.Report {
-	disk, _, err := r.checkDisk(c.Disk)
-	if err != nil {
-		return failed("%v", err)
-	}
-	f, err := os.Open(disk)
-	if err != nil {
-		return failed("disk %s: %v", disk, err)
-	}
-	defer f.Close()
-	size, err := f.Seek(0, io.SeekEnd) // works for block devices too
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		return failed("disk %s: size: %v", disk, err)
-	}
-	var read, sent atomic.Int64
-	rep.watch(func() proto.Progress { return proto.Progress{Done: read.Load(), Total: size, Written: sent.Load()} })
-	rep.start(ctx)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pr.Close() // ends the compressor if the appliance answers early
-	h := digest.New()
-	trailer := http.Header{proto.HeaderSHA256: nil}
-	done := make(chan error, 1)
-	go func() {
-		err := compress(countWriter{io.MultiWriter(pw, h), &sent}, countRead(ctxio.Reader(ctx, f), &read))
-		if err == nil {
-			trailer.Set(proto.HeaderSHA256, h.Hex()) // before EOF: the client sends it then
-		}
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	img, err := rep.c.putImage(ctx, c.Image, pr, trailer)
-	pr.Close()
-	cerr := <-done
-	switch {
-	case cerr != nil && !errors.Is(cerr, io.ErrClosedPipe):
-		return failed("saving %s as %s: reading the disk: %v; the stored image is unchanged", disk, c.Image, cerr)
-	case err != nil:
-		return failed("saving %s as %s: %v", disk, c.Image, err)
-	}
-	got := h.Hex()
-	if img.SHA256 != got {
-		return failed("saving %s as %s: the appliance stored sha256 %s, the RC sent %s", disk, c.Image, img.SHA256, got)
-	}
-	final := proto.Progress{Done: read.Load(), Total: size, Written: sent.Load()}
-	return proto.Report{State: proto.StateDone, Reply: proto.ReplyOK, SHA256: got, Progress: &final}
-}
-
-// compress writes src to dst as one zstd stream.
-func compress(dst io.Writer, src io.Reader) error {
-	zw, err := zstd.NewWriter(dst, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
-	if err != nil {
-		return err
-	}
-	if _, err := io.CopyBuffer(zw, src, make([]byte, ioBlock)); err != nil {
-		zw.Close()
-		return err
-	}
-	return zw.Close()
 }
 
 // countRead counts the bytes read from r into n: what is read is written

@@ -15,6 +15,7 @@ targets="
 ./internal/bootpath    FuzzResolve
 ./rc/proto             FuzzOpen
 ./rc/proto             FuzzSignOpen
+./rc/proto/mcast       FuzzParse
 ./am                   FuzzOMFQuery
 ./am/rcbroker          FuzzReport
 ./internal/inventory   FuzzParseFile

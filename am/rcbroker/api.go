@@ -144,9 +144,12 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 		}
 		return nil
 	}
-	args := ""
+	args, multicast := "", ""
 	if len(req.Args) > 0 {
 		args = "x"
+	}
+	if req.Multicast {
+		multicast = "x"
 	}
 	disk := func() error {
 		cmd.Disk = req.Disk
@@ -167,7 +170,7 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 	}
 	switch cmd.Type {
 	case proto.Execute:
-		if err := unexpected("image", req.Image, "disk", req.Disk); err != nil {
+		if err := unexpected("image", req.Image, "disk", req.Disk, "multicast", multicast); err != nil {
 			return cmd, err
 		}
 		if (req.Command == "") == (len(req.Args) == 0) {
@@ -187,7 +190,7 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 		}
 		cmd.Command, cmd.Args, cmd.Timeout = req.Command, req.Args, req.Timeout
 	case proto.Enroll:
-		if err := unexpected("command", req.Command, "args", args, "timeout", req.Timeout, "disk", req.Disk); err != nil {
+		if err := unexpected("command", req.Command, "args", args, "timeout", req.Timeout, "disk", req.Disk, "multicast", multicast); err != nil {
 			return cmd, err
 		}
 		return cmd, image()
@@ -207,9 +210,13 @@ func (b *Broker) buildCommand(req proto.CommandRequest, n inventory.Node) (store
 				return cmd, err
 			}
 			cmd.ImageSHA256, cmd.ImageSize = img.SHA256, img.Size
+			cmd.Multicast = req.Multicast
+		} else if err := unexpected("multicast", multicast); err != nil {
+			return cmd, err
 		}
 	case proto.Reboot, proto.Poweroff:
-		if err := unexpected("command", req.Command, "args", args, "timeout", req.Timeout, "image", req.Image, "disk", req.Disk); err != nil {
+		if err := unexpected("command", req.Command, "args", args, "timeout", req.Timeout, "image", req.Image, "disk", req.Disk,
+			"multicast", multicast); err != nil {
 			return cmd, err
 		}
 	default:

@@ -64,6 +64,9 @@ type Config struct {
 	// SilentAfter fails a running command whose RC has not been heard from
 	// for this long (default 2*PollWait + 30s).
 	SilentAfter time.Duration
+	// Multicast: how chunked images reach several nodes at once; the
+	// zero value sends each node its own HTTP stream.
+	Multicast Multicast
 
 	// pollWaits, if set, is called each time a poll has found no command
 	// and starts to wait for one, so that a test can queue a command at a
@@ -83,6 +86,7 @@ type Broker struct {
 	st     Store
 	log    *slog.Logger
 	images *imageStore
+	mcast  *sessions // nil: multicast off
 	wake   notifier
 	start  time.Time
 
@@ -108,7 +112,14 @@ func New(cfg Config, st Store, log *slog.Logger) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Broker{cfg: cfg, st: st, log: log, images: images, start: time.Now(), polling: map[int64]int{}}, nil
+	b := &Broker{cfg: cfg, st: st, log: log, images: images, start: time.Now(), polling: map[int64]int{}}
+	if cfg.Multicast.enabled() {
+		if !cfg.Multicast.Source.IsValid() || cfg.Multicast.Rate <= 0 || cfg.Multicast.PortLast < cfg.Multicast.PortFirst {
+			return nil, errors.New("rcbroker: multicast needs a source address, a rate and a port range")
+		}
+		b.mcast = &sessions{cfg: cfg.Multicast, images: images, log: log, joins: make(chan joinRequest)}
+	}
+	return b, nil
 }
 
 // Register adds the broker's routes to the AM's /api/v1 group.
@@ -129,6 +140,7 @@ func (b *Broker) Register(g *gin.RouterGroup, guard apierr.Guard) {
 		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages, Role: apierr.RoleViewer},
 		{Method: http.MethodGet, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
 		{Method: http.MethodHead, Path: "/disk-images/:name", Handler: b.getImage, Role: apierr.RoleNode},
+		{Method: http.MethodGet, Path: "/disk-images/:name/manifest", Handler: b.getImageManifest, Role: apierr.RoleNode},
 		{Method: http.MethodPut, Path: "/disk-images/:name", Handler: b.putImage, Role: apierr.RoleNode},
 		{Method: http.MethodDelete, Path: "/disk-images/:name", Handler: b.deleteImage, Role: apierr.RoleOperator},
 	})
@@ -138,6 +150,14 @@ func (b *Broker) Register(g *gin.RouterGroup, guard apierr.Guard) {
 // done. It waits SilentAfter after the broker started before the first
 // check, so that RCs have time to come back after an appliance restart.
 func (b *Broker) Run(ctx context.Context) error {
+	if b.mcast != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.mcast.run(ctx)
+		}()
+		defer func() { <-done }()
+	}
 	every := min(b.cfg.SilentAfter/4, 30*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -218,6 +218,8 @@ func TestCommandRequestChecks(t *testing.T) {
 		{`{"type": "EXECUTE", "command": "x", "timeout": "soon"}`, 400, "timeout"},
 		{`{"type": "EXECUTE", "command": "x", "disk": "/dev/sda"}`, 400, "takes no disk"},
 		{`{"type": "REBOOT", "image": "x"}`, 400, "takes no image"},
+		{`{"type": "SAVE_IMAGE", "image": "x", "disk": "/dev/sda", "multicast": true}`, 400, "takes no multicast"},
+		{`{"type": "EXECUTE", "command": "x", "multicast": true}`, 400, "takes no multicast"},
 		{`{"type": "ENROLL"}`, 400, "needs an image"},
 		{`{"type": "SAVE_IMAGE", "image": "../etc"}`, 400, "disk image name"},
 		{`{"type": "SAVE_IMAGE", "image": "ok", "disk": "dev/sda"}`, 400, "absolute"},
@@ -371,24 +373,30 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// putTrailer uploads data to url with the checksum in a trailer, as
+// orbit-rc sends it.
+func putTrailer(t testing.TB, url string, data []byte, trailerSum string) answer {
+	t.Helper()
+	pr, pw := io.Pipe()
+	rq, _ := http.NewRequest(http.MethodPut, url, pr)
+	rq.ContentLength = -1
+	rq.Header.Set("Authorization", "Bearer "+operatorToken)
+	rq.Trailer = http.Header{proto.HeaderSHA256: nil}
+	go func() {
+		_, err := pw.Write(data) // fails only if the request ended early: do says why
+		rq.Trailer.Set(proto.HeaderSHA256, trailerSum)
+		pw.CloseWithError(err)
+	}()
+	return do(t, rq)
+}
+
 func TestDiskImageStore(t *testing.T) {
 	a := start(t, rcbroker.Config{})
 	u := a.URL + "/api/v1/disk-images/"
 	img := zstdtest.Compress(t, bytes.Repeat([]byte("disk "), 100000))
 
-	// The checksum in a trailer, as orbit-rc sends it.
 	upload := func(name string, data []byte, trailerSum string) answer {
-		pr, pw := io.Pipe()
-		rq, _ := http.NewRequest(http.MethodPut, u+name, pr)
-		rq.ContentLength = -1
-		rq.Header.Set("Authorization", "Bearer "+operatorToken)
-		rq.Trailer = http.Header{proto.HeaderSHA256: nil}
-		go func() {
-			_, err := pw.Write(data) // fails only if the request ended early: do says why
-			rq.Trailer.Set(proto.HeaderSHA256, trailerSum)
-			pw.CloseWithError(err)
-		}()
-		return do(t, rq)
+		return putTrailer(t, u+name, data, trailerSum)
 	}
 	if ans := upload("t1", img, sum(img)); ans.code != http.StatusCreated {
 		t.Fatalf("upload with a trailer: %d %s", ans.code, ans.body)
@@ -609,16 +617,16 @@ func TestStopCutsStalledUpload(t *testing.T) {
 	}
 }
 
-// TestDiskImageAccess: an RC reaches a disk image only with its bearer and
-// while its node runs a LOAD_IMAGE (download) or SAVE_IMAGE (upload) of
-// that image; an operator always.
+// TestDiskImageAccess: an RC reaches a disk image (and a chunked image's
+// manifest) only with its bearer and while its node runs a LOAD_IMAGE
+// (download) or SAVE_IMAGE (upload) of that image; an operator always.
 func TestDiskImageAccess(t *testing.T) {
 	a := start(t, rcbroker.Config{})
 	u := a.URL + "/api/v1/disk-images/"
-	img := zstdtest.Compress(t, bytes.Repeat([]byte("disk "), 1000))
+	img, digest := zstdtest.Chunked(t, bytes.Repeat([]byte("disk "), 100000), 0)
 	img2 := zstdtest.Compress(t, bytes.Repeat([]byte("node "), 1000)) // what the RCs upload
 	for _, name := range []string{"base", "other"} {
-		if ans := req(t, http.MethodPut, u+name, operatorToken, img, proto.HeaderSHA256, sum(img)); ans.code != http.StatusCreated {
+		if ans := req(t, http.MethodPut, u+name, operatorToken, img, proto.HeaderSHA256, digest); ans.code != http.StatusCreated {
 			t.Fatalf("operator upload of %s: %d %s", name, ans.code, ans.body)
 		}
 	}
@@ -670,6 +678,9 @@ func TestDiskImageAccess(t *testing.T) {
 		check{http.MethodPut, "base", e1.Secret, http.StatusForbidden},
 		check{http.MethodGet, "base", operatorToken, http.StatusOK},
 		check{http.MethodHead, "base", operatorToken, http.StatusOK},
+		check{http.MethodGet, "base/manifest", "", http.StatusUnauthorized},
+		check{http.MethodGet, "base/manifest", e1.Secret, http.StatusForbidden},
+		check{http.MethodGet, "base/manifest", operatorToken, http.StatusOK},
 	)
 	if ans := req(t, http.MethodGet, a.URL+"/api/v1/disk-images", "", nil); ans.code != http.StatusOK {
 		t.Errorf("list: %d %s", ans.code, ans.body)
@@ -681,15 +692,22 @@ func TestDiskImageAccess(t *testing.T) {
 		check{http.MethodGet, "other", e1.Secret, http.StatusForbidden}, // not the image it loads
 		check{http.MethodPut, "base", e1.Secret, http.StatusForbidden},  // a load is no save
 		check{http.MethodGet, "base", e2.Secret, http.StatusForbidden},  // not n2's command
+		check{http.MethodGet, "base/manifest", e1.Secret, http.StatusOK},
+		check{http.MethodGet, "other/manifest", e1.Secret, http.StatusForbidden},
+		check{http.MethodGet, "base/manifest", e2.Secret, http.StatusForbidden},
 	)
 	finish(load)
-	try("n1's load is over", check{http.MethodGet, "base", e1.Secret, http.StatusForbidden})
+	try("n1's load is over",
+		check{http.MethodGet, "base", e1.Secret, http.StatusForbidden},
+		check{http.MethodGet, "base/manifest", e1.Secret, http.StatusForbidden},
+	)
 
 	save := run(proto.CommandRequest{Type: proto.SaveImage, Image: "saved"})
 	try("n1 saves saved",
 		check{http.MethodPut, "other", e1.Secret, http.StatusForbidden},
 		check{http.MethodPut, "saved", e2.Secret, http.StatusForbidden},
 		check{http.MethodGet, "saved", e1.Secret, http.StatusForbidden}, // a save is no load
+		check{http.MethodGet, "saved/manifest", e1.Secret, http.StatusForbidden},
 		check{http.MethodPut, "saved", e1.Secret, http.StatusCreated},
 	)
 	finish(save)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/atomicfile"
+	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/internal/imagename"
@@ -29,13 +30,20 @@ import (
 )
 
 // Disk images live in one directory, one file per image, named by its
-// format: NAME.zst or NAME.gz. Beside each, NAME.ext.sha256 holds its
-// checksum in sha256sum(1) format; it is valid only if it is not older than
-// the image (an operator may drop an image in by hand: its checksum is then
-// computed once, when first asked for). Uploads go to .upload-* files and
-// are renamed into place only when their checksum matches.
+// format: NAME.nbi (chunked, internal/chunkimg), NAME.zst or NAME.gz (one
+// stream of the whole disk). Beside a single stream, NAME.ext.sha256 holds
+// its checksum in sha256sum(1) format; it is valid only if it is not older
+// than the image (an operator may drop an image in by hand: its checksum is
+// then computed once, when first asked for). A chunked image needs none:
+// its identity is its manifest's digest, read from the file's end. Uploads
+// go to .upload-* files and are renamed into place only when their checksum
+// matches and, if chunked, every chunk decodes to its hash.
 
-var extOf = map[string]string{proto.FormatZstd: ".zst", proto.FormatGzip: ".gz"}
+var extOf = map[string]string{proto.FormatChunked: ".nbi", proto.FormatZstd: ".zst", proto.FormatGzip: ".gz"}
+
+// findOrder is the order find tries the formats in, should a name have
+// several files (put leaves one; an operator may drop in more).
+var findOrder = []string{proto.FormatChunked, proto.FormatZstd, proto.FormatGzip}
 
 const (
 	uploadPrefix = ".upload-"
@@ -47,6 +55,9 @@ type imageStore struct {
 	dir string
 	log *slog.Logger
 	mu  sync.Mutex // serializes the rename of an upload and the sidecars
+	// manifests caches what listings need of each chunked image's
+	// manifest, by path, valid while the file's size and mtime match.
+	manifests map[string]manifestInfo
 }
 
 func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
@@ -62,7 +73,7 @@ func openImageStore(dir string, log *slog.Logger) (*imageStore, error) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-	return &imageStore{dir: dir, log: log}, nil
+	return &imageStore{dir: dir, log: log, manifests: map[string]manifestInfo{}}, nil
 }
 
 // checkImageName refuses what could escape the directory or collide with
@@ -74,12 +85,13 @@ func checkImageName(name string) error {
 	return nil
 }
 
-// find opens the image's file (zstd preferred should both exist).
+// find opens the image's file (chunked, then zstd, preferred should
+// several exist).
 func (s *imageStore) find(name string) (*os.File, string, error) {
 	if err := checkImageName(name); err != nil {
 		return nil, "", err
 	}
-	for _, format := range []string{proto.FormatZstd, proto.FormatGzip} {
+	for _, format := range findOrder {
 		f, err := os.Open(filepath.Join(s.dir, name+extOf[format]))
 		if err == nil {
 			return f, format, nil
@@ -99,6 +111,9 @@ func (s *imageStore) describe(f *os.File, name, format string) (proto.DiskImage,
 		return proto.DiskImage{}, fmt.Errorf("rcbroker: disk image %q: %w", name, err)
 	}
 	img := proto.DiskImage{Name: name, Format: format, Size: fi.Size(), Modified: fi.ModTime().UTC()}
+	if format == proto.FormatChunked {
+		return s.describeChunked(f, fi, img)
+	}
 	sumPath := f.Name() + sumSuffix
 	s.mu.Lock()
 	if sfi, err := os.Stat(sumPath); err == nil && !sfi.ModTime().Before(fi.ModTime()) {
@@ -160,6 +175,10 @@ func (s *imageStore) list() ([]proto.DiskImage, error) {
 			}
 			img, err := s.describe(f, name, format)
 			f.Close()
+			if errors.Is(err, chunkimg.ErrFormat) { // one broken file hides no other image
+				s.log.Warn("rc: a disk image that is no valid chunked image", "image", name, "err", err)
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +192,9 @@ func (s *imageStore) list() ([]proto.DiskImage, error) {
 // put stores an upload read from r under name. want returns the checksum
 // the uploader claims, asked only once r is read to its end (it may come in
 // a trailer). Nothing replaces the current image unless the upload is
-// complete, gzip or zstd, and matches that checksum.
+// complete, gzip, zstd or chunked, and matches that checksum; a chunked
+// upload's checksum is its manifest's digest, and every one of its chunks
+// must decode to the hash the manifest gives it.
 func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want func() string) (proto.DiskImage, error) {
 	if err := checkImageName(name); err != nil {
 		return proto.DiskImage{}, err
@@ -206,13 +227,27 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: no %s header or trailer; the stored image is unchanged", name, proto.HeaderSHA256)
 	case !digest.Valid(claim):
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: %s %q is not a hex SHA-256", name, proto.HeaderSHA256, clip(claim))
-	case claim != got:
+	}
+	format := proto.FormatOf(head.b)
+	var mi manifestInfo
+	if format == proto.FormatChunked {
+		m, d, err := chunkimg.Check(tmp, n)
+		if err != nil {
+			return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: %d bytes that are not a valid chunked image: %v; the stored image is unchanged", name, n, err)
+		}
+		mi = infoOf(m, d)
+		if claim != d {
+			return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: checksum mismatch: a chunked image whose manifest digest is %s, the uploader said %s; the stored image is unchanged",
+				name, d, claim)
+		}
+		got = d
+	}
+	if claim != got {
 		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: checksum mismatch: %d bytes with sha256 %s, the uploader said %s; the stored image is unchanged",
 			name, n, got, claim)
 	}
-	format := proto.FormatOf(head.b)
 	if format == "" {
-		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: neither gzip nor zstd (it starts with % x)", name, head.b)
+		return proto.DiskImage{}, apierr.BadRequest("upload of disk image %q: neither gzip nor zstd nor a chunked image (it starts with % x)", name, head.b)
 	}
 	if err := tmp.Close(); err != nil {
 		return proto.DiskImage{}, uploadError(name, n, err, err)
@@ -224,13 +259,16 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
 	}
 	tmp = nil
-	if err := atomicfile.WriteFile(final+sumSuffix, []byte(got+"  "+filepath.Base(final)+"\n"), 0o600); err != nil {
-		s.log.Warn("rc: saving an image checksum", "image", name, "err", err)
+	if format != proto.FormatChunked {
+		if err := atomicfile.WriteFile(final+sumSuffix, []byte(got+"  "+filepath.Base(final)+"\n"), 0o600); err != nil {
+			s.log.Warn("rc: saving an image checksum", "image", name, "err", err)
+		}
 	}
 	for other, ext := range extOf { // one name, one image
 		if other != format {
 			os.Remove(filepath.Join(s.dir, name+ext))
 			os.Remove(filepath.Join(s.dir, name+ext+sumSuffix))
+			s.forget(filepath.Join(s.dir, name+ext))
 		}
 	}
 	s.syncDir()
@@ -238,7 +276,12 @@ func (s *imageStore) put(ctx context.Context, name string, r io.Reader, want fun
 	if err != nil {
 		return proto.DiskImage{}, fmt.Errorf("rcbroker: upload %q: %w", name, err)
 	}
-	return proto.DiskImage{Name: name, Format: format, Size: n, SHA256: got, Modified: fi.ModTime().UTC()}, nil
+	img := proto.DiskImage{Name: name, Format: format, Size: n, SHA256: got, Modified: fi.ModTime().UTC()}
+	if format == proto.FormatChunked {
+		s.manifests[final] = mi.at(fi)
+		mi.fill(&img)
+	}
+	return img, nil
 }
 
 // remove deletes an image and its checksum.
@@ -251,6 +294,7 @@ func (s *imageStore) remove(name string) error {
 	found := false
 	for _, ext := range extOf {
 		err := os.Remove(filepath.Join(s.dir, name+ext))
+		s.forget(filepath.Join(s.dir, name+ext))
 		if err == nil {
 			found = true
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -344,7 +388,7 @@ func (b *Broker) listImages(c *gin.Context) {
 	c.JSON(http.StatusOK, imgs)
 }
 
-var contentType = map[string]string{proto.FormatZstd: "application/zstd", proto.FormatGzip: "application/gzip"}
+var contentType = map[string]string{proto.FormatZstd: "application/zstd", proto.FormatGzip: "application/gzip", proto.FormatChunked: "application/octet-stream"}
 
 func (b *Broker) getImage(c *gin.Context) {
 	name := c.Param("name")

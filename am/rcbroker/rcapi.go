@@ -2,6 +2,7 @@ package rcbroker
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -250,7 +251,11 @@ func (b *Broker) poll(c *gin.Context) {
 		woken := b.wake.wait(e.HRN) // before the look, so that no notify is missed
 		cmd, err := b.st.TakeRCCommand(ctx, e.ID, time.Now())
 		if err == nil {
-			env, err := proto.Sign(wireCommand(cmd, e), e.Secret)
+			w := wireCommand(cmd, e)
+			if cmd.Type == proto.LoadImage && cmd.Multicast && b.mcast != nil {
+				w.Multicast = b.joinMulticast(ctx, cmd, e)
+			}
+			env, err := proto.Sign(w, e.Secret)
 			if err != nil {
 				b.apiError(c, err)
 				return
@@ -276,6 +281,22 @@ func (b *Broker) poll(c *gin.Context) {
 			return
 		}
 	}
+}
+
+// joinMulticast puts the node into the multicast session of its load's
+// image, nil if it cannot (the RC then fetches over HTTP).
+func (b *Broker) joinMulticast(ctx context.Context, cmd store.RCCommand, e store.RCEnrollment) *proto.Multicast {
+	m, err := b.mcast.join(ctx, cmd.Image, cmd.ImageSHA256, e.HRN)
+	if err != nil {
+		b.log.Info("imaging: no multicast, the node fetches over HTTP", "hrn", e.HRN, "image", cmd.Image, "err", err)
+		return nil
+	}
+	ev := store.Event{HRN: e.HRN, At: time.Now(), Source: "rc", What: "image multicast",
+		Detail: fmt.Sprintf("%s group %s session %d", cmd.Image, m.Group, m.Session)}
+	if err := b.st.AddEvent(ctx, ev); err != nil {
+		b.log.Error("rc: timeline", "hrn", e.HRN, "err", err)
+	}
+	return m
 }
 
 // wireCommand is the payload the RC gets for a command.

@@ -66,7 +66,7 @@ func TestHelp(t *testing.T) {
 		tcase{[]string{"help", "boot"}, []string{"boot set [--domain D]", "boot clear", "boot list"}},
 		tcase{[]string{"boot", "--help"}, []string{"boot set [--domain D]", "boot clear", "boot list"}},
 		tcase{[]string{"nodes", "--help"}, []string{"nodes [--domain D] [--json]", "nodes show", "nodes events", "nodes discovered"}},
-		tcase{[]string{"disk", "-h"}, []string{"disk load", "disk put NAME FILE"}},
+		tcase{[]string{"disk", "-h"}, []string{"disk load", "disk put [--chunk-size 1048576] [--as-is] NAME FILE"}},
 		tcase{[]string{"rc", "exec", "node1-1", "ls", "--help"}, []string{"usage: nbctl rc exec"}},
 	)
 	for _, tc := range tests {

@@ -91,7 +91,7 @@ func TestSaveDiskFull(t *testing.T) {
 	old := randomData(1, 1<<20)
 	img := filepath.Join(t.TempDir(), "old.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, old))
-	nbctlOK(ctx, t, a, "disk", "put", "old", img)
+	nbctlOK(ctx, t, a, "disk", "put", "--as-is", "old", img)
 
 	n.writeDisk("disk0", randomData(2, 12<<20)) // compressed, still twice the tmpfs
 	out, errs, err := nbctl(ctx, a, "save", "--node", n.hrn, "--image", "old", "--replace", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
@@ -189,7 +189,7 @@ func TestLoadKilled(t *testing.T) {
 	data := randomData(3, 48<<20)
 	img := filepath.Join(t.TempDir(), "base.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, data))
-	nbctlOK(ctx, t, a, "disk", "put", "base", img)
+	nbctlOK(ctx, t, a, "disk", "put", "--as-is", "base", img)
 
 	for _, tc := range []struct {
 		name string

@@ -235,14 +235,15 @@ func diskData(name string) []byte {
 	return bytes.Repeat([]byte(fmt.Sprintf("%-16s", name)), 64<<10/16)
 }
 
-// storedImage is a stored disk image, decompressed.
+// storedImage is the disk a stored image holds (one zstd stream or a
+// chunked image, checked whole).
 func storedImage(ctx context.Context, t *testing.T, a *apptest.Appliance, name string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := amclient.New(a.URL).WithToken(a.Token).GetDiskImage(ctx, name, &buf); err != nil {
 		t.Fatalf("disk get %s: %v", name, err)
 	}
-	return zstdtest.Decompress(t, &buf)
+	return zstdtest.Disk(t, buf.Bytes())
 }
 
 // TestLoadSaveFlags: nbctl load and save against netbootd, with nodes
@@ -261,7 +262,7 @@ func TestLoadSaveFlags(t *testing.T) {
 	for _, img := range []string{"base", "old"} {
 		f := filepath.Join(t.TempDir(), img+".zst")
 		testenv.WriteFile(t, f, zstdtest.Compress(t, diskData(img)))
-		nbctlOK(ctx, t, a, "disk", "put", img, f)
+		nbctlOK(ctx, t, a, "disk", "put", "--as-is", img, f)
 	}
 	fast := []string{"--poll", "50ms"}
 

@@ -108,7 +108,7 @@ func TestLoadRestoresEarlierLink(t *testing.T) {
 	ctx := t.Context()
 	img := filepath.Join(t.TempDir(), "base.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, diskData("base")))
-	nbctlOK(ctx, t, a, "disk", "put", "base", img)
+	nbctlOK(ctx, t, a, "disk", "put", "--as-is", "base", img)
 	load := func(n *vnode) string {
 		return nbctlOK(ctx, t, a, "load", "--nodes", n.hrn, "--image", "base", "--disk", filepath.Join(n.dir, "disk0"), "--poll", "50ms")
 	}

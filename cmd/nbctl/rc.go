@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/atomicfile"
+	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -283,58 +284,57 @@ func (k *cli) diskTransfer(ctx context.Context, verb, typ string, args []string)
 	return nil
 }
 
-// diskPut uploads a compressed disk image with its checksum, which the
-// appliance checks before it keeps the image.
-func (k *cli) diskPut(ctx context.Context, args []string) error {
-	if len(args) != 2 {
-		return errUsage
-	}
-	name, file := args[0], args[1]
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sum, _, err := digest.Reader(f)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", file, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	img, err := k.c.PutDiskImage(ctx, name, f, sum)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(k.out, "stored %s: %s, %s, sha256 %s\n", img.Name, img.Format, bytesize(img.Size), img.SHA256)
-	return nil
-}
-
 // diskGet downloads a disk image into FILE, written under a temporary name
-// and renamed only once it is whole and its checksum matches.
+// and renamed only once it is whole and its checksum matches: the file's
+// SHA-256, or of a chunked image, its manifest's digest, every chunk
+// checked against its hash.
 func (k *cli) diskGet(ctx context.Context, args []string) error {
 	if len(args) != 2 {
 		return errUsage
 	}
 	name, file := args[0], args[1]
 	h := digest.New()
-	err := atomicfile.Write(file, 0o600, func(w io.Writer) error {
-		sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(w, h))
-		if err == nil && sum != "" && sum != h.Hex() {
-			err = fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %s", name, sum, h.Hex())
+	got := ""
+	err := atomicfile.WriteOSFile(file, 0o600, func(f *os.File) error {
+		sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(f, h))
+		if err != nil {
+			return err
 		}
-		return err
+		got = h.Hex()
+		if n, _ := f.Seek(0, io.SeekCurrent); proto.FormatOf(fileHead(f)) == proto.FormatChunked {
+			if _, got, err = chunkimg.Check(f, n); err != nil {
+				return fmt.Errorf("disk get %s: %w", name, err)
+			}
+		}
+		if sum != "" && sum != got {
+			return fmt.Errorf("disk get %s: checksum mismatch: the appliance says %s, got %s", name, sum, got)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(k.out, "fetched %s into %s, sha256 %s\n", name, file, h.Hex())
+	fmt.Fprintf(k.out, "fetched %s into %s, sha256 %s\n", name, file, got)
 	return nil
 }
 
+// fileHead is the first bytes of f, which tell its format (fewer if it is
+// shorter; a read error shows when it is read).
+func fileHead(f io.ReaderAt) []byte {
+	head := make([]byte, 8)
+	n, _ := f.ReadAt(head, 0)
+	return head[:n]
+}
+
 func (k *cli) diskList(ctx context.Context) error {
-	return listTable(ctx, k, k.c.DiskImages, false, "NAME\tFORMAT\tSIZE\tMODIFIED\tSHA256", func(i proto.DiskImage) []string {
-		return []string{i.Name, i.Format, bytesize(i.Size), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256}
+	// SIZE is the disk's, STORED the file's; a single stream's disk size
+	// and chunks are unknown ("-") without decompressing it.
+	return listTable(ctx, k, k.c.DiskImages, false, "NAME\tFORMAT\tSIZE\tSTORED\tCHUNKS\tZERO\tMODIFIED\tSHA256", func(i proto.DiskImage) []string {
+		size, chunks := "-", "-"
+		if i.Format == proto.FormatChunked {
+			size, chunks = bytesize(i.DiskSize), fmt.Sprint(i.Chunks)
+		}
+		return []string{i.Name, i.Format, size, bytesize(i.Size), chunks, zeroShare(i), i.Modified.Local().Format("2006-01-02 15:04"), i.SHA256}
 	})
 }
 

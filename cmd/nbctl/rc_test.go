@@ -84,13 +84,13 @@ func TestRCAndDiskCommands(t *testing.T) {
 	h := sha256.Sum256(img)
 	imgFile := filepath.Join(dir, "base.zst")
 	testenv.WriteFile(t, imgFile, img)
-	if err := k.diskPut(ctx, []string{"base", imgFile}); err != nil || !strings.Contains(out.String(), "stored base: zstd") || !strings.Contains(out.String(), hex.EncodeToString(h[:])) {
+	if err := k.diskPut(ctx, []string{"--as-is", "base", imgFile}); err != nil || !strings.Contains(out.String(), "stored base: zstd") || !strings.Contains(out.String(), hex.EncodeToString(h[:])) {
 		t.Fatalf("disk put: %v, said %q", err, out.String())
 	}
 	plainFile := filepath.Join(dir, "plain.img")
 	testenv.WriteFile(t, plainFile, raw[:4096])
-	if err := k.diskPut(ctx, []string{"plain", plainFile}); err == nil || !strings.Contains(err.Error(), "neither gzip nor zstd") {
-		t.Errorf("disk put of an uncompressed file: %v", err)
+	if err := k.diskPut(ctx, []string{"--as-is", "plain", plainFile}); err == nil || !strings.Contains(err.Error(), "gzip or zstd stream") {
+		t.Errorf("disk put --as-is of an uncompressed file: %v", err)
 	}
 	disk := filepath.Join(dir, "disk0")
 	testenv.WriteFile(t, disk, "")
@@ -112,13 +112,11 @@ func TestRCAndDiskCommands(t *testing.T) {
 	if !strings.Contains(out.String(), "saved "+disk+" as copy: 4.0 MiB read") {
 		t.Errorf("disk save said %q", out.String())
 	}
-	copyFile := filepath.Join(dir, "copy.zst")
+	copyFile := filepath.Join(dir, "copy.nbi")
 	if err := k.diskGet(ctx, []string{"copy", copyFile}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := os.Open(copyFile)
-	defer got.Close()
-	if back := zstdtest.Decompress(t, got); !bytes.Equal(back, raw) {
+	if back := zstdtest.Disk(t, []byte(testenv.ReadFile(t, copyFile))); !bytes.Equal(back, raw) {
 		t.Errorf("disk save: the stored image differs from the disk")
 	}
 	if err := k.diskGet(ctx, []string{"nosuch", filepath.Join(dir, "nosuch.zst")}); err == nil {
@@ -140,7 +138,7 @@ func TestRCAndDiskCommands(t *testing.T) {
 		t.Errorf("rc status NODE: %v\n%s", err, out.String())
 	}
 	out.Reset()
-	if err := k.diskList(ctx); err != nil || !strings.Contains(out.String(), "copy") || !strings.Contains(out.String(), "zstd") {
+	if err := k.diskList(ctx); err != nil || !apptest.HasLine(out.String(), "copy", "chunked", "4.0 MiB", " 4 ", "0%") || !apptest.HasLine(out.String(), "base", "zstd", " - ") {
 		t.Errorf("disk list: %v\n%s", err, out.String())
 	}
 }

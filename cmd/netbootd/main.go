@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gin.SetMode(gin.ReleaseMode)
-	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images")}, st, log.With("svc", "rc"))
+	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images"), Multicast: multicast(cfg)}, st, log.With("svc", "rc"))
 	if err != nil {
 		return err
 	}
@@ -394,4 +394,16 @@ func serverTLS(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
 		log.Warn("TLS: the certificate has expired: clients will refuse it", "not_after", cert.Leaf.NotAfter)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// multicast is the broker's view of the imaging section: sessions send
+// from imaging.source, else from the DHCP server's address.
+func multicast(cfg config.Config) rcbroker.Multicast {
+	im := cfg.Imaging
+	src := im.Source
+	if !src.IsValid() {
+		src = cfg.DHCP.ServerIP
+	}
+	return rcbroker.Multicast{Groups: im.Multicast, PortFirst: im.PortFirst, PortLast: im.PortLast, TTL: im.TTL,
+		Rate: im.Rate, Source: src, Fallback: im.Fallback}
 }

@@ -133,3 +133,18 @@ func (c *Client) stream(req *http.Request, out any, hdr *http.Header) error {
 	}
 	return nil
 }
+
+// PutDiskImageTrailer uploads a disk image streamed as it is made: the
+// checksum (proto.HeaderSHA256) goes in trailer, which the caller sets
+// before r ends. There is no overall timeout: bound it with ctx.
+func (c *Client) PutDiskImageTrailer(ctx context.Context, name string, r io.Reader, trailer http.Header) (proto.DiskImage, error) {
+	var out proto.DiskImage
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+proto.DiskImagePath(name), r)
+	if err != nil {
+		return out, fmt.Errorf("amclient: %w", err)
+	}
+	req.ContentLength = -1 // chunked, so that a trailer can follow
+	req.Trailer = trailer
+	req.Header.Set("Content-Type", "application/octet-stream")
+	return out, c.stream(req, &out, nil)
+}

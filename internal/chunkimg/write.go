@@ -153,3 +153,18 @@ func (w *Writer) Close() (*Manifest, string, error) {
 	m := w.m
 	return &m, Digest(b), nil
 }
+
+// Copy writes the raw disk read from src to dst as a chunked image of
+// chunkSize chunks (DefaultChunkSize if 0) and
+// returns its manifest and digest.
+func Copy(dst io.Writer, src io.Reader, chunkSize int64) (*Manifest, string, error) {
+	w, err := NewWriter(dst, chunkSize)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := io.CopyBuffer(w, src, make([]byte, 4<<20)); err != nil {
+		w.Close()
+		return nil, "", err
+	}
+	return w.Close()
+}

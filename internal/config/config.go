@@ -35,6 +35,7 @@ type Config struct {
 	OMF       OMF
 	Audit     Audit
 	Limits    Limits
+	Imaging   Imaging
 }
 
 // OMF says who may call the OMF services (/pxe, /inventory, /cmc) with no
@@ -253,6 +254,7 @@ type file struct {
 	OMF       omfFile       `yaml:"omf"`
 	Audit     Audit         `yaml:"audit"`
 	Limits    Limits        `yaml:"limits"`
+	Imaging   imagingFile   `yaml:"imaging"`
 }
 
 // omfFile is the omf section as written: CIDRs, or single addresses.
@@ -340,6 +342,7 @@ func defaults() file {
 			AuthFail: Limit{PerMinute: 60, Burst: 100},
 			OMF:      Limit{PerMinute: 1200, Burst: 1000},
 		},
+		Imaging: defaultImaging(),
 	}
 }
 
@@ -418,12 +421,15 @@ func (f file) parse() (Config, error) {
 	omf.AllowRead, err = parsePrefixes("omf.allow_read", f.OMF.AllowRead)
 	errs = append(errs, err)
 	dhcp, dhcpErrs := f.DHCP.parse()
-	if err := errors.Join(append(errs, dhcpErrs...)...); err != nil {
+	errs = append(errs, dhcpErrs...)
+	imaging, imagingErrs := f.Imaging.parse()
+	if err := errors.Join(append(errs, imagingErrs...)...); err != nil {
 		return Config{}, err
 	}
 	return Config{
 		StateDir: f.StateDir, TFTPRoot: f.TFTPRoot, HTTP: http, HTTPBoot: f.HTTPBoot, TFTP: f.TFTP,
 		DHCP: dhcp, PXE: f.PXE, Inventory: inv, OMF: omf, Audit: f.Audit, Limits: f.Limits,
+		Imaging: imaging,
 	}, nil
 }
 

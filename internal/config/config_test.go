@@ -38,6 +38,8 @@ var wantDefaults = Config{
 	Audit:     Audit{Retention: 2160 * time.Hour},
 	Limits: Limits{Enroll: Limit{PerMinute: 30, Burst: 20}, AuthFail: Limit{PerMinute: 60, Burst: 100},
 		OMF: Limit{PerMinute: 1200, Burst: 1000}},
+	Imaging: Imaging{Multicast: prefix("239.255.18.0/24"), PortFirst: 40000, PortLast: 40999, TTL: 1, Rate: 900e6,
+		Fallback: 5 * time.Second},
 }
 
 // TestExampleFile: the shipped example says its values are the defaults.
@@ -89,6 +91,7 @@ inventory: { seed: /srv/netboot/nodes.yaml }
 omf:   { allow: [10.10.0.5, 10.10.1.0/24], allow_read: ["10.20.0.1/16"] }
 audit: { retention: 168h }
 limits: { enroll: { per_minute: 10, burst: 5 }, auth_fail: { per_minute: 0 }, omf: { per_minute: 600, burst: 400 } }
+imaging: { multicast: 239.1.2.0/28, port_range: 5000-5009, ttl: 4, rate: 1.5Gbit, source: 10.30.0.2, fallback: 2s }
 `, check: func(t *testing.T, c Config) {
 			want := Config{
 				StateDir: "/srv/netboot/state",
@@ -110,11 +113,23 @@ limits: { enroll: { per_minute: 10, burst: 5 }, auth_fail: { per_minute: 0 }, om
 				Audit:     Audit{Retention: 168 * time.Hour},
 				Limits: Limits{Enroll: Limit{PerMinute: 10, Burst: 5}, AuthFail: Limit{PerMinute: 0, Burst: 100},
 					OMF: Limit{PerMinute: 600, Burst: 400}},
+				Imaging: Imaging{Multicast: prefix("239.1.2.0/28"), PortFirst: 5000, PortLast: 5009, TTL: 4, Rate: 1.5e9,
+					Source: addr("10.30.0.2"), Fallback: 2 * time.Second},
 			}
 			if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 				t.Errorf("parsed (-want +got):\n%s", diff)
 			}
 		}},
+		{name: "imaging.multicast off", yaml: "imaging: { multicast: off }\n", check: func(t *testing.T, c Config) {
+			if c.Imaging.Multicast.IsValid() {
+				t.Errorf("multicast %v, want off", c.Imaging.Multicast)
+			}
+		}},
+		{name: "imaging.multicast: unicast range", yaml: "imaging: { multicast: 10.0.0.0/8 }\n", wantErr: "imaging.multicast: \"10.0.0.0/8\": not an IPv4 multicast range"},
+		{name: "imaging.port_range: backwards", yaml: "imaging: { port_range: 5000-4000 }\n", wantErr: "imaging.port_range"},
+		{name: "imaging.rate: no unit", yaml: "imaging: { rate: 900 }\n", wantErr: "imaging.rate: \"900\""},
+		{name: "imaging.rate: zero", yaml: "imaging: { rate: 0Mbit }\n", wantErr: "imaging.rate"},
+		{name: "imaging.ttl: zero", yaml: "imaging: { ttl: 0 }\n", wantErr: "imaging.ttl"},
 		{name: "omf.allow: not a CIDR", yaml: "omf: { allow: [10.0.0.0/33], allow_read: [ec-host] }\n", wantErr: "omf.allow_read: \"ec-host\""},
 		{name: "omf.allow: empty, nobody without a token", yaml: "omf: { allow: [] }\n", check: func(t *testing.T, c Config) {
 			if len(c.OMF.Allow) != 0 {

@@ -560,7 +560,10 @@ func (r *runner) transfer(ctx context.Context, n apiv1.Node, res *Result) error 
 	}
 	res.Phase = phase
 	r.report(Update{Node: n.HRN, Phase: phase})
-	st, err := r.run(ctx, n.HRN, proto.CommandRequest{Type: typ, Image: r.job.Image, Disk: r.job.Disk}, func(s proto.CommandStatus) {
+	req := proto.CommandRequest{Type: typ, Image: r.job.Image, Disk: r.job.Disk}
+	// One image onto several nodes: the appliance sends it once, to all.
+	req.Multicast = typ == proto.LoadImage && len(r.job.Nodes) > 1
+	st, err := r.run(ctx, n.HRN, req, func(s proto.CommandStatus) {
 		if s.State == proto.StateRunning {
 			r.report(Update{Node: n.HRN, Phase: phase, Progress: s.Progress})
 		}

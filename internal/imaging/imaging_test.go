@@ -21,29 +21,31 @@ import (
 // node's script says which RAM image its RC enrolls from at the Nth reset
 // ("" for an RC that never comes up).
 type fakeAM struct {
-	mu       sync.Mutex
-	nodes    map[string]apiv1.Node
-	images   []string // PXE images
-	disks    []string // stored disk images
-	boots    map[string][]string
-	fail     map[string]string // command type -> node that fails it
-	stall    map[string]string // command type -> node whose RC takes it and never ends it; "link": SetBoot
-	off      map[string]bool   // nodes switched off: their BMC refuses a reset
-	links    map[string]string // hrn -> image
-	expires  map[string]time.Time
-	events   map[string][]apiv1.Event
-	noPXE    map[string]bool // nodes that boot without reading a PXE configuration
-	nextEvt  int64
-	rc       map[string]proto.RCStatus
-	cmds     map[int64]proto.CommandStatus
-	nextCmd  int64
-	nextEnr  int64
-	resets   map[string]int
-	log      []string          // what was done to which node, in order
-	after    func(step string) // called with each log line as it is written, f.mu held
-	cleared  []string
-	setCalls int
-	loaded   *proto.Progress // what LOAD_IMAGE reports, if not the default
+	mu      sync.Mutex
+	nodes   map[string]apiv1.Node
+	images  []string // PXE images
+	disks   []string // stored disk images
+	boots   map[string][]string
+	fail    map[string]string // command type -> node that fails it
+	stall   map[string]string // command type -> node whose RC takes it and never ends it; "link": SetBoot
+	off     map[string]bool   // nodes switched off: their BMC refuses a reset
+	links   map[string]string // hrn -> image
+	expires map[string]time.Time
+	events  map[string][]apiv1.Event
+	noPXE   map[string]bool // nodes that boot without reading a PXE configuration
+	// multicast: what each node's LOAD_IMAGE or SAVE_IMAGE said of multicast
+	multicast map[string]bool
+	nextEvt   int64
+	rc        map[string]proto.RCStatus
+	cmds      map[int64]proto.CommandStatus
+	nextCmd   int64
+	nextEnr   int64
+	resets    map[string]int
+	log       []string          // what was done to which node, in order
+	after     func(step string) // called with each log line as it is written, f.mu held
+	cleared   []string
+	setCalls  int
+	loaded    *proto.Progress // what LOAD_IMAGE reports, if not the default
 }
 
 func newFake(nodes ...string) *fakeAM {
@@ -52,6 +54,7 @@ func newFake(nodes ...string) *fakeAM {
 		boots: map[string][]string{}, fail: map[string]string{}, stall: map[string]string{}, off: map[string]bool{}, links: map[string]string{},
 		rc: map[string]proto.RCStatus{}, cmds: map[int64]proto.CommandStatus{}, resets: map[string]int{},
 		expires: map[string]time.Time{}, events: map[string][]apiv1.Event{}, noPXE: map[string]bool{},
+		multicast: map[string]bool{},
 	}
 	for _, hrn := range nodes {
 		f.nodes[hrn] = apiv1.Node{HRN: hrn, Hostname: strings.Split(hrn, ".")[0], Disk: "/dev/sda", Power: "qemu:/run/" + hrn + ".qmp", PXEImage: "orbit-2.0.0"}
@@ -244,6 +247,9 @@ func (f *fakeAM) SendCommand(ctx context.Context, hrn string, req proto.CommandR
 		f.pxeBoot(hrn)
 	}
 	f.note("%s %s %s", hrn, req.Type, req.Image)
+	if req.Type == proto.LoadImage || req.Type == proto.SaveImage {
+		f.multicast[hrn] = req.Multicast
+	}
 	f.cmds[st.ID] = st
 	return st, nil
 }
@@ -561,6 +567,35 @@ func TestChunkedLoadResult(t *testing.T) {
 	}
 	if r := res[0]; r.Bytes != 1000 || r.Skipped != 3000 || r.Fetched != 300 || r.Stored != 300 {
 		t.Errorf("result %+v: want 1000 bytes written, 3000 skipped, 300 fetched and stored", r)
+	}
+}
+
+// TestMulticastAsked: a load onto several nodes asks the appliance for one
+// multicast session; a load onto one node, or a save, does not.
+func TestMulticastAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		op    Op
+		image string
+		nodes []string
+		want  bool
+	}{
+		{"load onto two nodes", Load, "baseline", []string{aNode, another}, true},
+		{"load onto one node", Load, "baseline", []string{aNode}, false},
+		{"save", Save, "mine", []string{aNode}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(aNode, another)
+			res, err := Run(context.Background(), f, Job{Op: tc.op, Nodes: tc.nodes, Image: tc.image, Poll: time.Millisecond})
+			if err != nil || len(res) != len(tc.nodes) {
+				t.Fatalf("%+v %v", res, err)
+			}
+			for _, hrn := range tc.nodes {
+				if got, ok := f.multicast[hrn]; !ok || got != tc.want {
+					t.Errorf("%s: multicast %v (sent: %v), want %v", hrn, got, ok, tc.want)
+				}
+			}
+		})
 	}
 }
 

@@ -878,5 +878,23 @@ func List() []Mutation {
 			Run:  "^TestUploadError$",
 			Why:  "an upload onto a full image directory is answered as if the uploader had cut it short, not as the appliance's full disk",
 		},
+		{
+			Name: "rcbroker-chunked-upload-unchecked",
+			File: "am/rcbroker/images.go",
+			Old:  "\t\tm, d, err := chunkimg.Check(tmp, n)",
+			New:  "\t\tm, b, err := chunkimg.ReadManifest(tmp, n)\n\t\td := chunkimg.Digest(b)",
+			Pkgs: []string{"./am/rcbroker"},
+			Run:  "^TestChunkedUploadRefused$",
+			Why:  "a chunked upload is stored with only its manifest read: a damaged frame reaches the nodes, which refuse it only chunk by chunk while loading",
+		},
+		{
+			Name: "rcbroker-manifest-without-load",
+			File: "am/rcbroker/chunked.go",
+			Old:  "\tif !b.imageAccess(c, name, proto.LoadImage) {",
+			New:  "\tif _, ok := b.authenticate(c); !ok {",
+			Pkgs: []string{"./am/rcbroker"},
+			Run:  "^TestDiskImageAccess$",
+			Why:  "any enrolled RC reads any chunked image's manifest, with no LOAD_IMAGE of it running on its node",
+		},
 	}
 }

@@ -184,7 +184,7 @@ func (s *Store) TouchRCEnrollment(ctx context.Context, id int64, at time.Time) e
 
 const commandColumns = `id, hrn, enrollment, type, command, args, timeout, image, disk, image_sha256, image_size,
 	state, reply, exit_code, stdout, stderr, truncated, error, progress_done, progress_total, progress_written,
-	progress_skipped, progress_fetched, sha256, report_seq, created_at, started_at, updated_at, finished_at`
+	progress_skipped, progress_fetched, multicast, sha256, report_seq, created_at, started_at, updated_at, finished_at`
 
 func scanCommand(r scanner) (RCCommand, error) {
 	var c RCCommand
@@ -194,7 +194,7 @@ func scanCommand(r scanner) (RCCommand, error) {
 	var created, updated int64
 	err := r.Scan(&c.ID, &c.HRN, &c.Enrollment, &c.Type, &c.Command, &args, &c.Timeout, &c.Image, &c.Disk, &c.ImageSHA256, &c.ImageSize,
 		&c.State, &c.Reply, &exit, &stdout, &stderr, &c.Truncated, &c.Error, &c.Progress.Done, &c.Progress.Total, &c.Progress.Written,
-		&c.Progress.Skipped, &c.Progress.Fetched, &c.SHA256, &c.ReportSeq, &created, &started, &updated, &finished)
+		&c.Progress.Skipped, &c.Progress.Fetched, &c.Multicast, &c.SHA256, &c.ReportSeq, &created, &started, &updated, &finished)
 	if err != nil {
 		return c, err
 	}
@@ -234,9 +234,9 @@ func (s *Store) AddRCCommand(ctx context.Context, c RCCommand) (RCCommand, error
 	c.UpdatedAt = c.CreatedAt
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO rc_commands(hrn, enrollment, type, command, args, timeout, image, disk,
-			image_sha256, image_size, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			image_sha256, image_size, multicast, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.HRN, c.Enrollment, c.Type, c.Command, string(args), c.Timeout, c.Image, c.Disk, c.ImageSHA256, c.ImageSize,
-			c.State, c.CreatedAt.UnixNano(), c.UpdatedAt.UnixNano())
+			c.Multicast, c.State, c.CreatedAt.UnixNano(), c.UpdatedAt.UnixNano())
 		if err != nil {
 			return fmt.Errorf("store: add command for %q: %w", c.HRN, err)
 		}

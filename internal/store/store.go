@@ -200,10 +200,12 @@ var migrations = []string{
 		detail TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_at ON audit(at);`,
-	// 9: a LOAD_IMAGE of a chunked image counts the disk's bytes it found
-	// already right (skipped) and the image's bytes it fetched.
+	// 9 (imaging): a chunked LOAD_IMAGE's bytes skipped (the disk held
+	// them) and fetched; multicast 1 when the caller loads the image onto
+	// several nodes and asked for one multicast session.
 	`ALTER TABLE rc_commands ADD COLUMN progress_skipped INTEGER NOT NULL DEFAULT 0;
-	ALTER TABLE rc_commands ADD COLUMN progress_fetched INTEGER NOT NULL DEFAULT 0;`,
+	ALTER TABLE rc_commands ADD COLUMN progress_fetched INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE rc_commands ADD COLUMN multicast INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema

@@ -15,7 +15,10 @@
 //	                               enroll again
 //	POST /rc/commands/{id}/report  Report, Bearer -> 204
 //	                               (409: the command is over; 404: not this RC's)
-//	GET  /disk-images/{name}       the stored image (gzip or zstd), HeaderSHA256 set
+//	GET  /disk-images/{name}       the stored image (gzip, zstd or chunked), HeaderSHA256 set
+//	GET  /disk-images/{name}/manifest
+//	                               a chunked image's manifest, as stored (409 if it
+//	                               is a single stream)
 //	PUT  /disk-images/{name}       an upload; HeaderSHA256 as a header or a trailer
 //
 // The operator's calls (nbctl, an Experiment Controller):
@@ -60,7 +63,7 @@ const (
 	Execute   = "EXECUTE"    // run a command, stream its output, report its exit code
 	Enroll    = "ENROLL"     // answer ENROLLED if the RAM image is Image, else WRONG_IMAGE
 	LoadImage = "LOAD_IMAGE" // stream disk image Image from the appliance onto Disk
-	SaveImage = "SAVE_IMAGE" // stream Disk to the appliance as disk image Image (zstd)
+	SaveImage = "SAVE_IMAGE" // stream Disk to the appliance as disk image Image (chunked)
 	Reboot    = "REBOOT"     // ask PID 1 to reboot the node
 	Poweroff  = "POWEROFF"   // ask PID 1 to power the node off
 )
@@ -97,12 +100,13 @@ func Terminal(s string) bool {
 // Headers.
 const (
 	// HeaderSHA256 carries the lower-case hex SHA-256 of a disk image's bytes
-	// as stored (compressed): on GET from the appliance, and on PUT from the
+	// as stored (compressed), or of a chunked image's manifest (its digest,
+	// which commits to every chunk): on GET from the appliance, and on PUT from the
 	// uploader, as a header or, when the uploader learns it only at the end
 	// (SAVE_IMAGE streams), as an HTTP trailer.
 	HeaderSHA256 = "X-Content-Sha256"
-	// HeaderFormat says how a stored image is compressed: FormatZstd or
-	// FormatGzip.
+	// HeaderFormat says how a stored image is compressed: FormatZstd,
+	// FormatGzip or FormatChunked.
 	HeaderFormat = "X-Image-Format"
 )
 
@@ -181,18 +185,35 @@ type EnrollResponse struct {
 
 // Command is the payload of a command as the appliance signs and sends it.
 type Command struct {
-	ID         int64     `json:"id"`
-	Enrollment int64     `json:"enrollment"` // must be the RC's own enrollment
-	HRN        string    `json:"hrn"`        // must be the RC's own node
-	Type       string    `json:"type"`
-	Command    string    `json:"command,omitempty"` // EXECUTE: run by /bin/sh -c
-	Args       []string  `json:"args,omitempty"`    // EXECUTE: run directly, when Command is ""
-	Timeout    string    `json:"timeout,omitempty"` // EXECUTE: Go duration, then killed; "" none
-	Image      string    `json:"image,omitempty"`   // ENROLL, LOAD_IMAGE, SAVE_IMAGE
-	Disk       string    `json:"disk,omitempty"`    // LOAD_IMAGE, SAVE_IMAGE: a block device
-	SHA256     string    `json:"sha256,omitempty"`  // LOAD_IMAGE: the image's checksum when queued
-	Size       int64     `json:"size,omitempty"`    // LOAD_IMAGE: the image's size when queued
-	IssuedAt   time.Time `json:"issued_at"`         // when the appliance handed it out
+	ID         int64    `json:"id"`
+	Enrollment int64    `json:"enrollment"` // must be the RC's own enrollment
+	HRN        string   `json:"hrn"`        // must be the RC's own node
+	Type       string   `json:"type"`
+	Command    string   `json:"command,omitempty"` // EXECUTE: run by /bin/sh -c
+	Args       []string `json:"args,omitempty"`    // EXECUTE: run directly, when Command is ""
+	Timeout    string   `json:"timeout,omitempty"` // EXECUTE: Go duration, then killed; "" none
+	Image      string   `json:"image,omitempty"`   // ENROLL, LOAD_IMAGE, SAVE_IMAGE
+	Disk       string   `json:"disk,omitempty"`    // LOAD_IMAGE, SAVE_IMAGE: a block device
+	SHA256     string   `json:"sha256,omitempty"`  // LOAD_IMAGE: the image's checksum when queued
+	Size       int64    `json:"size,omitempty"`    // LOAD_IMAGE: the image's size when queued
+	// Multicast: LOAD_IMAGE of a chunked image that the appliance sends to
+	// several nodes at once; nil: fetch it over HTTP.
+	Multicast *Multicast `json:"multicast,omitempty"`
+	IssuedAt  time.Time  `json:"issued_at"` // when the appliance handed it out
+}
+
+// Multicast is a LOAD_IMAGE's multicast session (rc/proto/mcast is its
+// wire format): the node takes the image's chunks from Group, reports what
+// it still misses to Sender, and drops every datagram that Key does not
+// authenticate. The key reaches the node only inside the signed command.
+type Multicast struct {
+	Group   string `json:"group"`   // "239.255.18.3:40003"
+	Sender  string `json:"sender"`  // "10.18.0.1:40003": the reports go there
+	Session uint64 `json:"session"` // in every datagram of the session
+	Key     string `json:"key"`     // hex: the datagrams' HMAC-SHA256 key
+	// Fallback (a Go duration): with no valid datagram for that long, the
+	// node fetches what it misses over HTTP.
+	Fallback string `json:"fallback"`
 }
 
 // Envelope is a signed command as sent to the RC: the payload (a JSON
@@ -260,9 +281,8 @@ type Progress struct {
 	Done    int64 `json:"done"`
 	Total   int64 `json:"total"`             // 0 if unknown
 	Written int64 `json:"written,omitempty"` // LOAD_IMAGE: bytes written to the disk; SAVE_IMAGE: bytes sent
-	// LOAD_IMAGE: Skipped counts the disk's bytes left as they were, since
-	// they already held the image's chunks (a chunked image's delta or
-	// resumed load); Fetched the image's bytes received from the appliance.
+	// A chunked LOAD_IMAGE: bytes of the disk that already held their
+	// chunk (not written), and bytes of frames received (HTTP or multicast).
 	Skipped int64 `json:"skipped,omitempty"`
 	Fetched int64 `json:"fetched,omitempty"`
 }
@@ -294,6 +314,9 @@ type CommandRequest struct {
 	Timeout string   `json:"timeout,omitempty"`
 	Image   string   `json:"image,omitempty"`
 	Disk    string   `json:"disk,omitempty"`
+	// Multicast (LOAD_IMAGE): the caller loads Image onto several nodes;
+	// the appliance sends a chunked image to them in one multicast session.
+	Multicast bool `json:"multicast,omitempty"`
 }
 
 // CommandStatus is a command and what became of it, as the appliance's
@@ -306,6 +329,7 @@ type CommandStatus struct {
 	Args       []string   `json:"args,omitempty"`
 	Image      string     `json:"image,omitempty"`
 	Disk       string     `json:"disk,omitempty"`
+	Multicast  bool       `json:"multicast,omitempty"` // LOAD_IMAGE: asked for a multicast session
 	State      string     `json:"state"`
 	Reply      string     `json:"reply,omitempty"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
@@ -358,8 +382,14 @@ type RCStatus struct {
 // DiskImage is a disk image stored on the appliance.
 type DiskImage struct {
 	Name     string    `json:"name"`
-	Format   string    `json:"format"` // zstd or gzip
+	Format   string    `json:"format"` // zstd, gzip or chunked
 	Size     int64     `json:"size"`   // bytes as stored (compressed)
-	SHA256   string    `json:"sha256"` // of the bytes as stored
+	SHA256   string    `json:"sha256"` // of the bytes as stored; of a chunked image, its manifest's digest
 	Modified time.Time `json:"modified"`
+	// A chunked image's manifest, summed up (all 0 for a single stream,
+	// whose disk size is known only by decompressing it).
+	DiskSize   int64 `json:"disk_size,omitempty"`
+	ChunkSize  int64 `json:"chunk_size,omitempty"`
+	Chunks     int   `json:"chunks,omitempty"`
+	ZeroChunks int   `json:"zero_chunks,omitempty"`
 }

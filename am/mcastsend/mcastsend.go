@@ -1,0 +1,644 @@
+// Package mcastsend is the appliance's side of multicast image
+// distribution: a Session sends numbered frames (a chunked image's zstd
+// frames) to a multicast group in rounds, each round what its receivers
+// last reported missing, paced to a rate, until every receiver has what
+// it needs. The wire format is rc/proto/mcast's.
+//
+// A session's life: it waits up to FirstWait for the first reports of the
+// receivers the caller registered (so that a receiver's delta, the chunks
+// its disk already holds, is never sent), then runs rounds while some
+// receiver misses something; between rounds it waits up to ReportWait for
+// every active receiver's report on the round. Receivers nobody
+// registered are served too, once they report. It ends when every
+// receiver is done, has left (fell back to HTTP) or has been silent for
+// IdleTimeout; or when the caller's context ends.
+package mcastsend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/time/rate"
+
+	"github.com/orbit-lab/netboot/internal/mcastif"
+	"github.com/orbit-lab/netboot/rc/proto/mcast"
+)
+
+// Frames are what a session sends: frame i is chunk i's bytes.
+type Frames interface {
+	// Count is the number of chunks.
+	Count() int
+	// Frame returns chunk i's frame; nil with a nil error when chunk i
+	// has nothing to send (an all-zero chunk). An error ends the session.
+	Frame(i int) ([]byte, error)
+}
+
+// Config is one session's.
+type Config struct {
+	// Group is the multicast group and port, "239.255.18.7:40007".
+	Group string
+	// Source is the local address ("ip" or "ip:port") of the session's
+	// socket: datagrams leave from it and receivers report to it (Addr).
+	// Empty: any address, an ephemeral port.
+	Source string
+	// Interface names the interface multicast leaves by; empty: the one
+	// holding Source's IP, else the kernel's route toward the group.
+	Interface string
+	// TTL of the multicast datagrams; 0 means 1 (the local network).
+	TTL int
+	// Rate caps what the session sends, in bits per second counted on the
+	// wire (each datagram plus WireOverhead bytes); required.
+	Rate int64
+	// Key (mcast.KeySize bytes) and Session identify and authenticate the
+	// session's datagrams.
+	Key     []byte
+	Session uint64
+	// FragSize is the frame bytes per DATA datagram; 0 means the most
+	// that fits (mcast.MaxPayload).
+	FragSize int
+	// FirstWait is how long the first round waits for every registered
+	// receiver's first report (default 1 s).
+	FirstWait time.Duration
+	// ReportWait is how long the session waits after a round for every
+	// active receiver's report on it (default 500 ms).
+	ReportWait time.Duration
+	// Heartbeat is how often CONTROL datagrams go out while no round
+	// runs (default 200 ms): receivers tell a working multicast path by them.
+	Heartbeat time.Duration
+	// IdleTimeout is how long a receiver may stay silent (a registered one:
+	// from the session's start) before the session stops waiting for it
+	// (default 30 s).
+	IdleTimeout time.Duration
+	// Log receives the session's events; nil: none.
+	Log *slog.Logger
+}
+
+// WireOverhead is what the rate counts per datagram beyond its UDP
+// payload: the Ethernet (14), IPv4 (20) and UDP (8) headers.
+const WireOverhead = 42
+
+// State is where a receiver stands.
+type State int
+
+// The receiver states.
+const (
+	Waiting State = iota // registered, not heard from yet
+	Active               // reported chunks missing
+	Done                 // reported it has everything
+	Left                 // gave up on multicast (falls back to HTTP)
+	Gone                 // silent past IdleTimeout
+)
+
+func (s State) String() string {
+	switch s {
+	case Waiting:
+		return "waiting"
+	case Active:
+		return "active"
+	case Done:
+		return "done"
+	case Left:
+		return "left"
+	case Gone:
+		return "gone"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// ReceiverState is what the session knows of one receiver.
+type ReceiverState struct {
+	ID        string
+	Addr      string // where its reports come from; "" before the first
+	State     State
+	Missing   int       // chunks missing, by its last report
+	LastHeard time.Time // zero before the first report
+	Reports   int       // complete reports received
+}
+
+// Stats counts what a session did.
+type Stats struct {
+	Datagrams uint64 // sent, of every type
+	Bytes     uint64 // UDP payload bytes sent
+	Rounds    uint64
+	Frames    uint64 // frames sent in a round, whole or in part
+	Reports   uint64 // complete receiver reports
+	Rejected  uint64 // datagrams received and refused (MAC, session, malformed, wrong chunk count)
+	WriteErrs uint64 // datagrams the socket would not send
+}
+
+// Session is one multicast distribution; make it with New, then Run it.
+type Session struct {
+	cfg     Config
+	frames  Frames
+	count   int
+	conn    *net.UDPConn
+	group   *net.UDPAddr
+	limiter *rate.Limiter
+	codec   *mcast.Codec // Run's goroutine's; the reader has its own
+	log     *slog.Logger
+
+	reported chan struct{} // a report completed (capacity 1)
+
+	mu        sync.Mutex
+	start     time.Time
+	receivers map[string]*receiver
+	absent    map[int]bool // chunks asked for that have no frame
+
+	datagrams, bytes, rounds, framesSent, reports, rejected, writeErrs atomic.Uint64
+}
+
+// receiver is the session's record of one receiver, under Session.mu.
+type receiver struct {
+	id         string
+	registered bool
+	addr       string
+	heard      time.Time
+	reports    int
+	// The report being assembled: parts of sequence seq.
+	seq   uint32
+	parts []*mcast.Status
+	got   int
+	// The last complete report.
+	have    bool
+	last    *mcast.Status // header of the last complete report
+	missing mcast.Report  // its entries, all parts'
+}
+
+// New opens the session's socket. Run sends; Close only if Run is never
+// called.
+func New(cfg Config, frames Frames) (*Session, error) {
+	if cfg.Rate <= 0 {
+		return nil, fmt.Errorf("mcastsend: rate %d bit/s, want > 0", cfg.Rate)
+	}
+	if cfg.FragSize == 0 {
+		cfg.FragSize = mcast.MaxPayload
+	}
+	if cfg.FragSize < 1 || cfg.FragSize > mcast.MaxPayload {
+		return nil, fmt.Errorf("mcastsend: fragment size %d, want 1..%d", cfg.FragSize, mcast.MaxPayload)
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 1
+	}
+	cfg.FirstWait = orDefault(cfg.FirstWait, time.Second)
+	cfg.ReportWait = orDefault(cfg.ReportWait, 500*time.Millisecond)
+	cfg.Heartbeat = orDefault(cfg.Heartbeat, 200*time.Millisecond)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 30*time.Second)
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := frames.Count()
+	if n < 0 || int64(n) > 1<<32-1 {
+		return nil, fmt.Errorf("mcastsend: %d chunks", n)
+	}
+	codec, err := mcast.NewCodec(cfg.Key, cfg.Session)
+	if err != nil {
+		return nil, fmt.Errorf("mcastsend: %w", err)
+	}
+	group, err := net.ResolveUDPAddr("udp4", cfg.Group)
+	if err != nil || !group.IP.IsMulticast() {
+		return nil, fmt.Errorf("mcastsend: group %q: not a multicast ip:port (%v)", cfg.Group, err)
+	}
+	local, err := sourceAddr(cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	ifi, err := mcastif.Lookup(cfg.Interface, local.IP)
+	if err != nil {
+		return nil, fmt.Errorf("mcastsend: %w", err)
+	}
+	conn, err := net.ListenUDP("udp4", local)
+	if err != nil {
+		return nil, fmt.Errorf("mcastsend: socket: %w", err)
+	}
+	p := ipv4.NewPacketConn(conn)
+	err = p.SetMulticastTTL(cfg.TTL)
+	if err == nil && ifi != nil {
+		err = p.SetMulticastInterface(ifi)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("mcastsend: multicast options: %w", err)
+	}
+	// Bytes per second; the bucket holds 2 ms of the rate (at least a few
+	// datagrams), which absorbs the timer's lateness without a burst a
+	// switch notices.
+	bps := float64(cfg.Rate) / 8
+	burst := max(int(bps/500), 4*(mcast.MaxDatagram+WireOverhead))
+	return &Session{
+		cfg: cfg, frames: frames, count: n, conn: conn, group: group,
+		limiter: rate.NewLimiter(rate.Limit(bps), burst), codec: codec, log: log,
+		reported: make(chan struct{}, 1), receivers: map[string]*receiver{}, absent: map[int]bool{},
+	}, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// sourceAddr parses Config.Source: "ip", "ip:port" or empty.
+func sourceAddr(s string) (*net.UDPAddr, error) {
+	if s == "" {
+		return &net.UDPAddr{IP: net.IPv4zero}, nil
+	}
+	if ip := net.ParseIP(s); ip != nil {
+		return &net.UDPAddr{IP: ip}, nil
+	}
+	a, err := net.ResolveUDPAddr("udp4", s)
+	if err != nil {
+		return nil, fmt.Errorf("mcastsend: source %q: %w", s, err)
+	}
+	return a, nil
+}
+
+// Addr is the session's unicast address, where receivers report (the
+// command's Sender).
+func (s *Session) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
+
+// Close releases the socket of a session that is not run.
+func (s *Session) Close() error { return s.conn.Close() }
+
+// AddReceiver registers a receiver the session waits for (by the id its
+// reports carry, e.g. the node's name).
+func (s *Session) AddReceiver(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.receiver(id)
+	r.registered = true
+}
+
+// receiver returns id's record, making it; s.mu is held.
+func (s *Session) receiver(id string) *receiver {
+	r := s.receivers[id]
+	if r == nil {
+		r = &receiver{id: id}
+		s.receivers[id] = r
+	}
+	return r
+}
+
+// Stats is a snapshot of the session's counters.
+func (s *Session) Stats() Stats {
+	return Stats{
+		Datagrams: s.datagrams.Load(), Bytes: s.bytes.Load(), Rounds: s.rounds.Load(),
+		Frames: s.framesSent.Load(), Reports: s.reports.Load(), Rejected: s.rejected.Load(),
+		WriteErrs: s.writeErrs.Load(),
+	}
+}
+
+// Receivers is every receiver's state, by id.
+func (s *Session) Receivers() []ReceiverState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	out := make([]ReceiverState, 0, len(s.receivers))
+	for _, r := range s.receivers {
+		st := ReceiverState{ID: r.id, Addr: r.addr, State: s.state(r, now), LastHeard: r.heard, Reports: r.reports}
+		if r.have {
+			st.Missing = int(r.last.Missing)
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b ReceiverState) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// state is r's state at now; s.mu is held.
+func (s *Session) state(r *receiver, now time.Time) State {
+	switch {
+	case r.have && r.last.Done:
+		return Done
+	case r.have && r.last.Leave:
+		return Left
+	}
+	heard := r.heard
+	if heard.IsZero() {
+		heard = s.start
+	}
+	if !s.start.IsZero() && now.Sub(heard) > s.cfg.IdleTimeout {
+		return Gone
+	}
+	if !r.have {
+		return Waiting
+	}
+	return Active
+}
+
+// Run runs the session until every receiver is done, left or gone (nil),
+// ctx ends (its error), or a frame cannot be read. It announces the end
+// to the group and closes the socket either way.
+func (s *Session) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.start = time.Now()
+	s.mu.Unlock()
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		s.read()
+	}()
+	err := s.run(ctx)
+	// The finish goes out even when ctx has ended: receivers then fall
+	// back at once instead of at their timeout.
+	for range 3 {
+		s.control(context.WithoutCancel(ctx), mcast.PhaseFinish, 0)
+	}
+	s.conn.Close()
+	<-readDone
+	return err
+}
+
+func (s *Session) run(ctx context.Context) error {
+	// The first round waits for the registered receivers' reports: a
+	// receiver whose disk holds most chunks gets only the others.
+	for first := time.Now().Add(s.cfg.FirstWait); time.Now().Before(first) && !s.allHeard(); {
+		if err := s.control(ctx, mcast.PhaseIdle, 0); err != nil {
+			return err
+		}
+		if err := s.wait(ctx, min(s.cfg.Heartbeat, time.Until(first))); err != nil {
+			return err
+		}
+	}
+	var round uint32
+	for {
+		if s.finished() {
+			s.log.Info("mcast session done", "session", s.cfg.Session, "rounds", round, "bytes", s.bytes.Load())
+			return nil
+		}
+		want := s.collect()
+		if len(want) == 0 {
+			if err := s.control(ctx, mcast.PhaseIdle, round); err != nil {
+				return err
+			}
+			if err := s.wait(ctx, s.cfg.Heartbeat); err != nil {
+				return err
+			}
+			continue
+		}
+		round++
+		s.rounds.Add(1)
+		s.log.Debug("mcast round", "session", s.cfg.Session, "round", round, "frames", len(want))
+		if err := s.sendRound(ctx, round, want); err != nil {
+			return err
+		}
+		// Wait for every active receiver's report on the round, saying the
+		// end again now and then: a receiver that lost it reports anyway,
+		// but later.
+		for until := time.Now().Add(s.cfg.ReportWait); time.Now().Before(until) && !s.allReported(round); {
+			if err := s.wait(ctx, min(s.cfg.Heartbeat/2, time.Until(until))); err != nil {
+				return err
+			}
+			if err := s.control(ctx, mcast.PhaseEnd, round); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// wanted is one frame a round sends: whole, or the fragment ranges some
+// receiver lacks.
+type wanted struct {
+	chunk int
+	whole bool
+	frags []mcast.Range
+}
+
+// sendRound sends want, between a round start and two round ends.
+func (s *Session) sendRound(ctx context.Context, round uint32, want []wanted) error {
+	if err := s.control(ctx, mcast.PhaseStart, round, uint32(len(want))); err != nil {
+		return err
+	}
+	buf := make([]byte, 0, mcast.MaxDatagram)
+	for _, w := range want {
+		frame, err := s.frames.Frame(w.chunk)
+		if err != nil {
+			return fmt.Errorf("mcastsend: frame %d: %w", w.chunk, err)
+		}
+		if len(frame) == 0 {
+			s.mu.Lock()
+			s.absent[w.chunk] = true
+			s.mu.Unlock()
+			s.log.Warn("mcast: a receiver asks for a chunk with no frame", "session", s.cfg.Session, "chunk", w.chunk)
+			continue
+		}
+		if int64(len(frame)) > 1<<32-1 {
+			return fmt.Errorf("mcastsend: frame %d of %d bytes", w.chunk, len(frame))
+		}
+		frags := mcast.NewSet(mcast.Fragments(len(frame), s.cfg.FragSize))
+		if w.whole {
+			frags = mcast.FullSet(frags.Len())
+		}
+		for _, r := range w.frags {
+			frags.AddRange(r)
+		}
+		if frags.Count() == 0 {
+			continue // fragments past the frame's end: nothing real
+		}
+		s.framesSent.Add(1)
+		for k := frags.Next(0); k >= 0; k = frags.Next(k + 1) {
+			off := k * s.cfg.FragSize
+			d := mcast.Data{Round: round, Chunk: uint32(w.chunk), FrameSize: uint32(len(frame)), Offset: uint32(off),
+				FragSize: uint16(s.cfg.FragSize), Payload: frame[off:min(off+s.cfg.FragSize, len(frame))]}
+			if err := s.send(ctx, s.codec.AppendData(buf[:0], &d)); err != nil {
+				return err
+			}
+		}
+	}
+	for range 2 {
+		if err := s.control(ctx, mcast.PhaseEnd, round); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// control sends a CONTROL datagram; frames is the round's, for a start.
+func (s *Session) control(ctx context.Context, phase mcast.Phase, round uint32, frames ...uint32) error {
+	m := mcast.Control{Round: round, Chunks: uint32(s.count), Phase: phase}
+	if len(frames) > 0 {
+		m.Frames = frames[0]
+	}
+	return s.send(ctx, s.codec.AppendControl(nil, &m))
+}
+
+// send paces and sends one datagram to the group. A datagram the socket
+// refuses (a full queue: ENOBUFS) is counted and dropped: the next round
+// repairs it. Only ctx's end is an error.
+func (s *Session) send(ctx context.Context, d []byte) error {
+	if err := s.limiter.WaitN(ctx, len(d)+WireOverhead); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("mcastsend: pacing: %w", err)
+	}
+	if _, err := s.conn.WriteToUDP(d, s.group); err != nil {
+		if s.writeErrs.Add(1) == 1 {
+			s.log.Warn("mcast: send failed (more are only counted)", "session", s.cfg.Session, "err", err)
+		}
+		return nil
+	}
+	s.datagrams.Add(1)
+	s.bytes.Add(uint64(len(d)))
+	return nil
+}
+
+// wait returns after d, or once a report completes, or with ctx's error.
+func (s *Session) wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.reported:
+	case <-t.C:
+	}
+	return nil
+}
+
+// allHeard reports whether every registered receiver has reported.
+func (s *Session) allHeard() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.receivers {
+		if r.registered && !r.have {
+			return false
+		}
+	}
+	return true
+}
+
+// allReported reports whether every active receiver has reported on
+// round (seen its end).
+func (s *Session) allReported(round uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for _, r := range s.receivers {
+		if s.state(r, now) == Active && r.last.Round < round {
+			return false
+		}
+	}
+	return true
+}
+
+// finished reports whether no receiver is left to serve: none waiting or
+// active; with none ever known, once IdleTimeout has passed.
+func (s *Session) finished() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for _, r := range s.receivers {
+		if st := s.state(r, now); st == Waiting || st == Active {
+			return false
+		}
+	}
+	return len(s.receivers) > 0 || now.Sub(s.start) > s.cfg.IdleTimeout
+}
+
+// collect is the next round: the union of the active receivers' last
+// reports, in chunk order, without chunks that have no frame.
+func (s *Session) collect() []wanted {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	whole := mcast.NewSet(s.count)
+	frags := map[int][]mcast.Range{}
+	now := time.Now()
+	for _, r := range s.receivers {
+		if s.state(r, now) != Active {
+			continue
+		}
+		for _, rg := range r.missing.Whole {
+			whole.AddRange(rg)
+		}
+		for _, p := range r.missing.Partial {
+			frags[int(p.Chunk)] = append(frags[int(p.Chunk)], p.Missing...)
+		}
+	}
+	var want []wanted
+	for i := whole.Next(0); i >= 0; i = whole.Next(i + 1) {
+		if !s.absent[i] {
+			want = append(want, wanted{chunk: i, whole: true})
+		}
+	}
+	for i, rs := range frags {
+		if !whole.Has(i) && !s.absent[i] {
+			want = append(want, wanted{chunk: i, frags: rs})
+		}
+	}
+	slices.SortFunc(want, func(a, b wanted) int { return a.chunk - b.chunk })
+	return want
+}
+
+// read takes the receivers' reports until the socket closes.
+func (s *Session) read() {
+	codec, err := mcast.NewCodec(s.cfg.Key, s.cfg.Session)
+	if err != nil {
+		return // New checked the key
+	}
+	buf := make([]byte, mcast.MaxDatagram+1)
+	for {
+		n, from, err := s.conn.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		m, err := codec.Parse(buf[:n])
+		st, ok := m.(*mcast.Status)
+		if err != nil || !ok || st.Chunks != uint32(s.count) {
+			if s.rejected.Add(1) == 1 {
+				s.log.Warn("mcast: refused a datagram (more are only counted)", "session", s.cfg.Session, "from", from, "err", err)
+			}
+			continue
+		}
+		if s.take(st, from.String()) {
+			s.reports.Add(1)
+			select {
+			case s.reported <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// take files one STATUS part, and reports whether it completed a report.
+func (s *Session) take(st *mcast.Status, from string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.receiver(st.Receiver)
+	r.heard, r.addr = time.Now(), from
+	switch {
+	case r.parts != nil && st.Seq == r.seq && int(st.Parts) == len(r.parts):
+	case r.have && st.Seq <= r.last.Seq, r.parts != nil && st.Seq < r.seq:
+		return false // older than what the session holds
+	default:
+		r.seq, r.parts, r.got = st.Seq, make([]*mcast.Status, st.Parts), 0
+	}
+	if r.parts[st.Part] != nil {
+		return false
+	}
+	r.parts[st.Part] = st
+	if r.got++; r.got < len(r.parts) {
+		return false
+	}
+	var rep mcast.Report
+	for _, p := range r.parts {
+		rep.Whole = append(rep.Whole, p.Report.Whole...)
+		rep.Partial = append(rep.Partial, p.Report.Partial...)
+	}
+	r.have, r.last, r.missing, r.parts = true, st, rep, nil
+	r.reports++
+	return true
+}

@@ -1,0 +1,315 @@
+package mcastsend
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/rc/proto/mcast"
+)
+
+var testKey = bytes.Repeat([]byte{7}, mcast.KeySize)
+
+// frames is a Frames of fixed frames; a nil one is absent.
+type frames [][]byte
+
+func (f frames) Count() int                  { return len(f) }
+func (f frames) Frame(i int) ([]byte, error) { return f[i], nil }
+
+func testConfig() Config {
+	return Config{Group: "239.255.18.1:40001", Source: "127.0.0.1", Rate: 100e6, Key: testKey, Session: 42}
+}
+
+func newSession(t *testing.T, cfg Config, f Frames) *Session {
+	t.Helper()
+	s, err := New(cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestNewRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"no rate", func(c *Config) { c.Rate = 0 }},
+		{"short key", func(c *Config) { c.Key = testKey[:16] }},
+		{"unicast group", func(c *Config) { c.Group = "10.0.0.1:40000" }},
+		{"no port", func(c *Config) { c.Group = "239.1.1.1" }},
+		{"fragment too large", func(c *Config) { c.FragSize = mcast.MaxPayload + 1 }},
+		{"bad source", func(c *Config) { c.Source = "nowhere:x" }},
+		{"no such interface", func(c *Config) { c.Interface = "nosuchif0" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			tc.edit(&cfg)
+			if s, err := New(cfg, frames{{1}}); err == nil {
+				s.Close()
+				t.Errorf("New(%+v): no error", cfg)
+			}
+		})
+	}
+}
+
+// status is one report part as a receiver sends it.
+func status(id string, seq, part, parts uint16, rep mcast.Report, flags ...string) *mcast.Status {
+	s := &mcast.Status{Receiver: id, Seq: uint32(seq), Chunks: 10, Part: part, Parts: parts, Report: rep}
+	for _, f := range flags {
+		switch f {
+		case "done":
+			s.Done = true
+		case "leave":
+			s.Leave = true
+		}
+	}
+	return s
+}
+
+func whole(start, count uint32) mcast.Report {
+	return mcast.Report{Whole: []mcast.Range{{Start: start, Count: count}}}
+}
+
+func TestTakeAndCollect(t *testing.T) {
+	s := newSession(t, testConfig(), make(frames, 10))
+	s.start = time.Now()
+	s.AddReceiver("a")
+	s.AddReceiver("quiet")
+	steps := []struct {
+		st       *mcast.Status
+		complete bool
+	}{
+		{status("a", 1, 0, 2, whole(0, 2)), false},
+		{status("a", 1, 0, 2, whole(0, 2)), false}, // a duplicate part
+		{status("a", 1, 1, 2, mcast.Report{Partial: []mcast.Partial{{Chunk: 5, Missing: []mcast.Range{{Start: 3, Count: 2}}}}}), true},
+		{status("a", 1, 0, 1, whole(9, 1)), false}, // an old report again
+		{status("b", 4, 0, 1, mcast.Report{Whole: []mcast.Range{{Start: 1, Count: 1}}, Partial: []mcast.Partial{
+			{Chunk: 5, Missing: []mcast.Range{{Start: 0, Count: 1}}},
+			{Chunk: 7, Missing: []mcast.Range{{Start: 2, Count: 1}}},
+		}}), true},
+		{status("c", 1, 0, 1, whole(0, 10), "leave"), true},
+		{status("d", 1, 0, 1, mcast.Report{}, "done"), true},
+		{status("e", 2, 0, 1, whole(8, 1)), true},  // e is then newer...
+		{status("e", 1, 0, 1, whole(3, 1)), false}, // ...than its seq 1, late
+	}
+	for i, step := range steps {
+		if got := s.take(step.st, "10.0.0.1:5"); got != step.complete {
+			t.Errorf("step %d (%s seq %d part %d): complete %v, want %v", i, step.st.Receiver, step.st.Seq, step.st.Part, got, step.complete)
+		}
+	}
+	want := []wanted{
+		{chunk: 0, whole: true},
+		{chunk: 1, whole: true},
+		{chunk: 5, frags: []mcast.Range{{Start: 3, Count: 2}, {Start: 0, Count: 1}}},
+		{chunk: 7, frags: []mcast.Range{{Start: 2, Count: 1}}},
+		{chunk: 8, whole: true},
+	}
+	got := s.collect()
+	// The order of one chunk's fragment ranges is the map's: compare as sets.
+	for i := range got {
+		slicesSortRanges(got[i].frags)
+	}
+	for i := range want {
+		slicesSortRanges(want[i].frags)
+	}
+	if d := gocmp.Diff(want, got, gocmp.AllowUnexported(wanted{})); d != "" {
+		t.Errorf("collect (-want +got):\n%s", d)
+	}
+	states := map[string]State{}
+	for _, r := range s.Receivers() {
+		states[r.ID] = r.State
+	}
+	if d := gocmp.Diff(map[string]State{"a": Active, "b": Active, "c": Left, "d": Done, "e": Active, "quiet": Waiting}, states); d != "" {
+		t.Errorf("states (-want +got):\n%s", d)
+	}
+	if s.finished() || s.allHeard() {
+		t.Errorf("finished %v, allHeard %v with active and waiting receivers", s.finished(), s.allHeard())
+	}
+	// A chunk found to have no frame is not asked for again.
+	s.absent[8] = true
+	if got := s.collect(); got[len(got)-1].chunk == 8 {
+		t.Errorf("collect still sends absent chunk 8: %+v", got)
+	}
+	// Past the idle timeout every silent receiver is gone and the session over.
+	s.start = time.Now().Add(-time.Hour)
+	for _, r := range s.receivers {
+		r.heard = s.start
+	}
+	if !s.finished() {
+		t.Errorf("not finished with every receiver silent past the idle timeout: %+v", s.Receivers())
+	}
+}
+
+func slicesSortRanges(rs []mcast.Range) {
+	slices.SortFunc(rs, func(a, b mcast.Range) int { return cmp.Compare(a.Start, b.Start) })
+}
+
+func TestNoReceiversEndsAfterIdleTimeout(t *testing.T) {
+	testenv.Root(t, "a network namespace for multicast on loopback")
+	ns := multicastLoopback(t)
+	cfg := testConfig()
+	cfg.IdleTimeout, cfg.FirstWait = 300*time.Millisecond, 10*time.Millisecond
+	var s *Session
+	if err := netns.Do(ns, func() (err error) { s, err = New(cfg, make(frames, 3)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Errorf("Run with no receiver = %v, want nil after the idle timeout", err)
+	}
+	if st := s.Stats(); st.Rounds != 0 || st.Datagrams == 0 {
+		t.Errorf("stats %+v: want heartbeats and no round", st)
+	}
+}
+
+// multicastLoopback makes a namespace whose loopback carries multicast.
+func multicastLoopback(t *testing.T) string {
+	t.Helper()
+	testenv.Programs(t, "Debian: iproute2", "ip")
+	ns := netns.Temp(t, "mcs-")
+	netns.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
+	return ns
+}
+
+// TestSendsWhatIsMissing: a hand-made receiver on loopback reports one
+// chunk missing whole and two fragments of another; the round carries
+// exactly those, and the session ends when it reports done.
+func TestSendsWhatIsMissing(t *testing.T) {
+	testenv.Root(t, "a network namespace for multicast on loopback")
+	ns := multicastLoopback(t)
+	const fragSize = 100
+	f := make(frames, 6)
+	for i := range f {
+		f[i] = bytes.Repeat([]byte{byte('a' + i)}, 250+i) // 3 fragments each
+	}
+	f[4] = nil // an absent chunk
+	cfg := testConfig()
+	cfg.FragSize, cfg.FirstWait, cfg.ReportWait, cfg.IdleTimeout = fragSize, 5*time.Second, 5*time.Second, 20*time.Second
+	var (
+		s    *Session
+		recv *net.UDPConn
+		fb   *net.UDPConn
+	)
+	err := netns.Do(ns, func() (err error) {
+		if s, err = New(cfg, f); err != nil {
+			return err
+		}
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			return err
+		}
+		group, _ := net.ResolveUDPAddr("udp4", cfg.Group)
+		if recv, err = net.ListenMulticastUDP("udp4", lo, group); err != nil {
+			return err
+		}
+		fb, err = net.DialUDP("udp4", nil, s.Addr())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	defer fb.Close()
+	s.AddReceiver("r1")
+	codec, err := mcast.NewCodec(testKey, cfg.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func(st *mcast.Status, rep mcast.Report) {
+		t.Helper()
+		st.Receiver, st.Chunks = "r1", uint32(len(f))
+		ds, err := codec.StatusDatagrams(st, rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if _, err := fb.Write(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	report(&mcast.Status{Seq: 1, Missing: 2}, mcast.Report{
+		Whole:   []mcast.Range{{Start: 1, Count: 1}},
+		Partial: []mcast.Partial{{Chunk: 3, Missing: []mcast.Range{{Start: 0, Count: 1}, {Start: 2, Count: 1}}}},
+	})
+	type frag struct{ Chunk, Off int }
+	var got []frag
+	buf := make([]byte, mcast.MaxDatagram)
+	for ended := false; !ended; {
+		if err := recv.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := recv.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for round 1: %v (so far %v)", err, got)
+		}
+		m, err := codec.Parse(buf[:n])
+		if err != nil {
+			t.Fatalf("the sender's datagram: %v", err)
+		}
+		switch m := m.(type) {
+		case *mcast.Data:
+			if want := f[m.Chunk][m.Offset : int(m.Offset)+len(m.Payload)]; m.Round != 1 || !bytes.Equal(m.Payload, want) || int(m.FrameSize) != len(f[m.Chunk]) {
+				t.Errorf("DATA %+v: not chunk %d's bytes at %d in round 1", m, m.Chunk, m.Offset)
+			}
+			got = append(got, frag{int(m.Chunk), int(m.Offset)})
+		case *mcast.Control:
+			ended = m.Phase == mcast.PhaseEnd && m.Round == 1
+			if m.Phase == mcast.PhaseStart && m.Frames != 2 {
+				t.Errorf("round start %+v: want 2 frames", m)
+			}
+		}
+	}
+	if d := gocmp.Diff([]frag{{1, 0}, {1, 100}, {1, 200}, {3, 0}, {3, 200}}, got); d != "" {
+		t.Errorf("round 1 sent (-want +got):\n%s", d)
+	}
+	report(&mcast.Status{Seq: 2, Round: 1, Done: true}, mcast.Report{})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil once the only receiver is done", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not end after the receiver's done")
+	}
+	rs := s.Receivers()
+	if len(rs) != 1 || rs[0].State != Done || rs[0].Reports != 2 {
+		t.Errorf("receivers %+v, want r1 done after 2 reports", rs)
+	}
+	if st := s.Stats(); st.Rounds != 1 || st.Frames != 2 || st.Reports != 2 {
+		t.Errorf("stats %+v: want 1 round, 2 frames, 2 reports", st)
+	}
+	// The finish reaches the group.
+	for {
+		if err := recv.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := recv.Read(buf)
+		if err != nil {
+			t.Fatalf("no finish: %v", err)
+		}
+		if m, err := codec.Parse(buf[:n]); err == nil {
+			if c, ok := m.(*mcast.Control); ok && c.Phase == mcast.PhaseFinish {
+				break
+			}
+		} else if !errors.Is(err, mcast.ErrMAC) {
+			t.Fatal(err)
+		}
+	}
+}
