@@ -255,13 +255,7 @@ func chunkTestLoad(t testing.TB, r *rc, url, disk, sum string) proto.Report {
 	rep := newReporter(r, &client{base: url, http: r.cfg.HTTP}, 1)
 	final := r.loadImage(ctx, proto.Command{ID: 1, Type: proto.LoadImage, Image: "img", Disk: disk, SHA256: sum}, rep)
 	cancel() // ends a report waiting for an appliance that is away
-	rep.mu.Lock()
-	started := rep.started
-	rep.mu.Unlock()
-	if started {
-		close(rep.stop)
-		<-rep.stopped
-	}
+	rep.stopPeriodic()
 	return final
 }
 

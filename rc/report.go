@@ -176,13 +176,7 @@ func (p *reporter) send(ctx context.Context, rep proto.Report) {
 // finish stops the periodic reports and sends the final one, with all the
 // output still waiting.
 func (p *reporter) finish(ctx context.Context, final proto.Report) {
-	p.mu.Lock()
-	started := p.started
-	p.mu.Unlock()
-	if started {
-		close(p.stop)
-		<-p.stopped
-	}
+	p.stopPeriodic()
 	for {
 		rest, ok := p.take(false)
 		if !ok {
@@ -199,4 +193,15 @@ func (p *reporter) finish(ctx context.Context, final proto.Report) {
 		p.send(ctx, rest)
 	}
 	p.send(ctx, final)
+}
+
+// stopPeriodic stops the periodic reports, if they started.
+func (p *reporter) stopPeriodic() {
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if started {
+		close(p.stop)
+		<-p.stopped
+	}
 }
