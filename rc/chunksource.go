@@ -112,6 +112,23 @@ func fetchManifest(ctx context.Context, c *client, cfg Config, log *slog.Logger,
 	}
 }
 
+// headImage asks for a disk image's headers only: its format and sum.
+func (c *client) headImage(ctx context.Context, name string) (http.Header, error) {
+	req, err := c.newRequest(ctx, http.MethodHead, proto.DiskImagePath(name), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &StatusError{Method: http.MethodHead, Path: proto.DiskImagePath(name), Status: resp.StatusCode, Message: resp.Status}
+	}
+	return resp.Header, nil
+}
+
 // maxManifestFetch bounds the manifest the RC takes: a 4 TiB disk in
 // 1 MiB chunks.
 const maxManifestFetch = 512 << 20

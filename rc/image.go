@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,25 +110,27 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	if err != nil {
 		return failed("%v", err)
 	}
+	// A chunked image is fetched by ranges instead (chunkload.go): a HEAD
+	// tells its format without starting the transfer of the whole file
+	// (failing, it leaves the GET to say why).
+	if h, err := rep.c.headImage(ctx, c.Image); err == nil && h.Get(proto.HeaderFormat) == proto.FormatChunked {
+		want, err := imageSum(c, h)
+		if err != nil {
+			return failed("%v", err)
+		}
+		return r.loadChunked(ctx, c, disk, fi, want, rep)
+	}
 	resp, err := rep.c.getImage(ctx, c.Image)
 	if err != nil {
 		return failed("disk image %s: %v", c.Image, err)
 	}
 	defer resp.Body.Close()
-	want := resp.Header.Get(proto.HeaderSHA256)
-	if c.SHA256 != "" && want != c.SHA256 {
-		return failed("disk image %s changed since the command was queued (sha256 %s, now %s); nothing was written", c.Image, c.SHA256, want)
+	want, err := imageSum(c, resp.Header)
+	if err != nil {
+		return failed("%v", err)
 	}
-	if want == "" {
-		want = c.SHA256
-	}
-	// A chunked image is fetched by ranges instead (chunkload.go): its
-	// format is in the answer's header, else in its first bytes.
+	// An appliance that does not say the format: the first bytes do.
 	body := bufio.NewReaderSize(resp.Body, 16)
-	if resp.Header.Get(proto.HeaderFormat) == proto.FormatChunked {
-		resp.Body.Close()
-		return r.loadChunked(ctx, c, disk, fi, want, rep)
-	}
 	if head, _ := body.Peek(len(proto.ChunkedMagic)); proto.FormatOf(head) == proto.FormatChunked {
 		resp.Body.Close()
 		return r.loadChunked(ctx, c, disk, fi, want, rep)
@@ -200,6 +203,19 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	}
 	final := proto.Progress{Done: read.Load(), Total: total, Written: n, Fetched: read.Load()}
 	return proto.Report{State: proto.StateDone, Reply: proto.ReplyOK, SHA256: got, Progress: &final}
+}
+
+// imageSum is the checksum to verify the image by: the appliance's (h), the
+// one the command was queued with, which must not differ.
+func imageSum(c proto.Command, h http.Header) (string, error) {
+	sum := h.Get(proto.HeaderSHA256)
+	if c.SHA256 != "" && sum != c.SHA256 {
+		return "", fmt.Errorf("disk image %s changed since the command was queued (sha256 %s, now %s); nothing was written", c.Image, c.SHA256, sum)
+	}
+	if sum == "" {
+		sum = c.SHA256
+	}
+	return sum, nil
 }
 
 // writeAll copies src to dst in ioBlock writes, decompression and writing
