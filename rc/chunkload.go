@@ -63,12 +63,15 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 		return failed("disk image %s: %v", c.Image, err)
 	}
 	defer dec.Close()
-	// Here a multicast source would go, for a command that names a
-	// session (with oneBatch).
 	bufs := &frameBufs{size: 2 * m.ChunkSize} // ParseManifest's bound on a frame
 	l := &chunkLoad{
 		m: m, disk: f, dec: dec, log: log, state: make([]atomic.Int32, len(m.Chunks)), bufs: bufs,
 		src: &httpSource{c: rep.c, cfg: r.cfg, log: log, image: c.Image, digest: sum, m: m, bufs: bufs},
+	}
+	if c.Multicast != nil {
+		// The session takes chunks in any order: it wants them all at once.
+		l.src = &mcastSource{m: c.Multicast, id: c.HRN, chunks: len(m.Chunks), http: l.src, log: log.With("group", c.Multicast.Group)}
+		l.oneBatch = true
 	}
 	rep.watch(l.progress)
 	rep.start(ctx)

@@ -1,8 +1,6 @@
 package rc_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
-	"github.com/orbit-lab/netboot/internal/netns"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -24,74 +21,18 @@ import (
 // secret, and so is curl doing the same; the first node's own orbit-rc,
 // from its own address, enrolls.
 func TestNodeIdentityInNamespaces(t *testing.T) {
-	testenv.Root(t, "network namespaces, a bridge, veths")
-	testenv.Programs(t, "Debian: iproute2, curl", "ip", "curl")
-	var rnd [3]byte
-	rand.Read(rnd[:])
-	id := "nbid-" + hex.EncodeToString(rnd[:])
-	srv, ns1, ns2 := id+"-s", id+"-1", id+"-2"
-	ip := func(args ...string) {
+	testenv.Programs(t, "Debian: curl", "curl")
+	l := newNetLab(t, 2)
+	n1, n2 := l.nodes[0], l.nodes[1]
+	ns2 := n2.ns
+	node2IP := n2.ip
+	mac1, hrn1 := n1.mac, n1.hrn
+	a := l.appliance("")
+	// rcIn runs a real orbit-rc in the namespace of node n, enrolling with mac.
+	rcIn := func(n labNode, mac, hostname string) (*apptest.SyncBuffer, string) {
 		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	for _, ns := range []string{srv, ns1, ns2} {
-		ip("netns", "add", ns)
-		t.Cleanup(func() {
-			if err := netns.Delete(ns); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	const (
-		applianceIP = "10.77.0.1"
-		node1IP     = "10.77.0.11"
-		node2IP     = "10.77.0.12"
-		mac1, mac2  = "52:54:00:77:00:11", "52:54:00:77:00:12"
-		hrn1, hrn2  = "node1.id.orbit-lab.org", "node2.id.orbit-lab.org"
-	)
-	ip("-n", srv, "link", "add", "br0", "type", "bridge")
-	ip("-n", srv, "addr", "add", applianceIP+"/24", "dev", "br0")
-	for _, n := range []struct{ ns, port, mac, addr string }{{ns1, "p1", mac1, node1IP}, {ns2, "p2", mac2, node2IP}} {
-		ip("-n", srv, "link", "add", n.port, "type", "veth", "peer", "name", "eth0", "address", n.mac, "netns", n.ns)
-		ip("-n", srv, "link", "set", n.port, "master", "br0")
-		ip("-n", srv, "link", "set", n.port, "up")
-		ip("-n", n.ns, "addr", "add", n.addr+"/24", "dev", "eth0")
-		ip("-n", n.ns, "link", "set", "eth0", "up")
-		ip("-n", n.ns, "link", "set", "lo", "up")
-	}
-	ip("-n", srv, "link", "set", "br0", "up")
-	ip("-n", srv, "link", "set", "lo", "up")
-
-	a := apptest.New(t, apptest.Options{Netns: srv, HTTPHost: applianceIP, Images: []string{ramImage}, Inventory: `testbeds:
-  - domain: id
-    nodes:
-      - { hrn: ` + hrn1 + `, hostname: node1, control_ip: ` + node1IP + `, control_mac: "` + mac1 + `" }
-      - { hrn: ` + hrn2 + `, hostname: node2, control_ip: ` + node2IP + `, control_mac: "` + mac2 + `" }
-`})
-	a.Start()
-	bin := orbitRC(t)
-	// rcIn runs a real orbit-rc in namespace ns, enrolling with mac.
-	rcIn := func(ns, mac, hostname string) (*apptest.SyncBuffer, string) {
-		t.Helper()
-		dir := t.TempDir()
-		state := filepath.Join(dir, "state")
-		out := &apptest.SyncBuffer{}
-		cmd := exec.Command("ip", "netns", "exec", ns, bin, "--am", a.URL, "--mac", mac, "--hostname", hostname,
-			"--cmdline", "/dev/null", "--image-file", filepath.Join(dir, "none"), "--state-dir", state,
-			"--disk-allow", filepath.Join(dir, "disk*"), "--poll-wait", "5s", "--max-backoff", "1s",
-			"--reboot-cmd", "true", "--poweroff-cmd", "true", "--log-level", "debug")
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.WaitDelay = 5 * time.Second
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill() // an error: it has exited
-			_ = cmd.Wait()
-		})
-		return out, state
+		out, dir := l.rc(a, n, mac, hostname)
+		return out, filepath.Join(dir, "state")
 	}
 	status := func(hrn string) proto.RCStatus {
 		t.Helper()
@@ -114,7 +55,7 @@ func TestNodeIdentityInNamespaces(t *testing.T) {
 	}
 
 	// The impostor: node2's namespace, node1's MAC.
-	impostor, impostorState := rcIn(ns2, mac1, "impostor")
+	impostor, impostorState := rcIn(n2, mac1, "impostor")
 	waitFor("the impostor's enrollment refused", func() bool {
 		return strings.Contains(impostor.String(), "HTTP 403") && strings.Contains(a.Log.String(), "rc: enrollment refused")
 	}, impostor.String)
@@ -144,9 +85,9 @@ func TestNodeIdentityInNamespaces(t *testing.T) {
 
 	// The real node1, from its own address, enrolls; so does node2 as
 	// itself from the namespace the impostor used.
-	rcIn(ns1, mac1, "node1")
-	rcIn(ns2, mac2, "node2")
-	for _, n := range []struct{ hrn, hostname, addr string }{{hrn1, "node1", node1IP}, {hrn2, "node2", node2IP}} {
+	rcIn(n1, n1.mac, "node1")
+	rcIn(n2, n2.mac, "node2")
+	for _, n := range []struct{ hrn, hostname, addr string }{{n1.hrn, "node1", n1.ip}, {n2.hrn, "node2", n2.ip}} {
 		var s proto.RCStatus
 		waitFor(n.hrn+" enrolled", func() bool {
 			s = status(n.hrn)
