@@ -100,7 +100,7 @@ func TestTakeAndCollect(t *testing.T) {
 		}}), true},
 		{status("c", 1, 0, 1, whole(0, 10), "leave"), true},
 		{status("d", 1, 0, 1, mcast.Report{}, "done"), true},
-		{status("e", 2, 0, 1, whole(8, 1)), true}, // e is then newer...
+		{status("e", 2, 0, 1, whole(8, 1)), true},  // e is then newer...
 		{status("e", 1, 0, 1, whole(3, 1)), false}, // ...than its seq 1, late
 	}
 	for i, step := range steps {
