@@ -4,14 +4,17 @@
 // last reported missing, paced to a rate, until every receiver has what
 // it needs. The wire format is rc/proto/mcast's.
 //
-// A session's life: it waits up to FirstWait for the first reports of the
-// receivers the caller registered (so that a receiver's delta, the chunks
-// its disk already holds, is never sent), then runs rounds while some
-// receiver misses something; between rounds it waits up to ReportWait for
-// every active receiver's report on the round. Receivers nobody
-// registered are served too, once they report. It ends when every
-// receiver is done, has left (fell back to HTTP) or has been silent for
-// IdleTimeout; or when the caller's context ends.
+// A session's life: it sends heartbeats and waits up to FirstWait for a
+// report from each receiver the caller registered that says multicast
+// reaches it (so that a receiver's delta, the chunks its disk already
+// holds, is never sent), then runs rounds while some receiver misses
+// something; between rounds it waits up to ReportWait for every active
+// receiver's report on the round. Only receivers that hear the group are
+// served or waited for: one that multicast does not reach would have
+// every round resend all it misses, and leaves for HTTP anyway. Receivers
+// nobody registered are served too, once they report. The session ends
+// when every receiver is done, has left (fell back to HTTP) or has been
+// silent for IdleTimeout; or when the caller's context ends.
 package mcastsend
 
 import (
@@ -92,7 +95,7 @@ type State int
 // The receiver states.
 const (
 	Waiting State = iota // registered, not heard from yet
-	Active               // reported chunks missing
+	Active               // reported chunks missing (served once it hears the group)
 	Done                 // reported it has everything
 	Left                 // gave up on multicast (falls back to HTTP)
 	Gone                 // silent past IdleTimeout
@@ -119,6 +122,7 @@ type ReceiverState struct {
 	ID        string
 	Addr      string // where its reports come from; "" before the first
 	State     State
+	Hears     bool      // its last report says multicast reaches it
 	Missing   int       // chunks missing, by its last report
 	LastHeard time.Time // zero before the first report
 	Reports   int       // complete reports received
@@ -307,7 +311,7 @@ func (s *Session) Receivers() []ReceiverState {
 	for _, r := range s.receivers {
 		st := ReceiverState{ID: r.id, Addr: r.addr, State: s.state(r, now), LastHeard: r.heard, Reports: r.reports}
 		if r.have {
-			st.Missing = int(r.last.Missing)
+			st.Missing, st.Hears = int(r.last.Missing), r.last.Hears
 		}
 		out = append(out, st)
 	}
@@ -388,10 +392,11 @@ func (s *Session) run(ctx context.Context) error {
 		}
 		round++
 		s.rounds.Add(1)
-		s.log.Debug("mcast round", "session", s.cfg.Session, "round", round, "frames", len(want))
+		before := s.bytes.Load()
 		if err := s.sendRound(ctx, round, want); err != nil {
 			return err
 		}
+		s.log.Debug("mcast round sent", "session", s.cfg.Session, "round", round, "frames", len(want), "bytes", s.bytes.Load()-before)
 		// Wait for every active receiver's report on the round, saying the
 		// end again now and then: a receiver that lost it reports anyway,
 		// but later.
@@ -506,16 +511,24 @@ func (s *Session) wait(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// allHeard reports whether every registered receiver has reported.
+// allHeard reports whether every registered receiver has reported that
+// it hears the group, or left.
 func (s *Session) allHeard() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	for _, r := range s.receivers {
-		if r.registered && !r.have {
+		if st := s.state(r, now); r.registered && (st == Waiting || st == Active && !r.last.Hears) {
 			return false
 		}
 	}
 	return true
+}
+
+// served reports whether r is served: active and hearing the group; s.mu
+// is held.
+func (s *Session) served(r *receiver, now time.Time) bool {
+	return s.state(r, now) == Active && r.last.Hears
 }
 
 // allReported reports whether every active receiver has reported on
@@ -525,7 +538,7 @@ func (s *Session) allReported(round uint32) bool {
 	defer s.mu.Unlock()
 	now := time.Now()
 	for _, r := range s.receivers {
-		if s.state(r, now) == Active && r.last.Round < round {
+		if s.served(r, now) && r.last.Round < round {
 			return false
 		}
 	}
@@ -546,7 +559,7 @@ func (s *Session) finished() bool {
 	return len(s.receivers) > 0 || now.Sub(s.start) > s.cfg.IdleTimeout
 }
 
-// collect is the next round: the union of the active receivers' last
+// collect is the next round: the union of the served receivers' last
 // reports, in chunk order, without chunks that have no frame.
 func (s *Session) collect() []wanted {
 	s.mu.Lock()
@@ -555,7 +568,7 @@ func (s *Session) collect() []wanted {
 	frags := map[int][]mcast.Range{}
 	now := time.Now()
 	for _, r := range s.receivers {
-		if s.state(r, now) != Active {
+		if !s.served(r, now) {
 			continue
 		}
 		for _, rg := range r.missing.Whole {
@@ -604,6 +617,8 @@ func (s *Session) read() {
 			continue
 		}
 		if s.take(st, from.String()) {
+			s.log.Debug("mcast report", "session", s.cfg.Session, "receiver", st.Receiver, "seq", st.Seq, "round", st.Round,
+				"missing", st.Missing, "done", st.Done, "leave", st.Leave)
 			s.reports.Add(1)
 			select {
 			case s.reported <- struct{}{}:

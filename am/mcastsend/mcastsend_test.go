@@ -65,13 +65,15 @@ func TestNewRefuses(t *testing.T) {
 
 // status is one report part as a receiver sends it.
 func status(id string, seq, part, parts uint16, rep mcast.Report, flags ...string) *mcast.Status {
-	s := &mcast.Status{Receiver: id, Seq: uint32(seq), Chunks: 10, Part: part, Parts: parts, Report: rep}
+	s := &mcast.Status{Receiver: id, Seq: uint32(seq), Chunks: 10, Part: part, Parts: parts, Report: rep, Hears: true}
 	for _, f := range flags {
 		switch f {
 		case "done":
 			s.Done = true
 		case "leave":
 			s.Leave = true
+		case "deaf":
+			s.Hears = false
 		}
 	}
 	return s
@@ -102,6 +104,7 @@ func TestTakeAndCollect(t *testing.T) {
 		{status("d", 1, 0, 1, mcast.Report{}, "done"), true},
 		{status("e", 2, 0, 1, whole(8, 1)), true},  // e is then newer...
 		{status("e", 1, 0, 1, whole(3, 1)), false}, // ...than its seq 1, late
+		{status("deaf", 1, 0, 1, whole(4, 1), "deaf"), true},
 	}
 	for i, step := range steps {
 		if got := s.take(step.st, "10.0.0.1:5"); got != step.complete {
@@ -130,7 +133,7 @@ func TestTakeAndCollect(t *testing.T) {
 	for _, r := range s.Receivers() {
 		states[r.ID] = r.State
 	}
-	if d := gocmp.Diff(map[string]State{"a": Active, "b": Active, "c": Left, "d": Done, "e": Active, "quiet": Waiting}, states); d != "" {
+	if d := gocmp.Diff(map[string]State{"a": Active, "b": Active, "c": Left, "d": Done, "e": Active, "deaf": Active, "quiet": Waiting}, states); d != "" {
 		t.Errorf("states (-want +got):\n%s", d)
 	}
 	if s.finished() || s.allHeard() {
@@ -244,7 +247,7 @@ func TestSendsWhatIsMissing(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	report(&mcast.Status{Seq: 1, Missing: 2}, mcast.Report{
+	report(&mcast.Status{Seq: 1, Missing: 2, Hears: true}, mcast.Report{
 		Whole:   []mcast.Range{{Start: 1, Count: 1}},
 		Partial: []mcast.Partial{{Chunk: 3, Missing: []mcast.Range{{Start: 0, Count: 1}, {Start: 2, Count: 1}}}},
 	})
@@ -279,7 +282,7 @@ func TestSendsWhatIsMissing(t *testing.T) {
 	if d := gocmp.Diff([]frag{{1, 0}, {1, 100}, {1, 200}, {3, 0}, {3, 200}}, got); d != "" {
 		t.Errorf("round 1 sent (-want +got):\n%s", d)
 	}
-	report(&mcast.Status{Seq: 2, Round: 1, Done: true}, mcast.Report{})
+	report(&mcast.Status{Seq: 2, Round: 1, Done: true, Hears: true}, mcast.Report{})
 	select {
 	case err := <-done:
 		if err != nil {

@@ -129,6 +129,7 @@ type receiver struct {
 
 	seq     uint32
 	seenEnd uint32 // the last round whose end arrived
+	hears   bool   // a valid datagram of the session has arrived
 
 	datagrams, bytes, forged, foreign, malformed, unneeded, dups, deferred, delivered, refused, reports, rounds atomic.Uint64
 }
@@ -330,6 +331,14 @@ func (r *receiver) run(ctx context.Context) error {
 			r.foreign.Add(1)
 			continue
 		}
+		if !r.hears {
+			// Multicast reaches this node: say so at once, the sender
+			// serves only receivers that hear it.
+			r.hears = true
+			r.log.Debug("mcast: the session's first datagram", "group", r.cfg.Group, "after", time.Since(start))
+			r.report(false)
+			nextReport = time.Now().Add(r.cfg.ReportEvery)
+		}
 		switch m := m.(type) {
 		case *mcast.Data:
 			if int64(m.Chunk) >= int64(r.cfg.Chunks) {
@@ -466,7 +475,7 @@ func (r *receiver) report(leave bool) {
 
 func (r *receiver) send(s *mcast.Status, rep mcast.Report) {
 	r.seq++
-	s.Receiver, s.Seq, s.Round, s.Chunks = r.cfg.ID, r.seq, r.seenEnd, uint32(r.cfg.Chunks)
+	s.Receiver, s.Seq, s.Round, s.Chunks, s.Hears = r.cfg.ID, r.seq, r.seenEnd, uint32(r.cfg.Chunks), r.hears
 	ds, err := r.codec.StatusDatagrams(s, rep)
 	if err != nil {
 		r.log.Warn("mcast: report not encoded", "err", err)

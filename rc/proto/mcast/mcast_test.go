@@ -149,7 +149,7 @@ func TestParseRejects(t *testing.T) {
 		{"status no id", status(0, ""), ErrMalformed},
 		{"status long id", status(0, strings.Repeat("n", MaxIDLen+1)), ErrMalformed},
 		{"status bad id", status(0, "\xff"), ErrMalformed},
-		{"status flags", status(4, "n"), ErrMalformed},
+		{"status flags", status(8, "n"), ErrMalformed},
 		{"status unknown entry", status(0, "n", 9), ErrMalformed},
 		{"status range cut", status(0, "n", kindChunkRange, 0, 0, 0), ErrMalformed},
 		{"status empty range", status(0, "n", kindChunkRange, 0, 0, 0, 1, 0, 0, 0, 0), ErrMalformed},
@@ -206,7 +206,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		wantParts int
 		maxParts  int // when more than one: at most this many
 	}{
-		{name: "done", s: Status{Receiver: "node1-1.grid", Seq: 5, Round: 2, Chunks: 100, Done: true}, wantParts: 1},
+		{name: "done", s: Status{Receiver: "node1-1.grid", Seq: 5, Round: 2, Chunks: 100, Done: true, Hears: true}, wantParts: 1},
 		{name: "leave", s: Status{Receiver: "n", Chunks: 100, Missing: 100, Leave: true}, r: Report{Whole: ranges(0, 100)}, wantParts: 1},
 		{name: "whole image", s: Status{Receiver: "n", Chunks: 1 << 20, Missing: 1 << 20}, r: Report{Whole: ranges(0, 1<<20)}, wantParts: 1},
 		{name: "a few ranges", s: Status{Receiver: "n", Chunks: 4096, Missing: 13},
