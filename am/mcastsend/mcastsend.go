@@ -208,9 +208,9 @@ func New(cfg Config, frames Frames) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcastsend: %w", err)
 	}
-	group, err := net.ResolveUDPAddr("udp4", cfg.Group)
-	if err != nil || !group.IP.IsMulticast() {
-		return nil, fmt.Errorf("mcastsend: group %q: not a multicast ip:port (%v)", cfg.Group, err)
+	group, err := mcast.ResolveGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("mcastsend: %w", err)
 	}
 	local, err := sourceAddr(cfg.Source)
 	if err != nil {
@@ -356,7 +356,8 @@ func (s *Session) Run(ctx context.Context) error {
 	// The finish goes out even when ctx has ended: receivers then fall
 	// back at once instead of at their timeout.
 	for range 3 {
-		s.control(context.WithoutCancel(ctx), mcast.PhaseFinish, 0)
+		// Only ctx's end fails a send, and this context does not end.
+		_ = s.control(context.WithoutCancel(ctx), mcast.PhaseFinish, 0)
 	}
 	s.conn.Close()
 	<-readDone

@@ -231,7 +231,7 @@ func inject(ctx context.Context, t *testing.T, ns string, cfg mcastsend.Config) 
 	var conn *net.UDPConn
 	err := netns.Do(ns, func() error {
 		if out, err := exec.Command("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0").CombinedOutput(); err != nil {
-			return fmt.Errorf("route: %v: %s", err, out)
+			return fmt.Errorf("route: %w: %s", err, out)
 		}
 		var err error
 		conn, err = net.ListenUDP("udp4", nil)

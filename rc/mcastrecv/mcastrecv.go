@@ -180,9 +180,9 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 		}
 		need.Add(i)
 	}
-	group, err := net.ResolveUDPAddr("udp4", cfg.Group)
-	if err != nil || !group.IP.IsMulticast() {
-		return nil, fmt.Errorf("mcastrecv: group %q: not a multicast ip:port (%v)", cfg.Group, err)
+	group, err := mcast.ResolveGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("mcastrecv: %w", err)
 	}
 	sender, err := net.ResolveUDPAddr("udp4", cfg.Sender)
 	if err != nil {

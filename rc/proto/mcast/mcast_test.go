@@ -166,7 +166,7 @@ func TestParseRejects(t *testing.T) {
 				t.Errorf("Parse = %#v, %v; want %v", m, err, tc.want)
 			}
 			for _, e := range []error{ErrLength, ErrMagic, ErrVersion, ErrSession, ErrMAC, ErrType, ErrMalformed} {
-				if e != tc.want && errors.Is(err, e) {
+				if !errors.Is(tc.want, e) && errors.Is(err, e) {
 					t.Errorf("Parse's error %v is also %v", err, e)
 				}
 			}
@@ -337,5 +337,28 @@ func TestSet(t *testing.T) {
 				t.Errorf("union with a full set: %d members, want %d", u.Count(), tc.n)
 			}
 		})
+	}
+}
+
+func TestResolveGroup(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"239.255.18.7:40007", true},
+		{"224.0.0.251:5353", true},
+		{"10.0.0.1:40000", false},
+		{"239.1.1.1", false},
+		{"239.1.1.1:0", false},
+		{"[ff02::1]:40000", false},
+		{"", false},
+	} {
+		a, err := ResolveGroup(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("ResolveGroup(%q) = %v, %v; want ok %v", tc.in, a, err, tc.ok)
+		}
+		if err == nil && a.String() != tc.in {
+			t.Errorf("ResolveGroup(%q) = %v", tc.in, a)
+		}
 	}
 }
