@@ -59,8 +59,12 @@ type Config struct {
 	// TTL of the multicast datagrams; 0 means 1 (the local network).
 	TTL int
 	// Rate caps what the session sends, in bits per second counted on the
-	// wire (each datagram plus WireOverhead bytes); required.
+	// wire (each datagram plus WireOverhead bytes); required unless
+	// Limiter is set.
 	Rate int64
+	// Limiter, if set, paces the session instead of Rate: sessions that
+	// share one (made by NewLimiter) together stay under its rate.
+	Limiter *rate.Limiter
 	// Key (mcast.KeySize bytes) and Session identify and authenticate the
 	// session's datagrams.
 	Key     []byte
@@ -180,8 +184,12 @@ type receiver struct {
 // New opens the session's socket. Run sends; Close only if Run is never
 // called.
 func New(cfg Config, frames Frames) (*Session, error) {
-	if cfg.Rate <= 0 {
-		return nil, fmt.Errorf("mcastsend: rate %d bit/s, want > 0", cfg.Rate)
+	limiter := cfg.Limiter
+	if limiter == nil {
+		if cfg.Rate <= 0 {
+			return nil, fmt.Errorf("mcastsend: rate %d bit/s, want > 0", cfg.Rate)
+		}
+		limiter = NewLimiter(cfg.Rate)
 	}
 	if cfg.FragSize == 0 {
 		cfg.FragSize = mcast.MaxPayload
@@ -233,16 +241,22 @@ func New(cfg Config, frames Frames) (*Session, error) {
 		conn.Close()
 		return nil, fmt.Errorf("mcastsend: multicast options: %w", err)
 	}
-	// Bytes per second; the bucket holds 2 ms of the rate (at least a few
-	// datagrams), which absorbs the timer's lateness without a burst a
-	// switch notices.
-	bps := float64(cfg.Rate) / 8
-	burst := max(int(bps/500), 4*(mcast.MaxDatagram+WireOverhead))
 	return &Session{
 		cfg: cfg, frames: frames, count: n, conn: conn, group: group,
-		limiter: rate.NewLimiter(rate.Limit(bps), burst), codec: codec, log: log,
+		limiter: limiter, codec: codec, log: log,
 		reported: make(chan struct{}, 1), receivers: map[string]*receiver{}, absent: map[int]bool{},
 	}, nil
+}
+
+// NewLimiter returns the pacing of bitsPerSecond on the wire, for
+// Config.Limiter: tokens are bytes (a datagram plus WireOverhead). The
+// bucket holds 2 ms of the rate, at least four datagrams: it absorbs the
+// timer's lateness without a burst a switch notices, and over any span
+// the bytes sent stay within the rate plus that bucket.
+func NewLimiter(bitsPerSecond int64) *rate.Limiter {
+	bps := float64(bitsPerSecond) / 8
+	burst := max(int(bps/500), 4*(mcast.MaxDatagram+WireOverhead))
+	return rate.NewLimiter(rate.Limit(bps), burst)
 }
 
 func orDefault(d, def time.Duration) time.Duration {

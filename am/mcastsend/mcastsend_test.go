@@ -316,3 +316,38 @@ func TestSendsWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterNeverAboveRate offers datagrams as fast as the limiter takes
+// them over a simulated second (the limiter's own clock, given, not
+// slept): what it lets through stays within the rate plus its bucket.
+func TestLimiterNeverAboveRate(t *testing.T) {
+	for _, bits := range []int64{1e6, 100e6, 900e6, 10e9} {
+		l := NewLimiter(bits)
+		if l.Burst() < mcast.MaxDatagram+WireOverhead {
+			t.Fatalf("%d bit/s: bucket of %d bytes holds no datagram", bits, l.Burst())
+		}
+		const size = mcast.MaxDatagram + WireOverhead
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		var sent int64
+		for now := start; now.Before(start.Add(time.Second)); now = now.Add(10 * time.Microsecond) {
+			for l.AllowN(now, size) {
+				sent += size
+			}
+		}
+		limit := bits/8 + int64(l.Burst())
+		if sent > limit || sent < bits/8*9/10 {
+			t.Errorf("%d bit/s: %d bytes in a second, want %d..%d", bits, sent, bits/8*9/10, limit)
+		}
+	}
+}
+
+// TestSharedLimiter: sessions given one limiter draw from it.
+func TestSharedLimiter(t *testing.T) {
+	l := NewLimiter(1e6)
+	cfg := testConfig()
+	cfg.Rate, cfg.Limiter = 0, l
+	s := newSession(t, cfg, frames{{1}})
+	if s.limiter != l {
+		t.Error("the session does not use the limiter it was given")
+	}
+}

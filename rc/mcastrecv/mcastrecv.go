@@ -208,8 +208,8 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 		return nil, fmt.Errorf("mcastrecv: join %s: %w", group, err)
 	}
 	// A round arrives at the sender's rate while deliver may be slow: a
-	// deep queue loses less (the kernel caps it at net.core.rmem_max).
-	_ = conn.SetReadBuffer(16 << 20) // best effort: losses are repaired
+	// deep queue loses less. Best effort: losses are repaired.
+	_ = growReadBuffer(conn, 16<<20)
 	r := &receiver{
 		cfg: cfg, deliver: deliver, codec: codec, conn: conn, fb: fb, log: log,
 		need: need, partial: map[int]*partial{}, work: make(chan job, cfg.Workers),
