@@ -81,10 +81,15 @@ type Config struct {
 	// Heartbeat is how often CONTROL datagrams go out while no round
 	// runs (default 200 ms): receivers tell a working multicast path by them.
 	Heartbeat time.Duration
-	// IdleTimeout is how long a receiver may stay silent (a registered one:
-	// from the session's start) before the session stops waiting for it
-	// (default 30 s).
+	// IdleTimeout is how long the session waits for a registered receiver
+	// that has not reported yet, from the session's start (a node still
+	// booting; default 30 s). With no receiver at all it ends after it.
 	IdleTimeout time.Duration
+	// Silence is how long a receiver that has reported may stay silent
+	// (it reports every ~200 ms) before the session stops serving and
+	// waiting for it (default 3 s): a receiver whose "done" was lost
+	// costs at most that.
+	Silence time.Duration
 	// Log receives the session's events; nil: none.
 	Log *slog.Logger
 }
@@ -102,7 +107,7 @@ const (
 	Active               // reported chunks missing (served once it hears the group)
 	Done                 // reported it has everything
 	Left                 // gave up on multicast (falls back to HTTP)
-	Gone                 // silent past IdleTimeout
+	Gone                 // silent past Silence (or, never heard, IdleTimeout)
 )
 
 func (s State) String() string {
@@ -204,6 +209,7 @@ func New(cfg Config, frames Frames) (*Session, error) {
 	cfg.ReportWait = orDefault(cfg.ReportWait, 500*time.Millisecond)
 	cfg.Heartbeat = orDefault(cfg.Heartbeat, 200*time.Millisecond)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 30*time.Second)
+	cfg.Silence = orDefault(cfg.Silence, 3*time.Second)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -232,6 +238,9 @@ func New(cfg Config, frames Frames) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcastsend: socket: %w", err)
 	}
+	// Every receiver reports at once when a round ends. Best effort: a
+	// lost report is replaced by the next, 200 ms later.
+	_ = mcastif.GrowReadBuffer(conn, 4<<20)
 	p := ipv4.NewPacketConn(conn)
 	err = p.SetMulticastTTL(cfg.TTL)
 	if err == nil && ifi != nil {
@@ -341,11 +350,11 @@ func (s *Session) state(r *receiver, now time.Time) State {
 	case r.have && r.last.Leave:
 		return Left
 	}
-	heard := r.heard
+	heard, timeout := r.heard, s.cfg.Silence
 	if heard.IsZero() {
-		heard = s.start
+		heard, timeout = s.start, s.cfg.IdleTimeout
 	}
-	if !s.start.IsZero() && now.Sub(heard) > s.cfg.IdleTimeout {
+	if !s.start.IsZero() && now.Sub(heard) > timeout {
 		return Gone
 	}
 	if !r.have {
@@ -381,11 +390,12 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) run(ctx context.Context) error {
 	// The first round waits for the registered receivers' reports: a
 	// receiver whose disk holds most chunks gets only the others.
+	var beat time.Time // when the next heartbeat is due
 	for first := time.Now().Add(s.cfg.FirstWait); time.Now().Before(first) && !s.allHeard(); {
-		if err := s.control(ctx, mcast.PhaseIdle, 0); err != nil {
+		if err := s.heartbeat(ctx, &beat, mcast.PhaseIdle, 0); err != nil {
 			return err
 		}
-		if err := s.wait(ctx, min(s.cfg.Heartbeat, time.Until(first))); err != nil {
+		if err := s.wait(ctx, min(time.Until(beat), time.Until(first))); err != nil {
 			return err
 		}
 	}
@@ -397,10 +407,10 @@ func (s *Session) run(ctx context.Context) error {
 		}
 		want := s.collect()
 		if len(want) == 0 {
-			if err := s.control(ctx, mcast.PhaseIdle, round); err != nil {
+			if err := s.heartbeat(ctx, &beat, mcast.PhaseIdle, round); err != nil {
 				return err
 			}
-			if err := s.wait(ctx, s.cfg.Heartbeat); err != nil {
+			if err := s.wait(ctx, time.Until(beat)); err != nil {
 				return err
 			}
 			continue
@@ -415,14 +425,19 @@ func (s *Session) run(ctx context.Context) error {
 		// Wait for every active receiver's report on the round, saying the
 		// end again now and then: a receiver that lost it reports anyway,
 		// but later.
+		beat = time.Now().Add(s.cfg.Heartbeat / 2)
 		for until := time.Now().Add(s.cfg.ReportWait); time.Now().Before(until) && !s.allReported(round); {
-			if err := s.wait(ctx, min(s.cfg.Heartbeat/2, time.Until(until))); err != nil {
+			if err := s.wait(ctx, min(time.Until(beat), time.Until(until))); err != nil {
 				return err
 			}
-			if err := s.control(ctx, mcast.PhaseEnd, round); err != nil {
-				return err
+			if !time.Now().Before(beat) {
+				if err := s.control(ctx, mcast.PhaseEnd, round); err != nil {
+					return err
+				}
+				beat = time.Now().Add(s.cfg.Heartbeat / 2)
 			}
 		}
+		beat = time.Time{}
 	}
 }
 
@@ -481,6 +496,17 @@ func (s *Session) sendRound(ctx context.Context, round uint32, want []wanted) er
 		}
 	}
 	return nil
+}
+
+// heartbeat sends a CONTROL of phase once *next is due, and sets *next to
+// the one after: receivers hear of an idle sender every Heartbeat however
+// often reports wake the session.
+func (s *Session) heartbeat(ctx context.Context, next *time.Time, phase mcast.Phase, round uint32) error {
+	if time.Now().Before(*next) {
+		return nil
+	}
+	*next = time.Now().Add(s.cfg.Heartbeat)
+	return s.control(ctx, phase, round)
 }
 
 // control sends a CONTROL datagram; frames is the round's, for a start.

@@ -144,6 +144,20 @@ func TestTakeAndCollect(t *testing.T) {
 	if got := s.collect(); got[len(got)-1].chunk == 8 {
 		t.Errorf("collect still sends absent chunk 8: %+v", got)
 	}
+	// A receiver silent past Silence is gone, not served; one never heard
+	// from waits for the IdleTimeout.
+	s.receivers["a"].heard = time.Now().Add(-s.cfg.Silence - time.Second)
+	s.start = time.Now().Add(-s.cfg.Silence - time.Second)
+	for _, r := range s.Receivers() {
+		if want, ok := map[string]State{"a": Gone, "quiet": Waiting}[r.ID]; ok && r.State != want {
+			t.Errorf("%s silent since %v: %v, want %v", r.ID, r.LastHeard, r.State, want)
+		}
+	}
+	for _, w := range s.collect() {
+		if w.chunk == 0 {
+			t.Errorf("collect serves gone receiver a's chunk 0: %+v", w)
+		}
+	}
 	// Past the idle timeout every silent receiver is gone and the session over.
 	s.start = time.Now().Add(-time.Hour)
 	for _, r := range s.receivers {

@@ -209,7 +209,7 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 	}
 	// A round arrives at the sender's rate while deliver may be slow: a
 	// deep queue loses less. Best effort: losses are repaired.
-	_ = growReadBuffer(conn, 16<<20)
+	_ = mcastif.GrowReadBuffer(conn, 16<<20)
 	r := &receiver{
 		cfg: cfg, deliver: deliver, codec: codec, conn: conn, fb: fb, log: log,
 		need: need, partial: map[int]*partial{}, work: make(chan job, cfg.Workers),
@@ -489,10 +489,14 @@ func (r *receiver) send(s *mcast.Status, rep mcast.Report) {
 	}
 }
 
-// finish tells the sender this receiver is done (thrice: a lost report
-// would keep the sender waiting for it until its idle timeout).
+// finish tells the sender this receiver is done, thrice a few ms apart:
+// while the sender lacks it, it serves this receiver's last report again
+// (for up to its Silence).
 func (r *receiver) finish() error {
-	for range 3 {
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
 		r.send(&mcast.Status{Done: true}, mcast.Report{})
 	}
 	return nil
