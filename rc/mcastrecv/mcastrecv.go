@@ -291,6 +291,7 @@ func (r *receiver) run(ctx context.Context) error {
 			return r.finish()
 		}
 		if err := ctx.Err(); err != nil {
+			r.leave()
 			return err
 		}
 		heard := lastValid
@@ -348,6 +349,7 @@ func (r *receiver) run(ctx context.Context) error {
 			lastValid = time.Now()
 			r.datagrams.Add(1)
 			if err := r.take(ctx, m); err != nil {
+				r.leave()
 				return err
 			}
 		case *mcast.Control:

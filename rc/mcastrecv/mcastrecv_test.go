@@ -254,58 +254,75 @@ func TestLoopback(t *testing.T) {
 }
 
 // TestNoMulticast: with no sender on the group the receiver gives up
-// within NoData, with everything it needs still missing, and tells the
-// sender's address it leaves.
+// within NoData, or when its context ends, with everything it needs still
+// missing, and tells the sender's address it leaves.
 func TestNoMulticast(t *testing.T) {
 	ns := loopbackLab(t)
-	var fb *net.UDPConn
-	if err := netns.Do(ns, func() (err error) {
-		fb, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer fb.Close()
-	need := []int{1, 2, 5}
-	cfg := mcastrecv.Config{Group: "239.255.18.9:40009", Sender: fb.LocalAddr().String(), Key: testKey, Session: 9,
-		ID: "lonely", Chunks: 8, Need: need, NoData: 300 * time.Millisecond}
-	d := newDisk()
-	o := wait(t, "lonely", startReceiver(context.Background(), ns, cfg, d))
-	if !errors.Is(o.err, mcastrecv.ErrNoMulticast) || !slices.Equal(o.res.Missing, need) {
-		t.Errorf("Receive = %v missing %v; want ErrNoMulticast missing %v", o.err, o.res.Missing, need)
-	}
-	if d.calls != 0 {
-		t.Errorf("deliver called %d times", d.calls)
-	}
-	codec, err := mcast.NewCodec(testKey, 9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, mcast.MaxDatagram)
-	var reports, leaves int
-	for {
-		if err := fb.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := fb.Read(buf)
-		if err != nil {
-			break // all read
-		}
-		m, err := codec.Parse(buf[:n])
-		if err != nil {
-			t.Fatalf("the receiver's report: %v", err)
-		}
-		st := m.(*mcast.Status)
-		reports++
-		if st.Leave {
-			leaves++
-		}
-		if st.Receiver != "lonely" || st.Missing != uint32(len(need)) {
-			t.Errorf("report %+v: want lonely missing %d", st, len(need))
-		}
-	}
-	if reports < 2 || leaves == 0 {
-		t.Errorf("%d reports, %d leaving; want a report at the start and a leave", reports, leaves)
+	for _, tc := range []struct {
+		name    string
+		noData  time.Duration
+		cancel  bool
+		wantErr error
+	}{
+		{"nothing arrives", 300 * time.Millisecond, false, mcastrecv.ErrNoMulticast},
+		{"cancelled", time.Minute, true, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var fb *net.UDPConn
+			if err := netns.Do(ns, func() (err error) {
+				fb, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer fb.Close()
+			need := []int{1, 2, 5}
+			cfg := mcastrecv.Config{Group: "239.255.18.9:40009", Sender: fb.LocalAddr().String(), Key: testKey, Session: 9,
+				ID: "lonely", Chunks: 8, Need: need, NoData: tc.noData}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			d := newDisk()
+			out := startReceiver(ctx, ns, cfg, d)
+			codec, err := mcast.NewCodec(testKey, 9)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, mcast.MaxDatagram)
+			var reports, leaves int
+			for leaves == 0 {
+				if err := fb.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := fb.Read(buf)
+				if err != nil {
+					t.Fatalf("after %d reports: %v", reports, err)
+				}
+				m, err := codec.Parse(buf[:n])
+				if err != nil {
+					t.Fatalf("the receiver's report: %v", err)
+				}
+				st := m.(*mcast.Status)
+				if reports++; st.Leave {
+					leaves++
+				}
+				if st.Receiver != "lonely" || st.Missing != uint32(len(need)) || st.Hears {
+					t.Errorf("report %+v: want lonely missing %d, not hearing", st, len(need))
+				}
+				if tc.cancel && reports == 2 {
+					cancel()
+				}
+			}
+			o := wait(t, "lonely", out)
+			if !errors.Is(o.err, tc.wantErr) || !slices.Equal(o.res.Missing, need) {
+				t.Errorf("Receive = %v missing %v; want %v missing %v", o.err, o.res.Missing, tc.wantErr, need)
+			}
+			if d.calls != 0 {
+				t.Errorf("deliver called %d times", d.calls)
+			}
+			if reports < 2 {
+				t.Errorf("%d reports before the leave; want one at the start at least", reports-1)
+			}
+		})
 	}
 }
 
