@@ -57,8 +57,8 @@ func (l *bridgeLab) node() string {
 
 // dropMulticast makes ns drop percent of the multicast it receives (100:
 // all), counting the drops.
-func (l *bridgeLab) dropMulticast(ns string, percent int) {
-	l.t.Helper()
+func dropMulticast(t *testing.T, ns string, percent int) {
+	t.Helper()
 	rule := "ip daddr 224.0.0.0/4 udp dport 40000-40999 counter drop"
 	if percent < 100 {
 		rule = fmt.Sprintf("ip daddr 224.0.0.0/4 udp dport 40000-40999 numgen random mod 100 < %d counter drop", percent)
@@ -70,7 +70,7 @@ func (l *bridgeLab) dropMulticast(ns string, percent int) {
 	} {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			l.t.Fatalf("nft %v in %s: %v\n%s", args, ns, err, out)
+			t.Fatalf("nft %v in %s: %v\n%s", args, ns, err, out)
 		}
 	}
 }
@@ -78,15 +78,15 @@ func (l *bridgeLab) dropMulticast(ns string, percent int) {
 var nftPackets = regexp.MustCompile(`counter packets (\d+)`)
 
 // dropped is how many datagrams ns's drop rule dropped.
-func (l *bridgeLab) dropped(ns string) int {
-	l.t.Helper()
+func dropped(t *testing.T, ns string) int {
+	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "chain", "inet", "loss", "in").CombinedOutput()
 	if err != nil {
-		l.t.Fatalf("nft list in %s: %v\n%s", ns, err, out)
+		t.Fatalf("nft list in %s: %v\n%s", ns, err, out)
 	}
 	m := nftPackets.FindSubmatch(out)
 	if m == nil {
-		l.t.Fatalf("no counter in %s's rule:\n%s", ns, out)
+		t.Fatalf("no counter in %s's rule:\n%s", ns, out)
 	}
 	n, _ := strconv.Atoi(string(m[1]))
 	return n
@@ -132,7 +132,7 @@ func TestBridge(t *testing.T) {
 	evil := l.node()
 	for _, r := range append(slices.Clone(rcvs), blocked) {
 		if r.loss > 0 {
-			l.dropMulticast(r.ns, r.loss)
+			dropMulticast(t, r.ns, r.loss)
 		}
 	}
 
@@ -209,7 +209,7 @@ func TestBridge(t *testing.T) {
 	}
 	for _, r := range rcvs {
 		if r.loss > 0 {
-			if n := l.dropped(r.ns); n == 0 {
+			if n := dropped(t, r.ns); n == 0 {
 				t.Errorf("%s: nftables dropped nothing: the test proves nothing about loss", r.id)
 			}
 		}

@@ -61,9 +61,11 @@ type Config struct {
 	ReportEvery time.Duration
 	// Workers is how many deliver calls run at once (default GOMAXPROCS).
 	Workers int
-	// MaxFrame refuses frames larger than this (default 64 MiB); MaxPartial
-	// caps the bytes of frames held in part (default 512 MiB): past it a
-	// new frame is left for a later round.
+	// MaxFrame is the largest frame taken (default 64 MiB): a larger one
+	// ends Receive with an error (the sender and this receiver disagree
+	// on the image). MaxPartial caps the bytes of frames held in part
+	// (default 512 MiB, at least MaxFrame): past it a new frame is left
+	// for a later round.
 	MaxFrame, MaxPartial int
 	// Log receives the receiver's events; nil: none.
 	Log *slog.Logger
@@ -78,7 +80,7 @@ type Stats struct {
 	Malformed  uint64 // valid MAC, body refused (or not fitting this session)
 	Unneeded   uint64 // fragments of chunks not needed (any more)
 	Duplicates uint64 // fragments already held
-	Deferred   uint64 // fragments of new frames dropped for MaxPartial or MaxFrame
+	Deferred   uint64 // fragments of new frames left for later: MaxPartial held
 	Delivered  uint64 // frames deliver accepted
 	Refused    uint64 // frames deliver refused (stay missing)
 	Reports    uint64 // reports sent (each of one or more datagrams)
@@ -162,6 +164,7 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 	if cfg.MaxPartial <= 0 {
 		cfg.MaxPartial = 512 << 20
 	}
+	cfg.MaxPartial = max(cfg.MaxPartial, cfg.MaxFrame)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -404,7 +407,11 @@ func (r *receiver) take(ctx context.Context, d *mcast.Data) error {
 		p = nil
 	}
 	if p == nil {
-		if int(d.FrameSize) > r.cfg.MaxFrame || r.held+int(d.FrameSize) > r.cfg.MaxPartial {
+		if int(d.FrameSize) > r.cfg.MaxFrame {
+			r.mu.Unlock()
+			return fmt.Errorf("mcastrecv: chunk %d: a frame of %d bytes, over the %d this receiver takes", chunk, d.FrameSize, r.cfg.MaxFrame)
+		}
+		if r.held+int(d.FrameSize) > r.cfg.MaxPartial {
 			r.mu.Unlock()
 			r.deferred.Add(1)
 			return nil

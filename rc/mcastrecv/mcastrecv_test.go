@@ -391,3 +391,55 @@ func TestReceiveRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestFrameLimits: a receiver that loses 10% of the datagrams and may
+// hold only a frame or two in part at once still gets all of them (the
+// rest wait for later rounds); one whose
+// MaxFrame is below the image's frames gives up with an error, not as if
+// multicast were missing, and leaves the session.
+func TestFrameLimits(t *testing.T) {
+	im := newImage(5, 30, 20000, 0)
+	for i := range im {
+		im[i] = append(im[i], make([]byte, 10000)...) // 10000..30000 bytes
+	}
+	for _, tc := range []struct {
+		name                 string
+		maxFrame, maxPartial int
+		loss                 int
+		wantErr              bool
+	}{
+		{name: "a frame or two held", maxFrame: 30000, maxPartial: 40000, loss: 10},
+		{name: "frames too large", maxFrame: 5000, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := loopbackLab(t)
+			if tc.loss > 0 {
+				testenv.Programs(t, "Debian: nftables", "nft")
+				dropMulticast(t, ns, tc.loss)
+			}
+			cfg := senderConfig("239.255.18.5:40005", 15)
+			cfg.ReportWait = 200 * time.Millisecond
+			s, sdone := startSender(t, ns, cfg, im, "r")
+			rc := receiverConfig("r", cfg.Group, s, len(im), im.present())
+			rc.Session, rc.MaxFrame, rc.MaxPartial = cfg.Session, tc.maxFrame, tc.maxPartial
+			d := newDisk()
+			o := wait(t, "r", startReceiver(context.Background(), ns, rc, d))
+			if tc.wantErr {
+				if o.err == nil || errors.Is(o.err, mcastrecv.ErrNoMulticast) || !slices.Equal(o.res.Missing, im.present()) {
+					t.Errorf("Receive = %v missing %d; want a frame size error, all missing", o.err, len(o.res.Missing))
+				}
+			} else {
+				if o.err != nil {
+					t.Errorf("Receive = %v", o.err)
+				}
+				d.check(t, "r", im, im.present())
+				if o.res.Stats.Deferred == 0 {
+					t.Errorf("stats %+v: nothing deferred, the limit was not tested", o.res.Stats)
+				}
+			}
+			if err := <-sdone; err != nil {
+				t.Errorf("sender Run = %v", err)
+			}
+		})
+	}
+}
