@@ -13,6 +13,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc/proto/mcast"
 )
@@ -195,8 +196,8 @@ func TestNoReceiversEndsAfterIdleTimeout(t *testing.T) {
 func multicastLoopback(t *testing.T) string {
 	t.Helper()
 	testenv.Programs(t, "Debian: iproute2", "ip")
-	ns := netns.Temp(t, "mcs-")
-	netns.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
+	ns := netnstest.Temp(t, "mcs-")
+	netnstest.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
 	return ns
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/mcastsend"
 	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc/mcastrecv"
 	"github.com/orbit-lab/netboot/rc/proto/mcast"
@@ -34,24 +35,24 @@ const labNet = "10.98.0."
 func newBridgeLab(t *testing.T) *bridgeLab {
 	testenv.Root(t, "network namespaces, a bridge, veths, nftables")
 	testenv.Programs(t, "Debian: iproute2, nftables", "ip", "nft")
-	l := &bridgeLab{t: t, srv: netns.Temp(t, "mcb-s-")}
+	l := &bridgeLab{t: t, srv: netnstest.Temp(t, "mcb-s-")}
 	l.prefix = l.srv[len("mcb-s-"):]
-	netns.IP(t, "-n", l.srv, "link", "add", "br0", "type", "bridge")
-	netns.IP(t, "-n", l.srv, "addr", "add", labNet+"1/24", "dev", "br0")
-	netns.IP(t, "-n", l.srv, "link", "set", "br0", "up")
+	netnstest.IP(t, "-n", l.srv, "link", "add", "br0", "type", "bridge")
+	netnstest.IP(t, "-n", l.srv, "addr", "add", labNet+"1/24", "dev", "br0")
+	netnstest.IP(t, "-n", l.srv, "link", "set", "br0", "up")
 	return l
 }
 
 // node adds a namespace on the bridge at the next address.
 func (l *bridgeLab) node() string {
 	l.nodes++
-	ns := netns.Temp(l.t, fmt.Sprintf("mcb-%d-", l.nodes))
+	ns := netnstest.Temp(l.t, fmt.Sprintf("mcb-%d-", l.nodes))
 	port := fmt.Sprintf("p%d", l.nodes)
-	netns.IP(l.t, "-n", l.srv, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	netns.IP(l.t, "-n", l.srv, "link", "set", port, "master", "br0")
-	netns.IP(l.t, "-n", l.srv, "link", "set", port, "up")
-	netns.IP(l.t, "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", labNet, 10+l.nodes), "dev", "eth0")
-	netns.IP(l.t, "-n", ns, "link", "set", "eth0", "up")
+	netnstest.IP(l.t, "-n", l.srv, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	netnstest.IP(l.t, "-n", l.srv, "link", "set", port, "master", "br0")
+	netnstest.IP(l.t, "-n", l.srv, "link", "set", port, "up")
+	netnstest.IP(l.t, "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", labNet, 10+l.nodes), "dev", "eth0")
+	netnstest.IP(l.t, "-n", ns, "link", "set", "eth0", "up")
 	return ns
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/mcastsend"
 	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc/mcastrecv"
 	"github.com/orbit-lab/netboot/rc/proto/mcast"
@@ -160,8 +161,8 @@ func loopbackLab(t *testing.T) string {
 	t.Helper()
 	testenv.Root(t, "a network namespace for multicast on loopback")
 	testenv.Programs(t, "Debian: iproute2", "ip")
-	ns := netns.Temp(t, "mcr-")
-	netns.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
+	ns := netnstest.Temp(t, "mcr-")
+	netnstest.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
 	return ns
 }
 
