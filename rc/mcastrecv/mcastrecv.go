@@ -98,9 +98,10 @@ type Result struct {
 // once it is complete; deliver returning an error leaves the chunk
 // missing (e.g. its hash did not verify) for a later round. deliver runs
 // on up to cfg.Workers goroutines at once and never after Receive
-// returns. Receive returns nil once every needed chunk is delivered (and
-// has told the sender), or an error (ErrNoMulticast, ErrSenderLost,
-// ErrSessionEnded, ctx's) with the chunks still missing.
+// returns; the frame is deliver's to keep. Receive returns nil once every
+// needed chunk is delivered (having told the sender), or an error
+// (ErrNoMulticast, ErrSenderLost, ErrSessionEnded, ctx's, or another for
+// a bad config or socket) with the chunks still missing.
 func Receive(ctx context.Context, cfg Config, deliver func(i int, frame []byte) error) (Result, error) {
 	r, err := newReceiver(cfg, deliver)
 	if err != nil {
@@ -109,7 +110,13 @@ func Receive(ctx context.Context, cfg Config, deliver func(i int, frame []byte) 
 	defer r.close()
 	err = r.run(ctx)
 	r.stopWorkers()
-	return Result{Missing: r.need.Members(), Stats: r.stats()}, err
+	missing := r.need.Members()
+	if len(missing) == 0 {
+		// The last frames were being delivered when the session ended:
+		// nothing is missing.
+		err = nil
+	}
+	return Result{Missing: missing, Stats: r.stats()}, err
 }
 
 type receiver struct {
