@@ -587,17 +587,38 @@ func (s *Session) allReported(round uint32) bool {
 }
 
 // finished reports whether no receiver is left to serve: none waiting or
-// active; with none ever known, once IdleTimeout has passed.
+// active, but for served ones that ask only for chunks with no frame
+// (nothing the session could ever send them); with none ever known, once
+// IdleTimeout has passed.
 func (s *Session) finished() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	for _, r := range s.receivers {
-		if st := s.state(r, now); st == Waiting || st == Active {
+		st := s.state(r, now)
+		if st == Waiting || st == Active && !(s.served(r, now) && s.onlyAbsent(r)) {
 			return false
 		}
 	}
 	return len(s.receivers) > 0 || now.Sub(s.start) > s.cfg.IdleTimeout
+}
+
+// onlyAbsent reports whether every chunk r's last report asks for has
+// turned out to have no frame; s.mu is held.
+func (s *Session) onlyAbsent(r *receiver) bool {
+	for _, rg := range r.missing.Whole {
+		for i := uint64(rg.Start); i < rg.End(); i++ {
+			if !s.absent[int(i)] {
+				return false
+			}
+		}
+	}
+	for _, p := range r.missing.Partial {
+		if !s.absent[int(p.Chunk)] {
+			return false
+		}
+	}
+	return true
 }
 
 // collect is the next round: the union of the served receivers' last

@@ -140,10 +140,15 @@ func TestTakeAndCollect(t *testing.T) {
 	if s.finished() || s.allHeard() {
 		t.Errorf("finished %v, allHeard %v with active and waiting receivers", s.finished(), s.allHeard())
 	}
-	// A chunk found to have no frame is not asked for again.
+	// A chunk found to have no frame is not asked for again, and a
+	// receiver asking for nothing else keeps no session alive.
 	s.absent[8] = true
 	if got := s.collect(); got[len(got)-1].chunk == 8 {
 		t.Errorf("collect still sends absent chunk 8: %+v", got)
+	}
+	if s.onlyAbsent(s.receivers["a"]) || !s.onlyAbsent(s.receivers["e"]) {
+		t.Errorf("onlyAbsent: a (chunks 0, 1, 5) %v, e (chunk 8) %v; want false, true",
+			s.onlyAbsent(s.receivers["a"]), s.onlyAbsent(s.receivers["e"]))
 	}
 	// A receiver silent past Silence is gone, not served; one never heard
 	// from waits for the IdleTimeout.

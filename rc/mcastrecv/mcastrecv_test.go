@@ -444,3 +444,26 @@ func TestFrameLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestAbsentChunk: a receiver that asks for a chunk the image has no
+// frame for (an all-zero chunk: the receiver's caller should have written
+// it itself) gets the rest; the session then ends instead of running on,
+// and the receiver returns that chunk missing.
+func TestAbsentChunk(t *testing.T) {
+	ns := loopbackLab(t)
+	im := newImage(6, 12, 3000, 4) // 3, 7, 11 absent
+	cfg := senderConfig("239.255.18.6:40006", 16)
+	cfg.ReportWait = 200 * time.Millisecond
+	s, sdone := startSender(t, ns, cfg, im, "r")
+	rc := receiverConfig("r", cfg.Group, s, len(im), []int{0, 1, 2, 3, 4})
+	rc.Session = cfg.Session
+	d := newDisk()
+	o := wait(t, "r", startReceiver(context.Background(), ns, rc, d))
+	if !errors.Is(o.err, mcastrecv.ErrSessionEnded) || !slices.Equal(o.res.Missing, []int{3}) {
+		t.Errorf("Receive = %v missing %v; want ErrSessionEnded missing [3]", o.err, o.res.Missing)
+	}
+	d.check(t, "r", im, []int{0, 1, 2, 4})
+	if err := <-sdone; err != nil {
+		t.Errorf("sender Run = %v", err)
+	}
+}
