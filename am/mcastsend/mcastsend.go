@@ -4,14 +4,17 @@
 // last reported missing, paced to a rate, until every receiver has what
 // it needs. The wire format is rc/proto/mcast's.
 //
-// A session's life: it waits up to FirstWait for the first reports of the
-// receivers the caller registered (so that a receiver's delta, the chunks
-// its disk already holds, is never sent), then runs rounds while some
-// receiver misses something; between rounds it waits up to ReportWait for
-// every active receiver's report on the round. Receivers nobody
-// registered are served too, once they report. It ends when every
-// receiver is done, has left (fell back to HTTP) or has been silent for
-// IdleTimeout; or when the caller's context ends.
+// A session's life: it sends heartbeats and waits up to FirstWait for a
+// report from each receiver the caller registered that says multicast
+// reaches it (so that a receiver's delta, the chunks its disk already
+// holds, is never sent), then runs rounds while some receiver misses
+// something; between rounds it waits up to ReportWait for every active
+// receiver's report on the round. Only receivers that hear the group are
+// served or waited for: one that multicast does not reach would have
+// every round resend all it misses, and leaves for HTTP anyway. Receivers
+// nobody registered are served too, once they report. The session ends
+// when every receiver is done, has left (fell back to HTTP) or has been
+// silent for IdleTimeout; or when the caller's context ends.
 package mcastsend
 
 import (
@@ -56,8 +59,12 @@ type Config struct {
 	// TTL of the multicast datagrams; 0 means 1 (the local network).
 	TTL int
 	// Rate caps what the session sends, in bits per second counted on the
-	// wire (each datagram plus WireOverhead bytes); required.
+	// wire (each datagram plus WireOverhead bytes); required unless
+	// Limiter is set.
 	Rate int64
+	// Limiter, if set, paces the session instead of Rate: sessions that
+	// share one (made by NewLimiter) together stay under its rate.
+	Limiter *rate.Limiter
 	// Key (mcast.KeySize bytes) and Session identify and authenticate the
 	// session's datagrams.
 	Key     []byte
@@ -74,10 +81,15 @@ type Config struct {
 	// Heartbeat is how often CONTROL datagrams go out while no round
 	// runs (default 200 ms): receivers tell a working multicast path by them.
 	Heartbeat time.Duration
-	// IdleTimeout is how long a receiver may stay silent (a registered one:
-	// from the session's start) before the session stops waiting for it
-	// (default 30 s).
+	// IdleTimeout is how long the session waits for a registered receiver
+	// that has not reported yet, from the session's start (a node still
+	// booting; default 30 s). With no receiver at all it ends after it.
 	IdleTimeout time.Duration
+	// Silence is how long a receiver that has reported may stay silent
+	// (it reports every ~200 ms) before the session stops serving and
+	// waiting for it (default 3 s): a receiver whose "done" was lost
+	// costs at most that.
+	Silence time.Duration
 	// Log receives the session's events; nil: none.
 	Log *slog.Logger
 }
@@ -92,10 +104,10 @@ type State int
 // The receiver states.
 const (
 	Waiting State = iota // registered, not heard from yet
-	Active               // reported chunks missing
+	Active               // reported chunks missing (served once it hears the group)
 	Done                 // reported it has everything
 	Left                 // gave up on multicast (falls back to HTTP)
-	Gone                 // silent past IdleTimeout
+	Gone                 // silent past Silence (or, never heard, IdleTimeout)
 )
 
 func (s State) String() string {
@@ -119,6 +131,7 @@ type ReceiverState struct {
 	ID        string
 	Addr      string // where its reports come from; "" before the first
 	State     State
+	Hears     bool      // its last report says multicast reaches it
 	Missing   int       // chunks missing, by its last report
 	LastHeard time.Time // zero before the first report
 	Reports   int       // complete reports received
@@ -176,8 +189,12 @@ type receiver struct {
 // New opens the session's socket. Run sends; Close only if Run is never
 // called.
 func New(cfg Config, frames Frames) (*Session, error) {
-	if cfg.Rate <= 0 {
-		return nil, fmt.Errorf("mcastsend: rate %d bit/s, want > 0", cfg.Rate)
+	limiter := cfg.Limiter
+	if limiter == nil {
+		if cfg.Rate <= 0 {
+			return nil, fmt.Errorf("mcastsend: rate %d bit/s, want > 0", cfg.Rate)
+		}
+		limiter = NewLimiter(cfg.Rate)
 	}
 	if cfg.FragSize == 0 {
 		cfg.FragSize = mcast.MaxPayload
@@ -192,6 +209,7 @@ func New(cfg Config, frames Frames) (*Session, error) {
 	cfg.ReportWait = orDefault(cfg.ReportWait, 500*time.Millisecond)
 	cfg.Heartbeat = orDefault(cfg.Heartbeat, 200*time.Millisecond)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 30*time.Second)
+	cfg.Silence = orDefault(cfg.Silence, 3*time.Second)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -204,9 +222,9 @@ func New(cfg Config, frames Frames) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcastsend: %w", err)
 	}
-	group, err := net.ResolveUDPAddr("udp4", cfg.Group)
-	if err != nil || !group.IP.IsMulticast() {
-		return nil, fmt.Errorf("mcastsend: group %q: not a multicast ip:port (%v)", cfg.Group, err)
+	group, err := mcast.ResolveGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("mcastsend: %w", err)
 	}
 	local, err := sourceAddr(cfg.Source)
 	if err != nil {
@@ -220,6 +238,9 @@ func New(cfg Config, frames Frames) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcastsend: socket: %w", err)
 	}
+	// Every receiver reports at once when a round ends. Best effort: a
+	// lost report is replaced by the next, 200 ms later.
+	_ = mcastif.GrowReadBuffer(conn, 4<<20)
 	p := ipv4.NewPacketConn(conn)
 	err = p.SetMulticastTTL(cfg.TTL)
 	if err == nil && ifi != nil {
@@ -229,16 +250,22 @@ func New(cfg Config, frames Frames) (*Session, error) {
 		conn.Close()
 		return nil, fmt.Errorf("mcastsend: multicast options: %w", err)
 	}
-	// Bytes per second; the bucket holds 2 ms of the rate (at least a few
-	// datagrams), which absorbs the timer's lateness without a burst a
-	// switch notices.
-	bps := float64(cfg.Rate) / 8
-	burst := max(int(bps/500), 4*(mcast.MaxDatagram+WireOverhead))
 	return &Session{
 		cfg: cfg, frames: frames, count: n, conn: conn, group: group,
-		limiter: rate.NewLimiter(rate.Limit(bps), burst), codec: codec, log: log,
+		limiter: limiter, codec: codec, log: log,
 		reported: make(chan struct{}, 1), receivers: map[string]*receiver{}, absent: map[int]bool{},
 	}, nil
+}
+
+// NewLimiter returns the pacing of bitsPerSecond on the wire, for
+// Config.Limiter: tokens are bytes (a datagram plus WireOverhead). The
+// bucket holds 2 ms of the rate, at least four datagrams: it absorbs the
+// timer's lateness without a burst a switch notices, and over any span
+// the bytes sent stay within the rate plus that bucket.
+func NewLimiter(bitsPerSecond int64) *rate.Limiter {
+	bps := float64(bitsPerSecond) / 8
+	burst := max(int(bps/500), 4*(mcast.MaxDatagram+WireOverhead))
+	return rate.NewLimiter(rate.Limit(bps), burst)
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -307,7 +334,7 @@ func (s *Session) Receivers() []ReceiverState {
 	for _, r := range s.receivers {
 		st := ReceiverState{ID: r.id, Addr: r.addr, State: s.state(r, now), LastHeard: r.heard, Reports: r.reports}
 		if r.have {
-			st.Missing = int(r.last.Missing)
+			st.Missing, st.Hears = int(r.last.Missing), r.last.Hears
 		}
 		out = append(out, st)
 	}
@@ -323,11 +350,11 @@ func (s *Session) state(r *receiver, now time.Time) State {
 	case r.have && r.last.Leave:
 		return Left
 	}
-	heard := r.heard
+	heard, timeout := r.heard, s.cfg.Silence
 	if heard.IsZero() {
-		heard = s.start
+		heard, timeout = s.start, s.cfg.IdleTimeout
 	}
-	if !s.start.IsZero() && now.Sub(heard) > s.cfg.IdleTimeout {
+	if !s.start.IsZero() && now.Sub(heard) > timeout {
 		return Gone
 	}
 	if !r.have {
@@ -352,7 +379,8 @@ func (s *Session) Run(ctx context.Context) error {
 	// The finish goes out even when ctx has ended: receivers then fall
 	// back at once instead of at their timeout.
 	for range 3 {
-		s.control(context.WithoutCancel(ctx), mcast.PhaseFinish, 0)
+		// Only ctx's end fails a send, and this context does not end.
+		_ = s.control(context.WithoutCancel(ctx), mcast.PhaseFinish, 0)
 	}
 	s.conn.Close()
 	<-readDone
@@ -362,11 +390,12 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) run(ctx context.Context) error {
 	// The first round waits for the registered receivers' reports: a
 	// receiver whose disk holds most chunks gets only the others.
+	var beat time.Time // when the next heartbeat is due
 	for first := time.Now().Add(s.cfg.FirstWait); time.Now().Before(first) && !s.allHeard(); {
-		if err := s.control(ctx, mcast.PhaseIdle, 0); err != nil {
+		if err := s.heartbeat(ctx, &beat, mcast.PhaseIdle, 0); err != nil {
 			return err
 		}
-		if err := s.wait(ctx, min(s.cfg.Heartbeat, time.Until(first))); err != nil {
+		if err := s.wait(ctx, min(time.Until(beat), time.Until(first))); err != nil {
 			return err
 		}
 	}
@@ -378,31 +407,37 @@ func (s *Session) run(ctx context.Context) error {
 		}
 		want := s.collect()
 		if len(want) == 0 {
-			if err := s.control(ctx, mcast.PhaseIdle, round); err != nil {
+			if err := s.heartbeat(ctx, &beat, mcast.PhaseIdle, round); err != nil {
 				return err
 			}
-			if err := s.wait(ctx, s.cfg.Heartbeat); err != nil {
+			if err := s.wait(ctx, time.Until(beat)); err != nil {
 				return err
 			}
 			continue
 		}
 		round++
 		s.rounds.Add(1)
-		s.log.Debug("mcast round", "session", s.cfg.Session, "round", round, "frames", len(want))
+		before := s.bytes.Load()
 		if err := s.sendRound(ctx, round, want); err != nil {
 			return err
 		}
+		s.log.Debug("mcast round sent", "session", s.cfg.Session, "round", round, "frames", len(want), "bytes", s.bytes.Load()-before)
 		// Wait for every active receiver's report on the round, saying the
 		// end again now and then: a receiver that lost it reports anyway,
 		// but later.
+		beat = time.Now().Add(s.cfg.Heartbeat / 2)
 		for until := time.Now().Add(s.cfg.ReportWait); time.Now().Before(until) && !s.allReported(round); {
-			if err := s.wait(ctx, min(s.cfg.Heartbeat/2, time.Until(until))); err != nil {
+			if err := s.wait(ctx, min(time.Until(beat), time.Until(until))); err != nil {
 				return err
 			}
-			if err := s.control(ctx, mcast.PhaseEnd, round); err != nil {
-				return err
+			if !time.Now().Before(beat) {
+				if err := s.control(ctx, mcast.PhaseEnd, round); err != nil {
+					return err
+				}
+				beat = time.Now().Add(s.cfg.Heartbeat / 2)
 			}
 		}
+		beat = time.Time{}
 	}
 }
 
@@ -463,6 +498,17 @@ func (s *Session) sendRound(ctx context.Context, round uint32, want []wanted) er
 	return nil
 }
 
+// heartbeat sends a CONTROL of phase once *next is due, and sets *next to
+// the one after: receivers hear of an idle sender every Heartbeat however
+// often reports wake the session.
+func (s *Session) heartbeat(ctx context.Context, next *time.Time, phase mcast.Phase, round uint32) error {
+	if time.Now().Before(*next) {
+		return nil
+	}
+	*next = time.Now().Add(s.cfg.Heartbeat)
+	return s.control(ctx, phase, round)
+}
+
 // control sends a CONTROL datagram; frames is the round's, for a start.
 func (s *Session) control(ctx context.Context, phase mcast.Phase, round uint32, frames ...uint32) error {
 	m := mcast.Control{Round: round, Chunks: uint32(s.count), Phase: phase}
@@ -506,16 +552,24 @@ func (s *Session) wait(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// allHeard reports whether every registered receiver has reported.
+// allHeard reports whether every registered receiver has reported that
+// it hears the group, or left.
 func (s *Session) allHeard() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	for _, r := range s.receivers {
-		if r.registered && !r.have {
+		if st := s.state(r, now); r.registered && (st == Waiting || st == Active && !r.last.Hears) {
 			return false
 		}
 	}
 	return true
+}
+
+// served reports whether r is served: active and hearing the group; s.mu
+// is held.
+func (s *Session) served(r *receiver, now time.Time) bool {
+	return s.state(r, now) == Active && r.last.Hears
 }
 
 // allReported reports whether every active receiver has reported on
@@ -525,7 +579,7 @@ func (s *Session) allReported(round uint32) bool {
 	defer s.mu.Unlock()
 	now := time.Now()
 	for _, r := range s.receivers {
-		if s.state(r, now) == Active && r.last.Round < round {
+		if s.served(r, now) && r.last.Round < round {
 			return false
 		}
 	}
@@ -533,20 +587,41 @@ func (s *Session) allReported(round uint32) bool {
 }
 
 // finished reports whether no receiver is left to serve: none waiting or
-// active; with none ever known, once IdleTimeout has passed.
+// active, but for served ones that ask only for chunks with no frame
+// (nothing the session could ever send them); with none ever known, once
+// IdleTimeout has passed.
 func (s *Session) finished() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	for _, r := range s.receivers {
-		if st := s.state(r, now); st == Waiting || st == Active {
+		st := s.state(r, now)
+		if st == Waiting || st == Active && !(s.served(r, now) && s.onlyAbsent(r)) {
 			return false
 		}
 	}
 	return len(s.receivers) > 0 || now.Sub(s.start) > s.cfg.IdleTimeout
 }
 
-// collect is the next round: the union of the active receivers' last
+// onlyAbsent reports whether every chunk r's last report asks for has
+// turned out to have no frame; s.mu is held.
+func (s *Session) onlyAbsent(r *receiver) bool {
+	for _, rg := range r.missing.Whole {
+		for i := uint64(rg.Start); i < rg.End(); i++ {
+			if !s.absent[int(i)] {
+				return false
+			}
+		}
+	}
+	for _, p := range r.missing.Partial {
+		if !s.absent[int(p.Chunk)] {
+			return false
+		}
+	}
+	return true
+}
+
+// collect is the next round: the union of the served receivers' last
 // reports, in chunk order, without chunks that have no frame.
 func (s *Session) collect() []wanted {
 	s.mu.Lock()
@@ -555,7 +630,7 @@ func (s *Session) collect() []wanted {
 	frags := map[int][]mcast.Range{}
 	now := time.Now()
 	for _, r := range s.receivers {
-		if s.state(r, now) != Active {
+		if !s.served(r, now) {
 			continue
 		}
 		for _, rg := range r.missing.Whole {
@@ -604,6 +679,8 @@ func (s *Session) read() {
 			continue
 		}
 		if s.take(st, from.String()) {
+			s.log.Debug("mcast report", "session", s.cfg.Session, "receiver", st.Receiver, "seq", st.Seq, "round", st.Round,
+				"missing", st.Missing, "done", st.Done, "leave", st.Leave)
 			s.reports.Add(1)
 			select {
 			case s.reported <- struct{}{}:

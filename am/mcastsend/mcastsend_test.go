@@ -13,6 +13,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/rc/proto/mcast"
 )
@@ -65,13 +66,15 @@ func TestNewRefuses(t *testing.T) {
 
 // status is one report part as a receiver sends it.
 func status(id string, seq, part, parts uint16, rep mcast.Report, flags ...string) *mcast.Status {
-	s := &mcast.Status{Receiver: id, Seq: uint32(seq), Chunks: 10, Part: part, Parts: parts, Report: rep}
+	s := &mcast.Status{Receiver: id, Seq: uint32(seq), Chunks: 10, Part: part, Parts: parts, Report: rep, Hears: true}
 	for _, f := range flags {
 		switch f {
 		case "done":
 			s.Done = true
 		case "leave":
 			s.Leave = true
+		case "deaf":
+			s.Hears = false
 		}
 	}
 	return s
@@ -102,6 +105,7 @@ func TestTakeAndCollect(t *testing.T) {
 		{status("d", 1, 0, 1, mcast.Report{}, "done"), true},
 		{status("e", 2, 0, 1, whole(8, 1)), true},  // e is then newer...
 		{status("e", 1, 0, 1, whole(3, 1)), false}, // ...than its seq 1, late
+		{status("deaf", 1, 0, 1, whole(4, 1), "deaf"), true},
 	}
 	for i, step := range steps {
 		if got := s.take(step.st, "10.0.0.1:5"); got != step.complete {
@@ -130,16 +134,35 @@ func TestTakeAndCollect(t *testing.T) {
 	for _, r := range s.Receivers() {
 		states[r.ID] = r.State
 	}
-	if d := gocmp.Diff(map[string]State{"a": Active, "b": Active, "c": Left, "d": Done, "e": Active, "quiet": Waiting}, states); d != "" {
+	if d := gocmp.Diff(map[string]State{"a": Active, "b": Active, "c": Left, "d": Done, "e": Active, "deaf": Active, "quiet": Waiting}, states); d != "" {
 		t.Errorf("states (-want +got):\n%s", d)
 	}
 	if s.finished() || s.allHeard() {
 		t.Errorf("finished %v, allHeard %v with active and waiting receivers", s.finished(), s.allHeard())
 	}
-	// A chunk found to have no frame is not asked for again.
+	// A chunk found to have no frame is not asked for again, and a
+	// receiver asking for nothing else keeps no session alive.
 	s.absent[8] = true
 	if got := s.collect(); got[len(got)-1].chunk == 8 {
 		t.Errorf("collect still sends absent chunk 8: %+v", got)
+	}
+	if s.onlyAbsent(s.receivers["a"]) || !s.onlyAbsent(s.receivers["e"]) {
+		t.Errorf("onlyAbsent: a (chunks 0, 1, 5) %v, e (chunk 8) %v; want false, true",
+			s.onlyAbsent(s.receivers["a"]), s.onlyAbsent(s.receivers["e"]))
+	}
+	// A receiver silent past Silence is gone, not served; one never heard
+	// from waits for the IdleTimeout.
+	s.receivers["a"].heard = time.Now().Add(-s.cfg.Silence - time.Second)
+	s.start = time.Now().Add(-s.cfg.Silence - time.Second)
+	for _, r := range s.Receivers() {
+		if want, ok := map[string]State{"a": Gone, "quiet": Waiting}[r.ID]; ok && r.State != want {
+			t.Errorf("%s silent since %v: %v, want %v", r.ID, r.LastHeard, r.State, want)
+		}
+	}
+	for _, w := range s.collect() {
+		if w.chunk == 0 {
+			t.Errorf("collect serves gone receiver a's chunk 0: %+v", w)
+		}
 	}
 	// Past the idle timeout every silent receiver is gone and the session over.
 	s.start = time.Now().Add(-time.Hour)
@@ -178,8 +201,8 @@ func TestNoReceiversEndsAfterIdleTimeout(t *testing.T) {
 func multicastLoopback(t *testing.T) string {
 	t.Helper()
 	testenv.Programs(t, "Debian: iproute2", "ip")
-	ns := netns.Temp(t, "mcs-")
-	netns.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
+	ns := netnstest.Temp(t, "mcs-")
+	netnstest.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
 	return ns
 }
 
@@ -244,7 +267,7 @@ func TestSendsWhatIsMissing(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	report(&mcast.Status{Seq: 1, Missing: 2}, mcast.Report{
+	report(&mcast.Status{Seq: 1, Missing: 2, Hears: true}, mcast.Report{
 		Whole:   []mcast.Range{{Start: 1, Count: 1}},
 		Partial: []mcast.Partial{{Chunk: 3, Missing: []mcast.Range{{Start: 0, Count: 1}, {Start: 2, Count: 1}}}},
 	})
@@ -279,7 +302,7 @@ func TestSendsWhatIsMissing(t *testing.T) {
 	if d := gocmp.Diff([]frag{{1, 0}, {1, 100}, {1, 200}, {3, 0}, {3, 200}}, got); d != "" {
 		t.Errorf("round 1 sent (-want +got):\n%s", d)
 	}
-	report(&mcast.Status{Seq: 2, Round: 1, Done: true}, mcast.Report{})
+	report(&mcast.Status{Seq: 2, Round: 1, Done: true, Hears: true}, mcast.Report{})
 	select {
 	case err := <-done:
 		if err != nil {
@@ -311,5 +334,40 @@ func TestSendsWhatIsMissing(t *testing.T) {
 		} else if !errors.Is(err, mcast.ErrMAC) {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLimiterNeverAboveRate offers datagrams as fast as the limiter takes
+// them over a simulated second (the limiter's own clock, given, not
+// slept): what it lets through stays within the rate plus its bucket.
+func TestLimiterNeverAboveRate(t *testing.T) {
+	for _, bits := range []int64{1e6, 100e6, 900e6, 10e9} {
+		l := NewLimiter(bits)
+		if l.Burst() < mcast.MaxDatagram+WireOverhead {
+			t.Fatalf("%d bit/s: bucket of %d bytes holds no datagram", bits, l.Burst())
+		}
+		const size = mcast.MaxDatagram + WireOverhead
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		var sent int64
+		for now := start; now.Before(start.Add(time.Second)); now = now.Add(10 * time.Microsecond) {
+			for l.AllowN(now, size) {
+				sent += size
+			}
+		}
+		limit := bits/8 + int64(l.Burst())
+		if sent > limit || sent < bits/8*9/10 {
+			t.Errorf("%d bit/s: %d bytes in a second, want %d..%d", bits, sent, bits/8*9/10, limit)
+		}
+	}
+}
+
+// TestSharedLimiter: sessions given one limiter draw from it.
+func TestSharedLimiter(t *testing.T) {
+	l := NewLimiter(1e6)
+	cfg := testConfig()
+	cfg.Rate, cfg.Limiter = 0, l
+	s := newSession(t, cfg, frames{{1}})
+	if s.limiter != l {
+		t.Error("the session does not use the limiter it was given")
 	}
 }

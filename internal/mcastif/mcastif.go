@@ -1,7 +1,8 @@
 // Package mcastif picks the network interface multicast goes out of or
 // comes in on: the one named, or the one holding a given address, or the
-// one the kernel routes toward a peer. Both ends of multicast imaging use
-// it (am/mcastsend, rc/mcastrecv).
+// one the kernel routes toward a peer; and it deepens a socket's receive
+// queue. Both ends of multicast imaging use it (am/mcastsend,
+// rc/mcastrecv).
 package mcastif
 
 import (

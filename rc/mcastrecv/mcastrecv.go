@@ -61,9 +61,11 @@ type Config struct {
 	ReportEvery time.Duration
 	// Workers is how many deliver calls run at once (default GOMAXPROCS).
 	Workers int
-	// MaxFrame refuses frames larger than this (default 64 MiB); MaxPartial
-	// caps the bytes of frames held in part (default 512 MiB): past it a
-	// new frame is left for a later round.
+	// MaxFrame is the largest frame taken (default 64 MiB): a larger one
+	// ends Receive with an error (the sender and this receiver disagree
+	// on the image). MaxPartial caps the bytes of frames held in part
+	// (default 512 MiB, at least MaxFrame): past it a new frame is left
+	// for a later round.
 	MaxFrame, MaxPartial int
 	// Log receives the receiver's events; nil: none.
 	Log *slog.Logger
@@ -78,7 +80,7 @@ type Stats struct {
 	Malformed  uint64 // valid MAC, body refused (or not fitting this session)
 	Unneeded   uint64 // fragments of chunks not needed (any more)
 	Duplicates uint64 // fragments already held
-	Deferred   uint64 // fragments of new frames dropped for MaxPartial or MaxFrame
+	Deferred   uint64 // fragments of new frames left for later: MaxPartial held
 	Delivered  uint64 // frames deliver accepted
 	Refused    uint64 // frames deliver refused (stay missing)
 	Reports    uint64 // reports sent (each of one or more datagrams)
@@ -96,9 +98,10 @@ type Result struct {
 // once it is complete; deliver returning an error leaves the chunk
 // missing (e.g. its hash did not verify) for a later round. deliver runs
 // on up to cfg.Workers goroutines at once and never after Receive
-// returns. Receive returns nil once every needed chunk is delivered (and
-// has told the sender), or an error (ErrNoMulticast, ErrSenderLost,
-// ErrSessionEnded, ctx's) with the chunks still missing.
+// returns; the frame is deliver's to keep. Receive returns nil once every
+// needed chunk is delivered (having told the sender), or an error
+// (ErrNoMulticast, ErrSenderLost, ErrSessionEnded, ctx's, or another for
+// a bad config or socket) with the chunks still missing.
 func Receive(ctx context.Context, cfg Config, deliver func(i int, frame []byte) error) (Result, error) {
 	r, err := newReceiver(cfg, deliver)
 	if err != nil {
@@ -107,7 +110,13 @@ func Receive(ctx context.Context, cfg Config, deliver func(i int, frame []byte) 
 	defer r.close()
 	err = r.run(ctx)
 	r.stopWorkers()
-	return Result{Missing: r.need.Members(), Stats: r.stats()}, err
+	missing := r.need.Members()
+	if len(missing) == 0 {
+		// The last frames were being delivered when the session ended:
+		// nothing is missing.
+		err = nil
+	}
+	return Result{Missing: missing, Stats: r.stats()}, err
 }
 
 type receiver struct {
@@ -129,6 +138,7 @@ type receiver struct {
 
 	seq     uint32
 	seenEnd uint32 // the last round whose end arrived
+	hears   bool   // a valid datagram of the session has arrived
 
 	datagrams, bytes, forged, foreign, malformed, unneeded, dups, deferred, delivered, refused, reports, rounds atomic.Uint64
 }
@@ -161,6 +171,7 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 	if cfg.MaxPartial <= 0 {
 		cfg.MaxPartial = 512 << 20
 	}
+	cfg.MaxPartial = max(cfg.MaxPartial, cfg.MaxFrame)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -179,9 +190,9 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 		}
 		need.Add(i)
 	}
-	group, err := net.ResolveUDPAddr("udp4", cfg.Group)
-	if err != nil || !group.IP.IsMulticast() {
-		return nil, fmt.Errorf("mcastrecv: group %q: not a multicast ip:port (%v)", cfg.Group, err)
+	group, err := mcast.ResolveGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("mcastrecv: %w", err)
 	}
 	sender, err := net.ResolveUDPAddr("udp4", cfg.Sender)
 	if err != nil {
@@ -207,8 +218,8 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 		return nil, fmt.Errorf("mcastrecv: join %s: %w", group, err)
 	}
 	// A round arrives at the sender's rate while deliver may be slow: a
-	// deep queue loses less (the kernel caps it at net.core.rmem_max).
-	_ = conn.SetReadBuffer(16 << 20) // best effort: losses are repaired
+	// deep queue loses less. Best effort: losses are repaired.
+	_ = mcastif.GrowReadBuffer(conn, 16<<20)
 	r := &receiver{
 		cfg: cfg, deliver: deliver, codec: codec, conn: conn, fb: fb, log: log,
 		need: need, partial: map[int]*partial{}, work: make(chan job, cfg.Workers),
@@ -290,6 +301,7 @@ func (r *receiver) run(ctx context.Context) error {
 			return r.finish()
 		}
 		if err := ctx.Err(); err != nil {
+			r.leave()
 			return err
 		}
 		heard := lastValid
@@ -330,6 +342,14 @@ func (r *receiver) run(ctx context.Context) error {
 			r.foreign.Add(1)
 			continue
 		}
+		if !r.hears {
+			// Multicast reaches this node: say so at once, the sender
+			// serves only receivers that hear it.
+			r.hears = true
+			r.log.Debug("mcast: the session's first datagram", "group", r.cfg.Group, "after", time.Since(start))
+			r.report(false)
+			nextReport = time.Now().Add(r.cfg.ReportEvery)
+		}
 		switch m := m.(type) {
 		case *mcast.Data:
 			if int64(m.Chunk) >= int64(r.cfg.Chunks) {
@@ -339,6 +359,7 @@ func (r *receiver) run(ctx context.Context) error {
 			lastValid = time.Now()
 			r.datagrams.Add(1)
 			if err := r.take(ctx, m); err != nil {
+				r.leave()
 				return err
 			}
 		case *mcast.Control:
@@ -393,7 +414,11 @@ func (r *receiver) take(ctx context.Context, d *mcast.Data) error {
 		p = nil
 	}
 	if p == nil {
-		if int(d.FrameSize) > r.cfg.MaxFrame || r.held+int(d.FrameSize) > r.cfg.MaxPartial {
+		if int(d.FrameSize) > r.cfg.MaxFrame {
+			r.mu.Unlock()
+			return fmt.Errorf("mcastrecv: chunk %d: a frame of %d bytes, over the %d this receiver takes", chunk, d.FrameSize, r.cfg.MaxFrame)
+		}
+		if r.held+int(d.FrameSize) > r.cfg.MaxPartial {
 			r.mu.Unlock()
 			r.deferred.Add(1)
 			return nil
@@ -466,7 +491,7 @@ func (r *receiver) report(leave bool) {
 
 func (r *receiver) send(s *mcast.Status, rep mcast.Report) {
 	r.seq++
-	s.Receiver, s.Seq, s.Round, s.Chunks = r.cfg.ID, r.seq, r.seenEnd, uint32(r.cfg.Chunks)
+	s.Receiver, s.Seq, s.Round, s.Chunks, s.Hears = r.cfg.ID, r.seq, r.seenEnd, uint32(r.cfg.Chunks), r.hears
 	ds, err := r.codec.StatusDatagrams(s, rep)
 	if err != nil {
 		r.log.Warn("mcast: report not encoded", "err", err)
@@ -480,10 +505,14 @@ func (r *receiver) send(s *mcast.Status, rep mcast.Report) {
 	}
 }
 
-// finish tells the sender this receiver is done (thrice: a lost report
-// would keep the sender waiting for it until its idle timeout).
+// finish tells the sender this receiver is done, thrice a few ms apart:
+// while the sender lacks it, it serves this receiver's last report again
+// (for up to its Silence).
 func (r *receiver) finish() error {
-	for range 3 {
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
 		r.send(&mcast.Status{Done: true}, mcast.Report{})
 	}
 	return nil

@@ -15,7 +15,10 @@
 // round ends; the next round sends the union of the latest reports. A
 // receiver that joins late reports and is served in the next round. A
 // receiver that has everything reports done; one that gives up on
-// multicast (no datagram arrives) reports leave. The sender announces the
+// multicast (no datagram arrives) reports leave. The sender serves and
+// waits for only the receivers whose reports say they hear the group: a
+// receiver that multicast does not reach would otherwise have every round
+// resend all it misses. The sender announces the
 // end of the session (CONTROL, phase finish). Between rounds, while it
 // waits for reports, it sends CONTROL idle heartbeats, so a receiver can
 // tell a working multicast path from a broken one.
@@ -69,7 +72,8 @@
 //	28     4    missing: chunks the whole report says are missing
 //	32     2    part index, < parts
 //	34     2    parts, >= 1
-//	36     1    flags: 1 done (nothing missing), 2 leave (gives up on multicast)
+//	36     1    flags: 1 done (nothing missing), 2 leave (gives up on multicast),
+//	            4 hears (a valid datagram of the session has reached the receiver)
 //	37     1    receiver id length L, 1..64
 //	38     L    receiver id (e.g. the node's name)
 //	38+L   -    entries, each starting with its kind byte:

@@ -68,7 +68,7 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("re-encoded STATUS does not parse: %v", err)
 				}
 				st := again.(*Status)
-				if st.Receiver != m.Receiver || st.Seq != m.Seq || st.Missing != m.Missing || st.Done != m.Done || st.Leave != m.Leave {
+				if st.Receiver != m.Receiver || st.Seq != m.Seq || st.Missing != m.Missing || st.Done != m.Done || st.Leave != m.Leave || st.Hears != m.Hears {
 					t.Fatalf("re-encoded STATUS header %+v, want %+v", st, m)
 				}
 				for _, r := range st.Report.Whole {

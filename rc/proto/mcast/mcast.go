@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net"
 )
 
 // Wire constants (see the package doc).
@@ -252,6 +253,18 @@ func parseControl(b []byte) (*Control, error) {
 		return nil, fmt.Errorf("%w: CONTROL phase %d", ErrMalformed, m.Phase)
 	}
 	return m, nil
+}
+
+// ResolveGroup parses a session's group, an IPv4 multicast "ip:port".
+func ResolveGroup(group string) (*net.UDPAddr, error) {
+	a, err := net.ResolveUDPAddr("udp4", group)
+	if err != nil {
+		return nil, fmt.Errorf("group %q: %w", group, err)
+	}
+	if !a.IP.IsMulticast() || a.Port == 0 {
+		return nil, fmt.Errorf("group %q: not a multicast ip:port", group)
+	}
+	return a, nil
 }
 
 // Fragments is how many fragments a frame of size bytes has.

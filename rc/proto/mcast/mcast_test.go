@@ -149,7 +149,7 @@ func TestParseRejects(t *testing.T) {
 		{"status no id", status(0, ""), ErrMalformed},
 		{"status long id", status(0, strings.Repeat("n", MaxIDLen+1)), ErrMalformed},
 		{"status bad id", status(0, "\xff"), ErrMalformed},
-		{"status flags", status(4, "n"), ErrMalformed},
+		{"status flags", status(8, "n"), ErrMalformed},
 		{"status unknown entry", status(0, "n", 9), ErrMalformed},
 		{"status range cut", status(0, "n", kindChunkRange, 0, 0, 0), ErrMalformed},
 		{"status empty range", status(0, "n", kindChunkRange, 0, 0, 0, 1, 0, 0, 0, 0), ErrMalformed},
@@ -166,7 +166,7 @@ func TestParseRejects(t *testing.T) {
 				t.Errorf("Parse = %#v, %v; want %v", m, err, tc.want)
 			}
 			for _, e := range []error{ErrLength, ErrMagic, ErrVersion, ErrSession, ErrMAC, ErrType, ErrMalformed} {
-				if e != tc.want && errors.Is(err, e) {
+				if !errors.Is(tc.want, e) && errors.Is(err, e) {
 					t.Errorf("Parse's error %v is also %v", err, e)
 				}
 			}
@@ -206,7 +206,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		wantParts int
 		maxParts  int // when more than one: at most this many
 	}{
-		{name: "done", s: Status{Receiver: "node1-1.grid", Seq: 5, Round: 2, Chunks: 100, Done: true}, wantParts: 1},
+		{name: "done", s: Status{Receiver: "node1-1.grid", Seq: 5, Round: 2, Chunks: 100, Done: true, Hears: true}, wantParts: 1},
 		{name: "leave", s: Status{Receiver: "n", Chunks: 100, Missing: 100, Leave: true}, r: Report{Whole: ranges(0, 100)}, wantParts: 1},
 		{name: "whole image", s: Status{Receiver: "n", Chunks: 1 << 20, Missing: 1 << 20}, r: Report{Whole: ranges(0, 1<<20)}, wantParts: 1},
 		{name: "a few ranges", s: Status{Receiver: "n", Chunks: 4096, Missing: 13},
@@ -337,5 +337,28 @@ func TestSet(t *testing.T) {
 				t.Errorf("union with a full set: %d members, want %d", u.Count(), tc.n)
 			}
 		})
+	}
+}
+
+func TestResolveGroup(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"239.255.18.7:40007", true},
+		{"224.0.0.251:5353", true},
+		{"10.0.0.1:40000", false},
+		{"239.1.1.1", false},
+		{"239.1.1.1:0", false},
+		{"[ff02::1]:40000", false},
+		{"", false},
+	} {
+		a, err := ResolveGroup(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("ResolveGroup(%q) = %v, %v; want ok %v", tc.in, a, err, tc.ok)
+		}
+		if err == nil && a.String() != tc.in {
+			t.Errorf("ResolveGroup(%q) = %v", tc.in, a)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 const (
 	flagDone  = 1
 	flagLeave = 2
+	flagHears = 4
 )
 
 // Entry kinds of a STATUS body.
@@ -53,6 +54,7 @@ type Status struct {
 	Parts    uint16
 	Done     bool // nothing is missing
 	Leave    bool // the receiver gives up on multicast
+	Hears    bool // a valid datagram of the session has reached the receiver
 	// Report is this part's share of the report.
 	Report Report
 }
@@ -111,6 +113,9 @@ func (c *Codec) StatusDatagrams(s *Status, r Report) ([][]byte, error) {
 	}
 	if s.Leave {
 		flags |= flagLeave
+	}
+	if s.Hears {
+		flags |= flagHears
 	}
 	out := make([][]byte, len(bodies))
 	for i, b := range bodies {
@@ -187,9 +192,9 @@ func parseStatus(b []byte) (*Status, error) {
 		Parts:   binary.BigEndian.Uint16(b[34:]),
 	}
 	flags, idLen := b[36], int(b[37])
-	s.Done, s.Leave = flags&flagDone != 0, flags&flagLeave != 0
+	s.Done, s.Leave, s.Hears = flags&flagDone != 0, flags&flagLeave != 0, flags&flagHears != 0
 	switch {
-	case flags&^(flagDone|flagLeave) != 0:
+	case flags&^(flagDone|flagLeave|flagHears) != 0:
 		return nil, fmt.Errorf("%w: STATUS flags %#x", ErrMalformed, flags)
 	case s.Parts == 0 || s.Part >= s.Parts:
 		return nil, fmt.Errorf("%w: STATUS part %d of %d", ErrMalformed, s.Part, s.Parts)

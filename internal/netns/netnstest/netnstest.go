@@ -1,4 +1,7 @@
-package netns
+// Package netnstest makes the network namespaces a test builds its
+// network in (internal/netns runs code in them), apart from netns so that
+// the programs using netns do not link package testing.
+package netnstest
 
 import (
 	"crypto/rand"
@@ -6,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/orbit-lab/netboot/internal/netns"
 )
 
 // Temp makes a network namespace for t, its loopback up, and deletes it
@@ -18,7 +23,7 @@ func Temp(t testing.TB, prefix string) string {
 	name := prefix + hex.EncodeToString(rnd[:])
 	IP(t, "netns", "add", name)
 	t.Cleanup(func() {
-		if err := Delete(name); err != nil {
+		if err := netns.Delete(name); err != nil {
 			t.Error(err)
 		}
 	})
