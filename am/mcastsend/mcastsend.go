@@ -596,7 +596,7 @@ func (s *Session) finished() bool {
 	now := time.Now()
 	for _, r := range s.receivers {
 		st := s.state(r, now)
-		if st == Waiting || st == Active && !(s.served(r, now) && s.onlyAbsent(r)) {
+		if st == Waiting || st == Active && (!s.served(r, now) || !s.onlyAbsent(r)) {
 			return false
 		}
 	}
