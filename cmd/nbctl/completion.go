@@ -16,7 +16,7 @@ import (
 // completionShells are the shells nbctl completion writes a script for.
 func completionShells() []string { return []string{"bash"} }
 
-func (k *cli) completion(_ context.Context, args []string) error {
+func (k *cli) completion(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("completion", flag.ContinueOnError)
 	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
@@ -24,7 +24,7 @@ func (k *cli) completion(_ context.Context, args []string) error {
 	if !slices.Contains(completionShells(), fs.Arg(0)) {
 		return fmt.Errorf("completion: no script for shell %q (only %s): %w", fs.Arg(0), strings.Join(completionShells(), ", "), errUsage)
 	}
-	script, err := bashCompletion()
+	script, err := bashCompletion(ctx)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ type complCmd struct {
 // needs it: each command's flags are those its own flag set defines (asked
 // with flagProbe, from a cli with no client, so that no command can reach
 // an appliance), their choices those its synopsis lists.
-func completionTable() (global []complFlag, cmds []complCmd) {
+func completionTable(ctx context.Context) (global []complFlag, cmds []complCmd) {
 	var server, tokFile string
 	var tlsOpt amclient.TLS
 	global = flagsOf(globalFlags(&server, &tlsOpt, &tokFile), "")
@@ -57,7 +57,7 @@ func completionTable() (global []complFlag, cmds []complCmd) {
 	for _, s := range probe.commands() {
 		c := complCmd{name: s.name}
 		var p probed
-		if err := s.run(context.Background(), []string{flagProbe}); errors.As(err, &p) {
+		if err := s.run(ctx, []string{flagProbe}); errors.As(err, &p) {
 			c.flags = flagsOf(p.fs, s.args)
 		}
 		cmds = append(cmds, c)
@@ -92,8 +92,8 @@ var wordRE = regexp.MustCompile(`^[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)?$`)
 // every command takes), a flag's listed values, completion's shells and
 // help's commands. Operands and other flag values are left to bash's
 // file name completion (complete -o default).
-func bashCompletion() (string, error) {
-	global, cmds := completionTable()
+func bashCompletion(ctx context.Context) (string, error) {
+	global, cmds := completionTable(ctx)
 	var firsts []string
 	subs := map[string][]string{}
 	for _, c := range cmds {

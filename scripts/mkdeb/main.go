@@ -83,6 +83,9 @@ func gitVersion(ctx context.Context, root string) string {
 		}
 	}
 	if c, err := git("log", "-1", "--format=%cd.%h", "--date=format:%Y%m%d"); err == nil && c != "" {
+		if d, err := git("describe", "--always", "--dirty"); err == nil && strings.HasSuffix(d, "-dirty") {
+			c += ".dirty"
+		}
 		return "0.0.0+git" + c
 	}
 	return "0.0.0"
