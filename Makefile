@@ -40,7 +40,7 @@ install: build
 # VERSION defaults to git describe's (vX.Y.Z tags), else 0.0.0+gitDATE.HASH.
 VERSION ?=
 deb: build
-	$(GO) run ./scripts/mkdeb -bin $(BIN) -out $(BIN) $(if $(VERSION),-version "$(VERSION)")
+	$(GO) run ./scripts/mkdeb -bin $(BIN) -out $(BIN)$(if $(VERSION), -version "$(VERSION)")
 
 test-deps:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)

@@ -104,6 +104,36 @@ func TestBuildRefuses(t *testing.T) {
 	}
 }
 
+// TestMakeDeb: make deb builds as make build does (nbctl with the node's
+// programs embedded), then packs that build, VERSION passed on or left to
+// mkdeb.
+func TestMakeDeb(t *testing.T) {
+	root := testenv.SourceTree(t)
+	testenv.Programs(t, "Debian: make", "make")
+	for _, tc := range []struct {
+		args []string
+		want string // the mkdeb line
+	}{
+		{[]string{"VERSION=1.2.3"}, `go run ./scripts/mkdeb -bin bin -out bin -version "1.2.3"`},
+		{[]string{"BIN=out"}, "go run ./scripts/mkdeb -bin out -out out"},
+	} {
+		cmd := exec.Command("make", append([]string{"-n", "deb"}, tc.args...)...)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make -n deb: %v\n%s", err, out)
+		}
+		lines := strings.Split(string(out), "\n")
+		at := func(match func(string) bool) int { return slices.IndexFunc(lines, match) }
+		gen := at(func(l string) bool { return strings.HasPrefix(l, "go generate ./initramfs/nodebin") })
+		build := at(func(l string) bool { return strings.HasPrefix(l, "go build -tags nodebin") })
+		pack := at(func(l string) bool { return strings.Join(strings.Fields(l), " ") == tc.want })
+		if gen < 0 || build < gen || pack < build {
+			t.Errorf("make -n deb %s: want go generate, the build with the tag, then %q, in that order:\n%s", tc.args, tc.want, out)
+		}
+	}
+}
+
 const version = "1.2.0+git3.5a5e562"
 
 // TestPackage builds the package from the binaries go build makes and reads
