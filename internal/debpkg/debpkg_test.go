@@ -424,3 +424,103 @@ func sum(t *testing.T, path string) [sha256.Size]byte {
 	}
 	return sha256.Sum256(data)
 }
+
+// TestMaintainerScripts runs each script as dpkg would, with systemctl and
+// deb-systemd-invoke stand-ins that record their calls: on a running
+// systemd (a mount namespace with /run/systemd/system, the host's
+// /etc/systemd/system hidden under a tmpfs), in a root that is not the
+// running system's (DPKG_ROOT), and without systemd. Nothing ever starts
+// or enables netbootd; an upgrade restarts it only if it runs.
+func TestMaintainerScripts(t *testing.T) {
+	testenv.Programs(t, "Debian: util-linux, mount", "unshare", "mount")
+	testenv.Root(t, "a mount namespace with /run/systemd/system in it")
+	fake := t.TempDir()
+	calls := filepath.Join(t.TempDir(), "calls")
+	for _, name := range []string{"systemctl", "deb-systemd-invoke"} {
+		script := "#!/bin/sh\necho \"" + name + " $*\" >> " + calls + "\n"
+		if err := os.WriteFile(filepath.Join(fake, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noInvoke := t.TempDir() // systemctl alone
+	if err := os.Symlink(filepath.Join(fake, "systemctl"), filepath.Join(noInvoke, "systemctl")); err != nil {
+		t.Fatal(err)
+	}
+	// The only other programs on PATH: the host's own systemctl and
+	// deb-systemd-invoke must be out of reach.
+	tools := t.TempDir()
+	for _, name := range []string{"sh", "mount", "mkdir", "rm"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(tools, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		live    = "live"    // systemd runs
+		offline = "offline" // no /run/systemd/system
+		other   = "other"   // DPKG_ROOT names another root
+	)
+	reload := "systemctl --system daemon-reload"
+	for _, tc := range []struct {
+		system string
+		path   string // the stand-ins' directory
+		args   []string
+		want   []string
+	}{
+		{live, fake, []string{"postinst", "configure"}, []string{reload}},
+		{live, fake, []string{"postinst", "configure", "1.0"}, []string{reload, "deb-systemd-invoke try-restart netbootd.service"}},
+		{live, noInvoke, []string{"postinst", "configure", "1.0"}, []string{reload, "systemctl try-restart netbootd.service"}},
+		{live, fake, []string{"postinst", "abort-upgrade", "1.0"}, nil},
+		{live, fake, []string{"prerm", "remove"}, []string{"deb-systemd-invoke stop netbootd.service"}},
+		{live, fake, []string{"prerm", "upgrade", "2.0"}, nil},
+		{live, fake, []string{"postrm", "remove"}, []string{reload}},
+		{live, fake, []string{"postrm", "purge"}, []string{reload}},
+		{live, fake, []string{"postrm", "upgrade", "2.0"}, nil},
+		{other, fake, []string{"postinst", "configure", "1.0"}, nil},
+		{other, fake, []string{"prerm", "remove"}, nil},
+		{other, fake, []string{"postrm", "purge"}, nil},
+		{offline, fake, []string{"postinst", "configure", "1.0"}, nil},
+		{offline, fake, []string{"prerm", "remove"}, nil},
+	} {
+		name := tc.system + " " + strings.Join(tc.args, " ")
+		if tc.path == noInvoke {
+			name += " without deb-systemd-invoke"
+		}
+		t.Run(name, func(t *testing.T) {
+			os.Remove(calls)
+			script, err := filepath.Abs(filepath.Join("maint", tc.args[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cmd *exec.Cmd
+			switch tc.system {
+			case live:
+				const setup = `mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system &&
+					{ [ ! -d /etc/systemd/system ] || mount -t tmpfs tmpfs /etc/systemd/system; } && exec "$@"`
+				cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", setup, "sh", script}, tc.args[1:]...)...)
+			default:
+				if _, err := os.Stat("/run/systemd/system"); tc.system == offline && err == nil {
+					t.Skip("systemd runs here: no offline case")
+				}
+				cmd = exec.Command(script, tc.args[1:]...)
+			}
+			cmd.Env = []string{"PATH=" + tc.path + ":" + tools}
+			if tc.system == other {
+				cmd.Env = append(cmd.Env, "DPKG_ROOT="+t.TempDir())
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", tc.args, err, out)
+			}
+			var got []string
+			if data, err := os.ReadFile(calls); err == nil {
+				got = strings.Split(strings.TrimSpace(string(data)), "\n")
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("calls %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

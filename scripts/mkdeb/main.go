@@ -5,8 +5,10 @@
 //
 // The version is -version if given, else git describe's (a vX.Y.Z tag:
 // X.Y.Z, or X.Y.Z+gitN.HASH N commits after it), else 0.0.0+gitDATE.HASH
-// in a tree without such a tag, else 0.0.0. The maintainer defaults to
-// $DEBFULLNAME <$DEBEMAIL>, as Debian's own tools take it, when both are set.
+// in a tree without such a tag (either with .dirty for uncommitted
+// changes), else 0.0.0. The maintainer defaults to $DEBFULLNAME
+// <$DEBEMAIL>, as Debian's own tools take it, else git's user.name
+// <user.email>.
 // It prints the package's path.
 package main
 
@@ -36,10 +38,11 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	maintainer := "netboot appliance maintainers <root@localhost>"
-	if name, mail := os.Getenv("DEBFULLNAME"), os.Getenv("DEBEMAIL"); name != "" && mail != "" {
-		maintainer = name + " <" + mail + ">"
+	root, err := modroot.Find()
+	if err != nil {
+		return err
 	}
+	maintainer := defaultMaintainer(ctx, root)
 	bin := flag.String("bin", "bin", "directory of netbootd and nbctl as make build builds them")
 	out := flag.String("out", "bin", "directory the package is written to")
 	version := flag.String("version", "", "Debian version (default: from git describe)")
@@ -47,10 +50,6 @@ func run(ctx context.Context) error {
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
-	}
-	root, err := modroot.Find()
-	if err != nil {
-		return err
 	}
 	if *version == "" {
 		*version = gitVersion(ctx, root)
@@ -68,6 +67,20 @@ func run(ctx context.Context) error {
 	}
 	fmt.Println(path)
 	return nil
+}
+
+// defaultMaintainer is $DEBFULLNAME <$DEBEMAIL>, as Debian's own tools
+// take it, else git's user.name <user.email>, else a placeholder.
+func defaultMaintainer(ctx context.Context, root string) string {
+	if name, mail := os.Getenv("DEBFULLNAME"), os.Getenv("DEBEMAIL"); name != "" && mail != "" {
+		return name + " <" + mail + ">"
+	}
+	name, err1 := exec.CommandContext(ctx, "git", "-C", root, "config", "user.name").Output()
+	mail, err2 := exec.CommandContext(ctx, "git", "-C", root, "config", "user.email").Output()
+	if n, m := strings.TrimSpace(string(name)), strings.TrimSpace(string(mail)); err1 == nil && err2 == nil && n != "" && m != "" {
+		return n + " <" + m + ">"
+	}
+	return "netboot appliance maintainers <root@localhost>"
 }
 
 // gitVersion is the source tree's version as git knows it (see the
