@@ -10,7 +10,7 @@ TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox is
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed
 
-.PHONY: all build install test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
+.PHONY: all build install deb test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
 
 all: build
 
@@ -33,6 +33,14 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 install: build
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" BIN="$(BIN)" scripts/install.sh
+
+# The Debian package, $(BIN)/netboot_VERSION_amd64.deb: make install's tree
+# with PREFIX=/usr and the unit in /usr/lib/systemd/system, nbctl's bash
+# completion, conffiles in /etc/netboot (scripts/mkdeb, internal/debpkg).
+# VERSION defaults to git describe's (vX.Y.Z tags), else 0.0.0+gitDATE.HASH.
+VERSION ?=
+deb: build
+	$(GO) run ./scripts/mkdeb -bin $(BIN) -out $(BIN)$(if $(VERSION), -version "$(VERSION)")
 
 test-deps:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)

@@ -72,6 +72,7 @@ func (k *cli) commands() []spec {
 		{"image build", "--name N --kernel-dir DIR --out TFTP_ROOT [--modules m,...] [--ssh-key F]\n[--append ARGS] [--module-root DIR]\n[--efi-img [--shim F] [--grub-efi F]] [--register] [--description D] [--server URL]",
 			"build the orbit-pxe RAM image (kernel, initramfs,\npxelinux.cfg/N); --server also registers it",
 			func(ctx context.Context, args []string) error { return k.imageBuild(ctx, args, k.server, k.serverSet) }},
+		{"completion", "bash", "print the bash completion script (the Debian package installs it\nas /usr/share/bash-completion/completions/nbctl)", k.completion},
 	}
 }
 
@@ -134,6 +135,9 @@ var errUsage = errors.New("usage")
 // operands follow them (most < 0: no limit); a bad flag or count is a
 // usage error.
 func parseFlags(fs *flag.FlagSet, args []string, least, most int) error {
+	if len(args) == 1 && args[0] == flagProbe {
+		return probed{fs}
+	}
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", err, errUsage)
@@ -146,6 +150,17 @@ func parseFlags(fs *flag.FlagSet, args []string, least, most int) error {
 	}
 	return nil
 }
+
+// flagProbe, as a command's only argument, makes parseFlags hand back the
+// command's flag set (as a probed error) without parsing: nbctl completion
+// so lists each command's flags from the command table itself. It holds a
+// NUL, which no argument on a command line can (argv strings end at one).
+const flagProbe = "\x00flags"
+
+// probed carries a command's flag set back from parseFlags to a probe.
+type probed struct{ fs *flag.FlagSet }
+
+func (probed) Error() string { return "flag probe" }
 
 // given reports whether the command line set the flag name, even to its
 // default.

@@ -49,13 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	k := &cli{out: stdout, errOut: stderr}
 	specs := k.commands()
-	top := flag.NewFlagSet("nbctl", flag.ContinueOnError)
-	top.SetOutput(io.Discard)
-	top.StringVar(&server, "server", server, "appliance URL")
 	var tlsOpt amclient.TLS
-	top.StringVar(&tlsOpt.CAFile, "ca", os.Getenv("NBCTL_CA"), "PEM file of the CA (or the self-signed certificate) an https appliance's certificate must chain to")
-	top.StringVar(&tlsOpt.Fingerprint, "fingerprint", os.Getenv("NBCTL_FINGERPRINT"), "SHA-256 fingerprint of an https appliance's certificate: the only check made")
-	tokFile := top.String("token-file", "", "file holding the API token (default: $NBCTL_TOKEN, else the config dir's netboot/token)")
+	var tokFile string
+	top := globalFlags(&server, &tlsOpt, &tokFile)
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage(specs))
@@ -70,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage(specs))
 		return errors.New("no command")
 	}
-	token, err := loadToken(*tokFile)
+	token, err := loadToken(tokFile)
 	if err != nil {
 		return err
 	}
@@ -81,6 +77,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	k.c = c
 	return tlsHint(authHint(dispatch(ctx, specs, args, stdout, stderr)))
+}
+
+// globalFlags is nbctl's own flag set, the flags before the command; nbctl
+// completion lists them from here too.
+func globalFlags(server *string, tlsOpt *amclient.TLS, tokFile *string) *flag.FlagSet {
+	top := flag.NewFlagSet("nbctl", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	top.StringVar(server, "server", *server, "appliance URL")
+	top.StringVar(&tlsOpt.CAFile, "ca", os.Getenv("NBCTL_CA"), "PEM file of the CA (or the self-signed certificate) an https appliance's certificate must chain to")
+	top.StringVar(&tlsOpt.Fingerprint, "fingerprint", os.Getenv("NBCTL_FINGERPRINT"), "SHA-256 fingerprint of an https appliance's certificate: the only check made")
+	top.StringVar(tokFile, "token-file", "", "file holding the API token (default: $NBCTL_TOKEN, else the config dir's netboot/token)")
+	return top
 }
 
 // tlsHint adds to a certificate nbctl could not check how to make it
