@@ -199,7 +199,7 @@ testbeds:
 	const newMarker = "NEW-DISK deployed by the README's steps"
 	img := filepath.Join(t.TempDir(), "baseline.img.zst")
 	testenv.WriteFile(t, img, zstdtest.Compress(t, markedDisk(t, newMarker)))
-	if out, err := nbctl("disk", "put", "--as-is", "baseline", img); err != nil {
+	if out, err := nbctl("disk", "put", "baseline", img); err != nil {
 		t.Fatalf("nbctl disk put: %v\n%s", err, out)
 	}
 	out, err = nbctl("load", "--nodes", node.Hostname, "--image", "baseline", "--boot-timeout", "3m", "--timeout", "4m")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,8 @@ func noLinksLeft(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, when s
 	}
 }
 
-// putDiskImage stores a gzip image of raw on the appliance with nbctl.
+// putDiskImage stores raw on the appliance with nbctl, from a gzip file as
+// an operator has one: nbctl converts it to a chunked image.
 func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name string, raw []byte) {
 	t.Helper()
 	var gz bytes.Buffer
@@ -126,16 +128,17 @@ func putDiskImage(ctx context.Context, t *testing.T, tb *vtestbed.Testbed, name 
 	if err := os.WriteFile(file, gz.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := nbctl(ctx, t, tb, "disk", "put", "--as-is", name, file); err != nil {
+	if out, err := nbctl(ctx, t, tb, "disk", "put", name, file); err != nil {
 		t.Fatalf("nbctl disk put: %v\n%s", err, out)
 	}
 }
 
 // TestLoad is scenario c: `nbctl load` of a disk image onto two nodes at
 // once (e1000 and virtio-net). The appliance netboots them through its
-// power service, their RCs write the image, and after the reboot both boot
-// the freshly written disk: its boot sector prints a marker the old one
-// did not. The boot link an EC had set on one node is back at the end.
+// power service, their RCs take the image's chunks from one multicast
+// session (issue 16's test e) and write them, and after the reboot both
+// boot the freshly written disk: its boot sector prints a marker the old
+// one did not. The boot link an EC had set on one node is back at the end.
 func TestLoad(t *testing.T) {
 	nodes := []vtestbed.Node{vtestbed.NewNode(1, vtestbed.E1000), vtestbed.NewNode(2, vtestbed.VirtioNet)}
 	tb, vms := imagingTestbed(t, nodes)
@@ -181,9 +184,31 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		steps := loadSteps(vtestbed.NetbootSteps(n, *tb.Image), vtestbed.LocalbootSteps()...)
-		if _, err := vtestbed.InOrder(evs, steps...); err != nil {
+		found, err := vtestbed.InOrder(evs, steps...)
+		if err != nil {
 			t.Errorf("%s: %v\ntimeline:\n%s", n.Hostname, err, timeline(evs))
 		}
+		// Between the enrollment and the image loaded: the session.
+		mc := vtestbed.Step{Name: "multicast session", Source: "rc", What: regexp.MustCompile(`^image multicast$`)}
+		if len(found) == len(steps) {
+			enrolled, loaded := slices.Index(steps, vtestbed.EnrolledStep), len(steps)-len(vtestbed.LocalbootSteps())-2
+			between := evs[slices.Index(evs, found[enrolled]):slices.Index(evs, found[loaded])]
+			if _, err := vtestbed.InOrder(between, mc); err != nil {
+				t.Errorf("%s did not load by multicast: %v\ntimeline:\n%s", n.Hostname, err, timeline(evs))
+			}
+		}
+	}
+	sessions := map[string]bool{}
+	for _, n := range nodes {
+		evs, _ := tb.Events(ctx, n.HRN)
+		for _, e := range evs {
+			if e.What == "image multicast" {
+				sessions[strings.Fields(e.Detail)[2]] = true // "IMAGE group G session N": G
+			}
+		}
+	}
+	if len(sessions) != 1 {
+		t.Errorf("the two nodes' multicast groups: %v, want one session for both", sessions)
 	}
 }
 

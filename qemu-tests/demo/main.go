@@ -146,7 +146,7 @@ func demo(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nbctl("disk", "put", "--as-is", "demo-disk", file)
+	nbctl("disk", "put", "demo-disk", file)
 	out, err := tb.App.NbctlContext(ctx, "load", "--nodes", loaded.HRN, "--image", "demo-disk", "--boot-timeout", "3m")
 	fmt.Printf("$ nbctl load --nodes %s --image demo-disk\n%s", loaded.HRN, out)
 	if err != nil {
