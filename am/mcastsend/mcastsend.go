@@ -603,9 +603,13 @@ func (s *Session) finished() bool {
 	return len(s.receivers) > 0 || now.Sub(s.start) > s.cfg.IdleTimeout
 }
 
-// onlyAbsent reports whether every chunk r's last report asks for has
-// turned out to have no frame; s.mu is held.
+// onlyAbsent reports whether r's last report asks for chunks and every
+// one has turned out to have no frame; s.mu is held. (A report that asks
+// for nothing, not done, has frames being delivered, which may fail.)
 func (s *Session) onlyAbsent(r *receiver) bool {
+	if r.missing.Empty() {
+		return false
+	}
 	for _, rg := range r.missing.Whole {
 		for i := uint64(rg.Start); i < rg.End(); i++ {
 			if !s.absent[int(i)] {

@@ -18,15 +18,21 @@
 // multicast (no datagram arrives) reports leave. The sender serves and
 // waits for only the receivers whose reports say they hear the group: a
 // receiver that multicast does not reach would otherwise have every round
-// resend all it misses. The sender announces the
-// end of the session (CONTROL, phase finish). Between rounds, while it
-// waits for reports, it sends CONTROL idle heartbeats, so a receiver can
-// tell a working multicast path from a broken one.
+// resend all it misses. The sender announces the end of the session
+// (CONTROL, phase finish). While no round runs it sends CONTROL idle
+// heartbeats, so a receiver can tell a working multicast path from a
+// broken one, and repeats a round's end while it waits for reports.
+//
+// Lost DATA is repaired at the fragment level: a receiver keeps the
+// fragments it got of a frame across rounds and reports the missing ones
+// (fragment entries), so 5% loss costs about 5% more, not whole frames.
 //
 // # Datagrams
 //
 // All integers are big-endian. Every datagram is at most MaxDatagram
-// (1472) bytes: an IPv4 UDP payload in a 1500-byte Ethernet MTU.
+// (1472) bytes: an IPv4 UDP payload in a 1500-byte Ethernet MTU. A sender
+// on a smaller MTU picks a smaller fragment size (a DATA datagram is the
+// fragment size plus 52 bytes).
 //
 // Header, every type:
 //
