@@ -26,6 +26,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/apitoken"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -89,7 +90,7 @@ func newGuardedWith(t *testing.T, gc guard.Config) *guarded {
 	g.guard = guard.New(gc, st)
 	gin.SetMode(gin.ReleaseMode)
 	g.srv = New(Config{DefaultImage: "orbit-2.0.0", Guard: g.guard, RC: rcb, BootFiles: boot,
-		IPXE: IPXEConfig{Root: root, Prefix: "/boot/"}}, st, links, log)
+		IPXE: IPXEConfig{Root: root, Prefix: "/boot/"}, Metrics: metrics.New()}, st, links, log)
 	hs := httptest.NewServer(g.srv.Handler())
 	t.Cleanup(hs.Close)
 	g.url = hs.URL
