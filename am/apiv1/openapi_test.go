@@ -94,7 +94,7 @@ var ops = []op{
 		ok: []resp{{204, "Deleted.", nil}}, errs: []int{400, 404, 409}},
 	{method: "GET", path: "/nodes/:hrn/events", summary: "The node's boot timeline, oldest first", role: "viewer",
 		params: []param{pNode, pDom, {"after", "query", "Only the events after the one with this id (a follower's cursor).", map[string]any{"type": "integer", "format": "int64", "minimum": 0}}},
-		ok: []resp{{200, "The events.", jsonOf([]apiv1.Event{})}}, errs: []int{400, 404, 409}},
+		ok:     []resp{{200, "The events.", jsonOf([]apiv1.Event{})}}, errs: []int{400, 404, 409}},
 	{method: "PUT", path: "/nodes/:hrn/boot", summary: "Link the node to a PXE image for its next boots", role: "operator", params: []param{pNode, pDom},
 		req: jsonOf(apiv1.BootRequest{}), ok: []resp{{200, "The link.", jsonOf(apiv1.BootLink{})}}, errs: []int{400, 404, 409, 413}},
 	{method: "POST", path: "/nodes/:hrn/power", summary: "Power the node on, off, reboot or reset it, or read its state", role: "operator", params: []param{pNode, pDom},
@@ -143,7 +143,7 @@ var ops = []op{
 		req: jsonOf(proto.CommandRequest{}), ok: []resp{{202, "Queued.", jsonOf(proto.CommandStatus{})}}, errs: []int{400, 404, 409, 413}},
 	{method: "GET", path: "/nodes/:hrn/commands", summary: "The node's commands, newest first", role: "viewer",
 		params: []param{pNode, pDom, {"limit", "query", "At most this many.", map[string]any{"type": "integer", "minimum": 1}}},
-		ok: []resp{{200, "The commands.", jsonOf([]proto.CommandStatus{})}}, errs: []int{400, 404, 409}},
+		ok:     []resp{{200, "The commands.", jsonOf([]proto.CommandStatus{})}}, errs: []int{400, 404, 409}},
 	{method: "GET", path: "/commands/:id", summary: "One command", role: "viewer", params: []param{pID},
 		ok: []resp{{200, "The command.", jsonOf(proto.CommandStatus{})}}, errs: []int{400, 404}},
 	{method: "GET", path: "/disk-images", summary: "List the disk images", role: "viewer", ok: []resp{{200, "The images.", jsonOf([]proto.DiskImage{})}}},
@@ -420,9 +420,9 @@ func TestOpenAPISchemas(t *testing.T) {
 		ok           bool
 	}{
 		{"Node", string(node), true},
-		{"Node", `{"hrn":"n"}`, false},                            // required fields missing
+		{"Node", `{"hrn":"n"}`, false}, // required fields missing
 		{"ErrorBody", `{"error":"no","problems":["a","b"]}`, true},
-		{"ErrorBody", `{"error":"no","extra":1}`, false},          // a field the document lacks
+		{"ErrorBody", `{"error":"no","extra":1}`, false}, // a field the document lacks
 		{"Event", `{"id":1,"hrn":"n","at":"2026-01-02T03:04:05Z","source":"dhcp","what":"DHCPACK"}`, true},
 		{"Event", `{"id":"1","hrn":"n","at":"2026-01-02T03:04:05Z","source":"dhcp","what":"DHCPACK"}`, false},
 	}
