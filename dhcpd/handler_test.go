@@ -427,14 +427,14 @@ netbootd_dhcp_packets_total{outcome="dropped",type="unknown"} %d
 }
 
 // metricLines is m's samples whose names start with prefix, in the text
-// format without comments, sorted.
+// format without comments, sorted; those at 0 are left out.
 func metricLines(t *testing.T, m *metrics.Metrics, prefix string) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	var lines []string
 	for l := range strings.Lines(rec.Body.String()) {
-		if strings.HasPrefix(l, prefix) {
+		if strings.HasPrefix(l, prefix) && !strings.HasSuffix(l, " 0\n") {
 			lines = append(lines, l)
 		}
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -156,7 +158,45 @@ func TestMetricsEndToEnd(t *testing.T) {
 			t.Errorf("a raw path became a label: %s", key)
 		}
 	}
+	checkDashboard(t, after)
 }
+
+// checkDashboard checks that every netbootd metric the example Grafana
+// dashboard queries is one netbootd serves.
+func checkDashboard(t *testing.T, served map[string]float64) {
+	t.Helper()
+	data := testenv.ReadFile(t, filepath.Join(testenv.SourceTree(t), "examples", "grafana-dashboard.json"))
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal([]byte(data), &dash); err != nil {
+		t.Fatalf("examples/grafana-dashboard.json: %v", err)
+	}
+	queried := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range metricName.FindAllString(tg.Expr, -1) {
+				queried++
+				name = strings.TrimSuffix(name, "_bucket")
+				found := false
+				for key := range served {
+					found = found || key == name || strings.HasPrefix(key, name+"{") || strings.HasPrefix(key, name+"_count")
+				}
+				if !found {
+					t.Errorf("dashboard panel %q queries %s, which netbootd does not serve", p.Title, name)
+				}
+			}
+		}
+	}
+	if queried < 10 {
+		t.Errorf("the dashboard queries %d netbootd metrics", queried)
+	}
+}
+
+var metricName = regexp.MustCompile(`netbootd_[a-z_]+`)
 
 // scrape reads /metrics with get, checks it with promtool when installed
 // and with the client library's parser, and returns every sample by its

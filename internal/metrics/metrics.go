@@ -122,6 +122,24 @@ func New() *Metrics {
 		}, []string{"phase"}),
 	}
 	m.boots = newBootTracker(m.bootPhase)
+	// The known label values start at 0, so that a rate or a dashboard
+	// panel has a series before the first event.
+	for _, reason := range []string{DropMalformed, DropOverload, DropError, DropSend, DropPanic} {
+		m.dhcpDrops.WithLabelValues(reason)
+	}
+	for _, protocol := range []string{"tftp", "http"} {
+		m.transferBytes.WithLabelValues(protocol)
+		m.transferSeconds.WithLabelValues(protocol)
+		for _, outcome := range []string{TransferOK, TransferNotFound, TransferError} {
+			m.transfers.WithLabelValues(protocol, outcome)
+		}
+	}
+	for _, direction := range []string{"load", "save"} {
+		m.imagingBytes.WithLabelValues(direction)
+	}
+	for _, phase := range []string{PhaseDHCPAck, PhaseKernel, PhaseEnrolled} {
+		m.bootPhase.WithLabelValues(phase)
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -113,14 +113,14 @@ func TestFetchDone(t *testing.T) {
 }
 
 // checkCounted checks that met counted one transfer over protocol, with
-// outcome (none when outcome is "").
+// outcome (none when outcome is ""), and no other.
 func checkCounted(t *testing.T, met *metrics.Metrics, protocol, outcome string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	met.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	var got []string
 	for l := range strings.Lines(rec.Body.String()) {
-		if strings.HasPrefix(l, "netbootd_boot_file_transfers_total{") {
+		if strings.HasPrefix(l, "netbootd_boot_file_transfers_total{") && !strings.HasSuffix(l, " 0\n") {
 			got = append(got, strings.TrimSpace(l))
 		}
 	}
