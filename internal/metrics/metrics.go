@@ -217,15 +217,16 @@ func (m *Metrics) ImagingBytes(direction string, n int64) {
 	m.imagingBytes.WithLabelValues(direction).Add(float64(n))
 }
 
-// ImagingSessionStarted and ImagingSessionEnded bracket one disk-image
-// transfer (a node's load or save, or one multicast session).
+// ImagingSessionStarted counts one disk-image transfer as running (a
+// node's load or save, or one multicast session) until its
+// ImagingSessionEnded.
 func (m *Metrics) ImagingSessionStarted() {
 	if m != nil {
 		m.imagingSessions.Inc()
 	}
 }
 
-// ImagingSessionEnded: see ImagingSessionStarted.
+// ImagingSessionEnded ends a transfer ImagingSessionStarted began.
 func (m *Metrics) ImagingSessionEnded() {
 	if m != nil {
 		m.imagingSessions.Dec()
