@@ -22,6 +22,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	// SilentAfter fails a running command whose RC has not been heard from
 	// for this long (default 2*PollWait + 30s).
 	SilentAfter time.Duration
+	// Metrics, if set, takes the disk-image transfers' bytes and sessions
+	// (its ImagingBytes, ImagingSessionStarted and ImagingSessionEnded,
+	// all nil-safe): the hooks for the image code.
+	Metrics *metrics.Metrics
 
 	// pollWaits, if set, is called each time a poll has found no command
 	// and starts to wait for one, so that a test can queue a command at a

@@ -132,11 +132,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gin.SetMode(gin.ReleaseMode)
-	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images")}, st, log.With("svc", "rc"))
+	met := newMetrics(st)
+	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images"), Metrics: met}, st, log.With("svc", "rc"))
 	if err != nil {
 		return err
 	}
-	met := newMetrics(st, rcb)
+	collectRC(met, rcb)
 	events := timeline.New(st, met, log.With("svc", "timeline"))
 	bootFiles, err := httpboot.New(httpboot.Config{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, log.With("svc", "httpboot"), events)
 	if err != nil {

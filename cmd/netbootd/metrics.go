@@ -12,20 +12,24 @@ import (
 
 // newMetrics makes this netbootd's metrics and wires in what the services
 // do not feed themselves: the boot phases from the timeline's events, as
-// the store commits them, and the gauges read at each scrape (pool leases,
-// enrolled RCs).
-func newMetrics(st *store.Store, rcb *rcbroker.Broker) *metrics.Metrics {
+// the store commits them, and the pool leases, read at each scrape.
+func newMetrics(st *store.Store) *metrics.Metrics {
 	m := metrics.New()
 	st.ObserveEvents(func(e store.Event) { m.BootEvent(e.HRN, e.At, e.Source, e.What) })
 	m.CollectGauges("dhcp_leases", "DHCP pool leases not expired, by state (offered, bound, released, declined).", "state",
 		func(ctx context.Context) (map[string]float64, error) { return leaseCounts(ctx, st, time.Now()) })
+	return m
+}
+
+// collectRC adds the enrolled RCs' gauges, read from the broker at each
+// scrape.
+func collectRC(m *metrics.Metrics, rcb *rcbroker.Broker) {
 	m.CollectGauges("rc_enrolled", "Enrolled Resource Controllers, by state (online, offline, rebooting, powered-off).", "state", rcb.RCStates)
 	m.CollectGauges("rc_online", "Enrolled Resource Controllers online now (polling, or seen within a poll's wait).", "",
 		func(ctx context.Context) (map[string]float64, error) {
 			states, err := rcb.RCStates(ctx)
 			return map[string]float64{"": states[proto.RCOnline]}, err
 		})
-	return m
 }
 
 // leaseCounts counts the pool leases that have not expired by state,
