@@ -95,7 +95,7 @@ func New() *Metrics {
 		}, []string{"protocol"}),
 		transferSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "boot_file", Name: "transfer_duration_seconds",
-			Help:    "Duration of boot-file transfers, by protocol.",
+			Help:    "Duration of the boot-file transfers that went out whole, by protocol.",
 			Buckets: []float64{.001, .005, .025, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"protocol"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -179,7 +179,8 @@ func (m *Metrics) DHCPDrop(msgType, reason string) {
 	m.dhcpDrops.WithLabelValues(reason).Inc()
 }
 
-// Transfer counts one boot-file transfer over protocol (tftp, http).
+// Transfer counts one boot-file transfer over protocol (tftp, http), its
+// bytes, and the duration of a whole one.
 func (m *Metrics) Transfer(protocol, outcome string, bytes int64, took time.Duration) {
 	if m == nil {
 		return
@@ -188,7 +189,11 @@ func (m *Metrics) Transfer(protocol, outcome string, bytes int64, took time.Dura
 	if bytes > 0 {
 		m.transferBytes.WithLabelValues(protocol).Add(float64(bytes))
 	}
-	m.transferSeconds.WithLabelValues(protocol).Observe(took.Seconds())
+	// Only whole transfers: a probe for a missing file takes no time and
+	// would drown the histogram.
+	if outcome == TransferOK {
+		m.transferSeconds.WithLabelValues(protocol).Observe(took.Seconds())
+	}
 }
 
 // HTTPRequest counts one request to the AM. route is the matched route's

@@ -129,6 +129,7 @@ func TestCounters(t *testing.T) {
 		{testutil.ToFloat64(m.dhcpDrops.WithLabelValues(DropMalformed)), 1, "malformed drops"},
 		{testutil.ToFloat64(m.transfers.WithLabelValues("tftp", TransferOK)), 1, "tftp ok"},
 		{testutil.ToFloat64(m.transferBytes.WithLabelValues("tftp")), 1024, "tftp bytes"},
+		{first(histogram(t, m, "netbootd_boot_file_transfer_duration_seconds", "protocol", "tftp")), 1, "tftp durations (the whole transfer's only)"},
 		{testutil.ToFloat64(m.httpRequests.WithLabelValues("GET", "/api/v1/nodes/:hrn", "200")), 1, "a route's requests"},
 		{testutil.ToFloat64(m.httpRequests.WithLabelValues("other", "unmatched", "404")), 2, "unmatched requests"},
 		{testutil.ToFloat64(m.imagingBytes.WithLabelValues("load")), 4096, "imaging bytes"},
@@ -180,3 +181,5 @@ netbootd_dhcp_leases{state="offered"} 1
 		t.Errorf("gather with a failing source: %v, want its error", err)
 	}
 }
+
+func first(a, _ float64) float64 { return a }
