@@ -25,6 +25,7 @@ import (
 	"github.com/orbit-lab/netboot/am/guard"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -83,7 +84,13 @@ type Config struct {
 	// Limits are the per-source abuse limits (see limits.go); the zero
 	// value limits nothing.
 	Limits Limits
+	// Metrics, if set, counts every request by route and status, and is
+	// served at MetricsPath (role viewer: a scraper sends a token).
+	Metrics *metrics.Metrics
 }
+
+// MetricsPath is where the Prometheus metrics are served.
+const MetricsPath = "/metrics"
 
 // Server is the AM's HTTP server.
 type Server struct {
@@ -145,6 +152,11 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 		cfg.BootFiles.Register(root, cfg.Guard)
 	}
 	s.ipxeRoutes(root)
+	if cfg.Metrics != nil {
+		apierr.Register(root, cfg.Guard, []apierr.Route{
+			{Method: http.MethodGet, Path: MetricsPath, Handler: gin.WrapH(cfg.Metrics.Handler()), Role: apierr.RoleViewer},
+		})
+	}
 	s.h = r
 	return s
 }
@@ -286,6 +298,8 @@ func (w serverErrors) Write(p []byte) (int, error) {
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	// By the route's pattern, never the path: one series per route.
+	s.cfg.Metrics.HTTPRequest(c.Request.Method, c.FullPath(), c.Writer.Status(), time.Since(start))
 	path := c.Request.URL.Path
 	// Changes are worth a line; reads, and the RCs' polls and progress
 	// reports (several a second per node while imaging), are not.

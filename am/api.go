@@ -48,8 +48,14 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 		{Method: http.MethodGet, Path: "/tokens", Handler: s.apiTokens, Role: apierr.RoleAdmin},
 		{Method: http.MethodDelete, Path: "/tokens/:name", Handler: s.apiRevokeToken, Role: apierr.RoleAdmin},
 		{Method: http.MethodGet, Path: "/audit", Handler: s.apiAudit, Role: apierr.RoleViewer},
+		// The lowest operator role: the document tells nothing a viewer
+		// cannot learn by calling, and the test asks every API read of it.
+		{Method: http.MethodGet, Path: "/openapi.json", Handler: apiOpenAPI, Role: apierr.RoleViewer},
 	})
 }
+
+// apiOpenAPI answers the OpenAPI document of /api/v1 (apiv1.OpenAPI).
+func apiOpenAPI(c *gin.Context) { c.Data(http.StatusOK, "application/json", apiv1.OpenAPI()) }
 
 // nodeParam is the existing node that the path names: by HRN, or by a
 // host name unique in the inventory or in ?domain= (apierr.NodeRef). On

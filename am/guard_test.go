@@ -2,6 +2,7 @@ package am
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/apitoken"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -89,7 +92,7 @@ func newGuardedWith(t *testing.T, gc guard.Config) *guarded {
 	g.guard = guard.New(gc, st)
 	gin.SetMode(gin.ReleaseMode)
 	g.srv = New(Config{DefaultImage: "orbit-2.0.0", Guard: g.guard, RC: rcb, BootFiles: boot,
-		IPXE: IPXEConfig{Root: root, Prefix: "/boot/"}}, st, links, log)
+		IPXE: IPXEConfig{Root: root, Prefix: "/boot/"}, Metrics: metrics.New()}, st, links, log)
 	hs := httptest.NewServer(g.srv.Handler())
 	t.Cleanup(hs.Close)
 	g.url = hs.URL
@@ -375,3 +378,53 @@ func TestOMFRoutesAllRefuse(t *testing.T) {
 		t.Errorf("%d OMF routes, want the describe pages and every pxe, inventory and cmc call", n)
 	}
 }
+
+// TestOpenAPIRoutes: the OpenAPI document names every /api/v1 route of
+// gin's table, with the role the guard's table declares, and no route
+// that does not exist; GET /api/v1/openapi.json serves it.
+func TestOpenAPIRoutes(t *testing.T) {
+	g := newGuarded(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Role string `json:"x-role"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(apiv1.OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{} // "GET /api/v1/nodes/:hrn" -> role
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			documented[strings.ToUpper(method)+" "+openAPIToGin.ReplaceAllString(path, ":$1")] = op.Role
+		}
+	}
+	declared := g.guard.Roles()
+	served := 0
+	for _, r := range g.srv.Handler().(*gin.Engine).Routes() {
+		if !strings.HasPrefix(r.Path, "/api/v1/") {
+			continue
+		}
+		served++
+		key := r.Method + " " + r.Path
+		role, ok := documented[key]
+		switch {
+		case !ok:
+			t.Errorf("%s is not in the OpenAPI document (am/apiv1/openapi_test.go's table)", key)
+		case role != string(declared[key]):
+			t.Errorf("%s: the document says role %q, the guard's table %q", key, role, declared[key])
+		}
+		delete(documented, key)
+	}
+	for key := range documented {
+		t.Errorf("the OpenAPI document names %s, which gin does not route", key)
+	}
+	if served < 30 {
+		t.Fatalf("%d /api/v1 routes: the AM is not wired as netbootd wires it", served)
+	}
+	status, _, body := g.call(t, http.MethodGet, apiv1.OpenAPIPath, "", g.tokens[apierr.RoleViewer])
+	if status != http.StatusOK || body != string(apiv1.OpenAPI()) {
+		t.Errorf("GET %s = %d, %d bytes; want 200 and the document", apiv1.OpenAPIPath, status, len(body))
+	}
+}
+
+var openAPIToGin = regexp.MustCompile(`\{([A-Za-z_]+)\}`)

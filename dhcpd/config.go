@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/iprange"
+	"github.com/orbit-lab/netboot/internal/metrics"
 )
 
 // Mode says what the server hands out.
@@ -62,6 +63,9 @@ type Config struct {
 	Mode     Mode // "" means ModeServer
 	Workers  int  // requests handled at once; 0 means DefaultWorkers
 	Port     int  // server port; 0 means 67 (tests and benchmarks change it)
+	// Metrics counts the requests by message type and outcome; nil counts
+	// nothing.
+	Metrics *metrics.Metrics
 }
 
 // Subnet is one segment: its prefix, router (option 3) and the pool for

@@ -3,7 +3,9 @@ package dhcpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -374,7 +377,9 @@ func TestUnknownMACsAreRecordedAndLoggedOncePerMinute(t *testing.T) {
 func TestDatabaseErrorDropsAndCounts(t *testing.T) {
 	st := newFakeStore(testNodes...)
 	st.failWith = errors.New("disk I/O error")
-	s, err := New(testConfig(), backend(st, nil), nil)
+	cfg := testConfig()
+	cfg.Metrics = metrics.New()
+	s, err := New(cfg, backend(st, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,10 +389,18 @@ func TestDatabaseErrorDropsAndCounts(t *testing.T) {
 	if got := s.Stats(); got.Errors != 1 {
 		t.Errorf("stats = %+v", got)
 	}
+	want := `netbootd_dhcp_drops_total{reason="error"} 1
+netbootd_dhcp_packets_total{outcome="dropped",type="DISCOVER"} 1
+`
+	if got := metricLines(t, cfg.Metrics, "netbootd_dhcp_"); got != want {
+		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 func TestMalformedCounted(t *testing.T) {
-	s, err := New(testConfig(), backend(newFakeStore(testNodes...), nil), nil)
+	cfg := testConfig()
+	cfg.Metrics = metrics.New()
+	s, err := New(cfg, backend(newFakeStore(testNodes...), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,6 +416,30 @@ func TestMalformedCounted(t *testing.T) {
 	if got := s.Stats().Malformed; got != uint64(len(bad)) {
 		t.Errorf("Malformed = %d, want %d", got, len(bad))
 	}
+	// The last one parsed: it is counted under its message type.
+	want := fmt.Sprintf(`netbootd_dhcp_drops_total{reason="malformed"} %d
+netbootd_dhcp_packets_total{outcome="dropped",type="DISCOVER"} 1
+netbootd_dhcp_packets_total{outcome="dropped",type="unknown"} %d
+`, len(bad), len(bad)-1)
+	if got := metricLines(t, cfg.Metrics, "netbootd_dhcp_"); got != want {
+		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// metricLines is m's samples whose names start with prefix, in the text
+// format without comments, sorted; those at 0 are left out.
+func metricLines(t *testing.T, m *metrics.Metrics, prefix string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	var lines []string
+	for l := range strings.Lines(rec.Body.String()) {
+		if strings.HasPrefix(l, prefix) && !strings.HasSuffix(l, " 0\n") {
+			lines = append(lines, l)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "")
 }
 
 // TestNodeBootfileWins: a boot file named in the inventory for a node goes

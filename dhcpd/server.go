@@ -31,6 +31,7 @@ import (
 	"github.com/orbit-lab/netboot/dhcpd/ra"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/lograte"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -352,6 +353,7 @@ func (s *Server) read(runCtx context.Context, b boundConn, jobs chan<- job) erro
 		default:
 			s.bufs.Put(buf)
 			s.stats.overload.Add(1)
+			s.cfg.Metrics.DHCPDrop(metrics.Unparsed, metrics.DropOverload)
 			if ok, held := s.problemLog.Allow("overload"); ok {
 				s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", s.queue, "held_back", held)
 			}
@@ -363,27 +365,39 @@ func (s *Server) read(runCtx context.Context, b boundConn, jobs chan<- job) erro
 func (s *Server) answer(ctx context.Context, j job) {
 	ctx, cancel := context.WithTimeout(ctx, packetTimeout)
 	defer cancel()
-	out, dst := s.handle(ctx, (*j.buf)[:j.n], j.src, j.local)
+	out, dst, mt := s.serve(ctx, (*j.buf)[:j.n], j.src, j.local)
 	if out == nil {
 		return
 	}
 	if _, err := j.conn.WriteToUDPAddrPort(out, dst); err != nil {
 		s.stats.sendErrors.Add(1)
+		s.cfg.Metrics.DHCPDrop(mt, metrics.DropSend)
 		if ok, held := s.problemLog.Allow("send"); ok {
 			s.log.Warn("sending a dhcp reply", "to", dst.String(), "err", err, "held_back", held)
 		}
 		return
 	}
 	s.stats.replies.Add(1)
+	s.cfg.Metrics.DHCPPacket(mt, metrics.Replied)
 }
 
 // handle runs one datagram through the chain and returns the reply and
 // where it goes, or nil. It never panics: a panic (a bug, or a packet the
 // parser chokes on) is logged and counted.
 func (s *Server) handle(ctx context.Context, pkt []byte, src netip.AddrPort, local int) (out []byte, dst netip.AddrPort) {
+	out, dst, _ = s.serve(ctx, pkt, src, local)
+	return out, dst
+}
+
+// serve is handle, which also returns the request's message type (the
+// metrics' label; metrics.Unparsed before it is known). It counts the
+// requests that get no reply; its caller counts the replies, once sent.
+func (s *Server) serve(ctx context.Context, pkt []byte, src netip.AddrPort, local int) (out []byte, dst netip.AddrPort, mt string) {
+	mt = metrics.Unparsed
 	defer func() {
 		if p := recover(); p != nil {
 			s.stats.panics.Add(1)
+			s.cfg.Metrics.DHCPDrop(mt, metrics.DropPanic)
 			if ok, held := s.problemLog.Allow("panic"); ok {
 				s.log.Error("panic handling a dhcp packet", "from", src.String(), "panic", fmt.Sprint(p), "held_back", held)
 			}
@@ -391,23 +405,24 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src netip.AddrPort, loc
 		}
 	}()
 	if len(pkt) > maxDatagram {
-		s.dropped(src, "", malformed("datagram longer than %d bytes", maxDatagram))
-		return nil, dst
+		s.dropped(src, "", mt, malformed("datagram longer than %d bytes", maxDatagram))
+		return nil, dst, mt
 	}
 	req, err := dhcpv4.FromBytes(pkt)
 	if err != nil {
-		s.dropped(src, "", malformed("not a DHCP packet: %v", err))
-		return nil, dst
+		s.dropped(src, "", mt, malformed("not a DHCP packet: %v", err))
+		return nil, dst, mt
 	}
 	x := &exchange{req: req, mt: req.MessageType(), src: src, local: local, now: time.Now(), client: parseClient(req)}
+	mt = x.mt.String()
 	if len(req.ClientHWAddr) == 6 {
 		x.mac = req.ClientHWAddr.String()
 	}
 	for _, st := range s.chain {
 		stop, err := st(ctx, x)
 		if err != nil {
-			s.dropped(src, x.mac, err)
-			return nil, dst
+			s.dropped(src, x.mac, mt, err)
+			return nil, dst, mt
 		}
 		if stop {
 			break
@@ -415,26 +430,31 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src netip.AddrPort, loc
 	}
 	if x.resp == nil {
 		s.stats.ignored.Add(1)
-		return nil, dst
+		s.cfg.Metrics.DHCPPacket(mt, metrics.NoReply)
+		return nil, dst, mt
 	}
-	return x.resp.ToBytes(), replyDestination(req, x.resp.MessageType(), src, local, s.ports)
+	return x.resp.ToBytes(), replyDestination(req, x.resp.MessageType(), src, local, s.ports), mt
 }
 
-// dropped counts and logs (rate-limited) a request that gets no reply.
-func (s *Server) dropped(src netip.AddrPort, mac string, err error) {
+// dropped counts and logs (rate-limited) a request of message type mt
+// that gets no reply.
+func (s *Server) dropped(src netip.AddrPort, mac, mt string, err error) {
 	var m malformedError
 	var d dropError
 	switch {
 	case errors.As(err, &m):
 		s.stats.malformed.Add(1)
+		s.cfg.Metrics.DHCPDrop(mt, metrics.DropMalformed)
 		if ok, held := s.problemLog.Allow("malformed"); ok {
 			s.log.Info("malformed dhcp packet dropped (logged once a minute)", "from", src.String(), "mac", mac, "err", err, "held_back", held)
 		}
 	case errors.As(err, &d):
 		s.stats.ignored.Add(1)
+		s.cfg.Metrics.DHCPPacket(mt, metrics.NoReply)
 		s.log.Debug("dhcp request not answered", "from", src.String(), "mac", mac, "why", err)
 	default:
 		s.stats.errors.Add(1)
+		s.cfg.Metrics.DHCPDrop(mt, metrics.DropError)
 		if ok, held := s.problemLog.Allow("error " + mac); ok {
 			s.log.Warn("dhcp request failed (logged once a minute per MAC)", "from", src.String(), "mac", mac, "err", err, "held_back", held)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -67,6 +68,9 @@ type Config struct {
 	// Multicast: how chunked images reach several nodes at once; the
 	// zero value sends each node its own HTTP stream.
 	Multicast Multicast
+	// Metrics, if set, counts disk-image bytes (served over HTTP, sent by
+	// multicast sessions, stored) and the transfers and sessions running.
+	Metrics *metrics.Metrics
 
 	// pollWaits, if set, is called each time a poll has found no command
 	// and starts to wait for one, so that a test can queue a command at a
@@ -117,7 +121,7 @@ func New(cfg Config, st Store, log *slog.Logger) (*Broker, error) {
 		if !cfg.Multicast.Source.IsValid() || cfg.Multicast.Rate <= 0 || cfg.Multicast.PortLast < cfg.Multicast.PortFirst {
 			return nil, errors.New("rcbroker: multicast needs a source address, a rate and a port range")
 		}
-		b.mcast = &sessions{cfg: cfg.Multicast, images: images, log: log, joins: make(chan joinRequest)}
+		b.mcast = &sessions{cfg: cfg.Multicast, images: images, log: log, metrics: cfg.Metrics, joins: make(chan joinRequest)}
 	}
 	return b, nil
 }

@@ -414,6 +414,11 @@ func (b *Broker) getImage(c *gin.Context) {
 	// A transfer in flight ends when the appliance stops, instead of
 	// holding its shutdown.
 	defer ctxio.CutOnDone(c.Request.Context(), c.Writer, true)()
+	b.cfg.Metrics.ImagingSessionStarted()
+	defer func() {
+		b.cfg.Metrics.ImagingSessionEnded()
+		b.cfg.Metrics.ImagingBytes("load", int64(max(0, c.Writer.Size())))
+	}()
 	r := c.Request
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
 		// The RC's plain GET: the open file goes to net/http's own writer,
@@ -457,6 +462,7 @@ func (b *Broker) putImage(c *gin.Context) {
 		b.apiError(c, err)
 		return
 	}
+	b.cfg.Metrics.ImagingBytes("save", img.Size)
 	b.log.Info("rc: disk image stored", "image", name, "format", img.Format, "size", img.Size, "sha256", img.SHA256,
 		"took", time.Since(start).Round(time.Millisecond), "client", c.ClientIP())
 	c.JSON(http.StatusCreated, img)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/mcastsend"
 	"github.com/orbit-lab/netboot/internal/chunkimg"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/rc/proto"
 	"github.com/orbit-lab/netboot/rc/proto/mcast"
 )
@@ -55,10 +56,11 @@ func (m Multicast) slot(k int) netip.AddrPort {
 // every node loading that image joins, late ones included. Its run loop
 // owns them; polls ask it through joins.
 type sessions struct {
-	cfg    Multicast
-	images *imageStore
-	log    *slog.Logger
-	joins  chan joinRequest
+	cfg     Multicast
+	images  *imageStore
+	log     *slog.Logger
+	metrics *metrics.Metrics // nil-safe
+	joins   chan joinRequest
 }
 
 type joinRequest struct {
@@ -143,10 +145,13 @@ func (s *sessions) run(ctx context.Context) {
 			}
 			used[slot], byImage[key] = true, l
 			running++
+			s.metrics.ImagingSessionStarted()
 			go func() {
 				defer frames.Close()
+				defer s.metrics.ImagingSessionEnded()
 				err := l.send.Run(ctx)
 				st := l.send.Stats()
+				s.metrics.ImagingBytes("load", int64(st.Bytes))
 				s.log.Info("imaging: multicast session over", "image", req.image, "group", l.wire.Group, "session", l.wire.Session,
 					"rounds", st.Rounds, "bytes", st.Bytes, "datagrams", st.Datagrams, "rejected", st.Rejected, "err", err)
 				ended <- key

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -93,5 +94,23 @@ func TestRCStateAfterPowerCommands(t *testing.T) {
 	}
 	if s, err := c.RCStatus(ctx, "n2.sb8"); err != nil || s.State != proto.RCNotEnrolled || s.Online {
 		t.Errorf("a node that never enrolled: %+v, %v", s, err)
+	}
+}
+
+// TestRCStates: the metrics' count of enrolled RCs by state has every
+// state, at 0 before any enrollment, and an RC that enrolled online.
+func TestRCStates(t *testing.T) {
+	a := start(t, rcbroker.Config{})
+	ctx := context.Background()
+	zero := map[string]float64{proto.RCOnline: 0, proto.RCOffline: 0, proto.RCRebooting: 0, proto.RCPoweredOff: 0}
+	got, err := a.Broker().RCStates(ctx)
+	if err != nil || !maps.Equal(got, zero) {
+		t.Fatalf("RCStates before enrollment = %v, %v; want %v", got, err, zero)
+	}
+	enroll(t, a, "00:03:1d:0c:01:01")
+	want := maps.Clone(zero)
+	want[proto.RCOnline] = 1
+	if got, err := a.Broker().RCStates(ctx); err != nil || !maps.Equal(got, want) {
+		t.Errorf("RCStates after an enrollment = %v, %v; want %v", got, err, want)
 	}
 }

@@ -132,11 +132,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gin.SetMode(gin.ReleaseMode)
-	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images"), Multicast: multicast(cfg)}, st, log.With("svc", "rc"))
+	met := newMetrics(st)
+	rcb, err := rcbroker.New(rcbroker.Config{ImageDir: filepath.Join(cfg.StateDir, "images"), Multicast: multicast(cfg), Metrics: met}, st, log.With("svc", "rc"))
 	if err != nil {
 		return err
 	}
-	events := timeline.New(st, log.With("svc", "timeline"))
+	collectRC(met, rcb)
+	events := timeline.New(st, met, log.With("svc", "timeline"))
 	bootFiles, err := httpboot.New(httpboot.Config{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, log.With("svc", "httpboot"), events)
 	if err != nil {
 		return err
@@ -146,7 +148,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File,
 		Audit: st, AuditRetention: cfg.Audit.Retention, Limits: am.Limits{
 			Enroll: sourcelimit.Limit(cfg.Limits.Enroll), AuthFail: sourcelimit.Limit(cfg.Limits.AuthFail), OMF: sourcelimit.Limit(cfg.Limits.OMF),
-		}}
+		}, Metrics: met}
 	amSrv := am.New(amCfg, st, links, log.With("svc", "am")) //nolint:contextcheck // am.New starts nothing; each handler takes its request's context
 	// Before anything serves: nodes boot and ECs ask by the file's
 	// inventory. A bad file stops netbootd here, saying which lines.
@@ -172,6 +174,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		dc := dhcpConfig(cfg.DHCP)
 		dc.IPXEScript, dc.HTTPBoot = bootURLs(cfg)
 		dc.BootRoot = cfg.TFTPRoot
+		dc.Metrics = met
 		if dc.BootfileAA64 != "" {
 			if _, err := os.Stat(filepath.Join(cfg.TFTPRoot, dc.BootfileAA64)); err != nil {
 				log.Info("no arm64 boot loader in tftp_root: arm64 UEFI clients get no boot file", "bootfile_aa64", dc.BootfileAA64)

@@ -95,7 +95,7 @@ type Appliance struct {
 	// set by Start. A restart binds the same port again.
 	URL      string
 	Addr     string
-	TFTPAddr string // 127.0.0.1:port of the TFTP server, when Options.TFTP (as Addr)
+	TFTPAddr string // host:port of the TFTP server, when Options.TFTP (as Addr)
 	// TLSAddr is where the AM's TLS listener is, with Options.TLS (as
 	// Addr); TLSURL is https://TLSAddr, set by Start.
 	TLSAddr string
@@ -123,6 +123,7 @@ type Options struct {
 	Extra      string   // more YAML appended to the config
 	Args       []string // more netbootd flags
 	TFTP       bool     // serve TFTP on a free loopback port
+	TFTPHost   string   // with TFTP, the address it listens on instead of loopback, e.g. one inside Netns
 	Netns      string   // run netbootd (and Nbctl) inside this network namespace
 	HTTPHost   string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
 	// TLS, if set, is http.tls as YAML (auto, or {cert: F, key: F}): the
@@ -163,6 +164,9 @@ func New(t testing.TB, o Options) *Appliance {
 	}
 	if o.TFTP {
 		a.TFTPAddr = "127.0.0.1:0"
+		if o.TFTPHost != "" {
+			a.TFTPAddr = net.JoinHostPort(o.TFTPHost, "0")
+		}
 	}
 	invKey := "seed"
 	if o.FollowFile {

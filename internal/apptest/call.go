@@ -5,8 +5,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/openapicheck"
 )
 
 // Response is what a running netbootd answered to Call.
@@ -77,7 +80,29 @@ func DoWith(t testing.TB, c *http.Client, req *http.Request) Response {
 	if err != nil {
 		t.Fatalf("%s %s: reading the answer: %v", req.Method, req.URL, err)
 	}
+	if strings.HasPrefix(req.URL.Path, "/api/v1/") {
+		checkOpenAPI(t, req, resp, b)
+	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+}
+
+var (
+	openAPIOnce sync.Once
+	openAPI     *openapicheck.Checker
+	openAPIErr  error
+)
+
+// checkOpenAPI fails t (and goes on) when an /api/v1 answer is not as the
+// OpenAPI document says: every JSON-API test checks the document so.
+func checkOpenAPI(t testing.TB, req *http.Request, resp *http.Response, body []byte) {
+	t.Helper()
+	openAPIOnce.Do(func() { openAPI, openAPIErr = openapicheck.New() })
+	if openAPIErr != nil {
+		t.Fatal(openAPIErr)
+	}
+	if err := openAPI.Response(req, resp.StatusCode, resp.Header, body); err != nil {
+		t.Errorf("%v\nbody: %.500s", err, body)
+	}
 }
 
 // DoFrom is Do from source address from (ClientFrom); "" is any.

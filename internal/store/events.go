@@ -22,7 +22,7 @@ const EventsPerNode = 500
 // AddEvent appends an event to its node's timeline, dropping the oldest
 // beyond EventsPerNode.
 func (s *Store) AddEvent(ctx context.Context, e Event) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO events(hrn, at, source, what, detail) VALUES (?, ?, ?, ?, ?)`,
 			e.HRN, e.At.UnixNano(), e.Source, e.What, e.Detail)
 		if err != nil {
@@ -34,6 +34,32 @@ func (s *Store) AddEvent(ctx context.Context, e Event) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.notify([]Event{e})
+	}
+	return err
+}
+
+// ObserveEvents adds fn to the functions called with every event once it
+// is committed (by AddEvent or AddEvents), in the adding goroutine: fn must
+// be quick and must not call the store. Observers are added before the
+// services start (netbootd's metrics follow the boots this way).
+func (s *Store) ObserveEvents(fn func(Event)) {
+	s.observerMu.Lock()
+	defer s.observerMu.Unlock()
+	s.observers = append(s.observers, fn)
+}
+
+// notify hands committed events to the observers.
+func (s *Store) notify(events []Event) {
+	s.observerMu.RLock()
+	obs := s.observers
+	s.observerMu.RUnlock()
+	for _, fn := range obs {
+		for _, e := range events {
+			fn(e)
+		}
+	}
 }
 
 // Events returns a node's timeline, oldest first.
@@ -83,7 +109,7 @@ func (s *Store) AddEvents(ctx context.Context, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var full *sql.Stmt // eventRowsPerInsert rows
 		for rest := events; len(rest) > 0; {
 			n := min(len(rest), eventRowsPerInsert)
@@ -137,6 +163,10 @@ func (s *Store) AddEvents(ctx context.Context, events []Event) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.notify(events)
+	}
+	return err
 }
 
 const (

@@ -35,6 +35,9 @@ type Store struct {
 	// batch's size stop being cached once maxStmts is reached.
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt
+
+	observerMu sync.RWMutex
+	observers  []func(Event) // see ObserveEvents
 }
 
 const (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,29 @@ func TestLinksWhenAddressesSwap(t *testing.T) {
 	want := map[string][]string{"0A000001": {"b 10.0.0.1 img"}, "0A000002": {"c 10.0.0.2 other"}}
 	if diff := cmp.Diff(want, byHex); diff != "" {
 		t.Errorf("links by hex name (-want +got):\n%s", diff)
+	}
+}
+
+// TestObserveEvents: observers see each committed event once, from both
+// AddEvent and AddEvents, and nothing of a write that failed.
+func TestObserveEvents(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var seen []string
+	s.ObserveEvents(func(e Event) { seen = append(seen, e.HRN+" "+e.What) })
+	t0 := time.Unix(1000, 0)
+	if err := s.AddEvent(ctx, Event{HRN: "a", At: t0, Source: "dhcp", What: "DHCPOFFER"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddEvents(ctx, []Event{{HRN: "b", At: t0, Source: "dhcp", What: "DHCPACK"}, {HRN: "a", At: t0, Source: "rc", What: "enrolled"}}); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.AddEvent(canceled, Event{HRN: "c", At: t0, Source: "dhcp", What: "DHCPOFFER"}); err == nil {
+		t.Error("AddEvent with a canceled context succeeded")
+	}
+	if want := []string{"a DHCPOFFER", "b DHCPACK", "a enrolled"}; !slices.Equal(seen, want) {
+		t.Errorf("observed %q, want %q", seen, want)
 	}
 }

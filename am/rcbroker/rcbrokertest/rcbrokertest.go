@@ -78,6 +78,13 @@ func (a *Appliance) Store() *store.Store {
 	return a.st
 }
 
+// Broker is the appliance's broker (until the next Restart).
+func (a *Appliance) Broker() *rcbroker.Broker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.broker
+}
+
 func (a *Appliance) start(ln net.Listener) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, filepath.Join(a.Dir, "state"))

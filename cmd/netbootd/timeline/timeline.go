@@ -1,7 +1,7 @@
 // Package timeline turns boot-file transfers, TFTP's and HTTP's, into
 // events on the timeline of the node concerned, found in the inventory by
-// its control IP. Traffic from hosts that are not in the inventory is not
-// recorded. (dhcpd and the RC broker know their node already and write
+// its control IP, and counts them all in netbootd's metrics. Traffic from
+// hosts that are not in the inventory is counted, not recorded. (dhcpd and the RC broker know their node already and write
 // their events to the store.)
 //
 // It is netbootd's wiring between services (tftpd's TransferSink,
@@ -21,6 +21,7 @@ import (
 	"github.com/orbit-lab/netboot/am/httpboot"
 	"github.com/orbit-lab/netboot/internal/bootpath"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/tftpd"
 )
@@ -34,13 +35,15 @@ type Store interface {
 // Recorder writes events; it is safe for concurrent use.
 type Recorder struct {
 	st  Store
+	met *metrics.Metrics
 	log *slog.Logger
 	now func() time.Time
 }
 
-// New returns a Recorder writing to st.
-func New(st Store, log *slog.Logger) *Recorder {
-	return &Recorder{st: st, log: log, now: time.Now}
+// New returns a Recorder writing to st and counting in met (nil: not
+// counted).
+func New(st Store, met *metrics.Metrics, log *slog.Logger) *Recorder {
+	return &Recorder{st: st, met: met, log: log, now: time.Now}
 }
 
 var (
@@ -51,6 +54,7 @@ var (
 // TransferDone records a TFTP read of a known node. A missing file is not
 // an event: pxelinux asks for several config names before one exists.
 func (r *Recorder) TransferDone(ctx context.Context, t tftpd.Transfer) {
+	r.met.Transfer("tftp", outcome(t.Err, errors.Is(t.Err, tftpd.ErrNotFound), false), t.Bytes, t.Duration)
 	if errors.Is(t.Err, tftpd.ErrNotFound) {
 		return
 	}
@@ -67,6 +71,9 @@ func (r *Recorder) TransferDone(ctx context.Context, t tftpd.Transfer) {
 // probe (shim asks for revocation lists most sites do not have): none is
 // an event.
 func (r *Recorder) FetchDone(ctx context.Context, f httpboot.Fetch) {
+	if f.Method == http.MethodGet {
+		r.met.Transfer("http", outcome(f.Err, errors.Is(f.Err, bootpath.ErrNotFound), f.Status == http.StatusNotModified), f.Bytes, f.Duration)
+	}
 	if f.Method != http.MethodGet || errors.Is(f.Err, bootpath.ErrNotFound) {
 		return
 	}
@@ -83,6 +90,19 @@ func (r *Recorder) FetchDone(ctx context.Context, f httpboot.Fetch) {
 		detail = fmt.Sprintf("%d bytes, %s", f.Bytes, took)
 	}
 	r.add(ctx, f.Client.Addr(), "http", f.File, detail)
+}
+
+// outcome is a transfer's outcome for the metrics.
+func outcome(err error, notFound, notModified bool) string {
+	switch {
+	case notFound:
+		return metrics.TransferNotFound
+	case err != nil:
+		return metrics.TransferError
+	case notModified:
+		return metrics.TransferNotModified
+	}
+	return metrics.TransferOK
 }
 
 // add writes an event for the node whose control IP is ip, if there is
