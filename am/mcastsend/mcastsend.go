@@ -82,14 +82,20 @@ type Config struct {
 	// runs (default 200 ms): receivers tell a working multicast path by them.
 	Heartbeat time.Duration
 	// IdleTimeout is how long the session waits for a registered receiver
-	// that has not reported yet, from the session's start (a node still
-	// booting; default 30 s). With no receiver at all it ends after it.
+	// that has not reported yet, from its registration or the session's
+	// start, whichever is later (a node still scanning its disk; default
+	// 30 s). With no receiver at all it ends after it.
 	IdleTimeout time.Duration
 	// Silence is how long a receiver that has reported may stay silent
 	// (it reports every ~200 ms) before the session stops serving and
 	// waiting for it (default 3 s): a receiver whose "done" was lost
 	// costs at most that.
 	Silence time.Duration
+	// Linger keeps a session whose receivers are all done open that long
+	// for more: nodes of one load enroll seconds apart, and a node that
+	// joins the lingering session costs only the chunks it misses, where a
+	// new session would send the whole image again. 0: end at once.
+	Linger time.Duration
 	// Log receives the session's events; nil: none.
 	Log *slog.Logger
 }
@@ -173,6 +179,7 @@ type Session struct {
 type receiver struct {
 	id         string
 	registered bool
+	added      time.Time // when AddReceiver registered it
 	addr       string
 	heard      time.Time
 	reports    int
@@ -302,8 +309,10 @@ func (s *Session) Close() error { return s.conn.Close() }
 func (s *Session) AddReceiver(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.receiver(id)
-	r.registered = true
+	// A new registration is a new load on that node (while the session
+	// lingers, the same node may load the image again): what it reported
+	// before says nothing of it, and its reports count from 1 again.
+	s.receivers[id] = &receiver{id: id, registered: true, added: time.Now()}
 }
 
 // receiver returns id's record, making it; s.mu is held.
@@ -353,6 +362,9 @@ func (s *Session) state(r *receiver, now time.Time) State {
 	heard, timeout := r.heard, s.cfg.Silence
 	if heard.IsZero() {
 		heard, timeout = s.start, s.cfg.IdleTimeout
+		if r.added.After(heard) {
+			heard = r.added
+		}
 	}
 	if !s.start.IsZero() && now.Sub(heard) > timeout {
 		return Gone
@@ -400,11 +412,25 @@ func (s *Session) run(ctx context.Context) error {
 		}
 	}
 	var round uint32
+	var idle time.Time // since when every receiver is done, while lingering
 	for {
 		if s.finished() {
-			s.log.Info("mcast session done", "session", s.cfg.Session, "rounds", round, "bytes", s.bytes.Load())
-			return nil
+			if idle.IsZero() {
+				idle = time.Now()
+			}
+			if time.Since(idle) >= s.cfg.Linger {
+				s.log.Info("mcast session done", "session", s.cfg.Session, "rounds", round, "bytes", s.bytes.Load())
+				return nil
+			}
+			if err := s.heartbeat(ctx, &beat, mcast.PhaseIdle, round); err != nil {
+				return err
+			}
+			if err := s.wait(ctx, min(time.Until(beat), s.cfg.Linger-time.Since(idle))); err != nil {
+				return err
+			}
+			continue
 		}
+		idle = time.Time{}
 		want := s.collect()
 		if len(want) == 0 {
 			if err := s.heartbeat(ctx, &beat, mcast.PhaseIdle, round); err != nil {

@@ -373,3 +373,28 @@ func TestSharedLimiter(t *testing.T) {
 		t.Error("the session does not use the limiter it was given")
 	}
 }
+
+// TestReregistered: a node registered again (it loads the image again
+// while the session lingers, or a node of the same load enrolls late) is
+// waited for anew: what it reported before says nothing, its reports
+// count from 1 again, and its idle timeout runs from its registration,
+// not from the session's start.
+func TestReregistered(t *testing.T) {
+	s := newSession(t, testConfig(), make(frames, 4))
+	s.start = time.Now().Add(-time.Hour) // a session long under way
+	s.AddReceiver("n1")
+	s.take(status("n1", 7, 0, 1, mcast.Report{}, "done"), "10.0.0.1:5")
+	if !s.finished() {
+		t.Fatalf("not finished with its one receiver done: %+v", s.Receivers())
+	}
+	s.AddReceiver("n1")
+	if st := s.Receivers()[0].State; s.finished() || st != Waiting {
+		t.Errorf("registered again: %v, finished %v; want waiting, not finished", st, s.finished())
+	}
+	if !s.take(status("n1", 1, 0, 1, whole(2, 1)), "10.0.0.1:5") {
+		t.Errorf("the new registration's first report (seq 1) was not taken")
+	}
+	if got := s.collect(); len(got) != 1 || got[0].chunk != 2 || !got[0].whole {
+		t.Errorf("collect: %+v, want chunk 2 whole", got)
+	}
+}

@@ -73,6 +73,11 @@ type joinReply struct {
 	err error
 }
 
+// sessionLinger is how long a session whose nodes are all done stays open
+// for more: the nodes of one `nbctl load` enroll, and so join, seconds
+// apart, and a late one should cost its missing chunks, not the image.
+const sessionLinger = 30 * time.Second
+
 // errNoSlot: every group and port is taken by a running session.
 var errNoSlot = errors.New("every multicast group of imaging.multicast and imaging.port_range is in use")
 
@@ -188,7 +193,7 @@ func (s *sessions) start(req joinRequest, slot int) (*live, *os.File, error) {
 	session := binary.BigEndian.Uint64(id)
 	send, err := mcastsend.New(mcastsend.Config{
 		Group: group.String(), Source: s.cfg.Source.String(), TTL: s.cfg.TTL, Rate: s.cfg.Rate,
-		Key: key, Session: session, Log: s.log.With("image", req.image, "group", group.String()),
+		Key: key, Session: session, Linger: sessionLinger, Log: s.log.With("image", req.image, "group", group.String()),
 	}, frames)
 	if err != nil {
 		f.Close()
