@@ -21,6 +21,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/am/mcastsend"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -121,7 +122,8 @@ func New(cfg Config, st Store, log *slog.Logger) (*Broker, error) {
 		if !cfg.Multicast.Source.IsValid() || cfg.Multicast.Rate <= 0 || cfg.Multicast.PortLast < cfg.Multicast.PortFirst {
 			return nil, errors.New("rcbroker: multicast needs a source address, a rate and a port range")
 		}
-		b.mcast = &sessions{cfg: cfg.Multicast, images: images, log: log, metrics: cfg.Metrics, joins: make(chan joinRequest)}
+		b.mcast = &sessions{cfg: cfg.Multicast, images: images, log: log, metrics: cfg.Metrics, joins: make(chan joinRequest),
+			pace: mcastsend.NewLimiter(cfg.Multicast.Rate)}
 	}
 	return b, nil
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/orbit-lab/netboot/am/mcastsend"
 	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/internal/metrics"
@@ -28,7 +30,7 @@ type Multicast struct {
 	Groups              netip.Prefix // the range the sessions' groups come from
 	PortFirst, PortLast uint16       // their UDP ports
 	TTL                 int
-	Rate                int64      // bits per second, per session
+	Rate                int64      // bits per second, all sessions together
 	Source              netip.Addr // sent from, and where nodes report
 	// Fallback is how long a node waits for the session's first datagram
 	// before it fetches over HTTP.
@@ -61,6 +63,9 @@ type sessions struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics // nil-safe
 	joins   chan joinRequest
+	// pace is shared by every session: together they never send more
+	// than imaging.rate, however many images are loading at once.
+	pace *rate.Limiter
 }
 
 type joinRequest struct {
@@ -192,7 +197,7 @@ func (s *sessions) start(req joinRequest, slot int) (*live, *os.File, error) {
 	group := s.cfg.slot(slot)
 	session := binary.BigEndian.Uint64(id)
 	send, err := mcastsend.New(mcastsend.Config{
-		Group: group.String(), Source: s.cfg.Source.String(), TTL: s.cfg.TTL, Rate: s.cfg.Rate,
+		Group: group.String(), Source: s.cfg.Source.String(), TTL: s.cfg.TTL, Rate: s.cfg.Rate, Limiter: s.pace,
 		Key: key, Session: session, Linger: sessionLinger, Log: s.log.With("image", req.image, "group", group.String()),
 	}, frames)
 	if err != nil {

@@ -20,7 +20,7 @@ type Imaging struct {
 	PortFirst, PortLast uint16
 	// TTL of the datagrams: 1 keeps them on the control network's segment.
 	TTL int
-	// Rate caps the sending of each session, in bits per second.
+	// Rate caps what the sessions send, all together, in bits per second.
 	Rate int64
 	// Source is the address the appliance sends from and hears the nodes'
 	// reports on; the zero Addr means dhcp.server_ip.
