@@ -22,6 +22,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -36,24 +37,10 @@ type chunkImage struct {
 	digest   string
 }
 
-// testDisk is n chunks (the last one short by a little) of random, text
-// and zero chunks.
+// testDisk is n chunks (the last one short by a little) of zero, random
+// and text chunks.
 func testDisk(n int) []byte {
-	r := rand.New(rand.NewChaCha8([32]byte{16}))
-	b := make([]byte, n*testChunk-1000)
-	for i := 0; i < n; i++ {
-		c := b[i*testChunk : min((i+1)*testChunk, len(b))]
-		switch i % 4 {
-		case 0: // zeros
-		case 2:
-			copy(c, bytes.Repeat([]byte(fmt.Sprintf("chunk %d of a test disk; ", i)), testChunk/20))
-		default:
-			for j := range c {
-				c[j] = byte(r.Uint32())
-			}
-		}
-	}
-	return b
+	return zstdtest.MixedDisk(n*testChunk-1000, testChunk, "zrtr", 16)
 }
 
 func makeChunkImage(t *testing.T, raw []byte) chunkImage {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -23,25 +23,10 @@ const (
 	mcChunks = 256 // a 16 MiB disk
 )
 
-// mcDisk is a disk of mcChunks chunks: zeros, random and text-like data
-// in a pattern, random bytes from seed.
+// mcDisk is a disk of mcChunks chunks: zeros, random (from seed) and
+// text chunks in a pattern.
 func mcDisk(seed uint64) []byte {
-	b := make([]byte, mcChunks*mcChunk)
-	rng := rand.New(rand.NewPCG(seed, 16))
-	for i := range mcChunks {
-		c := b[i*mcChunk : (i+1)*mcChunk]
-		switch i % 8 {
-		case 2, 3, 4:
-			for j := range c {
-				c[j] = byte(rng.Uint32())
-			}
-		case 5, 6, 7:
-			for j := range c {
-				c[j] = "grid node "[(j+i)%10]
-			}
-		}
-	}
-	return b
+	return zstdtest.MixedDisk(mcChunks*mcChunk, mcChunk, "zzrrrttt", seed)
 }
 
 // TestMulticastLoadInNamespaces is issue 16's test (a)-(d) with real

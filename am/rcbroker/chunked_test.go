@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,25 +19,9 @@ import (
 )
 
 // mixedDisk is n chunks of chunkimg.MinChunkSize: random, zero and
-// repeated text in turn, the last one cut short by 1000 bytes.
+// text in turn, the last one cut short by 1000 bytes.
 func mixedDisk(n int) []byte {
-	const cs = chunkimg.MinChunkSize
-	b := make([]byte, n*cs-1000)
-	rng := rand.New(rand.NewPCG(7, uint64(n)))
-	for i := 0; i*cs < len(b); i++ {
-		c := b[i*cs : min((i+1)*cs, len(b))]
-		switch i % 3 {
-		case 0:
-			for j := range c {
-				c[j] = byte(rng.Uint32())
-			}
-		case 2:
-			for j := range c {
-				c[j] = "chunked "[j%8]
-			}
-		}
-	}
-	return b
+	return zstdtest.MixedDisk(n*chunkimg.MinChunkSize-1000, chunkimg.MinChunkSize, "rzt", 7)
 }
 
 // manifestOf reads an image's manifest as stored.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,26 +19,8 @@ import (
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
-// putDisk is 20 chunks of 64 KiB, random, zero and text in turn, the last
-// one 4 KiB: a size qcow2 keeps (a whole number of sectors).
 func putDisk() []byte {
-	const cs = chunkimg.MinChunkSize
-	b := make([]byte, 19*cs+4096)
-	rng := rand.New(rand.NewPCG(16, 1))
-	for i := 0; i*cs < len(b); i++ {
-		c := b[i*cs : min((i+1)*cs, len(b))]
-		switch i % 3 {
-		case 0:
-			for j := range c {
-				c[j] = byte(rng.Uint32())
-			}
-		case 2:
-			for j := range c {
-				c[j] = "nbctl put "[j%10]
-			}
-		}
-	}
-	return b
+	return zstdtest.MixedDisk(19*chunkimg.MinChunkSize+4096, chunkimg.MinChunkSize, "rzt", 16)
 }
 
 // TestDiskPut: nbctl disk put stores a raw disk, gzip and zstd of one, a

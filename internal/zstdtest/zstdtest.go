@@ -1,11 +1,14 @@
 // Package zstdtest compresses and decompresses whole disk images in tests,
 // as one zstd stream or as a chunked image (internal/chunkimg),
-// failing the test on an error, so that each test says only what it checks.
+// failing the test on an error, so that each test says only what it checks;
+// and makes the disks they hold.
 package zstdtest
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -90,4 +93,28 @@ func Disk(t testing.TB, img []byte) []byte {
 		copy(disk[off:], raw)
 	}
 	return disk
+}
+
+// MixedDisk is a disk of size bytes for tests of images, in chunks of
+// chunkSize whose kinds follow pattern in turn: 'z' zeros, 'r' random
+// bytes from seed, 't' text (the same for every seed) that compresses
+// well; the last chunk is cut to fit.
+func MixedDisk(size, chunkSize int, pattern string, seed uint64) []byte {
+	b := make([]byte, size)
+	rng := rand.New(rand.NewPCG(seed, uint64(size)))
+	for i := 0; i*chunkSize < size; i++ {
+		c := b[i*chunkSize : min((i+1)*chunkSize, size)]
+		switch pattern[i%len(pattern)] {
+		case 'r':
+			for j := range c {
+				c[j] = byte(rng.Uint32())
+			}
+		case 't':
+			line := fmt.Sprintf("chunk %d of a test disk; ", i)
+			for j := range c {
+				c[j] = line[j%len(line)]
+			}
+		}
+	}
+	return b
 }
