@@ -109,8 +109,14 @@ func TestForwarder(t *testing.T) {
 		}
 		fmt.Fprintf(w, "%s %s %d %x", r.Method, r.URL.Path, len(body), sha256.Sum256(body))
 	})}
-	go srv.Serve(httpLn)
-	t.Cleanup(func() { srv.Close() })
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(httpLn) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("the namespace's HTTP server: %v", err)
+		}
+	})
 	// The raw server reads its client to the end of stream, then answers
 	// how much it got: only a carried half-close lets it answer.
 	go func() {
