@@ -17,16 +17,22 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/internal/nsproxy"
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
 
@@ -65,6 +71,12 @@ func demo(t testing.TB) {
 	if err := tb.InstallUEFILoaders(); err != nil {
 		t.Fatal(err)
 	}
+	step("The appliance's HTTP API and web view, forwarded to this host's loopback")
+	web := forward(t, tb)
+	if err := checkForwarded(web, tb.App.Token, nodes); err != nil {
+		t.Fatal(err)
+	}
+	showWeb(web, tb.App.TokenFile)
 	nbctl := func(args ...string) {
 		out, err := tb.App.Nbctl(args...)
 		fmt.Printf("$ nbctl %v\n%s", args, out)
@@ -164,6 +176,7 @@ func demo(t testing.TB) {
 		return
 	}
 	step("The testbed stays up; serial logs under %s. Ctrl-C tears it down.", tb.Dir)
+	showWeb(web, tb.App.TokenFile)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
@@ -188,4 +201,76 @@ func demoDiskImage(dir, marker string, size int) (string, error) {
 	}
 	path := filepath.Join(dir, "demo-disk.gz")
 	return path, os.WriteFile(path, gz.Bytes(), 0o644)
+}
+
+// webPort is where the host's browser finds the demo's appliance: the
+// port netbootd serves on, on the host's loopback.
+const webPort = 5054
+
+// forward makes the appliance's HTTP API (and web view) reachable from
+// this host at http://127.0.0.1:webPort, or on the next free port when a
+// program of the host (a netbootd of its own) holds that one: a forwarder
+// on the host's loopback whose connections are made inside the testbed's
+// namespace, to the AM only. It stops with the demo, before the testbed
+// is torn down. It returns the forwarder's base URL.
+func forward(t testing.TB, tb *vtestbed.Testbed) string {
+	ln, err := nsproxy.Listen(webPort, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := nsproxy.Port(ln); p != webPort {
+		fmt.Printf("NOTE: 127.0.0.1:%d is taken on this host (is a netbootd running here?): the demo's appliance is on 127.0.0.1:%d instead\n", webPort, p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	f := nsproxy.Forwarder{Netns: tb.Netns.Name, Target: tb.App.Addr, Logf: t.Logf}
+	go func() { done <- f.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+	return nsproxy.URL(ln, "")
+}
+
+// checkForwarded calls GET /api/v1/nodes with the admin token from this
+// (the host's) namespace through the forwarder at base: a 200 listing
+// the demo's nodes says the forwarder carries the API end to end.
+func checkForwarded(base, token string, nodes []vtestbed.Node) error {
+	req, err := http.NewRequest(http.MethodGet, base+"/api/v1/nodes", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("through the forwarder: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("through the forwarder: GET /api/v1/nodes: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("through the forwarder: GET /api/v1/nodes: %s: %s", resp.Status, body)
+	}
+	var got []apiv1.Node
+	if err := json.Unmarshal(body, &got); err != nil {
+		return fmt.Errorf("through the forwarder: GET /api/v1/nodes: %w", err)
+	}
+	for _, n := range nodes {
+		if !slices.ContainsFunc(got, func(g apiv1.Node) bool { return g.HRN == n.HRN }) {
+			return fmt.Errorf("through the forwarder: GET /api/v1/nodes lacks %s: %s", n.HRN, body)
+		}
+	}
+	fmt.Printf("GET %s/api/v1/nodes (admin token), from this host through the forwarder: %s, %d nodes\n", base, resp.Status, len(got))
+	return nil
+}
+
+// showWeb prints where the host's browser finds the appliance, and where
+// the admin token to sign in with is (never the token itself).
+func showWeb(base, tokenFile string) {
+	fmt.Printf("Web view: %s/ui/   API: %s/api/v1/ (this host's loopback only)\n", base, base)
+	fmt.Printf("Admin token (sign in with it): in %s, readable by root; or: bin/nbctl --server %s --token-file %s nodes\n", tokenFile, base, tokenFile)
 }
