@@ -7,7 +7,7 @@ BIN := bin
 # Debian packages the tests drive as real peers.
 TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed osslsigncode mtools nftables
-BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox \
+BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox udpcast zstd curl \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed
 
 .PHONY: all build install test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
@@ -82,6 +82,7 @@ bench: build bench-deps
 	$(GO) run ./bench/tftp
 	$(GO) run ./bench/httpboot --netbootd $(BIN)/netbootd
 	$(GO) run ./bench/rc -size 1GiB -runs 3
+	$(GO) run ./bench/imaging -size 1GiB -nodes 1,5,20
 	$(GO) run ./bench/boot
 
 clean:
