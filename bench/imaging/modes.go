@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orbit-lab/netboot/bench/internal/diskdata"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -53,6 +54,17 @@ const (
 	udpcastRendezvous  = "239.255.216.1"
 	udpcastDataAddress = "239.255.216.2"
 )
+
+// imageFormats are the forms the image is stored in on the appliance, each
+// under a name of its own (netbootd would pick one format of a name). The
+// chunked format (internal/chunkimg's Writer, NAME.nbi) joins here.
+var imageFormats = []struct {
+	format, name, ext string
+	// store writes the raw disk at raw as the appliance stores it, to dst.
+	store func(raw, dst string) (int64, error)
+}{
+	{formatZstd, imageName, ".zst", func(raw, dst string) (int64, error) { return diskdata.Compress(raw, dst, "zstd") }},
+}
 
 // modes are measured in this order at each N. The chunked and multicast
 // modes are not here yet: the targets that need them say "not measured".

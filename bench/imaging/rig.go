@@ -126,9 +126,9 @@ func (r *rig) ip(ns *vtestbed.Netns, args ...string) {
 
 // shape caps dev's egress at the link rate: tbf, whose bucket holds a few
 // milliseconds at that rate (a 64 KiB GSO segment passes whole).
-func (r *rig) shape(ns *vtestbed.Netns, dev string) {
+func (r *rig) shape(ctx context.Context, ns *vtestbed.Netns, dev string) {
 	r.t.Helper()
-	out, err := ns.Command(context.Background(), "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+	out, err := ns.Command(ctx, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
 		"rate", r.o.rate, "burst", "512kb", "latency", "20ms").CombinedOutput()
 	if err != nil {
 		r.t.Fatalf("tc in %s on %s: %v: %s", ns.Name, dev, err, out)
@@ -138,7 +138,7 @@ func (r *rig) shape(ns *vtestbed.Netns, dev string) {
 // attach links namespace ns to the bridge by a veth: port in the switch,
 // iface (with mac, addr) in ns, both ends shaped, multicast routed out of
 // iface.
-func (r *rig) attach(ns *vtestbed.Netns, port, mac, addr string) {
+func (r *rig) attach(ctx context.Context, ns *vtestbed.Netns, port, mac, addr string) {
 	r.t.Helper()
 	r.ip(r.sw, "link", "add", port, "type", "veth", "peer", "name", iface, "address", mac, "netns", ns.Name)
 	r.ip(r.sw, "link", "set", port, "master", "br0")
@@ -146,14 +146,14 @@ func (r *rig) attach(ns *vtestbed.Netns, port, mac, addr string) {
 	r.ip(ns, "addr", "add", addr+"/16", "dev", iface)
 	r.ip(ns, "link", "set", iface, "up")
 	r.ip(ns, "route", "add", "224.0.0.0/4", "dev", iface)
-	r.shape(r.sw, port)
-	r.shape(ns, iface)
+	r.shape(ctx, r.sw, port)
+	r.shape(ctx, ns, iface)
 }
 
 // newRig builds the network, the appliance holding the image (made from
 // raw by build, which writes the stored image into the appliance's image
 // directory) and maxNodes nodes whose RCs have enrolled.
-func newRig(t testing.TB, o options, dir string, maxNodes int) *rig {
+func newRig(ctx context.Context, t testing.TB, o options, dir string, maxNodes int) *rig {
 	r := &rig{t: t, o: o, dir: dir, images: map[string]storedImage{}}
 	r.sw = r.netns("nbimg-sw")
 	r.ip(r.sw, "link", "add", "br0", "type", "bridge")
@@ -162,7 +162,7 @@ func newRig(t testing.TB, o options, dir string, maxNodes int) *rig {
 	r.ip(r.sw, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
 	r.ip(r.sw, "link", "set", "br0", "up")
 	r.app = r.netns("nbimg-app")
-	r.attach(r.app, "pa", "52:54:00:d8:00:01", applianceIP)
+	r.attach(ctx, r.app, "pa", "52:54:00:d8:00:01", applianceIP)
 
 	inv := "testbeds:\n  - domain: " + domain + "\n    nodes:\n"
 	for i := 1; i <= maxNodes; i++ {
@@ -171,7 +171,7 @@ func newRig(t testing.TB, o options, dir string, maxNodes int) *rig {
 			t.Fatal(err)
 		}
 		n.ns = r.netns(fmt.Sprintf("nbimg-n%d", i))
-		r.attach(n.ns, fmt.Sprintf("p%d", i), n.mac, n.ip)
+		r.attach(ctx, n.ns, fmt.Sprintf("p%d", i), n.mac, n.ip)
 		inv += fmt.Sprintf("      - { hrn: %s, hostname: node%d, control_ip: %s, control_mac: %q }\n", n.hrn, i, n.ip, n.mac)
 		r.nodes = append(r.nodes, n)
 	}
@@ -196,7 +196,7 @@ func (r *rig) startAppliance(ctx context.Context) {
 	}
 	bin := filepath.Join(r.a.Bin, "orbit-rc")
 	for _, n := range r.nodes {
-		cmd := n.ns.Command(context.Background(), bin, "--am", r.a.URL, "--mac", n.mac, "--hostname", fmt.Sprintf("node%d", n.i),
+		cmd := n.ns.Command(ctx, bin, "--am", r.a.URL, "--mac", n.mac, "--hostname", fmt.Sprintf("node%d", n.i),
 			"--cmdline", "/dev/null", "--image-file", filepath.Join(n.dir, "none"), "--state-dir", filepath.Join(n.dir, "state"),
 			"--disk-allow", filepath.Join(n.dir, "disk*"), "--max-backoff", "1s",
 			"--reboot-cmd", "true", "--poweroff-cmd", "true", "--log-level", "warn")
