@@ -96,7 +96,7 @@ func within(value, limit float64) verdict {
 	return missed
 }
 
-func label(r result) string { return fmt.Sprintf("%s@%d %.2fs", r.mode, r.n, r.wall.Seconds()) }
+func label(r result) string { return fmt.Sprintf("%s@%d %.3fs", r.mode, r.n, r.wall.Seconds()) }
 
 // targets are issue 16's, point 5. Those at "N nodes" take the largest N
 // of the run (20 with the default -nodes).
@@ -108,14 +108,14 @@ var targets = []target{
 			return "", notMeasured
 		}
 		v := mc.wall.Seconds() / one.wall.Seconds()
-		return fmt.Sprintf("%.2fx (%s / %s)", v, label(mc), label(one)), within(v, 1.5)
+		return fmt.Sprintf("%.3fx (%s / %s)", v, label(mc), label(one)), within(v, 1.5)
 	}},
 	{"appliance bytes <= 1.2x the stored image (multicast, N nodes)", func(rs results) (string, verdict) {
 		mc, ok := rs.get(modeMulticast, rs.most())
 		if !ok {
 			return "", notMeasured
 		}
-		return fmt.Sprintf("%.2fx (%d nodes: %.1f MiB of %.1f MiB)", mc.ratio(), mc.n, float64(mc.sent)/(1<<20), float64(mc.stored)/(1<<20)),
+		return fmt.Sprintf("%.3fx (%d nodes: %.1f MiB of %.1f MiB)", mc.ratio(), mc.n, float64(mc.sent)/(1<<20), float64(mc.stored)/(1<<20)),
 			within(mc.ratio(), 1.2)
 	}},
 	{"multicast at least udpcast's speed (N nodes)", func(rs results) (string, verdict) {
@@ -125,7 +125,7 @@ var targets = []target{
 			return "", notMeasured
 		}
 		v := uc.wall.Seconds() / mc.wall.Seconds()
-		return fmt.Sprintf("%.2fx udpcast's speed (%s, %s)", v, label(mc), label(uc)), within(1.0, v)
+		return fmt.Sprintf("%.3fx udpcast's speed (%s, %s)", v, label(mc), label(uc)), within(1.0, v)
 	}},
 	{"delta reload of an unchanged disk >= 5x faster than a full load", func(rs results) (string, verdict) {
 		full, ok1 := rs.get(modeChunked, 1)
@@ -143,7 +143,7 @@ var targets = []target{
 			return "", notMeasured
 		}
 		v := pipe.wall.Seconds() / one.wall.Seconds()
-		return fmt.Sprintf("%.2fx the pipeline's speed (%s, %s)", v, label(one), label(pipe)), within(1.0, v)
+		return fmt.Sprintf("%.3fx the pipeline's speed (%s, %s)", v, label(one), label(pipe)), within(1.0, v)
 	}},
 }
 

@@ -98,7 +98,7 @@ func TestPrintReport(t *testing.T) {
 	for _, want := range []string{
 		"| unicast | 50.00 | 21.5 | 2000.0 | 5.00 |",
 		`| curl\|zstd\|dd | 8.00 | 134.2 | 400.0 | 1.00 |`,
-		`| one node's load >= 1.0x curl\|zstd\|dd | 0.80x the pipeline's speed (unicast@1 10.00s, curl\|zstd\|dd@1 8.00s) | MISSED |`,
+		`| one node's load >= 1.0x curl\|zstd\|dd | 0.800x the pipeline's speed (unicast@1 10.000s, curl\|zstd\|dd@1 8.000s) | MISSED |`,
 		"| delta reload of an unchanged disk >= 5x faster than a full load | - | not measured |",
 	} {
 		if !strings.Contains(out, want) {
