@@ -24,7 +24,7 @@ type loadFunc func(ctx context.Context, r *rig, nodes []*node) (time.Duration, e
 
 // mode is one way of putting the image onto the nodes' disks. Adding one
 // (chunked unicast, its delta reload, multicast) is a line in modes and,
-// for a new stored format, its entry in rig.images.
+// for a new stored format, its entry in imageFormats.
 type mode struct {
 	name string
 	// format is the stored image the mode loads (a key of rig.images):
