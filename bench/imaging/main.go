@@ -37,10 +37,13 @@
 // written and fsynced; "appliance MiB sent" is the tx_bytes of the
 // appliance's link over the load (frames: headers included).
 //
-// The node disks share this machine's one disk (or -dir's file system):
-// its write rate, not the 1 Gbit/s links, may bound the many-node loads,
-// for every mode alike. tmpfs (-dir /dev/shm) lifts that for as many
-// GiB of RAM as nodes x -size.
+// The nodes share this machine's CPUs and its one disk (or -dir's file
+// system): every node's decompression and writes, not the 1 Gbit/s links,
+// may bound the many-node loads, for every mode alike (on 2 cores and a
+// 400 MB/s disk, 20 nodes x 1 GiB take over a minute whatever sends them).
+// Compare modes at the same N; N nodes against one measures the machine
+// too. tmpfs (-dir /dev/shm) lifts the disk's bound for as many GiB of RAM
+// as nodes x -size.
 //
 //	go run ./bench/imaging                          # 1 GiB, 1, 5 and 20 nodes (as root)
 //	go run ./bench/imaging -size 64MiB -nodes 1,5   # a quick look
