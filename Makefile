@@ -5,11 +5,11 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 # Debian packages the tests drive as real peers (prometheus: its promtool
-# checks /metrics).
-TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay \
+# checks /metrics; udpcast and zstd: bench/imaging's small run).
+TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay udpcast zstd \
 	qemu-system-x86 qemu-utils ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed osslsigncode mtools nftables \
 	prometheus
-BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox \
+BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox udpcast zstd curl \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed
 
 .PHONY: all build install deb test fuzz mutate demo demo-api lint bench go-toolchain test-deps bench-deps clean kernel
@@ -92,6 +92,7 @@ bench: build bench-deps
 	$(GO) run ./bench/tftp
 	$(GO) run ./bench/httpboot --netbootd $(BIN)/netbootd
 	$(GO) run ./bench/rc -size 1GiB -runs 3
+	$(GO) run ./bench/imaging -size 1GiB -nodes 1,5,20
 	$(GO) run ./bench/boot
 
 clean:

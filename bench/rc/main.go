@@ -32,28 +32,23 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/bench/internal/benchproc"
+	"github.com/orbit-lab/netboot/bench/internal/diskdata"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/rc"
@@ -73,21 +68,6 @@ func main() {
 	}
 }
 
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"GiB": 1 << 30, "MiB": 1 << 20, "KiB": 1 << 10} {
-		if v, ok := strings.CutSuffix(s, suffix); ok {
-			s, mult = v, m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: want e.g. 1GiB, 256MiB or a byte count", s)
-	}
-	return n * mult, nil
-}
-
 func run() (err error) {
 	sizeFlag := flag.String("size", "1GiB", "disk size")
 	runs := flag.Int("runs", 3, "runs of each method (the best counts)")
@@ -100,7 +80,7 @@ func run() (err error) {
 	verbose := flag.Bool("v", false, "print the RC's log on stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the RC loads (the whole process) to this file")
 	flag.Parse()
-	size, err := parseSize(*sizeFlag)
+	size, err := diskdata.ParseSize(*sizeFlag)
 	if err != nil {
 		return err
 	}
@@ -121,15 +101,15 @@ func run() (err error) {
 		return err
 	}
 	start := time.Now()
-	rawSum, err := makeData(raw, size, *randomPct, *zeroPct)
+	rawSum, err := diskdata.Make(raw, size, diskdata.Mix{Seed: 42, RandomPct: *randomPct, ZeroPct: *zeroPct})
 	if err != nil {
 		return err
 	}
-	zsize, err := compressFile(raw, filepath.Join(images, "bench.zst"), "zstd")
+	zsize, err := diskdata.Compress(raw, filepath.Join(images, "bench.zst"), "zstd")
 	if err != nil {
 		return err
 	}
-	gsize, err := compressFile(raw, filepath.Join(images, "bench-gz.gz"), "gzip")
+	gsize, err := diskdata.Compress(raw, filepath.Join(images, "bench-gz.gz"), "gzip")
 	if err != nil {
 		return err
 	}
@@ -189,7 +169,7 @@ func run() (err error) {
 			if err != nil {
 				return 0, err
 			}
-			s, err := fileSum(target)
+			s, err := diskdata.FileSum(target)
 			if err != nil {
 				return 0, fmt.Errorf("rc %s: %w", image, err)
 			}
@@ -284,77 +264,6 @@ func rcLoad(c *amclient.Client, image, target string) (time.Duration, error) {
 	return st.FinishedAt.Sub(*st.StartedAt), nil
 }
 
-// makeData writes size bytes of disk-like data and returns their SHA-256.
-func makeData(path string, size int64, randomPct, zeroPct int) ([]byte, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r := rand.New(rand.NewChaCha8([32]byte{42}))
-	h := sha256.New()
-	w := io.MultiWriter(f, h)
-	const block = 1 << 20
-	text := bytes.Repeat([]byte("Lorem ipsum dolor sit amet, orbit testbed node image; "), block/54+1)[:block]
-	buf := make([]byte, block)
-	for off := int64(0); off < size; off += block {
-		n := min(block, size-off)
-		switch p := r.IntN(100); {
-		case p < randomPct:
-			for i := 0; i+8 <= len(buf); i += 8 {
-				v := r.Uint64()
-				for j := 0; j < 8; j++ {
-					buf[i+j] = byte(v >> (8 * j))
-				}
-			}
-		case p < randomPct+zeroPct:
-			clear(buf)
-		default:
-			copy(buf, text)
-		}
-		if _, err := w.Write(buf[:n]); err != nil {
-			return nil, err
-		}
-	}
-	return h.Sum(nil), f.Sync()
-}
-
-func compressFile(src, dst, format string) (int64, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return 0, err
-	}
-	defer out.Close()
-	var w io.WriteCloser
-	if format == "zstd" {
-		w, err = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault))
-	} else {
-		w, err = gzip.NewWriterLevel(out, gzip.DefaultCompression)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if _, err := io.Copy(w, in); err != nil {
-		return 0, err
-	}
-	if err := w.Close(); err != nil {
-		return 0, err
-	}
-	if err := out.Sync(); err != nil {
-		return 0, err
-	}
-	fi, err := out.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
-}
-
 func preallocate(path string, size int64) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -368,17 +277,4 @@ func preallocate(path string, size int64) error {
 		}
 	}
 	return f.Sync()
-}
-
-func fileSum(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
-	}
-	return h.Sum(nil), nil
 }

@@ -85,3 +85,37 @@ func TestWithTLS(t *testing.T) {
 		t.Errorf("ServerCertificate: %v", err)
 	}
 }
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestWithTransport: calls, streamed ones too, go through the transport
+// given, with the token; the client it came from is left as it was.
+func TestWithTransport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("[]"))
+	}))
+	defer srv.Close()
+	var seen []string
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		seen = append(seen, r.URL.Path+" "+r.Header.Get("Authorization"))
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	base := New(srv.URL).WithToken("tok")
+	c := base.WithTransport(rt)
+	if _, err := c.DiskImages(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetDiskImage(context.Background(), "img", &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/api/v1/disk-images Bearer tok", "/api/v1/disk-images/img Bearer tok"}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Errorf("through the transport: %q, want %q", seen, want)
+	}
+	if _, err := base.DiskImages(context.Background()); err != nil || len(seen) != 2 {
+		t.Errorf("the original client: %v, %d calls through the transport; want its own, 2", err, len(seen))
+	}
+}
