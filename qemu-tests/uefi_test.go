@@ -276,8 +276,10 @@ func TestUEFILoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nbctl load: %v\nserial:\n%s", err, vm.Console.Text())
 	}
-	if !apptest.HasLine(out, node.HRN, "loaded", "/dev/sda", "8.0 MiB") {
-		t.Errorf("the summary has no line saying %s was loaded onto /dev/sda with 8.0 MiB", node.HRN)
+	// The disk is checked byte for byte below; what was written depends
+	// on what the disk held (a chunked load skips what is already right).
+	if !apptest.HasLine(out, node.HRN, "loaded", "/dev/sda") {
+		t.Errorf("the summary has no line saying %s was loaded onto /dev/sda", node.HRN)
 	}
 	line := bootedLoadedDisk(ctx, t, vm, newMarker, raw)
 	t.Logf("%s booted the loaded disk's ESP %.1fs after nbctl load started", node.Hostname, line.At.Sub(loadStart).Seconds())
