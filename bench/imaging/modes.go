@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/bench/internal/diskdata"
+	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -50,6 +51,7 @@ const (
 	modeUdpcast        = "udpcast"
 	modeCurl           = "curl|zstd|dd"
 	formatZstd         = "zstd"
+	formatChunked      = "chunked"
 	udpcastPortbase    = 9000
 	udpcastRendezvous  = "239.255.216.1"
 	udpcastDataAddress = "239.255.216.2"
@@ -64,28 +66,55 @@ var imageFormats = []struct {
 	store func(raw, dst string) (int64, error)
 }{
 	{formatZstd, imageName, ".zst", func(raw, dst string) (int64, error) { return diskdata.Compress(raw, dst, "zstd") }},
+	{formatChunked, imageName + "-chunked", ".nbi", storeChunked},
 }
 
-// modes are measured in this order at each N. The chunked and multicast
-// modes are not here yet: the targets that need them say "not measured".
+// storeChunked writes the raw disk at raw as a chunked image (nbctl disk
+// put's conversion) to dst.
+func storeChunked(raw, dst string) (int64, error) {
+	in, err := os.Open(raw)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	if _, _, err := chunkimg.Copy(out, in, chunkimg.DefaultChunkSize); err != nil {
+		return 0, fmt.Errorf("chunked image %s: %w", dst, err)
+	}
+	fi, err := out.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), out.Close()
+}
+
+// modes are measured in this order at each N: the chunked reload right
+// after the chunked load whose disks it reloads.
 func modes() []mode {
 	return []mode{
-		{name: modeUnicast, format: formatZstd, appliance: true, load: rcLoad(formatZstd)},
+		{name: modeUnicast, format: formatZstd, appliance: true, load: rcLoad(formatZstd, false)},
+		{name: modeChunked, format: formatChunked, appliance: true, load: rcLoad(formatChunked, false)},
+		{name: modeChunkedReload, format: formatChunked, delta: true, load: rcLoad(formatChunked, false)},
+		{name: modeMulticast, format: formatChunked, appliance: true, load: rcLoad(formatChunked, true)},
 		{name: modeUdpcast, format: formatZstd, load: udpcast},
 		{name: modeCurl, format: formatZstd, oneNode: true, load: curlZstdDD},
 	}
 }
 
 // rcLoad sends every node's RC a LOAD_IMAGE of the image stored in format
-// at once and waits for all: the time is the appliance's record of the
-// last one's end.
-func rcLoad(format string) loadFunc {
+// at once (asking for one multicast session, or each by HTTP) and waits
+// for all: the time is the appliance's record of the last one's end.
+func rcLoad(format string, multicast bool) loadFunc {
 	return func(ctx context.Context, r *rig, nodes []*node) (time.Duration, error) {
 		img := r.images[format]
 		start := time.Now()
 		ids := make([]int64, len(nodes))
 		for i, n := range nodes {
-			st, err := r.am.SendCommand(ctx, n.hrn, proto.CommandRequest{Type: proto.LoadImage, Image: img.name, Disk: n.disk})
+			st, err := r.am.SendCommand(ctx, n.hrn, proto.CommandRequest{Type: proto.LoadImage, Image: img.name, Disk: n.disk, Multicast: multicast})
 			if err != nil {
 				return 0, fmt.Errorf("LOAD_IMAGE %s: %w", n.hrn, err)
 			}

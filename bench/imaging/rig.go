@@ -175,8 +175,11 @@ func newRig(ctx context.Context, t testing.TB, o options, dir string, maxNodes i
 		inv += fmt.Sprintf("      - { hrn: %s, hostname: node%d, control_ip: %s, control_mac: %q }\n", n.hrn, i, n.ip, n.mac)
 		r.nodes = append(r.nodes, n)
 	}
+	// Multicast sessions send from the appliance's link, at the rate
+	// udp-sender gets.
 	r.a = apptest.New(t, apptest.Options{Netns: r.app.Name, HTTPHost: applianceIP, Images: []string{ramImage}, Inventory: inv,
-		Args: []string{"--log-level", "warn"}})
+		Args:  []string{"--log-level", "warn"},
+		Extra: fmt.Sprintf("imaging: { source: %s, rate: %sbit }\n", applianceIP, o.udpRate)})
 	return r
 }
 

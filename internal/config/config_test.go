@@ -128,6 +128,11 @@ imaging: { multicast: 239.1.2.0/28, port_range: 5000-5009, ttl: 4, rate: 1.5Gbit
 		{name: "imaging.multicast: unicast range", yaml: "imaging: { multicast: 10.0.0.0/8 }\n", wantErr: "imaging.multicast: \"10.0.0.0/8\": not an IPv4 multicast range"},
 		{name: "imaging.port_range: backwards", yaml: "imaging: { port_range: 5000-4000 }\n", wantErr: "imaging.port_range"},
 		{name: "imaging.rate: no unit", yaml: "imaging: { rate: 900 }\n", wantErr: "imaging.rate: \"900\""},
+		{name: "imaging.rate: tc's lower case", yaml: "imaging: { rate: 250mbit }\n", check: func(t *testing.T, c Config) {
+			if c.Imaging.Rate != 250e6 {
+				t.Errorf("rate %d, want 250e6", c.Imaging.Rate)
+			}
+		}},
 		{name: "imaging.rate: zero", yaml: "imaging: { rate: 0Mbit }\n", wantErr: "imaging.rate"},
 		{name: "imaging.ttl: zero", yaml: "imaging: { ttl: 0 }\n", wantErr: "imaging.ttl"},
 		{name: "omf.allow: not a CIDR", yaml: "omf: { allow: [10.0.0.0/33], allow_read: [ec-host] }\n", wantErr: "omf.allow_read: \"ec-host\""},

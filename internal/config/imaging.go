@@ -96,15 +96,16 @@ func (f imagingFile) parse() (Imaging, []error) {
 }
 
 // ParseRate reads a rate in bits per second as tc writes it: a number
-// with an optional k, M or G (powers of 1000) and "bit", like 900Mbit.
+// with an optional k, M or G (powers of 1000, either case) and "bit",
+// like 900Mbit or 1gbit.
 func ParseRate(s string) (int64, error) {
 	num, ok := strings.CutSuffix(s, "bit")
 	if !ok {
 		return 0, fmt.Errorf("%q: want bits per second such as 900Mbit or 1Gbit", s)
 	}
 	mult := int64(1)
-	for suffix, m := range map[string]int64{"k": 1e3, "M": 1e6, "G": 1e9} {
-		if n, ok := strings.CutSuffix(num, suffix); ok {
+	for suffix, m := range map[string]int64{"k": 1e3, "m": 1e6, "g": 1e9} {
+		if n, ok := strings.CutSuffix(strings.ToLower(num), suffix); ok {
 			num, mult = n, m
 			break
 		}
