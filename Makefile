@@ -8,7 +8,7 @@ BIN := bin
 # checks /metrics).
 TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay \
 	qemu-system-x86 qemu-utils ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed osslsigncode mtools nftables \
-	prometheus
+	prometheus chromium
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed
 
