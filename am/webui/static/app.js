@@ -454,9 +454,10 @@ function refreshCell(hrn) {
   const mark = state === "imaging" && pct !== null ? pct + "%" : STATE_MARK[state];
   a.querySelector(".mark").textContent = mark;
   a.setAttribute("aria-label", hrn + ": " + STATE_LABEL[state] + (pct !== null && state === "imaging" ? " " + pct + "%" : ""));
-  // A burst of events recounts once.
-  clearTimeout(app.countTimer);
-  app.countTimer = setTimeout(countStates, 200);
+  // A burst of events recounts once, before the next paint.
+  if (!app.countFrame) {
+    app.countFrame = requestAnimationFrame(() => { app.countFrame = 0; countStates(); });
+  }
 }
 
 async function nodePage(hrn) {

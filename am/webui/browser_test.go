@@ -1,0 +1,332 @@
+package webui_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/testenv"
+)
+
+// The browser tests run a real netbootd (internal/apptest) and drive the
+// web view in headless Chromium. Node 1's control IP is 127.0.0.1, so the
+// boot files fetched over HTTP from loopback, and a real orbit-rc, land on
+// its timeline; the other nodes' addresses are further loopback ones
+// (apptest.ClientFrom).
+const (
+	node1 = "node1-1.sb8"
+	mac1  = "00:03:1d:0c:01:01"
+)
+
+// inventory is a 6 by 4 testbed, at x,y, and a second testbed without
+// coordinates (laid out in order).
+func inventory() string {
+	var b strings.Builder
+	b.WriteString("images:\n  - { name: orbit-2.0.0, description: ORBIT RAM image }\n  - { name: baseline-6.1, description: Debian baseline }\ntestbeds:\n  - domain: sb8\n    nodes:\n")
+	for y := 1; y <= 4; y++ {
+		for x := 1; x <= 6; x++ {
+			i := (y-1)*6 + x
+			ip := fmt.Sprintf("127.0.0.%d", 10+i)
+			if i == 1 {
+				ip = "127.0.0.1"
+			}
+			fmt.Fprintf(&b, "      - { hrn: node%d-%d.sb8, hostname: node%d-%d, control_ip: %s, control_mac: \"00:03:1d:0c:%02x:%02x\", x: %d, y: %d, disk: /dev/sda, pxe_image: orbit-2.0.0 }\n",
+				x, y, x, y, ip, y, x, x, y)
+		}
+	}
+	b.WriteString("  - domain: sb9\n    nodes:\n")
+	for i := 1; i <= 3; i++ {
+		fmt.Fprintf(&b, "      - { hrn: node%d.sb9, hostname: node%d, control_ip: 127.0.1.%d, control_mac: \"00:03:1d:0d:00:%02x\" }\n", i, i, i, i)
+	}
+	return b.String()
+}
+
+// browser starts headless Chromium for the test: a tab context, and a
+// function that opens a fresh tab in a browser context of its own (its
+// own sessionStorage: another signed-in user).
+func browser(t *testing.T) (context.Context, func() context.Context) {
+	t.Helper()
+	exe := "/usr/lib/chromium/chromium" // Debian's binary, without the wrapper script
+	if _, err := os.Stat(exe); err != nil {
+		p, err := exec.LookPath("chromium")
+		if err != nil {
+			testenv.Missing(t, "needs chromium (Debian: chromium; make test installs it)")
+		}
+		exe = p
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// Start the browser now: the first run on a context does.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	tab := func() context.Context {
+		c, cancel := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext())
+		t.Cleanup(cancel)
+		return c
+	}
+	return ctx, tab
+}
+
+// do runs steps, failing the test with what; a step that waits has its own
+// bound (wait).
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// wait polls a JavaScript predicate until it holds (bounded: a state the
+// page never reaches fails the test rather than hanging it).
+func wait(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))
+}
+
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+func cellState(hrn, state string) string {
+	return fmt.Sprintf(`document.querySelector('.cell[data-hrn=%q]')?.dataset.state === %q`, hrn, state)
+}
+
+// signIn opens the page at / as a browser does (Accept: text/html, which
+// redirects to /ui/) and signs in with token.
+func signIn(t *testing.T, ctx context.Context, a *apptest.Appliance, token string) {
+	t.Helper()
+	do(t, ctx, "open /", chromedp.Navigate(a.URL+"/"))
+	do(t, ctx, "the sign-in form", chromedp.WaitVisible(chromedp.ID("token")))
+	do(t, ctx, "type the token", chromedp.SendKeys(chromedp.ID("token"), token))
+	do(t, ctx, "submit", chromedp.Click(chromedp.CSS(`#signin button[type="submit"]`)))
+	do(t, ctx, "signed in", wait(`document.getElementById("who").textContent !== "" && document.querySelector(".cell") !== null`))
+	if loc := eval[string](t, ctx, "location.pathname"); loc != "/ui/" {
+		t.Errorf("GET / in a browser ended at %s, want /ui/", loc)
+	}
+}
+
+// token makes an API token of role with the admin token.
+func token(t *testing.T, a *apptest.Appliance, role string) string {
+	t.Helper()
+	r := a.Call(t, http.MethodPost, "/api/v1/tokens", fmt.Sprintf(`{"name":"ui-%s","role":%q}`, role, role), nil)
+	var tok apiv1.TokenCreated
+	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
+		t.Fatalf("token create %s: %d %s", role, r.Status, r.Body)
+	}
+	if err := json.Unmarshal([]byte(r.Body), &tok); err != nil || tok.Secret == "" {
+		t.Fatalf("token create %s: %v %s", role, err, r.Body)
+	}
+	return tok.Secret
+}
+
+// fetchBoot fetches a boot file over HTTP from ip, as a node's firmware
+// or iPXE does: it lands on that node's timeline.
+func fetchBoot(t *testing.T, a *apptest.Appliance, ip, file string) {
+	t.Helper()
+	r := apptest.CallWith(t, apptest.ClientFrom(ip), http.MethodGet, a.URL+"/boot/"+file, "", nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("boot file %s from %s: %d %s", file, ip, r.Status, r.Body)
+	}
+}
+
+// startRC runs the real orbit-rc as node 1 until the test ends.
+func startRC(t *testing.T, a *apptest.Appliance) {
+	t.Helper()
+	dir := t.TempDir()
+	testenv.WriteFile(t, filepath.Join(dir, "orbit_image"), "orbit-2.0.0\n")
+	cmd := exec.Command(filepath.Join(a.Bin, "orbit-rc"), "--am", a.URL, "--mac", mac1, "--hostname", "node1-1",
+		"--cmdline", "/dev/null", "--image-file", filepath.Join(dir, "orbit_image"), "--state-dir", filepath.Join(dir, "state"),
+		"--disk-allow", filepath.Join(dir, "disk*"), "--efi-dir", filepath.Join(dir, "efi"),
+		"--poll-wait", "5s", "--max-backoff", "1s", "--reboot-cmd", "true", "--poweroff-cmd", "true")
+	out := &apptest.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt) // fails only if it has exited: done says how
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("orbit-rc did not stop on SIGINT\n%s", out)
+		}
+	})
+}
+
+// artifacts is where screenshots go: $WEBUI_ARTIFACTS if set (make keeps
+// them), else the test's temporary directory.
+func artifacts(t *testing.T) string {
+	if d := os.Getenv("WEBUI_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	p := filepath.Join(artifacts(t), name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", p)
+}
+
+func newAppliance(t *testing.T) *apptest.Appliance {
+	t.Helper()
+	a := apptest.New(t, apptest.Options{Inventory: inventory(), Images: []string{"orbit-2.0.0", "baseline-6.1"},
+		Extra: "http_boot: { prefix: /boot/ }\n"})
+	for name, body := range map[string]string{"pxelinux.0": "pxelinux", "ldlinux.c32": "ldlinux", "linux-orbit-2.0.0": "kernel", "initramfs-orbit-2.0.0.gz": "initrd"} {
+		testenv.WriteFile(t, filepath.Join(a.TFTPRoot, name), body)
+	}
+	a.Start()
+	return a
+}
+
+// TestGridFollowsABoot: an operator signed in watches node 1 boot: its
+// cell goes from boot files to kernel to enrolled as the events come, with
+// no reload; Enter on the cell opens the node page with the timeline;
+// "Set boot image" changes the node's link (the API and pxelinux.cfg say
+// so).
+func TestGridFollowsABoot(t *testing.T) {
+	a := newAppliance(t)
+	ctx, _ := browser(t)
+	signIn(t, ctx, a, token(t, a, "operator"))
+	// A mark that a reload would wipe.
+	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
+	do(t, ctx, "the grid", wait(cellState(node1, "unknown")), wait(`document.querySelectorAll('.cell').length === 27`))
+	// The inventory's x,y: node 3-2 is in column 3, row 2.
+	if pos := eval[string](t, ctx, `(c => c.style.gridColumn + "," + c.style.gridRow)(document.querySelector('.cell[data-hrn="node3-2.sb8"]'))`); pos != "3,2" {
+		t.Errorf("node3-2's cell at %s, want 3,2", pos)
+	}
+	size := `(c => c.getBoundingClientRect().width + "x" + c.getBoundingClientRect().height)(document.querySelector('.cell[data-hrn="node1-1.sb8"]'))`
+	before := eval[string](t, ctx, size)
+
+	fetchBoot(t, a, "127.0.0.1", "pxelinux.0")
+	do(t, ctx, "boot files", wait(cellState(node1, "bootfiles")))
+	fetchBoot(t, a, "127.0.0.1", "linux-orbit-2.0.0")
+	do(t, ctx, "kernel", wait(cellState(node1, "kernel")))
+	startRC(t, a)
+	do(t, ctx, "enrolled", wait(cellState(node1, "enrolled")))
+	// Other nodes' boots, for the picture: boot files, a kernel.
+	fetchBoot(t, a, "127.0.0.12", "pxelinux.0")
+	fetchBoot(t, a, "127.0.0.13", "pxelinux.0")
+	fetchBoot(t, a, "127.0.0.13", "linux-orbit-2.0.0")
+	do(t, ctx, "other nodes", wait(cellState("node2-1.sb8", "bootfiles")), wait(cellState("node3-1.sb8", "kernel")))
+	if !eval[bool](t, ctx, `window.notReloaded === true`) {
+		t.Error("the page reloaded")
+	}
+	if after := eval[string](t, ctx, size); after != before {
+		t.Errorf("a cell's size changed with its state: %s, then %s", before, after)
+	}
+	if label := eval[string](t, ctx, `document.querySelector('.cell[data-hrn="node1-1.sb8"]').getAttribute("aria-label")`); label != "node1-1.sb8: enrolled" {
+		t.Errorf("cell label %q", label)
+	}
+	// The legend counts the states.
+	do(t, ctx, "the legend", wait(`document.querySelector('[data-count="enrolled"]').textContent === " 1" && document.querySelector('[data-count="kernel"]').textContent === " 1"`))
+	screenshot(t, ctx, "grid.png")
+
+	// Keyboard: focus the cell, Enter opens the node.
+	do(t, ctx, "open the node", chromedp.Focus(chromedp.CSS(`.cell[data-hrn="node1-1.sb8"]`)), chromedp.KeyEvent("\r"),
+		wait(`location.hash === "#/node/node1-1.sb8"`),
+		wait(`[...document.querySelectorAll("#timeline td")].some(td => td.textContent === "enrolled")`),
+		wait(`document.querySelector("#rc dl") !== null`))
+	timeline := eval[[]string](t, ctx, `[...document.querySelectorAll("#timeline tbody tr")].map(r => r.children[3].textContent)`)
+	if strings.Join(timeline, ",") != "pxelinux.0,linux-orbit-2.0.0,enrolled" {
+		t.Errorf("timeline %q", timeline)
+	}
+	if d := eval[string](t, ctx, `document.querySelector("#timeline tbody tr:last-child").children[1].textContent`); !strings.HasSuffix(d, "s") {
+		t.Errorf("no duration before enrolled: %q", d)
+	}
+	if got := eval[string](t, ctx, `document.getElementById("node-state").dataset.state`); got != "enrolled" {
+		t.Errorf("node page state %q", got)
+	}
+	if kernel := eval[string](t, ctx, `document.getElementById("rc").textContent`); !strings.Contains(kernel, "orbit-2.0.0") {
+		t.Errorf("RC status without its RAM image: %q", kernel)
+	}
+	do(t, ctx, "set the boot image",
+		chromedp.SetValue(chromedp.ID("boot-image"), "baseline-6.1"),
+		chromedp.Click(chromedp.ID("set-boot")),
+		wait(`document.getElementById("boot-link").textContent.includes("baseline-6.1")`))
+	r := a.Call(t, http.MethodGet, "/api/v1/boot", "", nil)
+	var links []apiv1.BootLink
+	if err := json.Unmarshal([]byte(r.Body), &links); err != nil || len(links) != 1 || links[0].HRN != node1 || links[0].Image != "baseline-6.1" {
+		t.Errorf("boot links after the click: %s", r.Body)
+	}
+	// The node's pxelinux.cfg entry, named by its IP in hex, is the image's.
+	if got, want := testenv.ReadFile(t, filepath.Join(a.CfgDir, "7F000001")), testenv.ReadFile(t, filepath.Join(a.CfgDir, "baseline-6.1")); got != want {
+		t.Errorf("pxelinux.cfg/7F000001 is %q, want baseline-6.1's %q", got, want)
+	}
+	screenshot(t, ctx, "node.png")
+
+	do(t, ctx, "clear the boot image", chromedp.Click(chromedp.ID("clear-boot")),
+		wait(`document.getElementById("boot-link").textContent.startsWith("No boot link")`))
+	if r := a.Call(t, http.MethodGet, "/api/v1/boot", "", nil); strings.TrimSpace(r.Body) != "[]" {
+		t.Errorf("boot links after clear: %s", r.Body)
+	}
+}
+
+// TestViewerSeesNoActions: a viewer token reads everything and is offered
+// nothing to do.
+func TestViewerSeesNoActions(t *testing.T) {
+	a := newAppliance(t)
+	if r := a.Call(t, http.MethodPut, "/api/v1/nodes/"+node1+"/boot", `{"image":"orbit-2.0.0"}`, nil); r.Status != http.StatusOK {
+		t.Fatalf("set boot: %d %s", r.Status, r.Body)
+	}
+	_, tab := browser(t)
+	for _, role := range []string{"viewer", "operator"} {
+		ctx := tab()
+		signIn(t, ctx, a, token(t, a, role))
+		if who := eval[string](t, ctx, `document.getElementById("who").textContent`); who != "ui-"+role+" ("+role+")" {
+			t.Errorf("%s: signed in as %q", role, who)
+		}
+		for _, page := range []string{"#/node/" + node1, "#/links"} {
+			do(t, ctx, role+" "+page, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", page)),
+				wait(`document.querySelector("table") !== null && document.querySelector("#boot-link, #view table td a") !== null`))
+			if page == "#/node/"+node1 {
+				do(t, ctx, "node page", wait(`document.querySelector("#commands h3") !== null`))
+			}
+			n := eval[int](t, ctx, `document.querySelectorAll("button.action, #boot-image, #load-image").length`)
+			switch {
+			case role == "viewer" && n != 0:
+				t.Errorf("viewer: %d action controls on %s", n, page)
+			case role == "operator" && n == 0:
+				t.Errorf("operator: no action on %s (the check would pass for nothing)", page)
+			}
+		}
+	}
+}
