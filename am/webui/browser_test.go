@@ -172,11 +172,13 @@ func startRC(t *testing.T, a *apptest.Appliance) {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt) // fails only if it has exited: done says how
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("orbit-rc exited with %v on SIGINT\n%s", err, out)
+			}
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("orbit-rc did not stop on SIGINT\n%s", out)
+			t.Errorf("orbit-rc did not stop on SIGINT (killed: %v)\n%s", <-done, out)
 		}
 	})
 }

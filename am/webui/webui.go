@@ -54,7 +54,8 @@ const (
 	// DefaultBuffer holds a whole grid's boot burst (400 nodes, a few
 	// DHCP and TFTP events each) without dropping a browser that reads.
 	DefaultBuffer = 4096
-	DefaultPing   = 15 * time.Second
+	// DefaultPing is well under the idle timeouts of proxies (60 s).
+	DefaultPing = 15 * time.Second
 	// defaultRecent is how many of each node's newest events the stream
 	// starts with: enough to derive its state and the current boot's
 	// phases.

@@ -81,7 +81,7 @@ func openStream(t *testing.T, url string) (<-chan sse, error) {
 		cancel()
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the reader goroutine closes it
 	if err != nil {
 		cancel()
 		return nil, err
@@ -115,7 +115,8 @@ func openStream(t *testing.T, url string) (<-chan sse, error) {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		for range out { //nolint:revive // drained so the reader ends
+		// Drained so that the reader ends.
+		for range out {
 		}
 	})
 	return out, nil
