@@ -16,6 +16,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -55,7 +56,7 @@ func inventory() string {
 // browser starts headless Chromium for the test: a tab context, and a
 // function that opens a fresh tab in a browser context of its own (its
 // own sessionStorage: another signed-in user).
-func browser(t *testing.T) (context.Context, func() context.Context) {
+func browser(t *testing.T, width, height int) (context.Context, func() context.Context) {
 	t.Helper()
 	exe := "/usr/lib/chromium/chromium" // Debian's binary, without the wrapper script
 	if _, err := os.Stat(exe); err != nil {
@@ -70,7 +71,7 @@ func browser(t *testing.T) (context.Context, func() context.Context) {
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(width, height),
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
@@ -153,12 +154,13 @@ func fetchBoot(t *testing.T, a *apptest.Appliance, ip, file string) {
 	}
 }
 
-// startRC runs the real orbit-rc as node 1 until the test ends.
-func startRC(t *testing.T, a *apptest.Appliance) {
+// startRC runs the real orbit-rc as node 1 (127.0.0.1), of MAC mac, until
+// the test ends.
+func startRC(t *testing.T, a *apptest.Appliance, mac string) {
 	t.Helper()
 	dir := t.TempDir()
 	testenv.WriteFile(t, filepath.Join(dir, "orbit_image"), "orbit-2.0.0\n")
-	cmd := exec.Command(filepath.Join(a.Bin, "orbit-rc"), "--am", a.URL, "--mac", mac1, "--hostname", "node1-1",
+	cmd := exec.Command(filepath.Join(a.Bin, "orbit-rc"), "--am", a.URL, "--mac", mac, "--hostname", "node1-1",
 		"--cmdline", "/dev/null", "--image-file", filepath.Join(dir, "orbit_image"), "--state-dir", filepath.Join(dir, "state"),
 		"--disk-allow", filepath.Join(dir, "disk*"), "--efi-dir", filepath.Join(dir, "efi"),
 		"--poll-wait", "5s", "--max-backoff", "1s", "--reboot-cmd", "true", "--poweroff-cmd", "true")
@@ -226,7 +228,7 @@ func newAppliance(t *testing.T) *apptest.Appliance {
 // so).
 func TestGridFollowsABoot(t *testing.T) {
 	a := newAppliance(t)
-	ctx, _ := browser(t)
+	ctx, _ := browser(t, 1280, 800)
 	signIn(t, ctx, a, token(t, a, "operator"))
 	// A mark that a reload would wipe.
 	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
@@ -242,7 +244,7 @@ func TestGridFollowsABoot(t *testing.T) {
 	do(t, ctx, "boot files", wait(cellState(node1, "bootfiles")))
 	fetchBoot(t, a, "127.0.0.1", "linux-orbit-2.0.0")
 	do(t, ctx, "kernel", wait(cellState(node1, "kernel")))
-	startRC(t, a)
+	startRC(t, a, mac1)
 	do(t, ctx, "enrolled", wait(cellState(node1, "enrolled")))
 	// Other nodes' boots, for the picture: boot files, a kernel.
 	fetchBoot(t, a, "127.0.0.12", "pxelinux.0")
@@ -309,7 +311,7 @@ func TestViewerSeesNoActions(t *testing.T) {
 	if r := a.Call(t, http.MethodPut, "/api/v1/nodes/"+node1+"/boot", `{"image":"orbit-2.0.0"}`, nil); r.Status != http.StatusOK {
 		t.Fatalf("set boot: %d %s", r.Status, r.Body)
 	}
-	_, tab := browser(t)
+	_, tab := browser(t, 1280, 800)
 	for _, role := range []string{"viewer", "operator"} {
 		ctx := tab()
 		signIn(t, ctx, a, token(t, a, role))
@@ -330,5 +332,100 @@ func TestViewerSeesNoActions(t *testing.T) {
 				t.Errorf("operator: no action on %s (the check would pass for nothing)", page)
 			}
 		}
+	}
+}
+
+// TestGrid400: a 20 by 20 testbed in many states fits a laptop's screen
+// (1366 by 768) without scrolling, each cell showing
+// its state, and the legend counts them. Its screenshot is the README's.
+func TestGrid400(t *testing.T) {
+	sock := (&qmptest.Server{Handle: func(c *qmptest.Conn, cmd string, _ json.RawMessage) {
+		if cmd == "query-status" {
+			c.Return(map[string]any{"running": true, "status": "running"})
+			return
+		}
+		c.Return(nil)
+	}}).Start(t)
+	var b strings.Builder
+	b.WriteString("images:\n  - { name: orbit-2.0.0 }\ntestbeds:\n  - domain: grid\n    nodes:\n")
+	ip := func(x, y int) string {
+		if x == 1 && y == 1 {
+			return "127.0.0.1"
+		}
+		return fmt.Sprintf("127.0.%d.%d", y, x)
+	}
+	for y := 1; y <= 20; y++ {
+		for x := 1; x <= 20; x++ {
+			fmt.Fprintf(&b, "      - { hrn: node%d-%d.grid, hostname: node%d-%d, control_ip: %s, control_mac: \"00:03:1d:0e:%02x:%02x\", x: %d, y: %d, power: \"qemu:%s\" }\n",
+				x, y, x, y, ip(x, y), y, x, x, y, sock)
+		}
+	}
+	a := apptest.New(t, apptest.Options{Inventory: b.String(), Images: []string{"orbit-2.0.0"}, Extra: "http_boot: { prefix: /boot/ }\n"})
+	for name, body := range map[string]string{"pxelinux.0": "pxelinux", "linux-orbit-2.0.0": "kernel"} {
+		testenv.WriteFile(t, filepath.Join(a.TFTPRoot, name), body)
+	}
+	a.Start()
+	ctx, _ := browser(t, 1366, 768)
+	signIn(t, ctx, a, token(t, a, "viewer"))
+	do(t, ctx, "the grid", wait(`document.querySelectorAll('.cell').length === 400`))
+
+	// A rack at a time, as a grid boots: racks 1-4 are off, 5-8 were
+	// reset, 9-12 are loading boot files, 13-16 their kernel; node 1-1
+	// enrolls; the rest have no events yet.
+	want := map[string]int{"unknown": 0, "off": 0, "power": 0, "bootfiles": 0, "kernel": 0, "enrolled": 1}
+	for x := 1; x <= 20; x++ {
+		for y := 1; y <= 20; y++ {
+			if x == 1 && y == 1 {
+				continue
+			}
+			hrn := fmt.Sprintf("node%d-%d.grid", x, y)
+			state := "unknown"
+			switch {
+			case x <= 4 && y <= 16:
+				state = "off"
+				power(t, a, hrn, "offHard")
+			case x <= 8 && y <= 16:
+				state = "power"
+				power(t, a, hrn, "reset")
+			case x <= 12 && y <= 18:
+				state = "bootfiles"
+				fetchBoot(t, a, ip(x, y), "pxelinux.0")
+			case x <= 16 && y <= 18:
+				state = "kernel"
+				fetchBoot(t, a, ip(x, y), "pxelinux.0")
+				fetchBoot(t, a, ip(x, y), "linux-orbit-2.0.0")
+			}
+			want[state]++
+		}
+	}
+	fetchBoot(t, a, "127.0.0.1", "pxelinux.0")
+	startRC(t, a, "00:03:1d:0e:01:01")
+	for state, n := range want {
+		if err := chromedp.Do(ctx, wait(fmt.Sprintf(`document.querySelectorAll('.cell[data-state=%q]').length === %d`, state, n))); err != nil {
+			got := eval[map[string]int](t, ctx, `(() => { const m = {}; for (const c of document.querySelectorAll(".cell")) m[c.dataset.state] = (m[c.dataset.state] || 0) + 1; return m; })()`)
+			t.Fatalf("%s: want %d; the cells: %v", state, n, got)
+		}
+		do(t, ctx, "count of "+state, wait(fmt.Sprintf(`document.querySelectorAll('.cell[data-state=%q]').length === %d && document.querySelector('[data-count=%q]').textContent === " %d"`, state, n, state, n)))
+	}
+	if s := eval[string](t, ctx, `document.querySelector('.cell[data-hrn="node6-3.grid"]').dataset.state`); s != "power" {
+		t.Errorf("node6-3: %s, want power", s)
+	}
+	// Everything on one screen: the last row and column are in view.
+	fits := eval[string](t, ctx, `(() => {
+		let r = 0, b = 0;
+		for (const c of document.querySelectorAll(".cell")) { const q = c.getBoundingClientRect(); r = Math.max(r, q.right); b = Math.max(b, q.bottom); }
+		return r <= innerWidth && b <= innerHeight ? "ok" : "cells reach " + r + "x" + b + " in " + innerWidth + "x" + innerHeight;
+	})()`)
+	if fits != "ok" {
+		t.Error(fits)
+	}
+	screenshot(t, ctx, "grid-400.png")
+}
+
+// power sends a power action as an operator does (the admin token).
+func power(t *testing.T, a *apptest.Appliance, hrn, action string) {
+	t.Helper()
+	if r := a.Call(t, http.MethodPost, "/api/v1/nodes/"+hrn+"/power", fmt.Sprintf(`{"action":%q}`, action), nil); r.Status != http.StatusOK {
+		t.Fatalf("power %s %s: %d %s", action, hrn, r.Status, r.Body)
 	}
 }

@@ -392,7 +392,7 @@ function layout(nodes) {
 
 function gridPage() {
   const view = $("view");
-  view.append(el("h2", {}, "Grid"));
+  view.append(el("h2", { class: "visually-hidden" }, "Grid"));
   const legend = el("ul", { class: "legend", "aria-label": "States" });
   for (const [k, label, mark] of STATES) {
     legend.append(el("li", {}, el("span", { class: "swatch s-" + k, "aria-hidden": "true" }, mark), " " + label, el("span", { class: "count", "data-count": k })));
