@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/apptest"
@@ -264,8 +265,11 @@ func TestGridFollowsABoot(t *testing.T) {
 	do(t, ctx, "the legend", wait(`document.querySelector('[data-count="enrolled"]').textContent === " 1" && document.querySelector('[data-count="kernel"]').textContent === " 1"`))
 	screenshot(t, ctx, "grid.png")
 
-	// Keyboard: focus the cell, Enter opens the node.
-	do(t, ctx, "open the node", chromedp.Focus(chromedp.CSS(`.cell[data-hrn="node1-1.sb8"]`)), chromedp.KeyEvent("\r"),
+	// Keyboard: the arrow keys move between cells as they lie, Enter
+	// opens the node.
+	do(t, ctx, "arrows", chromedp.Focus(chromedp.CSS(`.cell[data-hrn="node2-1.sb8"]`)), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowLeft),
+		chromedp.KeyEvent(kb.ArrowUp), wait(`document.activeElement.dataset.hrn === "node1-1.sb8"`))
+	do(t, ctx, "open the node", chromedp.KeyEvent("\r"),
 		wait(`location.hash === "#/node/node1-1.sb8"`),
 		wait(`[...document.querySelectorAll("#timeline td")].some(td => td.textContent === "enrolled")`),
 		wait(`document.querySelector("#rc dl") !== null`))
@@ -427,5 +431,31 @@ func power(t *testing.T, a *apptest.Appliance, hrn, action string) {
 	t.Helper()
 	if r := a.Call(t, http.MethodPost, "/api/v1/nodes/"+hrn+"/power", fmt.Sprintf(`{"action":%q}`, action), nil); r.Status != http.StatusOK {
 		t.Fatalf("power %s %s: %d %s", action, hrn, r.Status, r.Body)
+	}
+}
+
+// TestNoMarkupFromData: text from the API is shown as text: an image's
+// description written as markup neither runs nor becomes an element.
+func TestNoMarkupFromData(t *testing.T) {
+	a := newAppliance(t)
+	evil := `<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>`
+	body, err := json.Marshal(apiv1.Image{Name: "baseline-6.1", Description: evil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Call(t, http.MethodPut, "/api/v1/images/baseline-6.1", string(body), nil); r.Status != http.StatusOK && r.Status != http.StatusCreated {
+		t.Fatalf("put image: %d %s", r.Status, r.Body)
+	}
+	ctx, _ := browser(t, 1280, 800)
+	signIn(t, ctx, a, token(t, a, "operator"))
+	for _, page := range []string{"#/images", "#/node/" + node1} {
+		do(t, ctx, page, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", page)),
+			wait(fmt.Sprintf(`[...document.querySelectorAll("#view td, #view option")].some(e => e.textContent.includes(%q))`, evil)))
+		if n := eval[int](t, ctx, `document.querySelectorAll("#view img, #view script").length`); n != 0 {
+			t.Errorf("%s: the description became %d elements", page, n)
+		}
+	}
+	if pwned := eval[bool](t, ctx, `window.pwned !== undefined`); pwned {
+		t.Error("the description ran")
 	}
 }

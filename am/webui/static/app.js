@@ -407,14 +407,23 @@ function gridPage() {
   for (const [domain, nodes] of byDomain) {
     const cells = layout(nodes);
     const cols = Math.max(...cells.map((c) => c.x));
-    const grid = el("div", { class: "grid", role: "list", "aria-label": "Nodes of " + domain });
+    const grid = el("div", { class: "grid", role: "list", "aria-label": "Nodes of " + domain + " (arrow keys move between nodes)" });
     grid.style.gridTemplateColumns = "repeat(" + cols + ", var(--cell-w))";
+    const at = new Map(); // "x,y" -> cell
+    grid.addEventListener("keydown", (ev) => {
+      const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[ev.key];
+      const from = ev.target.closest(".cell");
+      if (!step || !from) return;
+      const next = at.get((Number(from.style.gridColumn) + step[0]) + "," + (Number(from.style.gridRow) + step[1]));
+      if (next) { next.focus(); ev.preventDefault(); }
+    });
     for (const { n, x, y } of cells) {
       const a = el("a", { class: "cell", href: "#/node/" + encodeURIComponent(n.hrn), role: "listitem", "data-hrn": n.hrn, title: n.hrn },
         el("span", { class: "name" }, shortName(n)), el("span", { class: "mark" }));
       a.style.gridColumn = String(x);
       a.style.gridRow = String(y);
       grid.append(a);
+      at.set(x + "," + y, a);
       app.cells.set(n.hrn, a);
     }
     view.append(el("section", { class: "testbed" }, el("h3", {}, domain + " (" + nodes.length + " nodes)"), grid));
