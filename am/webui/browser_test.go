@@ -1,7 +1,6 @@
 package webui_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/browsertest"
 	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
@@ -52,83 +52,6 @@ func inventory() string {
 		fmt.Fprintf(&b, "      - { hrn: node%d.sb9, hostname: node%d, control_ip: 127.0.1.%d, control_mac: \"00:03:1d:0d:00:%02x\" }\n", i, i, i, i)
 	}
 	return b.String()
-}
-
-// browser starts headless Chromium for the test: a tab context, and a
-// function that opens a fresh tab in a browser context of its own (its
-// own sessionStorage: another signed-in user).
-func browser(t *testing.T, width, height int) (context.Context, func() context.Context) {
-	t.Helper()
-	exe := "/usr/lib/chromium/chromium" // Debian's binary, without the wrapper script
-	if _, err := os.Stat(exe); err != nil {
-		p, err := exec.LookPath("chromium")
-		if err != nil {
-			testenv.Missing(t, "needs chromium (Debian: chromium; make test installs it)")
-		}
-		exe = p
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(width, height),
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	// Start the browser now: the first run on a context does.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	tab := func() context.Context {
-		c, cancel := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext())
-		t.Cleanup(cancel)
-		return c
-	}
-	return ctx, tab
-}
-
-// do runs steps, failing the test with what; a step that waits has its own
-// bound (wait).
-func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// wait polls a JavaScript predicate until it holds (bounded: a state the
-// page never reaches fails the test rather than hanging it).
-func wait(expr string) chromedp.Action[chromedp.Void] {
-	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))
-}
-
-func eval[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return v
-}
-
-func cellState(hrn, state string) string {
-	return fmt.Sprintf(`document.querySelector('.cell[data-hrn=%q]')?.dataset.state === %q`, hrn, state)
-}
-
-// signIn opens the page at / as a browser does (Accept: text/html, which
-// redirects to /ui/) and signs in with token.
-func signIn(t *testing.T, ctx context.Context, a *apptest.Appliance, token string) {
-	t.Helper()
-	do(t, ctx, "open /", chromedp.Navigate(a.URL+"/"))
-	do(t, ctx, "the sign-in form", chromedp.WaitVisible(chromedp.ID("token")))
-	do(t, ctx, "type the token", chromedp.SendKeys(chromedp.ID("token"), token))
-	do(t, ctx, "submit", chromedp.Click(chromedp.CSS(`#signin button[type="submit"]`)))
-	do(t, ctx, "signed in", wait(`document.getElementById("who").textContent !== "" && document.querySelector(".cell") !== null`))
-	if loc := eval[string](t, ctx, "location.pathname"); loc != "/ui/" {
-		t.Errorf("GET / in a browser ended at %s, want /ui/", loc)
-	}
 }
 
 // token makes an API token of role with the admin token.
@@ -186,31 +109,6 @@ func startRC(t *testing.T, a *apptest.Appliance, mac string) {
 	})
 }
 
-// artifacts is where screenshots go: $WEBUI_ARTIFACTS if set (make keeps
-// them), else the test's temporary directory.
-func artifacts(t *testing.T) string {
-	if d := os.Getenv("WEBUI_ARTIFACTS"); d != "" {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
-}
-
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	p := filepath.Join(artifacts(t), name)
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", p)
-}
-
 func newAppliance(t *testing.T) *apptest.Appliance {
 	t.Helper()
 	a := apptest.New(t, apptest.Options{Inventory: inventory(), Images: []string{"orbit-2.0.0", "baseline-6.1"},
@@ -229,64 +127,64 @@ func newAppliance(t *testing.T) *apptest.Appliance {
 // so).
 func TestGridFollowsABoot(t *testing.T) {
 	a := newAppliance(t)
-	ctx, _ := browser(t, 1280, 800)
-	signIn(t, ctx, a, token(t, a, "operator"))
+	ctx, _ := browsertest.Start(t, 1280, 800)
+	browsertest.SignIn(t, ctx, a.URL, token(t, a, "operator"))
 	// A mark that a reload would wipe.
-	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
-	do(t, ctx, "the grid", wait(cellState(node1, "unknown")), wait(`document.querySelectorAll('.cell').length === 27`))
+	browsertest.Do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
+	browsertest.Do(t, ctx, "the grid", wait(browsertest.CellState(node1, "unknown")), wait(`document.querySelectorAll('.cell').length === 27`))
 	// The inventory's x,y: node 3-2 is in column 3, row 2.
-	if pos := eval[string](t, ctx, `(c => c.style.gridColumn + "," + c.style.gridRow)(document.querySelector('.cell[data-hrn="node3-2.sb8"]'))`); pos != "3,2" {
+	if pos := browsertest.Eval[string](t, ctx, `(c => c.style.gridColumn + "," + c.style.gridRow)(document.querySelector('.cell[data-hrn="node3-2.sb8"]'))`); pos != "3,2" {
 		t.Errorf("node3-2's cell at %s, want 3,2", pos)
 	}
 	size := `(c => c.getBoundingClientRect().width + "x" + c.getBoundingClientRect().height)(document.querySelector('.cell[data-hrn="node1-1.sb8"]'))`
-	before := eval[string](t, ctx, size)
+	before := browsertest.Eval[string](t, ctx, size)
 
 	fetchBoot(t, a, "127.0.0.1", "pxelinux.0")
-	do(t, ctx, "boot files", wait(cellState(node1, "bootfiles")))
+	browsertest.Do(t, ctx, "boot files", wait(browsertest.CellState(node1, "bootfiles")))
 	fetchBoot(t, a, "127.0.0.1", "linux-orbit-2.0.0")
-	do(t, ctx, "kernel", wait(cellState(node1, "kernel")))
+	browsertest.Do(t, ctx, "kernel", wait(browsertest.CellState(node1, "kernel")))
 	startRC(t, a, mac1)
-	do(t, ctx, "enrolled", wait(cellState(node1, "enrolled")))
+	browsertest.Do(t, ctx, "enrolled", wait(browsertest.CellState(node1, "enrolled")))
 	// Other nodes' boots, for the picture: boot files, a kernel.
 	fetchBoot(t, a, "127.0.0.12", "pxelinux.0")
 	fetchBoot(t, a, "127.0.0.13", "pxelinux.0")
 	fetchBoot(t, a, "127.0.0.13", "linux-orbit-2.0.0")
-	do(t, ctx, "other nodes", wait(cellState("node2-1.sb8", "bootfiles")), wait(cellState("node3-1.sb8", "kernel")))
-	if !eval[bool](t, ctx, `window.notReloaded === true`) {
+	browsertest.Do(t, ctx, "other nodes", wait(browsertest.CellState("node2-1.sb8", "bootfiles")), wait(browsertest.CellState("node3-1.sb8", "kernel")))
+	if !browsertest.Eval[bool](t, ctx, `window.notReloaded === true`) {
 		t.Error("the page reloaded")
 	}
-	if after := eval[string](t, ctx, size); after != before {
+	if after := browsertest.Eval[string](t, ctx, size); after != before {
 		t.Errorf("a cell's size changed with its state: %s, then %s", before, after)
 	}
-	if label := eval[string](t, ctx, `document.querySelector('.cell[data-hrn="node1-1.sb8"]').getAttribute("aria-label")`); label != "node1-1.sb8: enrolled" {
+	if label := browsertest.Eval[string](t, ctx, `document.querySelector('.cell[data-hrn="node1-1.sb8"]').getAttribute("aria-label")`); label != "node1-1.sb8: enrolled" {
 		t.Errorf("cell label %q", label)
 	}
 	// The legend counts the states.
-	do(t, ctx, "the legend", wait(`document.querySelector('[data-count="enrolled"]').textContent === " 1" && document.querySelector('[data-count="kernel"]').textContent === " 1"`))
-	screenshot(t, ctx, "grid.png")
+	browsertest.Do(t, ctx, "the legend", wait(`document.querySelector('[data-count="enrolled"]').textContent === " 1" && document.querySelector('[data-count="kernel"]').textContent === " 1"`))
+	browsertest.Screenshot(t, ctx, "grid.png")
 
 	// Keyboard: the arrow keys move between cells as they lie, Enter
 	// opens the node.
-	do(t, ctx, "arrows", chromedp.Focus(chromedp.CSS(`.cell[data-hrn="node2-1.sb8"]`)), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowLeft),
+	browsertest.Do(t, ctx, "arrows", chromedp.Focus(chromedp.CSS(`.cell[data-hrn="node2-1.sb8"]`)), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowLeft),
 		chromedp.KeyEvent(kb.ArrowUp), wait(`document.activeElement.dataset.hrn === "node1-1.sb8"`))
-	do(t, ctx, "open the node", chromedp.KeyEvent("\r"),
+	browsertest.Do(t, ctx, "open the node", chromedp.KeyEvent("\r"),
 		wait(`location.hash === "#/node/node1-1.sb8"`),
 		wait(`[...document.querySelectorAll("#timeline td")].some(td => td.textContent === "enrolled")`),
 		wait(`document.querySelector("#rc dl") !== null`))
-	timeline := eval[[]string](t, ctx, `[...document.querySelectorAll("#timeline tbody tr")].map(r => r.children[3].textContent)`)
+	timeline := browsertest.Eval[[]string](t, ctx, `[...document.querySelectorAll("#timeline tbody tr")].map(r => r.children[3].textContent)`)
 	if strings.Join(timeline, ",") != "pxelinux.0,linux-orbit-2.0.0,enrolled" {
 		t.Errorf("timeline %q", timeline)
 	}
-	if d := eval[string](t, ctx, `document.querySelector("#timeline tbody tr:last-child").children[1].textContent`); !strings.HasSuffix(d, "s") {
+	if d := browsertest.Eval[string](t, ctx, `document.querySelector("#timeline tbody tr:last-child").children[1].textContent`); !strings.HasSuffix(d, "s") {
 		t.Errorf("no duration before enrolled: %q", d)
 	}
-	if got := eval[string](t, ctx, `document.getElementById("node-state").dataset.state`); got != "enrolled" {
+	if got := browsertest.Eval[string](t, ctx, `document.getElementById("node-state").dataset.state`); got != "enrolled" {
 		t.Errorf("node page state %q", got)
 	}
-	if kernel := eval[string](t, ctx, `document.getElementById("rc").textContent`); !strings.Contains(kernel, "orbit-2.0.0") {
+	if kernel := browsertest.Eval[string](t, ctx, `document.getElementById("rc").textContent`); !strings.Contains(kernel, "orbit-2.0.0") {
 		t.Errorf("RC status without its RAM image: %q", kernel)
 	}
-	do(t, ctx, "set the boot image",
+	browsertest.Do(t, ctx, "set the boot image",
 		chromedp.SetValue(chromedp.ID("boot-image"), "baseline-6.1"),
 		chromedp.Click(chromedp.ID("set-boot")),
 		wait(`document.getElementById("boot-link").textContent.includes("baseline-6.1")`))
@@ -299,9 +197,9 @@ func TestGridFollowsABoot(t *testing.T) {
 	if got, want := testenv.ReadFile(t, filepath.Join(a.CfgDir, "7F000001")), testenv.ReadFile(t, filepath.Join(a.CfgDir, "baseline-6.1")); got != want {
 		t.Errorf("pxelinux.cfg/7F000001 is %q, want baseline-6.1's %q", got, want)
 	}
-	screenshot(t, ctx, "node.png")
+	browsertest.Screenshot(t, ctx, "node.png")
 
-	do(t, ctx, "clear the boot image", chromedp.Click(chromedp.ID("clear-boot")),
+	browsertest.Do(t, ctx, "clear the boot image", chromedp.Click(chromedp.ID("clear-boot")),
 		wait(`document.getElementById("boot-link").textContent.startsWith("No boot link")`))
 	if r := a.Call(t, http.MethodGet, "/api/v1/boot", "", nil); strings.TrimSpace(r.Body) != "[]" {
 		t.Errorf("boot links after clear: %s", r.Body)
@@ -315,20 +213,20 @@ func TestViewerSeesNoActions(t *testing.T) {
 	if r := a.Call(t, http.MethodPut, "/api/v1/nodes/"+node1+"/boot", `{"image":"orbit-2.0.0"}`, nil); r.Status != http.StatusOK {
 		t.Fatalf("set boot: %d %s", r.Status, r.Body)
 	}
-	_, tab := browser(t, 1280, 800)
+	_, tab := browsertest.Start(t, 1280, 800)
 	for _, role := range []string{"viewer", "operator"} {
 		ctx := tab()
-		signIn(t, ctx, a, token(t, a, role))
-		if who := eval[string](t, ctx, `document.getElementById("who").textContent`); who != "ui-"+role+" ("+role+")" {
+		browsertest.SignIn(t, ctx, a.URL, token(t, a, role))
+		if who := browsertest.Eval[string](t, ctx, `document.getElementById("who").textContent`); who != "ui-"+role+" ("+role+")" {
 			t.Errorf("%s: signed in as %q", role, who)
 		}
 		for _, page := range []string{"#/node/" + node1, "#/links"} {
-			do(t, ctx, role+" "+page, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", page)),
+			browsertest.Do(t, ctx, role+" "+page, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", page)),
 				wait(`document.querySelector("table") !== null && document.querySelector("#boot-link, #view table td a") !== null`))
 			if page == "#/node/"+node1 {
-				do(t, ctx, "node page", wait(`document.querySelector("#commands h3") !== null`))
+				browsertest.Do(t, ctx, "node page", wait(`document.querySelector("#commands h3") !== null`))
 			}
-			n := eval[int](t, ctx, `document.querySelectorAll("button.action, #boot-image, #load-image").length`)
+			n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("button.action, #boot-image, #load-image").length`)
 			switch {
 			case role == "viewer" && n != 0:
 				t.Errorf("viewer: %d action controls on %s", n, page)
@@ -369,9 +267,9 @@ func TestGrid400(t *testing.T) {
 		testenv.WriteFile(t, filepath.Join(a.TFTPRoot, name), body)
 	}
 	a.Start()
-	ctx, _ := browser(t, 1366, 768)
-	signIn(t, ctx, a, token(t, a, "viewer"))
-	do(t, ctx, "the grid", wait(`document.querySelectorAll('.cell').length === 400`))
+	ctx, _ := browsertest.Start(t, 1366, 768)
+	browsertest.SignIn(t, ctx, a.URL, token(t, a, "viewer"))
+	browsertest.Do(t, ctx, "the grid", wait(`document.querySelectorAll('.cell').length === 400`))
 
 	// A rack at a time, as a grid boots: racks 1-4 are off, 5-8 were
 	// reset, 9-12 are loading boot files, 13-16 their kernel; node 1-1
@@ -406,16 +304,16 @@ func TestGrid400(t *testing.T) {
 	startRC(t, a, "00:03:1d:0e:01:01")
 	for state, n := range want {
 		if err := chromedp.Do(ctx, wait(fmt.Sprintf(`document.querySelectorAll('.cell[data-state=%q]').length === %d`, state, n))); err != nil {
-			got := eval[map[string]int](t, ctx, `(() => { const m = {}; for (const c of document.querySelectorAll(".cell")) m[c.dataset.state] = (m[c.dataset.state] || 0) + 1; return m; })()`)
+			got := browsertest.Eval[map[string]int](t, ctx, `(() => { const m = {}; for (const c of document.querySelectorAll(".cell")) m[c.dataset.state] = (m[c.dataset.state] || 0) + 1; return m; })()`)
 			t.Fatalf("%s: want %d; the cells: %v", state, n, got)
 		}
-		do(t, ctx, "count of "+state, wait(fmt.Sprintf(`document.querySelectorAll('.cell[data-state=%q]').length === %d && document.querySelector('[data-count=%q]').textContent === " %d"`, state, n, state, n)))
+		browsertest.Do(t, ctx, "count of "+state, wait(fmt.Sprintf(`document.querySelectorAll('.cell[data-state=%q]').length === %d && document.querySelector('[data-count=%q]').textContent === " %d"`, state, n, state, n)))
 	}
-	if s := eval[string](t, ctx, `document.querySelector('.cell[data-hrn="node6-3.grid"]').dataset.state`); s != "power" {
+	if s := browsertest.Eval[string](t, ctx, `document.querySelector('.cell[data-hrn="node6-3.grid"]').dataset.state`); s != "power" {
 		t.Errorf("node6-3: %s, want power", s)
 	}
 	// Everything on one screen: the last row and column are in view.
-	fits := eval[string](t, ctx, `(() => {
+	fits := browsertest.Eval[string](t, ctx, `(() => {
 		let r = 0, b = 0;
 		for (const c of document.querySelectorAll(".cell")) { const q = c.getBoundingClientRect(); r = Math.max(r, q.right); b = Math.max(b, q.bottom); }
 		return r <= innerWidth && b <= innerHeight ? "ok" : "cells reach " + r + "x" + b + " in " + innerWidth + "x" + innerHeight;
@@ -423,7 +321,7 @@ func TestGrid400(t *testing.T) {
 	if fits != "ok" {
 		t.Error(fits)
 	}
-	screenshot(t, ctx, "grid-400.png")
+	browsertest.Screenshot(t, ctx, "grid-400.png")
 }
 
 // power sends a power action as an operator does (the admin token).
@@ -446,16 +344,19 @@ func TestNoMarkupFromData(t *testing.T) {
 	if r := a.Call(t, http.MethodPut, "/api/v1/images/baseline-6.1", string(body), nil); r.Status != http.StatusOK && r.Status != http.StatusCreated {
 		t.Fatalf("put image: %d %s", r.Status, r.Body)
 	}
-	ctx, _ := browser(t, 1280, 800)
-	signIn(t, ctx, a, token(t, a, "operator"))
+	ctx, _ := browsertest.Start(t, 1280, 800)
+	browsertest.SignIn(t, ctx, a.URL, token(t, a, "operator"))
 	for _, page := range []string{"#/images", "#/node/" + node1} {
-		do(t, ctx, page, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", page)),
+		browsertest.Do(t, ctx, page, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", page)),
 			wait(fmt.Sprintf(`[...document.querySelectorAll("#view td, #view option")].some(e => e.textContent.includes(%q))`, evil)))
-		if n := eval[int](t, ctx, `document.querySelectorAll("#view img, #view script").length`); n != 0 {
+		if n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("#view img, #view script").length`); n != 0 {
 			t.Errorf("%s: the description became %d elements", page, n)
 		}
 	}
-	if pwned := eval[bool](t, ctx, `window.pwned !== undefined`); pwned {
+	if pwned := browsertest.Eval[bool](t, ctx, `window.pwned !== undefined`); pwned {
 		t.Error("the description ran")
 	}
 }
+
+// wait waits for a predicate on the page, for up to 30 s.
+func wait(expr string) chromedp.Action[chromedp.Void] { return browsertest.Wait(expr, 0) }
