@@ -146,9 +146,10 @@ function classify(e, prev) {
       if (what.startsWith("off")) return "off";
       return prev;
     case "dhcp":
-      // A lease renewed by the node's running system (no boot file in the
-      // answer) is not a boot.
-      if (!/\b(file|loader)=/.test(detail) && ["enrolled", "imaging", "local"].includes(prev)) return prev;
+      // Firmware and iPXE say their architecture (option 93: arch= in
+      // the detail); the booted kernel's init and the node's running
+      // system do not, and their leases are not a new boot.
+      if (!/\barch=/.test(detail) && ["kernel", "enrolled", "imaging", "local"].includes(prev)) return prev;
       return "dhcp";
     case "tftp":
     case "http": {
@@ -169,17 +170,26 @@ function classify(e, prev) {
   return prev;
 }
 
+// addEvent puts e on its node's list in time order, and derives the
+// node's state again from the list. Events need not come in time order:
+// the DHCP server commits its events in batches, after a TFTP transfer
+// that followed them may have been committed. It returns false for an
+// event the list holds already (one both in the snapshot and live).
 function addEvent(e) {
   let list = app.events.get(e.hrn);
   if (!list) { list = []; app.events.set(e.hrn, list); }
-  const last = list[list.length - 1];
-  // An event the snapshot held already, or an older one come late.
-  if (last && (Date.parse(e.at) < Date.parse(last.at) ||
-      (e.at === last.at && e.what === last.what && e.source === last.source))) return false;
-  list.push(e);
+  const t = Date.parse(e.at);
+  let i = list.length;
+  while (i > 0 && Date.parse(list[i - 1].at) > t) i--;
+  for (let j = i - 1; j >= 0 && list[j].at === e.at; j--) {
+    if (list[j].what === e.what && list[j].source === e.source && list[j].detail === e.detail) return false;
+  }
+  list.splice(i, 0, e);
   if (list.length > KEEP_EVENTS) list.splice(0, list.length - KEEP_EVENTS);
-  const prev = app.state.get(e.hrn);
-  app.state.set(e.hrn, { state: classify(e, prev ? prev.state : "unknown"), at: e.at, last: e });
+  let state = "unknown";
+  for (const x of list) state = classify(x, state);
+  const last = list[list.length - 1];
+  app.state.set(e.hrn, { state, at: last.at, last });
   return true;
 }
 
@@ -568,6 +578,8 @@ async function nodePage(hrn) {
   function paintTimeline() {
     timeline.replaceChildren(el("h3", { id: "timeline-h" }, "Timeline"), el("p", { class: "loading" }, "loading…"));
     return api("GET", path + "/events").then((events) => {
+      // In time order: events are committed (and numbered) in batches.
+      events.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
       const tbody = el("tbody");
       let prev = null;
       const row = (e) => {
@@ -582,7 +594,13 @@ async function nodePage(hrn) {
       let lastAt = events.length ? events[events.length - 1].at : null;
       app.onEvent = (e) => {
         paintBadge();
-        if (!e || e.hrn !== node.hrn || (lastAt && Date.parse(e.at) < Date.parse(lastAt))) return;
+        if (!e || e.hrn !== node.hrn) return;
+        if (lastAt && Date.parse(e.at) < Date.parse(lastAt)) {
+          // One committed late (the DHCP server's batches): read the
+          // timeline again, in its order.
+          paintTimeline().catch((err) => showError(err.message));
+          return;
+        }
         lastAt = e.at;
         tbody.append(row(e));
         if (e.source === "power") paintPower();
