@@ -45,7 +45,7 @@ func TestWebViewNetboot(t *testing.T) {
 		new MutationObserver(note).observe(cell, { attributes: true, attributeFilter: ["data-state"] });
 	})()`))
 
-	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"}) //nolint:contextcheck // Boot's cleanup stops the machine after ctx has ended
+	vm := tb.Boot(t, node, vtestbed.BootOptions{Order: "n"})
 	if err := chromedp.Do(page, browsertest.Wait(browsertest.CellState(node.HRN, "enrolled"), 150*time.Second)); err != nil {
 		t.Fatalf("the cell did not reach enrolled: %v (states %v)\nserial:\n%s", err, browsertest.Eval[[]string](t, page, "window.states"), vm.Console.Text())
 	}
