@@ -360,3 +360,51 @@ func TestNoMarkupFromData(t *testing.T) {
 
 // wait waits for a predicate on the page, for up to 30 s.
 func wait(expr string) chromedp.Action[chromedp.Void] { return browsertest.Wait(expr, 0) }
+
+// TestClassify: the page's state of a node after an event, given the
+// state before, for each kind of event the services record.
+func TestClassify(t *testing.T) {
+	a := newAppliance(t)
+	ctx, _ := browsertest.Start(t, 800, 600)
+	browsertest.SignIn(t, ctx, a.URL, a.Token)
+	tests := []struct {
+		source, what, detail, prev, want string
+	}{
+		{"power", "on", "state=on", "off", "power"},
+		{"power", "reset", "state=on", "enrolled", "power"},
+		{"power", "offHard", "state=off", "enrolled", "off"},
+		{"power", "offSoft", "failed: no answer", "enrolled", "failed"},
+		{"power", "status", "", "kernel", "kernel"},
+		{"dhcp", "DHCPDISCOVER", "arch=0", "off", "dhcp"},
+		{"dhcp", "DHCPACK", "state=selecting ip=10.18.1.1 file=pxelinux.0 arch=0 loader=bios", "power", "dhcp"},
+		{"dhcp", "DHCPACK", "state=selecting ip=10.18.1.1 file=pxelinux.0 arch=0 loader=bios", "enrolled", "dhcp"},
+		{"dhcp", "DHCPACK", "state=selecting ip=10.18.1.1 file=pxelinux.0 loader=bios", "kernel", "kernel"},
+		{"dhcp", "DHCPACK", "state=renewing ip=10.18.1.1", "enrolled", "enrolled"},
+		{"dhcp", "DHCPACK", "state=selecting ip=10.18.1.1", "unknown", "dhcp"},
+		{"tftp", "pxelinux.0", "42430 bytes", "dhcp", "bootfiles"},
+		{"tftp", "pxelinux.cfg/0A120101", "208 bytes", "bootfiles", "bootfiles"},
+		{"tftp", "linux-orbit-pxe-6.1.0-57-amd64", "8247232 bytes", "bootfiles", "kernel"},
+		{"http", "efi/vmlinuz", "", "bootfiles", "kernel"},
+		{"tftp", "initramfs-orbit-pxe-2.0.0.gz", "5755732 bytes", "kernel", "kernel"},
+		{"tftp", "linux", "failed after 1408 bytes: timeout", "bootfiles", "failed"},
+		{"tftp", "no-boot-link.efi", "", "dhcp", "local"},
+		{"http", "IPXE", "", "dhcp", "bootfiles"},
+		{"rc", "enrolled", "orbit-2.0.0 firmware=bios", "kernel", "enrolled"},
+		{"rc", "image multicast", "", "enrolled", "imaging"},
+		{"rc", "image load done", "baseline /dev/sda", "imaging", "enrolled"},
+		{"rc", "image load failed", "baseline /dev/sda: disk full", "imaging", "failed"},
+		{"rc", "image save done", "", "enrolled", "enrolled"},
+		{"rc", "reboot done", "", "enrolled", "power"},
+		{"rc", "poweroff done", "", "enrolled", "off"},
+		{"am", "anything", "", "enrolled", "enrolled"},
+	}
+	for _, tc := range tests {
+		e, err := json.Marshal(apiv1.Event{Source: tc.source, What: tc.what, Detail: tc.detail})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := browsertest.Eval[string](t, ctx, fmt.Sprintf("classify(%s, %q)", e, tc.prev)); got != tc.want {
+			t.Errorf("%s %s %q after %s: %s, want %s", tc.source, tc.what, tc.detail, tc.prev, got, tc.want)
+		}
+	}
+}

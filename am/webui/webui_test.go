@@ -65,7 +65,7 @@ type sse struct{ name, data string }
 // end.
 func open(t *testing.T, url string) <-chan sse {
 	t.Helper()
-	out, err := openStream(t, url)
+	out, err := openStream(t, url, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +74,15 @@ func open(t *testing.T, url string) <-chan sse {
 
 // openStream is open for another goroutine than the test's: it returns
 // its error.
-func openStream(t *testing.T, url string) (<-chan sse, error) {
+func openStream(t *testing.T, url, token string) (<-chan sse, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		cancel()
 		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the reader goroutine closes it
 	if err != nil {
@@ -192,7 +195,7 @@ func TestSlowReaderDropped(t *testing.T) {
 	}
 	slowc := make(chan opened, 1)
 	go func() {
-		c, err := openStream(t, url+"/api/v1/events/stream")
+		c, err := openStream(t, url+"/api/v1/events/stream", "")
 		slowc <- opened{c, err}
 	}()
 	waitSubscribers(t, ui, 1)
