@@ -1,6 +1,10 @@
 package webui_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,10 +19,12 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/browsertest"
 	"github.com/orbit-lab/netboot/internal/qmp/qmptest"
 	"github.com/orbit-lab/netboot/internal/testenv"
+	"github.com/orbit-lab/netboot/internal/zstdtest"
 )
 
 // The browser tests run a real netbootd (internal/apptest) and drive the
@@ -79,8 +85,9 @@ func fetchBoot(t *testing.T, a *apptest.Appliance, ip, file string) {
 }
 
 // startRC runs the real orbit-rc as node 1 (127.0.0.1), of MAC mac, until
-// the test ends.
-func startRC(t *testing.T, a *apptest.Appliance, mac string) {
+// the test ends. It returns its directory, where disk* are the disks it
+// may write.
+func startRC(t *testing.T, a *apptest.Appliance, mac string) string {
 	t.Helper()
 	dir := t.TempDir()
 	testenv.WriteFile(t, filepath.Join(dir, "orbit_image"), "orbit-2.0.0\n")
@@ -107,6 +114,7 @@ func startRC(t *testing.T, a *apptest.Appliance, mac string) {
 			t.Errorf("orbit-rc did not stop on SIGINT (killed: %v)\n%s", <-done, out)
 		}
 	})
+	return dir
 }
 
 func newAppliance(t *testing.T) *apptest.Appliance {
@@ -143,7 +151,7 @@ func TestGridFollowsABoot(t *testing.T) {
 	browsertest.Do(t, ctx, "boot files", wait(browsertest.CellState(node1, "bootfiles")))
 	fetchBoot(t, a, "127.0.0.1", "linux-orbit-2.0.0")
 	browsertest.Do(t, ctx, "kernel", wait(browsertest.CellState(node1, "kernel")))
-	startRC(t, a, mac1)
+	rcDir := startRC(t, a, mac1)
 	browsertest.Do(t, ctx, "enrolled", wait(browsertest.CellState(node1, "enrolled")))
 	// Other nodes' boots, for the picture: boot files, a kernel.
 	fetchBoot(t, a, "127.0.0.12", "pxelinux.0")
@@ -203,6 +211,32 @@ func TestGridFollowsABoot(t *testing.T) {
 		wait(`document.getElementById("boot-link").textContent.startsWith("No boot link")`))
 	if r := a.Call(t, http.MethodGet, "/api/v1/boot", "", nil); strings.TrimSpace(r.Body) != "[]" {
 		t.Errorf("boot links after clear: %s", r.Body)
+	}
+
+	// Load a disk image onto the node: the RC writes it, the page shows
+	// the command and the timeline says so.
+	raw := make([]byte, 1<<20)
+	for i := range raw {
+		raw[i] = byte(i * 7 / 5)
+	}
+	img := zstdtest.Compress(t, raw)
+	sum := sha256.Sum256(img)
+	if _, err := amclient.New(a.URL).WithToken(a.Token).PutDiskImage(context.Background(), "baseline", bytes.NewReader(img), hex.EncodeToString(sum[:])); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(rcDir, "disk0")
+	testenv.WriteFile(t, disk, make([]byte, 2<<20))
+	browsertest.Do(t, ctx, "load", chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`), wait(`document.querySelector(".cell") !== null`),
+		chromedp.Evaluate[chromedp.Void](`location.hash = "#/node/`+node1+`"`), wait(`document.querySelector("#load-image option") !== null`),
+		chromedp.SetValue(chromedp.ID("load-image"), "baseline"), chromedp.SetValue(chromedp.ID("load-disk"), disk),
+		chromedp.Click(chromedp.ID("load")))
+	if err := chromedp.Do(ctx, wait(`[...document.querySelectorAll("#timeline td")].some(td => td.textContent === "image load done")`),
+		wait(`[...document.querySelectorAll("#commands td")].some(td => td.textContent.startsWith("done"))`),
+		wait(`document.getElementById("node-state").dataset.state === "enrolled"`)); err != nil {
+		t.Fatalf("the load: %v; the page says %q", err, browsertest.Eval[string](t, ctx, `document.getElementById("error").textContent + " | " + document.getElementById("commands").textContent + " | " + document.getElementById("timeline").textContent`))
+	}
+	if got, err := os.ReadFile(disk); err != nil || !bytes.Equal(got[:len(raw)], raw) {
+		t.Errorf("the disk after the load from the page: %v", err)
 	}
 }
 
@@ -406,5 +440,28 @@ func TestClassify(t *testing.T) {
 		if got := browsertest.Eval[string](t, ctx, fmt.Sprintf("classify(%s, %q)", e, tc.prev)); got != tc.want {
 			t.Errorf("%s %s %q after %s: %s, want %s", tc.source, tc.what, tc.detail, tc.prev, got, tc.want)
 		}
+	}
+}
+
+// TestImagingProgress: a node whose LOAD_IMAGE runs shows imaging with
+// its percentage, on its cell and on the Loads page.
+func TestImagingProgress(t *testing.T) {
+	a := newAppliance(t)
+	ctx, _ := browsertest.Start(t, 800, 600)
+	browsertest.SignIn(t, ctx, a.URL, a.Token)
+	// The command as GET /api/v1/commands answers it; the page's own
+	// polling is stopped so that it does not replace it.
+	set := `clearTimeout(app.poll); app.poll = 0;
+		app.commands.set("node1-1.sb8", {id: 9, hrn: "node1-1.sb8", type: "LOAD_IMAGE", image: "baseline", disk: "/dev/sda", state: "running", progress: {done: 50, total: 200}});`
+	got := browsertest.Eval[string](t, ctx, `(() => { `+set+` refreshCell("node1-1.sb8");
+		const c = document.querySelector('.cell[data-hrn="node1-1.sb8"]');
+		return c.dataset.state + "|" + c.querySelector(".mark").textContent + "|" + c.getAttribute("aria-label"); })()`)
+	if got != "imaging|25%|node1-1.sb8: imaging 25%" {
+		t.Errorf("the cell: %q", got)
+	}
+	browsertest.Do(t, ctx, "the loads page", chromedp.Evaluate[chromedp.Void](`location.hash = "#/loads"`),
+		wait(`document.querySelector("#view progress") !== null`))
+	if v := browsertest.Eval[string](t, ctx, `document.querySelector("#view progress").getAttribute("value") + "|" + document.querySelector("#view tbody").textContent`); v != "25|node1-1.sb8LOAD_IMAGEbaseline/dev/sdarunning 25% of 200 B" {
+		t.Errorf("the loads page: %q", v)
 	}
 }
