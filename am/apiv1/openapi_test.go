@@ -128,7 +128,7 @@ var ops = []op{
 	{method: "GET", path: "/whoami", summary: "The caller's token: its name and role", role: "viewer", ok: []resp{{200, "The token.", jsonOf(apiv1.WhoAmI{})}}},
 	{method: "GET", path: "/events/stream", summary: "Every node's boot events as they happen (Server-Sent Events): first the newest of each node's timeline, then the live ones; a reader too slow to keep up gets a reload event and the stream ends", role: "viewer",
 		params: []param{{"recent", "query", "How many of each node's newest events to send first (default 20, 0 for none).", map[string]any{"type": "integer", "minimum": 0, "maximum": 500}}},
-		ok:     []resp{{200, "The event stream.", &body{media: "text/event-stream"}}}, errs: []int{400}},
+		ok:     []resp{{200, "The event stream.", &body{media: "text/event-stream"}}}, errs: []int{400, 503}},
 
 	// The RC broker's routes: the RC's own calls first.
 	{method: "POST", path: "/rc/enroll", summary: "An RC enrolls, from its node's control IP; the answer holds its secret", role: "node",

@@ -48,6 +48,9 @@ type Config struct {
 	// Ping is how often an idle stream gets a comment, so that proxies
 	// and the browser see it alive; 0: DefaultPing.
 	Ping time.Duration
+	// MaxStreams bounds the streams open at once (each holds a buffer);
+	// one more is refused with 503. 0: DefaultMaxStreams.
+	MaxStreams int
 }
 
 const (
@@ -56,6 +59,8 @@ const (
 	DefaultBuffer = 4096
 	// DefaultPing is well under the idle timeouts of proxies (60 s).
 	DefaultPing = 15 * time.Second
+	// DefaultMaxStreams is a few browsers per operator of a large testbed.
+	DefaultMaxStreams = 64
 	// defaultRecent is how many of each node's newest events the stream
 	// starts with: enough to derive its state and the current boot's
 	// phases.
@@ -87,6 +92,9 @@ func New(cfg Config, events Events, log *slog.Logger) *UI {
 	if cfg.Ping <= 0 {
 		cfg.Ping = DefaultPing
 	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
 	return &UI{cfg: cfg, events: events, log: log, subs: map[*subscriber]struct{}{}}
 }
 
@@ -107,11 +115,15 @@ func (u *UI) Publish(e apiv1.Event) {
 	}
 }
 
+// subscribe opens a stream's subscription; nil when MaxStreams are open.
 func (u *UI) subscribe() *subscriber {
-	s := &subscriber{ch: make(chan apiv1.Event, u.cfg.Buffer), lost: make(chan struct{})}
 	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.subs) >= u.cfg.MaxStreams {
+		return nil
+	}
+	s := &subscriber{ch: make(chan apiv1.Event, u.cfg.Buffer), lost: make(chan struct{})}
 	u.subs[s] = struct{}{}
-	u.mu.Unlock()
 	return s
 }
 
@@ -174,6 +186,10 @@ func (u *UI) stream(c *gin.Context) {
 	// the two comes twice (the page keeps the later of equal times), never
 	// not at all.
 	s := u.subscribe()
+	if s == nil {
+		apierr.Write(c, apierr.New(http.StatusServiceUnavailable, "%d event streams are open already: close a web view", u.cfg.MaxStreams))
+		return
+	}
 	defer u.unsubscribe(s)
 	snapshot := []apiv1.Event{}
 	if recent > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/am/webui"
+	"github.com/orbit-lab/netboot/internal/apptest"
 )
 
 // anyone admits every caller: these tests are about the stream, the
@@ -151,11 +152,11 @@ func waitSubscribers(t *testing.T, ui *webui.UI, n int) {
 
 // TestStream: a stream starts with the snapshot of each node's newest
 // events (as many as asked), then carries each published event, to every
-// open stream; a closed one is forgotten.
+// open stream; no more than MaxStreams are open.
 func TestStream(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ev := &events{snapshot: []apiv1.Event{{ID: 7, HRN: "node1-1.sb8", At: at, Source: "dhcp", What: "DHCPACK", Detail: "file=pxelinux.0"}}}
-	ui := webui.New(webui.Config{}, ev, slog.New(slog.DiscardHandler))
+	ui := webui.New(webui.Config{MaxStreams: 2}, ev, slog.New(slog.DiscardHandler))
 	url := serve(t, ui)
 	a := open(t, url+"/api/v1/events/stream?recent=3")
 	if got := next(t, a); got.name != "snapshot" || got.data != `[{"id":7,"hrn":"node1-1.sb8","at":"2026-01-02T03:04:05Z","source":"dhcp","what":"DHCPACK","detail":"file=pxelinux.0"}]` {
@@ -169,6 +170,10 @@ func TestStream(t *testing.T) {
 		t.Errorf("recent=0: %+v", got)
 	}
 	waitSubscribers(t, ui, 2)
+	// A third is one too many.
+	if r := apptest.Call(t, http.MethodGet, url+"/api/v1/events/stream", "", nil); r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "2 event streams are open") {
+		t.Errorf("a third stream: %d %s", r.Status, r.Body)
+	}
 	live := apiv1.Event{HRN: "node1-2.sb8", At: at.Add(time.Second), Source: "rc", What: "enrolled", Detail: "<b>&"}
 	ui.Publish(live)
 	for name, c := range map[string]<-chan sse{"a": a, "b": b} {

@@ -417,7 +417,7 @@ function gridPage() {
   for (const [domain, nodes] of byDomain) {
     const cells = layout(nodes);
     const cols = Math.max(...cells.map((c) => c.x));
-    const grid = el("div", { class: "grid", role: "list", "aria-label": "Nodes of " + domain + " (arrow keys move between nodes)" });
+    const grid = el("div", { class: "grid", role: "group", "aria-label": "Nodes of " + domain + " (arrow keys move between nodes)" });
     grid.style.gridTemplateColumns = "repeat(" + cols + ", var(--cell-w))";
     const at = new Map(); // "x,y" -> cell
     grid.addEventListener("keydown", (ev) => {
@@ -428,7 +428,7 @@ function gridPage() {
       if (next) { next.focus(); ev.preventDefault(); }
     });
     for (const { n, x, y } of cells) {
-      const a = el("a", { class: "cell", href: "#/node/" + encodeURIComponent(n.hrn), role: "listitem", "data-hrn": n.hrn, title: n.hrn },
+      const a = el("a", { class: "cell", href: "#/node/" + encodeURIComponent(n.hrn), "data-hrn": n.hrn, title: n.hrn },
         el("span", { class: "name" }, shortName(n)), el("span", { class: "mark" }));
       a.style.gridColumn = String(x);
       a.style.gridRow = String(y);
@@ -635,6 +635,8 @@ async function act(fn, then) {
   } catch (err) {
     if (err.status !== 401) showError(err.message);
   }
+  // An action may start a load: its progress shows at once.
+  pollCommands();
 }
 
 async function linksPage() {
