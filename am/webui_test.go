@@ -9,13 +9,13 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/internal/apptest"
 )
 
 // TestRootNegotiates: GET / sends a browser (Accept: text/html) to the
 // web view, and answers anyone else OMF's service listing as before.
 func TestRootNegotiates(t *testing.T) {
 	g := newGuarded(t)
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	tests := []struct {
 		name, accept string
 		status       int
@@ -37,7 +37,7 @@ func TestRootNegotiates(t *testing.T) {
 				req.Header.Set("Accept", tc.accept)
 			}
 			// The test server's peer is 127.0.0.1: in omf.allow.
-			resp, err := noFollow.Do(req)
+			resp, err := noFollow().Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,6 +72,9 @@ func TestWebUIFiles(t *testing.T) {
 			t.Errorf("%s: CSP %q, nosniff %q", tc.path, csp, h.Get("X-Content-Type-Options"))
 		}
 	}
+	if r := apptest.CallWith(t, noFollow(), http.MethodGet, g.url+"/ui", "", nil); r.Status != http.StatusMovedPermanently || r.Header.Get("Location") != "/ui/" {
+		t.Errorf("/ui: %d to %q", r.Status, r.Header.Get("Location"))
+	}
 	if status, _, _ := g.call(t, http.MethodGet, "/ui/nothing.js", "", ""); status != http.StatusNotFound {
 		t.Errorf("a missing file: %d", status)
 	}
@@ -96,4 +99,9 @@ func TestWhoAmI(t *testing.T) {
 	if status, _, _ := g.call(t, http.MethodGet, "/api/v1/whoami", "", ""); status != http.StatusUnauthorized {
 		t.Errorf("no token: %d", status)
 	}
+}
+
+// noFollow is a client that answers a redirect as it came.
+func noFollow() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,9 @@ func TestGridFollowsABoot(t *testing.T) {
 	}
 	if d := browsertest.Eval[string](t, ctx, `document.querySelector("#timeline tbody tr:last-child").children[1].textContent`); !strings.HasSuffix(d, "s") {
 		t.Errorf("no duration before enrolled: %q", d)
+	}
+	if got := browsertest.Eval[string](t, ctx, `document.getElementById("phases").textContent`); !regexp.MustCompile(`^Last boot: loading boot files → kernel \(\+[0-9.]+ (s|ms)\) → enrolled \(\+[0-9.]+ (s|ms)\); [0-9.]+ (s|ms) in all$`).MatchString(got) {
+		t.Errorf("phases: %q", got)
 	}
 	if got := browsertest.Eval[string](t, ctx, `document.getElementById("node-state").dataset.state`); got != "enrolled" {
 		t.Errorf("node page state %q", got)

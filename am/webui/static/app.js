@@ -588,7 +588,7 @@ async function nodePage(hrn) {
         return el("tr", {}, el("td", {}, fmtTime(e.at)), el("td", {}, since), el("td", {}, e.source), el("td", {}, e.what), el("td", {}, e.detail || ""));
       };
       for (const e of events) tbody.append(row(e));
-      timeline.replaceChildren(el("h3", { id: "timeline-h" }, "Timeline"),
+      timeline.replaceChildren(el("h3", { id: "timeline-h" }, "Timeline"), phasesOf(events),
         el("table", { class: "timeline" }, el("caption", {}, "Boot events, oldest first, with the time since the one before"),
           el("thead", {}, el("tr", {}, ["Time", "Since previous", "Source", "What", "Detail"].map((h) => el("th", { scope: "col" }, h)))), tbody));
       let lastAt = events.length ? events[events.length - 1].at : null;
@@ -602,6 +602,8 @@ async function nodePage(hrn) {
           return;
         }
         lastAt = e.at;
+        events.push(e);
+        timeline.querySelector("#phases").replaceWith(phasesOf(events));
         tbody.append(row(e));
         if (e.source === "power") paintPower();
         if (e.source === "rc") { paintRC().catch(() => {}); paintCommands().catch(() => {}); }
@@ -612,6 +614,30 @@ async function nodePage(hrn) {
   app.onCommands = () => { paintBadge(); if (app.commands.has(node.hrn)) paintCommands().catch(() => {}); };
   paintPower();
   await Promise.all([paintBoot(), paintRC(), paintCommands(), paintTimeline()]);
+}
+
+// phasesOf sums up the node's last boot: each state it went through, with
+// the time it took to get there from the one before.
+function phasesOf(events) {
+  let state = "unknown";
+  let phases = [];
+  for (const e of events) {
+    const next = classify(e, state);
+    if (next === state) continue;
+    // A power-on, or a firmware's DHCP that no power-on announced, starts
+    // a boot.
+    if (next === "power" || (next === "dhcp" && state !== "power")) phases = [];
+    phases.push({ state: next, at: Date.parse(e.at) });
+    state = next;
+  }
+  const p = el("p", { id: "phases" });
+  if (!phases.length) return p;
+  p.append(el("strong", {}, "Last boot: "), STATE_LABEL[phases[0].state]);
+  for (let i = 1; i < phases.length; i++) {
+    p.append(" → " + STATE_LABEL[phases[i].state] + " (+" + fmtDur(phases[i].at - phases[i - 1].at) + ")");
+  }
+  if (phases.length > 1) p.append("; " + fmtDur(phases[phases.length - 1].at - phases[0].at) + " in all");
+  return p;
 }
 
 function fact(k, v) {
