@@ -75,6 +75,9 @@ func TestWebViewNetboot(t *testing.T) {
 			t.Errorf("the node page's timeline has no %q: %s", want, whats)
 		}
 	}
+	if got := browsertest.Eval[string](t, page, `document.getElementById("phases").textContent`); !strings.HasPrefix(got, "Last boot: DHCP → ") || !strings.Contains(got, "→ kernel (+") || !strings.Contains(got, "→ enrolled (+") {
+		t.Errorf("the node page's last boot: %q", got)
+	}
 	browsertest.Screenshot(t, page, "qemu-node.png")
 }
 

@@ -556,11 +556,13 @@ async function nodePage(hrn) {
         body.push(table("Disks", ["Device", "Size", "Model"], s.disks.map((d) => [d.path, fmtBytes(d.size), d.model || ""])));
       }
     }
-    if (may("operator") && s && s.enrolled) {
+    if (may("operator") && s && s.enrolled && !diskImages.length) {
+      body.push(el("p", {}, "No disk images stored to load."));
+    } else if (may("operator") && s && s.enrolled) {
       const img = el("select", { id: "load-image", "aria-label": "Disk image" }, diskImages.map((d) => el("option", { value: d.name }, d.name)));
       const disk = el("input", { id: "load-disk", "aria-label": "Target disk", value: node.disk || "" });
       body.push(el("div", { class: "actions" }, img, disk,
-        el("button", { type: "button", class: "action", id: "load", disabled: !diskImages.length,
+        el("button", { type: "button", class: "action", id: "load",
           onclick: () => act(() => api("POST", path + "/commands", { type: "LOAD_IMAGE", image: img.value, disk: disk.value }), paintCommands) }, "Load disk image")));
     }
     rc.replaceChildren(...body);
