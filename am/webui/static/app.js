@@ -332,8 +332,13 @@ async function signIn(token) {
   $("nav").hidden = false;
   $("signout").hidden = false;
   $("who").textContent = app.who.name + " (" + app.who.role + ")";
-  const nodes = await api("GET", "/nodes");
-  app.nodes = new Map(nodes.map((n) => [n.hrn, n]));
+  try {
+    const nodes = await api("GET", "/nodes");
+    app.nodes = new Map(nodes.map((n) => [n.hrn, n]));
+  } catch (err) {
+    if (err.status !== 401) showError("Reading the inventory failed: " + err.message);
+    return;
+  }
   follow();
   pollCommands();
   route();
