@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -468,4 +469,56 @@ func TestImagingProgress(t *testing.T) {
 	if v := browsertest.Eval[string](t, ctx, `document.querySelector("#view progress").getAttribute("value") + "|" + document.querySelector("#view tbody").textContent`); v != "25|node1-1.sb8LOAD_IMAGEbaseline/dev/sdarunning 25% of 200 B" {
 		t.Errorf("the loads page: %q", v)
 	}
+}
+
+// TestPowerFromThePage: an operator's "Power off" on the node page
+// reaches the node's power driver (a stand-in QEMU over QMP), the page
+// shows the state it answered, and the node's cell turns off on the grid.
+func TestPowerFromThePage(t *testing.T) {
+	var mu sync.Mutex
+	running := true
+	sock := (&qmptest.Server{Handle: func(c *qmptest.Conn, cmd string, _ json.RawMessage) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch cmd {
+		case "stop":
+			running = false
+		case "cont":
+			running = true
+		case "query-status":
+			status := "paused"
+			if running {
+				status = "running"
+			}
+			c.Return(map[string]any{"running": running, "status": status})
+			return
+		}
+		c.Return(nil)
+	}}).Start(t)
+	a := apptest.New(t, apptest.Options{Inventory: `testbeds:
+  - domain: sb8
+    nodes:
+      - { hrn: node1-1.sb8, hostname: node1-1, control_ip: 127.0.0.1, control_mac: "00:03:1d:0c:01:01", x: 1, y: 1, power: "qemu:` + sock + `" }
+      - { hrn: node2-1.sb8, hostname: node2-1, control_ip: 127.0.0.12, control_mac: "00:03:1d:0c:01:02", x: 2, y: 1 }
+`})
+	a.Start()
+	ctx, _ := browsertest.Start(t, 1280, 800)
+	browsertest.SignIn(t, ctx, a.URL, token(t, a, "operator"))
+	browsertest.Do(t, ctx, "power off", chromedp.Evaluate[chromedp.Void](`location.hash = "#/node/node1-1.sb8"`),
+		wait(`document.querySelector('[data-power="offHard"]') !== null`),
+		chromedp.Click(chromedp.CSS(`[data-power="offHard"]`)),
+		wait(`document.getElementById("power-state").textContent === "Power state: off"`))
+	mu.Lock()
+	off := !running
+	mu.Unlock()
+	if !off {
+		t.Error("the driver was not told to stop the machine")
+	}
+	// A node without a power driver offers no power buttons.
+	browsertest.Do(t, ctx, "node 2", chromedp.Evaluate[chromedp.Void](`location.hash = "#/node/node2-1.sb8"`),
+		wait(`document.querySelector("#power-state") !== null && document.querySelector("#timeline table") !== null`))
+	if n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("[data-power]").length`); n != 0 {
+		t.Errorf("%d power buttons for a node without a driver", n)
+	}
+	browsertest.Do(t, ctx, "the grid", chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`), wait(browsertest.CellState("node1-1.sb8", "off")))
 }
