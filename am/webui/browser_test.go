@@ -181,6 +181,9 @@ func TestGridFollowsABoot(t *testing.T) {
 		wait(`location.hash === "#/node/node1-1.sb8"`),
 		wait(`[...document.querySelectorAll("#timeline td")].some(td => td.textContent === "enrolled")`),
 		wait(`document.querySelector("#rc dl") !== null`))
+	if id := browsertest.Eval[string](t, ctx, `document.activeElement.id`); id != "view" {
+		t.Errorf("after Enter on the cell, the focus is on %q, not the page", id)
+	}
 	timeline := browsertest.Eval[[]string](t, ctx, `[...document.querySelectorAll("#timeline tbody tr")].map(r => r.children[3].textContent)`)
 	if strings.Join(timeline, ",") != "pxelinux.0,linux-orbit-2.0.0,enrolled" {
 		t.Errorf("timeline %q", timeline)

@@ -375,15 +375,20 @@ function route() {
   app.cells.clear();
   showError("");
   const h = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
-  const view = $("view");
-  view.replaceChildren();
+  // Each page fills a container of its own: one left for another while
+  // it waited on the API fills a container no longer shown.
+  const view = el("div");
+  $("view").replaceChildren(view);
   let page;
-  if (h.startsWith("node/")) page = nodePage(h.slice(5));
-  else if (h === "links") page = linksPage();
-  else if (h === "images") page = imagesPage();
-  else if (h === "loads") page = loadsPage();
-  else page = gridPage();
+  if (h.startsWith("node/")) page = nodePage(view, h.slice(5));
+  else if (h === "links") page = linksPage(view);
+  else if (h === "images") page = imagesPage(view);
+  else if (h === "loads") page = loadsPage(view);
+  else page = gridPage(view);
   Promise.resolve(page).catch((err) => showError(err.message));
+  // The link that was followed may be gone: keyboard focus goes to the
+  // new page, where Tab goes on.
+  $("view").focus({ preventScroll: true });
   for (const a of $("nav").querySelectorAll("a")) {
     if (a.getAttribute("href") === "#/" + (h.startsWith("node/") ? "" : h)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -405,8 +410,11 @@ function layout(nodes) {
   return nodes.map((n, i) => ({ n, x: (i % cols) + 1, y: Math.floor(i / cols) + 1 }));
 }
 
-function gridPage() {
-  const view = $("view");
+async function gridPage(view) {
+  // The inventory may have changed since the last look.
+  const nodes = await api("GET", "/nodes");
+  app.nodes = new Map(nodes.map((n) => [n.hrn, n]));
+  if (!view.isConnected) return;
   view.append(el("h2", { class: "visually-hidden" }, "Grid"));
   const legend = el("ul", { class: "legend", "aria-label": "States" });
   for (const [k, label, mark] of STATES) {
@@ -484,8 +492,7 @@ function refreshCell(hrn) {
   }
 }
 
-async function nodePage(hrn) {
-  const view = $("view");
+async function nodePage(view, hrn) {
   const path = "/nodes/" + encodeURIComponent(hrn);
   const node = await api("GET", path);
   const badge = el("span", { class: "badge", id: "node-state" });
@@ -599,6 +606,7 @@ async function nodePage(hrn) {
         el("table", { class: "timeline" }, el("caption", {}, "Boot events, oldest first, with the time since the one before"),
           el("thead", {}, el("tr", {}, ["Time", "Since previous", "Source", "What", "Detail"].map((h) => el("th", { scope: "col" }, h)))), tbody));
       let lastAt = events.length ? events[events.length - 1].at : null;
+      if (!view.isConnected) return; // left meanwhile
       app.onEvent = (e) => {
         paintBadge();
         if (!e || e.hrn !== node.hrn) return;
@@ -618,6 +626,7 @@ async function nodePage(hrn) {
     });
   }
 
+  if (!view.isConnected) return;
   app.onCommands = () => { paintBadge(); if (app.commands.has(node.hrn)) paintCommands().catch(() => {}); };
   paintPower();
   await Promise.all([paintBoot(), paintRC(), paintCommands(), paintTimeline()]);
@@ -672,8 +681,7 @@ async function act(fn, then) {
   pollCommands();
 }
 
-async function linksPage() {
-  const view = $("view");
+async function linksPage(view) {
   view.append(el("h2", {}, "Boot links"));
   const holder = el("div");
   view.append(holder);
@@ -692,8 +700,7 @@ async function linksPage() {
   await paint();
 }
 
-async function imagesPage() {
-  const view = $("view");
+async function imagesPage(view) {
   const [images, disks] = await Promise.all([api("GET", "/images"), api("GET", "/disk-images")]);
   view.append(el("h2", {}, "Images"),
     images.length ? table("PXE images (boot images)", ["Name", "Description"], images.map((i) => [i.name, i.description])) : el("p", {}, "No PXE images."),
@@ -701,8 +708,7 @@ async function imagesPage() {
       disks.map((d) => [d.name, d.format, fmtBytes(d.size), d.disk_size ? fmtBytes(d.disk_size) : "", fmtTime(d.modified)])) : el("p", {}, "No disk images."));
 }
 
-function loadsPage() {
-  const view = $("view");
+function loadsPage(view) {
   view.append(el("h2", {}, "Loads"));
   const holder = el("div");
   view.append(holder);
