@@ -5,10 +5,11 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 # Debian packages the tests drive as real peers (prometheus: its promtool
-# checks /metrics; udpcast and zstd: bench/imaging's small run).
+# checks /metrics; udpcast and zstd: bench/imaging's small run; chromium:
+# the web view's browser tests).
 TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay udpcast zstd \
 	qemu-system-x86 qemu-utils ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed osslsigncode mtools nftables \
-	prometheus
+	prometheus chromium
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox udpcast zstd curl \
 	qemu-system-x86 ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed
 
@@ -50,7 +51,7 @@ test-deps:
 # Every test, including the end-to-end ones against real netbootd
 # processes and QEMU nodes; then both demos, once, as a user would run them.
 test: go-toolchain test-deps kernel lint
-	$(GO) test -count=1 -timeout 40m ./...
+	WEBUI_ARTIFACTS=$(CURDIR)/.cache/webui-artifacts $(GO) test -count=1 -timeout 40m ./...
 	scripts/fuzz.sh $(TEST_FUZZTIME)
 	DEMO_ONCE=1 scripts/demo.sh > /dev/null
 	DEMO_ONCE=1 $(GO) run ./qemu-tests/demo > /dev/null

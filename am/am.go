@@ -71,6 +71,11 @@ type Config struct {
 	BootFiles interface {
 		Register(*gin.RouterGroup, apierr.Guard)
 	}
+	// UI, if set, adds the web view (am/webui): its page at the root and
+	// its event stream under /api/v1; then "/" redirects browsers to it.
+	UI interface {
+		Register(root, api *gin.RouterGroup, g apierr.Guard)
+	}
 	// InventoryFile, if set, is the inventory's source of truth
 	// (inventory.file): LoadInventoryFile reads it, and the API refuses to
 	// change nodes.
@@ -152,6 +157,9 @@ func New(cfg Config, inv Inventory, links *pxelink.Manager, log *slog.Logger) *S
 		cfg.BootFiles.Register(root, cfg.Guard)
 	}
 	s.ipxeRoutes(root)
+	if cfg.UI != nil {
+		cfg.UI.Register(root, api, cfg.Guard)
+	}
 	if cfg.Metrics != nil {
 		apierr.Register(root, cfg.Guard, []apierr.Route{
 			{Method: http.MethodGet, Path: MetricsPath, Handler: gin.WrapH(cfg.Metrics.Handler()), Role: apierr.RoleViewer},

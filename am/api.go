@@ -51,7 +51,15 @@ func (s *Server) apiRoutes(g *gin.RouterGroup) {
 		// The lowest operator role: the document tells nothing a viewer
 		// cannot learn by calling, and the test asks every API read of it.
 		{Method: http.MethodGet, Path: "/openapi.json", Handler: apiOpenAPI, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/whoami", Handler: apiWhoAmI, Role: apierr.RoleViewer},
 	})
+}
+
+// apiWhoAmI answers the caller's token name and role, as the guard found
+// them.
+func apiWhoAmI(c *gin.Context) {
+	who := apierr.CallerOf(c)
+	c.JSON(http.StatusOK, apiv1.WhoAmI{Name: who.Name, Role: string(who.Role)})
 }
 
 // apiOpenAPI answers the OpenAPI document of /api/v1 (apiv1.OpenAPI).

@@ -25,6 +25,7 @@ import (
 	"github.com/orbit-lab/netboot/am/httpboot"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
+	"github.com/orbit-lab/netboot/am/webui"
 	"github.com/orbit-lab/netboot/internal/apitoken"
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
@@ -91,7 +92,7 @@ func newGuardedWith(t *testing.T, gc guard.Config) *guarded {
 	}
 	g.guard = guard.New(gc, st)
 	gin.SetMode(gin.ReleaseMode)
-	g.srv = New(Config{DefaultImage: "orbit-2.0.0", Guard: g.guard, RC: rcb, BootFiles: boot,
+	g.srv = New(Config{DefaultImage: "orbit-2.0.0", Guard: g.guard, RC: rcb, BootFiles: boot, UI: webui.New(webui.Config{}, st, log),
 		IPXE: IPXEConfig{Root: root, Prefix: "/boot/"}, Metrics: metrics.New()}, st, links, log)
 	hs := httptest.NewServer(g.srv.Handler())
 	t.Cleanup(hs.Close)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/power"
+	"github.com/orbit-lab/netboot/am/webui"
 
 	"github.com/orbit-lab/netboot/internal/inventory"
 )
@@ -118,6 +119,12 @@ func (s *Server) omfRoutes(r *gin.RouterGroup) {
 	// The descriptions are reads, refused as the CMC refuses: <ERROR>.
 	describeFail := &omfMethod{name: "describe", readOnly: true}
 	routes := []apierr.Route{{Method: http.MethodGet, Path: "/", Role: apierr.RoleOMF, Handler: func(c *gin.Context) {
+		// A browser asks for HTML and gets the web view; OMF's EC and
+		// scripts (curl sends */*) get the listing as before.
+		if s.cfg.UI != nil && strings.Contains(c.GetHeader("Accept"), "text/html") {
+			c.Redirect(http.StatusFound, webui.Path)
+			return
+		}
 		if err := s.cfg.Guard.OMF(c, true); err != nil {
 			cmcFail(c, describeFail, err)
 			return

@@ -254,3 +254,10 @@ func ParseMAC(s string) (MAC, error) {
 	}
 	return MAC(b), nil
 }
+
+// WhoAmI answers GET /whoami: the token the call was made with, so that a
+// client (the web view) shows only the actions its role may take.
+type WhoAmI struct {
+	Name string `json:"name"`
+	Role string `json:"role"` // viewer, operator or admin
+}

@@ -125,6 +125,10 @@ var ops = []op{
 			{"limit", "query", "At most this many entries.", map[string]any{"type": "integer", "minimum": 1}},
 		}, ok: []resp{{200, "The entries.", jsonOf([]apiv1.AuditEntry{})}}, errs: []int{400}},
 	{method: "GET", path: "/openapi.json", summary: "This document", role: "viewer", ok: []resp{{200, "The OpenAPI document.", &body{media: "application/json"}}}},
+	{method: "GET", path: "/whoami", summary: "The caller's token: its name and role", role: "viewer", ok: []resp{{200, "The token.", jsonOf(apiv1.WhoAmI{})}}},
+	{method: "GET", path: "/events/stream", summary: "Every node's boot events as they happen (Server-Sent Events): first the newest of each node's timeline, then the live ones; a reader too slow to keep up gets a reload event and the stream ends", role: "viewer",
+		params: []param{{"recent", "query", "How many of each node's newest events to send first (default 20, 0 for none).", map[string]any{"type": "integer", "minimum": 0, "maximum": 500}}},
+		ok:     []resp{{200, "The event stream.", &body{media: "text/event-stream"}}}, errs: []int{400, 503}},
 
 	// The RC broker's routes: the RC's own calls first.
 	{method: "POST", path: "/rc/enroll", summary: "An RC enrolls, from its node's control IP; the answer holds its secret", role: "node",
@@ -144,6 +148,8 @@ var ops = []op{
 	{method: "GET", path: "/nodes/:hrn/commands", summary: "The node's commands, newest first", role: "viewer",
 		params: []param{pNode, pDom, {"limit", "query", "At most this many.", map[string]any{"type": "integer", "minimum": 1}}},
 		ok:     []resp{{200, "The commands.", jsonOf([]proto.CommandStatus{})}}, errs: []int{400, 404, 409}},
+	{method: "GET", path: "/commands", summary: "Every node's queued and running commands, oldest first (the loads in progress)", role: "viewer",
+		ok: []resp{{200, "The commands.", jsonOf([]proto.CommandStatus{})}}},
 	{method: "GET", path: "/commands/:id", summary: "One command", role: "viewer", params: []param{pID},
 		ok: []resp{{200, "The command.", jsonOf(proto.CommandStatus{})}}, errs: []int{400, 404}},
 	{method: "GET", path: "/disk-images", summary: "List the disk images", role: "viewer", ok: []resp{{200, "The images.", jsonOf([]proto.DiskImage{})}}},

@@ -290,6 +290,22 @@ func (b *Broker) nodeCommands(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// activeCommands answers every node's queued and running commands, oldest
+// first: the loads in progress with their progress, in one call for a
+// whole grid.
+func (b *Broker) activeCommands(c *gin.Context) {
+	cmds, err := b.st.ActiveRCCommands(c.Request.Context())
+	if err != nil {
+		b.apiError(c, err)
+		return
+	}
+	out := make([]proto.CommandStatus, 0, len(cmds))
+	for _, cmd := range cmds {
+		out = append(out, cmd.CommandStatus)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
 func (b *Broker) command(c *gin.Context) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id <= 0 {

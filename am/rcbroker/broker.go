@@ -44,6 +44,7 @@ type Store interface {
 	AddRCCommand(ctx context.Context, c store.RCCommand) (store.RCCommand, error)
 	RCCommand(ctx context.Context, id int64) (store.RCCommand, error)
 	RCCommands(ctx context.Context, hrn string, limit int) ([]store.RCCommand, error)
+	ActiveRCCommands(ctx context.Context) ([]store.RCCommand, error)
 	TakeRCCommand(ctx context.Context, enrollment int64, at time.Time) (store.RCCommand, error)
 	RunningRCCommand(ctx context.Context, enrollment int64, typ, image string) (store.RCCommand, error)
 	ReportRCCommand(ctx context.Context, id, enrollment int64, r proto.Report, maxOutput int, at time.Time) error
@@ -141,6 +142,7 @@ func (b *Broker) Register(g *gin.RouterGroup, guard apierr.Guard) {
 		{Method: http.MethodGet, Path: "/nodes/:hrn/rc", Handler: b.status, Role: apierr.RoleViewer},
 		{Method: http.MethodPost, Path: "/nodes/:hrn/commands", Handler: b.addCommand, Role: apierr.RoleOperator},
 		{Method: http.MethodGet, Path: "/nodes/:hrn/commands", Handler: b.nodeCommands, Role: apierr.RoleViewer},
+		{Method: http.MethodGet, Path: "/commands", Handler: b.activeCommands, Role: apierr.RoleViewer},
 		{Method: http.MethodGet, Path: "/commands/:id", Handler: b.command, Role: apierr.RoleViewer},
 		// Both.
 		{Method: http.MethodGet, Path: "/disk-images", Handler: b.listImages, Role: apierr.RoleViewer},

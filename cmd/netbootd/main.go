@@ -31,6 +31,7 @@ import (
 	"github.com/orbit-lab/netboot/am/httpboot"
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/am/rcbroker"
+	"github.com/orbit-lab/netboot/am/webui"
 	"github.com/orbit-lab/netboot/cmd/netbootd/timeline"
 	"github.com/orbit-lab/netboot/dhcpd"
 	"github.com/orbit-lab/netboot/internal/atomicfile"
@@ -143,8 +144,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The web view follows the timelines as the store commits them.
+	ui := webui.New(webui.Config{}, st, log.With("svc", "webui"))
+	st.ObserveEvents(ui.Publish)
 	gd := guard.New(guard.Config{OMFAllow: cfg.OMF.Allow, OMFAllowRead: cfg.OMF.AllowRead}, st)
-	amCfg := am.Config{Listen: cfg.HTTP.Listen, TLSListen: cfg.HTTP.TLSListen, TLS: tlsCfg, DefaultImage: cfg.PXE.DefaultImage, Guard: gd, RC: rcb, BootFiles: bootFiles,
+	amCfg := am.Config{Listen: cfg.HTTP.Listen, TLSListen: cfg.HTTP.TLSListen, TLS: tlsCfg, DefaultImage: cfg.PXE.DefaultImage, Guard: gd, RC: rcb, BootFiles: bootFiles, UI: ui,
 		IPXE: am.IPXEConfig{Root: cfg.TFTPRoot, Prefix: cfg.HTTPBoot.Prefix}, InventoryFile: cfg.Inventory.File,
 		Audit: st, AuditRetention: cfg.Audit.Retention, Limits: am.Limits{
 			Enroll: sourcelimit.Limit(cfg.Limits.Enroll), AuthFail: sourcelimit.Limit(cfg.Limits.AuthFail), OMF: sourcelimit.Limit(cfg.Limits.OMF),

@@ -81,12 +81,7 @@ func (s *Store) EventsAfter(ctx context.Context, hrn string, after int64) ([]Eve
 		args = []any{hrn, after, EventsPerNode}
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
-	out, err := scanAll(rows, err, func(r scanner) (e Event, err error) {
-		var at int64
-		err = r.Scan(&e.ID, &e.HRN, &at, &e.Source, &e.What, &e.Detail)
-		e.At = time.Unix(0, at).UTC()
-		return e, err
-	})
+	out, err := scanAll(rows, err, scanEvent)
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
 	}
@@ -184,4 +179,27 @@ func insertEventsSQL(rows int) string {
 		b.WriteString(`(?, ?, ?, ?, ?)`)
 	}
 	return b.String()
+}
+
+// RecentEvents returns the newest perNode events of every node, oldest
+// first within a node: what a view of the whole grid starts from (the
+// web view derives each node's state from its latest events) in one query
+// instead of one per node.
+func (s *Store) RecentEvents(ctx context.Context, perNode int) ([]Event, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, hrn, at, source, what, detail FROM
+		(SELECT *, ROW_NUMBER() OVER (PARTITION BY hrn ORDER BY id DESC) AS rn FROM events)
+		WHERE rn <= ? ORDER BY hrn, id`, perNode)
+	out, err := scanAll(rows, err, scanEvent)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent events: %w", err)
+	}
+	return out, nil
+}
+
+// scanEvent reads a row of id, hrn, at, source, what, detail.
+func scanEvent(r scanner) (e Event, err error) {
+	var at int64
+	err = r.Scan(&e.ID, &e.HRN, &at, &e.Source, &e.What, &e.Detail)
+	e.At = time.Unix(0, at).UTC()
+	return e, err
 }

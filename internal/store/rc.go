@@ -435,3 +435,15 @@ func (s *Store) FailSilentRCCommands(ctx context.Context, before, at time.Time) 
 	})
 	return ids, err
 }
+
+// ActiveRCCommands lists every node's commands that are queued or running,
+// oldest first: the loads in progress, with their progress.
+func (s *Store) ActiveRCCommands(ctx context.Context) ([]RCCommand, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+commandColumns+` FROM rc_commands WHERE state IN (?, ?) ORDER BY id`,
+		proto.StateQueued, proto.StateRunning)
+	out, err := scanAll(rows, err, scanCommand)
+	if err != nil {
+		return nil, fmt.Errorf("store: active commands: %w", err)
+	}
+	return out, nil
+}
