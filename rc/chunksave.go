@@ -2,7 +2,6 @@ package rc
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -39,32 +38,12 @@ func (r *rc) saveImage(ctx context.Context, c proto.Command, rep *reporter) prot
 	rep.watch(func() proto.Progress { return proto.Progress{Done: read.Load(), Total: size, Written: sent.Load()} })
 	rep.start(ctx)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pr.Close() // ends the writer if the appliance answers early
-	trailer := http.Header{proto.HeaderSHA256: nil}
-	var sum string
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		_, sum, err = chunkimg.Copy(countWriter{pw, &sent}, countRead(ctxio.Reader(ctx, f), &read), chunkimg.DefaultChunkSize)
-		if err == nil {
-			trailer.Set(proto.HeaderSHA256, sum) // before EOF: the client sends it then
-		}
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	img, err := rep.c.putImage(ctx, c.Image, pr, trailer)
-	pr.Close()
-	cerr := <-done
-	switch {
-	case cerr != nil && !errors.Is(cerr, io.ErrClosedPipe):
-		return failed("saving %s as %s: reading the disk: %v; the stored image is unchanged", disk, c.Image, cerr)
-	case err != nil:
+	counted := func(w io.Writer) io.Writer { return countWriter{w, &sent} }
+	_, sum, err := chunkimg.Upload(ctx, countRead(ctxio.Reader(ctx, f), &read), chunkimg.DefaultChunkSize, counted, func(ctx context.Context, body io.Reader, trailer http.Header) (proto.DiskImage, error) {
+		return rep.c.putImage(ctx, c.Image, body, trailer)
+	})
+	if err != nil {
 		return failed("saving %s as %s: %v", disk, c.Image, err)
-	case img.SHA256 != sum:
-		return failed("saving %s as %s: the appliance stored sha256 %s, the RC sent %s", disk, c.Image, img.SHA256, sum)
 	}
 	final := proto.Progress{Done: read.Load(), Total: size, Written: sent.Load()}
 	return proto.Report{State: proto.StateDone, Reply: proto.ReplyOK, SHA256: sum, Progress: &final}

@@ -279,6 +279,11 @@ func (b *Broker) nodeCommands(c *gin.Context) {
 		limit = l
 	}
 	cmds, err := b.st.RCCommands(c.Request.Context(), n.HRN, limit)
+	b.answerCommands(c, cmds, err)
+}
+
+// answerCommands answers commands as the API shows them, or err.
+func (b *Broker) answerCommands(c *gin.Context, cmds []store.RCCommand, err error) {
 	if err != nil {
 		b.apiError(c, err)
 		return
@@ -295,15 +300,7 @@ func (b *Broker) nodeCommands(c *gin.Context) {
 // whole grid.
 func (b *Broker) activeCommands(c *gin.Context) {
 	cmds, err := b.st.ActiveRCCommands(c.Request.Context())
-	if err != nil {
-		b.apiError(c, err)
-		return
-	}
-	out := make([]proto.CommandStatus, 0, len(cmds))
-	for _, cmd := range cmds {
-		out = append(out, cmd.CommandStatus)
-	}
-	c.JSON(http.StatusOK, out)
+	b.answerCommands(c, cmds, err)
 }
 
 func (b *Broker) command(c *gin.Context) {

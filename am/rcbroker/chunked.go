@@ -75,13 +75,8 @@ func (s *imageStore) forget(path string) { delete(s.manifests, path) }
 // as stored (their SHA-256 is the image's identity), to whoever may fetch
 // the image itself.
 func (b *Broker) getImageManifest(c *gin.Context) {
-	name := c.Param("name")
-	if !b.imageAccess(c, name, proto.LoadImage) {
-		return
-	}
-	f, format, err := b.images.find(name)
-	if err != nil {
-		b.apiError(c, err)
+	f, name, format, ok := b.openToLoad(c)
+	if !ok {
 		return
 	}
 	defer f.Close()

@@ -390,14 +390,24 @@ func (b *Broker) listImages(c *gin.Context) {
 
 var contentType = map[string]string{proto.FormatZstd: "application/zstd", proto.FormatGzip: "application/gzip", proto.FormatChunked: "application/octet-stream"}
 
-func (b *Broker) getImage(c *gin.Context) {
-	name := c.Param("name")
+// openToLoad opens the image the request names, for a caller who may load
+// it (imageAccess); it has answered the request when ok is false.
+func (b *Broker) openToLoad(c *gin.Context) (f *os.File, name, format string, ok bool) {
+	name = c.Param("name")
 	if !b.imageAccess(c, name, proto.LoadImage) {
-		return
+		return nil, "", "", false
 	}
 	f, format, err := b.images.find(name)
 	if err != nil {
 		b.apiError(c, err)
+		return nil, "", "", false
+	}
+	return f, name, format, true
+}
+
+func (b *Broker) getImage(c *gin.Context) {
+	f, name, format, ok := b.openToLoad(c)
+	if !ok {
 		return
 	}
 	defer f.Close()

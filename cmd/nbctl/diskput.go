@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -174,34 +173,10 @@ func qcow2Raw(ctx context.Context, file string) (io.Reader, func(), error) {
 // putChunked uploads the disk read from src as a chunked image made as it
 // goes; its digest follows in a trailer.
 func (k *cli) putChunked(ctx context.Context, name string, src io.Reader, chunkSize int64) (proto.DiskImage, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pr.Close() // ends the writer if the appliance answers early
-	trailer := http.Header{proto.HeaderSHA256: nil}
-	var sum string
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		_, sum, err = chunkimg.Copy(pw, src, chunkSize)
-		if err == nil {
-			trailer.Set(proto.HeaderSHA256, sum) // before EOF: the client sends it then
-		}
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	img, err := k.c.PutDiskImageTrailer(ctx, name, pr, trailer)
-	pr.Close()
-	cerr := <-done
-	switch {
-	case cerr != nil && !errors.Is(cerr, io.ErrClosedPipe):
-		return img, fmt.Errorf("reading the disk: %w; the stored image is unchanged", cerr)
-	case err != nil:
-		return img, err
-	case img.SHA256 != sum:
-		return img, fmt.Errorf("the appliance stored sha256 %s, nbctl sent %s", img.SHA256, sum)
-	}
-	return img, nil
+	img, _, err := chunkimg.Upload(ctx, src, chunkSize, nil, func(ctx context.Context, body io.Reader, trailer http.Header) (proto.DiskImage, error) {
+		return k.c.PutDiskImageTrailer(ctx, name, body, trailer)
+	})
+	return img, err
 }
 
 // zeroShare is the share of an image's chunks that are zero, in percent.
