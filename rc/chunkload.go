@@ -70,7 +70,12 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 	}
 	if c.Multicast != nil {
 		// The session takes chunks in any order: it wants them all at once.
-		l.src = &mcastSource{m: c.Multicast, id: c.HRN, chunks: len(m.Chunks), http: l.src, log: log.With("group", c.Multicast.Group)}
+		var maxFrame int64
+		for _, ch := range m.Chunks {
+			maxFrame = max(maxFrame, ch.Size)
+		}
+		l.src = &mcastSource{m: c.Multicast, id: c.HRN, chunks: len(m.Chunks), maxFrame: max(maxFrame, 1), http: l.src,
+			log: log.With("group", c.Multicast.Group)}
 		l.oneBatch = true
 	}
 	rep.watch(l.progress)

@@ -17,12 +17,13 @@ import (
 // multicast that never reaches the node, a sender that went away (an
 // appliance restart), frames that later failed verification.
 type mcastSource struct {
-	m      *proto.Multicast
-	id     string // the node's HRN: the session knows it by it
-	chunks int
-	http   ChunkSource
-	log    *slog.Logger
-	tried  bool
+	m        *proto.Multicast
+	id       string // the node's HRN: the session knows it by it
+	chunks   int
+	maxFrame int64 // the manifest's largest frame
+	http     ChunkSource
+	log      *slog.Logger
+	tried    bool
 }
 
 // Fetch receives want from the session the first time; every later call
@@ -53,12 +54,17 @@ func (s *mcastSource) Fetch(ctx context.Context, want []int, out chan<- Frame) e
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(err, mcastrecv.ErrNoMulticast), errors.Is(err, mcastrecv.ErrSenderLost), errors.Is(err, mcastrecv.ErrSessionEnded):
-		s.log.Warn("multicast: fetching the rest over HTTP", "why", err, "missing", len(res.Missing), "of", len(want))
-		return s.http.Fetch(ctx, res.Missing, out)
-	default:
-		return fmt.Errorf("multicast: %w", err)
 	}
+	// Whatever went wrong with the session (no multicast here, the sender
+	// gone, a socket that would not join), HTTP brings the rest. Receive
+	// says what is missing when it gave up on the session; after another
+	// failure, everything is asked again (the loader drops repeats).
+	missing := res.Missing
+	if !errors.Is(err, mcastrecv.ErrNoMulticast) && !errors.Is(err, mcastrecv.ErrSenderLost) && !errors.Is(err, mcastrecv.ErrSessionEnded) {
+		missing = want
+	}
+	s.log.Warn("multicast: fetching the rest over HTTP", "why", err, "missing", len(missing), "of", len(want))
+	return s.http.Fetch(ctx, missing, out)
 }
 
 // config is the receiver's view of the command's session.
@@ -73,6 +79,6 @@ func (s *mcastSource) config(want []int) (mcastrecv.Config, error) {
 	}
 	return mcastrecv.Config{
 		Group: s.m.Group, Sender: s.m.Sender, Key: key, Session: s.m.Session, ID: s.id,
-		Chunks: s.chunks, Need: want, NoData: wait, Log: s.log,
+		Chunks: s.chunks, Need: want, NoData: wait, MaxFrame: int(s.maxFrame), Log: s.log,
 	}, nil
 }

@@ -129,10 +129,6 @@ func (c *client) headImage(ctx context.Context, name string) (http.Header, error
 	return resp.Header, nil
 }
 
-// maxManifestFetch bounds the manifest the RC takes: a 4 TiB disk in
-// 1 MiB chunks.
-const maxManifestFetch = 512 << 20
-
 func (c *client) getManifest(ctx context.Context, image string) ([]byte, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, manifestPath(image), nil)
 	if err != nil {
@@ -146,9 +142,9 @@ func (c *client) getManifest(ctx context.Context, image string) ([]byte, error) 
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(resp)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestFetch+1))
-	if err == nil && len(b) > maxManifestFetch {
-		err = fmt.Errorf("more than %d bytes", maxManifestFetch)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, chunkimg.MaxManifest+1))
+	if err == nil && len(b) > chunkimg.MaxManifest {
+		err = fmt.Errorf("more than %d bytes", chunkimg.MaxManifest)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", manifestPath(image), err)

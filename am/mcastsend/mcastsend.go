@@ -317,6 +317,13 @@ func (s *Session) AddReceiver(id string) {
 	s.receivers[id] = &receiver{id: id, registered: true, added: time.Now()}
 }
 
+// Bounds on what receivers' reports make the session hold: a whole grid,
+// and reports of a 4 TiB image's chunks missing in any pattern.
+const (
+	maxReceivers   = 4096
+	maxReportParts = 1024
+)
+
 // receiver returns id's record, making it; s.mu is held.
 func (s *Session) receiver(id string) *receiver {
 	r := s.receivers[id]
@@ -726,6 +733,11 @@ func (s *Session) read() {
 func (s *Session) take(st *mcast.Status, from string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Every node of the session holds its key: what one of them says of
+	// other receivers, or of the size of its report, is bounded here.
+	if int(st.Parts) > maxReportParts || s.receivers[st.Receiver] == nil && len(s.receivers) >= maxReceivers {
+		return false
+	}
 	r := s.receiver(st.Receiver)
 	r.heard, r.addr = time.Now(), from
 	switch {

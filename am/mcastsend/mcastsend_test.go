@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"testing"
@@ -396,5 +397,25 @@ func TestReregistered(t *testing.T) {
 	}
 	if got := s.collect(); len(got) != 1 || got[0].chunk != 2 || !got[0].whole {
 		t.Errorf("collect: %+v, want chunk 2 whole", got)
+	}
+}
+
+// TestReportBounds: a report in more parts than any real one, or from a
+// receiver past the session's bound, is dropped before the session holds
+// anything of it (any node of the session holds the key).
+func TestReportBounds(t *testing.T) {
+	s := newSession(t, testConfig(), make(frames, 4))
+	s.start = time.Now()
+	if s.take(status("big", 1, 0, maxReportParts+1, whole(0, 1)), "10.0.0.1:5") || s.receivers["big"] != nil {
+		t.Errorf("a report of %d parts was taken", maxReportParts+1)
+	}
+	for i := range maxReceivers {
+		s.take(status(fmt.Sprintf("r%d", i), 1, 0, 1, whole(0, 1)), "10.0.0.1:5")
+	}
+	if s.take(status("one-more", 1, 0, 1, whole(0, 1)), "10.0.0.1:5") || len(s.receivers) != maxReceivers {
+		t.Errorf("%d receivers held, want at most %d", len(s.receivers), maxReceivers)
+	}
+	if !s.take(status("r7", 2, 0, 1, whole(1, 1)), "10.0.0.1:5") {
+		t.Errorf("a known receiver's report was dropped at the bound")
 	}
 }

@@ -424,12 +424,11 @@ func (b *Broker) getImage(c *gin.Context) {
 	// A transfer in flight ends when the appliance stops, instead of
 	// holding its shutdown.
 	defer ctxio.CutOnDone(c.Request.Context(), c.Writer, true)()
-	b.cfg.Metrics.ImagingSessionStarted()
-	defer func() {
-		b.cfg.Metrics.ImagingSessionEnded()
-		b.cfg.Metrics.ImagingBytes("load", int64(max(0, c.Writer.Size())))
-	}()
 	r := c.Request
+	if r.Method != http.MethodHead {
+		b.cfg.Metrics.ImagingSessionStarted()
+		defer b.cfg.Metrics.ImagingSessionEnded()
+	}
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
 		// The RC's plain GET: the open file goes to net/http's own writer,
 		// which hands it to the kernel (sendfile) instead of copying it
@@ -439,7 +438,9 @@ func (b *Broker) getImage(c *gin.Context) {
 		h.Set("Last-Modified", img.Modified.Format(http.TimeFormat))
 		c.Writer.WriteHeader(http.StatusOK)
 		c.Writer.WriteHeaderNow()
-		if _, err := io.Copy(apierr.RawWriter(c.Writer), io.LimitReader(f, img.Size)); err != nil {
+		n, err := io.Copy(apierr.RawWriter(c.Writer), io.LimitReader(f, img.Size))
+		b.cfg.Metrics.ImagingBytes("load", n)
+		if err != nil {
 			b.log.Info("rc: disk image download cut short", "image", name, "client", c.ClientIP(), "err", err)
 		}
 		return
@@ -447,6 +448,7 @@ func (b *Broker) getImage(c *gin.Context) {
 	// ServeContent answers Range, conditional and HEAD requests; the
 	// section reader keeps it to the size described.
 	http.ServeContent(c.Writer, r, "", img.Modified, ctxReadSeeker{r.Context(), io.NewSectionReader(f, 0, img.Size)})
+	b.cfg.Metrics.ImagingBytes("load", int64(max(0, c.Writer.Size())))
 }
 
 func (b *Broker) putImage(c *gin.Context) {
@@ -461,6 +463,8 @@ func (b *Broker) putImage(c *gin.Context) {
 	start := time.Now()
 	req := c.Request
 	defer ctxio.CutOnDone(c.Request.Context(), c.Writer, false)() // a stalled upload must not hold a shutdown
+	b.cfg.Metrics.ImagingSessionStarted()
+	defer b.cfg.Metrics.ImagingSessionEnded()
 	img, err := b.images.put(req.Context(), name, req.Body, func() string {
 		if v := req.Header.Get(proto.HeaderSHA256); v != "" {
 			return v

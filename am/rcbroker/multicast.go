@@ -83,6 +83,11 @@ type joinReply struct {
 // apart, and a late one should cost its missing chunks, not the image.
 const sessionLinger = 30 * time.Second
 
+// nodeScanTime is how long a session waits for a node it registered to
+// report: the node first hashes its whole disk (the delta), minutes for
+// a large disk on spinning rust, and joins only then.
+const nodeScanTime = 15 * time.Minute
+
 // errNoSlot: every group and port is taken by a running session.
 var errNoSlot = errors.New("every multicast group of imaging.multicast and imaging.port_range is in use")
 
@@ -198,7 +203,7 @@ func (s *sessions) start(req joinRequest, slot int) (*live, *os.File, error) {
 	session := binary.BigEndian.Uint64(id)
 	send, err := mcastsend.New(mcastsend.Config{
 		Group: group.String(), Source: s.cfg.Source.String(), TTL: s.cfg.TTL, Rate: s.cfg.Rate, Limiter: s.pace,
-		Key: key, Session: session, Linger: sessionLinger, Log: s.log.With("image", req.image, "group", group.String()),
+		Key: key, Session: session, Linger: sessionLinger, IdleTimeout: nodeScanTime, Log: s.log.With("image", req.image, "group", group.String()),
 	}, frames)
 	if err != nil {
 		f.Close()

@@ -19,9 +19,7 @@ package chunkimg
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +50,9 @@ const (
 	// FooterSize is the size of the file's fixed end.
 	FooterSize  = 16
 	footerMagic = "NBCHUNKM"
-	// maxManifest bounds what a reader accepts: a 64 TiB disk in 1 MiB chunks.
-	maxManifest = 8 << 30
+	// MaxManifest bounds the manifest a reader takes: about 100 bytes of JSON a
+	// chunk, a 4 TiB disk in 1 MiB chunks (larger disks take larger chunks).
+	MaxManifest = 512 << 20
 )
 
 // ErrFormat is wrapped by every error about bytes that are not a valid
@@ -106,10 +105,7 @@ func (m *Manifest) FrameBytes() int64 {
 }
 
 // Digest names manifest bytes as stored: the image's identity.
-func Digest(manifest []byte) string {
-	s := sha256.Sum256(manifest)
-	return hex.EncodeToString(s[:])
-}
+func Digest(manifest []byte) string { return digest.Bytes(manifest) }
 
 // ParseManifest decodes and checks manifest bytes: the version, the chunk
 // size within bounds, one entry per chunk of the disk, every stored frame
@@ -193,7 +189,7 @@ func ReadManifest(r io.ReaderAt, size int64) (*Manifest, []byte, error) {
 		return nil, nil, fmt.Errorf("chunkimg: footer: %w", err)
 	}
 	n := binary.BigEndian.Uint64(foot)
-	if string(foot[8:]) != footerMagic || n > maxManifest || int64(n) > size-HeaderSize-FooterSize {
+	if string(foot[8:]) != footerMagic || n > MaxManifest || int64(n) > size-HeaderSize-FooterSize {
 		return nil, nil, fmt.Errorf("chunkimg: %w: footer % x", ErrFormat, foot)
 	}
 	b := make([]byte, n)
@@ -227,7 +223,4 @@ func IsZero(b []byte) bool {
 }
 
 // Sum is the hex SHA-256 of b, as a manifest names a chunk.
-func Sum(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+func Sum(b []byte) string { return digest.Bytes(b) }

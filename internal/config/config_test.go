@@ -133,6 +133,8 @@ imaging: { multicast: 239.1.2.0/28, port_range: 5000-5009, ttl: 4, rate: 1.5Gbit
 				t.Errorf("rate %d, want 250e6", c.Imaging.Rate)
 			}
 		}},
+		{name: "imaging.rate: not a number", yaml: "imaging: { rate: NaNbit }\n", wantErr: "imaging.rate"},
+		{name: "imaging.rate: below a bit", yaml: "imaging: { rate: 0.1bit }\n", wantErr: "imaging.rate"},
 		{name: "imaging.rate: zero", yaml: "imaging: { rate: 0Mbit }\n", wantErr: "imaging.rate"},
 		{name: "imaging.ttl: zero", yaml: "imaging: { ttl: 0 }\n", wantErr: "imaging.ttl"},
 		{name: "omf.allow: not a CIDR", yaml: "omf: { allow: [10.0.0.0/33], allow_read: [ec-host] }\n", wantErr: "omf.allow_read: \"ec-host\""},

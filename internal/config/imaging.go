@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -111,7 +112,7 @@ func ParseRate(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v <= 0 || v*float64(mult) > 1e12 {
+	if err != nil || math.IsNaN(v) || v*float64(mult) < 1 || v*float64(mult) > 1e12 {
 		return 0, errors.Join(fmt.Errorf("%q: want a positive rate up to 1000Gbit, such as 900Mbit", s), err)
 	}
 	return int64(v * float64(mult)), nil

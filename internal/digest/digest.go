@@ -24,6 +24,12 @@ func (h *Hash) Write(p []byte) (int, error) { return h.h.Write(p) }
 // Hex is the sum of everything written so far, as 64 lower-case hex digits.
 func (h *Hash) Hex() string { return hex.EncodeToString(h.h.Sum(nil)) }
 
+// Bytes is the sum of b.
+func Bytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
 // Reader sums r to its end and says how many bytes it read.
 func Reader(r io.Reader) (sum string, n int64, err error) {
 	h := New()

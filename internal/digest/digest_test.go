@@ -61,3 +61,10 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
+
+func TestBytes(t *testing.T) {
+	// sha256sum of "abc", as sha256sum(1) prints it.
+	if got, want := Bytes([]byte("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"; got != want {
+		t.Errorf("Bytes(abc) = %s, want %s", got, want)
+	}
+}

@@ -113,7 +113,7 @@ func New() *Metrics {
 		}, []string{"direction"}),
 		imagingSessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "imaging", Name: "sessions_active",
-			Help: "Disk-image transfers (loads and saves) running now.",
+			Help: "Disk-image transfers running now: HTTP loads and saves, and multicast sessions.",
 		}),
 		bootPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "boot_phase_seconds",

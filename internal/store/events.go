@@ -50,13 +50,16 @@ func (s *Store) ObserveEvents(fn func(Event)) {
 	s.observers = append(s.observers, fn)
 }
 
-// notify hands committed events to the observers.
+// notify hands committed events to the observers, their times in UTC as
+// the store gives them back when read (a watcher that has read some and
+// hears of others tells them apart by time).
 func (s *Store) notify(events []Event) {
 	s.observerMu.RLock()
 	obs := s.observers
 	s.observerMu.RUnlock()
 	for _, fn := range obs {
 		for _, e := range events {
+			e.At = e.At.UTC()
 			fn(e)
 		}
 	}

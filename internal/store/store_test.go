@@ -353,8 +353,13 @@ func TestObserveEvents(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
 	var seen []string
-	s.ObserveEvents(func(e Event) { seen = append(seen, e.HRN+" "+e.What) })
-	t0 := time.Unix(1000, 0)
+	var at []time.Time
+	s.ObserveEvents(func(e Event) {
+		seen = append(seen, e.HRN+" "+e.What)
+		at = append(at, e.At)
+	})
+	// In a zone of its own: observers get UTC, as the store reads it back.
+	t0 := time.Unix(1000, 0).In(time.FixedZone("UTC+5", 5*3600))
 	if err := s.AddEvent(ctx, Event{HRN: "a", At: t0, Source: "dhcp", What: "DHCPOFFER"}); err != nil {
 		t.Fatal(err)
 	}
@@ -368,5 +373,14 @@ func TestObserveEvents(t *testing.T) {
 	}
 	if want := []string{"a DHCPOFFER", "b DHCPACK", "a enrolled"}; !slices.Equal(seen, want) {
 		t.Errorf("observed %q, want %q", seen, want)
+	}
+	stored, err := s.Events(ctx, "a")
+	if err != nil || len(stored) == 0 {
+		t.Fatalf("events of a: %v %v", stored, err)
+	}
+	for _, a := range at {
+		if a != stored[0].At {
+			t.Errorf("observed time %v, the store gives back %v", a, stored[0].At)
+		}
 	}
 }
