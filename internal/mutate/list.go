@@ -665,7 +665,7 @@ func List() []Mutation {
 			New:  "\tif _, ok := b.authenticate(c); !ok {",
 			Pkgs: []string{"./am/rcbroker"},
 			Run:  "^TestDiskImageAccess$",
-			Why:  "any enrolled RC downloads any disk image, with no LOAD_IMAGE of it running on its node",
+			Why:  "any enrolled RC downloads any disk image or reads its manifest, with no LOAD_IMAGE of it running on its node",
 		},
 		{
 			Name: "inventory-file-api-writes-allowed",
@@ -886,15 +886,6 @@ func List() []Mutation {
 			Pkgs: []string{"./am/rcbroker"},
 			Run:  "^TestChunkedUploadRefused$",
 			Why:  "a chunked upload is stored with only its manifest read: a damaged frame reaches the nodes, which refuse it only chunk by chunk while loading",
-		},
-		{
-			Name: "rcbroker-manifest-without-load",
-			File: "am/rcbroker/chunked.go",
-			Old:  "\tif !b.imageAccess(c, name, proto.LoadImage) {",
-			New:  "\tif _, ok := b.authenticate(c); !ok {",
-			Pkgs: []string{"./am/rcbroker"},
-			Run:  "^TestDiskImageAccess$",
-			Why:  "any enrolled RC reads any chunked image's manifest, with no LOAD_IMAGE of it running on its node",
 		},
 		{
 			Name: "chunkimg-chunk-unverified",
