@@ -84,6 +84,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orbit-lab/netboot/bench/internal/benchproc"
+
 	"github.com/orbit-lab/netboot/qemu-tests/vtestbed"
 )
 
@@ -345,7 +347,7 @@ var (
 
 // boot makes a testbed with one node, powers it on and times the phases.
 func boot(o options, m mode, server vtestbed.Server, n int, img vtestbed.Image) run {
-	r := run{mode: m, server: server, n: n, at: map[string]time.Duration{}, load: loadAvg()}
+	r := run{mode: m, server: server, n: n, at: map[string]time.Duration{}, load: benchproc.LoadAvg()}
 	var out bytes.Buffer
 	var w io.Writer = &out
 	if o.verbose {
@@ -649,20 +651,6 @@ func targets(w io.Writer, meds map[mode]map[vtestbed.Server]map[string]time.Dura
 				m, k, nb.Seconds(), label(m, vtestbed.Dnsmasq), dm.Seconds(), r, verdict(r <= 1))
 		}
 	}
-}
-
-// loadAvg is the 1-minute load average: other work on the machine slows
-// TCG down.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 // median of ds (sorted in place): the middle one, or the mean of the two

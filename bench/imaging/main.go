@@ -199,7 +199,7 @@ func bench(ctx context.Context, t testing.TB, o options, out io.Writer) {
 	fmt.Fprintf(out, "# Imaging N nodes at once: %d MiB image (%d%% random, %d%% zeros, seed %d)%s\n",
 		o.size>>20, o.mix.RandomPct, o.mix.ZeroPct, o.mix.Seed, stored)
 	fmt.Fprintf(out, "links: tc tbf %s each way; udp-sender --max-bitrate %s; node disks: %s in %s; %d CPUs, %s; made in %v; load average %s\n",
-		o.rate, o.udpRate, fsType(dir), dir, runtime.NumCPU(), runtime.Version(), time.Since(began).Round(time.Second), loadAvg())
+		o.rate, o.udpRate, fsType(dir), dir, runtime.NumCPU(), runtime.Version(), time.Since(began).Round(time.Second), benchproc.LoadAvg())
 
 	var rs results
 	for _, n := range o.nodes {
@@ -219,7 +219,7 @@ func bench(ctx context.Context, t testing.TB, o options, out io.Writer) {
 				t.Fatalf("%s, %d nodes: %v", m.name, n, err)
 			}
 			fmt.Fprintf(os.Stderr, "%-16s %2d nodes: %7.2fs, %8.1f MiB sent (%.2fx stored); load average %s\n",
-				m.name, n, res.wall.Seconds(), float64(res.sent)/(1<<20), res.ratio(), loadAvg())
+				m.name, n, res.wall.Seconds(), float64(res.sent)/(1<<20), res.ratio(), benchproc.LoadAvg())
 			rs = append(rs, res)
 		}
 	}
@@ -303,17 +303,4 @@ func fsType(dir string) string {
 		return "btrfs"
 	}
 	return fmt.Sprintf("fs 0x%x", st.Type)
-}
-
-// loadAvg is the 1-minute load average: the machine is shared.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
