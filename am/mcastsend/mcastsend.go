@@ -162,8 +162,11 @@ type Session struct {
 	conn    *net.UDPConn
 	group   *net.UDPAddr
 	limiter *rate.Limiter
-	codec   *mcast.Codec // Run's goroutine's; the reader has its own
-	log     *slog.Logger
+	// Only the session's goroutine sends: these need no lock.
+	runLen   int          // datagrams per segmented send
+	segments bool         // the kernel segments UDP (until a send says otherwise)
+	codec    *mcast.Codec // Run's goroutine's; the reader has its own
+	log      *slog.Logger
 
 	reported chan struct{} // a report completed (capacity 1)
 
@@ -257,9 +260,12 @@ func New(cfg Config, frames Frames) (*Session, error) {
 		conn.Close()
 		return nil, fmt.Errorf("mcastsend: multicast options: %w", err)
 	}
+	full := dataDatagram(cfg.FragSize)
 	return &Session{
 		cfg: cfg, frames: frames, count: n, conn: conn, group: group,
-		limiter: limiter, codec: codec, log: log,
+		limiter: limiter, codec: codec, log: log, segments: true,
+		// A run is paced as one: it must fit the limiter's bucket.
+		runLen:   max(1, min(mcastif.MaxSegments, (0xffff-28)/full, limiter.Burst()/(full+WireOverhead))),
 		reported: make(chan struct{}, 1), receivers: map[string]*receiver{}, absent: map[int]bool{},
 	}, nil
 }
@@ -489,7 +495,7 @@ func (s *Session) sendRound(ctx context.Context, round uint32, want []wanted) er
 	if err := s.control(ctx, mcast.PhaseStart, round, uint32(len(want))); err != nil {
 		return err
 	}
-	buf := make([]byte, 0, mcast.MaxDatagram)
+	buf := make([]byte, 0, s.runLen*s.datagramSize())
 	for _, w := range want {
 		frame, err := s.frames.Frame(w.chunk)
 		if err != nil {
@@ -516,11 +522,23 @@ func (s *Session) sendRound(ctx context.Context, round uint32, want []wanted) er
 			continue // fragments past the frame's end: nothing real
 		}
 		s.framesSent.Add(1)
+		// A frame's datagrams are all full but its last, so a run of them
+		// fits one segmented send (the last segment may be short).
+		run, n := buf[:0], 0
 		for k := frags.Next(0); k >= 0; k = frags.Next(k + 1) {
 			off := k * s.cfg.FragSize
 			d := mcast.Data{Round: round, Chunk: uint32(w.chunk), FrameSize: uint32(len(frame)), Offset: uint32(off),
 				FragSize: uint16(s.cfg.FragSize), Payload: frame[off:min(off+s.cfg.FragSize, len(frame))]}
-			if err := s.send(ctx, s.codec.AppendData(buf[:0], &d)); err != nil {
+			run, n = s.codec.AppendData(run, &d), n+1
+			if n == s.runLen {
+				if err := s.sendRun(ctx, run, n); err != nil {
+					return err
+				}
+				run, n = run[:0], 0
+			}
+		}
+		if n > 0 {
+			if err := s.sendRun(ctx, run, n); err != nil {
 				return err
 			}
 		}
@@ -553,25 +571,54 @@ func (s *Session) control(ctx context.Context, phase mcast.Phase, round uint32, 
 	return s.send(ctx, s.codec.AppendControl(nil, &m))
 }
 
-// send paces and sends one datagram to the group. A datagram the socket
-// refuses (a full queue: ENOBUFS) is counted and dropped: the next round
-// repairs it. Only ctx's end is an error.
-func (s *Session) send(ctx context.Context, d []byte) error {
-	if err := s.limiter.WaitN(ctx, len(d)+WireOverhead); err != nil {
+// send paces and sends one datagram to the group.
+func (s *Session) send(ctx context.Context, d []byte) error { return s.sendRun(ctx, d, 1) }
+
+// datagramSize is the size of a DATA datagram carrying a full fragment.
+func (s *Session) datagramSize() int { return dataDatagram(s.cfg.FragSize) }
+
+func dataDatagram(fragSize int) int { return fragSize + mcast.MaxDatagram - mcast.MaxPayload }
+
+// sendRun paces and sends n datagrams to the group, concatenated in b, all
+// of datagramSize bytes but the last: in one segmented send (GSO) where
+// the kernel can, else one by one. A datagram the socket refuses (a full
+// queue: ENOBUFS) is counted and dropped: the next round repairs it. Only
+// ctx's end is an error.
+func (s *Session) sendRun(ctx context.Context, b []byte, n int) error {
+	if err := s.limiter.WaitN(ctx, len(b)+n*WireOverhead); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("mcastsend: pacing: %w", err)
 	}
-	if _, err := s.conn.WriteToUDP(d, s.group); err != nil {
-		if s.writeErrs.Add(1) == 1 {
+	if n > 1 && s.segments {
+		err := mcastif.WriteSegments(s.conn, b, s.datagramSize(), s.group)
+		if !errors.Is(err, mcastif.ErrNoSegmentation) {
+			s.sent(n, len(b), err)
+			return nil
+		}
+		s.segments = false
+		s.log.Info("mcast: no UDP segmentation offload here, a datagram per send", "session", s.cfg.Session, "err", err)
+	}
+	for len(b) > 0 {
+		d := b[:min(len(b), s.datagramSize())]
+		_, err := s.conn.WriteToUDP(d, s.group)
+		s.sent(1, len(d), err)
+		b = b[len(d):]
+	}
+	return nil
+}
+
+// sent counts the n datagrams of size bytes a send took, or refused.
+func (s *Session) sent(n, size int, err error) {
+	if err != nil {
+		if s.writeErrs.Add(uint64(n)) == uint64(n) {
 			s.log.Warn("mcast: send failed (more are only counted)", "session", s.cfg.Session, "err", err)
 		}
-		return nil
+		return
 	}
-	s.datagrams.Add(1)
-	s.bytes.Add(uint64(len(d)))
-	return nil
+	s.datagrams.Add(uint64(n))
+	s.bytes.Add(uint64(size))
 }
 
 // wait returns after d, or once a report completes, or with ctx's error.

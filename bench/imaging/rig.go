@@ -125,7 +125,10 @@ func (r *rig) ip(ns *vtestbed.Netns, args ...string) {
 }
 
 // shape caps dev's egress at the link rate: tbf, whose bucket holds a few
-// milliseconds at that rate (a 64 KiB GSO segment passes whole).
+// milliseconds at that rate. Packets leave dev cut to the MTU, as a real
+// wire carries them: a GSO or TSO buffer of 40 datagrams or segments
+// crossing the bridge whole would cost the rig's shared CPUs (the bridge's
+// flood, every node's IP layer) a 40th of what a switch and real nodes see.
 func (r *rig) shape(ctx context.Context, ns *vtestbed.Netns, dev string) {
 	r.t.Helper()
 	out, err := ns.Command(ctx, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
@@ -133,6 +136,7 @@ func (r *rig) shape(ctx context.Context, ns *vtestbed.Netns, dev string) {
 	if err != nil {
 		r.t.Fatalf("tc in %s on %s: %v: %s", ns.Name, dev, err, out)
 	}
+	r.ip(ns, "link", "set", "dev", dev, "gso_max_segs", "1")
 }
 
 // attach links namespace ns to the bridge by a veth: port in the switch,

@@ -1,11 +1,12 @@
 // Package mcastif picks the network interface multicast goes out of or
 // comes in on: the one named, or the one holding a given address, or the
-// one the kernel routes toward a peer; and it deepens a socket's receive
-// queue. Both ends of multicast imaging use it (am/mcastsend,
+// one the kernel routes toward a peer; it deepens a socket's receive
+// queue, and sends runs of datagrams in one call (UDP GSO). Both ends of multicast imaging use it (am/mcastsend,
 // rc/mcastrecv).
 package mcastif
 
 import (
+	"errors"
 	"fmt"
 	"net"
 )
@@ -53,3 +54,6 @@ func Toward(peer string) (net.IP, error) {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).IP, nil
 }
+
+// ErrNoSegmentation says WriteSegments cannot send here: send a datagram per call.
+var ErrNoSegmentation = errors.New("no UDP segmentation offload")

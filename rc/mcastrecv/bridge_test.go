@@ -51,9 +51,17 @@ func (l *bridgeLab) node() string {
 	netnstest.IP(l.t, "-n", l.srv, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
 	netnstest.IP(l.t, "-n", l.srv, "link", "set", port, "master", "br0")
 	netnstest.IP(l.t, "-n", l.srv, "link", "set", port, "up")
+	wireSized(l.t, l.srv, port)
 	netnstest.IP(l.t, "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", labNet, 10+l.nodes), "dev", "eth0")
 	netnstest.IP(l.t, "-n", ns, "link", "set", "eth0", "up")
 	return ns
+}
+
+// wireSized makes dev send packets cut to its MTU, as a real wire carries
+// them: the sender's segmented sends (UDP GSO) would otherwise reach the
+// nodes whole, and a drop rule would drop 40 datagrams at once.
+func wireSized(t *testing.T, ns, dev string) {
+	netnstest.IP(t, "-n", ns, "link", "set", "dev", dev, "gso_max_segs", "1")
 }
 
 // dropMulticast makes ns drop percent of the multicast it receives (100:

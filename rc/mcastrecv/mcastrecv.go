@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/ipv4"
+
 	"github.com/orbit-lab/netboot/internal/mcastif"
 	"github.com/orbit-lab/netboot/rc/proto/mcast"
 )
@@ -136,9 +138,11 @@ type receiver struct {
 	work chan job
 	wg   sync.WaitGroup
 
-	seq     uint32
-	seenEnd uint32 // the last round whose end arrived
-	hears   bool   // a valid datagram of the session has arrived
+	seq        uint32
+	seenEnd    uint32    // the last round whose end arrived
+	hears      bool      // a valid datagram of the session has arrived
+	lastValid  time.Time // of the last valid datagram; zero: none yet
+	nextReport time.Time // when the next report is due
 
 	datagrams, bytes, forged, foreign, malformed, unneeded, dups, deferred, delivered, refused, reports, rounds atomic.Uint64
 }
@@ -288,14 +292,23 @@ func (r *receiver) complete() bool {
 	return r.inflight == 0 && r.need.Count() == 0
 }
 
+// batchSize is how many datagrams one read takes at most: a receiver that
+// fell behind (a busy node) catches up a batch per system call instead of
+// a datagram per call.
+const batchSize = 64
+
 func (r *receiver) run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = r.conn.SetReadDeadline(time.Now()) })
 	defer stop()
+	pc := ipv4.NewPacketConn(r.conn)
+	msgs := make([]ipv4.Message, batchSize)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, mcast.MaxDatagram+1)}
+	}
 	r.report(false)
-	nextReport := time.Now().Add(r.cfg.ReportEvery)
-	var lastValid time.Time // of the last valid datagram; zero: none yet
+	r.nextReport = time.Now().Add(r.cfg.ReportEvery)
 	start := time.Now()
-	buf := make([]byte, mcast.MaxDatagram+1)
+	var deadline time.Time // the read deadline last set
 	for {
 		if r.complete() {
 			return r.finish()
@@ -304,25 +317,31 @@ func (r *receiver) run(ctx context.Context) error {
 			r.leave()
 			return err
 		}
-		heard := lastValid
+		heard := r.lastValid
 		if heard.IsZero() {
 			heard = start
 		}
 		if time.Since(heard) >= r.cfg.NoData {
 			r.leave()
-			if lastValid.IsZero() {
+			if r.lastValid.IsZero() {
 				return fmt.Errorf("%w within %v on %s", ErrNoMulticast, r.cfg.NoData, r.cfg.Group)
 			}
 			return fmt.Errorf("%w for %v on %s", ErrSenderLost, r.cfg.NoData, r.cfg.Group)
 		}
-		if !time.Now().Before(nextReport) {
+		if !time.Now().Before(r.nextReport) {
 			r.report(false)
-			nextReport = time.Now().Add(r.cfg.ReportEvery)
+			r.nextReport = time.Now().Add(r.cfg.ReportEvery)
 		}
-		if err := r.conn.SetReadDeadline(earliest(nextReport, heard.Add(r.cfg.NoData))); err != nil {
-			return fmt.Errorf("mcastrecv: %w", err)
+		// While data flows the deadline is the next report's, which moves
+		// every ReportEvery: setting it only when it moves saves a timer
+		// update per datagram.
+		if d := earliest(r.nextReport, heard.Add(r.cfg.NoData)); !d.Equal(deadline) {
+			if err := r.conn.SetReadDeadline(d); err != nil {
+				return fmt.Errorf("mcastrecv: %w", err)
+			}
+			deadline = d
 		}
-		n, _, err := r.conn.ReadFromUDP(buf)
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -330,64 +349,77 @@ func (r *receiver) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("mcastrecv: read: %w", err)
 		}
-		m, err := r.codec.Parse(buf[:n])
-		switch {
-		case errors.Is(err, mcast.ErrMAC):
-			r.forged.Add(1)
-			continue
-		case errors.Is(err, mcast.ErrMalformed) || errors.Is(err, mcast.ErrType):
-			r.malformed.Add(1)
-			continue
-		case err != nil:
-			r.foreign.Add(1)
-			continue
-		}
-		if !r.hears {
-			// Multicast reaches this node: say so at once, the sender
-			// serves only receivers that hear it.
-			r.hears = true
-			r.log.Debug("mcast: the session's first datagram", "group", r.cfg.Group, "after", time.Since(start))
-			r.report(false)
-			nextReport = time.Now().Add(r.cfg.ReportEvery)
-		}
-		switch m := m.(type) {
-		case *mcast.Data:
-			if int64(m.Chunk) >= int64(r.cfg.Chunks) {
-				r.malformed.Add(1)
-				continue
-			}
-			lastValid = time.Now()
-			r.datagrams.Add(1)
-			if err := r.take(ctx, m); err != nil {
-				r.leave()
+		for _, m := range msgs[:n] {
+			if done, err := r.handle(ctx, m.Buffers[0][:m.N]); done || err != nil {
 				return err
 			}
-		case *mcast.Control:
-			if int64(m.Chunks) != int64(r.cfg.Chunks) {
-				r.malformed.Add(1)
-				continue
-			}
-			lastValid = time.Now()
-			r.datagrams.Add(1)
-			switch m.Phase {
-			case mcast.PhaseEnd:
-				if m.Round > r.seenEnd {
-					r.seenEnd = m.Round
-					r.rounds.Add(1)
-					r.report(false)
-					nextReport = time.Now().Add(r.cfg.ReportEvery)
-				}
-			case mcast.PhaseFinish:
-				if r.complete() {
-					return r.finish()
-				}
-				return fmt.Errorf("%w (round %d)", ErrSessionEnded, m.Round)
-			}
-		default:
-			// A STATUS on the group: another receiver's, not for us.
-			r.malformed.Add(1)
 		}
 	}
+}
+
+// handle takes one datagram; done: the receiver is through (err says how).
+func (r *receiver) handle(ctx context.Context, b []byte) (done bool, err error) {
+	m, err := r.codec.Parse(b)
+	switch {
+	case errors.Is(err, mcast.ErrMAC):
+		r.forged.Add(1)
+		return false, nil
+	case errors.Is(err, mcast.ErrMalformed) || errors.Is(err, mcast.ErrType):
+		r.malformed.Add(1)
+		return false, nil
+	case err != nil:
+		r.foreign.Add(1)
+		return false, nil
+	}
+	if !r.hears {
+		// Multicast reaches this node: say so at once, the sender
+		// serves only receivers that hear it.
+		r.hears = true
+		r.log.Debug("mcast: the session's first datagram", "group", r.cfg.Group)
+		r.report(false)
+		r.nextReport = time.Now().Add(r.cfg.ReportEvery)
+	}
+	switch m := m.(type) {
+	case *mcast.Data:
+		if int64(m.Chunk) >= int64(r.cfg.Chunks) {
+			r.malformed.Add(1)
+			return false, nil
+		}
+		r.lastValid = time.Now()
+		r.datagrams.Add(1)
+		if err := r.take(ctx, m); err != nil {
+			r.leave()
+			return true, err
+		}
+		if r.complete() {
+			return true, r.finish()
+		}
+	case *mcast.Control:
+		if int64(m.Chunks) != int64(r.cfg.Chunks) {
+			r.malformed.Add(1)
+			return false, nil
+		}
+		r.lastValid = time.Now()
+		r.datagrams.Add(1)
+		switch m.Phase {
+		case mcast.PhaseEnd:
+			if m.Round > r.seenEnd {
+				r.seenEnd = m.Round
+				r.rounds.Add(1)
+				r.report(false)
+				r.nextReport = time.Now().Add(r.cfg.ReportEvery)
+			}
+		case mcast.PhaseFinish:
+			if r.complete() {
+				return true, r.finish()
+			}
+			return true, fmt.Errorf("%w (round %d)", ErrSessionEnded, m.Round)
+		}
+	default:
+		// A STATUS on the group: another receiver's, not for us.
+		r.malformed.Add(1)
+	}
+	return false, nil
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -163,6 +163,7 @@ func loopbackLab(t *testing.T) string {
 	testenv.Programs(t, "Debian: iproute2", "ip")
 	ns := netnstest.Temp(t, "mcr-")
 	netnstest.IP(t, "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
+	wireSized(t, ns, "lo")
 	return ns
 }
 
