@@ -161,8 +161,8 @@ func parseModes(s string) ([]string, error) {
 
 func bench(ctx context.Context, t testing.TB, o options, out io.Writer) {
 	testenv.Root(t, "network namespaces, a bridge, veths, tc")
-	testenv.Programs(t, "Debian: iproute2, udpcast, zstd, curl; make bench-deps installs them",
-		"ip", "tc", "udp-sender", "udp-receiver", "zstd", "curl", "bash")
+	testenv.Programs(t, "Debian: iproute2, udpcast, zstd, curl, ethtool; make bench-deps installs them",
+		"ip", "tc", "ethtool", "udp-sender", "udp-receiver", "zstd", "curl", "bash")
 	dir, err := os.MkdirTemp(o.dir, "bench-imaging-")
 	if err != nil {
 		t.Fatal(err)

@@ -125,18 +125,22 @@ func (r *rig) ip(ns *vtestbed.Netns, args ...string) {
 }
 
 // shape caps dev's egress at the link rate: tbf, whose bucket holds a few
-// milliseconds at that rate. Packets leave dev cut to the MTU, as a real
-// wire carries them: a GSO or TSO buffer of 40 datagrams or segments
-// crossing the bridge whole would cost the rig's shared CPUs (the bridge's
-// flood, every node's IP layer) a 40th of what a switch and real nodes see.
+// milliseconds at that rate. UDP leaves dev cut to the MTU, as a real wire
+// carries it: a segmented send (UDP GSO) of 40 datagrams crossing the
+// bridge whole would cost the rig's shared CPUs (the bridge's flood,
+// every node's IP layer) a 40th of what the nodes of a real network see,
+// each on its own CPU. TCP's segments pass whole, as real NICs' TSO and
+// GRO make them.
 func (r *rig) shape(ctx context.Context, ns *vtestbed.Netns, dev string) {
 	r.t.Helper()
-	out, err := ns.Command(ctx, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
-		"rate", r.o.rate, "burst", "512kb", "latency", "20ms").CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("tc in %s on %s: %v: %s", ns.Name, dev, err, out)
+	for _, args := range [][]string{
+		{"tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", r.o.rate, "burst", "512kb", "latency", "20ms"},
+		{"ethtool", "-K", dev, "tx-udp-segmentation", "off"},
+	} {
+		if out, err := ns.Command(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			r.t.Fatalf("%s in %s on %s: %v: %s", args[0], ns.Name, dev, err, out)
+		}
 	}
-	r.ip(ns, "link", "set", "dev", dev, "gso_max_segs", "1")
 }
 
 // attach links namespace ns to the bridge by a veth: port in the switch,
