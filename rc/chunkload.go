@@ -55,6 +55,7 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 		return failed("disk %s: %v", disk, err)
 	}
 	defer f.Close()
+	fd := f.Fd()
 	if err := fitDisk(f, block, m.DiskSize); err != nil {
 		return failed("disk %s: %v; nothing was written", disk, err)
 	}
@@ -66,7 +67,8 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 	bufs := &frameBufs{size: 2 * m.ChunkSize} // ParseManifest's bound on a frame
 	l := &chunkLoad{
 		m: m, disk: f, dec: dec, log: log, state: make([]atomic.Int32, len(m.Chunks)), bufs: bufs,
-		src: &httpSource{c: rep.c, cfg: r.cfg, log: log, image: c.Image, digest: sum, m: m, bufs: bufs},
+		writeback: func(off, n int64) { startWriteback(fd, off, n) },
+		src:       &httpSource{c: rep.c, cfg: r.cfg, log: log, image: c.Image, digest: sum, m: m, bufs: bufs},
 	}
 	if c.Multicast != nil {
 		// The session takes chunks in any order: it wants them all at once.
@@ -136,11 +138,14 @@ type chunkLoad struct {
 		io.ReaderAt
 		io.WriterAt
 	}
-	src   ChunkSource
-	bufs  *frameBufs // the frames' buffers go back there (nil: nowhere)
-	dec   *chunkimg.Decoder
-	log   *slog.Logger
-	state []atomic.Int32 // per chunk
+	// writeback, if set, starts writing a range just written to the
+	// device (startWriteback).
+	writeback func(off, n int64)
+	src       ChunkSource
+	bufs      *frameBufs // the frames' buffers go back there (nil: nowhere)
+	dec       *chunkimg.Decoder
+	log       *slog.Logger
+	state     []atomic.Int32 // per chunk
 
 	// oneBatch: the scan asks the source for every chunk it needs in one
 	// Fetch, at its end, instead of a window at a time (a multicast
@@ -231,7 +236,10 @@ func sendOrDone[T any](ctx context.Context, out chan<- T, v T) error {
 func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 	n := len(l.m.Chunks)
 	// The first windows are small, so that fetching starts soon; then
-	// each is as large as a request.
+	// each spans four requests' worth of raw chunks: frames are
+	// compressed and zero chunks are not fetched, and windows of one
+	// request's raw size made requests a third as large, each ending
+	// with the link idle while the next began.
 	window := int(max(1, firstWindow/l.m.ChunkSize))
 	par := runtime.GOMAXPROCS(0)
 	bufs := make([][]byte, par)
@@ -245,7 +253,7 @@ func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 		return zeros
 	}
 	var want []int
-	for start, end := 0, 0; start < n; start, window = end, int(min(2*int64(window), max(1, maxRangeRequest/l.m.ChunkSize))) {
+	for start, end := 0, 0; start < n; start, window = end, int(min(2*int64(window), max(1, 4*maxRangeRequest/l.m.ChunkSize))) {
 		end = min(start+window, n)
 		var next atomic.Int64
 		next.Store(int64(start))
@@ -335,6 +343,9 @@ func (l *chunkLoad) write(ctx context.Context, frames <-chan Frame) error {
 		off, _ := l.m.Range(f.Index)
 		if _, err := l.disk.WriteAt(raw, off); err != nil {
 			return fmt.Errorf("writing chunk %d at %d: %w", f.Index, off, err)
+		}
+		if l.writeback != nil {
+			l.writeback(off, int64(len(raw)))
 		}
 		l.written.Add(int64(len(raw)))
 		l.state[f.Index].Store(chunkDone)

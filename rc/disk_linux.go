@@ -14,3 +14,12 @@ const excl = unix.O_EXCL
 func rereadPartitions(f *os.File) error {
 	return unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0)
 }
+
+// startWriteback starts writing [off, off+n) of the file fd to its device
+// without waiting for it: the load's closing fsync then finds little left,
+// the disk having written while the network brought the rest, and a node
+// does not gather the whole image in dirty pages first. Best effort: the
+// fsync still makes it durable.
+func startWriteback(fd uintptr, off, n int64) {
+	_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
