@@ -73,10 +73,12 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 	if c.Multicast != nil {
 		// The session takes chunks in any order: it wants them all at once.
 		var maxFrame int64
-		for _, ch := range m.Chunks {
+		sizes := make([]int, len(m.Chunks))
+		for i, ch := range m.Chunks {
 			maxFrame = max(maxFrame, ch.Size)
+			sizes[i] = int(ch.Size)
 		}
-		l.src = &mcastSource{m: c.Multicast, id: c.HRN, chunks: len(m.Chunks), maxFrame: max(maxFrame, 1), http: l.src,
+		l.src = &mcastSource{m: c.Multicast, id: c.HRN, sizes: sizes, maxFrame: max(maxFrame, 1), http: l.src,
 			log: log.With("group", c.Multicast.Group)}
 		l.oneBatch = true
 	}

@@ -19,7 +19,7 @@ import (
 type mcastSource struct {
 	m        *proto.Multicast
 	id       string // the node's HRN: the session knows it by it
-	chunks   int
+	sizes    []int // every chunk's frame size, the manifest's
 	maxFrame int64 // the manifest's largest frame
 	http     ChunkSource
 	log      *slog.Logger
@@ -79,6 +79,6 @@ func (s *mcastSource) config(want []int) (mcastrecv.Config, error) {
 	}
 	return mcastrecv.Config{
 		Group: s.m.Group, Sender: s.m.Sender, Key: key, Session: s.m.Session, ID: s.id,
-		Chunks: s.chunks, Need: want, NoData: wait, MaxFrame: int(s.maxFrame), Log: s.log,
+		Chunks: len(s.sizes), Need: want, NoData: wait, MaxFrame: int(s.maxFrame), FrameSizes: s.sizes, Log: s.log,
 	}, nil
 }

@@ -34,7 +34,7 @@ func TestMulticastFallsBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			http := &recordingSource{}
-			s := &mcastSource{m: &tc.m, id: "n1", chunks: 8, maxFrame: 1 << 20, http: http, log: slog.New(slog.DiscardHandler)}
+			s := &mcastSource{m: &tc.m, id: "n1", sizes: make([]int, 8), maxFrame: 1 << 20, http: http, log: slog.New(slog.DiscardHandler)}
 			want := []int{1, 2, 5}
 			for range 2 {
 				if err := s.Fetch(t.Context(), want, make(chan Frame, 8)); err != nil {

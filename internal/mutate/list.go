@@ -915,6 +915,15 @@ func List() []Mutation {
 			Why:  "a datagram with any MAC is taken: a node on the control network can inject data into every node's multicast load",
 		},
 		{
+			Name: "mcast-frame-size-believed",
+			File: "rc/mcastrecv/mcastrecv.go",
+			Old:  " || r.cfg.FrameSizes != nil && int64(m.FrameSize) != int64(r.cfg.FrameSizes[m.Chunk])",
+			New:  "",
+			Pkgs: []string{"./rc/mcastrecv"},
+			Run:  "^TestBridge$",
+			Why:  "a datagram's frame size is believed over the manifest's: another node of the session can make every receiver drop the frame it is assembling",
+		},
+		{
 			Name: "rcbroker-multicast-session-per-node",
 			File: "am/rcbroker/multicast.go",
 			Old:  "\t\t\tkey := req.image + \"\\x00\" + req.sum",

@@ -160,7 +160,7 @@ func TestBridge(t *testing.T) {
 	outs := map[string]<-chan outcome{}
 	start := func(r *rcv) {
 		rc := mcastrecv.Config{Group: cfg.Group, Sender: s.Addr().String(), Key: testKey, Session: cfg.Session,
-			ID: r.id, Chunks: len(im), Need: r.need, NoData: 2 * time.Second}
+			ID: r.id, Chunks: len(im), Need: r.need, NoData: 2 * time.Second, FrameSizes: im.sizes()}
 		disks[r.id] = newDisk()
 		outs[r.id] = startReceiver(ctx, r.ns, rc, disks[r.id])
 	}
@@ -176,7 +176,7 @@ func TestBridge(t *testing.T) {
 	}
 	start(late)
 
-	var forged uint64
+	var forged, malformed uint64
 	for _, r := range append(rcvs, late) {
 		o := wait(t, r.id, outs[r.id])
 		if o.err != nil || len(o.res.Missing) != 0 {
@@ -184,6 +184,7 @@ func TestBridge(t *testing.T) {
 		}
 		disks[r.id].check(t, r.id, im, r.need)
 		forged += o.res.Stats.Forged
+		malformed += o.res.Stats.Malformed
 		t.Logf("%s: %+v", r.id, o.res.Stats)
 	}
 	o := wait(t, blocked.id, outs[blocked.id])
@@ -216,6 +217,9 @@ func TestBridge(t *testing.T) {
 	if forged == 0 {
 		t.Error("no receiver saw a forged datagram: the injector did not reach them, the test proves nothing")
 	}
+	if malformed == 0 {
+		t.Error("no receiver refused the insider's frame size: it was believed")
+	}
 	for _, r := range rcvs {
 		if r.loss > 0 {
 			if n := dropped(t, r.ns); n == 0 {
@@ -235,7 +239,9 @@ func imageBytes(im image) int {
 
 // inject sends, from namespace ns until ctx ends, datagrams a node
 // without the key could: DATA and a session finish MACed with another
-// key, DATA of another session, and noise.
+// key, DATA of another session, and noise; and one a node of the session
+// could (it has the key): DATA of chunk 0 with a frame size not the
+// manifest's, which would make receivers drop what they hold of chunk 0.
 func inject(ctx context.Context, t *testing.T, ns string, cfg mcastsend.Config) {
 	var conn *net.UDPConn
 	err := netns.Do(ns, func() error {
@@ -258,11 +264,13 @@ func inject(ctx context.Context, t *testing.T, ns string, cfg mcastsend.Config) 
 	}
 	wrongKey, _ := mcast.NewCodec(bytes.Repeat([]byte{0x99}, mcast.KeySize), cfg.Session)
 	otherSession, _ := mcast.NewCodec(testKey, cfg.Session+1)
+	insider, _ := mcast.NewCodec(testKey, cfg.Session)
 	junk := bytes.Repeat([]byte{0xee}, 1000)
 	datagrams := [][]byte{
 		wrongKey.AppendData(nil, &mcast.Data{Round: 1, Chunk: 0, FrameSize: 1000, FragSize: 1000, Payload: junk}),
 		wrongKey.AppendControl(nil, &mcast.Control{Round: 1, Chunks: 80, Phase: mcast.PhaseFinish}),
 		otherSession.AppendData(nil, &mcast.Data{Round: 1, Chunk: 1, FrameSize: 1000, FragSize: 1000, Payload: junk}),
+		insider.AppendData(nil, &mcast.Data{Round: 1, Chunk: 0, FrameSize: 999_999, FragSize: 1000, Payload: junk}),
 		junk,
 	}
 	for i := 0; ctx.Err() == nil; i++ {

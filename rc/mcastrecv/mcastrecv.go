@@ -69,6 +69,12 @@ type Config struct {
 	// (default 512 MiB, at least MaxFrame): past it a new frame is left
 	// for a later round.
 	MaxFrame, MaxPartial int
+	// FrameSizes, if set, is every chunk's frame size (the manifest's):
+	// a datagram saying otherwise is refused as malformed. Without it a
+	// datagram's size is believed, and another receiver of the session,
+	// which holds the key too, could make this one drop a frame it was
+	// assembling.
+	FrameSizes []int
 	// Log receives the receiver's events; nil: none.
 	Log *slog.Logger
 }
@@ -186,6 +192,9 @@ func newReceiver(cfg Config, deliver func(int, []byte) error) (*receiver, error)
 	codec, err := mcast.NewCodec(cfg.Key, cfg.Session)
 	if err != nil {
 		return nil, fmt.Errorf("mcastrecv: %w", err)
+	}
+	if cfg.FrameSizes != nil && len(cfg.FrameSizes) != cfg.Chunks {
+		return nil, fmt.Errorf("mcastrecv: %d frame sizes for %d chunks", len(cfg.FrameSizes), cfg.Chunks)
 	}
 	need := mcast.NewSet(cfg.Chunks)
 	for _, i := range cfg.Need {
@@ -381,7 +390,7 @@ func (r *receiver) handle(ctx context.Context, b []byte) (done bool, err error) 
 	}
 	switch m := m.(type) {
 	case *mcast.Data:
-		if int64(m.Chunk) >= int64(r.cfg.Chunks) {
+		if int64(m.Chunk) >= int64(r.cfg.Chunks) || r.cfg.FrameSizes != nil && int64(m.FrameSize) != int64(r.cfg.FrameSizes[m.Chunk]) {
 			r.malformed.Add(1)
 			return false, nil
 		}

@@ -57,6 +57,15 @@ func (im image) present() []int {
 	return out
 }
 
+// sizes is every chunk's frame size, as a manifest says it.
+func (im image) sizes() []int {
+	out := make([]int, len(im))
+	for i, f := range im {
+		out[i] = len(f)
+	}
+	return out
+}
+
 // disk is what a receiver's deliver wrote: frames by chunk.
 type disk struct {
 	mu     sync.Mutex
