@@ -19,8 +19,8 @@ import (
 type mcastSource struct {
 	m        *proto.Multicast
 	id       string // the node's HRN: the session knows it by it
-	sizes    []int // every chunk's frame size, the manifest's
-	maxFrame int64 // the manifest's largest frame
+	sizes    []int  // every chunk's frame size, the manifest's
+	maxFrame int64  // the manifest's largest frame
 	http     ChunkSource
 	log      *slog.Logger
 	tried    bool
