@@ -7,7 +7,7 @@ BIN := bin
 # Debian packages the tests drive as real peers (prometheus: its promtool
 # checks /metrics; udpcast and zstd: bench/imaging's small run; chromium:
 # the web view's browser tests).
-TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay udpcast zstd \
+TEST_PACKAGES := tftp-hpa atftp curl dnsmasq-base util-linux iproute2 busybox isc-dhcp-relay udpcast zstd ethtool \
 	qemu-system-x86 qemu-utils ipxe-qemu pxelinux syslinux-common ovmf shim-signed grub-efi-amd64-signed osslsigncode mtools nftables \
 	prometheus chromium
 BENCH_PACKAGES := tftpd-hpa tftp-hpa wrk dnsmasq-base kea-dhcp4-server busybox udpcast zstd curl ethtool \
