@@ -146,6 +146,7 @@ type ReceiverState struct {
 // Stats counts what a session did.
 type Stats struct {
 	Datagrams uint64 // sent, of every type
+	Segmented uint64 // of those, sent in segmented sends (UDP GSO)
 	Bytes     uint64 // UDP payload bytes sent
 	Rounds    uint64
 	Frames    uint64 // frames sent in a round, whole or in part
@@ -175,7 +176,7 @@ type Session struct {
 	receivers map[string]*receiver
 	absent    map[int]bool // chunks asked for that have no frame
 
-	datagrams, bytes, rounds, framesSent, reports, rejected, writeErrs atomic.Uint64
+	datagrams, segmented, bytes, rounds, framesSent, reports, rejected, writeErrs atomic.Uint64
 }
 
 // receiver is the session's record of one receiver, under Session.mu.
@@ -345,7 +346,7 @@ func (s *Session) Stats() Stats {
 	return Stats{
 		Datagrams: s.datagrams.Load(), Bytes: s.bytes.Load(), Rounds: s.rounds.Load(),
 		Frames: s.framesSent.Load(), Reports: s.reports.Load(), Rejected: s.rejected.Load(),
-		WriteErrs: s.writeErrs.Load(),
+		WriteErrs: s.writeErrs.Load(), Segmented: s.segmented.Load(),
 	}
 }
 
@@ -594,7 +595,9 @@ func (s *Session) sendRun(ctx context.Context, b []byte, n int) error {
 	if n > 1 && s.segments {
 		err := mcastif.WriteSegments(s.conn, b, s.datagramSize(), s.group)
 		if !errors.Is(err, mcastif.ErrNoSegmentation) {
-			s.sent(n, len(b), err)
+			if s.sent(n, len(b), err) {
+				s.segmented.Add(uint64(n))
+			}
 			return nil
 		}
 		s.segments = false
@@ -609,16 +612,18 @@ func (s *Session) sendRun(ctx context.Context, b []byte, n int) error {
 	return nil
 }
 
-// sent counts the n datagrams of size bytes a send took, or refused.
-func (s *Session) sent(n, size int, err error) {
+// sent counts the n datagrams of size bytes a send took, or refused; ok:
+// taken.
+func (s *Session) sent(n, size int, err error) (ok bool) {
 	if err != nil {
 		if s.writeErrs.Add(uint64(n)) == uint64(n) {
 			s.log.Warn("mcast: send failed (more are only counted)", "session", s.cfg.Session, "err", err)
 		}
-		return
+		return false
 	}
 	s.datagrams.Add(uint64(n))
 	s.bytes.Add(uint64(size))
+	return true
 }
 
 // wait returns after d, or once a report completes, or with ctx's error.

@@ -31,9 +31,11 @@ func WriteSegments(c *net.UDPConn, b []byte, seg int, dst *net.UDPAddr) error {
 	h.SetLen(unix.CmsgLen(2))
 	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(seg))
 	_, _, err := c.WriteMsgUDP(b, oob, dst)
-	// EIO: no checksum offload on the route's device; EINVAL, ENOPROTOOPT:
-	// a kernel without UDP GSO (before 4.18).
-	if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
+	// EMSGSIZE: a segment over the route's MTU (sent alone, IP fragments
+	// it); EIO: no checksum offload on the route's device; EINVAL,
+	// ENOPROTOOPT: a kernel without UDP GSO (before 4.18).
+	if errors.Is(err, unix.EMSGSIZE) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) ||
+		errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("mcastif: %w: %w", ErrNoSegmentation, err)
 	}
 	return err

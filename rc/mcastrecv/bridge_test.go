@@ -279,3 +279,30 @@ func inject(ctx context.Context, t *testing.T, ns string, cfg mcastsend.Config) 
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestWithoutSegmentation: where the kernel refuses segmented sends (here
+// a path MTU below the datagrams' size, as on a tunnel or a VLAN with a
+// small MTU) the sender sends a datagram at a time, which IP fragments,
+// and the receiver gets every frame.
+func TestWithoutSegmentation(t *testing.T) {
+	l := newBridgeLab(t)
+	ns := l.node()
+	netnstest.IP(t, "-n", l.srv, "link", "set", "br0", "mtu", "1300")
+	im := newImage(3, 20, 9000, 0)
+	cfg := mcastsend.Config{Group: "239.255.19.2:40101", Source: labNet + "1", Rate: 100e6, Key: testKey, Session: 0xfee1,
+		FirstWait: time.Second, ReportWait: 500 * time.Millisecond, IdleTimeout: 20 * time.Second}
+	s, sdone := startSender(t, l.srv, cfg, im, "r")
+	rc := receiverConfig("r", cfg.Group, s, len(im), im.present())
+	rc.Session = cfg.Session
+	d := newDisk()
+	if o := wait(t, "r", startReceiver(context.Background(), ns, rc, d)); o.err != nil {
+		t.Errorf("Receive = %v", o.err)
+	}
+	d.check(t, "r", im, im.present())
+	if err := <-sdone; err != nil {
+		t.Errorf("sender Run = %v", err)
+	}
+	if st := s.Stats(); st.Segmented != 0 || st.WriteErrs != 0 || st.Datagrams == 0 {
+		t.Errorf("sender stats %+v: want every datagram sent alone, none refused", st)
+	}
+}

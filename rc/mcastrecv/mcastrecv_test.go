@@ -262,6 +262,9 @@ func TestLoopback(t *testing.T) {
 	if st := s.Stats(); st.Rounds < 2 {
 		t.Errorf("sender stats %+v: want a repair round for the refused frames", st)
 	}
+	if st := s.Stats(); st.Segmented == 0 {
+		t.Errorf("sender stats %+v: no segmented send on loopback", st)
+	}
 }
 
 // TestNoMulticast: with no sender on the group the receiver gives up
