@@ -2,18 +2,23 @@ package orbitinit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/u-root/u-root/pkg/libinit"
@@ -58,15 +63,12 @@ func (n *Node) Steps() []Step {
 	return append(steps,
 		Step{"command line", n.readCmdline},
 		Step{"image name", n.announceImage},
-		// The kernel gathers entropy while a caller waits for it, about a
-		// second under TCG (a bit per timer tick): wait in the
-		// background while the modules load.
+		// In the background, at the lowest priority: nothing waits for it.
 		Step{"entropy wait started", n.startEntropy},
 		Step{"kernel modules", n.loadModules},
 		Step{"efivarfs", n.mountEFIVars}, // after its module
 		Step{"links up", n.linksUp},
 		Step{"control interface", n.chooseControl},
-		Step{"entropy", n.waitEntropy},
 		// Before DHCP, which may retry for ever: the debug shell is
 		// reachable on the IPv6 link-local address meanwhile.
 		Step{"ssh debug shell", n.startSSHD},
@@ -113,6 +115,10 @@ func (n *Node) announceImage(context.Context) error {
 
 // loadModules loads the modules of /lib/modules/load.order in its order.
 // A module already loaded (EEXIST) is fine; the others' errors are joined.
+// A NIC is set up as soon as its driver has made it (nicsUp): the kernel's
+// link state (carrier, then the operational state, which it updates at most
+// once a second) then settles while the other modules (disks) load, not
+// while the control interface waits for it.
 func (n *Node) loadModules(context.Context) error {
 	b, err := os.ReadFile(layout.ModulesLoadOrder)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -133,6 +139,9 @@ func (n *Node) loadModules(context.Context) error {
 			errs = append(errs, fmt.Errorf("module %s: %w", p, err))
 		default:
 			n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
+			if up := nicsUp(); len(up) > 0 {
+				n.Log.Info("links up", "nics", strings.Join(up, " "))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -210,6 +219,26 @@ func (n *Node) linksUp(ctx context.Context) error {
 	}
 }
 
+// nicsUp sets every Ethernet interface that is down up and returns their
+// names; errors are left for linksUp to report.
+func nicsUp() []string {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil
+	}
+	var up []string
+	for _, l := range links {
+		a := l.Attrs()
+		if a.EncapType != "ether" || len(a.HardwareAddr) == 0 || a.Flags&net.FlagUp != 0 {
+			continue
+		}
+		if netlink.LinkSetUp(l) == nil {
+			up = append(up, a.Name)
+		}
+	}
+	return up
+}
+
 // LinksDown takes every Ethernet interface down, as an orderly shutdown
 // does before reboot(2): the kernel then resets the NICs with their
 // receive polling stopped. Left up, a virtio NIC busy at the reset was
@@ -271,34 +300,35 @@ func (n *Node) chooseControl(ctx context.Context) error {
 		if len(list) == 0 || time.Now().After(deadline) { // no NIC: links up has waited already
 			return err
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
 }
 
-// startEntropy starts blocking on getrandom(2) in the background, until
-// the kernel's random pool is ready; waitEntropy waits for that.
+// startEntropy waits on getrandom(2) in the background until the kernel's
+// random pool is ready, and logs when it is. On a CPU without RDRAND (QEMU's
+// TCG, older nodes) the kernel fills the pool only while someone waits
+// (jitter entropy, a bit a timer tick: a second or more), in the waiter's
+// time; at the lowest priority that is the CPU time the boot leaves idle.
+// Nothing in the boot waits for it (lease makes its own transaction IDs);
+// what needs the pool later (sshd's host key, TLS) finds it ready sooner.
 func (n *Node) startEntropy(context.Context) error {
-	done := make(chan error, 1)
-	n.entropy = done
-	go func() { done <- getrandomReady() }()
+	start := time.Now()
+	go func() {
+		// The thread ends with the goroutine (locked, never unlocked),
+		// and its priority with it.
+		runtime.LockOSThread()
+		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19); err != nil {
+			n.Log.Warn("entropy: lower priority", "err", err)
+		}
+		if err := getrandomReady(); err != nil {
+			n.Log.Error("entropy: getrandom", "err", err)
+			return
+		}
+		n.Log.Info("random pool ready", "waited", time.Since(start).Round(time.Millisecond))
+	}()
 	return nil
-}
-
-// waitEntropy waits until the kernel's random pool is ready: the DHCP
-// client reads random bytes (transaction IDs) and, under QEMU's TCG, would
-// otherwise wait or spin early in boot.
-func (n *Node) waitEntropy(ctx context.Context) error {
-	if n.entropy == nil {
-		return getrandomReady()
-	}
-	select {
-	case err := <-n.entropy:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // getrandomReady blocks once on getrandom(2) until the pool is ready.
@@ -312,8 +342,8 @@ func getrandomReady() error {
 	}
 }
 
-// dhcp gets a DHCPv4 lease on the control interface with u-root's dhclient
-// and configures it (address, routes, /etc/resolv.conf), retrying with
+// dhcp gets a DHCPv4 lease on the control interface (lease) and configures
+// it (address, routes, /etc/resolv.conf), retrying with
 // doubling back-off until it works (or DHCP.Attempts attempts).
 func (n *Node) dhcp(ctx context.Context) error {
 	ifname := n.Control.NIC.Name
@@ -330,19 +360,9 @@ func (n *Node) dhcp(ctx context.Context) error {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DHCPDefaults.MaxBackoff
 	}
-	dc := dhclient.Config{
-		Timeout:            cfg.Timeout,
-		Retries:            cfg.Retries,
-		V4ClientIdentifier: true, // option 61 = 01+MAC, as the PXE ROM sent
-		Modifiers4: []dhcpv4.Modifier{
-			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("orbit-init")),
-			dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
-				dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName),
-		},
-	}
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
-		l, err := n.lease(ctx, ifname, dc)
+		l, err := n.lease(ctx, ifname, cfg)
 		if err == nil {
 			n.Lease = l
 			n.Log.Info("dhcp lease", "if", ifname, "ip", l.IP.String(), "gw", ipString(l.Gateway),
@@ -360,38 +380,95 @@ func (n *Node) dhcp(ctx context.Context) error {
 	}
 }
 
-func (n *Node) lease(ctx context.Context, ifname string, dc dhclient.Config) (*Lease, error) {
-	link, err := netlink.LinkByName(ifname)
+// lease gets a lease on ifname (DISCOVER, OFFER, REQUEST, ACK with
+// nclient4's timeout and retries) and configures the interface with it
+// (u-root's dhclient: address, routes, /etc/resolv.conf).
+//
+// The two requests are made here rather than with dhcpv4.NewDiscovery and
+// NewRequestFromOffer, whose transaction ID comes from the kernel's random
+// pool, ready only about a second after the init starts on a CPU without
+// RDRAND (QEMU's TCG, older nodes): the DHCP exchange, and so the RC,
+// would wait for it. A transaction ID only needs to be unlikely to be
+// another client's (RFC 2131 4.4.1); the runtime's generator, seeded by the
+// kernel at exec (AT_RANDOM), is good for that.
+func (n *Node) lease(ctx context.Context, ifname string, cfg DHCPConfig) (*Lease, error) {
+	// Waits for the link's operational state, as u-root's dhclient did.
+	link, err := dhclient.IfUp(ifname, 30*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", ifname, err)
 	}
-	last := errors.New("no answer")
-	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dc, 30*time.Second) {
-		if r.Err != nil {
-			last = r.Err
-			continue
-		}
-		if err := r.Lease.Configure(); err != nil {
-			return nil, fmt.Errorf("interface %q: configure %s: %w", ifname, r.Lease, err)
-		}
-		m, _ := r.Lease.Message()
-		if m == nil {
-			return nil, fmt.Errorf("interface %q: not a DHCPv4 lease", ifname)
-		}
-		l := &Lease{
-			IP:         net4(m),
-			Server:     m.ServerIdentifier(),
-			NextServer: m.ServerIPAddr,
-			Hostname:   m.HostName(),
-			Domain:     m.DomainName(),
-			DNS:        m.DNS(),
-		}
-		if gw := m.Router(); len(gw) > 0 {
-			l.Gateway = gw[0]
-		}
-		return l, nil
+	c, err := nclient4.New(ifname, nclient4.WithTimeout(cfg.Timeout), nclient4.WithRetry(cfg.Retries))
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", ifname, err)
 	}
-	return nil, last
+	defer c.Close()
+	mac := link.Attrs().HardwareAddr
+	opts := []dhcpv4.Modifier{
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("orbit-init")),
+		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
+			dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName),
+		dhcpv4.WithNetboot,
+		// Option 61 = 01+MAC, as the PXE ROM sent.
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(append([]byte{1}, mac...))),
+	}
+	discover := newDHCPMessage(append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover)}, opts...)...)
+	offer, err := c.SendAndRead(ctx, c.RemoteAddr(), discover, nclient4.IsMessageType(dhcpv4.MessageTypeOffer))
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: no offer: %w", ifname, err)
+	}
+	request := newDHCPMessage(append([]dhcpv4.Modifier{dhcpv4.WithReply(offer),
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(offer.ClientIPAddr),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
+		dhcpv4.WithOptionCopied(offer, dhcpv4.OptionServerIdentifier)}, opts...)...)
+	m, err := c.SendAndRead(ctx, c.RemoteAddr(), request, nclient4.IsAll(
+		nclient4.IsCorrectServer(offer.ServerIdentifier()),
+		nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)))
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: no answer to the request: %w", ifname, err)
+	}
+	if m.MessageType() == dhcpv4.MessageTypeNak {
+		return nil, fmt.Errorf("interface %q: request refused (NAK): %s", ifname, m.Message())
+	}
+	if err := dhclient.NewPacket4(link, m).Configure(); err != nil {
+		return nil, fmt.Errorf("interface %q: configure %s: %w", ifname, m.YourIPAddr, err)
+	}
+	l := &Lease{
+		IP:         net4(m),
+		Server:     m.ServerIdentifier(),
+		NextServer: m.ServerIPAddr,
+		Hostname:   m.HostName(),
+		Domain:     m.DomainName(),
+		DNS:        m.DNS(),
+	}
+	if gw := m.Router(); len(gw) > 0 {
+		l.Gateway = gw[0]
+	}
+	return l, nil
+}
+
+// newDHCPMessage is dhcpv4.New with a transaction ID that does not wait
+// for the kernel's random pool (see lease).
+func newDHCPMessage(mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	var xid dhcpv4.TransactionID
+	binary.BigEndian.PutUint32(xid[:], rand.Uint32())
+	d := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootRequest,
+		HWType:        iana.HWTypeEthernet,
+		ClientHWAddr:  make(net.HardwareAddr, 6),
+		TransactionID: xid,
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: net.IPv4zero,
+		Options:       dhcpv4.Options{},
+	}
+	for _, m := range mods {
+		m(d)
+	}
+	return d
 }
 
 // setHostname sets the host name (from DHCP, else from the MAC) and writes
