@@ -223,3 +223,42 @@ func TestCmdlineGetAll(t *testing.T) {
 		t.Errorf("GetAll(missing) = %q", got)
 	}
 }
+
+func TestModuleWaits(t *testing.T) {
+	const dir = "/lib/modules/v"
+	order := []string{dir + "/k/virtio.ko", dir + "/k/virtio_net.ko", dir + "/k/scsi_mod.ko", dir + "/k/sd_mod.ko", dir + "/k/extra.ko"}
+	tests := []struct {
+		name string
+		dep  string
+		want map[string][]string
+	}{
+		{
+			name: "dependencies only; built-in and absent ones skipped; unknown module waits for all before it",
+			dep: "k/virtio.ko:\nk/virtio_net.ko: k/virtio.ko\n" +
+				"k/scsi_mod.ko: k/builtin.ko\nk/sd_mod.ko: k/scsi_mod.ko  k/virtio.ko\n",
+			want: map[string][]string{
+				dir + "/k/virtio_net.ko": {dir + "/k/virtio.ko"},
+				dir + "/k/sd_mod.ko":     {dir + "/k/scsi_mod.ko", dir + "/k/virtio.ko"},
+				dir + "/k/extra.ko":      order[:4],
+			},
+		},
+		{
+			name: "no modules.dep: one by one",
+			dep:  "",
+			want: map[string][]string{
+				order[1]: order[:1], order[2]: order[:2], order[3]: order[:3], order[4]: order[:4],
+			},
+		},
+	}
+	for _, tt := range tests {
+		got := moduleWaits(order, tt.dep, dir)
+		for p, w := range got { // an empty list is no wait
+			if len(w) == 0 {
+				delete(got, p)
+			}
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

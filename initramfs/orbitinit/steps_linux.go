@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -113,12 +114,15 @@ func (n *Node) announceImage(context.Context) error {
 	return os.WriteFile(layout.ImageID, b, 0o644)
 }
 
-// loadModules loads the modules of /lib/modules/load.order in its order.
-// A module already loaded (EEXIST) is fine; the others' errors are joined.
-// A NIC is set up as soon as its driver has made it (nicsUp): the kernel's
-// link state (carrier, then the operational state, which it updates at most
-// once a second) then settles while the other modules (disks) load, not
-// while the control interface waits for it.
+// loadModules loads the modules of /lib/modules/load.order, each once the
+// modules it depends on (modules.dep beside them) are loaded, the others at
+// the same time: a driver's probe that sleeps (an IDE port's reset waits
+// 150 ms, and finit_module waits for the probe) then leaves the CPU to the
+// others. A module already loaded (EEXIST) is fine; the others' errors are
+// joined. A NIC is set up as soon as its driver has made it (nicsUp): the
+// kernel's link state (carrier, then the operational state, which it
+// updates at most once a second) then settles while the other modules
+// (disks) load, not while the control interface waits for it.
 func (n *Node) loadModules(context.Context) error {
 	b, err := os.ReadFile(layout.ModulesLoadOrder)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -128,23 +132,54 @@ func (n *Node) loadModules(context.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, p := range parseLoadOrder(string(b)) {
-		start := time.Now()
-		err := loadModule(p)
-		switch {
-		case errors.Is(err, unix.EEXIST):
-			n.Log.Info("module already loaded", "module", filepath.Base(p))
-		case err != nil:
-			errs = append(errs, fmt.Errorf("module %s: %w", p, err))
-		default:
-			n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
-			if up := nicsUp(); len(up) > 0 {
-				n.Log.Info("links up", "nics", strings.Join(up, " "))
+	order := parseLoadOrder(string(b))
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return err
+	}
+	dir := filepath.Join(layout.ModulesDir, unix.ByteSliceToString(uts.Release[:]))
+	dep, err := os.ReadFile(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		n.Log.Warn("no modules.dep: loading the modules one by one", "err", err)
+	}
+	waits := moduleWaits(order, string(dep), dir)
+	done := map[string]chan struct{}{}
+	for _, p := range order {
+		done[p] = make(chan struct{})
+	}
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	for i, p := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[p])
+			for _, q := range waits[p] {
+				<-done[q]
 			}
+			errs[i] = n.loadModule(p)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// loadModule loads one module, logs it and sets up the NICs it made.
+func (n *Node) loadModule(p string) error {
+	start := time.Now()
+	err := loadModule(p)
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		n.Log.Info("module already loaded", "module", filepath.Base(p))
+	case err != nil:
+		return fmt.Errorf("module %s: %w", p, err)
+	default:
+		n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
+		if up := nicsUp(); len(up) > 0 {
+			n.Log.Info("links up", "nics", strings.Join(up, " "))
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // mountEFIVars mounts efivarfs where the RC reads the SecureBoot
@@ -276,10 +311,48 @@ func nics() ([]NIC, error) {
 		out = append(out, NIC{
 			Name:    a.Name,
 			MAC:     a.HardwareAddr,
-			Carrier: a.RawFlags&unix.IFF_RUNNING != 0,
+			Carrier: a.RawFlags&unix.IFF_RUNNING != 0 || carrier(a.Name),
 		})
 	}
 	return out, nil
+}
+
+// carrier reads the NIC's carrier from sysfs: the driver's own state, at
+// once, where IFF_RUNNING (the operational state) follows it only when the
+// kernel's link watch runs, at most once a second. A NIC that is down has
+// none.
+func carrier(name string) bool {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "carrier"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// waitCarrier sets the interface up and waits up to d for its carrier
+// (carrier), without which no DHCP answer can come. With its carrier and
+// up, the kernel sends at once: it starts the queues when the link goes up
+// with carrier, or, carrier coming later, at once (an urgent link event),
+// not with the operational state.
+func waitCarrier(ctx context.Context, ifname string, d time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(d)
+	for {
+		link, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return nil, fmt.Errorf("interface %q: %w", ifname, err)
+		}
+		a := link.Attrs()
+		if a.Flags&net.FlagUp == 0 {
+			if err := netlink.LinkSetUp(link); err != nil {
+				return nil, fmt.Errorf("interface %q: set up: %w", ifname, err)
+			}
+		} else if a.RawFlags&unix.IFF_RUNNING != 0 || carrier(ifname) {
+			return link, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("interface %q: no carrier after %v", ifname, d)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // chooseControl picks the control interface (ChooseControl). When only the
@@ -392,10 +465,9 @@ func (n *Node) dhcp(ctx context.Context) error {
 // another client's (RFC 2131 4.4.1); the runtime's generator, seeded by the
 // kernel at exec (AT_RANDOM), is good for that.
 func (n *Node) lease(ctx context.Context, ifname string, cfg DHCPConfig) (*Lease, error) {
-	// Waits for the link's operational state, as u-root's dhclient did.
-	link, err := dhclient.IfUp(ifname, 30*time.Second)
+	link, err := waitCarrier(ctx, ifname, 30*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("interface %q: %w", ifname, err)
+		return nil, err
 	}
 	c, err := nclient4.New(ifname, nclient4.WithTimeout(cfg.Timeout), nclient4.WithRetry(cfg.Retries))
 	if err != nil {
