@@ -118,8 +118,8 @@ func (n *Node) announceImage(context.Context) error {
 // modules it depends on (modules.dep beside them) are loaded, the others at
 // the same time: a driver's probe that sleeps (an IDE port's reset waits
 // 150 ms, and finit_module waits for the probe) then leaves the CPU to the
-// others. A module already loaded (EEXIST) is fine; the others' errors are
-// joined. A NIC is set up as soon as its driver has made it (nicsUp): the
+// others. A module already loaded (EEXIST) or without a device (ENODEV)
+// is fine; the others' errors are joined. A NIC is set up as soon as its driver has made it (nicsUp): the
 // kernel's link state (carrier, then the operational state, which it
 // updates at most once a second) then settles while the other modules
 // (disks) load, not while the control interface waits for it.
@@ -164,13 +164,17 @@ func (n *Node) loadModules(context.Context) error {
 	return errors.Join(errs...)
 }
 
-// loadModule loads one module, logs it and sets up the NICs it made.
+// loadModule loads one module, logs it and sets up the NICs it made. A
+// module whose init finds no device (ENODEV) is not an error.
 func (n *Node) loadModule(p string) error {
 	start := time.Now()
 	err := loadModule(p)
 	switch {
 	case errors.Is(err, unix.EEXIST):
 		n.Log.Info("module already loaded", "module", filepath.Base(p))
+	case errors.Is(err, unix.ENODEV):
+		// Its init found nothing to drive: efivarfs on a BIOS node.
+		n.Log.Info("module not loaded: no such device", "module", filepath.Base(p))
 	case err != nil:
 		return fmt.Errorf("module %s: %w", p, err)
 	default:
