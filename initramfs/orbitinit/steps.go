@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -180,42 +179,4 @@ func parseLoadOrder(data string) []string {
 		paths = append(paths, line)
 	}
 	return paths
-}
-
-// moduleWaits returns, for each module of order (absolute paths, the
-// load order), the modules of order it must wait for before it loads: its
-// dependencies in dep (a modules.dep: "kernel/a.ko: kernel/b.ko ...", paths
-// relative to dir) or, for a module dep does not name, every module before
-// it in order, as if they were loaded one by one.
-func moduleWaits(order []string, dep, dir string) map[string][]string {
-	deps := map[string][]string{}
-	for _, line := range strings.Split(dep, "\n") {
-		mod, list, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		var abs []string
-		for _, d := range strings.Fields(list) {
-			abs = append(abs, path.Join(dir, d))
-		}
-		deps[path.Join(dir, strings.TrimSpace(mod))] = abs
-	}
-	in := map[string]bool{}
-	for _, p := range order {
-		in[p] = true
-	}
-	waits := map[string][]string{}
-	for i, p := range order {
-		d, ok := deps[p]
-		if !ok {
-			waits[p] = append([]string(nil), order[:i]...)
-			continue
-		}
-		for _, q := range d {
-			if in[q] && q != p { // built-in or absent dependencies: nothing to wait for
-				waits[p] = append(waits[p], q)
-			}
-		}
-	}
-	return waits
 }

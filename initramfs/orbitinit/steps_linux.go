@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -114,15 +113,12 @@ func (n *Node) announceImage(context.Context) error {
 	return os.WriteFile(layout.ImageID, b, 0o644)
 }
 
-// loadModules loads the modules of /lib/modules/load.order, each once the
-// modules it depends on (modules.dep beside them) are loaded, the others at
-// the same time: a driver's probe that sleeps (an IDE port's reset waits
-// 150 ms, and finit_module waits for the probe) then leaves the CPU to the
-// others. A module already loaded (EEXIST) or without a device (ENODEV)
-// is fine; the others' errors are joined. A NIC is set up as soon as its driver has made it (nicsUp): the
-// kernel's link state (carrier, then the operational state, which it
-// updates at most once a second) then settles while the other modules
-// (disks) load, not while the control interface waits for it.
+// loadModules loads the modules of /lib/modules/load.order in its order,
+// one after the other: drivers then probe in that order, which names the
+// NICs (eth0 the first found). A module already loaded (EEXIST) or without
+// a device (ENODEV) is fine; the others' errors are joined. A NIC is set up
+// as soon as its driver has made it (nicsUp): its link state then settles
+// while the other modules (disks) load.
 func (n *Node) loadModules(context.Context) error {
 	b, err := os.ReadFile(layout.ModulesLoadOrder)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -132,35 +128,10 @@ func (n *Node) loadModules(context.Context) error {
 	if err != nil {
 		return err
 	}
-	order := parseLoadOrder(string(b))
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return err
+	var errs []error
+	for _, p := range parseLoadOrder(string(b)) {
+		errs = append(errs, n.loadModule(p))
 	}
-	dir := filepath.Join(layout.ModulesDir, unix.ByteSliceToString(uts.Release[:]))
-	dep, err := os.ReadFile(filepath.Join(dir, "modules.dep"))
-	if err != nil {
-		n.Log.Warn("no modules.dep: loading the modules one by one", "err", err)
-	}
-	waits := moduleWaits(order, string(dep), dir)
-	done := map[string]chan struct{}{}
-	for _, p := range order {
-		done[p] = make(chan struct{})
-	}
-	errs := make([]error, len(order))
-	var wg sync.WaitGroup
-	for i, p := range order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(done[p])
-			for _, q := range waits[p] {
-				<-done[q]
-			}
-			errs[i] = n.loadModule(p)
-		}()
-	}
-	wg.Wait()
 	return errors.Join(errs...)
 }
 
