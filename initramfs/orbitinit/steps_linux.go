@@ -301,11 +301,11 @@ func carrier(name string) bool {
 	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
-// waitCarrier sets the interface up and waits up to d for its carrier
-// (carrier), without which no DHCP answer can come. With its carrier and
-// up, the kernel sends at once: it starts the queues when the link goes up
-// with carrier, or, carrier coming later, at once (an urgent link event),
-// not with the operational state.
+// waitCarrier sets the interface up and waits up to d for its carrier,
+// without which no DHCP answer can come. Up and with carrier, the NIC sends
+// at once: the kernel starts its queues when it goes up with carrier or,
+// carrier coming later, with that link event, which it handles at once;
+// only the operational state (IFF_RUNNING) comes later.
 func waitCarrier(ctx context.Context, ifname string, d time.Duration) (netlink.Link, error) {
 	deadline := time.Now().Add(d)
 	for {
