@@ -151,7 +151,7 @@ func (n *Node) loadModule(p string) error {
 	default:
 		n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
 		if up := nicsUp(); len(up) > 0 {
-			n.Log.Info("links up", "nics", strings.Join(up, " "))
+			n.Log.Info("nics up", "nics", strings.Join(up, " "))
 		}
 	}
 	return nil
