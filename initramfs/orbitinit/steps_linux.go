@@ -2,12 +2,10 @@ package orbitinit
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
-	"github.com/insomniacslk/dhcp/iana"
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/u-root/u-root/pkg/libinit"
@@ -450,27 +447,11 @@ func (n *Node) lease(ctx context.Context, ifname string, cfg DHCPConfig) (*Lease
 	}
 	defer c.Close()
 	mac := link.Attrs().HardwareAddr
-	opts := []dhcpv4.Modifier{
-		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)),
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("orbit-init")),
-		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
-			dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName),
-		dhcpv4.WithNetboot,
-		// Option 61 = 01+MAC, as the PXE ROM sent.
-		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(append([]byte{1}, mac...))),
-	}
-	discover := newDHCPMessage(append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(mac),
-		dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover)}, opts...)...)
-	offer, err := c.SendAndRead(ctx, c.RemoteAddr(), discover, nclient4.IsMessageType(dhcpv4.MessageTypeOffer))
+	offer, err := c.SendAndRead(ctx, c.RemoteAddr(), newDiscover(mac), nclient4.IsMessageType(dhcpv4.MessageTypeOffer))
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: no offer: %w", ifname, err)
 	}
-	request := newDHCPMessage(append([]dhcpv4.Modifier{dhcpv4.WithReply(offer),
-		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
-		dhcpv4.WithClientIP(offer.ClientIPAddr),
-		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
-		dhcpv4.WithOptionCopied(offer, dhcpv4.OptionServerIdentifier)}, opts...)...)
-	m, err := c.SendAndRead(ctx, c.RemoteAddr(), request, nclient4.IsAll(
+	m, err := c.SendAndRead(ctx, c.RemoteAddr(), newRequest(offer, mac), nclient4.IsAll(
 		nclient4.IsCorrectServer(offer.ServerIdentifier()),
 		nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)))
 	if err != nil {
@@ -494,28 +475,6 @@ func (n *Node) lease(ctx context.Context, ifname string, cfg DHCPConfig) (*Lease
 		l.Gateway = gw[0]
 	}
 	return l, nil
-}
-
-// newDHCPMessage is dhcpv4.New with a transaction ID that does not wait
-// for the kernel's random pool (see lease).
-func newDHCPMessage(mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
-	var xid dhcpv4.TransactionID
-	binary.BigEndian.PutUint32(xid[:], rand.Uint32())
-	d := &dhcpv4.DHCPv4{
-		OpCode:        dhcpv4.OpcodeBootRequest,
-		HWType:        iana.HWTypeEthernet,
-		ClientHWAddr:  make(net.HardwareAddr, 6),
-		TransactionID: xid,
-		ClientIPAddr:  net.IPv4zero,
-		YourIPAddr:    net.IPv4zero,
-		ServerIPAddr:  net.IPv4zero,
-		GatewayIPAddr: net.IPv4zero,
-		Options:       dhcpv4.Options{},
-	}
-	for _, m := range mods {
-		m(d)
-	}
-	return d
 }
 
 // setHostname sets the host name (from DHCP, else from the MAC) and writes
