@@ -2,7 +2,7 @@
 // initramfs built by package initramfs).
 //
 // It runs the step table of package initramfs/orbitinit (mounts, kernel
-// modules, links, control interface, entropy, DHCP, host name, the RC's
+// modules, links, control interface, DHCP, host name, the RC's
 // environment), then starts /bin/orbit-rc with that environment and restarts
 // it with back-off (1 s doubling to 30 s; back to 1 s after a run of 60 s)
 // whenever it exits. The debug shell's sshd, when the image has it and a key

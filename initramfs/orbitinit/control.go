@@ -12,7 +12,7 @@ import (
 type NIC struct {
 	Name    string
 	MAC     net.HardwareAddr
-	Carrier bool // the link is up (operstate up or unknown, or carrier 1)
+	Carrier bool // the link is up (operstate up, or carrier 1)
 }
 
 // ErrNoControl is returned when no interface can be the control interface.

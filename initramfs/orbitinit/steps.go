@@ -48,8 +48,6 @@ type Node struct {
 
 	// DHCP tuning; zero values take the defaults of DHCPDefaults.
 	DHCP DHCPConfig
-
-	entropy <-chan error // the background wait for the random pool, once started
 }
 
 // DHCPConfig tunes the DHCP step.

@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/u-root/u-root/pkg/libinit"
@@ -58,15 +60,12 @@ func (n *Node) Steps() []Step {
 	return append(steps,
 		Step{"command line", n.readCmdline},
 		Step{"image name", n.announceImage},
-		// The kernel gathers entropy while a caller waits for it, about a
-		// second under TCG (a bit per timer tick): wait in the
-		// background while the modules load.
+		// In the background, at the lowest priority: nothing waits for it.
 		Step{"entropy wait started", n.startEntropy},
 		Step{"kernel modules", n.loadModules},
 		Step{"efivarfs", n.mountEFIVars}, // after its module
 		Step{"links up", n.linksUp},
 		Step{"control interface", n.chooseControl},
-		Step{"entropy", n.waitEntropy},
 		// Before DHCP, which may retry for ever: the debug shell is
 		// reachable on the IPv6 link-local address meanwhile.
 		Step{"ssh debug shell", n.startSSHD},
@@ -111,8 +110,12 @@ func (n *Node) announceImage(context.Context) error {
 	return os.WriteFile(layout.ImageID, b, 0o644)
 }
 
-// loadModules loads the modules of /lib/modules/load.order in its order.
-// A module already loaded (EEXIST) is fine; the others' errors are joined.
+// loadModules loads the modules of /lib/modules/load.order in its order,
+// one after the other: drivers then probe in that order, which names the
+// NICs (eth0 the first found). A module already loaded (EEXIST) or without
+// a device (ENODEV) is fine; the others' errors are joined. A NIC is set up
+// as soon as its driver has made it (nicsUp): its link state then settles
+// while the other modules (disks) load.
 func (n *Node) loadModules(context.Context) error {
 	b, err := os.ReadFile(layout.ModulesLoadOrder)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -124,18 +127,31 @@ func (n *Node) loadModules(context.Context) error {
 	}
 	var errs []error
 	for _, p := range parseLoadOrder(string(b)) {
-		start := time.Now()
-		err := loadModule(p)
-		switch {
-		case errors.Is(err, unix.EEXIST):
-			n.Log.Info("module already loaded", "module", filepath.Base(p))
-		case err != nil:
-			errs = append(errs, fmt.Errorf("module %s: %w", p, err))
-		default:
-			n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
-		}
+		errs = append(errs, n.loadModule(p))
 	}
 	return errors.Join(errs...)
+}
+
+// loadModule loads one module, logs it and sets up the NICs it made. A
+// module whose init finds no device (ENODEV) is not an error.
+func (n *Node) loadModule(p string) error {
+	start := time.Now()
+	err := loadModule(p)
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		n.Log.Info("module already loaded", "module", filepath.Base(p))
+	case errors.Is(err, unix.ENODEV):
+		// Its init found nothing to drive: efivarfs on a BIOS node.
+		n.Log.Info("module not loaded: no such device", "module", filepath.Base(p))
+	case err != nil:
+		return fmt.Errorf("module %s: %w", p, err)
+	default:
+		n.Log.Info("module loaded", "module", filepath.Base(p), "took", time.Since(start).Round(time.Millisecond))
+		if up := nicsUp(); len(up) > 0 {
+			n.Log.Info("nics up", "nics", strings.Join(up, " "))
+		}
+	}
+	return nil
 }
 
 // mountEFIVars mounts efivarfs where the RC reads the SecureBoot
@@ -210,6 +226,26 @@ func (n *Node) linksUp(ctx context.Context) error {
 	}
 }
 
+// nicsUp sets every Ethernet interface that is down up and returns their
+// names; errors are left for linksUp to report.
+func nicsUp() []string {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil
+	}
+	var up []string
+	for _, l := range links {
+		a := l.Attrs()
+		if a.EncapType != "ether" || len(a.HardwareAddr) == 0 || a.Flags&net.FlagUp != 0 {
+			continue
+		}
+		if netlink.LinkSetUp(l) == nil {
+			up = append(up, a.Name)
+		}
+	}
+	return up
+}
+
 // LinksDown takes every Ethernet interface down, as an orderly shutdown
 // does before reboot(2): the kernel then resets the NICs with their
 // receive polling stopped. Left up, a virtio NIC busy at the reset was
@@ -247,10 +283,48 @@ func nics() ([]NIC, error) {
 		out = append(out, NIC{
 			Name:    a.Name,
 			MAC:     a.HardwareAddr,
-			Carrier: a.RawFlags&unix.IFF_RUNNING != 0,
+			Carrier: a.RawFlags&unix.IFF_RUNNING != 0 || carrier(a.Name),
 		})
 	}
 	return out, nil
+}
+
+// carrier reads the NIC's carrier from sysfs: the driver's own state, at
+// once, where IFF_RUNNING (the operational state) follows it only when the
+// kernel's link watch runs, at most once a second. A NIC that is down has
+// none.
+func carrier(name string) bool {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "carrier"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// waitCarrier sets the interface up and waits up to d for its carrier,
+// without which no DHCP answer can come. Up and with carrier, the NIC sends
+// at once: the kernel starts its queues when it goes up with carrier or,
+// carrier coming later, with that link event, which it handles at once;
+// only the operational state (IFF_RUNNING) comes later.
+func waitCarrier(ctx context.Context, ifname string, d time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(d)
+	for {
+		link, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return nil, fmt.Errorf("interface %q: %w", ifname, err)
+		}
+		a := link.Attrs()
+		if a.Flags&net.FlagUp == 0 {
+			if err := netlink.LinkSetUp(link); err != nil {
+				return nil, fmt.Errorf("interface %q: set up: %w", ifname, err)
+			}
+		} else if a.RawFlags&unix.IFF_RUNNING != 0 || carrier(ifname) {
+			return link, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("interface %q: no carrier after %v", ifname, d)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // chooseControl picks the control interface (ChooseControl). When only the
@@ -271,34 +345,35 @@ func (n *Node) chooseControl(ctx context.Context) error {
 		if len(list) == 0 || time.Now().After(deadline) { // no NIC: links up has waited already
 			return err
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
 }
 
-// startEntropy starts blocking on getrandom(2) in the background, until
-// the kernel's random pool is ready; waitEntropy waits for that.
+// startEntropy waits on getrandom(2) in the background until the kernel's
+// random pool is ready, and logs when it is. On a CPU without RDRAND (QEMU's
+// TCG, older nodes) the kernel fills the pool only while someone waits
+// (jitter entropy, a bit a timer tick: a second or more), in the waiter's
+// time; at the lowest priority that is the CPU time the boot leaves idle.
+// Nothing in the boot waits for it (lease makes its own transaction IDs);
+// what needs the pool later (sshd's host key, TLS) finds it ready sooner.
 func (n *Node) startEntropy(context.Context) error {
-	done := make(chan error, 1)
-	n.entropy = done
-	go func() { done <- getrandomReady() }()
+	start := time.Now()
+	go func() {
+		// The thread ends with the goroutine (locked, never unlocked),
+		// and its priority with it.
+		runtime.LockOSThread()
+		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19); err != nil {
+			n.Log.Warn("entropy: lower priority", "err", err)
+		}
+		if err := getrandomReady(); err != nil {
+			n.Log.Error("entropy: getrandom", "err", err)
+			return
+		}
+		n.Log.Info("random pool ready", "waited", time.Since(start).Round(time.Millisecond))
+	}()
 	return nil
-}
-
-// waitEntropy waits until the kernel's random pool is ready: the DHCP
-// client reads random bytes (transaction IDs) and, under QEMU's TCG, would
-// otherwise wait or spin early in boot.
-func (n *Node) waitEntropy(ctx context.Context) error {
-	if n.entropy == nil {
-		return getrandomReady()
-	}
-	select {
-	case err := <-n.entropy:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // getrandomReady blocks once on getrandom(2) until the pool is ready.
@@ -312,8 +387,8 @@ func getrandomReady() error {
 	}
 }
 
-// dhcp gets a DHCPv4 lease on the control interface with u-root's dhclient
-// and configures it (address, routes, /etc/resolv.conf), retrying with
+// dhcp gets a DHCPv4 lease on the control interface (lease) and configures
+// it (address, routes, /etc/resolv.conf), retrying with
 // doubling back-off until it works (or DHCP.Attempts attempts).
 func (n *Node) dhcp(ctx context.Context) error {
 	ifname := n.Control.NIC.Name
@@ -330,19 +405,9 @@ func (n *Node) dhcp(ctx context.Context) error {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DHCPDefaults.MaxBackoff
 	}
-	dc := dhclient.Config{
-		Timeout:            cfg.Timeout,
-		Retries:            cfg.Retries,
-		V4ClientIdentifier: true, // option 61 = 01+MAC, as the PXE ROM sent
-		Modifiers4: []dhcpv4.Modifier{
-			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("orbit-init")),
-			dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
-				dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName),
-		},
-	}
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
-		l, err := n.lease(ctx, ifname, dc)
+		l, err := n.lease(ctx, ifname, cfg)
 		if err == nil {
 			n.Lease = l
 			n.Log.Info("dhcp lease", "if", ifname, "ip", l.IP.String(), "gw", ipString(l.Gateway),
@@ -360,38 +425,56 @@ func (n *Node) dhcp(ctx context.Context) error {
 	}
 }
 
-func (n *Node) lease(ctx context.Context, ifname string, dc dhclient.Config) (*Lease, error) {
-	link, err := netlink.LinkByName(ifname)
+// lease gets a lease on ifname (DISCOVER, OFFER, REQUEST, ACK with
+// nclient4's timeout and retries) and configures the interface with it
+// (u-root's dhclient: address, routes, /etc/resolv.conf).
+//
+// The two requests are made here rather than with dhcpv4.NewDiscovery and
+// NewRequestFromOffer, whose transaction ID comes from the kernel's random
+// pool, ready only about a second after the init starts on a CPU without
+// RDRAND (QEMU's TCG, older nodes): the DHCP exchange, and so the RC,
+// would wait for it. A transaction ID only needs to be unlikely to be
+// another client's (RFC 2131 4.4.1); the runtime's generator, seeded by the
+// kernel at exec (AT_RANDOM), is good for that.
+func (n *Node) lease(ctx context.Context, ifname string, cfg DHCPConfig) (*Lease, error) {
+	link, err := waitCarrier(ctx, ifname, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c, err := nclient4.New(ifname, nclient4.WithTimeout(cfg.Timeout), nclient4.WithRetry(cfg.Retries))
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", ifname, err)
 	}
-	last := errors.New("no answer")
-	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dc, 30*time.Second) {
-		if r.Err != nil {
-			last = r.Err
-			continue
-		}
-		if err := r.Lease.Configure(); err != nil {
-			return nil, fmt.Errorf("interface %q: configure %s: %w", ifname, r.Lease, err)
-		}
-		m, _ := r.Lease.Message()
-		if m == nil {
-			return nil, fmt.Errorf("interface %q: not a DHCPv4 lease", ifname)
-		}
-		l := &Lease{
-			IP:         net4(m),
-			Server:     m.ServerIdentifier(),
-			NextServer: m.ServerIPAddr,
-			Hostname:   m.HostName(),
-			Domain:     m.DomainName(),
-			DNS:        m.DNS(),
-		}
-		if gw := m.Router(); len(gw) > 0 {
-			l.Gateway = gw[0]
-		}
-		return l, nil
+	defer c.Close()
+	mac := link.Attrs().HardwareAddr
+	offer, err := c.SendAndRead(ctx, c.RemoteAddr(), newDiscover(mac), nclient4.IsMessageType(dhcpv4.MessageTypeOffer))
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: no offer: %w", ifname, err)
 	}
-	return nil, last
+	m, err := c.SendAndRead(ctx, c.RemoteAddr(), newRequest(offer, mac), nclient4.IsAll(
+		nclient4.IsCorrectServer(offer.ServerIdentifier()),
+		nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)))
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: no answer to the request: %w", ifname, err)
+	}
+	if m.MessageType() == dhcpv4.MessageTypeNak {
+		return nil, fmt.Errorf("interface %q: request refused (NAK): %s", ifname, m.Message())
+	}
+	if err := dhclient.NewPacket4(link, m).Configure(); err != nil {
+		return nil, fmt.Errorf("interface %q: configure %s: %w", ifname, m.YourIPAddr, err)
+	}
+	l := &Lease{
+		IP:         net4(m),
+		Server:     m.ServerIdentifier(),
+		NextServer: m.ServerIPAddr,
+		Hostname:   m.HostName(),
+		Domain:     m.DomainName(),
+		DNS:        m.DNS(),
+	}
+	if gw := m.Router(); len(gw) > 0 {
+		l.Gateway = gw[0]
+	}
+	return l, nil
 }
 
 // setHostname sets the host name (from DHCP, else from the MAC) and writes
