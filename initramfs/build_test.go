@@ -31,7 +31,7 @@ PROMPT 0
 TIMEOUT 1
 LABEL orbit
   KERNEL linux-orbit-pxe-6.1.0-56-amd64
-  APPEND initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054
+  APPEND initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054
   IPAPPEND 3
 `
 	if diff := cmp.Diff(want, c.Text()); diff != "" {
@@ -40,7 +40,7 @@ LABEL orbit
 	wantGRUB := `set timeout=0
 set default=orbit
 menuentry orbit --id orbit {
-  linux /linux-orbit-pxe-6.1.0-56-amd64 console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054 BOOTIF=01-${net_default_mac} ip=${net_default_ip}:${net_default_server}:0.0.0.0:0.0.0.0
+  linux /linux-orbit-pxe-6.1.0-56-amd64 console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${net_default_mac} ip=${net_default_ip}:${net_default_server}:0.0.0.0:0.0.0.0
   initrd /initramfs-orbit-pxe-2.0.0.gz
 }
 `
@@ -50,14 +50,14 @@ menuentry orbit --id orbit {
 	wantRAMDisk := `set timeout=0
 set default=orbit
 menuentry orbit --id orbit {
-  linux /linux-orbit-pxe-6.1.0-56-amd64 console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054
+  linux /linux-orbit-pxe-6.1.0-56-amd64 console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054
   initrd /initramfs-orbit-pxe-2.0.0.gz
 }
 `
 	if diff := cmp.Diff(wantRAMDisk, c.RAMDiskGRUB()); diff != "" {
 		t.Errorf("RAM-disk GRUB (-want +got):\n%s", diff)
 	}
-	wantIPXE := `kernel ${base}linux-orbit-pxe-6.1.0-56-amd64 initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054 BOOTIF=01-${netX/mac:hexhyp} ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}
+	wantIPXE := `kernel ${base}linux-orbit-pxe-6.1.0-56-amd64 initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-${netX/mac:hexhyp} ip=${netX/ip}:${appliance}:0.0.0.0:${netX/netmask}
 initrd ${base}initramfs-orbit-pxe-2.0.0.gz
 boot
 `
@@ -253,7 +253,7 @@ func TestBuildReproducible(t *testing.T) {
 	cfg, err := os.ReadFile(a.Config.Path)
 	must(t, err)
 	if !strings.Contains(string(cfg), "KERNEL linux-orbit-pxe-6.1.0-99-amd64\n") ||
-		!strings.Contains(string(cfg), "APPEND initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054\n") {
+		!strings.Contains(string(cfg), "APPEND initrd=initramfs-orbit-pxe-2.0.0.gz console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054\n") {
 		t.Errorf("config:\n%s", cfg)
 	}
 	// The three loaders' files come from one entry: each names the same
@@ -261,7 +261,7 @@ func TestBuildReproducible(t *testing.T) {
 	for _, f := range []File{a.GrubConfig, a.IPXEEntry} {
 		b, err := os.ReadFile(f.Path)
 		must(t, err)
-		for _, s := range []string{"linux-orbit-pxe-6.1.0-99-amd64 ", "initramfs-orbit-pxe-2.0.0.gz\n", " console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054 BOOTIF=01-"} {
+		for _, s := range []string{"linux-orbit-pxe-6.1.0-99-amd64 ", "initramfs-orbit-pxe-2.0.0.gz\n", " console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054 BOOTIF=01-"} {
 			if !strings.Contains(string(b), s) {
 				t.Errorf("%s lacks %q:\n%s", f.Path, s, b)
 			}
@@ -272,7 +272,7 @@ func TestBuildReproducible(t *testing.T) {
 	for p, want := range map[string]string{
 		"EFI/BOOT/BOOTX64.EFI":           "MZ shim",
 		"EFI/BOOT/grubx64.efi":           "MZ grub",
-		"EFI/debian/grub.cfg":            "  linux /linux-orbit-pxe-6.1.0-99-amd64 console=tty0 console=ttyS0,115200 cryptomgr.notests orbit.am=http://10.18.0.1:5054\n",
+		"EFI/debian/grub.cfg":            "  linux /linux-orbit-pxe-6.1.0-99-amd64 console=tty0 console=ttyS0,115200 orbit.am=http://10.18.0.1:5054\n",
 		"linux-orbit-pxe-6.1.0-99-amd64": a.Kernel.SHA256,
 		"initramfs-orbit-pxe-2.0.0.gz":   a.Initramfs.SHA256,
 	} {

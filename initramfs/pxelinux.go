@@ -9,14 +9,7 @@ import (
 // DefaultAppend is the kernel command line the image's boot configs give,
 // before Options.Append: the serial console last, so that it is /dev/console
 // (the init's and the RC's output) while the kernel also logs to the screen.
-//
-// cryptomgr.notests skips the kernel's boot-time known-answer tests of its
-// crypto algorithms (a fifth of the kernel's own boot under QEMU's TCG,
-// 0.2 s): the RAM image uses the kernel's crypto only to check module
-// signatures, which fail loudly if an algorithm is broken. The kernel says
-// so on the console ("alg: self-tests disabled"), and fips=1 runs them
-// anyway.
-var DefaultAppend = []string{"console=tty0", "console=ttyS0,115200", "cryptomgr.notests"}
+var DefaultAppend = []string{"console=tty0", "console=ttyS0,115200"}
 
 // BootEntry is the one description of how an image boots: kernel, initrd
 // and command line. Each boot loader's config is rendered from it (Text
