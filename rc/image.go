@@ -177,7 +177,8 @@ func (r *rc) loadImage(ctx context.Context, c proto.Command, rep *reporter) prot
 		return failed("disk image %s is neither gzip nor zstd (it starts with % x); nothing was written", c.Image, head)
 	}
 	began := time.Now()
-	n, err := writeAll(f, dec, &written)
+	fd := f.Fd()
+	n, err := writeAll(f, dec, &written, func(off, n int64) { startWriteback(fd, off, n) })
 	if err != nil {
 		return failed("loading %s onto %s: %v after %d bytes written; the disk is now partly written", c.Image, disk, err, n)
 	}
@@ -219,8 +220,9 @@ func imageSum(c proto.Command, h http.Header) (string, error) {
 }
 
 // writeAll copies src to dst in ioBlock writes, decompression and writing
-// overlapping: one goroutine fills buffers, this one writes them.
-func writeAll(dst io.Writer, src io.Reader, written *atomic.Int64) (int64, error) {
+// overlapping: one goroutine fills buffers, this one writes them, and
+// calls wrote (if set) with each write's span of dst.
+func writeAll(dst io.Writer, src io.Reader, written *atomic.Int64, wrote func(off, n int64)) (int64, error) {
 	type chunk struct {
 		b   []byte
 		err error
@@ -261,6 +263,9 @@ func writeAll(dst io.Writer, src io.Reader, written *atomic.Int64) (int64, error
 			return total, c.err
 		}
 		n, err := dst.Write(c.b)
+		if wrote != nil && n > 0 {
+			wrote(total, int64(n))
+		}
 		total += int64(n)
 		written.Store(total)
 		if err != nil {
