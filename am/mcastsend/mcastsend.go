@@ -172,6 +172,7 @@ type Session struct {
 	reported chan struct{} // a report completed (capacity 1)
 
 	mu        sync.Mutex
+	ending    bool // Run is ending: no receiver joins any more
 	start     time.Time
 	receivers map[string]*receiver
 	absent    map[int]bool // chunks asked for that have no frame
@@ -314,14 +315,20 @@ func (s *Session) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr)
 func (s *Session) Close() error { return s.conn.Close() }
 
 // AddReceiver registers a receiver the session waits for (by the id its
-// reports carry, e.g. the node's name).
-func (s *Session) AddReceiver(id string) {
+// reports carry, e.g. the node's name). It returns false once the session
+// is ending: the receiver would hear only its finish, so it is not
+// registered and needs another session.
+func (s *Session) AddReceiver(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ending {
+		return false
+	}
 	// A new registration is a new load on that node (while the session
 	// lingers, the same node may load the image again): what it reported
 	// before says nothing of it, and its reports count from 1 again.
 	s.receivers[id] = &receiver{id: id, registered: true, added: time.Now()}
+	return true
 }
 
 // Bounds on what receivers' reports make the session hold: a whole grid,
@@ -404,6 +411,9 @@ func (s *Session) Run(ctx context.Context) error {
 		s.read()
 	}()
 	err := s.run(ctx)
+	s.mu.Lock()
+	s.ending = true
+	s.mu.Unlock()
 	// The finish goes out even when ctx has ended: receivers then fall
 	// back at once instead of at their timeout.
 	for range 3 {
@@ -434,7 +444,8 @@ func (s *Session) run(ctx context.Context) error {
 			if idle.IsZero() {
 				idle = time.Now()
 			}
-			if time.Since(idle) >= s.cfg.Linger {
+			// A node registered meanwhile makes end refuse: serve it.
+			if time.Since(idle) >= s.cfg.Linger && s.end() {
 				s.log.Info("mcast session done", "session", s.cfg.Session, "rounds", round, "bytes", s.bytes.Load())
 				return nil
 			}
@@ -680,6 +691,23 @@ func (s *Session) allReported(round uint32) bool {
 func (s *Session) finished() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.finishedLocked()
+}
+
+// end marks the session as ending if it is finished: from then on
+// AddReceiver refuses, so no node joins a session that will not serve it.
+func (s *Session) end() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.finishedLocked() {
+		return false
+	}
+	s.ending = true
+	return true
+}
+
+// finishedLocked is finished with s.mu held.
+func (s *Session) finishedLocked() bool {
 	now := time.Now()
 	for _, r := range s.receivers {
 		st := s.state(r, now)

@@ -181,6 +181,8 @@ func slicesSortRanges(rs []mcast.Range) {
 	slices.SortFunc(rs, func(a, b mcast.Range) int { return cmp.Compare(a.Start, b.Start) })
 }
 
+// TestNoReceiversEndsAfterIdleTimeout: a session no receiver joins ends
+// after its idle timeout, and takes no receiver after that.
 func TestNoReceiversEndsAfterIdleTimeout(t *testing.T) {
 	testenv.Root(t, "a network namespace for multicast on loopback")
 	ns := multicastLoopback(t)
@@ -197,6 +199,10 @@ func TestNoReceiversEndsAfterIdleTimeout(t *testing.T) {
 	}
 	if st := s.Stats(); st.Rounds != 0 || st.Datagrams == 0 {
 		t.Errorf("stats %+v: want heartbeats and no round", st)
+	}
+	// A node handed this session now would hear nothing of it.
+	if s.AddReceiver("late") {
+		t.Error("AddReceiver after the session ended = true, want false: the node needs another session")
 	}
 }
 

@@ -73,6 +73,9 @@ type joinRequest struct {
 	reply           chan joinReply
 }
 
+// key names the session of r's image: one per image and digest.
+func (r joinRequest) key() string { return r.image + "\x00" + r.sum }
+
 type joinReply struct {
 	m   *proto.Multicast
 	err error
@@ -110,6 +113,7 @@ func (s *sessions) join(ctx context.Context, image, sum, hrn string) (*proto.Mul
 
 // live is a running session.
 type live struct {
+	key  string // image and digest
 	slot int
 	send *mcastsend.Session
 	wire proto.Multicast
@@ -119,7 +123,7 @@ type live struct {
 func (s *sessions) run(ctx context.Context) {
 	byImage := map[string]*live{}
 	used := make([]bool, s.cfg.slots())
-	ended := make(chan string)
+	ended := make(chan *live)
 	running := 0
 	for {
 		select {
@@ -128,19 +132,24 @@ func (s *sessions) run(ctx context.Context) {
 				<-ended
 			}
 			return
-		case key := <-ended:
+		case l := <-ended:
 			running--
-			if l := byImage[key]; l != nil {
-				used[l.slot] = false
-				delete(byImage, key)
+			used[l.slot] = false
+			if byImage[l.key] == l {
+				delete(byImage, l.key)
 			}
 		case req := <-s.joins:
-			key := req.image + "\x00" + req.sum
+			key := req.key()
 			if l := byImage[key]; l != nil {
-				l.send.AddReceiver(req.hrn)
-				w := l.wire
-				req.reply <- joinReply{m: &w}
-				continue
+				if l.send.AddReceiver(req.hrn) {
+					w := l.wire
+					req.reply <- joinReply{m: &w}
+					continue
+				}
+				// It is ending (its nodes done, its linger over): the node
+				// gets a session of its own, in another slot until this
+				// one's is free.
+				delete(byImage, key)
 			}
 			slot := -1
 			for k, u := range used {
@@ -169,7 +178,7 @@ func (s *sessions) run(ctx context.Context) {
 				s.metrics.ImagingBytes("load", int64(st.Bytes))
 				s.log.Info("imaging: multicast session over", "image", req.image, "group", l.wire.Group, "session", l.wire.Session,
 					"rounds", st.Rounds, "bytes", st.Bytes, "datagrams", st.Datagrams, "rejected", st.Rejected, "err", err)
-				ended <- key
+				ended <- l
 			}()
 			w := l.wire
 			req.reply <- joinReply{m: &w}
@@ -209,10 +218,10 @@ func (s *sessions) start(req joinRequest, slot int) (*live, *os.File, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("rcbroker: multicast session for %s: %w", req.image, err)
 	}
-	send.AddReceiver(req.hrn)
+	send.AddReceiver(req.hrn) // a session not yet run takes it
 	s.log.Info("imaging: multicast session", "image", req.image, "group", group, "sender", send.Addr(), "session", session,
 		"chunks", frames.Count(), "rate", s.cfg.Rate)
-	return &live{slot: slot, send: send, wire: proto.Multicast{
+	return &live{key: req.key(), slot: slot, send: send, wire: proto.Multicast{
 		Group: group.String(), Sender: net.JoinHostPort(s.cfg.Source.String(), strconv.Itoa(send.Addr().Port)),
 		Session: session, Key: hex.EncodeToString(key), Fallback: s.cfg.Fallback.String(),
 	}}, f, nil

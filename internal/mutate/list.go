@@ -926,8 +926,8 @@ func List() []Mutation {
 		{
 			Name: "rcbroker-multicast-session-per-node",
 			File: "am/rcbroker/multicast.go",
-			Old:  "\t\t\tkey := req.image + \"\\x00\" + req.sum",
-			New:  "\t\t\tkey := req.image + \"\\x00\" + req.sum + req.hrn",
+			Old:  "func (r joinRequest) key() string { return r.image + \"\\x00\" + r.sum }",
+			New:  "func (r joinRequest) key() string { return r.image + \"\\x00\" + r.sum + r.hrn }",
 			Pkgs: []string{"./am/rcbroker"},
 			Run:  "^TestMulticastSessions$",
 			Why:  "every node loading an image gets a session of its own: the image is sent once per node, as over HTTP",
