@@ -370,14 +370,35 @@ func TestLimiterNeverAboveRate(t *testing.T) {
 	}
 }
 
-// TestSharedLimiter: sessions given one limiter draw from it.
+// TestSharedLimiter: sessions given one limiter draw what they send from
+// it, not from a limiter of their own: two sessions' heartbeats empty a
+// shared bucket that refills at a byte a second.
 func TestSharedLimiter(t *testing.T) {
-	l := NewLimiter(1e6)
-	cfg := testConfig()
-	cfg.Rate, cfg.Limiter = 0, l
-	s := newSession(t, cfg, frames{{1}})
-	if s.limiter != l {
-		t.Error("the session does not use the limiter it was given")
+	testenv.Root(t, "a network namespace for multicast on loopback")
+	ns := multicastLoopback(t)
+	l := NewLimiter(8)
+	full := l.TokensAt(time.Now())
+	var sent uint64
+	for i, group := range []string{"239.255.18.1:40001", "239.255.18.2:40001"} {
+		cfg := testConfig()
+		cfg.Group, cfg.Session, cfg.Rate, cfg.Limiter = group, uint64(50+i), 0, l
+		cfg.IdleTimeout, cfg.FirstWait, cfg.Heartbeat = 200*time.Millisecond, 10*time.Millisecond, 20*time.Millisecond
+		var s *Session
+		if err := netns.Do(ns, func() (err error) { s, err = New(cfg, make(frames, 3)); return err }); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := s.Run(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("session %d: Run = %v", i, err)
+		}
+		st := s.Stats()
+		sent += st.Bytes + st.Datagrams*WireOverhead
+	}
+	// The bucket refilled a byte a second meanwhile: allow 10.
+	if left := l.TokensAt(time.Now()); left > full-float64(sent)+10 || sent == 0 {
+		t.Errorf("the shared bucket holds %.0f of %.0f bytes after the sessions sent %d: they did not draw from it", left, full, sent)
 	}
 }
 
