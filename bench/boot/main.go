@@ -647,7 +647,7 @@ func targets(w io.Writer, meds map[mode]map[vtestbed.Server]map[string]time.Dura
 				continue
 			}
 			r := nb.Seconds() / dm.Seconds()
-			fmt.Fprintf(w, "  %s %s, netbootd %.2fs vs %s %.2fs: ratio %.2f, want <= 1.00: %s\n",
+			fmt.Fprintf(w, "  %s %s, netbootd %.2fs vs %s %.2fs: ratio %.3f, want <= 1.000: %s\n",
 				m, k, nb.Seconds(), label(m, vtestbed.Dnsmasq), dm.Seconds(), r, verdict(r <= 1))
 		}
 	}

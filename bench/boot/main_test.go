@@ -69,8 +69,8 @@ func TestTargets(t *testing.T) {
 		"BIOS TFTP, netbootd enrolled within 12s of power-on: MISSED (20.00s)",
 		"netbootd HTTP 1.00s vs TFTP (fastest: dnsmasq) 5.00s: 5.0x faster, want >= 5x: met",
 		"netbootd iPXE-HTTP 15.50s vs dnsmasq-ipxe TFTP 20.00s: ratio 0.78, want <= 0.75 (25% less time): MISSED",
-		"uefi-pxe enrolled, netbootd 30.00s vs dnsmasq 31.00s: ratio 0.97, want <= 1.00: met",
-		"uefi-pxe fetch, netbootd 10.00s vs dnsmasq 9.00s: ratio 1.11, want <= 1.00: MISSED",
+		"uefi-pxe enrolled, netbootd 30.00s vs dnsmasq 31.00s: ratio 0.968, want <= 1.000: met",
+		"uefi-pxe fetch, netbootd 10.00s vs dnsmasq 9.00s: ratio 1.111, want <= 1.000: MISSED",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("targets lack %q:\n%s", want, out)
