@@ -59,7 +59,7 @@ func (r *rc) loadChunked(ctx context.Context, c proto.Command, disk string, fi o
 	if err := fitDisk(f, block, m.DiskSize); err != nil {
 		return failed("disk %s: %v; nothing was written", disk, err)
 	}
-	dec, err := chunkimg.NewDecoder(chunkWorkers())
+	dec, err := chunkimg.NewDecoder(chunkWorkers(runtime.GOMAXPROCS(0), m.ChunkSize))
 	if err != nil {
 		return failed("disk image %s: %v", c.Image, err)
 	}
@@ -129,9 +129,20 @@ func fitDisk(f *os.File, block bool, size int64) error {
 // firstWindow is the span of the disk scanned before the first fetch.
 const firstWindow = 4 << 20
 
-// chunkWorkers is how many frames are decoded and written at once: more
-// than the CPUs, so that a write waiting on the disk leaves none idle.
-func chunkWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
+// loadMemory bounds the chunks a load holds at once: frames being decoded,
+// their raw chunks, the decoders' windows, the scan's reads. A RAM-image
+// node's memory is also its root file system, and a many-core node
+// loading an image of 64 MiB chunks would otherwise hold gigabytes.
+const loadMemory = 512 << 20
+
+// chunkWorkers is how many frames are decoded and written at once, on a
+// node of procs CPUs, for chunks of chunkSize bytes: more than the CPUs,
+// so that a write waiting on the disk leaves none idle, within loadMemory
+// at four chunks each (a frame of up to two, its raw chunk, a decoder's
+// window). The scan reads with half as many.
+func chunkWorkers(procs int, chunkSize int64) int {
+	return int(max(1, min(int64(2*procs), loadMemory/(4*chunkSize))))
+}
 
 // chunkLoad is one chunked load under way.
 type chunkLoad struct {
@@ -203,7 +214,8 @@ func (l *chunkLoad) round(ctx context.Context, wanted func(context.Context, chan
 	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan []int, 2)
 	// Frames wait for a worker up to about 64 MiB, whatever the chunk size.
-	frames := make(chan Frame, min(2*chunkWorkers(), int(max(2, maxRangeRequest/l.m.ChunkSize))))
+	workers := chunkWorkers(runtime.GOMAXPROCS(0), l.m.ChunkSize)
+	frames := make(chan Frame, min(2*workers, int(max(2, maxRangeRequest/l.m.ChunkSize))))
 	g.Go(func() error {
 		defer close(batches)
 		return wanted(ctx, batches)
@@ -217,7 +229,7 @@ func (l *chunkLoad) round(ctx context.Context, wanted func(context.Context, chan
 		}
 		return nil
 	})
-	for range chunkWorkers() {
+	for range workers {
 		g.Go(func() error { return l.write(ctx, frames) })
 	}
 	return g.Wait()
@@ -243,7 +255,7 @@ func (l *chunkLoad) scan(ctx context.Context, out chan<- []int) error {
 	// request's raw size made requests a third as large, each ending
 	// with the link idle while the next began.
 	window := int(max(1, firstWindow/l.m.ChunkSize))
-	par := runtime.GOMAXPROCS(0)
+	par := max(1, chunkWorkers(runtime.GOMAXPROCS(0), l.m.ChunkSize)/2)
 	bufs := make([][]byte, par)
 	for i := range bufs {
 		bufs[i] = make([]byte, l.m.ChunkSize)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -492,7 +493,7 @@ func TestChunkedLoadTakesFramesInAnyOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	dec, err := chunkimg.NewDecoder(chunkWorkers())
+	dec, err := chunkimg.NewDecoder(chunkWorkers(runtime.GOMAXPROCS(0), m.ChunkSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,5 +545,29 @@ func TestFitDisk(t *testing.T) {
 				t.Errorf("size %d, want %d", fi.Size(), tc.wantSize)
 			}
 		})
+	}
+}
+
+// TestChunkWorkers: twice the CPUs, as long as four chunks each fit the
+// load's memory bound; one at least.
+func TestChunkWorkers(t *testing.T) {
+	for _, tc := range []struct {
+		procs     int
+		chunkSize int64
+		want      int
+	}{
+		{procs: 1, chunkSize: chunkimg.DefaultChunkSize, want: 2},
+		{procs: 16, chunkSize: chunkimg.DefaultChunkSize, want: 32},
+		{procs: 128, chunkSize: chunkimg.DefaultChunkSize, want: 128},
+		{procs: 16, chunkSize: chunkimg.MaxChunkSize, want: 2},
+		{procs: 1, chunkSize: chunkimg.MaxChunkSize, want: 2},
+		{procs: 4, chunkSize: 256 << 20, want: 1},
+	} {
+		if got := chunkWorkers(tc.procs, tc.chunkSize); got != tc.want {
+			t.Errorf("chunkWorkers(%d, %d) = %d, want %d", tc.procs, tc.chunkSize, got, tc.want)
+		}
+		if got := chunkWorkers(tc.procs, tc.chunkSize); int64(got)*4*tc.chunkSize > loadMemory && got > 1 {
+			t.Errorf("chunkWorkers(%d, %d) = %d: %d bytes of chunks, over the bound", tc.procs, tc.chunkSize, got, int64(got)*4*tc.chunkSize)
+		}
 	}
 }
