@@ -396,12 +396,11 @@ func (r *receiver) handle(ctx context.Context, b []byte) (done bool, err error) 
 		}
 		r.lastValid = time.Now()
 		r.datagrams.Add(1)
+		// The last frame's worker wakes the read loop, which then finds
+		// the receiver complete: nothing to check per datagram here.
 		if err := r.take(ctx, m); err != nil {
 			r.leave()
 			return true, err
-		}
-		if r.complete() {
-			return true, r.finish()
 		}
 	case *mcast.Control:
 		if int64(m.Chunks) != int64(r.cfg.Chunks) {
