@@ -132,19 +132,9 @@ func writeDone(c *gin.Context, err error) {
 func decodeJSON(c *gin.Context, v any) error {
 	err := httpbody.JSON(c.Writer, c.Request, maxBody, v)
 	if err != nil && !errors.Is(err, httpbody.ErrEmpty) {
-		return bodyError(err)
+		return apierr.BadBody(err)
 	}
 	return nil
-}
-
-// bodyError is a 413 for a body over the limit (the caller must send less,
-// not fix a field), else a 400.
-func bodyError(err error) error {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return apierr.New(http.StatusRequestEntityTooLarge, "request body: larger than %d bytes", tooBig.Limit)
-	}
-	return apierr.BadRequest("%v", err)
 }
 
 func (s *Server) apiNodes(c *gin.Context) {
@@ -357,7 +347,7 @@ func (s *Server) apiImport(c *gin.Context) {
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
-		apierr.Write(c, bodyError(fmt.Errorf("request body: %w", err)))
+		apierr.Write(c, apierr.BadBody(fmt.Errorf("request body: %w", err)))
 		return
 	}
 	// Load, not ParseFile: each problem in the document itself names its

@@ -37,6 +37,17 @@ func BadRequest(format string, args ...any) error {
 	return New(http.StatusBadRequest, format, args...)
 }
 
+// BadBody answers a request body that could not be read or decoded: a 413
+// for one over the limit (the caller must send less, not fix a field), else
+// a 400.
+func BadBody(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return New(http.StatusRequestEntityTooLarge, "request body: larger than %d bytes", tooBig.Limit)
+	}
+	return BadRequest("%v", err)
+}
+
 // StatusClientGone answers a request whose client went away; nobody
 // reads it.
 const StatusClientGone = 499

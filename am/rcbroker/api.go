@@ -118,7 +118,7 @@ func (b *Broker) status(c *gin.Context) {
 // decodeStrict reads a bounded JSON body strictly.
 func decodeStrict(c *gin.Context, limit int64, v any) error {
 	if err := httpbody.JSON(c.Writer, c.Request, limit, v); err != nil {
-		return apierr.BadRequest("%v", err)
+		return apierr.BadBody(err)
 	}
 	return nil
 }

@@ -54,6 +54,8 @@ func FuzzReport(f *testing.F) {
 		`{"seq":1,"progress":{"done":-5,"total":-1}}`,
 		`{"seq":1,"exit_code":99999999999}`,
 		`{"seq":1} {"seq":2}`,
+		`{}}`,
+		`{"seq":1,"state":"done"}]`,
 		`[]`,
 		`null`,
 		``,

@@ -1,14 +1,11 @@
 package rcbroker
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -19,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/orbit-lab/netboot/am/apierr"
+	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
@@ -36,16 +34,8 @@ const (
 // readJSON decodes a bounded body; unknown fields are allowed, so that a
 // newer RC can talk to an older appliance.
 func readJSON(c *gin.Context, limit int64, v any) error {
-	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	if err != nil {
-		return apierr.BadRequest("request body: %v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		return apierr.BadRequest("request body: %v", err)
-	}
-	if dec.More() {
-		return apierr.BadRequest("request body: data after the JSON object")
+	if err := httpbody.JSONAllowUnknown(c.Writer, c.Request, limit, v); err != nil {
+		return apierr.BadBody(err)
 	}
 	return nil
 }
