@@ -194,6 +194,34 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// count records what became of one request of message type mt, in Stats
+// and in the metrics alike: outcome is metrics.Replied, metrics.NoReply or
+// a metrics.Drop* reason.
+func (s *Server) count(mt, outcome string) {
+	c := &s.stats
+	switch outcome {
+	case metrics.Replied:
+		c.replies.Add(1)
+		s.cfg.Metrics.DHCPPacket(mt, outcome)
+		return
+	case metrics.NoReply:
+		c.ignored.Add(1)
+		s.cfg.Metrics.DHCPPacket(mt, outcome)
+		return
+	case metrics.DropMalformed:
+		c.malformed.Add(1)
+	case metrics.DropOverload:
+		c.overload.Add(1)
+	case metrics.DropSend:
+		c.sendErrors.Add(1)
+	case metrics.DropPanic:
+		c.panics.Add(1)
+	default:
+		c.errors.Add(1)
+	}
+	s.cfg.Metrics.DHCPDrop(mt, outcome)
+}
+
 // boundConn is a socket Serve reads, and the port it is bound to.
 type boundConn struct {
 	conn  *net.UDPConn
@@ -352,8 +380,7 @@ func (s *Server) read(runCtx context.Context, b boundConn, jobs chan<- job) erro
 		case jobs <- job{buf: buf, n: n, src: src, conn: b.conn, local: b.local}:
 		default:
 			s.bufs.Put(buf)
-			s.stats.overload.Add(1)
-			s.cfg.Metrics.DHCPDrop(metrics.Unparsed, metrics.DropOverload)
+			s.count(metrics.Unparsed, metrics.DropOverload)
 			if ok, held := s.problemLog.Allow("overload"); ok {
 				s.log.Warn("dhcp requests dropped: all workers busy", "workers", s.cfg.Workers, "queue", s.queue, "held_back", held)
 			}
@@ -370,15 +397,13 @@ func (s *Server) answer(ctx context.Context, j job) {
 		return
 	}
 	if _, err := j.conn.WriteToUDPAddrPort(out, dst); err != nil {
-		s.stats.sendErrors.Add(1)
-		s.cfg.Metrics.DHCPDrop(mt, metrics.DropSend)
+		s.count(mt, metrics.DropSend)
 		if ok, held := s.problemLog.Allow("send"); ok {
 			s.log.Warn("sending a dhcp reply", "to", dst.String(), "err", err, "held_back", held)
 		}
 		return
 	}
-	s.stats.replies.Add(1)
-	s.cfg.Metrics.DHCPPacket(mt, metrics.Replied)
+	s.count(mt, metrics.Replied)
 }
 
 // handle runs one datagram through the chain and returns the reply and
@@ -396,8 +421,7 @@ func (s *Server) serve(ctx context.Context, pkt []byte, src netip.AddrPort, loca
 	mt = metrics.Unparsed
 	defer func() {
 		if p := recover(); p != nil {
-			s.stats.panics.Add(1)
-			s.cfg.Metrics.DHCPDrop(mt, metrics.DropPanic)
+			s.count(mt, metrics.DropPanic)
 			if ok, held := s.problemLog.Allow("panic"); ok {
 				s.log.Error("panic handling a dhcp packet", "from", src.String(), "panic", fmt.Sprint(p), "held_back", held)
 			}
@@ -429,8 +453,7 @@ func (s *Server) serve(ctx context.Context, pkt []byte, src netip.AddrPort, loca
 		}
 	}
 	if x.resp == nil {
-		s.stats.ignored.Add(1)
-		s.cfg.Metrics.DHCPPacket(mt, metrics.NoReply)
+		s.count(mt, metrics.NoReply)
 		return nil, dst, mt
 	}
 	return x.resp.ToBytes(), replyDestination(req, x.resp.MessageType(), src, local, s.ports), mt
@@ -443,18 +466,15 @@ func (s *Server) dropped(src netip.AddrPort, mac, mt string, err error) {
 	var d dropError
 	switch {
 	case errors.As(err, &m):
-		s.stats.malformed.Add(1)
-		s.cfg.Metrics.DHCPDrop(mt, metrics.DropMalformed)
+		s.count(mt, metrics.DropMalformed)
 		if ok, held := s.problemLog.Allow("malformed"); ok {
 			s.log.Info("malformed dhcp packet dropped (logged once a minute)", "from", src.String(), "mac", mac, "err", err, "held_back", held)
 		}
 	case errors.As(err, &d):
-		s.stats.ignored.Add(1)
-		s.cfg.Metrics.DHCPPacket(mt, metrics.NoReply)
+		s.count(mt, metrics.NoReply)
 		s.log.Debug("dhcp request not answered", "from", src.String(), "mac", mac, "why", err)
 	default:
-		s.stats.errors.Add(1)
-		s.cfg.Metrics.DHCPDrop(mt, metrics.DropError)
+		s.count(mt, metrics.DropError)
 		if ok, held := s.problemLog.Allow("error " + mac); ok {
 			s.log.Warn("dhcp request failed (logged once a minute per MAC)", "from", src.String(), "mac", mac, "err", err, "held_back", held)
 		}

@@ -7,7 +7,6 @@ import (
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
-	"github.com/orbit-lab/netboot/rc/proto"
 )
 
 // newMetrics makes this netbootd's metrics and wires in what the services
@@ -24,12 +23,7 @@ func newMetrics(st *store.Store) *metrics.Metrics {
 // collectRC adds the enrolled RCs' gauges, read from the broker at each
 // scrape.
 func collectRC(m *metrics.Metrics, rcb *rcbroker.Broker) {
-	m.CollectGauges("rc_enrolled", "Enrolled Resource Controllers, by state (online, offline, rebooting, powered-off).", "state", rcb.RCStates)
-	m.CollectGauges("rc_online", "Enrolled Resource Controllers online now (polling, or seen within a poll's wait).", "",
-		func(ctx context.Context) (map[string]float64, error) {
-			states, err := rcb.RCStates(ctx)
-			return map[string]float64{"": states[proto.RCOnline]}, err
-		})
+	m.CollectGauges("rc_enrolled", "Enrolled Resource Controllers, by state: online (polling, or seen within a poll's wait), offline, rebooting, powered-off.", "state", rcb.RCStates)
 }
 
 // leaseCounts counts the pool leases that have not expired by state,

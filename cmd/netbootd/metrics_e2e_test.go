@@ -140,7 +140,6 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{`netbootd_boot_phase_seconds_count{phase="dhcpack"}`, 1},
 		{`netbootd_boot_phase_seconds_count{phase="kernel"}`, 1},
 		{`netbootd_boot_phase_seconds_count{phase="enrolled"}`, 0},
-		{`netbootd_rc_online`, 0},
 		{`netbootd_rc_enrolled{state="online"}`, 0},
 		{`netbootd_dhcp_leases{state="bound"}`, 0}, // the node has its reserved address, not a pool lease
 		{`netbootd_imaging_sessions_active`, 0},

@@ -172,7 +172,7 @@ netbootd_dhcp_leases{state="offered"} 1
 	if n, err := testutil.GatherAndCount(m.Registry(), "netbootd_dhcp_leases"); err != nil || n != 2 {
 		t.Errorf("leases gathered: %d series, %v", n, err)
 	}
-	m.CollectGauges("rc_online", "Online RCs.", "", func(context.Context) (map[string]float64, error) { return nil, errors.New("database gone") })
+	m.CollectGauges("rc_enrolled", "Enrolled RCs.", "state", func(context.Context) (map[string]float64, error) { return nil, errors.New("database gone") })
 	mfs, err := m.Registry().Gather()
 	if n := len(mfs); n < 10 {
 		t.Errorf("gather with a failing source: %d families, want the rest served", n)
