@@ -293,15 +293,16 @@ func (k *cli) diskGet(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	name, file := args[0], args[1]
-	h := digest.New()
+	w := &imageSum{h: digest.New()}
 	got := ""
 	err := atomicfile.WriteOSFile(file, 0o600, func(f *os.File) error {
-		sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(f, h))
+		sum, err := k.c.GetDiskImage(ctx, name, io.MultiWriter(f, w))
 		if err != nil {
 			return err
 		}
-		got = h.Hex()
-		if n, _ := f.Seek(0, io.SeekCurrent); proto.FormatOf(fileHead(f)) == proto.FormatChunked {
+		got = w.h.Hex()
+		if w.chunked {
+			n, _ := f.Seek(0, io.SeekCurrent)
 			if _, got, err = chunkimg.Check(f, n); err != nil {
 				return fmt.Errorf("disk get %s: %w", name, err)
 			}
@@ -324,6 +325,27 @@ func fileHead(f io.ReaderAt) []byte {
 	head := make([]byte, 8)
 	n, _ := f.ReadAt(head, 0)
 	return head[:n]
+}
+
+// imageSum sums a disk image as it is written: its bytes, unless its head
+// shows a chunked image, whose checksum is its manifest's digest (which
+// chunkimg.Check reads back, checking every chunk): hashing all of it as
+// well would only cost time.
+type imageSum struct {
+	h       *digest.Hash
+	head    []byte
+	chunked bool
+}
+
+func (s *imageSum) Write(p []byte) (int, error) {
+	if want := len(proto.ChunkedMagic); len(s.head) < want {
+		s.head = append(s.head, p[:min(len(p), want-len(s.head))]...)
+		s.chunked = proto.FormatOf(s.head) == proto.FormatChunked
+	}
+	if !s.chunked {
+		return s.h.Write(p)
+	}
+	return len(p), nil
 }
 
 func (k *cli) diskList(ctx context.Context) error {

@@ -14,9 +14,11 @@ import (
 	"github.com/orbit-lab/netboot/am/rcbroker/rcbrokertest"
 	"github.com/orbit-lab/netboot/internal/amclient"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 	"github.com/orbit-lab/netboot/internal/zstdtest"
 	"github.com/orbit-lab/netboot/rc"
+	"github.com/orbit-lab/netboot/rc/proto"
 )
 
 // The rc and disk commands against an in-process broker and RC (the
@@ -140,5 +142,43 @@ func TestRCAndDiskCommands(t *testing.T) {
 	out.Reset()
 	if err := k.diskList(ctx); err != nil || !apptest.HasLine(out.String(), "copy", "chunked", "4.0 MiB", " 4 ", "0%") || !apptest.HasLine(out.String(), "base", "zstd", " - ") {
 		t.Errorf("disk list: %v\n%s", err, out.String())
+	}
+}
+
+func TestImageSum(t *testing.T) {
+	zstd := append([]byte{0x28, 0xb5, 0x2f, 0xfd}, bytes.Repeat([]byte("z"), 100)...)
+	chunked := append([]byte(proto.ChunkedMagic), bytes.Repeat([]byte("c"), 100)...)
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		split   []int // write sizes, the rest in one write
+		chunked bool
+	}{
+		{"zstd in one write", zstd, nil, false},
+		{"zstd byte by byte", zstd, []int{1, 1, 1, 1, 1, 1, 1, 1, 1}, false},
+		{"chunked in one write", chunked, nil, true},
+		{"chunked head split", chunked, []int{3, 4, 2}, true},
+		{"chunked magic cut short", []byte(proto.ChunkedMagic[:5]), nil, false},
+		{"empty", nil, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &imageSum{h: digest.New()}
+			rest := tc.data
+			for _, n := range tc.split {
+				if _, err := w.Write(rest[:n]); err != nil {
+					t.Fatal(err)
+				}
+				rest = rest[n:]
+			}
+			if n, err := w.Write(rest); err != nil || n != len(rest) {
+				t.Fatalf("write: %d, %v", n, err)
+			}
+			if w.chunked != tc.chunked {
+				t.Errorf("chunked %v, want %v", w.chunked, tc.chunked)
+			}
+			if !tc.chunked && w.h.Hex() != digest.Bytes(tc.data) {
+				t.Errorf("sum %s, want the bytes' %s", w.h.Hex(), digest.Bytes(tc.data))
+			}
+		})
 	}
 }
