@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	k.c = c
+	if c.TokenInClear() {
+		fmt.Fprintf(stderr, "nbctl: warning: the API token goes to %s in clear; use the appliance's https listener (README: TLS)\n", server)
+	}
 	return tlsHint(authHint(dispatch(ctx, specs, args, stdout, stderr)))
 }
 

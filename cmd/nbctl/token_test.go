@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +48,31 @@ func TestParseLifetime(t *testing.T) {
 	for _, bad := range []string{"", "0d", "-1h", "d", "soon", "1.5d"} {
 		if _, err := parseLifetime(bad); err == nil {
 			t.Errorf("parseLifetime(%q): no error", bad)
+		}
+	}
+}
+
+// TestTokenInClearWarning: nbctl says so when its token would cross the
+// network in clear. The command (completion) contacts no server: no packet
+// leaves for the documentation addresses named.
+func TestTokenInClearWarning(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, tc := range []struct {
+		server, token string
+		warn          bool
+	}{
+		{"http://192.0.2.1:5054", "nbt_x", true},
+		{"https://192.0.2.1:5443", "nbt_x", false},
+		{"http://127.0.0.1:5054", "nbt_x", false},
+		{"http://192.0.2.1:5054", "", false},
+	} {
+		t.Setenv("NBCTL_TOKEN", tc.token)
+		var out, errs bytes.Buffer
+		if err := run(t.Context(), []string{"--server", tc.server, "completion", "bash"}, &out, &errs); err != nil {
+			t.Fatalf("%s: %v", tc.server, err)
+		}
+		if got := strings.Contains(errs.String(), "in clear"); got != tc.warn {
+			t.Errorf("--server %s, token %q: warned %v, want %v (stderr %q)", tc.server, tc.token, got, tc.warn, errs.String())
 		}
 	}
 }

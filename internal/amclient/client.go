@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -38,6 +40,42 @@ func (c *Client) WithToken(token string) *Client {
 	cp := *c
 	cp.token = token
 	return &cp
+}
+
+// TokenInClear reports whether c's token would cross a network
+// unencrypted: it has one, and its base is http:// to a host other than
+// this one (loopback, or an address of one of its interfaces, as for nbctl
+// run beside netbootd). The README's threat model says don't; nbctl warns.
+func (c *Client) TokenInClear() bool {
+	if c.token == "" {
+		return false
+	}
+	u, err := url.Parse(c.base)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return !ip.IsLoopback() && !localAddr(ip)
+	}
+	return host != "localhost" && !strings.HasSuffix(host, ".localhost")
+}
+
+// localAddr reports whether ip is an address of one of this host's
+// interfaces.
+func localAddr(ip netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if local, ok := netip.AddrFromSlice(n.IP); ok && local.Unmap() == ip.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // WithTransport is a client whose connections go through rt: a
