@@ -26,6 +26,7 @@ import (
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/metrics"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -319,5 +320,5 @@ func (s *Server) logRequests(c *gin.Context) {
 		path = path[:200] + "..."
 	}
 	s.log.Log(c.Request.Context(), level, "http", "method", c.Request.Method, "path", path,
-		"status", c.Writer.Status(), "dur", time.Since(start), "client", c.ClientIP())
+		"status", c.Writer.Status(), "dur", time.Since(start), "client", peer.Name(c.Request))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/pxelink"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -80,7 +81,7 @@ func (s *Server) audit(c *gin.Context) {
 		return
 	}
 	who := apierr.CallerOf(c)
-	addr := c.RemoteIP()
+	addr := peer.Name(c.Request)
 	name := who.Name
 	if name == "" {
 		name = addr

@@ -19,6 +19,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/guard"
 	"github.com/orbit-lab/netboot/internal/apitoken"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/sourcelimit"
 	"github.com/orbit-lab/netboot/internal/store"
 )
@@ -165,13 +166,13 @@ func TestAuditRecords(t *testing.T) {
 func fakeGuard(c *gin.Context) {
 	switch tok := c.GetHeader("Authorization"); tok {
 	case "":
-		apierr.SetCaller(c, apierr.Caller{Addr: c.RemoteIP()})
+		apierr.SetCaller(c, apierr.Caller{Addr: peer.Name(c.Request)})
 		apierr.Write(c, apierr.New(http.StatusUnauthorized, "no token"))
 	case "Bearer viewer":
-		apierr.SetCaller(c, apierr.Caller{Name: "v1", Role: apierr.RoleViewer, Addr: c.RemoteIP()})
+		apierr.SetCaller(c, apierr.Caller{Name: "v1", Role: apierr.RoleViewer, Addr: peer.Name(c.Request)})
 		apierr.Write(c, apierr.New(http.StatusForbidden, "viewer may not"))
 	default:
-		apierr.SetCaller(c, apierr.Caller{Name: "ops", Role: apierr.RoleOperator, Addr: c.RemoteIP()})
+		apierr.SetCaller(c, apierr.Caller{Name: "ops", Role: apierr.RoleOperator, Addr: peer.Name(c.Request)})
 	}
 }
 

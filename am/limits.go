@@ -10,6 +10,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/lograte"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/sourcelimit"
 )
 
@@ -51,8 +52,8 @@ func newLimiters(l Limits) *limiters {
 // calls the OMF services too often. It runs inside the audit, which
 // records the refusals of mutations, and outside the guard.
 func (s *Server) limit(c *gin.Context) {
-	src, err := netip.ParseAddr(c.RemoteIP())
-	if err != nil {
+	src := peer.Addr(c.Request)
+	if !src.IsValid() {
 		c.Next() // not over IP (a test's handler): nothing to key on
 		return
 	}

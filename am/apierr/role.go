@@ -1,6 +1,9 @@
 package apierr
 
-import "github.com/gin-gonic/gin"
+import (
+	"github.com/gin-gonic/gin"
+	"github.com/orbit-lab/netboot/internal/peer"
+)
 
 // Role is what a route asks of its caller, and what a caller was found to
 // be. The operator roles are ordered: a role may call every route whose
@@ -68,7 +71,5 @@ func CallerOf(c *gin.Context) Caller {
 			return who
 		}
 	}
-	// The peer, never a header it sent (ClientIP would believe
-	// X-Forwarded-For on an engine that trusts proxies).
-	return Caller{Addr: c.RemoteIP()}
+	return Caller{Addr: peer.Name(c.Request)}
 }

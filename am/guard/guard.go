@@ -21,6 +21,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/apitoken"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -79,7 +80,7 @@ func (g *Guard) Admit(method, path string, role apierr.Role) gin.HandlerFunc {
 		// Public: no credentials, and a stray header is not looked at. OMF:
 		// its handler asks OMF, which answers a refusal in the service's
 		// own XML.
-		return func(c *gin.Context) { apierr.SetCaller(c, apierr.Caller{Addr: remote(c)}) }
+		return func(c *gin.Context) { apierr.SetCaller(c, apierr.Caller{Addr: peer.Name(c.Request)}) }
 	case apierr.RoleNode:
 		return g.node
 	case apierr.RoleViewer, apierr.RoleOperator, apierr.RoleAdmin:
@@ -110,7 +111,7 @@ func (g *Guard) operator(c *gin.Context, need apierr.Role) {
 // bearer; a token of ours (an operator fetching a disk image) is checked
 // here and recorded, for the handler to see its role.
 func (g *Guard) node(c *gin.Context) {
-	who := apierr.Caller{Addr: remote(c)}
+	who := apierr.Caller{Addr: peer.Name(c.Request)}
 	if apitoken.Is(bearer(c)) {
 		var err error
 		if who, err = g.token(c); err != nil {
@@ -163,7 +164,7 @@ func (g *Guard) OMF(c *gin.Context, readOnly bool) error {
 // without one; an unknown, revoked or expired token, or a header of
 // another form, is a 401.
 func (g *Guard) token(c *gin.Context) (apierr.Caller, error) {
-	who := apierr.Caller{Addr: remote(c)}
+	who := apierr.Caller{Addr: peer.Name(c.Request)}
 	h := c.GetHeader("Authorization")
 	if h == "" {
 		return who, nil
@@ -220,16 +221,6 @@ func abort(c *gin.Context, err error) {
 func bearer(c *gin.Context) string {
 	tok, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
 	return tok
-}
-
-// remote is the peer's address: the TCP source, never a header a client
-// can write (X-Forwarded-For), since addresses admit OMF callers.
-func remote(c *gin.Context) string {
-	a, err := netip.ParseAddrPort(c.Request.RemoteAddr)
-	if err != nil {
-		return c.Request.RemoteAddr
-	}
-	return a.Addr().Unmap().String()
 }
 
 func inAny(prefixes []netip.Prefix, a netip.Addr) bool {

@@ -37,6 +37,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/bootpath"
 	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/internal/lograte"
+	"github.com/orbit-lab/netboot/internal/peer"
 )
 
 // Content types of the boot files that have one of their own: the UEFI
@@ -186,7 +187,7 @@ func (s *Server) serve(c *gin.Context) {
 	start := time.Now()
 	r := c.Request
 	name := c.Param("name")
-	f := Fetch{Client: peer(r.RemoteAddr), Method: r.Method, File: printable(r.URL.Path)}
+	f := Fetch{Client: peer.AddrPort(r), Method: r.Method, File: printable(r.URL.Path)}
 	f.Err = s.answer(c, name, &f)
 	f.Status = c.Writer.Status()
 	f.Duration = time.Since(start)
@@ -358,13 +359,4 @@ func printable(s string) string {
 		return strconv.QuoteToASCII(s)
 	}
 	return s
-}
-
-// peer is the connection's remote address, an IPv4 client as plain IPv4.
-func peer(remote string) netip.AddrPort {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

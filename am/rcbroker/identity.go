@@ -12,6 +12,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -21,16 +22,6 @@ import (
 // forwarding header, which any node can write. Nodes reach the appliance
 // directly, also behind a DHCP relay or in proxy-DHCP mode (the site's
 // DHCP gives them their control IP), so their source is their address.
-
-// sourceAddr is the request's source address, IPv4-mapped IPv6 unmapped;
-// the zero Addr if it cannot be read.
-func sourceAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
 
 // checkSource admits an enrollment of node n from src: src must be the
 // control IP the inventory reserves for n, or the address netbootd's DHCP
@@ -71,7 +62,7 @@ func (b *Broker) imageAccess(c *gin.Context, name, typ string) bool {
 	}
 	_, err := b.st.RunningRCCommand(c.Request.Context(), e.ID, typ, name)
 	if errors.Is(err, store.ErrNotFound) {
-		b.log.Warn("rc: disk image refused, no command for it", "hrn", e.HRN, "image", name, "method", c.Request.Method, "client", addrText(sourceAddr(c.Request)))
+		b.log.Warn("rc: disk image refused, no command for it", "hrn", e.HRN, "image", name, "method", c.Request.Method, "client", addrText(peer.Addr(c.Request)))
 		b.apiError(c, apierr.New(http.StatusForbidden, "disk image %q: node %s runs no %s of it; a node reaches an image only while its command does (or with an operator token)",
 			clip(name), e.HRN, typ))
 		return false

@@ -10,6 +10,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -86,7 +87,7 @@ func TestEnrollmentSource(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := &http.Request{RemoteAddr: tc.remote}
-			err = b.checkSource(ctx, n, sourceAddr(r), now)
+			err = b.checkSource(ctx, n, peer.Addr(r), now)
 			switch {
 			case tc.ok && err != nil:
 				t.Errorf("%s from %s: %v; want admitted", tc.hrn, tc.remote, err)

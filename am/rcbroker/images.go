@@ -25,6 +25,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/ctxio"
 	"github.com/orbit-lab/netboot/internal/digest"
 	"github.com/orbit-lab/netboot/internal/imagename"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -441,7 +442,7 @@ func (b *Broker) getImage(c *gin.Context) {
 		n, err := io.Copy(apierr.RawWriter(c.Writer), io.LimitReader(f, img.Size))
 		b.cfg.Metrics.ImagingBytes("load", n)
 		if err != nil {
-			b.log.Info("rc: disk image download cut short", "image", name, "client", c.ClientIP(), "err", err)
+			b.log.Info("rc: disk image download cut short", "image", name, "client", peer.Name(c.Request), "err", err)
 		}
 		return
 	}
@@ -472,13 +473,13 @@ func (b *Broker) putImage(c *gin.Context) {
 		return req.Trailer.Get(proto.HeaderSHA256)
 	})
 	if err != nil {
-		b.log.Warn("rc: disk image upload refused", "image", name, "client", c.ClientIP(), "err", err)
+		b.log.Warn("rc: disk image upload refused", "image", name, "client", peer.Name(c.Request), "err", err)
 		b.apiError(c, err)
 		return
 	}
 	b.cfg.Metrics.ImagingBytes("save", img.Size)
 	b.log.Info("rc: disk image stored", "image", name, "format", img.Format, "size", img.Size, "sha256", img.SHA256,
-		"took", time.Since(start).Round(time.Millisecond), "client", c.ClientIP())
+		"took", time.Since(start).Round(time.Millisecond), "client", peer.Name(c.Request))
 	c.JSON(http.StatusCreated, img)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
@@ -130,7 +131,7 @@ func (b *Broker) enroll(c *gin.Context) {
 	}
 	switch len(hrns) {
 	case 0:
-		b.log.Warn("rc: enrollment from an unknown node", "macs", req.MACs, "client", c.ClientIP())
+		b.log.Warn("rc: enrollment from an unknown node", "macs", req.MACs, "client", peer.Name(c.Request))
 		b.apiError(c, fmt.Errorf("enroll: no inventory node has MAC %s: %w", strings.Join(req.MACs, ", "), store.ErrNotFound))
 		return
 	case 1:
@@ -139,8 +140,8 @@ func (b *Broker) enroll(c *gin.Context) {
 		return
 	}
 	now := time.Now()
-	if err := b.checkSource(ctx, node, sourceAddr(c.Request), now); err != nil {
-		b.log.Warn("rc: enrollment refused", "hrn", node.HRN, "macs", req.MACs, "client", addrText(sourceAddr(c.Request)), "err", err)
+	if err := b.checkSource(ctx, node, peer.Addr(c.Request), now); err != nil {
+		b.log.Warn("rc: enrollment refused", "hrn", node.HRN, "macs", req.MACs, "client", addrText(peer.Addr(c.Request)), "err", err)
 		b.apiError(c, err)
 		return
 	}
@@ -161,7 +162,7 @@ func (b *Broker) enroll(c *gin.Context) {
 	if err := b.st.AddEvent(ctx, store.Event{HRN: e.HRN, At: now, Source: "rc", What: "enrolled", Detail: enrolledDetail(req)}); err != nil {
 		b.log.Error("rc: timeline", "hrn", e.HRN, "err", err)
 	}
-	b.log.Info("rc enrolled", "hrn", e.HRN, "enrollment", e.ID, "image", req.Image, "hostname", req.Hostname, "client", addrText(sourceAddr(c.Request)))
+	b.log.Info("rc enrolled", "hrn", e.HRN, "enrollment", e.ID, "image", req.Image, "hostname", req.Hostname, "client", addrText(peer.Addr(c.Request)))
 	b.wake.notify(e.HRN) // commands moved to this enrollment, and old polls to end
 	c.JSON(http.StatusOK, proto.EnrollResponse{HRN: e.HRN, Enrollment: e.ID, Secret: secret, PollWait: b.cfg.PollWait.String()})
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
+	"github.com/orbit-lab/netboot/internal/peer"
 )
 
 // Path is where the page is served; "/" redirects browsers there.
@@ -214,7 +215,7 @@ func (u *UI) stream(c *gin.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.lost:
-			u.log.Info("webui: a stream fell behind; told to reload", "client", c.ClientIP())
+			u.log.Info("webui: a stream fell behind; told to reload", "client", peer.Name(c.Request))
 			u.send(c, "reload", struct{}{})
 			return
 		case e := <-s.ch:

@@ -21,6 +21,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/rcbroker"
 	"github.com/orbit-lab/netboot/internal/inventory"
+	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
 )
 
@@ -193,7 +194,7 @@ type openGuard struct{}
 
 func (openGuard) Admit(_, _ string, role apierr.Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		who := apierr.Caller{Addr: c.RemoteIP()}
+		who := apierr.Caller{Addr: peer.Name(c.Request)}
 		if role.Rank() > 0 || c.GetHeader("Authorization") == "Bearer "+OperatorToken {
 			who.Name, who.Role = "rcbrokertest", apierr.RoleAdmin
 		}
