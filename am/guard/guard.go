@@ -147,7 +147,7 @@ func (g *Guard) OMF(c *gin.Context, readOnly bool) error {
 		apierr.SetCaller(c, who)
 		return nil
 	}
-	addr, _ := netip.ParseAddr(who.Addr)
+	addr := peer.Addr(c.Request)
 	admitted := inAny(g.cfg.OMFAllow, addr) || (readOnly && inAny(g.cfg.OMFAllowRead, addr))
 	if !admitted {
 		key := "omf.allow"
@@ -225,7 +225,7 @@ func bearer(c *gin.Context) string {
 
 func inAny(prefixes []netip.Prefix, a netip.Addr) bool {
 	for _, p := range prefixes {
-		if a.IsValid() && p.Contains(a.Unmap()) {
+		if a.IsValid() && p.Contains(a) {
 			return true
 		}
 	}
