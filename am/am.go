@@ -28,6 +28,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // Inventory is what the AM reads and writes of the database.
@@ -316,9 +317,7 @@ func (s *Server) logRequests(c *gin.Context) {
 	if c.Writer.Status() >= 400 || (c.Request.Method != http.MethodGet && !strings.HasPrefix(path, "/api/v1/rc/")) {
 		level = slog.LevelInfo
 	}
-	if len(path) > 200 {
-		path = path[:200] + "..."
-	}
+	path = textclip.Text(path, 200)
 	s.log.Log(c.Request.Context(), level, "http", "method", c.Request.Method, "path", path,
 		"status", c.Writer.Status(), "dur", time.Since(start), "client", peer.Name(c.Request))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/httpbody"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // maxBody bounds a JSON or YAML request body.
@@ -247,7 +248,7 @@ func (s *Server) apiSetBoot(c *gin.Context) {
 	if req.Lifetime != "" {
 		d, err := time.ParseDuration(req.Lifetime)
 		if err != nil || d <= 0 || d > 30*24*time.Hour {
-			apierr.Write(c, apierr.BadRequest("lifetime %q: want a positive duration of at most 720h, such as \"300s\"", truncate(req.Lifetime)))
+			apierr.Write(c, apierr.BadRequest("lifetime %q: want a positive duration of at most 720h, such as \"300s\"", textclip.Text(req.Lifetime, 64)))
 			return
 		}
 		lifetime = d

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // AuditLog is where the AM records mutations (the store's audit table).
@@ -88,7 +88,7 @@ func (s *Server) audit(c *gin.Context) {
 	}
 	e := store.AuditEntry{
 		At: time.Now().UTC(), Who: name, Role: string(who.Role), Addr: addr, Method: c.Request.Method, Route: route,
-		Target: clip(s.auditTarget(c, route), maxAuditTarget), Status: c.Writer.Status(), Detail: clip(apierr.DetailOf(c), maxAuditDetail),
+		Target: textclip.Line(s.auditTarget(c, route), maxAuditTarget), Status: c.Writer.Status(), Detail: textclip.Line(apierr.DetailOf(c), maxAuditDetail),
 	}
 	// The request is answered: its end (a client gone) must not lose it.
 	if err := s.auditBatch.add(context.WithoutCancel(c.Request.Context()), s.cfg.Audit, e); err != nil {
@@ -173,21 +173,6 @@ func (s *Server) auditTarget(c *gin.Context, route string) string {
 	return ""
 }
 
-// clip makes s fit an audit column: at most n bytes of valid UTF-8, no
-// control characters (nbctl prints it to a terminal), a cut marked.
-func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n-len("...")], "") + "..."
-}
-
 // apiAudit answers GET /audit?since=&node=&limit=: since is an RFC 3339
 // time or a duration back from now (24h).
 func (s *Server) apiAudit(c *gin.Context) {
@@ -213,7 +198,7 @@ func auditQuery(c *gin.Context, now time.Time) (store.AuditQuery, error) {
 		} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
 			q.Since = now.Add(-d)
 		} else {
-			return q, apierr.BadRequest("since: %q: want an RFC 3339 time (2026-05-01T12:00:00Z) or a positive duration back from now (24h)", truncate(v))
+			return q, apierr.BadRequest("since: %q: want an RFC 3339 time (2026-05-01T12:00:00Z) or a positive duration back from now (24h)", textclip.Text(v, 64))
 		}
 	}
 	if v, set := c.GetQuery("node"); set {
@@ -225,7 +210,7 @@ func auditQuery(c *gin.Context, now time.Time) (store.AuditQuery, error) {
 	if v, set := c.GetQuery("limit"); set {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > store.MaxAuditLimit {
-			return q, apierr.BadRequest("limit: %q: want a number from 1 to %d", truncate(v), store.MaxAuditLimit)
+			return q, apierr.BadRequest("limit: %q: want a number from 1 to %d", textclip.Text(v, 64), store.MaxAuditLimit)
 		}
 		q.Limit = n
 	}

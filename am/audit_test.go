@@ -294,24 +294,6 @@ func TestAuditQuery(t *testing.T) {
 	}
 }
 
-func TestClip(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"a\nb\x00c", 10, "abc"},
-		{"abcdefghijkl", 10, "abcdefg..."},
-		{"abcdefé", 10, "abcdefé"},
-		{"abcdeféxyz", 10, "abcdef..."}, // the é across the cut goes whole
-	} {
-		if got := clip(tc.in, tc.n); got != tc.want {
-			t.Errorf("clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
-		}
-	}
-}
-
 // TestKeepAudit: entries past the retention go at start; the rest stay.
 func TestKeepAudit(t *testing.T) {
 	fx := newOMFFixture(t)

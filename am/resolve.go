@@ -11,22 +11,16 @@ import (
 	"github.com/orbit-lab/netboot/am/pxelink"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // checkName refuses names that can never be a node, image or domain, before
 // anything is looked up.
 func checkName(param, v string) error {
 	if !inventory.ValidName(v) {
-		return apierr.BadRequest("%s: %q is not a valid name", param, truncate(v))
+		return apierr.BadRequest("%s: %q is not a valid name", param, textclip.Text(v, 64))
 	}
 	return nil
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 // resolve looks up every named node (hrn or hostname, in domain unless it

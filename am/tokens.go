@@ -10,6 +10,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/apitoken"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // apiCreateToken makes a token and answers it, the one time it is shown;
@@ -25,7 +26,7 @@ func (s *Server) apiCreateToken(c *gin.Context) {
 		return
 	}
 	if r := apierr.Role(req.Role); r.Rank() == 0 {
-		apierr.Write(c, apierr.BadRequest("role %q: want viewer, operator or admin", truncate(req.Role)))
+		apierr.Write(c, apierr.BadRequest("role %q: want viewer, operator or admin", textclip.Text(req.Role, 64)))
 		return
 	}
 	if !req.Expires.IsZero() && !req.Expires.After(now) {

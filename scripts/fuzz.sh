@@ -22,6 +22,7 @@ targets="
 ./internal/inventory   FuzzMarshal
 ./internal/store       FuzzImport
 ./internal/chunkimg    FuzzCheck
+./internal/textclip    FuzzText
 "
 
 # Go 1.26's fuzz coordinator can fail a run at the end of -fuzztime with a

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // IPMI drives a node's BMC with ipmitool over IPMI v2.0 (lanplus), the
@@ -73,9 +75,7 @@ func (d *IPMI) Do(ctx context.Context, a Action) (State, error) {
 		if msg == "" {
 			msg = strings.TrimSpace(stdout.String())
 		}
-		if len(msg) > 512 {
-			msg = msg[:512] + "..."
-		}
+		msg = textclip.Text(msg, 512)
 		if msg != "" {
 			return StateUnknown, fmt.Errorf("power %s %s: ipmitool: %w: %s", d, a, err, msg)
 		}
@@ -113,8 +113,6 @@ func parseChassisStatus(out string) (State, error) {
 		}
 		return StateUnknown, fmt.Errorf("ipmitool: unexpected power state %q", rest)
 	}
-	if len(out) > 200 {
-		out = out[:200] + "..."
-	}
+	out = textclip.Text(out, 200)
 	return StateUnknown, fmt.Errorf("%w: %q", errNoStatus, out)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/orbit-lab/netboot/internal/powerspec"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // Action is a power operation, named as OMF's cmc service named it.
@@ -39,9 +40,7 @@ func ParseAction(s string) (Action, error) {
 			return a, nil
 		}
 	}
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
+	s = textclip.Text(s, 64)
 	return "", fmt.Errorf("%w %q: want one of on, offHard, offSoft, reboot, reset, status", ErrBadAction, s)
 }
 

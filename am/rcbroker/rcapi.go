@@ -20,6 +20,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/peer"
 	"github.com/orbit-lab/netboot/internal/store"
+	"github.com/orbit-lab/netboot/internal/textclip"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -41,18 +42,8 @@ func readJSON(c *gin.Context, limit int64, v any) error {
 	return nil
 }
 
-func clip(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > maxText {
-		return s[:maxText]
-	}
-	return s
-}
+// clip is what the broker keeps of a short text an RC or a caller sent.
+func clip(s string) string { return textclip.Line(s, maxText) }
 
 // checkEnroll normalizes what an RC says about itself.
 func checkEnroll(r *proto.EnrollRequest) error {
@@ -317,7 +308,7 @@ func (b *Broker) report(c *gin.Context) {
 		b.apiError(c, err)
 		return
 	}
-	r.Reply, r.Error, r.SHA256 = clip(r.Reply), truncateText(r.Error, 4096), clip(r.SHA256)
+	r.Reply, r.Error, r.SHA256 = clip(r.Reply), textclip.Text(r.Error, 4096), clip(r.SHA256)
 	now := time.Now()
 	if err := b.st.ReportRCCommand(ctx, id, e.ID, r, b.cfg.MaxOutput, now); err != nil {
 		b.apiError(c, err)
@@ -330,13 +321,6 @@ func (b *Broker) report(c *gin.Context) {
 		b.finished(c, e, id, r, now)
 	}
 	c.Status(http.StatusNoContent)
-}
-
-func truncateText(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // finished logs a command's end, and puts the ones that change the node

@@ -25,6 +25,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/internal/peer"
+	"github.com/orbit-lab/netboot/internal/textclip"
 )
 
 // Path is where the page is served; "/" redirects browsers there.
@@ -177,7 +178,7 @@ func (u *UI) stream(c *gin.Context) {
 	if v, ok := c.GetQuery("recent"); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 500 {
-			apierr.Write(c, apierr.BadRequest("recent %q: want 0 to 500", clip(v)))
+			apierr.Write(c, apierr.BadRequest("recent %q: want 0 to 500", textclip.Text(v, 40)))
 			return
 		}
 		recent = n
@@ -244,12 +245,4 @@ func (u *UI) send(c *gin.Context, name string, v any) bool {
 	}
 	c.Writer.Flush()
 	return true
-}
-
-// clip shortens a parameter quoted back in an error.
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/orbit-lab/netboot/internal/atomicfile"
 	"github.com/orbit-lab/netboot/internal/chunkimg"
 	"github.com/orbit-lab/netboot/internal/digest"
+	"github.com/orbit-lab/netboot/internal/textclip"
 	"github.com/orbit-lab/netboot/rc/proto"
 )
 
@@ -145,10 +146,7 @@ func commandDetail(c proto.CommandStatus) string {
 	if c.Error != "" {
 		d += ": " + c.Error
 	}
-	if len(d) > 100 {
-		d = d[:100] + "..."
-	}
-	return strings.TrimSpace(d)
+	return strings.TrimSpace(textclip.Line(d, 100))
 }
 
 func (k *cli) rcExec(ctx context.Context, args []string) error {
