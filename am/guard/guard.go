@@ -12,7 +12,6 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -112,7 +111,7 @@ func (g *Guard) operator(c *gin.Context, need apierr.Role) {
 // here and recorded, for the handler to see its role.
 func (g *Guard) node(c *gin.Context) {
 	who := apierr.Caller{Addr: peer.Name(c.Request)}
-	if apitoken.Is(bearer(c)) {
+	if tok, _ := apitoken.Bearer(c.Request); apitoken.Is(tok) {
 		var err error
 		if who, err = g.token(c); err != nil {
 			abort(c, err)
@@ -169,7 +168,7 @@ func (g *Guard) token(c *gin.Context) (apierr.Caller, error) {
 	if h == "" {
 		return who, nil
 	}
-	tok, ok := strings.CutPrefix(h, "Bearer ")
+	tok, ok := apitoken.Bearer(c.Request)
 	if !ok || !apitoken.Is(tok) {
 		return who, &refusal{status: http.StatusUnauthorized, invalid: true, msg: "Authorization: want Bearer and a token nbctl token create made (" + apitoken.Prefix + "...)"}
 	}
@@ -215,12 +214,6 @@ func abort(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", challenge)
 	}
 	c.AbortWithStatusJSON(r.status, apiv1.ErrorBody{Error: r.msg})
-}
-
-// bearer is the request's bearer credential, "" without one.
-func bearer(c *gin.Context) string {
-	tok, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	return tok
 }
 
 func inAny(prefixes []netip.Prefix, a netip.Addr) bool {

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/orbit-lab/netboot/am/apierr"
 	"github.com/orbit-lab/netboot/am/apiv1"
 	"github.com/orbit-lab/netboot/am/mcastsend"
+	"github.com/orbit-lab/netboot/internal/apitoken"
 	"github.com/orbit-lab/netboot/internal/inventory"
 	"github.com/orbit-lab/netboot/internal/metrics"
 	"github.com/orbit-lab/netboot/internal/store"
@@ -232,8 +232,8 @@ func (b *Broker) apiError(c *gin.Context, err error) {
 // authenticate finds the enrollment of the request's bearer secret; it has
 // answered 401 when it returns false.
 func (b *Broker) authenticate(c *gin.Context) (store.RCEnrollment, bool) {
-	tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok || tok == "" {
+	tok, ok := apitoken.Bearer(c.Request)
+	if !ok {
 		c.Header("WWW-Authenticate", `Bearer realm="orbit-rc"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, apiv1.ErrorBody{Error: "missing bearer token"})
 		return store.RCEnrollment{}, false

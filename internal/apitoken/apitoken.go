@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -40,3 +41,15 @@ func Hash(token string) string {
 
 // Is says whether s has a token's form (not whether it is valid).
 func Is(s string) bool { return strings.HasPrefix(s, Prefix) }
+
+// Bearer is the credential r's Authorization header carries in the Bearer
+// scheme (RFC 6750; the scheme's name in any case), and whether the header
+// has that form. Both API tokens and RC enrollments' secrets come so.
+func Bearer(r *http.Request) (string, bool) {
+	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	cred = strings.TrimSpace(cred)
+	return cred, cred != ""
+}

@@ -1,6 +1,9 @@
 package apitoken
 
-import "testing"
+import (
+	"net/http"
+	"testing"
+)
 
 func TestNew(t *testing.T) {
 	a, ha, err := New()
@@ -22,5 +25,29 @@ func TestNew(t *testing.T) {
 	}
 	if Is("0123abcd") {
 		t.Error("an RC bearer (hex) taken for an API token")
+	}
+}
+
+func TestBearer(t *testing.T) {
+	for _, tc := range []struct {
+		header, want string
+		ok           bool
+	}{
+		{"Bearer nbt_abc", "nbt_abc", true},
+		{"bearer nbt_abc", "nbt_abc", true},
+		{"BEARER  0123abcd ", "0123abcd", true},
+		{"Bearer ", "", false},
+		{"Bearer", "", false},
+		{"Basic dXNlcjpwYXNz", "", false},
+		{"Bearernbt_abc", "", false},
+		{"", "", false},
+	} {
+		r := &http.Request{Header: http.Header{}}
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		if got, ok := Bearer(r); got != tc.want || ok != tc.ok {
+			t.Errorf("Bearer(%q) = %q, %v; want %q, %v", tc.header, got, ok, tc.want, tc.ok)
+		}
 	}
 }
