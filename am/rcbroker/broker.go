@@ -35,7 +35,7 @@ type Store interface {
 	LeaseByMAC(ctx context.Context, mac string) (store.Lease, error)
 	AddEvent(ctx context.Context, e store.Event) error
 
-	PutRCEnrollment(ctx context.Context, e store.RCEnrollment) (store.RCEnrollment, error)
+	PutRCEnrollment(ctx context.Context, e store.RCEnrollment, events ...store.Event) (store.RCEnrollment, error)
 	RCEnrollment(ctx context.Context, hrn string) (store.RCEnrollment, error)
 	RCEnrollmentBySecret(ctx context.Context, secret string) (store.RCEnrollment, error)
 	RCEnrollments(ctx context.Context) ([]store.RCEnrollment, error)

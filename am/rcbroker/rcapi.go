@@ -145,13 +145,10 @@ func (b *Broker) enroll(c *gin.Context) {
 	e, err := b.st.PutRCEnrollment(ctx, store.RCEnrollment{
 		HRN: hrns[0], Secret: secret, BootID: req.BootID, Image: req.Image, Hostname: req.Hostname,
 		Info: req, Firmware: req.Firmware, SecureBoot: req.SecureBoot, EnrolledAt: now, LastSeen: now,
-	})
+	}, store.Event{HRN: hrns[0], At: now, Source: "rc", What: "enrolled", Detail: enrolledDetail(req)})
 	if err != nil {
 		b.apiError(c, err)
 		return
-	}
-	if err := b.st.AddEvent(ctx, store.Event{HRN: e.HRN, At: now, Source: "rc", What: "enrolled", Detail: enrolledDetail(req)}); err != nil {
-		b.log.Error("rc: timeline", "hrn", e.HRN, "err", err)
 	}
 	b.log.Info("rc enrolled", "hrn", e.HRN, "enrollment", e.ID, "image", req.Image, "hostname", req.Hostname, "client", addrText(peer.Addr(c.Request)))
 	b.wake.notify(e.HRN) // commands moved to this enrollment, and old polls to end

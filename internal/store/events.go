@@ -22,22 +22,25 @@ const EventsPerNode = 500
 // AddEvent appends an event to its node's timeline, dropping the oldest
 // beyond EventsPerNode.
 func (s *Store) AddEvent(ctx context.Context, e Event) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO events(hrn, at, source, what, detail) VALUES (?, ?, ?, ?, ?)`,
-			e.HRN, e.At.UnixNano(), e.Source, e.What, e.Detail)
-		if err != nil {
-			return fmt.Errorf("store: add event: %w", err)
-		}
-		if _, err := s.exec(ctx, tx, `DELETE FROM events WHERE hrn = ? AND id <
-			(SELECT id FROM events WHERE hrn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.HRN, e.HRN, EventsPerNode-1); err != nil {
-			return fmt.Errorf("store: trim events: %w", err)
-		}
-		return nil
-	})
+	err := s.tx(ctx, func(tx *sql.Tx) error { return s.addEvent(ctx, tx, e) })
 	if err == nil {
 		s.notify([]Event{e})
 	}
 	return err
+}
+
+// addEvent is AddEvent inside tx; the caller notifies once it commits.
+func (s *Store) addEvent(ctx context.Context, tx *sql.Tx, e Event) error {
+	_, err := s.exec(ctx, tx, `INSERT INTO events(hrn, at, source, what, detail) VALUES (?, ?, ?, ?, ?)`,
+		e.HRN, e.At.UnixNano(), e.Source, e.What, e.Detail)
+	if err != nil {
+		return fmt.Errorf("store: add event: %w", err)
+	}
+	if _, err := s.exec(ctx, tx, `DELETE FROM events WHERE hrn = ? AND id <
+		(SELECT id FROM events WHERE hrn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.HRN, e.HRN, EventsPerNode-1); err != nil {
+		return fmt.Errorf("store: trim events: %w", err)
+	}
+	return nil
 }
 
 // ObserveEvents adds fn to the functions called with every event once it

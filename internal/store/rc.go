@@ -92,8 +92,10 @@ func scanEnrollment(r scanner) (RCEnrollment, error) {
 // are settled in the same transaction: running ones have failed (the RC
 // that ran them is gone); queued ones move to the new enrollment if the
 // node did not reboot (same non-empty boot ID: only the RC restarted), and
-// fail otherwise, since they were meant for a node that is no more.
-func (s *Store) PutRCEnrollment(ctx context.Context, e RCEnrollment) (RCEnrollment, error) {
+// fail otherwise, since they were meant for a node that is no more. The
+// events that record the enrollment on the node's timeline are written in
+// the same transaction.
+func (s *Store) PutRCEnrollment(ctx context.Context, e RCEnrollment, events ...Event) (RCEnrollment, error) {
 	info, err := json.Marshal(e.Info)
 	if err != nil {
 		return e, fmt.Errorf("store: enrollment info: %w", err)
@@ -137,8 +139,16 @@ func (s *Store) PutRCEnrollment(ctx context.Context, e RCEnrollment) (RCEnrollme
 		if err != nil {
 			return fmt.Errorf("store: enroll %q: settle queued commands: %w", e.HRN, err)
 		}
+		for _, ev := range events {
+			if err := s.addEvent(ctx, tx, ev); err != nil {
+				return fmt.Errorf("store: enroll %q: %w", e.HRN, err)
+			}
+		}
 		return nil
 	})
+	if err == nil {
+		s.notify(events)
+	}
 	return e, err
 }
 

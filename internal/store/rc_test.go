@@ -317,3 +317,37 @@ func TestRunningRCCommand(t *testing.T) {
 		t.Errorf("a finished LOAD_IMAGE still counts as running")
 	}
 }
+
+// TestEnrollmentEvent: the enrollment and its timeline event are written
+// together, observed once committed, and neither when the write fails.
+func TestEnrollmentEvent(t *testing.T) {
+	s := openTest(t)
+	var seen []Event
+	s.ObserveEvents(func(e Event) { seen = append(seen, e) })
+	at := time.Unix(1000, 0).UTC()
+	ev := Event{HRN: "node1-1.sb8", At: at, Source: "rc", What: "enrolled", Detail: "orbit-2.0.0"}
+	e := RCEnrollment{HRN: "node1-1.sb8", Secret: "aa11", BootID: "b1", EnrolledAt: at, LastSeen: at}
+
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.PutRCEnrollment(canceled, e, ev); err == nil {
+		t.Fatal("enrollment with a canceled context: no error")
+	}
+	if _, err := s.RCEnrollment(context.Background(), e.HRN); !errors.Is(err, ErrNotFound) {
+		t.Errorf("failed enrollment: %v, want ErrNotFound", err)
+	}
+	if evs, _ := s.Events(context.Background(), e.HRN); len(evs) != 0 || len(seen) != 0 {
+		t.Errorf("failed enrollment left events %v, observed %v", evs, seen)
+	}
+
+	if _, err := s.PutRCEnrollment(context.Background(), e, ev); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(context.Background(), e.HRN)
+	if err != nil || len(evs) != 1 || evs[0].What != "enrolled" || evs[0].Detail != "orbit-2.0.0" {
+		t.Errorf("timeline after enrolling: %+v, %v", evs, err)
+	}
+	if len(seen) != 1 || seen[0].What != "enrolled" {
+		t.Errorf("observed %+v, want the enrollment once", seen)
+	}
+}
