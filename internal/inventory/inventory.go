@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path"
 	"regexp"
 	"strings"
 	"unicode"
@@ -170,8 +171,9 @@ func Normalize(n Node) (Node, error) {
 	}
 	if n.Disk == "" {
 		n.Disk = DefaultDisk
-	} else if !strings.HasPrefix(n.Disk, "/dev/") || strings.Contains(n.Disk, " ") || strings.ContainsFunc(n.Disk, unicode.IsControl) {
-		errs = append(errs, fmt.Errorf("disk %q is not a /dev path", n.Disk))
+	} else if !strings.HasPrefix(n.Disk, "/dev/") || path.Clean(n.Disk) != n.Disk || strings.Contains(n.Disk, " ") || strings.ContainsFunc(n.Disk, unicode.IsControl) {
+		// Clean: "/dev/../etc/passwd" starts with /dev/ too.
+		errs = append(errs, fmt.Errorf("disk %q is not a clean /dev path", n.Disk))
 	}
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))

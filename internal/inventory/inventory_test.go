@@ -21,12 +21,15 @@ func TestNormalize(t *testing.T) {
 		{name: "EUI-64 is not Ethernet", edit: func(n *Node) { n.ControlMAC = "00:00:00:00:00:00:00:01" }, wantErr: "control_mac"},
 		{name: "IPv6", edit: func(n *Node) { n.ControlIP = "::1" }, wantErr: "not an IPv4 address"},
 		{name: "bad cmc", edit: func(n *Node) { n.CmcIP = "x" }, wantErr: `cmc_ip "x"`},
-		{name: "disk outside /dev", edit: func(n *Node) { n.Disk = "/etc/passwd" }, wantErr: "not a /dev path"},
+		{name: "disk outside /dev", edit: func(n *Node) { n.Disk = "/etc/passwd" }, wantErr: "not a clean /dev path"},
 		{name: "boot file below the root", edit: func(n *Node) { n.Bootfile = "efi64/ipxe.efi" }, want: func(n *Node) { n.ControlMAC = "00:03:1d:0c:01:02"; n.Disk = "/dev/sda" }},
 		{name: "boot file escaping the root", edit: func(n *Node) { n.Bootfile = "../etc/passwd" }, wantErr: `bootfile "../etc/passwd"`},
 		{name: "absolute boot file", edit: func(n *Node) { n.Bootfile = "/pxelinux.0" }, wantErr: `bootfile "/pxelinux.0"`},
-		{name: "disk with a newline", edit: func(n *Node) { n.Disk = "/dev/sda\n" }, wantErr: `disk "/dev/sda\n" is not a /dev path`},
-		{name: "disk with a space", edit: func(n *Node) { n.Disk = "/dev/sd a" }, wantErr: "not a /dev path"},
+		{name: "disk with a newline", edit: func(n *Node) { n.Disk = "/dev/sda\n" }, wantErr: `disk "/dev/sda\n" is not a clean /dev path`},
+		{name: "disk with a space", edit: func(n *Node) { n.Disk = "/dev/sd a" }, wantErr: "not a clean /dev path"},
+		{name: "disk out of /dev", edit: func(n *Node) { n.Disk = "/dev/../etc/passwd" }, wantErr: "not a clean /dev path"},
+		{name: "disk not clean", edit: func(n *Node) { n.Disk = "/dev//sda" }, wantErr: "not a clean /dev path"},
+		{name: "disk by id", edit: func(n *Node) { n.Disk = "/dev/disk/by-id/ata-X_1" }, want: func(n *Node) { n.ControlMAC = "00:03:1d:0c:01:02"; n.Disk = "/dev/disk/by-id/ata-X_1" }},
 		{name: "power spec trimmed", edit: func(n *Node) { n.Power = " qemu:/run/n.qmp\n" }, want: func(n *Node) {
 			n.ControlMAC = "00:03:1d:0c:01:02"
 			n.Disk = "/dev/sda"
