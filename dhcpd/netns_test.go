@@ -17,7 +17,7 @@ import (
 
 	"github.com/orbit-lab/netboot/internal/apptest"
 	"github.com/orbit-lab/netboot/internal/inventory"
-	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -61,22 +61,12 @@ func newLab(t *testing.T) *lab {
 // killing anything still running in it) when the test ends.
 func (l *lab) netns(name string) string {
 	l.t.Helper()
-	ns := l.prefix + "-" + name
-	l.ip("netns", "add", ns)
-	l.t.Cleanup(func() {
-		if err := netns.Delete(ns); err != nil {
-			l.t.Error(err)
-		}
-	})
-	l.ip("-n", ns, "link", "set", "lo", "up")
-	return ns
+	return netnstest.Temp(l.t, l.prefix+"-"+name+"-")
 }
 
 func (l *lab) ip(args ...string) {
 	l.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
+	netnstest.IP(l.t, args...)
 }
 
 // veth links nsA/ifA to nsB/ifB and brings both ends up.

@@ -7,11 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -66,21 +65,11 @@ func TestQEMUBoot(t *testing.T) {
 
 	// The network: a bridge with the virtio NIC's tap and dnsmasq; the
 	// e1000's tap is alone.
-	ns := "orbit-qemu-" + strconv.Itoa(os.Getpid())
+	ns := netnstest.Temp(t, "orbit-qemu-")
 	ip := func(args ...string) {
 		t.Helper()
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+		netnstest.IP(t, append([]string{"-n", ns}, args...)...)
 	}
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
-		}
-	})
 	ip("link", "add", "br0", "type", "bridge")
 	ip("tuntap", "add", "tap0", "mode", "tap")
 	ip("tuntap", "add", "tap1", "mode", "tap")

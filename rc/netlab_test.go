@@ -1,8 +1,6 @@
 package rc_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +9,7 @@ import (
 	"time"
 
 	"github.com/orbit-lab/netboot/internal/apptest"
-	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -39,25 +37,12 @@ func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
 	testenv.Root(t, "network namespaces, a bridge, veths")
 	testenv.Programs(t, "Debian: iproute2", "ip")
-	var rnd [3]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	id := "nbl-" + hex.EncodeToString(rnd[:])
-	l := &netLab{t: t, srv: id + "-s"}
+	l := &netLab{t: t, srv: netnstest.Temp(t, "nbl-s-")}
 	for i := range n {
 		l.nodes = append(l.nodes, labNode{
-			ns: fmt.Sprintf("%s-%d", id, i+1), port: fmt.Sprintf("p%d", i+1),
+			ns: netnstest.Temp(t, fmt.Sprintf("nbl-%d-", i+1)), port: fmt.Sprintf("p%d", i+1),
 			mac: fmt.Sprintf("52:54:00:77:00:%02x", i+11), ip: fmt.Sprintf("10.77.0.%d", i+11),
 			hrn: fmt.Sprintf("node%d.lab.orbit-lab.org", i+1), hostname: fmt.Sprintf("node%d", i+1),
-		})
-	}
-	for _, ns := range append([]string{l.srv}, l.namespaces()...) {
-		l.ip("netns", "add", ns)
-		t.Cleanup(func() {
-			if err := netns.Delete(ns); err != nil {
-				t.Error(err)
-			}
 		})
 	}
 	l.ip("-n", l.srv, "link", "add", "br0", "type", "bridge")
@@ -89,9 +74,7 @@ func (l *netLab) namespaces() []string {
 
 func (l *netLab) ip(args ...string) {
 	l.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	netnstest.IP(l.t, args...)
 }
 
 // inventory is the lab's nodes as a seed inventory.

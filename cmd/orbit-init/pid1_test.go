@@ -16,6 +16,7 @@ import (
 	"github.com/orbit-lab/netboot/initramfs"
 	"github.com/orbit-lab/netboot/initramfs/layout"
 	"github.com/orbit-lab/netboot/internal/apptest"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -118,12 +119,7 @@ func TestPID1(t *testing.T) {
 	}
 
 	// Network: cli holds eth0 and eth1 (the node), srv their peers.
-	suffix := strconv.Itoa(os.Getpid())
-	srv, cli := "orbit-pid1-srv-"+suffix, "orbit-pid1-cli-"+suffix
-	for _, ns := range []string{srv, cli} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { run(t, "ip", "netns", "del", ns) })
-	}
+	srv, cli := netnstest.Temp(t, "orbit-pid1-srv-"), netnstest.Temp(t, "orbit-pid1-cli-")
 	run(t, "ip", "-n", srv, "link", "add", "p0", "type", "veth", "peer", "name", "eth0", "address", "52:54:00:aa:01:32", "netns", cli)
 	run(t, "ip", "-n", srv, "link", "add", "p1", "type", "veth", "peer", "name", "eth1", "address", "52:54:00:aa:00:32", "netns", cli)
 	run(t, "ip", "-n", srv, "addr", "add", "10.199.0.1/24", "dev", "p1")

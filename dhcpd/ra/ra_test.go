@@ -2,19 +2,17 @@ package ra
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/ndp"
 	"github.com/orbit-lab/netboot/internal/netns"
+	"github.com/orbit-lab/netboot/internal/netns/netnstest"
 	"github.com/orbit-lab/netboot/internal/testenv"
 )
 
@@ -88,16 +86,16 @@ func TestServeStopsWhileWaiting(t *testing.T) {
 func TestServeWaitsAndStops(t *testing.T) {
 	testenv.Root(t, "network namespace")
 	testenv.Programs(t, "Debian: iproute2", "ip")
-	ns := newNetns(t)
+	ns := netnstest.Temp(t, "nbt-ra-")
 	// A veth pair inside ns: ra0 for the responder, cl0 for the client.
 	// addrgenmode none keeps the kernel from giving either a link-local
 	// address; the test adds them itself, without DAD.
-	ip(t, "-n", ns, "link", "add", "ra0", "type", "veth", "peer", "name", "cl0")
+	netnstest.IP(t, "-n", ns, "link", "add", "ra0", "type", "veth", "peer", "name", "cl0")
 	for _, ifname := range []string{"ra0", "cl0"} {
-		ip(t, "-n", ns, "link", "set", ifname, "addrgenmode", "none")
-		ip(t, "-n", ns, "link", "set", ifname, "up")
+		netnstest.IP(t, "-n", ns, "link", "set", ifname, "addrgenmode", "none")
+		netnstest.IP(t, "-n", ns, "link", "set", ifname, "up")
 	}
-	ip(t, "-n", ns, "addr", "add", "fe80::2/64", "dev", "cl0", "nodad")
+	netnstest.IP(t, "-n", ns, "addr", "add", "fe80::2/64", "dev", "cl0", "nodad")
 
 	msgs := make(messages, 16)
 	r := &Responder{Interface: "ra0", Retry: 10 * time.Millisecond, Log: slog.New(msgs)}
@@ -108,7 +106,7 @@ func TestServeWaitsAndStops(t *testing.T) {
 	})
 
 	waitFor(t, msgs, served, logWaiting)
-	ip(t, "-n", ns, "addr", "add", "fe80::1/64", "dev", "ra0", "nodad")
+	netnstest.IP(t, "-n", ns, "addr", "add", "fe80::1/64", "dev", "ra0", "nodad")
 	waitFor(t, msgs, served, logAnswering)
 
 	adv, err := solicit(ns, "cl0")
@@ -158,26 +156,4 @@ func solicit(ns, ifname string) (*ndp.RouterAdvertisement, error) {
 		}
 	})
 	return adv, err
-}
-
-// newNetns makes a network namespace that is deleted when t ends.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 3)
-	rand.Read(b)
-	ns := "nbt-ra-" + hex.EncodeToString(b)
-	ip(t, "netns", "add", ns)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-		}
-	})
-	return ns
-}
-
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
 }
