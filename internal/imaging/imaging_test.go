@@ -599,12 +599,39 @@ func TestMulticastAsked(t *testing.T) {
 	}
 }
 
+// runBounded runs job with a context that nothing but the job's own
+// timeout ends; a Run still going a minute in (the timeout not applied) is
+// canceled, and fails t.
+func runBounded(t *testing.T, f *fakeAM, job Job) ([]Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type ran struct {
+		res []Result
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		res, err := Run(ctx, f, job)
+		done <- ran{res, err}
+	}()
+	select {
+	case got := <-done:
+		return got.res, got.err
+	case <-time.After(time.Minute):
+		cancel()
+		<-done
+		t.Fatalf("Run still going a minute into a job of %v", job.Timeout)
+		return nil, nil
+	}
+}
+
 // TestTimeoutWhileLinking: a job whose timeout runs out before every
 // link is set says so, and touched no node.
 func TestTimeoutWhileLinking(t *testing.T) {
 	f := newFake(aNode, another)
 	f.stall["link"] = another
-	res, err := Run(t.Context(), f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Timeout: time.Second, Poll: time.Millisecond})
+	res, err := runBounded(t, f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Timeout: time.Second, Poll: time.Millisecond})
 	if res != nil || !errors.Is(err, ErrPreflight) || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "the job's 1s ran out: ") {
 		t.Fatalf("Run: %v, %v; want the job's 1s named", res, err)
 	}
@@ -631,34 +658,16 @@ func TestTimeout(t *testing.T) {
 			// The boot timeout and the reboot wait are far longer than the
 			// job's: only the job's timeout can end this in time.
 			job := Job{Op: Load, Nodes: []string{aNode}, Image: "baseline", Timeout: 2 * time.Second, BootTimeout: time.Hour, Poll: time.Millisecond}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			type ran struct {
-				res []Result
-				err error
+			res, err := runBounded(t, f, job)
+			if err != nil || len(res) != 1 {
+				t.Fatalf("Run: %+v, %v", res, err)
 			}
-			done := make(chan ran, 1)
-			go func() {
-				res, err := Run(ctx, f, job)
-				done <- ran{res, err}
-			}()
-			var got ran
-			select {
-			case got = <-done:
-			case <-time.After(time.Minute): // hung: the timeout was not applied
-				cancel()
-				<-done
-				t.Fatalf("Run still going a minute into a job of %v", job.Timeout)
-			}
-			if got.err != nil || len(got.res) != 1 {
-				t.Fatalf("Run: %+v, %v", got.res, got.err)
-			}
-			err := got.res[0].Err
+			err = res[0].Err
 			if err == nil || !strings.Contains(err.Error(), aNode+": the job's 2s ran out while ") || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("error %v: want the job's 2s timeout named", err)
 			}
-			if got.res[0].Phase == PhaseDone {
-				t.Errorf("phase %s after a timeout", got.res[0].Phase)
+			if res[0].Phase == PhaseDone {
+				t.Errorf("phase %s after a timeout", res[0].Phase)
 			}
 			if len(f.links) != 0 {
 				t.Errorf("links left set: %v", f.links)
