@@ -600,8 +600,8 @@ func TestMulticastAsked(t *testing.T) {
 }
 
 // runBounded runs job with a context that nothing but the job's own
-// timeout ends; a Run still going a minute in (the timeout not applied) is
-// canceled, and fails t.
+// timeout ends; a Run still going 20 s in (the timeout, a second or two,
+// not applied) is canceled, and fails t.
 func runBounded(t *testing.T, f *fakeAM, job Job) ([]Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -618,10 +618,10 @@ func runBounded(t *testing.T, f *fakeAM, job Job) ([]Result, error) {
 	select {
 	case got := <-done:
 		return got.res, got.err
-	case <-time.After(time.Minute):
+	case <-time.After(20 * time.Second):
 		cancel()
 		<-done
-		t.Fatalf("Run still going a minute into a job of %v", job.Timeout)
+		t.Fatalf("Run still going 20 s into a job of %v", job.Timeout)
 		return nil, nil
 	}
 }
