@@ -599,12 +599,12 @@ func TestMulticastAsked(t *testing.T) {
 	}
 }
 
-// runBounded runs job with a context that nothing but the job's own
-// timeout ends; a Run still going 20 s in (the timeout, a second or two,
-// not applied) is canceled, and fails t.
-func runBounded(t *testing.T, f *fakeAM, job Job) ([]Result, error) {
+// runBounded runs job in ctx, which nothing but the test ends: with a job
+// timeout (of a second or two) not applied, Run can go on for ever, so a
+// Run still going 20 s in is canceled, and fails t.
+func runBounded(ctx context.Context, t *testing.T, f *fakeAM, job Job) ([]Result, error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type ran struct {
 		res []Result
@@ -631,7 +631,7 @@ func runBounded(t *testing.T, f *fakeAM, job Job) ([]Result, error) {
 func TestTimeoutWhileLinking(t *testing.T) {
 	f := newFake(aNode, another)
 	f.stall["link"] = another
-	res, err := runBounded(t, f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Timeout: time.Second, Poll: time.Millisecond})
+	res, err := runBounded(t.Context(), t, f, Job{Op: Load, Nodes: []string{aNode, another}, Image: "baseline", Timeout: time.Second, Poll: time.Millisecond})
 	if res != nil || !errors.Is(err, ErrPreflight) || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "the job's 1s ran out: ") {
 		t.Fatalf("Run: %v, %v; want the job's 1s named", res, err)
 	}
@@ -658,7 +658,7 @@ func TestTimeout(t *testing.T) {
 			// The boot timeout and the reboot wait are far longer than the
 			// job's: only the job's timeout can end this in time.
 			job := Job{Op: Load, Nodes: []string{aNode}, Image: "baseline", Timeout: 2 * time.Second, BootTimeout: time.Hour, Poll: time.Millisecond}
-			res, err := runBounded(t, f, job)
+			res, err := runBounded(t.Context(), t, f, job)
 			if err != nil || len(res) != 1 {
 				t.Fatalf("Run: %+v, %v", res, err)
 			}
@@ -735,7 +735,7 @@ func TestRestoreLinks(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(f, &job, cancel)
 			}
-			res, err := Run(ctx, f, job)
+			res, err := runBounded(ctx, t, f, job)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("Run: %v, want %q", err, tc.err)
