@@ -64,14 +64,6 @@ func newNetLab(t *testing.T, n int) *netLab {
 	return l
 }
 
-func (l *netLab) namespaces() []string {
-	var out []string
-	for _, n := range l.nodes {
-		out = append(out, n.ns)
-	}
-	return out
-}
-
 func (l *netLab) ip(args ...string) {
 	l.t.Helper()
 	netnstest.IP(l.t, args...)
