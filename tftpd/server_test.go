@@ -606,3 +606,36 @@ func TestFileChangesDuringTransfer(t *testing.T) {
 		})
 	}
 }
+
+// TestRetransmit: a block whose ACK never comes is sent again Retries
+// times, each after Timeout, and then the transfer is given up and
+// reported failed. The client here never ACKs.
+func TestRetransmit(t *testing.T) {
+	tr := newTree(t, nil)
+	for _, retries := range []int{1, 3} {
+		t.Run(strconv.Itoa(retries), func(t *testing.T) {
+			ts := startServer(t, Config{Root: tr.Root, Timeout: 50 * time.Millisecond, Retries: retries})
+			c := newRawClient(t)
+			c.send(ts.addr, request(opRRQ, "pxelinux.0", "octet"))
+			sends := 0
+			for {
+				// Far longer than Timeout: a gap this long is the end.
+				p, err := c.recv(2 * time.Second)
+				if err != nil {
+					break
+				}
+				if p.op == opDATA && p.block == 1 {
+					sends++
+				} else if p.op != opERROR {
+					t.Fatalf("got %+v", p)
+				}
+			}
+			if sends != 1+retries {
+				t.Errorf("block 1 sent %d times, want once and %d retries", sends, retries)
+			}
+			if tf := ts.sink.waitNth(t, 0); tf.Err == nil {
+				t.Errorf("transfer reported %+v, want failed", tf)
+			}
+		})
+	}
+}

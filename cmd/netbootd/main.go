@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot}, log.With("svc", "tftp"), events)
+	tftpSrv, err := tftpd.New(tftpd.Config{Listen: cfg.TFTP.Listen, Root: cfg.TFTPRoot, Timeout: cfg.TFTP.Timeout, Retries: cfg.TFTP.Retries}, log.With("svc", "tftp"), events)
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pin/tftp/v3"
 
@@ -90,5 +92,44 @@ func TestTFTPBootTimeline(t *testing.T) {
 	}
 	if len(evs) > 0 && !strings.Contains(evs[1].Detail, "9100000 bytes, blksize 1408") {
 		t.Errorf("kernel event detail %q", evs[1].Detail)
+	}
+}
+
+// TestTFTPRetriesConfigured: tftp.retries (and tftp.timeout) reach the
+// server: a client that never ACKs is sent the first block once and then
+// as many times again as configured, not the default five.
+func TestTFTPRetriesConfigured(t *testing.T) {
+	a := apptest.New(t, apptest.Options{TFTP: true, TFTPMore: "timeout: 50ms, retries: 2", Inventory: "testbeds: []\n"})
+	if err := os.WriteFile(filepath.Join(a.TFTPRoot, "pxelinux.0"), bytes.Repeat([]byte("x"), 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Start()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server, err := net.ResolveUDPAddr("udp4", a.TFTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.WriteToUDP([]byte("\x00\x01pxelinux.0\x00octet\x00"), server); err != nil {
+		t.Fatal(err)
+	}
+	sends := 0
+	buf := make([]byte, 2048)
+	for {
+		// Far longer than the timeout: a gap this long is the end.
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		if n >= 4 && buf[1] == 3 && buf[2] == 0 && buf[3] == 1 { // DATA, block 1
+			sends++
+		}
+	}
+	if sends != 3 {
+		t.Errorf("block 1 sent %d times, want once and 2 retries", sends)
 	}
 }

@@ -98,9 +98,10 @@ type Appliance struct {
 	TFTPAddr string // host:port of the TFTP server, when Options.TFTP (as Addr)
 	// TLSAddr is where the AM's TLS listener is, with Options.TLS (as
 	// Addr); TLSURL is https://TLSAddr, set by Start.
-	TLSAddr string
-	TLSURL  string
-	tls     string
+	TLSAddr  string
+	TLSURL   string
+	tls      string
+	tftpMore string // Options.TFTPMore
 	// ReadyFile is netbootd's --ready-file: its bound addresses, as JSON.
 	ReadyFile string
 	// Token is the admin token netbootd made at its first start
@@ -124,6 +125,7 @@ type Options struct {
 	Args       []string // more netbootd flags
 	TFTP       bool     // serve TFTP on a free loopback port
 	TFTPHost   string   // with TFTP, the address it listens on instead of loopback, e.g. one inside Netns
+	TFTPMore   string   // with TFTP, more keys of its section, e.g. "retries: 2"
 	Netns      string   // run netbootd (and Nbctl) inside this network namespace
 	HTTPHost   string   // address the AM listens on (default 127.0.0.1), e.g. one inside Netns
 	// TLS, if set, is http.tls as YAML (auto, or {cert: F, key: F}): the
@@ -163,7 +165,7 @@ func New(t testing.TB, o Options) *Appliance {
 		a.TLSAddr, a.tls = net.JoinHostPort(host, "0"), o.TLS
 	}
 	if o.TFTP {
-		a.TFTPAddr = "127.0.0.1:0"
+		a.TFTPAddr, a.tftpMore = "127.0.0.1:0", o.TFTPMore
 		if o.TFTPHost != "" {
 			a.TFTPAddr = net.JoinHostPort(o.TFTPHost, "0")
 		}
@@ -173,7 +175,7 @@ func New(t testing.TB, o Options) *Appliance {
 		invKey = "file"
 	}
 	cfg := fmt.Sprintf("state_dir: %s\ntftp_root: %s\n%s\n%s\ninventory: { %s: %s }\n%s",
-		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.httpYAML(), listenYAML("tftp", a.TFTPAddr), invKey, seed, o.Extra)
+		filepath.Join(a.Dir, "state"), a.TFTPRoot, a.httpYAML(), a.tftpYAML(), invKey, seed, o.Extra)
 	a.Config = filepath.Join(a.Dir, "netbootd.yaml")
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -183,6 +185,15 @@ func New(t testing.TB, o Options) *Appliance {
 
 func listenYAML(service, addr string) string {
 	return fmt.Sprintf("%s: { listen: %q }", service, addr)
+}
+
+// tftpYAML is the config's tftp line.
+func (a *Appliance) tftpYAML() string {
+	more := ""
+	if a.tftpMore != "" {
+		more = ", " + a.tftpMore
+	}
+	return fmt.Sprintf("tftp: { listen: %q%s }", a.TFTPAddr, more)
 }
 
 // httpYAML is the config's http line for the appliance's addresses.
@@ -251,8 +262,9 @@ func (a *Appliance) Start() {
 	}
 	text = strings.Replace(text, oldHTTP, a.httpYAML(), 1)
 	if _, port, _ := net.SplitHostPort(a.TFTPAddr); port == "0" {
-		text = strings.Replace(text, listenYAML("tftp", a.TFTPAddr), listenYAML("tftp", bound.TFTP), 1)
+		oldTFTP := a.tftpYAML()
 		a.TFTPAddr = bound.TFTP
+		text = strings.Replace(text, oldTFTP, a.tftpYAML(), 1)
 	}
 	a.URL = "http://" + a.Addr
 	if a.TLSAddr != "" {

@@ -168,6 +168,33 @@ func (h httpFile) parse() (HTTP, []error) {
 // TFTP configures the TFTP server; an empty Listen disables it.
 type TFTP struct {
 	Listen string `yaml:"listen"`
+	// Timeout is how long a block waits for its ACK before it is sent
+	// again (tftpd-hpa's --retransmit), Retries how often it is sent
+	// again before the transfer is given up; 0: tftpd's defaults (1 s,
+	// 5). A link that loses packets boots faster with a shorter timeout
+	// and more retries.
+	Timeout time.Duration `yaml:"timeout"`
+	Retries int           `yaml:"retries"`
+}
+
+// Bounds of tftp.timeout and tftp.retries: below 10 ms a busy boot ROM
+// would be sent every block twice; past a minute or 100 retries a dead
+// client holds its transfer for hours.
+const (
+	minTFTPTimeout = 10 * time.Millisecond
+	maxTFTPTimeout = time.Minute
+	maxTFTPRetries = 100
+)
+
+func (t TFTP) check() []error {
+	var errs []error
+	if t.Timeout != 0 && (t.Timeout < minTFTPTimeout || t.Timeout > maxTFTPTimeout) {
+		errs = append(errs, fmt.Errorf("tftp.timeout: %v: want %v to %v (or 0 for the default, 1s)", t.Timeout, minTFTPTimeout, maxTFTPTimeout))
+	}
+	if t.Retries < 0 || t.Retries > maxTFTPRetries {
+		errs = append(errs, fmt.Errorf("tftp.retries: %d: want 1 to %d (or 0 for the default, 5)", t.Retries, maxTFTPRetries))
+	}
+	return errs
 }
 
 // DHCP configures the DHCP server: the file's dhcp section, parsed.
@@ -386,6 +413,7 @@ func (f file) parse() (Config, error) {
 	if f.TFTPRoot == "" {
 		errs = append(errs, errors.New("tftp_root: must not be empty"))
 	}
+	errs = append(errs, f.TFTP.check()...)
 	http, httpErrs := f.HTTP.parse()
 	errs = append(errs, httpErrs...)
 	if err := checkBootPrefix(f.HTTPBoot.Prefix); err != nil {

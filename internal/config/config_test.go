@@ -166,6 +166,16 @@ imaging: { multicast: 239.1.2.0/28, port_range: 5000-5009, ttl: 4, rate: 1.5Gbit
 		{name: "bad dns", yaml: "dhcp: { dns: [1.2.3.4, nope] }\n", wantErr: "dhcp.dns[1]"},
 		{name: "bad duration", yaml: "pxe: { link_lifetime: forever }\n", wantErr: "line 1: cannot unmarshal !!str `forever` into time.Duration"},
 		{name: "negative lifetime", yaml: "pxe: { link_lifetime: -5s }\n", wantErr: "must be positive"},
+		{name: "tftp timeout and retries", yaml: "tftp: { listen: \":69\", timeout: 250ms, retries: 12 }\n", check: func(t *testing.T, c Config) {
+			if c.TFTP != (TFTP{Listen: ":69", Timeout: 250 * time.Millisecond, Retries: 12}) {
+				t.Errorf("tftp: %+v", c.TFTP)
+			}
+		}},
+		{name: "tftp timeout too short", yaml: "tftp: { timeout: 1ms }\n", wantErr: "tftp.timeout: 1ms: want 10ms to 1m0s"},
+		{name: "tftp timeout negative", yaml: "tftp: { timeout: -1s }\n", wantErr: "tftp.timeout: -1s"},
+		{name: "tftp timeout too long", yaml: "tftp: { timeout: 2m }\n", wantErr: "tftp.timeout: 2m0s"},
+		{name: "tftp retries negative", yaml: "tftp: { retries: -1 }\n", wantErr: "tftp.retries: -1: want 1 to 100"},
+		{name: "tftp retries too many", yaml: "tftp: { retries: 1000 }\n", wantErr: "tftp.retries: 1000"},
 		{name: "not a mapping", yaml: "- a\n- b\n", wantErr: "cannot unmarshal"},
 		{name: "dhcp pool, relays, proxy", yaml: `dhcp:
   pool: 10.18.200.1-10.18.200.254
