@@ -932,5 +932,32 @@ func List() []Mutation {
 			Run:  "^TestMulticastSessions$",
 			Why:  "every node loading an image gets a session of its own: the image is sent once per node, as over HTTP",
 		},
+		{
+			Name: "json-trailing-brace-accepted",
+			File: "internal/httpbody/httpbody.go",
+			Old:  "if _, err := dec.Token(); !errors.Is(err, io.EOF) {",
+			New:  "if dec.More() {",
+			Pkgs: []string{"./internal/httpbody", "./am/rcbroker"},
+			Run:  "^(TestJSON|FuzzReport)$",
+			Why:  "a body with a stray '}' or ']' after its object (\"{}}\") is taken as that object: a request's framing errors pass unseen",
+		},
+		{
+			Name: "textclip-cuts-inside-rune",
+			File: "internal/textclip/textclip.go",
+			Old:  "for cut > 0 && !utf8.RuneStart(s[cut]) {",
+			New:  "for false {",
+			Pkgs: []string{"./internal/textclip", "./am/rcbroker"},
+			Run:  "^(TestClip|FuzzText|FuzzReport)$",
+			Why:  "text shortened inside a UTF-8 rune: an RC's reply or an audit line stored as invalid UTF-8",
+		},
+		{
+			Name: "tftp-retries-config-dropped",
+			File: "cmd/netbootd/main.go",
+			Old:  ", Timeout: cfg.TFTP.Timeout, Retries: cfg.TFTP.Retries}",
+			New:  "}",
+			Pkgs: []string{"./cmd/netbootd"},
+			Run:  "^TestTFTPRetriesConfigured$",
+			Why:  "tftp.timeout and tftp.retries are parsed and ignored: a lossy grid keeps the defaults the operator changed",
+		},
 	}
 }
