@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/orbit-lab/netboot/am/rcbroker"
@@ -55,6 +56,7 @@ func FuzzReport(f *testing.F) {
 		`{"seq":1,"exit_code":99999999999}`,
 		`{"seq":1} {"seq":2}`,
 		`{}}`,
+		`{"seq":1,"reply":"\u0085\u009f","error":"\u0085"}`,
 		`{"seq":1,"state":"done"}]`,
 		`[]`,
 		`null`,
@@ -108,7 +110,7 @@ func FuzzReport(f *testing.F) {
 			if len(f.stored) > 4096+3 || (utf8.ValidString(f.sent) && !utf8.ValidString(f.stored)) {
 				t.Fatalf("report %q: %s %q stored as %q", body, f.name, f.sent, f.stored)
 			}
-			if f.sent != "" && f.stored == "" && strings.TrimFunc(f.sent, func(r rune) bool { return r < 0x20 || r == 0x7f }) != "" {
+			if f.sent != "" && f.stored == "" && strings.TrimFunc(f.sent, unicode.IsControl) != "" {
 				t.Fatalf("report %q: %s %q lost", body, f.name, f.sent)
 			}
 		}
