@@ -155,25 +155,34 @@ func TestLoaderOnTheWire(t *testing.T) {
 		linked bool
 		file   string // "" no boot file
 		vc60   string // option 60 in the reply
+		edit   func(*Config)
 	}{
-		{"BIOS PXE", []reqOpt{plain}, true, "pxelinux.0", `"PXEClient"`},
-		{"UEFI PXE (7)", []reqOpt{plain, withArch(7), vendor("PXEClient:Arch:00007:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`},
-		{"UEFI PXE (9), no link: a file that is not there, the firmware goes on to the disk", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, false, NoLinkFile, `"PXEClient"`},
-		{"UEFI PXE (9), linked", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`},
-		{"BIOS PXE, no link: pxelinux all the same (LOCALBOOT)", []reqOpt{plain}, false, "pxelinux.0", `"PXEClient"`},
-		{"arm64 PXE", []reqOpt{plain, withArch(11), vendor("PXEClient:Arch:00011:UNDI:003000")}, true, "shimaa64.efi", `"PXEClient"`},
-		{"iPXE BIOS", nil, false, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`},
-		{"iPXE UEFI", []reqOpt{withArch(7)}, true, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`},
+		{"BIOS PXE", []reqOpt{plain}, true, "pxelinux.0", `"PXEClient"`, nil},
+		{"UEFI PXE (7)", []reqOpt{plain, withArch(7), vendor("PXEClient:Arch:00007:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`, nil},
+		{"UEFI PXE (9), no link: a file that is not there, the firmware goes on to the disk", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, false, NoLinkFile, `"PXEClient"`, nil},
+		{"UEFI PXE (9), linked", []reqOpt{plain, withArch(9), vendor("PXEClient:Arch:00009:UNDI:003000")}, true, "shimx64.efi", `"PXEClient"`, nil},
+		{"BIOS PXE, no link: pxelinux all the same (LOCALBOOT)", []reqOpt{plain}, false, "pxelinux.0", `"PXEClient"`, nil},
+		{"arm64 PXE", []reqOpt{plain, withArch(11), vendor("PXEClient:Arch:00011:UNDI:003000")}, true, "shimaa64.efi", `"PXEClient"`, nil},
+		{"iPXE BIOS", nil, false, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`, nil},
+		{"iPXE UEFI", []reqOpt{withArch(7)}, true, "http://10.18.0.1:5054/ipxe/0A120102", `"PXEClient"`, nil},
 		{"UEFI HTTP Boot, linked", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, true,
-			"http://10.18.0.1:5054/boot/efi/orbit-2.0.0.img", `"HTTPClient"`},
+			"http://10.18.0.1:5054/boot/efi/orbit-2.0.0.img", `"HTTPClient"`, nil},
 		{"UEFI HTTP Boot, no link: a URL that is not there", []reqOpt{plain, withArch(16), vendor("HTTPClient:Arch:00016:UNDI:003000")}, false,
-			"http://10.18.0.1:5054/boot/" + NoLinkFile, `"HTTPClient"`},
+			"http://10.18.0.1:5054/boot/" + NoLinkFile, `"HTTPClient"`, nil},
+		// The proxy stays silent then: an offer with no file would keep
+		// the firmware waiting on it; the address server still gives an
+		// address.
+		{"arm64 PXE, no aa64 file: no boot file", []reqOpt{plain, withArch(11), vendor("PXEClient:Arch:00011:UNDI:003000")}, true, "", `"PXEClient"`,
+			func(c *Config) { c.BootfileAA64 = "" }},
 	}
 	for _, mode := range []Mode{ModeServer, ModeProxy} {
 		for _, tt := range tests {
 			t.Run(string(mode)+"/"+tt.name, func(t *testing.T) {
 				cfg := loaderConfig()
 				cfg.Mode = mode
+				if tt.edit != nil {
+					tt.edit(&cfg)
+				}
 				b := backend(newFakeStore(testNodes...), &fakeEvents{})
 				links := fakeLinks{}
 				if tt.linked {
