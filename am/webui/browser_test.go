@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -524,4 +525,38 @@ func TestPowerFromThePage(t *testing.T) {
 		t.Errorf("%d power buttons for a node without a driver", n)
 	}
 	browsertest.Do(t, ctx, "the grid", chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`), wait(browsertest.CellState("node1-1.sb8", "off")))
+}
+
+// TestClearTextWarning: the sign-in form says a token pasted there would
+// cross the network in clear when the page came over plain HTTP from
+// another host, and says nothing when it came from this one. The other
+// host is a name Chromium is told to map to loopback (no DNS lookup, no
+// packet elsewhere): not loopback by its name, so not a secure context.
+func TestClearTextWarning(t *testing.T) {
+	a := newAppliance(t)
+	_, port, err := net.SplitHostPort(a.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, _ := browsertest.Start(t, 1024, 700, chromedp.Flag("host-resolver-rules", "MAP netboot.test 127.0.0.1"))
+	for _, tc := range []struct {
+		base string
+		warn bool
+	}{
+		{"http://netboot.test:" + port, true},
+		{a.URL, false},
+	} {
+		browsertest.Do(t, ctx, "open "+tc.base, chromedp.Navigate(tc.base+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+		if shown := browsertest.Eval[bool](t, ctx, `!document.getElementById("cleartext").hidden`); shown != tc.warn {
+			t.Errorf("%s: clear-text warning shown %v, want %v", tc.base, shown, tc.warn)
+		}
+		// Not signed in: no page links (the attribute alone once left
+		// them shown).
+		if visible := browsertest.Eval[bool](t, ctx, `document.getElementById("nav").checkVisibility()`); visible {
+			t.Errorf("%s: the page links show before sign-in", tc.base)
+		}
+		if tc.warn {
+			browsertest.Screenshot(t, ctx, "signin-cleartext.png")
+		}
+	}
 }

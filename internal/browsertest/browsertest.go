@@ -19,9 +19,10 @@ import (
 )
 
 // Start runs headless Chromium with a window of width by height until the
-// test ends. It returns a tab, and a function that opens a fresh tab in a
-// browser context of its own (its own sessionStorage: another user).
-func Start(t testing.TB, width, height int) (context.Context, func() context.Context) {
+// test ends, with more options if given (flags). It returns a tab, and a
+// function that opens a fresh tab in a browser context of its own (its own
+// sessionStorage: another user).
+func Start(t testing.TB, width, height int, more ...chromedp.ExecAllocatorOption) (context.Context, func() context.Context) {
 	t.Helper()
 	exe := "/usr/lib/chromium/chromium" // Debian's binary, without its wrapper script
 	if _, err := os.Stat(exe); err != nil {
@@ -40,6 +41,7 @@ func Start(t testing.TB, width, height int) (context.Context, func() context.Con
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(width, height),
 	}
+	opts = append(opts, more...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })

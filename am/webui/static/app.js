@@ -361,6 +361,9 @@ function showSignIn(msg) {
   setLive("");
   $("view").replaceChildren();
   $("signin").hidden = false;
+  // https, and http from this very host (loopback), are secure contexts;
+  // anything else carries the token in clear.
+  $("cleartext").hidden = window.isSecureContext;
   showError(msg || "");
   $("token").value = "";
   $("token").focus();
