@@ -115,6 +115,11 @@ type Transfer struct {
 	BlkSize int
 	// Duration runs from the request to the last ACK or the failure.
 	Duration time.Duration
+	// Unacked is how many datagrams (blocks, the OACK) no ACK answered in
+	// time: on a finished transfer, each was sent again, a lost packet or
+	// a client slower than tftp.timeout; on a failed one the last counts
+	// too. The library's DatagramsSent - DatagramsAcked.
+	Unacked int
 	// Err is nil on success. Refusals wrap ErrNotFound or ErrAccess.
 	Err error
 }
@@ -165,6 +170,7 @@ type limitKey struct {
 type inflight struct {
 	refs    int // a client that resends its RRQ gets two transfers on one key
 	blksize int
+	unacked int
 }
 
 // New checks cfg and returns a Server that is not yet listening. Root must
@@ -363,7 +369,7 @@ func (s *Server) send(ctx context.Context, clean string, client netip.AddrPort, 
 	n, err := rf.ReadFrom(&snapshotReader{ctx: ctx, f: f, size: fi.Size(), buf: *buf})
 	s.bufs.put(buf)
 	t.Bytes = n
-	t.BlkSize = s.untrack(client)
+	t.BlkSize, t.Unacked = s.untrack(client)
 	if err != nil {
 		return fmt.Errorf("send %q: %w", clean, err)
 	}
@@ -395,6 +401,9 @@ func (s *Server) finish(ctx context.Context, t Transfer) {
 		slog.Duration("duration", t.Duration),
 		slog.String("outcome", outcome(t.Err)),
 	}
+	if t.Unacked > 0 {
+		attrs = append(attrs, slog.Int("unacked", t.Unacked))
+	}
 	if t.Err == nil {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "tftp transfer", attrs...)
 	} else if ok, suppressed := s.clientLogs.Allow(limitKey{t.Client.Addr(), outcome(t.Err)}); ok {
@@ -425,25 +434,27 @@ func (s *Server) track(client netip.AddrPort) {
 }
 
 // untrack forgets client and returns the blksize the hook saw (512, the
-// RFC 1350 size, if the hook saw nothing).
-func (s *Server) untrack(client netip.AddrPort) int {
+// RFC 1350 size, if the hook saw nothing) and the datagrams it saw
+// unacknowledged.
+func (s *Server) untrack(client netip.AddrPort) (blksize, unacked int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.inflight[client]
 	if e == nil {
-		return 512
+		return 512, 0
 	}
 	e.refs--
 	if e.refs == 0 {
 		delete(s.inflight, client)
 	}
 	if e.blksize == 0 {
-		return 512
+		return 512, e.unacked
 	}
-	return e.blksize
+	return e.blksize, e.unacked
 }
 
-// noteStats records the blksize the library negotiated. The hook runs
+// noteStats records the blksize the library negotiated and the datagrams
+// no ACK answered. The hook runs
 // inside ReadFrom, in the handler's goroutine, before untrack. Stats for
 // requests we refused (and for write requests) find no entry.
 func (s *Server) noteStats(st tftp.TransferStats) {
@@ -463,7 +474,7 @@ func (s *Server) noteStats(st tftp.TransferStats) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.inflight[key]; e != nil {
-		e.blksize = blksize
+		e.blksize, e.unacked = blksize, max(st.DatagramsSent-st.DatagramsAcked, 0)
 	}
 }
 

@@ -633,9 +633,36 @@ func TestRetransmit(t *testing.T) {
 			if sends != 1+retries {
 				t.Errorf("block 1 sent %d times, want once and %d retries", sends, retries)
 			}
-			if tf := ts.sink.waitNth(t, 0); tf.Err == nil {
-				t.Errorf("transfer reported %+v, want failed", tf)
+			if tf := ts.sink.waitNth(t, 0); tf.Err == nil || tf.Unacked != 1+retries {
+				t.Errorf("transfer reported %+v, want failed with %d datagrams unacknowledged", tf, 1+retries)
 			}
 		})
 	}
+	// A first block whose ACK is lost: sent again, and the transfer
+	// finishes with that one datagram counted. The timeout is long enough
+	// for every ACK of this client to arrive in time, however loaded the
+	// machine.
+	t.Run("one lost", func(t *testing.T) {
+		ts := startServer(t, Config{Root: tr.Root, Timeout: 2 * time.Second, Retries: 3})
+		c := newRawClient(t)
+		c.send(ts.addr, request(opRRQ, "pxelinux.0", "octet"))
+		skipped := false
+		for {
+			p, err := c.recv(5 * time.Second)
+			if err != nil || p.op != opDATA {
+				t.Fatalf("got %+v, %v; want DATA", p, err)
+			}
+			if p.block == 1 && !skipped {
+				skipped = true // as if this ACK were lost
+				continue
+			}
+			c.send(p.from.String(), ack(p.block))
+			if len(p.data) < 512 {
+				break
+			}
+		}
+		if tf := ts.sink.waitNth(t, 0); tf.Err != nil || tf.Unacked != 1 {
+			t.Errorf("transfer reported %+v, want done with 1 datagram unacknowledged", tf)
+		}
+	})
 }

@@ -132,4 +132,9 @@ func TestTFTPRetriesConfigured(t *testing.T) {
 	if sends != 3 {
 		t.Errorf("block 1 sent %d times, want once and 2 retries", sends)
 	}
+	// The operator sees them counted: the metric a lossy grid shows on.
+	r := a.Call(t, http.MethodGet, "/metrics", "", nil)
+	if !strings.Contains(r.Body, "\nnetbootd_tftp_unacked_datagrams_total 3\n") {
+		t.Errorf("/metrics (%d) does not count the 3 datagrams unacknowledged", r.Status)
+	}
 }

@@ -64,6 +64,7 @@ type Metrics struct {
 	transfers       *prometheus.CounterVec
 	transferBytes   *prometheus.CounterVec
 	transferSeconds *prometheus.HistogramVec
+	tftpUnacked     prometheus.Counter
 	httpRequests    *prometheus.CounterVec
 	httpSeconds     *prometheus.HistogramVec
 	imagingBytes    *prometheus.CounterVec
@@ -98,6 +99,10 @@ func New() *Metrics {
 			Help:    "Duration of the boot-file transfers that went out whole, by protocol.",
 			Buckets: []float64{.001, .005, .025, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"protocol"}),
+		tftpUnacked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "tftp", Name: "unacked_datagrams_total",
+			Help: "TFTP datagrams no ACK answered within tftp.timeout (each sent again, or its transfer given up): lost packets, or clients slower than the timeout.",
+		}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "http", Name: "requests_total",
 			Help: "HTTP requests to the AM, by method, route (the route's pattern, never the raw path) and status.",
@@ -143,7 +148,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.dhcpPackets, m.dhcpDrops, m.transfers, m.transferBytes, m.transferSeconds,
+		m.dhcpPackets, m.dhcpDrops, m.transfers, m.transferBytes, m.transferSeconds, m.tftpUnacked,
 		m.httpRequests, m.httpSeconds, m.imagingBytes, m.imagingSessions, m.bootPhase,
 	)
 	return m
@@ -194,6 +199,15 @@ func (m *Metrics) Transfer(protocol, outcome string, bytes int64, took time.Dura
 	if outcome == TransferOK {
 		m.transferSeconds.WithLabelValues(protocol).Observe(took.Seconds())
 	}
+}
+
+// TFTPUnacked counts n datagrams of a TFTP transfer that no ACK answered
+// in time.
+func (m *Metrics) TFTPUnacked(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.tftpUnacked.Add(float64(n))
 }
 
 // HTTPRequest counts one request to the AM. route is the matched route's

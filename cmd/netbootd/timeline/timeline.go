@@ -55,12 +55,17 @@ var (
 // an event: pxelinux asks for several config names before one exists.
 func (r *Recorder) TransferDone(ctx context.Context, t tftpd.Transfer) {
 	r.met.Transfer("tftp", outcome(t.Err, errors.Is(t.Err, tftpd.ErrNotFound), false), t.Bytes, t.Duration)
+	r.met.TFTPUnacked(t.Unacked)
 	if errors.Is(t.Err, tftpd.ErrNotFound) {
 		return
 	}
 	detail := fmt.Sprintf("%d bytes, blksize %d, %s", t.Bytes, t.BlkSize, t.Duration.Round(time.Millisecond))
 	if t.Err != nil {
 		detail = fmt.Sprintf("failed after %d bytes: %v", t.Bytes, t.Err)
+	}
+	if t.Unacked > 0 {
+		// A lossy link to this node shows on its timeline.
+		detail += fmt.Sprintf(", %d not acknowledged in time", t.Unacked)
 	}
 	r.add(ctx, t.Client.Addr(), "tftp", t.File, detail)
 }

@@ -53,6 +53,8 @@ func TestTransferDone(t *testing.T) {
 			[]store.Event{{HRN: "node1-2.sb8", At: at, Source: "tftp", What: "linux", Detail: "failed after 1408 bytes: timeout"}}, "error"},
 		{"pxelinux's probes for missing files are not events", tftpd.Transfer{Client: node, File: "pxelinux.cfg/01-52-54-00-00-00-01", Err: fmt.Errorf("x: %w", tftpd.ErrNotFound)}, nil, "not_found"},
 		{"a host not in the inventory", tftpd.Transfer{Client: other, File: "pxelinux.0"}, nil, "ok"},
+		{"blocks sent again show", tftpd.Transfer{Client: node, File: "linux", Bytes: 1408, BlkSize: 1408, Duration: 2 * time.Second, Unacked: 2},
+			[]store.Event{{HRN: "node1-2.sb8", At: at, Source: "tftp", What: "linux", Detail: "1408 bytes, blksize 1408, 2s, 2 not acknowledged in time"}}, "ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +67,11 @@ func TestTransferDone(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 			checkCounted(t, met, "tftp", tt.counted)
+			rec := httptest.NewRecorder()
+			met.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			if want := fmt.Sprintf("\nnetbootd_tftp_unacked_datagrams_total %d\n", tt.tr.Unacked); !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("metrics lack %q", strings.TrimSpace(want))
+			}
 		})
 	}
 }
